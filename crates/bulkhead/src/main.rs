@@ -1,0 +1,34 @@
+//! The `bulkhead` binary: `serve`, `lab`, `bench` and `admin` subcommands.
+
+mod lab;
+
+use clap::{Parser, Subcommand};
+
+/// Bulkhead: a time-series database whose IO, writes, flushes, queries and compactions
+/// each run on their own runtime, so compaction can never starve the rest.
+#[derive(Debug, Parser)]
+#[command(name = "bulkhead", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Reproduce the seed's experiments: why CPU work must not share IO's runtime.
+    Lab(lab::LabArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Lab(args) => lab::run(args),
+    }
+}

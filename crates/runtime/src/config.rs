@@ -1,0 +1,181 @@
+//! Configuration of the bulkheads: which runtimes exist, their sizes and priorities.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The name of one bulkhead. Every piece of work in Bulkhead runs on exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeName {
+    /// Network servers, object-store IO, file IO hand-off. The only runtime with an IO driver.
+    Io,
+    /// Line-protocol parsing, WAL encoding, memtable inserts.
+    Write,
+    /// Memtable sort, dedup and Parquet encoding.
+    Flush,
+    /// DataFusion plans.
+    Query,
+    /// SST merge and re-encode, at low OS priority.
+    Compact,
+}
+
+impl RuntimeName {
+    /// Every bulkhead, in a stable order.
+    pub const ALL: [RuntimeName; 5] = [
+        RuntimeName::Io,
+        RuntimeName::Write,
+        RuntimeName::Flush,
+        RuntimeName::Query,
+        RuntimeName::Compact,
+    ];
+
+    /// The lowercase name used in thread names, metrics and config keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeName::Io => "io",
+            RuntimeName::Write => "write",
+            RuntimeName::Flush => "flush",
+            RuntimeName::Query => "query",
+            RuntimeName::Compact => "compact",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for RuntimeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the named runtimes map onto tokio runtimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeMode {
+    /// One tokio runtime per name (the production layout).
+    #[default]
+    Isolated,
+    /// Every name on one shared runtime. Exists only so that the lab and the
+    /// benchmarks can show what isolation buys; never use it in production.
+    Shared,
+}
+
+impl FromStr for RuntimeMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "isolated" => Ok(RuntimeMode::Isolated),
+            "shared" => Ok(RuntimeMode::Shared),
+            other => Err(format!(
+                "unknown runtime mode `{other}` (expected `isolated` or `shared`)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for RuntimeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuntimeMode::Isolated => "isolated",
+            RuntimeMode::Shared => "shared",
+        })
+    }
+}
+
+/// Everything needed to build the bulkheads. Built once in `main`, passed down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    pub mode: RuntimeMode,
+    pub io_threads: usize,
+    pub write_threads: usize,
+    pub flush_threads: usize,
+    pub query_threads: usize,
+    pub compact_threads: usize,
+    /// Worker threads of the single runtime in `shared` mode.
+    pub shared_threads: usize,
+    /// OS nice value applied to `compact` threads (0 = unchanged, 19 = lowest priority).
+    pub compact_nice: i32,
+    /// A single poll longer than this counts as a slow poll.
+    pub slow_poll_threshold: Duration,
+    /// A runtime that does not answer the watchdog within this is counted as stalled.
+    pub watchdog_threshold: Duration,
+    /// How often the watchdog pings every runtime.
+    pub watchdog_interval: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self::for_parallelism(available_parallelism())
+    }
+}
+
+impl RuntimeConfig {
+    /// Defaults for a machine with `cores` CPUs. On 2 cores: io 2, every CPU runtime 1.
+    /// CPU runtimes deliberately add up to more threads than cores: the OS time-slices
+    /// them, and `compact` runs niced so it yields to flushes, writes and queries.
+    pub fn for_parallelism(cores: usize) -> Self {
+        let cores = cores.max(1);
+        Self {
+            mode: RuntimeMode::Isolated,
+            io_threads: (cores / 4).max(2),
+            write_threads: (cores / 2).max(1),
+            flush_threads: (cores / 4).max(1),
+            query_threads: (cores / 2).max(1),
+            compact_threads: (cores / 4).max(1),
+            shared_threads: cores.max(2),
+            compact_nice: 10,
+            slow_poll_threshold: Duration::from_millis(10),
+            watchdog_threshold: Duration::from_millis(100),
+            watchdog_interval: Duration::from_millis(20),
+        }
+    }
+
+    /// Thread count configured for `name` (in isolated mode).
+    pub fn threads(&self, name: RuntimeName) -> usize {
+        match name {
+            RuntimeName::Io => self.io_threads,
+            RuntimeName::Write => self.write_threads,
+            RuntimeName::Flush => self.flush_threads,
+            RuntimeName::Query => self.query_threads,
+            RuntimeName::Compact => self.compact_threads,
+        }
+    }
+}
+
+/// The machine's parallelism, or 2 if it cannot be known.
+pub fn available_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_suit_two_cores_and_scale() {
+        let two = RuntimeConfig::for_parallelism(2);
+        assert_eq!(
+            (two.io_threads, two.write_threads, two.flush_threads, two.query_threads, two.compact_threads),
+            (2, 1, 1, 1, 1)
+        );
+        let sixteen = RuntimeConfig::for_parallelism(16);
+        assert_eq!(sixteen.io_threads, 4);
+        assert_eq!(sixteen.query_threads, 8);
+        assert_eq!(sixteen.compact_threads, 4);
+    }
+
+    #[test]
+    fn mode_parses_and_rejects_unknown() {
+        assert_eq!("shared".parse::<RuntimeMode>().unwrap(), RuntimeMode::Shared);
+        let err = "both".parse::<RuntimeMode>().unwrap_err();
+        assert!(err.contains("both"), "{err}");
+    }
+}

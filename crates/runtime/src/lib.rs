@@ -1,0 +1,25 @@
+//! The bulkheads: named tokio runtimes that keep CPU-heavy work away from IO.
+//!
+//! Bulkhead runs every piece of work on one of five runtimes ([`RuntimeName`]): `io`
+//! (servers, object-store and file IO; the only runtime with an IO driver), `write`
+//! (parsing, WAL encoding, memtable inserts), `flush` (Parquet encoding), `query`
+//! (DataFusion) and `compact` (merges, at low OS priority). [`Runtimes`] builds them
+//! once from a [`RuntimeConfig`]; it is passed down as `Arc<Runtimes>`.
+//!
+//! IO never runs on a CPU runtime: [`store::IoObjectStore`] spawns every object-store
+//! call on `io`, and [`store::io_http_connector`] makes S3 connections live there too
+//! (the seed's connection-pool bug; see `docs/lab.md`). A watchdog thread counts stalls
+//! per runtime, and [`Runtimes::snapshot`] exposes the metrics.
+
+mod config;
+mod metrics;
+mod runtimes;
+pub mod store;
+mod watchdog;
+
+pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};
+pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label};
+#[cfg(target_os = "linux")]
+pub use runtimes::current_thread_nice;
+pub use runtimes::{RunHandle, RuntimeError, Runtimes};
+pub use watchdog::StallEvent;

@@ -1,0 +1,223 @@
+//! Per-runtime counters: slow polls, stalls, busy ratio, and the snapshot served at
+//! `/metrics` and `/debug/bulkheads`.
+//!
+//! Tokio's stable metrics give workers, alive tasks, global queue depth and per-worker
+//! busy time. Poll durations are not stable in tokio, so Bulkhead measures them itself:
+//! every task spawned through [`crate::Runtimes`] is wrapped in [`Instrumented`], which
+//! times each `poll` and publishes "a poll started at T on worker slot N" so that the
+//! watchdog can see a worker stuck inside one poll while it is still stuck.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::config::RuntimeName;
+
+/// Nanoseconds since process start, never 0 (0 means "not set" in the slots).
+pub(crate) fn now_nanos() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    start.elapsed().as_nanos() as u64 + 1
+}
+
+/// One worker (or blocking) thread of a runtime, as seen by the watchdog.
+#[derive(Debug, Default)]
+pub(crate) struct ThreadSlot {
+    /// `now_nanos()` when the current instrumented poll began, 0 when not polling.
+    pub(crate) poll_started: AtomicU64,
+    pub(crate) thread_name: Mutex<String>,
+}
+
+/// Counters of one tokio runtime (one per name in isolated mode, one in shared mode).
+#[derive(Debug)]
+pub(crate) struct RuntimeStats {
+    pub(crate) label: String,
+    pub(crate) names: Vec<RuntimeName>,
+    pub(crate) slow_poll_threshold: Duration,
+    pub(crate) slow_polls: AtomicU64,
+    pub(crate) polls: AtomicU64,
+    pub(crate) stalls: AtomicU64,
+    pub(crate) max_stall_nanos: AtomicU64,
+    /// Busy ratio over the last watchdog window, as `f64::to_bits`.
+    pub(crate) busy_ratio_bits: AtomicU64,
+    pub(crate) slots: Mutex<Vec<Arc<ThreadSlot>>>,
+}
+
+impl RuntimeStats {
+    pub(crate) fn new(label: String, names: Vec<RuntimeName>, slow_poll_threshold: Duration) -> Self {
+        Self {
+            label,
+            names,
+            slow_poll_threshold,
+            slow_polls: AtomicU64::new(0),
+            polls: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            max_stall_nanos: AtomicU64::new(0),
+            busy_ratio_bits: AtomicU64::new(0f64.to_bits()),
+            slots: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Called on every new thread of the runtime (from `on_thread_start`).
+    pub(crate) fn register_current_thread(self: &Arc<Self>) {
+        let slot = Arc::new(ThreadSlot::default());
+        *slot.thread_name.lock() = std::thread::current().name().unwrap_or("?").to_string();
+        self.slots.lock().push(Arc::clone(&slot));
+        CURRENT.with(|c| {
+            *c.borrow_mut() = Some(ThreadCtx {
+                stats: Arc::clone(self),
+                slot,
+            })
+        });
+    }
+
+    /// Called when a runtime thread exits (from `on_thread_stop`): blocking-pool threads
+    /// come and go, so their slots must not pile up.
+    pub(crate) fn unregister_current_thread() {
+        if let Some(ctx) = CURRENT.with(|c| c.borrow_mut().take()) {
+            ctx.stats.slots.lock().retain(|s| !Arc::ptr_eq(s, &ctx.slot));
+        }
+    }
+
+    pub(crate) fn record_stall(&self, how_long: Duration) {
+        self.stalls.fetch_add(1, Ordering::Relaxed);
+        self.max_stall_nanos.fetch_max(how_long.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn busy_ratio(&self) -> f64 {
+        f64::from_bits(self.busy_ratio_bits.load(Ordering::Relaxed))
+    }
+}
+
+struct ThreadCtx {
+    stats: Arc<RuntimeStats>,
+    slot: Arc<ThreadSlot>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<ThreadCtx>> = const { RefCell::new(None) };
+}
+
+/// A future whose every `poll` is timed and visible to the watchdog.
+pub struct Instrumented<F> {
+    inner: Pin<Box<F>>,
+}
+
+impl<F> Instrumented<F> {
+    pub(crate) fn new(inner: F) -> Self {
+        Self { inner: Box::pin(inner) }
+    }
+}
+
+impl<F: Future> Future for Instrumented<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let inner = self.inner.as_mut();
+        CURRENT.with(|c| {
+            let guard = c.borrow();
+            match guard.as_ref() {
+                None => inner.poll(cx),
+                Some(ctx) => timed_poll(ctx, inner, cx),
+            }
+        })
+    }
+}
+
+fn timed_poll<F: Future>(ctx: &ThreadCtx, inner: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // Nested instrumented polls (a future awaiting another) are timed once, by the
+        // outermost poll.
+        let outer = ctx.slot.poll_started.load(Ordering::Relaxed) == 0;
+        let start = now_nanos();
+        if outer {
+            ctx.slot.poll_started.store(start, Ordering::Relaxed);
+        }
+        let out = inner.poll(cx);
+        if outer {
+            ctx.slot.poll_started.store(0, Ordering::Relaxed);
+            let took = Duration::from_nanos(now_nanos() - start);
+            ctx.stats.polls.fetch_add(1, Ordering::Relaxed);
+            if took > ctx.stats.slow_poll_threshold {
+                ctx.stats.slow_polls.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        out
+}
+
+/// The name of the runtime whose thread is running this code, if any (for tests and logs).
+pub fn current_runtime_label() -> Option<String> {
+    CURRENT.with(|c| c.borrow().as_ref().map(|ctx| ctx.stats.label.clone()))
+}
+
+/// A point-in-time view of one runtime, served at `/metrics` and `/debug/bulkheads`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RuntimeSnapshot {
+    /// `io`, `write`, ... in isolated mode; `shared` in shared mode.
+    pub runtime: String,
+    /// The bulkhead names this runtime serves.
+    pub serves: Vec<RuntimeName>,
+    pub workers: usize,
+    pub alive_tasks: usize,
+    /// Tasks waiting in the global (injection) queue.
+    pub queued_tasks: usize,
+    /// Fraction of worker time spent running tasks over the last watchdog window (0..=1).
+    pub busy_ratio: f64,
+    pub polls: u64,
+    pub slow_polls: u64,
+    pub slow_poll_threshold_ms: f64,
+    pub stalls: u64,
+    pub max_stall_ms: f64,
+}
+
+/// All runtimes at one instant.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BulkheadsSnapshot {
+    pub mode: crate::config::RuntimeMode,
+    pub watchdog_threshold_ms: f64,
+    pub runtimes: Vec<RuntimeSnapshot>,
+    /// The last few stalls, oldest first.
+    pub recent_stalls: Vec<crate::watchdog::StallEvent>,
+}
+
+impl BulkheadsSnapshot {
+    /// Stall count of the runtime serving `name`.
+    pub fn stalls(&self, name: RuntimeName) -> u64 {
+        self.runtimes
+            .iter()
+            .find(|r| r.serves.contains(&name))
+            .map(|r| r.stalls)
+            .unwrap_or(0)
+    }
+
+    /// Prometheus text exposition of these metrics (no trailing `# EOF`).
+    pub fn to_prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let metrics: [(&str, &str, &str, fn(&RuntimeSnapshot) -> f64); 8] = [
+            ("bulkhead_runtime_workers", "gauge", "Worker threads of the runtime.", |r| r.workers as f64),
+            ("bulkhead_runtime_alive_tasks", "gauge", "Tasks alive on the runtime.", |r| r.alive_tasks as f64),
+            ("bulkhead_runtime_queued_tasks", "gauge", "Tasks waiting in the runtime's global queue.", |r| r.queued_tasks as f64),
+            ("bulkhead_runtime_busy_ratio", "gauge", "Fraction of worker time spent running tasks.", |r| r.busy_ratio),
+            ("bulkhead_runtime_polls_total", "counter", "Instrumented task polls.", |r| r.polls as f64),
+            ("bulkhead_runtime_slow_polls_total", "counter", "Instrumented polls longer than the slow-poll threshold.", |r| r.slow_polls as f64),
+            ("bulkhead_runtime_stalls_total", "counter", "Times the watchdog found the runtime unresponsive.", |r| r.stalls as f64),
+            ("bulkhead_runtime_max_stall_seconds", "gauge", "Longest stall seen by the watchdog.", |r| r.max_stall_ms / 1000.0),
+        ];
+        for (name, kind, help, get) in metrics {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for r in &self.runtimes {
+                let _ = writeln!(out, "{name}{{runtime=\"{}\"}} {}", r.runtime, get(r));
+            }
+        }
+        out
+    }
+}

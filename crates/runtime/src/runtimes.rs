@@ -1,0 +1,302 @@
+//! Building the named tokio runtimes once, and spawning work onto them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::task::JoinHandle;
+
+use crate::config::{RuntimeConfig, RuntimeMode, RuntimeName};
+use crate::metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, RuntimeStats};
+use crate::watchdog::Watchdog;
+
+/// Errors from running work on a bulkhead.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("failed to build the `{name}` runtime: {source}")]
+    Build {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("task on the `{0}` runtime was cancelled (runtime shutting down)")]
+    Cancelled(RuntimeName),
+}
+
+pub(crate) struct BuiltRuntime {
+    runtime: Option<Runtime>,
+    pub(crate) handle: Handle,
+    pub(crate) stats: Arc<RuntimeStats>,
+}
+
+/// The bulkheads: one tokio runtime per [`RuntimeName`] (or one shared runtime).
+///
+/// Built once in `main` and passed down as `Arc<Runtimes>`; there are no global runtimes.
+/// Dropping it shuts every runtime down in the background (safe from async context).
+pub struct Runtimes {
+    config: RuntimeConfig,
+    /// `RuntimeName::index()` -> index into `built`.
+    map: [usize; 5],
+    pub(crate) built: Vec<BuiltRuntime>,
+    watchdog: Option<Watchdog>,
+}
+
+impl std::fmt::Debug for Runtimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtimes")
+            .field("mode", &self.config.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtimes {
+    /// Build every runtime and start the watchdog.
+    pub fn new(config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
+        let mut built = Vec::new();
+        let mut map = [0usize; 5];
+        match config.mode {
+            RuntimeMode::Shared => {
+                built.push(build_one(
+                    "shared",
+                    RuntimeName::ALL.to_vec(),
+                    config.shared_threads,
+                    true,
+                    0,
+                    &config,
+                )?);
+            }
+            RuntimeMode::Isolated => {
+                for name in RuntimeName::ALL {
+                    map[name.index()] = built.len();
+                    let nice = if name == RuntimeName::Compact { config.compact_nice } else { 0 };
+                    built.push(build_one(
+                        name.as_str(),
+                        vec![name],
+                        config.threads(name),
+                        name == RuntimeName::Io,
+                        nice,
+                        &config,
+                    )?);
+                }
+            }
+        }
+        let mut runtimes = Self {
+            config,
+            map,
+            built,
+            watchdog: None,
+        };
+        runtimes.watchdog = Some(Watchdog::start(&runtimes));
+        Ok(Arc::new(runtimes))
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn mode(&self) -> RuntimeMode {
+        self.config.mode
+    }
+
+    fn get(&self, name: RuntimeName) -> &BuiltRuntime {
+        &self.built[self.map[name.index()]]
+    }
+
+    /// The tokio handle serving `name`.
+    pub fn handle(&self, name: RuntimeName) -> &Handle {
+        &self.get(name).handle
+    }
+
+    pub fn io(&self) -> &Handle {
+        self.handle(RuntimeName::Io)
+    }
+
+    /// Spawn `fut` on the runtime serving `name`. Its polls are timed for the metrics
+    /// and visible to the watchdog.
+    pub fn spawn<F>(&self, name: RuntimeName, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle(name).spawn(Instrumented::new(fut))
+    }
+
+    /// Spawn `fut` on `io`: the way to start any IO from a CPU runtime.
+    pub fn spawn_io<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn(RuntimeName::Io, fut)
+    }
+
+    /// Run `fut` on `name` and await its result from wherever the caller is.
+    ///
+    /// Dropping the returned future aborts the task (so a dropped request cancels its
+    /// work). A panic in the task is resumed in the caller.
+    pub fn run<F>(&self, name: RuntimeName, fut: F) -> RunHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        RunHandle {
+            name,
+            handle: self.spawn(name, fut),
+        }
+    }
+
+    /// Block the calling (non-runtime) thread on `fut`, run on `name`.
+    pub fn block_on<F>(&self, name: RuntimeName, fut: F) -> Result<F::Output, RuntimeError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handle = self.run(name, fut);
+        futures::executor::block_on(handle)
+    }
+
+    /// Metrics and watchdog counters of every runtime.
+    pub fn snapshot(&self) -> BulkheadsSnapshot {
+        let runtimes = self
+            .built
+            .iter()
+            .map(|b| {
+                let m = b.handle.metrics();
+                RuntimeSnapshot {
+                    runtime: b.stats.label.clone(),
+                    serves: b.stats.names.clone(),
+                    workers: m.num_workers(),
+                    alive_tasks: m.num_alive_tasks(),
+                    queued_tasks: m.global_queue_depth(),
+                    busy_ratio: b.stats.busy_ratio(),
+                    polls: b.stats.polls.load(Ordering::Relaxed),
+                    slow_polls: b.stats.slow_polls.load(Ordering::Relaxed),
+                    slow_poll_threshold_ms: b.stats.slow_poll_threshold.as_secs_f64() * 1e3,
+                    stalls: b.stats.stalls.load(Ordering::Relaxed),
+                    max_stall_ms: b.stats.max_stall_nanos.load(Ordering::Relaxed) as f64 / 1e6,
+                }
+            })
+            .collect();
+        BulkheadsSnapshot {
+            mode: self.config.mode,
+            watchdog_threshold_ms: self.config.watchdog_threshold.as_secs_f64() * 1e3,
+            runtimes,
+            recent_stalls: self
+                .watchdog
+                .as_ref()
+                .map(|w| w.recent_stalls())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            w.stop();
+        }
+        for b in &mut self.built {
+            if let Some(rt) = b.runtime.take() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
+fn build_one(
+    label: &str,
+    names: Vec<RuntimeName>,
+    threads: usize,
+    with_io: bool,
+    nice: i32,
+    config: &RuntimeConfig,
+) -> Result<BuiltRuntime, RuntimeError> {
+    let stats = Arc::new(RuntimeStats::new(
+        label.to_string(),
+        names,
+        config.slow_poll_threshold,
+    ));
+    let mut builder = Builder::new_multi_thread();
+    builder.worker_threads(threads.max(1));
+    // Only `io` (or the shared runtime) gets an IO driver. CPU runtimes have timers
+    // only, so a socket opened there panics ("IO is disabled") instead of silently
+    // tying its readiness to a runtime that may be busy for seconds.
+    if with_io {
+        builder.enable_all();
+    } else {
+        builder.enable_time();
+    }
+    let counter = Arc::new(AtomicUsize::new(0));
+    let prefix = format!("bh-{label}");
+    builder.thread_name_fn(move || format!("{prefix}-{}", counter.fetch_add(1, Ordering::Relaxed)));
+    let start_stats = Arc::clone(&stats);
+    builder.on_thread_start(move || {
+        start_stats.register_current_thread();
+        if nice != 0 {
+            set_current_thread_nice(nice);
+        }
+    });
+    builder.on_thread_stop(RuntimeStats::unregister_current_thread);
+    let runtime = builder.build().map_err(|source| RuntimeError::Build {
+        name: label.to_string(),
+        source,
+    })?;
+    Ok(BuiltRuntime {
+        handle: runtime.handle().clone(),
+        runtime: Some(runtime),
+        stats,
+    })
+}
+
+/// Lower (or raise) the OS priority of the calling thread. On Linux, `setpriority` with
+/// a thread id applies to that thread only.
+#[cfg(target_os = "linux")]
+fn set_current_thread_nice(nice: i32) {
+    // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if rc != 0 {
+        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "could not set thread priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_current_thread_nice(nice: i32) {
+    tracing::debug!(nice, "thread priorities are only applied on Linux");
+}
+
+/// The current OS nice value of the calling thread (Linux), for tests and diagnostics.
+#[cfg(target_os = "linux")]
+pub fn current_thread_nice() -> i32 {
+    // SAFETY: see `set_current_thread_nice`.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+}
+
+/// A task running on a bulkhead, awaited from elsewhere; aborts the task when dropped.
+#[derive(Debug)]
+pub struct RunHandle<T> {
+    name: RuntimeName,
+    handle: JoinHandle<T>,
+}
+
+impl<T> Future for RunHandle<T> {
+    type Output = Result<T, RuntimeError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let name = self.name;
+        match Pin::new(&mut self.handle).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(v)) => Poll::Ready(Ok(v)),
+            Poll::Ready(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(RuntimeError::Cancelled(name))),
+        }
+    }
+}
+
+impl<T> Drop for RunHandle<T> {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
