@@ -163,7 +163,13 @@ mod tests {
     fn defaults_suit_two_cores_and_scale() {
         let two = RuntimeConfig::for_parallelism(2);
         assert_eq!(
-            (two.io_threads, two.write_threads, two.flush_threads, two.query_threads, two.compact_threads),
+            (
+                two.io_threads,
+                two.write_threads,
+                two.flush_threads,
+                two.query_threads,
+                two.compact_threads
+            ),
             (2, 1, 1, 1, 1)
         );
         let sixteen = RuntimeConfig::for_parallelism(16);
@@ -174,7 +180,10 @@ mod tests {
 
     #[test]
     fn mode_parses_and_rejects_unknown() {
-        assert_eq!("shared".parse::<RuntimeMode>().unwrap(), RuntimeMode::Shared);
+        assert_eq!(
+            "shared".parse::<RuntimeMode>().unwrap(),
+            RuntimeMode::Shared
+        );
         let err = "both".parse::<RuntimeMode>().unwrap_err();
         assert!(err.contains("both"), "{err}");
     }

@@ -52,7 +52,11 @@ pub(crate) struct RuntimeStats {
 }
 
 impl RuntimeStats {
-    pub(crate) fn new(label: String, names: Vec<RuntimeName>, slow_poll_threshold: Duration) -> Self {
+    pub(crate) fn new(
+        label: String,
+        names: Vec<RuntimeName>,
+        slow_poll_threshold: Duration,
+    ) -> Self {
         Self {
             label,
             names,
@@ -83,13 +87,17 @@ impl RuntimeStats {
     /// come and go, so their slots must not pile up.
     pub(crate) fn unregister_current_thread() {
         if let Some(ctx) = CURRENT.with(|c| c.borrow_mut().take()) {
-            ctx.stats.slots.lock().retain(|s| !Arc::ptr_eq(s, &ctx.slot));
+            ctx.stats
+                .slots
+                .lock()
+                .retain(|s| !Arc::ptr_eq(s, &ctx.slot));
         }
     }
 
     pub(crate) fn record_stall(&self, how_long: Duration) {
         self.stalls.fetch_add(1, Ordering::Relaxed);
-        self.max_stall_nanos.fetch_max(how_long.as_nanos() as u64, Ordering::Relaxed);
+        self.max_stall_nanos
+            .fetch_max(how_long.as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn busy_ratio(&self) -> f64 {
@@ -113,7 +121,9 @@ pub struct Instrumented<F> {
 
 impl<F> Instrumented<F> {
     pub(crate) fn new(inner: F) -> Self {
-        Self { inner: Box::pin(inner) }
+        Self {
+            inner: Box::pin(inner),
+        }
     }
 }
 
@@ -132,24 +142,28 @@ impl<F: Future> Future for Instrumented<F> {
     }
 }
 
-fn timed_poll<F: Future>(ctx: &ThreadCtx, inner: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // Nested instrumented polls (a future awaiting another) are timed once, by the
-        // outermost poll.
-        let outer = ctx.slot.poll_started.load(Ordering::Relaxed) == 0;
-        let start = now_nanos();
-        if outer {
-            ctx.slot.poll_started.store(start, Ordering::Relaxed);
+fn timed_poll<F: Future>(
+    ctx: &ThreadCtx,
+    inner: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    // Nested instrumented polls (a future awaiting another) are timed once, by the
+    // outermost poll.
+    let outer = ctx.slot.poll_started.load(Ordering::Relaxed) == 0;
+    let start = now_nanos();
+    if outer {
+        ctx.slot.poll_started.store(start, Ordering::Relaxed);
+    }
+    let out = inner.poll(cx);
+    if outer {
+        ctx.slot.poll_started.store(0, Ordering::Relaxed);
+        let took = Duration::from_nanos(now_nanos() - start);
+        ctx.stats.polls.fetch_add(1, Ordering::Relaxed);
+        if took > ctx.stats.slow_poll_threshold {
+            ctx.stats.slow_polls.fetch_add(1, Ordering::Relaxed);
         }
-        let out = inner.poll(cx);
-        if outer {
-            ctx.slot.poll_started.store(0, Ordering::Relaxed);
-            let took = Duration::from_nanos(now_nanos() - start);
-            ctx.stats.polls.fetch_add(1, Ordering::Relaxed);
-            if took > ctx.stats.slow_poll_threshold {
-                ctx.stats.slow_polls.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        out
+    }
+    out
 }
 
 /// The name of the runtime whose thread is running this code, if any (for tests and logs).
@@ -202,14 +216,54 @@ impl BulkheadsSnapshot {
         use std::fmt::Write;
         let mut out = String::new();
         let metrics: [(&str, &str, &str, fn(&RuntimeSnapshot) -> f64); 8] = [
-            ("bulkhead_runtime_workers", "gauge", "Worker threads of the runtime.", |r| r.workers as f64),
-            ("bulkhead_runtime_alive_tasks", "gauge", "Tasks alive on the runtime.", |r| r.alive_tasks as f64),
-            ("bulkhead_runtime_queued_tasks", "gauge", "Tasks waiting in the runtime's global queue.", |r| r.queued_tasks as f64),
-            ("bulkhead_runtime_busy_ratio", "gauge", "Fraction of worker time spent running tasks.", |r| r.busy_ratio),
-            ("bulkhead_runtime_polls_total", "counter", "Instrumented task polls.", |r| r.polls as f64),
-            ("bulkhead_runtime_slow_polls_total", "counter", "Instrumented polls longer than the slow-poll threshold.", |r| r.slow_polls as f64),
-            ("bulkhead_runtime_stalls_total", "counter", "Times the watchdog found the runtime unresponsive.", |r| r.stalls as f64),
-            ("bulkhead_runtime_max_stall_seconds", "gauge", "Longest stall seen by the watchdog.", |r| r.max_stall_ms / 1000.0),
+            (
+                "bulkhead_runtime_workers",
+                "gauge",
+                "Worker threads of the runtime.",
+                |r| r.workers as f64,
+            ),
+            (
+                "bulkhead_runtime_alive_tasks",
+                "gauge",
+                "Tasks alive on the runtime.",
+                |r| r.alive_tasks as f64,
+            ),
+            (
+                "bulkhead_runtime_queued_tasks",
+                "gauge",
+                "Tasks waiting in the runtime's global queue.",
+                |r| r.queued_tasks as f64,
+            ),
+            (
+                "bulkhead_runtime_busy_ratio",
+                "gauge",
+                "Fraction of worker time spent running tasks.",
+                |r| r.busy_ratio,
+            ),
+            (
+                "bulkhead_runtime_polls_total",
+                "counter",
+                "Instrumented task polls.",
+                |r| r.polls as f64,
+            ),
+            (
+                "bulkhead_runtime_slow_polls_total",
+                "counter",
+                "Instrumented polls longer than the slow-poll threshold.",
+                |r| r.slow_polls as f64,
+            ),
+            (
+                "bulkhead_runtime_stalls_total",
+                "counter",
+                "Times the watchdog found the runtime unresponsive.",
+                |r| r.stalls as f64,
+            ),
+            (
+                "bulkhead_runtime_max_stall_seconds",
+                "gauge",
+                "Longest stall seen by the watchdog.",
+                |r| r.max_stall_ms / 1000.0,
+            ),
         ];
         for (name, kind, help, get) in metrics {
             let _ = writeln!(out, "# HELP {name} {help}");

@@ -71,7 +71,11 @@ impl Runtimes {
             RuntimeMode::Isolated => {
                 for name in RuntimeName::ALL {
                     map[name.index()] = built.len();
-                    let nice = if name == RuntimeName::Compact { config.compact_nice } else { 0 };
+                    let nice = if name == RuntimeName::Compact {
+                        config.compact_nice
+                    } else {
+                        0
+                    };
                     built.push(build_one(
                         name.as_str(),
                         vec![name],

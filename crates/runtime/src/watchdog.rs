@@ -117,7 +117,7 @@ fn check(w: &mut Watched, threshold: Duration, recent: &Mutex<VecDeque<StallEven
     let threshold_ns = threshold.as_nanos() as u64;
 
     // (1) The ping: answered -> send the next one; late -> a stall.
-    let mut late_since = None;
+    let mut late_ping = None;
     if w.ping_sent != 0 && w.ping_answered.load(Ordering::Acquire) >= w.ping_sent {
         w.ping_sent = 0;
     }
@@ -129,20 +129,26 @@ fn check(w: &mut Watched, threshold: Duration, recent: &Mutex<VecDeque<StallEven
             answered.fetch_max(sent, Ordering::Release);
         });
     } else if now - w.ping_sent > threshold_ns {
-        late_since = Some((w.ping_sent, None));
+        late_ping = Some(w.ping_sent);
     }
 
-    // (2) A worker stuck inside one instrumented poll.
+    // (2) A worker stuck inside one instrumented poll: the earliest one names the thread.
+    let mut late_slot: Option<(u64, String)> = None;
     for slot in w.stats.slots.lock().iter() {
         let started = slot.poll_started.load(Ordering::Relaxed);
-        if started != 0 && now.saturating_sub(started) > threshold_ns {
-            let earlier = late_since.as_ref().is_none_or(|(t, _)| started < *t);
-            if earlier {
-                late_since = Some((started, Some(slot.thread_name.lock().clone())));
-            }
+        if started != 0
+            && now.saturating_sub(started) > threshold_ns
+            && late_slot.as_ref().is_none_or(|(t, _)| started < *t)
+        {
+            late_slot = Some((started, slot.thread_name.lock().clone()));
         }
     }
 
+    let late_since = match (late_ping, late_slot) {
+        (None, None) => None,
+        (Some(p), None) => Some((p, None)),
+        (p, Some((s, thread))) => Some((p.map_or(s, |p| p.min(s)), Some(thread))),
+    };
     match late_since {
         Some((since, thread)) => {
             if w.stall_since == 0 {

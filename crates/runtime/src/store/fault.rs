@@ -96,12 +96,21 @@ impl fmt::Display for FaultInjectingStore {
 
 #[async_trait]
 impl ObjectStore for FaultInjectingStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         self.inject("put").await?;
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
         self.inject("put_multipart").await?;
         self.inner.put_multipart_opts(location, opts).await
     }
@@ -116,7 +125,10 @@ impl ObjectStore for FaultInjectingStore {
         self.inner.get_ranges(location, ranges).await
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
         // Deletes are injected per stream: one check, then the inner store's stream.
         let inner = Arc::clone(&self.inner);
         let check = self.inject_owned("delete");
@@ -170,7 +182,8 @@ impl FaultInjectingStore {
                 r.start
             }
         });
-        let fail = down || (cfg.error_probability > 0.0 && rng.random_bool(cfg.error_probability.min(1.0)));
+        let fail = down
+            || (cfg.error_probability > 0.0 && rng.random_bool(cfg.error_probability.min(1.0)));
         if fail {
             self.injected_errors.fetch_add(1, Ordering::Relaxed);
         }

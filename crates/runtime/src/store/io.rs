@@ -18,9 +18,9 @@ use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    RenameOptions, Result, UploadPart,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    UploadPart,
 };
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -79,7 +79,12 @@ impl fmt::Display for IoObjectStore {
 
 #[async_trait]
 impl ObjectStore for IoObjectStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         let (inner, location) = (Arc::clone(&self.inner), location.clone());
         self.on_io(async move { inner.put_opts(&location, payload, opts).await })
             .await
@@ -127,12 +132,16 @@ impl ObjectStore for IoObjectStore {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        let (inner, location, ranges) = (Arc::clone(&self.inner), location.clone(), ranges.to_vec());
+        let (inner, location, ranges) =
+            (Arc::clone(&self.inner), location.clone(), ranges.to_vec());
         self.on_io(async move { inner.get_ranges(&location, &ranges).await })
             .await
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
         let inner = Arc::clone(&self.inner);
         self.forward(async move { inner.delete_stream(locations) })
     }
@@ -142,7 +151,11 @@ impl ObjectStore for IoObjectStore {
         self.forward(async move { inner.list(prefix.as_ref()) })
     }
 
-    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
         let (inner, prefix, offset) = (Arc::clone(&self.inner), prefix.cloned(), offset.clone());
         self.forward(async move { inner.list_with_offset(prefix.as_ref(), &offset) })
     }
@@ -220,14 +233,19 @@ impl IoMultipartUpload {
     async fn with_inner<T, F>(&mut self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'a> FnOnce(&'a mut Box<dyn MultipartUpload>) -> futures::future::BoxFuture<'a, Result<T>>
+        F: for<'a> FnOnce(
+                &'a mut Box<dyn MultipartUpload>,
+            ) -> futures::future::BoxFuture<'a, Result<T>>
             + Send
             + 'static,
     {
-        let mut upload = self.inner.take().ok_or_else(|| object_store::Error::Generic {
-            store: "io",
-            source: "multipart upload used after a cancelled complete/abort".into(),
-        })?;
+        let mut upload = self
+            .inner
+            .take()
+            .ok_or_else(|| object_store::Error::Generic {
+                store: "io",
+                source: "multipart upload used after a cancelled complete/abort".into(),
+            })?;
         let joined = self
             .io
             .spawn(async move {

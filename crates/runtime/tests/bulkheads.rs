@@ -1,0 +1,283 @@
+//! Scenario tests of the bulkheads: IO placement, IO-less CPU runtimes, the watchdog.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bulkhead_runtime::store::IoObjectStore;
+use bulkhead_runtime::{RuntimeConfig, RuntimeMode, RuntimeName, Runtimes};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+use parking_lot::Mutex;
+
+/// A store that records the name of the thread each operation (and each body chunk)
+/// runs on, delegating to an in-memory store.
+#[derive(Debug, Default)]
+struct RecordingStore {
+    inner: InMemory,
+    threads: Arc<Mutex<Vec<String>>>,
+}
+
+fn record(threads: &Mutex<Vec<String>>, op: &str) {
+    let name = std::thread::current().name().unwrap_or("?").to_string();
+    threads.lock().push(format!("{op}@{name}"));
+}
+
+impl std::fmt::Display for RecordingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordingStore")
+    }
+}
+
+#[async_trait]
+impl ObjectStore for RecordingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        record(&self.threads, "put");
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        record(&self.threads, "get");
+        let mut result = self.inner.get_opts(location, options).await?;
+        // Record where the body is actually read, chunk by chunk.
+        if let GetResultPayload::Stream(stream) = result.payload {
+            let threads = Arc::clone(&self.threads);
+            result.payload =
+                GetResultPayload::Stream(stream.inspect(move |_| record(&threads, "body")).boxed());
+        }
+        Ok(result)
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        record(&self.threads, "list");
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn runtimes() -> Arc<Runtimes> {
+    Runtimes::new(RuntimeConfig::for_parallelism(2)).expect("build runtimes")
+}
+
+#[test]
+fn object_store_io_awaited_from_compact_runs_on_io() {
+    let rt = runtimes();
+    let recording = Arc::new(RecordingStore::default());
+    let threads = Arc::clone(&recording.threads);
+    let store = IoObjectStore::new(recording, rt.io().clone());
+    let (awaited_on, body) = rt
+        .block_on(RuntimeName::Compact, async move {
+            let path = Path::from("a/b.parquet");
+            store
+                .put(&path, PutPayload::from_static(b"hello"))
+                .await
+                .unwrap();
+            let body = store.get(&path).await.unwrap().bytes().await.unwrap();
+            let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+            assert_eq!(listed.len(), 1);
+            let name = std::thread::current().name().unwrap().to_string();
+            (name, body)
+        })
+        .unwrap();
+    assert_eq!(&body[..], b"hello");
+    assert!(
+        awaited_on.starts_with("bh-compact-"),
+        "awaited on {awaited_on}"
+    );
+    let threads = threads.lock().clone();
+    assert!(
+        threads.iter().any(|t| t.starts_with("body@")),
+        "{threads:?}"
+    );
+    for t in &threads {
+        let thread = t.split('@').nth(1).unwrap();
+        assert!(thread.starts_with("bh-io-"), "IO ran off io: {threads:?}");
+    }
+}
+
+#[test]
+fn io_on_a_cpu_runtime_fails_loudly() {
+    let rt = runtimes();
+    for name in [
+        RuntimeName::Write,
+        RuntimeName::Flush,
+        RuntimeName::Query,
+        RuntimeName::Compact,
+    ] {
+        let joined = futures::executor::block_on(rt.handle(name).spawn(async {
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map(|_| ())
+        }));
+        let err = joined.expect_err("IO on a CPU runtime must not succeed");
+        assert!(err.is_panic(), "{name}: {err}");
+        let payload = err.into_panic();
+        let msg = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        assert!(msg.contains("IO is disabled"), "{name}: {msg}");
+    }
+    // ... while the io runtime does IO fine.
+    let bound = rt
+        .block_on(RuntimeName::Io, async {
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.is_ok()
+        })
+        .unwrap();
+    assert!(bound);
+}
+
+#[test]
+fn threads_are_named_and_compact_is_niced() {
+    let rt = runtimes();
+    for name in RuntimeName::ALL {
+        let thread = rt
+            .block_on(name, async {
+                std::thread::current().name().unwrap().to_string()
+            })
+            .unwrap();
+        assert!(
+            thread.starts_with(&format!("bh-{name}-")),
+            "{name} ran on {thread}"
+        );
+    }
+    let compact_nice = rt
+        .block_on(RuntimeName::Compact, async {
+            bulkhead_runtime::current_thread_nice()
+        })
+        .unwrap();
+    let write_nice = rt
+        .block_on(RuntimeName::Write, async {
+            bulkhead_runtime::current_thread_nice()
+        })
+        .unwrap();
+    assert_eq!(
+        compact_nice,
+        write_nice + 10,
+        "compact threads run 10 nice levels lower"
+    );
+}
+
+#[test]
+fn shared_mode_puts_every_name_on_one_runtime() {
+    let mut cfg = RuntimeConfig::for_parallelism(2);
+    cfg.mode = RuntimeMode::Shared;
+    let rt = Runtimes::new(cfg).unwrap();
+    for name in RuntimeName::ALL {
+        let thread = rt
+            .block_on(name, async {
+                std::thread::current().name().unwrap().to_string()
+            })
+            .unwrap();
+        assert!(thread.starts_with("bh-shared-"), "{name} ran on {thread}");
+    }
+    let snap = rt.snapshot();
+    assert_eq!(snap.runtimes.len(), 1);
+    assert_eq!(snap.runtimes[0].serves.len(), 5);
+}
+
+#[test]
+fn watchdog_names_a_blocked_write_worker_while_io_keeps_answering() {
+    let rt = runtimes();
+    assert_eq!(rt.snapshot().stalls(RuntimeName::Write), 0);
+    let threshold = rt.config().watchdog_threshold;
+    let blocker = rt.spawn(RuntimeName::Write, async {
+        std::thread::sleep(Duration::from_millis(300));
+    });
+
+    // While `write` is blocked, `io` answers pings promptly.
+    let mut worst_ping = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_millis(250);
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        rt.block_on(RuntimeName::Io, async {}).unwrap();
+        worst_ping = worst_ping.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    futures::executor::block_on(blocker).unwrap();
+
+    let snap = rt.snapshot();
+    assert!(
+        worst_ping < Duration::from_millis(20),
+        "io ping took {worst_ping:?}"
+    );
+    assert_eq!(snap.stalls(RuntimeName::Write), 1, "{snap:#?}");
+    assert_eq!(snap.stalls(RuntimeName::Io), 0, "{snap:#?}");
+    let event = snap
+        .recent_stalls
+        .iter()
+        .find(|e| e.runtime == "write")
+        .expect("a stall event naming write");
+    assert!(
+        event.detected_after_ms <= 2.0 * threshold.as_secs_f64() * 1e3,
+        "detected after {} ms",
+        event.detected_after_ms
+    );
+    assert!(
+        event
+            .thread
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("bh-write-"),
+        "{event:?}"
+    );
+    let write = snap.runtimes.iter().find(|r| r.runtime == "write").unwrap();
+    assert!(write.slow_polls >= 1);
+    assert!(write.max_stall_ms >= threshold.as_secs_f64() * 1e3);
+}
+
+#[test]
+fn dropping_a_run_handle_cancels_the_task() {
+    let rt = runtimes();
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&finished);
+    let handle = rt.run(RuntimeName::Query, async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    drop(handle);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(!finished.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[test]
+fn prometheus_text_has_every_runtime() {
+    let rt = runtimes();
+    let text = rt.snapshot().to_prometheus();
+    for name in RuntimeName::ALL {
+        assert!(
+            text.contains(&format!(
+                "bulkhead_runtime_stalls_total{{runtime=\"{name}\"}} 0"
+            )),
+            "{text}"
+        );
+    }
+}
