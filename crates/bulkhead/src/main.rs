@@ -1,5 +1,6 @@
 //! The `bulkhead` binary: `serve`, `lab`, `bench` and `admin` subcommands.
 
+mod bench;
 mod lab;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Reproduce the seed's experiments: why CPU work must not share IO's runtime.
     Lab(lab::LabArgs),
+    /// Generate workloads and run benchmarks.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +33,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Lab(args) => lab::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,68 @@
+//! `bulkhead bench`: workload generation and benchmarks (see `docs/benchmarks.md`).
+
+mod tsbs;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BenchCommand {
+    /// Generate TSBS cpu-only line protocol (seeded, deterministic).
+    Gen(GenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GenArgs {
+    /// Number of hosts.
+    #[arg(long, default_value_t = 100)]
+    scale: usize,
+    /// Time span to generate, e.g. `1h`, `1day`.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// RNG seed; the same seed always produces the same output.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Gen(args) => generate(args),
+    }
+}
+
+fn generate(args: GenArgs) -> anyhow::Result<()> {
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let intervals = (args.duration.as_nanos() / tsbs::INTERVAL_NS as u128) as u64;
+    let mut generator = tsbs::Generator::new(args.scale, tsbs::DEFAULT_START_NS, args.seed);
+    let mut buf = String::with_capacity(generator.scale() * 400);
+    for _ in 0..intervals {
+        buf.clear();
+        generator.write_interval(&mut buf);
+        out.write_all(buf.as_bytes())?;
+    }
+    out.flush()?;
+    if let Some(path) = &args.out {
+        eprintln!(
+            "wrote {} rows ({} hosts x {intervals} intervals) to {}",
+            intervals as usize * args.scale,
+            args.scale,
+            path.display()
+        );
+    }
+    Ok(())
+}
