@@ -22,7 +22,10 @@ pub enum Error {
     InvalidInput(String),
     /// Memtables hold twice the write buffer: the caller should retry later (HTTP 503).
     #[error("write buffer full ({used_bytes} bytes buffered, limit {limit_bytes}); retry later")]
-    Overloaded { used_bytes: usize, limit_bytes: usize },
+    Overloaded {
+        used_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("database `{0}` not found")]
     DatabaseNotFound(String),
     #[error("table `{db}.{table}` not found")]

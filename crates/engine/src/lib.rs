@@ -1,15 +1,41 @@
 //! The storage engine: WAL, memtables, Parquet SSTs on object storage, manifest.
 //!
-//! Data flow (see `docs/storage.md`): a [`WriteBatch`] is encoded and appended to the WAL
-//! on the `write` runtime, group-committed (fsync) on a blocking thread, then inserted
-//! into per-table memtables and acknowledged. Flush sorts, dedups and encodes Parquet on
-//! `flush`, uploads through the io-bound object store, then commits a manifest edit; only
-//! then is the WAL truncated. Reads take a consistent snapshot of memtables + SSTs.
+//! Data flow (see `docs/storage.md`): a [`WriteBatch`] is validated (schema evolution,
+//! type conflicts) and encoded on the `write` runtime, appended to the WAL by a
+//! dedicated thread that group-commits concurrent writers with one `fsync`, then
+//! inserted into per-table memtables, in WAL sequence order, by an applier task on
+//! `write`, and acknowledged. Memtable memory is accounted globally: writers stall at
+//! the write buffer and get [`Error::Overloaded`] at twice it. The flush scheduler (on
+//! `flush`) sorts, deduplicates and encodes a memtable as one Parquet SST per time
+//! segment, uploads through the io-bound object store, then commits a manifest edit;
+//! only then is the memtable dropped and the WAL truncated. Reads take a consistent
+//! [`TableSnapshot`] (memtable rows + SST handles) and stream Arrow batches
+//! deduplicated by primary key.
 //!
 //! This crate does not depend on DataFusion.
 
+mod config;
+mod engine;
 mod error;
+mod flush;
+mod manifest;
+mod memtable;
 mod model;
+mod read;
+mod recovery;
+mod schema;
+mod sst;
+mod stats;
+mod wal;
+mod write;
 
+pub use config::{EngineConfig, WalSync, default_write_buffer_size};
+pub use engine::Engine;
 pub use error::{Error, Result};
+pub use manifest::{Action, ManifestEdit, ManifestState, TableManifest};
+pub use memtable::TimeRange;
 pub use model::{FieldType, FieldValue, Row, Scope, TableWrite, WriteBatch};
+pub use read::{ScanRequest, SstFilter, TableSnapshot};
+pub use schema::{ROLE_KEY, TIME_COLUMN, TableSchema, arrow_type};
+pub use sst::{SstFile, SstMeta};
+pub use stats::{EngineStats, TableStats};

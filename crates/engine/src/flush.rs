@@ -1,0 +1,257 @@
+//! Flush: freeze a table's memtable, encode it as one Parquet SST per time segment on
+//! the `flush` runtime, upload through the io-bound store, commit one manifest edit,
+//! and only then drop the memtable and let the WAL be truncated.
+//!
+//! Ordering (the invariant recovery relies on):
+//! 1. upload SSTs (unreferenced objects until step 2; a crash leaves orphans, never
+//!    data loss),
+//! 2. commit the manifest edit `[SetSchema, AddSst.., Flushed{seq}]` atomically,
+//! 3. install the SSTs in the table version and remove the frozen memtable *in one
+//!    critical section* (a snapshot sees either the memtable or the SSTs, never
+//!    neither and never both),
+//! 4. release the memory and wake stalled writers,
+//! 5. ask the WAL thread to delete segments wholly at or below the truncatable
+//!    sequence. A crash between 2 and 5 only means replay skips records the manifest
+//!    says are flushed.
+//!
+//! A failed flush keeps the frozen memtable (still readable, still in the WAL); the
+//! scheduler retries with exponential backoff, and every attempt, failed or not, wakes
+//! stalled writers so they re-check and either proceed or fail with `Overloaded`.
+
+use std::sync::Arc;
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use object_store::{ObjectStoreExt, PutPayload};
+use tokio::sync::watch;
+
+use crate::engine::{Engine, FrozenMemtable, Table, sleep_or_shutdown};
+use crate::error::{Error, Result};
+use crate::manifest::Action;
+use crate::memtable::{Memtable, TimeRange, segment_start};
+use crate::sst::writer::{EncodeOptions, encode};
+use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
+
+/// Flush everything `table` holds in memory now. Runs on the `flush` runtime.
+pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
+    let _guard = table.flush_lock.lock().await;
+    let frozen: Vec<Arc<FrozenMemtable>> = {
+        let mut st = table.state.lock();
+        if !st.active.is_empty() {
+            let mem = std::mem::take(&mut st.active);
+            let schema = Arc::clone(&st.schema);
+            st.frozen.push(Arc::new(FrozenMemtable { mem, schema }));
+        }
+        st.frozen.clone()
+    };
+    for f in frozen {
+        let started = Instant::now();
+        let result = flush_one(engine, table, &f).await;
+        match &result {
+            Ok(()) => {
+                engine.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                engine.counters.record_flush_duration(started.elapsed());
+            }
+            Err(e) => {
+                engine
+                    .counters
+                    .flush_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(db = %table.db, table = %table.name, error = %e, "flush failed");
+            }
+        }
+        // Wake stalled writers after every attempt (success or not).
+        engine.memory.released.notify_waiters();
+        result?;
+    }
+    engine.wal.truncate(engine.truncatable_seq());
+    Ok(())
+}
+
+async fn flush_one(engine: &Engine, table: &Table, f: &Arc<FrozenMemtable>) -> Result<()> {
+    let metas = write_ssts(engine, &table.db, &table.name, &f.mem, &f.schema).await?;
+    let mut actions = vec![Action::SetSchema {
+        db: table.db.clone(),
+        table: table.name.clone(),
+        schema: (*f.schema).clone(),
+    }];
+    actions.extend(metas.iter().cloned().map(Action::AddSst));
+    actions.push(Action::Flushed {
+        db: table.db.clone(),
+        table: table.name.clone(),
+        seq: f.mem.max_seq(),
+    });
+    engine.manifest.commit(actions).await?;
+    let released = {
+        let mut st = table.state.lock();
+        for meta in metas {
+            st.ssts.push(Arc::new(SstFile::new(
+                meta,
+                Some(Arc::clone(&engine.purger)),
+            )));
+        }
+        st.frozen.retain(|x| !Arc::ptr_eq(x, f));
+        st.flushed_seq = st.flushed_seq.max(f.mem.max_seq());
+        f.mem.bytes()
+    };
+    engine.memory.release(released);
+    Ok(())
+}
+
+/// Encode and upload one SST per time segment of `mem`.
+async fn write_ssts(
+    engine: &Engine,
+    db: &str,
+    table: &str,
+    mem: &Memtable,
+    schema: &crate::schema::TableSchema,
+) -> Result<Vec<SstMeta>> {
+    let seg_nanos = engine.config.segment_nanos();
+    let opts = EncodeOptions {
+        row_group_size: engine.config.sst_row_group_size,
+        zstd_level: engine.config.sst_zstd_level,
+    };
+    let mut metas = Vec::new();
+    let segments: Vec<i64> = mem.segments().collect();
+    for seg in segments {
+        let range = TimeRange::new(seg, seg.saturating_add(seg_nanos));
+        // CPU: sort (memtables are ordered maps; series are sorted here) and encode.
+        let Some(batch) = mem.to_batch(schema, range, None)? else {
+            continue;
+        };
+        let rows = batch.num_rows() as u64;
+        let (min_time, max_time) = batch_time_bounds(&batch).unwrap_or((seg, seg));
+        let bytes = encode(&[batch], opts)?;
+        debug_assert_eq!(segment_start(min_time, seg_nanos), seg);
+        let file_id = new_file_id();
+        let path = sst_path(&engine.config.store_prefix, db, table, seg, &file_id);
+        let size = bytes.len() as u64;
+        // IO: the store is io-bound, so this await parks us while `io` does the work.
+        engine
+            .store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|source| Error::ObjectStore {
+                op: "upload SST",
+                source,
+            })?;
+        metas.push(SstMeta {
+            file_id,
+            db: db.to_string(),
+            table: table.to_string(),
+            path: path.to_string(),
+            segment_start: seg,
+            min_time,
+            max_time,
+            rows,
+            bytes: size,
+            max_seq: mem.max_seq(),
+            level: 0,
+        });
+    }
+    Ok(metas)
+}
+
+fn batch_time_bounds(batch: &arrow::record_batch::RecordBatch) -> Option<(i64, i64)> {
+    use arrow::array::{Array, TimestampNanosecondArray};
+    let col = batch.column_by_name(crate::schema::TIME_COLUMN)?;
+    let times = col.as_any().downcast_ref::<TimestampNanosecondArray>()?;
+    let min = arrow::compute::min(times)?;
+    let max = arrow::compute::max(times)?;
+    (!times.is_empty()).then_some((min, max))
+}
+
+/// Tables that should be flushed now, most urgent first.
+fn pick(engine: &Engine) -> Vec<Arc<Table>> {
+    let cfg = &engine.config;
+    let over_global = engine.memory.used() >= engine.memory.limit;
+    let mut candidates: Vec<(usize, Arc<Table>)> = Vec::new();
+    let mut picked = Vec::new();
+    for t in engine.all_tables() {
+        let st = t.state.lock();
+        let bytes = st.mem_bytes();
+        if bytes == 0 {
+            continue;
+        }
+        let aged = st
+            .active
+            .created()
+            .is_some_and(|c| c.elapsed() >= cfg.max_memtable_age);
+        let pending = !st.frozen.is_empty();
+        drop(st);
+        if bytes >= cfg.table_flush_threshold || aged || pending {
+            picked.push(Arc::clone(&t));
+        } else if over_global {
+            candidates.push((bytes, t));
+        }
+    }
+    if over_global {
+        // Largest first until what remains is under half the buffer.
+        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut remaining = engine.memory.used();
+        for (bytes, t) in candidates {
+            if remaining < engine.memory.limit / 2 {
+                break;
+            }
+            remaining = remaining.saturating_sub(bytes);
+            picked.push(t);
+        }
+    }
+    picked
+}
+
+/// The background flush scheduler, on the `flush` runtime: wakes on demand (a table or
+/// the global buffer passed its threshold) and every `flush_check_interval` (ages,
+/// retries), flushes what [`pick`] returns, and backs off exponentially while flushes
+/// fail. The backoff is capped, so once the store recovers the next attempt comes
+/// within `flush_retry_max_backoff` and stalled writers resume.
+pub(crate) async fn run_scheduler(engine: Weak<Engine>, mut shutdown: watch::Receiver<bool>) {
+    let (interval, initial, max_backoff) = match engine.upgrade() {
+        Some(e) => (
+            e.config.flush_check_interval,
+            e.config.flush_retry_initial_backoff,
+            e.config.flush_retry_max_backoff,
+        ),
+        None => return,
+    };
+    let mut backoff = initial;
+    let mut retry_now = false;
+    loop {
+        if !retry_now {
+            match engine.upgrade() {
+                Some(e) => {
+                    let notify = Arc::clone(&e.flush_wanted);
+                    drop(e);
+                    let notified = notify.notified();
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                None => return,
+            }
+        }
+        let Some(e) = engine.upgrade() else { return };
+        if e.is_closed() {
+            return;
+        }
+        let mut failed = false;
+        for t in pick(&e) {
+            if flush_table(&e, &t).await.is_err() {
+                failed = true;
+            }
+        }
+        drop(e);
+        retry_now = failed;
+        if failed {
+            if !sleep_or_shutdown(backoff, &mut shutdown).await {
+                return;
+            }
+            backoff = (backoff * 2).min(max_backoff);
+        } else {
+            backoff = initial;
+        }
+    }
+}

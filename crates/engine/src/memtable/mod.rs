@@ -1,0 +1,222 @@
+//! Per-table in-memory buffer of recent writes, keyed by (series, time).
+//!
+//! A memtable maps each series (its tag values, by tag id) to a `BTreeMap` from time to
+//! the row's field values (by field id). A later write of the same (series, time) merges
+//! *field by field*: fields it carries replace the old values, fields it omits keep
+//! theirs (InfluxDB semantics; see `docs/storage.md`). Rows are inserted in WAL sequence
+//! order, so "later" means "higher sequence number".
+//!
+//! Memory is estimated per insert and reported to the engine's global accounting.
+
+mod convert;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::model::{FieldValue, Row};
+use crate::schema::TableSchema;
+
+pub use convert::TimeRange;
+
+/// A series: `(tag id, value)` pairs sorted by tag id; absent tags are omitted.
+pub(crate) type SeriesKey = Box<[(u32, Arc<str>)]>;
+/// Field values by field id (trailing absent fields are omitted).
+pub(crate) type FieldSlots = Vec<Option<FieldValue>>;
+
+/// Rough per-entry overheads used for memory accounting.
+const SERIES_OVERHEAD: usize = 96;
+const ROW_OVERHEAD: usize = 48;
+const SLOT_BYTES: usize = std::mem::size_of::<Option<FieldValue>>();
+
+#[derive(Debug, Default)]
+pub(crate) struct Memtable {
+    series: HashMap<SeriesKey, BTreeMap<i64, FieldSlots>>,
+    bytes: usize,
+    rows: usize,
+    /// Lowest and highest WAL sequence numbers inserted (0 when empty).
+    min_seq: u64,
+    max_seq: u64,
+    min_time: i64,
+    max_time: i64,
+    /// When the first row went in (for the max-age flush trigger).
+    created: Option<Instant>,
+    /// Segment start times touched (for splitting the flush into per-segment SSTs).
+    segments: BTreeSet<i64>,
+}
+
+impl Memtable {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn min_seq(&self) -> u64 {
+        self.min_seq
+    }
+
+    pub(crate) fn max_seq(&self) -> u64 {
+        self.max_seq
+    }
+
+    pub(crate) fn created(&self) -> Option<Instant> {
+        self.created
+    }
+
+    pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
+        (!self.is_empty()).then_some((self.min_time, self.max_time))
+    }
+
+    pub(crate) fn segments(&self) -> impl Iterator<Item = i64> + '_ {
+        self.segments.iter().copied()
+    }
+
+    /// Insert one row whose columns already exist in `schema`. Returns bytes added.
+    pub(crate) fn insert_row(
+        &mut self,
+        schema: &TableSchema,
+        row: &Row,
+        seq: u64,
+        segment_nanos: i64,
+    ) -> Result<usize> {
+        let mut key: Vec<(u32, Arc<str>)> = Vec::with_capacity(row.tags.len());
+        for (name, value) in &row.tags {
+            let id = schema
+                .tag_id(name)
+                .ok_or_else(|| Error::InvalidInput(format!("unknown tag `{name}`")))?;
+            key.push((id, Arc::from(value.as_str())));
+        }
+        key.sort_by_key(|(id, _)| *id);
+        let mut fields: Vec<(u32, FieldValue)> = Vec::with_capacity(row.fields.len());
+        for (name, value) in &row.fields {
+            let (id, _) = schema
+                .field(name)
+                .ok_or_else(|| Error::InvalidInput(format!("unknown field `{name}`")))?;
+            fields.push((id, value.clone()));
+        }
+        Ok(self.insert(key.into_boxed_slice(), row.time, fields, seq, segment_nanos))
+    }
+
+    /// Insert resolved values, merging field by field into an existing row.
+    pub(crate) fn insert(
+        &mut self,
+        key: SeriesKey,
+        time: i64,
+        fields: Vec<(u32, FieldValue)>,
+        seq: u64,
+        segment_nanos: i64,
+    ) -> usize {
+        let mut added = 0;
+        let rows = match self.series.get_mut(&key) {
+            Some(rows) => rows,
+            None => {
+                added += SERIES_OVERHEAD + key.iter().map(|(_, v)| 24 + v.len()).sum::<usize>();
+                self.series.entry(key).or_default()
+            }
+        };
+        let slots = match rows.get_mut(&time) {
+            Some(s) => s,
+            None => {
+                added += ROW_OVERHEAD;
+                self.rows += 1;
+                rows.entry(time).or_default()
+            }
+        };
+        for (id, value) in fields {
+            let idx = id as usize;
+            if slots.len() <= idx {
+                added += (idx + 1 - slots.len()) * SLOT_BYTES;
+                slots.resize(idx + 1, None);
+            }
+            if let FieldValue::Str(s) = &value {
+                added += s.len();
+            }
+            slots[idx] = Some(value);
+        }
+        if self.created.is_none() {
+            self.created = Some(Instant::now());
+            self.min_seq = seq;
+            self.min_time = time;
+            self.max_time = time;
+        }
+        self.min_seq = self.min_seq.min(seq);
+        self.max_seq = self.max_seq.max(seq);
+        self.min_time = self.min_time.min(time);
+        self.max_time = self.max_time.max(time);
+        self.segments.insert(segment_start(time, segment_nanos));
+        self.bytes += added;
+        added
+    }
+}
+
+/// Start of the time segment holding `time`.
+pub(crate) fn segment_start(time: i64, segment_nanos: i64) -> i64 {
+    time.div_euclid(segment_nanos) * segment_nanos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FieldType;
+
+    fn schema() -> TableSchema {
+        let mut s = TableSchema::default();
+        s.add_tag("host");
+        s.add_field("a", FieldType::I64);
+        s.add_field("b", FieldType::I64);
+        s
+    }
+
+    fn row(host: &str, fields: &[(&str, i64)], time: i64) -> Row {
+        Row {
+            tags: vec![("host".into(), host.into())],
+            fields: fields
+                .iter()
+                .map(|(n, v)| (n.to_string(), FieldValue::I64(*v)))
+                .collect(),
+            time,
+        }
+    }
+
+    #[test]
+    fn overwrite_merges_field_by_field() {
+        let s = schema();
+        let mut m = Memtable::default();
+        m.insert_row(&s, &row("h", &[("a", 1), ("b", 2)], 10), 1, 100)
+            .expect("insert");
+        m.insert_row(&s, &row("h", &[("a", 5)], 10), 2, 100)
+            .expect("insert");
+        assert_eq!(m.rows(), 1);
+        let slots = m
+            .series
+            .values()
+            .next()
+            .and_then(|r| r.get(&10))
+            .expect("row");
+        assert_eq!(
+            slots,
+            &vec![Some(FieldValue::I64(5)), Some(FieldValue::I64(2))]
+        );
+        assert_eq!((m.min_seq(), m.max_seq()), (1, 2));
+    }
+
+    #[test]
+    fn segments_are_tracked() {
+        let s = schema();
+        let mut m = Memtable::default();
+        for t in [-5, 5, 150] {
+            m.insert_row(&s, &row("h", &[("a", 1)], t), 1, 100)
+                .expect("insert");
+        }
+        assert_eq!(m.segments().collect::<Vec<_>>(), vec![-100, 0, 100]);
+        assert!(m.bytes() > 0);
+    }
+}

@@ -1,0 +1,303 @@
+//! Read snapshots: a consistent view of one table (memtable rows + SST list) and scans
+//! over it that yield Arrow batches deduplicated by primary key.
+//!
+//! Sources are ordered oldest to newest: SSTs by `max_seq`, then frozen memtables, then
+//! the active memtable. Each source is already sorted and deduplicated on its own, so a
+//! scan groups sources whose time ranges overlap; a group of one is streamed as is, a
+//! larger group is merged field by field in source order (newer wins) through a
+//! temporary memtable. Output batches are sorted by (series, time) within a batch; the
+//! order between batches is by time group, not globally sorted.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+
+use crate::engine::{Engine, Table};
+use crate::error::Result;
+use crate::memtable::{Memtable, TimeRange};
+use crate::schema::{TIME_COLUMN, TableSchema};
+use crate::sst::{SstFile, SstMeta, reader};
+
+/// Decides whether an SST is read (e.g. pruning on statistics); `true` keeps it.
+pub type SstFilter = Arc<dyn Fn(&SstMeta) -> bool + Send + Sync>;
+
+/// What to read from a snapshot.
+#[derive(Clone, Default)]
+pub struct ScanRequest {
+    /// Further restricts the snapshot's range.
+    pub time_range: Option<TimeRange>,
+    /// Column names to return (canonical order is kept); `None` = all.
+    pub projection: Option<Vec<String>>,
+    /// Skip SSTs for which this returns false. Memtable data is always read.
+    pub sst_filter: Option<SstFilter>,
+}
+
+impl std::fmt::Debug for ScanRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanRequest")
+            .field("time_range", &self.time_range)
+            .field("projection", &self.projection)
+            .field("sst_filter", &self.sst_filter.is_some())
+            .finish()
+    }
+}
+
+/// One source of a snapshot.
+#[derive(Clone)]
+enum Source {
+    Sst(Arc<SstFile>),
+    /// Memtable rows copied at snapshot time (all columns of the snapshot schema).
+    Mem(RecordBatch, i64, i64),
+}
+
+impl Source {
+    fn bounds(&self) -> (i64, i64) {
+        match self {
+            Source::Sst(f) => (f.meta().min_time, f.meta().max_time),
+            Source::Mem(_, lo, hi) => (*lo, *hi),
+        }
+    }
+}
+
+/// A consistent, immutable view of one table.
+#[derive(Clone)]
+pub struct TableSnapshot {
+    db: String,
+    table: String,
+    schema: Arc<TableSchema>,
+    range: TimeRange,
+    /// Oldest first.
+    sources: Vec<Source>,
+    store: Arc<dyn ObjectStore>,
+    segment_nanos: i64,
+}
+
+impl std::fmt::Debug for TableSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableSnapshot")
+            .field("db", &self.db)
+            .field("table", &self.table)
+            .field("range", &self.range)
+            .field("sources", &self.sources.len())
+            .finish()
+    }
+}
+
+impl TableSnapshot {
+    pub(crate) fn take(engine: &Engine, table: &Table, range: TimeRange) -> Result<Self> {
+        let (schema, frozen, active, mut ssts) = {
+            let st = table.state.lock();
+            let active = st.active.to_batch(&st.schema, range, None)?;
+            let active_bounds = st.active.time_range();
+            (
+                Arc::clone(&st.schema),
+                st.frozen.clone(),
+                active.map(|b| (b, active_bounds)),
+                st.ssts
+                    .iter()
+                    .filter(|f| range.overlaps(f.meta().min_time, f.meta().max_time))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        };
+        ssts.sort_by_key(|f| f.meta().max_seq);
+        let mut sources: Vec<Source> = ssts.into_iter().map(Source::Sst).collect();
+        // Frozen memtables are immutable: converting them outside the lock is safe.
+        for f in frozen {
+            if let Some(b) = f.mem.to_batch(&schema, range, None)? {
+                let (lo, hi) = f.mem.time_range().unwrap_or((range.start, range.end));
+                sources.push(Source::Mem(b, lo, hi));
+            }
+        }
+        if let Some((b, bounds)) = active {
+            let (lo, hi) = bounds.unwrap_or((range.start, range.end));
+            sources.push(Source::Mem(b, lo, hi));
+        }
+        Ok(Self {
+            db: table.db.clone(),
+            table: table.name.clone(),
+            schema,
+            range,
+            sources,
+            store: Arc::clone(&engine.store),
+            segment_nanos: engine.config.segment_nanos(),
+        })
+    }
+
+    pub fn db(&self) -> &str {
+        &self.db
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn time_range(&self) -> TimeRange {
+        self.range
+    }
+
+    /// The table's full Arrow schema as of the snapshot.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.arrow_schema()
+    }
+
+    /// Metadata of every SST in the snapshot, oldest (`max_seq`) first.
+    pub fn ssts(&self) -> Vec<SstMeta> {
+        self.sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::Sst(f) => Some(f.meta().clone()),
+                Source::Mem(..) => None,
+            })
+            .collect()
+    }
+
+    /// Rows held in memtables (already copied into the snapshot).
+    pub fn memtable_rows(&self) -> usize {
+        self.sources
+            .iter()
+            .map(|s| match s {
+                Source::Mem(b, ..) => b.num_rows(),
+                Source::Sst(_) => 0,
+            })
+            .sum()
+    }
+
+    /// Stream the rows matching `req`, one row per primary key (tags, time), with
+    /// overwrites merged field by field. CPU work (decode, merge) runs on whichever
+    /// runtime polls the stream; object-store reads run on `io` through the store.
+    pub fn scan(&self, req: ScanRequest) -> BoxStream<'static, Result<RecordBatch>> {
+        let range = req
+            .time_range
+            .map(|r| r.intersect(&self.range))
+            .unwrap_or(self.range);
+        let out_schema = self.schema.projected_schema(req.projection.as_deref());
+        let sources: Vec<Source> = self
+            .sources
+            .iter()
+            .filter(|s| match s {
+                Source::Sst(f) => req.sst_filter.as_ref().is_none_or(|keep| keep(f.meta())),
+                Source::Mem(..) => true,
+            })
+            .filter(|s| {
+                let (lo, hi) = s.bounds();
+                range.overlaps(lo, hi)
+            })
+            .cloned()
+            .collect();
+        let ctx = Arc::new(ScanCtx {
+            schema: Arc::clone(&self.schema),
+            out_schema,
+            projection: req.projection,
+            range,
+            store: Arc::clone(&self.store),
+            segment_nanos: self.segment_nanos,
+        });
+        stream::iter(overlap_groups(sources))
+            .then(move |group| {
+                let ctx = Arc::clone(&ctx);
+                async move { ctx.read_group(group).await }
+            })
+            .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+}
+
+struct ScanCtx {
+    schema: Arc<TableSchema>,
+    out_schema: SchemaRef,
+    projection: Option<Vec<String>>,
+    range: TimeRange,
+    store: Arc<dyn ObjectStore>,
+    segment_nanos: i64,
+}
+
+impl ScanCtx {
+    async fn read_group(&self, group: Vec<Source>) -> Result<Vec<RecordBatch>> {
+        if group.len() == 1 {
+            // Already sorted and deduplicated: just filter, project and align.
+            let batches = self.load(&group[0], self.projection.as_deref()).await?;
+            return batches.iter().map(|b| align(b, &self.out_schema)).collect();
+        }
+        let mut merged = Memtable::default();
+        for (order, source) in group.iter().enumerate() {
+            for b in self.load(source, None).await? {
+                merged.insert_batch(&self.schema, &b, order as u64 + 1, self.segment_nanos)?;
+            }
+        }
+        Ok(merged
+            .to_batch(&self.schema, self.range, self.projection.as_deref())?
+            .into_iter()
+            .collect())
+    }
+
+    /// The rows of `source` in range; `columns` limits the columns (plus `time`).
+    async fn load(&self, source: &Source, columns: Option<&[String]>) -> Result<Vec<RecordBatch>> {
+        let mut wanted: Option<Vec<String>> = columns.map(|c| c.to_vec());
+        if let Some(w) = &mut wanted {
+            if !w.iter().any(|c| c == TIME_COLUMN) {
+                w.push(TIME_COLUMN.to_string());
+            }
+        }
+        match source {
+            Source::Mem(b, ..) => {
+                let b = reader::filter_time(b, self.range)?;
+                Ok(if b.num_rows() == 0 { vec![] } else { vec![b] })
+            }
+            Source::Sst(f) => {
+                let bytes = reader::fetch(&self.store, f.meta()).await?;
+                reader::decode(bytes, wanted.as_deref(), self.range)
+            }
+        }
+    }
+}
+
+/// Group sources whose time bounds overlap (transitively), keeping source order
+/// (oldest first) inside each group; groups come out ordered by time.
+fn overlap_groups(sources: Vec<Source>) -> Vec<Vec<Source>> {
+    let mut indexed: Vec<(usize, Source)> = sources.into_iter().enumerate().collect();
+    indexed.sort_by_key(|(_, s)| s.bounds().0);
+    let mut groups: Vec<(i64, Vec<(usize, Source)>)> = Vec::new();
+    for (i, s) in indexed {
+        let (lo, hi) = s.bounds();
+        match groups.last_mut() {
+            Some((end, g)) if lo <= *end => {
+                *end = (*end).max(hi);
+                g.push((i, s));
+            }
+            _ => groups.push((hi, vec![(i, s)])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, mut g)| {
+            g.sort_by_key(|(i, _)| *i);
+            g.into_iter().map(|(_, s)| s).collect()
+        })
+        .collect()
+}
+
+/// Reshape `batch` to `schema`: same columns in the same order, missing ones as nulls,
+/// types cast where the file differs (e.g. a tag stored as plain strings).
+pub(crate) fn align(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let col = match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Arc::clone(c),
+            Some(c) => cast(c, f.data_type())?,
+            None => new_null_array(f.data_type(), batch.num_rows()),
+        };
+        columns.push(col);
+    }
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}

@@ -1,0 +1,245 @@
+//! Opening the engine: manifest load, WAL replay, then starting the WAL thread and the
+//! background tasks.
+//!
+//! Recovery rules (also in `docs/storage.md`):
+//! 1. Load the manifest (newest checkpoint + later log entries). It gives every table's
+//!    schema, live SSTs and `flushed_seq`.
+//! 2. Replay WAL segments in order. A record's table write is applied only if its
+//!    sequence number is above that table's `flushed_seq` (its data is otherwise
+//!    already in SSTs). Schemas are re-evolved exactly as on the write path.
+//! 3. A torn tail in the last segment is truncated (with a warning) and the file
+//!    synced; damage anywhere else aborts startup with `WalCorruption` (file, offset).
+//! 4. The WAL restarts in a new segment at `max(last replayed seq, max flushed_seq)+1`,
+//!    so sequence numbers never go backwards even if WAL files were lost.
+//! 5. Memtables rebuilt from the WAL count against the write buffer; the flush
+//!    scheduler flushes them as usual.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+
+use bulkhead_runtime::{RuntimeName, Runtimes};
+use object_store::ObjectStore;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::config::EngineConfig;
+use crate::engine::{Engine, Memory, Table, TableState, join};
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, ManifestState};
+use crate::sst::{Purger, SstFile};
+use crate::stats::StatsCounters;
+use crate::wal::record::decode_batch;
+use crate::wal::replay::{SegmentFile, list_segments, read_segment};
+use crate::wal::{Wal, WalOptions};
+use crate::write::{apply, evolve_schemas};
+
+pub(crate) async fn open(
+    config: EngineConfig,
+    store: Arc<dyn ObjectStore>,
+    runtimes: Arc<Runtimes>,
+) -> Result<Arc<Engine>> {
+    let (manifest, state) = Manifest::load(
+        Arc::clone(&store),
+        &config.store_prefix,
+        config.manifest_checkpoint_interval,
+    )
+    .await?;
+    let wal_dir = config.wal_dir.clone();
+    let segments = tokio::task::spawn_blocking(move || -> Result<Vec<SegmentFile>> {
+        std::fs::create_dir_all(&wal_dir).map_err(|source| Error::Io {
+            op: "create WAL dir",
+            source,
+        })?;
+        list_segments(&wal_dir)
+    })
+    .await
+    .map_err(|_| Error::Closed)??;
+
+    let max_flushed = state
+        .tables
+        .values()
+        .flat_map(|d| d.values())
+        .map(|t| t.flushed_seq)
+        .max()
+        .unwrap_or(0);
+    let purger = Arc::new(Purger {
+        store: Arc::clone(&store),
+        io: runtimes.io().clone(),
+    });
+    let catalog = catalog_from(&state, &purger);
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    // Replay before the WAL thread starts: records are read on a blocking thread, one
+    // segment at a time, then applied on the `write` runtime in sequence order.
+    let limit = config.write_buffer_size.max(1);
+    let mut last_seq = max_flushed;
+    let flushed: HashMap<(String, String), u64> = state
+        .tables
+        .iter()
+        .flat_map(|(db, ts)| {
+            ts.iter()
+                .map(move |(t, m)| ((db.clone(), t.clone()), m.flushed_seq))
+        })
+        .collect();
+    let n_segments = segments.len();
+    let mut pending_replay: Vec<(u64, String, crate::model::WriteBatch)> = Vec::new();
+    for (i, seg) in segments.iter().enumerate() {
+        let is_last = i + 1 == n_segments;
+        let path = seg.path.clone();
+        let min_seq = last_seq.min(seg.first_seq.saturating_sub(1));
+        let contents = tokio::task::spawn_blocking(move || -> Result<_> {
+            let contents = read_segment(&path, is_last, min_seq)?;
+            if let Some(at) = contents.torn_at {
+                tracing::warn!(file = %path.display(), offset = at, "truncating torn WAL tail");
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|source| Error::Io {
+                        op: "truncate torn WAL tail",
+                        source,
+                    })?;
+                f.set_len(at).map_err(|source| Error::Io {
+                    op: "truncate torn WAL tail",
+                    source,
+                })?;
+                f.sync_all().map_err(|source| Error::Io {
+                    op: "sync WAL after truncation",
+                    source,
+                })?;
+            }
+            Ok(contents)
+        })
+        .await
+        .map_err(|_| Error::Closed)??;
+        for (offset, seq, payload) in contents.records {
+            let (db, batch) = decode_batch(&payload).map_err(|reason| Error::WalCorruption {
+                file: seg.path.display().to_string(),
+                offset,
+                reason: format!("record {seq} passed its CRC but does not decode: {reason}"),
+            })?;
+            last_seq = last_seq.max(seq);
+            pending_replay.push((seq, db, batch));
+        }
+    }
+
+    let wal = Wal::start(
+        WalOptions {
+            dir: config.wal_dir.clone(),
+            sync: config.wal_sync,
+            segment_size: config.wal_segment_size,
+            next_seq: last_seq + 1,
+            existing: segments,
+        },
+        out_tx,
+    )?;
+    let engine = Arc::new_cyclic(|me| Engine {
+        config,
+        store,
+        runtimes: Arc::clone(&runtimes),
+        me: me.clone(),
+        catalog: RwLock::new(catalog),
+        schema_lock: Mutex::new(()),
+        wal,
+        manifest,
+        memory: Memory {
+            used: AtomicUsize::new(0),
+            limit,
+            released: Notify::new(),
+        },
+        applied_seq: AtomicU64::new(max_flushed),
+        flush_wanted: Arc::new(Notify::new()),
+        purger,
+        counters: StatsCounters::default(),
+        closed: AtomicBool::new(false),
+        shutdown,
+        tasks: Mutex::new(Vec::new()),
+    });
+
+    // Apply the replayed records on `write`, in sequence order.
+    let replay_engine = Arc::clone(&engine);
+    let replayed = pending_replay.len();
+    let task = runtimes.spawn(RuntimeName::Write, async move {
+        for (seq, db, mut batch) in pending_replay {
+            batch.tables.retain(|t| {
+                let flushed = flushed
+                    .get(&(db.clone(), t.table.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                seq > flushed
+            });
+            if batch.tables.is_empty() {
+                replay_engine
+                    .applied_seq
+                    .fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
+                continue;
+            }
+            {
+                let _guard = replay_engine.schema_lock.lock();
+                evolve_schemas(&replay_engine, &db, &batch)?;
+            }
+            apply(&replay_engine, &db, &batch, seq)?;
+        }
+        Ok::<(), Error>(())
+    });
+    join(task).await??;
+    engine
+        .applied_seq
+        .fetch_max(last_seq, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!(
+        records = replayed,
+        next_seq = last_seq + 1,
+        "engine recovered"
+    );
+
+    // Background tasks hold only weak references: dropping the engine stops them.
+    let applier = runtimes.spawn(
+        RuntimeName::Write,
+        crate::write::run_applier(Arc::downgrade(&engine), out_rx),
+    );
+    let scheduler = runtimes.spawn(
+        RuntimeName::Flush,
+        crate::flush::run_scheduler(Arc::downgrade(&engine), shutdown_rx),
+    );
+    engine.tasks.lock().extend([applier, scheduler]);
+    if engine.memory.used() >= engine.memory.limit {
+        engine.flush_wanted.notify_one();
+    }
+    Ok(engine)
+}
+
+/// Tables as the manifest knows them: schema, SSTs, flushed sequence; empty memtables.
+fn catalog_from(
+    state: &ManifestState,
+    purger: &Arc<Purger>,
+) -> BTreeMap<String, BTreeMap<String, Arc<Table>>> {
+    let mut catalog: BTreeMap<String, BTreeMap<String, Arc<Table>>> = BTreeMap::new();
+    for (db, tables) in &state.tables {
+        for (name, m) in tables {
+            let mut ssts: Vec<Arc<SstFile>> = m
+                .ssts
+                .values()
+                .map(|meta| Arc::new(SstFile::new(meta.clone(), Some(Arc::clone(purger)))))
+                .collect();
+            ssts.sort_by_key(|f| f.meta().max_seq);
+            let table = Table {
+                db: db.clone(),
+                name: name.clone(),
+                state: Mutex::new(TableState {
+                    schema: Arc::new(m.schema.clone()),
+                    ssts,
+                    flushed_seq: m.flushed_seq,
+                    ..TableState::default()
+                }),
+                flush_lock: tokio::sync::Mutex::new(()),
+            };
+            catalog
+                .entry(db.clone())
+                .or_default()
+                .insert(name.clone(), Arc::new(table));
+        }
+    }
+    catalog
+}

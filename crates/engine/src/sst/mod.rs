@@ -1,0 +1,158 @@
+//! SSTs: immutable Parquet files in the object store, one per flush (or compaction
+//! output) per table per time segment.
+//!
+//! Path: `{prefix}/data/{db}/{table}/{segment_start_ns}/{file_id}.parquet`, each part
+//! percent-encoded by `object_store::path`. `file_id` is 128 random bits in hex, so two
+//! writers (or a retried upload) never collide on a name.
+//!
+//! [`SstFile`] is the in-memory handle. The table's current version holds one `Arc` per
+//! live file and every read snapshot clones the `Arc`s it uses. When an edit removes a
+//! file (compaction, retention) the handle is marked deleted, and the object is deleted
+//! only when the last `Arc` drops: a file held by a snapshot stays readable.
+
+pub(crate) mod reader;
+pub(crate) mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+/// What the manifest and the query layer know about one SST.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SstMeta {
+    pub file_id: String,
+    pub db: String,
+    pub table: String,
+    /// Object-store path of the Parquet file.
+    pub path: String,
+    /// Start (ns) of the time segment the file belongs to.
+    pub segment_start: i64,
+    /// Inclusive time bounds of its rows (ns).
+    pub min_time: i64,
+    pub max_time: i64,
+    pub rows: u64,
+    /// Size of the Parquet object.
+    pub bytes: u64,
+    /// Highest WAL sequence number whose data the file holds. When rows with the same
+    /// primary key appear in several files, the file with the higher `max_seq` wins
+    /// (field by field). Compaction must therefore only merge files that are adjacent
+    /// in `max_seq` order among the files they overlap with, and give the output the
+    /// inputs' highest `max_seq`.
+    pub max_seq: u64,
+    /// 0 for flush output; compaction may use higher levels.
+    #[serde(default)]
+    pub level: u32,
+}
+
+impl SstMeta {
+    /// `path` as an object-store path (it is stored already encoded).
+    pub fn object_path(&self) -> Path {
+        Path::parse(&self.path).unwrap_or_else(|_| Path::from(self.path.as_str()))
+    }
+}
+
+/// A fresh random file id.
+pub(crate) fn new_file_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The object path of an SST.
+pub(crate) fn sst_path(
+    prefix: &str,
+    db: &str,
+    table: &str,
+    segment_start: i64,
+    file_id: &str,
+) -> Path {
+    let mut p = base_path(prefix).join("data").join(db).join(table);
+    p = p.join(segment_start.to_string().as_str());
+    p.join(format!("{file_id}.parquet").as_str())
+}
+
+/// The store root for `prefix` (which may be empty or contain `/`).
+pub(crate) fn base_path(prefix: &str) -> Path {
+    prefix
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .fold(Path::default(), |p, part| p.join(part))
+}
+
+/// Deletes objects in the background on the io runtime.
+#[derive(Debug)]
+pub(crate) struct Purger {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) io: Handle,
+}
+
+impl Purger {
+    fn delete(&self, path: Path) {
+        let store = Arc::clone(&self.store);
+        self.io.spawn(async move {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    tracing::debug!(%path, "deleted SST");
+                }
+                Err(e) => {
+                    tracing::warn!(%path, error = %e, "could not delete SST; it is now an orphan")
+                }
+            }
+        });
+    }
+}
+
+/// A live SST, shared by the table version and the snapshots reading it.
+#[derive(Debug)]
+pub struct SstFile {
+    meta: SstMeta,
+    deleted: AtomicBool,
+    purger: Option<Arc<Purger>>,
+}
+
+impl SstFile {
+    pub(crate) fn new(meta: SstMeta, purger: Option<Arc<Purger>>) -> Self {
+        Self {
+            meta,
+            deleted: AtomicBool::new(false),
+            purger,
+        }
+    }
+
+    pub fn meta(&self) -> &SstMeta {
+        &self.meta
+    }
+
+    /// Mark the file as removed from the version: the object is deleted once the last
+    /// holder drops it.
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SstFile {
+    fn drop(&mut self) {
+        if self.deleted.load(Ordering::SeqCst) {
+            if let Some(p) = &self.purger {
+                p.delete(self.meta.object_path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_encoded_and_prefixed() {
+        let p = sst_path("pre/fix", "my db", "a/b", -7200, "ff");
+        assert_eq!(p.as_ref(), "pre/fix/data/my db/a%2Fb/-7200/ff.parquet");
+        let q = sst_path("", "db", "t", 0, "x");
+        assert_eq!(q.as_ref(), "data/db/t/0/x.parquet");
+        assert_eq!(new_file_id().len(), 32);
+    }
+}

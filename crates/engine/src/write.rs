@@ -1,0 +1,283 @@
+//! The write path: admission (backpressure), validation and schema evolution, WAL
+//! append, and the applier task that inserts committed batches into memtables in
+//! sequence order and acknowledges their writers.
+//!
+//! ```text
+//! write() ──spawn on `write`──> admit ─> validate+evolve schema ─> encode ─> WAL thread
+//!                                                                              │ group
+//!   ack <── applier task on `write` <── (seq, batch) in seq order <── fsync ───┘
+//! ```
+//!
+//! Inserting in sequence order (one applier) keeps memtables identical to what a WAL
+//! replay produces, so a read before and after a crash gives the same answer.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use bulkhead_runtime::RuntimeName;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::{Engine, join};
+use crate::error::{Error, Result};
+use crate::model::{FieldType, WriteBatch};
+use crate::schema::{TIME_COLUMN, TableSchema};
+use crate::wal::{Appended, record, wal_io_error};
+
+/// A batch travelling through the WAL thread to the applier.
+pub(crate) struct PendingWrite {
+    pub(crate) db: String,
+    pub(crate) batch: WriteBatch,
+    pub(crate) done: oneshot::Sender<Result<()>>,
+}
+
+pub(crate) async fn write(engine: &Engine, db: &str, batch: WriteBatch) -> Result<()> {
+    if engine.is_closed() {
+        return Err(Error::Closed);
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    if db.is_empty() {
+        return Err(Error::InvalidInput("database name is empty".into()));
+    }
+    let engine = engine.arc()?;
+    let db = db.to_string();
+    // Spawned (not `run`): a caller that goes away must not cancel a batch half way
+    // between the WAL and the memtables.
+    let runtimes = Arc::clone(&engine.runtimes);
+    let task = runtimes.spawn(RuntimeName::Write, async move {
+        write_on_write_runtime(&engine, db, batch).await
+    });
+    join(task).await?
+}
+
+async fn write_on_write_runtime(engine: &Engine, db: String, batch: WriteBatch) -> Result<()> {
+    admit(engine).await?;
+    validate_rows(&batch)?;
+    {
+        let _guard = engine.schema_lock.lock();
+        evolve_schemas(engine, &db, &batch)?;
+    }
+    let payload = record::encode_batch(&db, &batch);
+    let (tx, rx) = oneshot::channel();
+    engine.wal.append(
+        payload,
+        PendingWrite {
+            db,
+            batch,
+            done: tx,
+        },
+    )?;
+    rx.await.map_err(|_| Error::Closed)?
+}
+
+/// Backpressure: stall while memtables hold the write buffer, reject at twice it.
+///
+/// A stalled writer wakes whenever memory is released or a flush attempt ends (also a
+/// failed one), re-checks, and gives up with `Overloaded` after `max_write_stall`, so
+/// it can never wait forever on a flush that keeps failing (GreptimeDB #4012).
+async fn admit(engine: &Engine) -> Result<()> {
+    let limit = engine.memory.limit;
+    let mut stalled_since: Option<Instant> = None;
+    loop {
+        let used = engine.memory.used();
+        if used >= limit.saturating_mul(2) {
+            engine.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Overloaded {
+                used_bytes: used,
+                limit_bytes: limit,
+            });
+        }
+        if used < limit {
+            return Ok(());
+        }
+        if engine.is_closed() {
+            return Err(Error::Closed);
+        }
+        let since = *stalled_since.get_or_insert_with(|| {
+            engine.counters.stalled.fetch_add(1, Ordering::Relaxed);
+            Instant::now()
+        });
+        let waited = since.elapsed();
+        if waited >= engine.config.max_write_stall {
+            engine.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Overloaded {
+                used_bytes: used,
+                limit_bytes: limit,
+            });
+        }
+        engine.flush_wanted.notify_one();
+        let released = engine.memory.released.notified();
+        let tick =
+            (engine.config.max_write_stall - waited).min(std::time::Duration::from_millis(50));
+        let _ = tokio::time::timeout(tick, released).await;
+    }
+}
+
+/// Checks that need no schema: names, at least one field, unique tag keys.
+fn validate_rows(batch: &WriteBatch) -> Result<()> {
+    for t in &batch.tables {
+        if t.table.is_empty() {
+            return Err(Error::InvalidInput("table name is empty".into()));
+        }
+        for row in &t.rows {
+            if row.fields.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "a row of `{}` has no fields",
+                    t.table
+                )));
+            }
+            for (k, _) in &row.tags {
+                if k.is_empty() || k == TIME_COLUMN {
+                    return Err(Error::InvalidInput(format!(
+                        "invalid tag name `{k}` in `{}`",
+                        t.table
+                    )));
+                }
+            }
+            for (k, _) in &row.fields {
+                if k.is_empty() || k == TIME_COLUMN {
+                    return Err(Error::InvalidInput(format!(
+                        "invalid field name `{k}` in `{}`",
+                        t.table
+                    )));
+                }
+            }
+            if row.tags.len() > 1 {
+                let mut seen = HashSet::with_capacity(row.tags.len());
+                if !row.tags.iter().all(|(k, _)| seen.insert(k.as_str())) {
+                    return Err(Error::InvalidInput(format!(
+                        "duplicate tag key in a row of `{}`",
+                        t.table
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Check every column of `batch` against the table schemas and add the new ones.
+/// All-or-nothing: conflicts are found before anything changes. Caller holds
+/// `schema_lock`. Also used by WAL replay.
+pub(crate) fn evolve_schemas(engine: &Engine, db: &str, batch: &WriteBatch) -> Result<()> {
+    // Phase 1: compute the new schema of every touched table, without publishing.
+    let mut planned: HashMap<&str, TableSchema> = HashMap::new();
+    for t in &batch.tables {
+        if !planned.contains_key(t.table.as_str()) {
+            let current = engine
+                .table(db, &t.table)
+                .map(|tb| (*tb.state.lock().schema).clone())
+                .unwrap_or_default();
+            planned.insert(t.table.as_str(), current);
+        }
+        let Some(schema) = planned.get_mut(t.table.as_str()) else {
+            continue;
+        };
+        for row in &t.rows {
+            for (k, _) in &row.tags {
+                if schema.field(k).is_some() {
+                    return Err(Error::InvalidInput(format!(
+                        "column `{k}` of {db}.{} is a field, written as a tag",
+                        t.table
+                    )));
+                }
+                schema.add_tag(k);
+            }
+            for (k, v) in &row.fields {
+                let ty: FieldType = v.field_type();
+                if schema.tag_id(k).is_some() {
+                    return Err(Error::InvalidInput(format!(
+                        "column `{k}` of {db}.{} is a tag, written as a field",
+                        t.table
+                    )));
+                }
+                match schema.field(k) {
+                    Some((_, existing)) if existing != ty => {
+                        return Err(Error::SchemaConflict {
+                            db: db.to_string(),
+                            table: t.table.clone(),
+                            column: k.clone(),
+                            existing,
+                            attempted: ty,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        schema.add_field(k, ty);
+                    }
+                }
+            }
+        }
+    }
+    // Phase 2: publish. Tables are created only now, so a rejected batch leaves no
+    // trace, not even an empty table.
+    for (name, schema) in planned {
+        let table = engine.table_or_create(db, name);
+        let mut st = table.state.lock();
+        if st.schema.tags.len() != schema.tags.len()
+            || st.schema.fields.len() != schema.fields.len()
+        {
+            st.schema = Arc::new(schema);
+        }
+    }
+    Ok(())
+}
+
+/// Insert a committed batch into the memtables. Returns bytes added.
+pub(crate) fn apply(engine: &Engine, db: &str, batch: &WriteBatch, seq: u64) -> Result<usize> {
+    let seg = engine.config.segment_nanos();
+    let mut added = 0usize;
+    let mut rows = 0u64;
+    for t in &batch.tables {
+        let Some(table) = engine.table(db, &t.table) else {
+            return Err(Error::TableNotFound {
+                db: db.to_string(),
+                table: t.table.clone(),
+            });
+        };
+        let mut st = table.state.lock();
+        let schema = Arc::clone(&st.schema);
+        let mut table_added = 0;
+        for row in &t.rows {
+            table_added += st.active.insert_row(&schema, row, seq, seg)?;
+        }
+        rows += t.rows.len() as u64;
+        added += table_added;
+        if st.mem_bytes() >= engine.config.table_flush_threshold {
+            engine.flush_wanted.notify_one();
+        }
+    }
+    engine.memory.add(added);
+    engine.applied_seq.fetch_max(seq, Ordering::SeqCst);
+    engine
+        .counters
+        .rows_written
+        .fetch_add(rows, Ordering::Relaxed);
+    if engine.memory.used() >= engine.memory.limit {
+        engine.flush_wanted.notify_one();
+    }
+    Ok(added)
+}
+
+/// The applier: receives WAL outcomes in sequence order, applies and acknowledges.
+pub(crate) async fn run_applier(
+    engine: Weak<Engine>,
+    mut rx: mpsc::UnboundedReceiver<Appended<PendingWrite>>,
+) {
+    while let Some(Appended { result, item }) = rx.recv().await {
+        let reply = match result {
+            Err(msg) => Err(wal_io_error(msg)),
+            Ok(seq) => match engine.upgrade() {
+                None => Err(Error::Closed),
+                Some(engine) => {
+                    engine.counters.writes.fetch_add(1, Ordering::Relaxed);
+                    apply(&engine, &item.db, &item.batch, seq).map(|_| ())
+                }
+            },
+        };
+        let _ = item.done.send(reply);
+    }
+}
