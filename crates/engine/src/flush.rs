@@ -122,6 +122,7 @@ async fn write_ssts(
         };
         let rows = batch.num_rows() as u64;
         let (min_time, max_time) = batch_time_bounds(&batch).unwrap_or((seg, seg));
+        let tag_ranges = crate::sst::tag_ranges(&batch);
         let bytes = encode(&[batch], opts)?;
         debug_assert_eq!(segment_start(min_time, seg_nanos), seg);
         let file_id = new_file_id();
@@ -148,6 +149,7 @@ async fn write_ssts(
             bytes: size,
             max_seq: mem.max_seq(),
             level: 0,
+            tag_ranges,
         });
     }
     Ok(metas)

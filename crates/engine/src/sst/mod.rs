@@ -47,6 +47,10 @@ pub struct SstMeta {
     /// 0 for flush output; compaction may use higher levels.
     #[serde(default)]
     pub level: u32,
+    /// Per tag column, the smallest and largest value in the file (rows with the tag
+    /// unset are not counted). Lets queries skip files by tag (`host = 'a'`).
+    #[serde(default)]
+    pub tag_ranges: std::collections::BTreeMap<String, (String, String)>,
 }
 
 impl SstMeta {
@@ -54,6 +58,46 @@ impl SstMeta {
     pub fn object_path(&self) -> Path {
         Path::parse(&self.path).unwrap_or_else(|_| Path::from(self.path.as_str()))
     }
+}
+
+/// Min and max value of every tag column of `batch` (see [`SstMeta::tag_ranges`]).
+pub(crate) fn tag_ranges(
+    batch: &arrow::record_batch::RecordBatch,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int32Type};
+    let mut out = std::collections::BTreeMap::new();
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field
+            .metadata()
+            .get(crate::schema::ROLE_KEY)
+            .map(String::as_str)
+            != Some("tag")
+        {
+            continue;
+        }
+        let values: Vec<&str> = match col.data_type() {
+            DataType::Dictionary(k, _) if **k == DataType::Int32 => {
+                let dict = col.as_dictionary::<Int32Type>();
+                let strings = dict.values().as_string::<i32>();
+                // Only values some row references count (the dictionary may hold more).
+                let mut used = vec![false; strings.len()];
+                for key in dict.keys().iter().flatten() {
+                    used[key as usize] = true;
+                }
+                (0..strings.len())
+                    .filter(|&i| used[i] && strings.is_valid(i))
+                    .map(|i| strings.value(i))
+                    .collect()
+            }
+            DataType::Utf8 => col.as_string::<i32>().iter().flatten().collect(),
+            _ => continue,
+        };
+        if let (Some(min), Some(max)) = (values.iter().min(), values.iter().max()) {
+            out.insert(field.name().clone(), (min.to_string(), max.to_string()));
+        }
+    }
+    out
 }
 
 /// A fresh random file id.
