@@ -190,7 +190,7 @@ fn pick(engine: &Engine) -> Vec<Arc<Table>> {
     }
     if over_global {
         // Largest first until what remains is under half the buffer.
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         let mut remaining = engine.memory.used();
         for (bytes, t) in candidates {
             if remaining < engine.memory.limit / 2 {

@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Weak};
 
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use object_store::ObjectStore;
@@ -139,7 +139,7 @@ pub(crate) async fn open(
         config,
         store,
         runtimes: Arc::clone(&runtimes),
-        me: me.clone(),
+        me: Weak::clone(me),
         catalog: RwLock::new(catalog),
         schema_lock: Mutex::new(()),
         wal,

@@ -216,11 +216,11 @@ impl Manifest {
         }
         state.apply(&edit.actions);
         state.version = version;
-        if version % self.checkpoint_interval == 0 {
-            if let Err(e) = self.checkpoint(&state).await {
-                // The log alone is complete; a missing checkpoint only slows loading.
-                tracing::warn!(version, error = %e, "manifest checkpoint failed");
-            }
+        if version.is_multiple_of(self.checkpoint_interval)
+            && let Err(e) = self.checkpoint(&state).await
+        {
+            // The log alone is complete; a missing checkpoint only slows loading.
+            tracing::warn!(version, error = %e, "manifest checkpoint failed");
         }
         Ok(version)
     }

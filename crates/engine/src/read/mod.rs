@@ -240,10 +240,10 @@ impl ScanCtx {
     /// The rows of `source` in range; `columns` limits the columns (plus `time`).
     async fn load(&self, source: &Source, columns: Option<&[String]>) -> Result<Vec<RecordBatch>> {
         let mut wanted: Option<Vec<String>> = columns.map(|c| c.to_vec());
-        if let Some(w) = &mut wanted {
-            if !w.iter().any(|c| c == TIME_COLUMN) {
-                w.push(TIME_COLUMN.to_string());
-            }
+        if let Some(w) = &mut wanted
+            && !w.iter().any(|c| c == TIME_COLUMN)
+        {
+            w.push(TIME_COLUMN.to_string());
         }
         match source {
             Source::Mem(b, ..) => {

@@ -179,10 +179,10 @@ impl SstFile {
 
 impl Drop for SstFile {
     fn drop(&mut self) {
-        if self.deleted.load(Ordering::SeqCst) {
-            if let Some(p) = &self.purger {
-                p.delete(self.meta.object_path());
-            }
+        if self.deleted.load(Ordering::SeqCst)
+            && let Some(p) = &self.purger
+        {
+            p.delete(self.meta.object_path());
         }
     }
 }

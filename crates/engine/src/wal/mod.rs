@@ -271,10 +271,10 @@ impl Writer {
                 let result = result.clone().map(|()| seq);
                 let _ = out.send(Appended { result, item });
             }
-            if self.active_len >= self.segment_size {
-                if let Err(e) = self.rotate() {
-                    tracing::error!(error = %e, "WAL segment rotation failed");
-                }
+            if self.active_len >= self.segment_size
+                && let Err(e) = self.rotate()
+            {
+                tracing::error!(error = %e, "WAL segment rotation failed");
             }
         }
         for cmd in control {
