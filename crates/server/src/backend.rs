@@ -1,0 +1,125 @@
+//! The handler traits the protocol servers call: writes and admin on one side, SQL on the
+//! other. The engine and the query layer implement them; the servers know nothing else.
+
+use std::fmt;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use async_trait::async_trait;
+use bulkhead_engine::{Scope, WriteBatch};
+use futures::stream::BoxStream;
+
+/// Writes, admin and storage metrics: implemented by the storage engine.
+#[async_trait]
+pub trait WriteBackend: Send + Sync + 'static {
+    /// Apply `batch` to database `db` (created on first write) atomically. Returns once
+    /// the batch is durable (in the WAL, synced unless `wal.sync = false`).
+    async fn write(&self, db: &str, batch: WriteBatch) -> Result<(), bulkhead_engine::Error>;
+
+    /// Flush the memtables in `scope`; returns once the flush is committed.
+    async fn flush(&self, scope: Scope) -> Result<(), bulkhead_engine::Error>;
+
+    /// Compact the SSTs in `scope`; returns once compaction has finished.
+    async fn compact(&self, scope: Scope) -> Result<(), bulkhead_engine::Error>;
+
+    /// Prometheus text (without the runtime metrics, which the server adds itself).
+    fn metrics_text(&self) -> String;
+
+    /// Stop accepting writes and sync the WAL. Called once, after the servers drained.
+    async fn close(&self) -> Result<(), bulkhead_engine::Error>;
+}
+
+/// A query result: the schema first (so empty results still have a CSV header and an
+/// Arrow IPC schema message), then the batches.
+///
+/// The server polls `batches` on the `query` runtime, so a DataFusion stream can be
+/// returned as is: its CPU work then runs on `query`, never on `io`.
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: BoxStream<'static, Result<RecordBatch, ArrowError>>,
+}
+
+impl fmt::Debug for QueryOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryOutput")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SQL over a database: implemented by the query layer.
+#[async_trait]
+pub trait QueryBackend: Send + Sync + 'static {
+    /// Plan `sql` against database `db`. Called on the `query` runtime.
+    async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError>;
+}
+
+/// What went wrong with a query, by the phase that failed (DataFusion's taxonomy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryErrorKind {
+    /// Syntax or planning error (unknown column, bad type): the client's fault. 400.
+    Plan,
+    /// The database or table does not exist. 404.
+    NotFound,
+    /// The query needs more memory (or other resources) than its limit. 400: retrying
+    /// the same query will not help; the message names the limit.
+    ResourcesExhausted,
+    /// Execution failed for a reason that is not the client's. 500.
+    Execution,
+    /// This backend cannot run SQL at all. 501.
+    Unsupported,
+}
+
+impl QueryErrorKind {
+    /// Stable snake_case name, used as the `code` of HTTP error bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryErrorKind::Plan => "plan",
+            QueryErrorKind::NotFound => "not_found",
+            QueryErrorKind::ResourcesExhausted => "resources_exhausted",
+            QueryErrorKind::Execution => "execution",
+            QueryErrorKind::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// A failed query: its kind decides the HTTP status (and the PG SQLSTATE).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    pub kind: QueryErrorKind,
+    pub message: String,
+}
+
+impl QueryError {
+    pub fn new(kind: QueryErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn plan(message: impl Into<String>) -> Self {
+        Self::new(QueryErrorKind::Plan, message)
+    }
+
+    pub fn execution(message: impl Into<String>) -> Self {
+        Self::new(QueryErrorKind::Execution, message)
+    }
+}
+
+/// A query backend for a server built without the query layer: every query answers
+/// 501 with a message saying so. It never pretends to have data.
+#[derive(Debug, Default)]
+pub struct NoSqlBackend;
+
+#[async_trait]
+impl QueryBackend for NoSqlBackend {
+    async fn sql(&self, _db: &str, _sql: &str) -> Result<QueryOutput, QueryError> {
+        Err(QueryError::new(
+            QueryErrorKind::Unsupported,
+            "SQL is not available: this server was started without the query layer",
+        ))
+    }
+}

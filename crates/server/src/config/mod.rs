@@ -1,0 +1,339 @@
+//! `ServerConfig`: the one TOML config of `bulkhead serve`, overlaid by env vars and flags.
+//!
+//! Precedence is flag, then `BULKHEAD_*` env var, then the file given by `--config`, then
+//! the defaults below. Every option has all four; `bulkhead.example.toml` at the repo
+//! root lists them with their defaults and is parsed by a test so it cannot rot.
+
+mod cli;
+mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bulkhead_runtime::{RuntimeConfig, RuntimeMode};
+use serde::{Deserialize, Serialize};
+
+pub use cli::ServeArgs;
+pub use units::{ByteSize, HumanDuration};
+
+use crate::error::ServerError;
+
+/// Everything `bulkhead serve` can be configured with.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub http: HttpConfig,
+    pub pg: PgConfig,
+    pub storage: StorageConfig,
+    pub wal: WalConfig,
+    pub memtable: MemtableConfig,
+    pub runtime: RuntimeSection,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+}
+
+/// `[http]`: the HTTP API listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP API (ingest, SQL, admin, metrics).
+    pub addr: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5440)),
+        }
+    }
+}
+
+/// `[pg]`: the PostgreSQL wire-protocol listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PgConfig {
+    /// Whether to serve the PostgreSQL wire protocol.
+    pub enabled: bool,
+    /// Address of the PostgreSQL wire-protocol listener.
+    pub addr: SocketAddr,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: SocketAddr::from(([127, 0, 0, 1], 5433)),
+        }
+    }
+}
+
+/// `[storage]`: where data lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Root directory for local state.
+    pub data_dir: PathBuf,
+    /// WAL directory; empty means `<data_dir>/wal`.
+    pub wal_dir: String,
+    /// Object store URL for SSTs and manifests; empty means `file://<data_dir>/objects`.
+    pub object_store: String,
+    /// Width of the time segments SSTs are partitioned into.
+    pub segment_duration: HumanDuration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./bulkhead-data"),
+            wal_dir: String::new(),
+            object_store: String::new(),
+            segment_duration: HumanDuration::secs(2 * 3600),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The WAL directory, defaulted from `data_dir`.
+    pub fn wal_dir(&self) -> PathBuf {
+        if self.wal_dir.is_empty() {
+            self.data_dir.join("wal")
+        } else {
+            PathBuf::from(&self.wal_dir)
+        }
+    }
+
+    /// The object store URL, defaulted to `file://<data_dir>/objects`.
+    pub fn object_store_url(&self) -> String {
+        if self.object_store.is_empty() {
+            format!("file://{}", self.data_dir.join("objects").display())
+        } else {
+            self.object_store.clone()
+        }
+    }
+}
+
+/// `[wal]`: the write-ahead log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    /// fsync the WAL before acknowledging a write. Turning this off loses acknowledged
+    /// writes on power loss (not on a process crash).
+    pub sync: bool,
+    /// Roll over to a new WAL segment file past this size.
+    pub segment_size: ByteSize,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self {
+            sync: true,
+            segment_size: ByteSize::mib(64),
+        }
+    }
+}
+
+/// `[memtable]`: the write buffer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemtableConfig {
+    /// Memory for all memtables together. Writers stall past it and get 503 at twice it.
+    pub write_buffer: ByteSize,
+    /// Flush a single table's memtable once it holds this much.
+    pub table_flush_size: ByteSize,
+    /// Flush a memtable at the latest this long after its first write.
+    pub flush_interval: HumanDuration,
+}
+
+impl Default for MemtableConfig {
+    fn default() -> Self {
+        Self {
+            write_buffer: ByteSize::mib(256),
+            table_flush_size: ByteSize::mib(64),
+            flush_interval: HumanDuration::secs(600),
+        }
+    }
+}
+
+/// `[runtime]`: the bulkheads. Thread counts of 0 mean "derive from the core count".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// `isolated` (one runtime per bulkhead) or `shared` (one runtime; benchmarks only).
+    pub mode: RuntimeMode,
+    pub io_threads: usize,
+    pub write_threads: usize,
+    pub flush_threads: usize,
+    pub query_threads: usize,
+    pub compact_threads: usize,
+    /// Worker threads of the single runtime in `shared` mode.
+    pub shared_threads: usize,
+    /// OS nice value of the `compact` threads (0 = unchanged, 19 = lowest priority).
+    pub compact_nice: i32,
+    /// A single poll longer than this counts as a slow poll.
+    pub slow_poll_threshold: HumanDuration,
+    /// A runtime that does not answer the watchdog within this counts as stalled.
+    pub watchdog_threshold: HumanDuration,
+    /// How often the watchdog pings every runtime.
+    pub watchdog_interval: HumanDuration,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        Self {
+            mode: RuntimeMode::Isolated,
+            io_threads: 0,
+            write_threads: 0,
+            flush_threads: 0,
+            query_threads: 0,
+            compact_threads: 0,
+            shared_threads: 0,
+            compact_nice: 10,
+            slow_poll_threshold: HumanDuration::millis(10),
+            watchdog_threshold: HumanDuration::millis(100),
+            watchdog_interval: HumanDuration::millis(20),
+        }
+    }
+}
+
+/// `[auth]`: the API token.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// When non-empty, every endpoint except `/health` (and the PG wire) requires it.
+    pub token: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.token.is_empty() {
+            "<none>"
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("AuthConfig").field("token", &shown).finish()
+    }
+}
+
+impl AuthConfig {
+    pub fn token(&self) -> Option<&str> {
+        (!self.token.is_empty()).then_some(self.token.as_str())
+    }
+}
+
+/// `[limits]`: what a single request may ask for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body, before and after gzip decompression (413 past it).
+    pub max_body_size: ByteSize,
+    /// Longest line-protocol line (that line is rejected with 400).
+    pub max_line_length: ByteSize,
+    /// Most tags on one line-protocol line (that line is rejected with 400).
+    pub max_tags_per_line: usize,
+    /// Most fields on one line-protocol line (that line is rejected with 400).
+    pub max_fields_per_line: usize,
+    /// Memory one SQL query may use before it fails with "resources exhausted".
+    pub query_memory: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_size: ByteSize::mib(64),
+            max_line_length: ByteSize::kib(64),
+            max_tags_per_line: 256,
+            max_fields_per_line: 1024,
+            query_memory: ByteSize::gib(1),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Parse a TOML document. Unknown keys and bad values are errors naming the key.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let cfg: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Read `path` (see [`Self::from_toml`]).
+    pub fn from_file(path: &Path) -> Result<Self, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServerError::Config {
+            message: format!("cannot read config file {}: {e}", path.display()),
+        })?;
+        Self::from_toml(&text).map_err(|e| ServerError::Config {
+            message: format!("invalid config file {}: {e}", path.display()),
+        })
+    }
+
+    /// Load the effective config: defaults, then `--config`, then env vars and flags
+    /// (clap has already resolved flag over env in `args`).
+    pub fn load(args: &ServeArgs) -> Result<Self, ServerError> {
+        let mut cfg = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        args.apply(&mut cfg);
+        cfg.validate()
+            .map_err(|message| ServerError::Config { message })?;
+        Ok(cfg)
+    }
+
+    /// Checks that span keys or that serde cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err("storage.data_dir must not be empty".into());
+        }
+        let url = self.storage.object_store_url();
+        if !(url.starts_with("file://") || url.starts_with("s3://")) {
+            return Err(format!(
+                "storage.object_store: unsupported URL `{url}` (expected file://PATH or s3://BUCKET/PREFIX)"
+            ));
+        }
+        if !(-20..=19).contains(&self.runtime.compact_nice) {
+            return Err(format!(
+                "runtime.compact_nice: {} is outside -20..=19",
+                self.runtime.compact_nice
+            ));
+        }
+        if self.limits.max_body_size.0 == 0 {
+            return Err("limits.max_body_size must be positive".into());
+        }
+        if self.limits.max_line_length.0 == 0 {
+            return Err("limits.max_line_length must be positive".into());
+        }
+        if self.runtime.watchdog_interval.0.is_zero() {
+            return Err("runtime.watchdog_interval must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The bulkheads' configuration: zero thread counts take the core-count defaults.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        let mut rc = RuntimeConfig::default();
+        let r = &self.runtime;
+        rc.mode = r.mode;
+        let pick =
+            |configured: usize, default: usize| if configured == 0 { default } else { configured };
+        rc.io_threads = pick(r.io_threads, rc.io_threads);
+        rc.write_threads = pick(r.write_threads, rc.write_threads);
+        rc.flush_threads = pick(r.flush_threads, rc.flush_threads);
+        rc.query_threads = pick(r.query_threads, rc.query_threads);
+        rc.compact_threads = pick(r.compact_threads, rc.compact_threads);
+        rc.shared_threads = pick(r.shared_threads, rc.shared_threads);
+        rc.compact_nice = r.compact_nice;
+        rc.slow_poll_threshold = r.slow_poll_threshold.get();
+        rc.watchdog_threshold = r.watchdog_threshold.get();
+        rc.watchdog_interval = r.watchdog_interval.get();
+        rc
+    }
+
+    /// The flush interval as a plain duration (convenience for the engine adapter).
+    pub fn flush_interval(&self) -> Duration {
+        self.memtable.flush_interval.get()
+    }
+}
+
+#[cfg(test)]
+mod tests;

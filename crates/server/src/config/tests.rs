@@ -1,0 +1,271 @@
+//! Tests that keep the config, its flags, the example file and the docs in sync.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use clap::{Args, Command};
+
+use super::*;
+
+/// toml key -> flag -> a non-default sample value (as it appears when serialized).
+const OPTIONS: &[(&str, &str, &str)] = &[
+    ("http.addr", "--http-addr", "0.0.0.0:9999"),
+    ("pg.enabled", "--pg-enabled", "false"),
+    ("pg.addr", "--pg-addr", "127.0.0.1:6543"),
+    ("storage.data_dir", "--data-dir", "/tmp/bh"),
+    ("storage.wal_dir", "--wal-dir", "/tmp/wal"),
+    (
+        "storage.object_store",
+        "--object-store",
+        "s3://bucket/prefix",
+    ),
+    ("storage.segment_duration", "--segment-duration", "1d"),
+    ("wal.sync", "--wal-sync", "false"),
+    ("wal.segment_size", "--wal-segment-size", "8MiB"),
+    ("memtable.write_buffer", "--write-buffer", "1GiB"),
+    ("memtable.table_flush_size", "--table-flush-size", "16MiB"),
+    ("memtable.flush_interval", "--flush-interval", "30s"),
+    ("runtime.mode", "--runtime-mode", "shared"),
+    ("runtime.io_threads", "--io-threads", "3"),
+    ("runtime.write_threads", "--write-threads", "4"),
+    ("runtime.flush_threads", "--flush-threads", "5"),
+    ("runtime.query_threads", "--query-threads", "6"),
+    ("runtime.compact_threads", "--compact-threads", "7"),
+    ("runtime.shared_threads", "--shared-threads", "8"),
+    ("runtime.compact_nice", "--compact-nice", "-5"),
+    (
+        "runtime.slow_poll_threshold",
+        "--slow-poll-threshold",
+        "5ms",
+    ),
+    ("runtime.watchdog_threshold", "--watchdog-threshold", "1s"),
+    ("runtime.watchdog_interval", "--watchdog-interval", "50ms"),
+    ("auth.token", "--auth-token", "s3cret"),
+    ("limits.max_body_size", "--max-body-size", "1MiB"),
+    ("limits.max_line_length", "--max-line-length", "1KiB"),
+    ("limits.max_tags_per_line", "--max-tags-per-line", "3"),
+    ("limits.max_fields_per_line", "--max-fields-per-line", "4"),
+    ("limits.query_memory", "--query-memory", "2GiB"),
+];
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn example() -> String {
+    std::fs::read_to_string(repo_root().join("bulkhead.example.toml")).unwrap()
+}
+
+fn command() -> Command {
+    ServeArgs::augment_args(Command::new("serve").no_binary_name(true))
+}
+
+fn parse(argv: &[&str]) -> ServeArgs {
+    let matches = command().try_get_matches_from(argv).unwrap();
+    <ServeArgs as clap::FromArgMatches>::from_arg_matches(&matches).unwrap()
+}
+
+fn leaves(value: &toml::Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(v, &key, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string());
+        }
+    }
+}
+
+fn lookup(cfg: &ServerConfig, key: &str) -> String {
+    let value = toml::Value::try_from(cfg).unwrap();
+    let (section, name) = key.split_once('.').unwrap();
+    match &value[section][name] {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn example_file_parses_and_documents_the_defaults() {
+    let parsed = ServerConfig::from_toml(&example()).unwrap();
+    assert_eq!(parsed, ServerConfig::default());
+}
+
+#[test]
+fn every_option_is_in_the_example_and_has_a_flag() {
+    let mut from_example = BTreeSet::new();
+    leaves(&toml::from_str(&example()).unwrap(), "", &mut from_example);
+    let mut from_struct = BTreeSet::new();
+    leaves(
+        &toml::Value::try_from(ServerConfig::default()).unwrap(),
+        "",
+        &mut from_struct,
+    );
+    let from_table: BTreeSet<String> = OPTIONS.iter().map(|(k, _, _)| k.to_string()).collect();
+    assert_eq!(
+        from_example, from_struct,
+        "bulkhead.example.toml vs ServerConfig"
+    );
+    assert_eq!(from_table, from_struct, "OPTIONS table vs ServerConfig");
+    // Every flag except --config (and clap's --help) is in the table.
+    let flags: BTreeSet<String> = command()
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| *l != "config")
+        .map(|l| format!("--{l}"))
+        .collect();
+    let table_flags: BTreeSet<String> = OPTIONS.iter().map(|(_, f, _)| f.to_string()).collect();
+    assert_eq!(flags, table_flags);
+}
+
+#[test]
+fn each_flag_sets_its_own_key() {
+    let defaults = ServerConfig::default();
+    for (key, flag, sample) in OPTIONS {
+        assert_ne!(
+            lookup(&defaults, key),
+            *sample,
+            "sample for {key} must differ from default"
+        );
+        let args = parse(&[flag, sample]);
+        let mut cfg = ServerConfig::default();
+        args.apply(&mut cfg);
+        assert_eq!(lookup(&cfg, key), *sample, "{flag} should set {key}");
+        // ...and nothing else.
+        let mut reset = cfg.clone();
+        let mut expected = defaults.clone();
+        let mut t = toml::Value::try_from(&reset).unwrap();
+        let d = toml::Value::try_from(&expected).unwrap();
+        let (s, n) = key.split_once('.').unwrap();
+        t[s][n] = d[s][n].clone();
+        reset = t.try_into().unwrap();
+        expected.clone_from(&defaults);
+        assert_eq!(reset, expected, "{flag} changed more than {key}");
+    }
+}
+
+#[test]
+fn env_vars_follow_the_flag_names() {
+    for arg in command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+        let want = format!("BULKHEAD_{}", long.to_uppercase().replace('-', "_"));
+        assert_eq!(env.as_deref(), Some(want.as_str()), "--{long}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_values_name_the_key() {
+    let err = ServerConfig::from_toml("[http]\nadress = \"1.2.3.4:5\"\n").unwrap_err();
+    assert!(err.contains("adress"), "{err}");
+    let err = ServerConfig::from_toml("[htp]\naddr = \"1.2.3.4:5\"\n").unwrap_err();
+    assert!(err.contains("htp"), "{err}");
+    let err = ServerConfig::from_toml("[limits]\nmax_body_size = \"64XB\"\n").unwrap_err();
+    assert!(
+        err.contains("max_body_size") && err.contains("64XB"),
+        "{err}"
+    );
+    let err = ServerConfig::from_toml("[runtime]\nmode = \"both\"\n").unwrap_err();
+    assert!(err.contains("mode") && err.contains("both"), "{err}");
+    let err = ServerConfig::from_toml("[memtable]\nflush_interval = \"soon\"\n").unwrap_err();
+    assert!(err.contains("flush_interval"), "{err}");
+    let err = ServerConfig::from_toml("[storage]\nobject_store = \"ftp://x\"\n").unwrap_err();
+    assert!(err.contains("storage.object_store"), "{err}");
+    let err = ServerConfig::from_toml("[runtime]\ncompact_nice = 40\n").unwrap_err();
+    assert!(err.contains("runtime.compact_nice"), "{err}");
+}
+
+#[test]
+fn bad_flag_values_are_rejected_by_clap() {
+    let err = command()
+        .try_get_matches_from(["--write-buffer", "lots"])
+        .unwrap_err();
+    assert!(err.to_string().contains("--write-buffer"), "{err}");
+    let err = command()
+        .try_get_matches_from(["--runtime-mode", "both"])
+        .unwrap_err();
+    assert!(err.to_string().contains("both"), "{err}");
+}
+
+#[test]
+fn precedence_is_flag_then_file_then_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.toml");
+    std::fs::write(
+        &path,
+        "[memtable]\nwrite_buffer = \"1GiB\"\n[runtime]\nio_threads = 3\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let cfg = ServerConfig::load(&parse(&["--config", p])).unwrap();
+    assert_eq!(cfg.memtable.write_buffer, ByteSize::gib(1));
+    assert_eq!(cfg.runtime.io_threads, 3);
+    assert_eq!(cfg.limits.max_body_size, ByteSize::mib(64), "default kept");
+    let cfg = ServerConfig::load(&parse(&["--config", p, "--write-buffer", "2GiB"])).unwrap();
+    assert_eq!(
+        cfg.memtable.write_buffer,
+        ByteSize::gib(2),
+        "flag beats file"
+    );
+    assert_eq!(cfg.runtime.io_threads, 3);
+    let missing = ServerConfig::load(&parse(&["--config", "/nonexistent/b.toml"])).unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/b.toml"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn derived_paths_and_runtime_config() {
+    let mut cfg = ServerConfig::default();
+    cfg.storage.data_dir = PathBuf::from("/d");
+    assert_eq!(cfg.storage.wal_dir(), PathBuf::from("/d/wal"));
+    assert_eq!(cfg.storage.object_store_url(), "file:///d/objects");
+    cfg.runtime.io_threads = 5;
+    cfg.runtime.compact_nice = 3;
+    let rc = cfg.runtime_config();
+    assert_eq!(rc.io_threads, 5);
+    assert_eq!(rc.compact_nice, 3);
+    assert_eq!(rc.write_threads, RuntimeConfig::default().write_threads);
+    assert_eq!(rc.watchdog_threshold, Duration::from_millis(100));
+}
+
+#[test]
+fn configuration_doc_lists_every_key_flag_and_env_var() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/configuration.md")).unwrap();
+    for (key, flag, _) in OPTIONS {
+        assert!(
+            doc.contains(&format!("`{key}`")),
+            "docs/configuration.md lacks `{key}`"
+        );
+        assert!(
+            doc.contains(&format!("`{flag}`")),
+            "docs/configuration.md lacks `{flag}`"
+        );
+        let env = format!(
+            "BULKHEAD_{}",
+            flag.trim_start_matches("--")
+                .to_uppercase()
+                .replace('-', "_")
+        );
+        assert!(
+            doc.contains(&format!("`{env}`")),
+            "docs/configuration.md lacks `{env}`"
+        );
+    }
+}
+
+#[test]
+fn auth_token_is_not_printed_by_debug() {
+    let mut cfg = ServerConfig::default();
+    cfg.auth.token = "hunter2".into();
+    assert!(!format!("{cfg:?}").contains("hunter2"));
+    assert_eq!(cfg.auth.token(), Some("hunter2"));
+}

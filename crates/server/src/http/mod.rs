@@ -1,0 +1,174 @@
+//! The HTTP API: routes, shared state, binding, and graceful shutdown.
+//!
+//! Handlers run on the `io` runtime (axum is served from there). Anything CPU-heavy is
+//! handed off: body decompression and line-protocol parsing to `write`, SQL planning,
+//! execution and result encoding to `query`. Shutdown order (see [`HttpServer::serve`]):
+//! stop accepting, let in-flight requests finish, return; the caller then closes the
+//! write backend so the WAL is synced before the process exits.
+
+mod auth;
+mod body;
+mod encode;
+mod metrics;
+mod ops;
+mod sql;
+mod write;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use bulkhead_runtime::Runtimes;
+
+use crate::backend::{QueryBackend, WriteBackend};
+use crate::config::{LimitsConfig, ServerConfig};
+use crate::error::ServerError;
+
+pub use metrics::HttpMetrics;
+
+/// Everything a handler needs, shared by all requests.
+pub struct ServerState {
+    pub runtimes: Arc<Runtimes>,
+    pub writes: Arc<dyn WriteBackend>,
+    pub queries: Arc<dyn QueryBackend>,
+    pub limits: LimitsConfig,
+    /// `None`: no auth.
+    pub token: Option<String>,
+    pub metrics: HttpMetrics,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("limits", &self.limits)
+            .field("auth", &self.token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerState {
+    pub fn new(
+        config: &ServerConfig,
+        runtimes: Arc<Runtimes>,
+        writes: Arc<dyn WriteBackend>,
+        queries: Arc<dyn QueryBackend>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            runtimes,
+            writes,
+            queries,
+            limits: config.limits.clone(),
+            token: config.auth.token().map(str::to_string),
+            metrics: HttpMetrics::default(),
+        })
+    }
+}
+
+/// The API's routes, with auth and request metrics.
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/api/v2/write", post(write::write_v2))
+        .route("/write", post(write::write_v1))
+        .route("/api/v1/sql", get(sql::sql_get).post(sql::sql_post))
+        .route("/api/v1/flush", post(ops::flush))
+        .route("/api/v1/compact", post(ops::compact))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .route("/debug/bulkheads", get(ops::debug_bulkheads))
+        .fallback(ops::not_found)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::track,
+        ))
+        // Bodies are read by `body::read_limited` against `limits.max_body_size`.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// A bound (not yet serving) HTTP listener.
+#[derive(Debug)]
+pub struct HttpServer {
+    listener: tokio::net::TcpListener,
+    state: Arc<ServerState>,
+}
+
+impl HttpServer {
+    /// Bind `addr`. Must be called on the `io` runtime (the socket registers with its
+    /// IO driver). Warns loudly when a non-loopback address is bound without a token.
+    pub async fn bind(addr: SocketAddr, state: Arc<ServerState>) -> Result<Self, ServerError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "HTTP API",
+                addr,
+                source,
+            })?;
+        if !addr.ip().is_loopback() && state.token.is_none() {
+            tracing::warn!(
+                %addr,
+                "!!! HTTP API bound to a non-loopback address WITHOUT an auth token: anyone who \
+                 can reach it can write, query and delete data. Set --auth-token / \
+                 BULKHEAD_AUTH_TOKEN / [auth] token. !!!"
+            );
+        }
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting and wait for in-flight
+    /// requests to finish. The caller closes the write backend afterwards.
+    pub async fn serve<F>(self, shutdown: F) -> Result<(), ServerError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "HTTP API listening");
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        tracing::info!(%addr, "HTTP API stopped; in-flight requests finished");
+        Ok(())
+    }
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM. Must run on the `io` runtime.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! Admin and ops endpoints: flush, compact, health, metrics, the bulkheads' debug view.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{Uri, header};
+use axum::response::IntoResponse;
+use bulkhead_engine::Scope;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ServerState;
+use crate::error::ServerError;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ScopeParams {
+    db: Option<String>,
+    table: Option<String>,
+}
+
+impl ScopeParams {
+    fn scope(self) -> Result<Scope, ServerError> {
+        let db = self.db.filter(|s| !s.is_empty());
+        let table = self.table.filter(|s| !s.is_empty());
+        match (db, table) {
+            (None, None) => Ok(Scope::All),
+            (Some(db), None) => Ok(Scope::Database(db)),
+            (Some(db), Some(table)) => Ok(Scope::Table { db, table }),
+            (None, Some(_)) => Err(ServerError::BadRequest("`table` needs `db`".into())),
+        }
+    }
+}
+
+fn describe(scope: &Scope) -> Value {
+    match scope {
+        Scope::All => json!({ "scope": "all" }),
+        Scope::Database(db) => json!({ "scope": "database", "db": db }),
+        Scope::Table { db, table } => json!({ "scope": "table", "db": db, "table": table }),
+    }
+}
+
+/// `POST /api/v1/flush?db=&table=`: returns once the flush is committed.
+pub(super) async fn flush(
+    State(state): State<Arc<ServerState>>,
+    params: Result<Query<ScopeParams>, QueryRejection>,
+) -> Result<Json<Value>, ServerError> {
+    let Query(p) = params.map_err(|e| ServerError::BadRequest(e.body_text()))?;
+    let scope = p.scope()?;
+    let body = describe(&scope);
+    state.writes.flush(scope).await?;
+    Ok(Json(json!({ "status": "flushed", "target": body })))
+}
+
+/// `POST /api/v1/compact?db=&table=`: returns once compaction has finished.
+pub(super) async fn compact(
+    State(state): State<Arc<ServerState>>,
+    params: Result<Query<ScopeParams>, QueryRejection>,
+) -> Result<Json<Value>, ServerError> {
+    let Query(p) = params.map_err(|e| ServerError::BadRequest(e.body_text()))?;
+    let scope = p.scope()?;
+    let body = describe(&scope);
+    state.writes.compact(scope).await?;
+    Ok(Json(json!({ "status": "compacted", "target": body })))
+}
+
+/// `GET /health`: no auth, no backend call; 200 while the server accepts requests.
+pub(super) async fn health() -> Json<Value> {
+    Json(json!({ "status": "pass", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// `GET /metrics`: Prometheus text: HTTP, backend, then per-runtime metrics.
+pub(super) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    let mut text = state.metrics.render();
+    let backend = state.writes.metrics_text();
+    if !backend.is_empty() {
+        text.push_str(&backend);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    text.push_str(&state.runtimes.snapshot().to_prometheus());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// `GET /debug/bulkheads`: the runtimes' metrics and recent stalls as JSON.
+pub(super) async fn debug_bulkheads(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    Json(state.runtimes.snapshot())
+}
+
+pub(super) async fn not_found(uri: Uri) -> ServerError {
+    ServerError::NotFound(uri.path().to_string())
+}

@@ -1,0 +1,203 @@
+//! `GET|POST /api/v1/sql`: plan on `query`, then poll and encode the result stream on
+//! `query`, forwarding encoded chunks to the response body (sent from `io`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow::error::ArrowError;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bulkhead_runtime::RuntimeName;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::ServerState;
+use super::body::read_limited;
+use super::encode::{Encoder, Format};
+use crate::backend::{QueryError, QueryErrorKind, QueryOutput};
+use crate::error::ServerError;
+
+/// `db`, `q` and `format`, from the query string or a JSON body.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SqlParams {
+    db: Option<String>,
+    q: Option<String>,
+    format: Option<String>,
+}
+
+pub(super) async fn sql_get(
+    State(state): State<Arc<ServerState>>,
+    params: Result<Query<SqlParams>, QueryRejection>,
+) -> Result<Response, ServerError> {
+    let Query(p) = params.map_err(|e| ServerError::BadRequest(e.body_text()))?;
+    run(state, p).await
+}
+
+/// The body is either JSON (`{"db": .., "q": .., "format": ..}`, when the content type
+/// says JSON or it starts with `{`) or the SQL text itself. Body values win over the
+/// query string.
+pub(super) async fn sql_post(
+    State(state): State<Arc<ServerState>>,
+    params: Result<Query<SqlParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ServerError> {
+    let Query(mut p) = params.map_err(|e| ServerError::BadRequest(e.body_text()))?;
+    let raw = read_limited(&headers, body, state.limits.max_body_size.as_u64()).await?;
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| ServerError::BadRequest("the request body is not valid UTF-8".into()))?;
+    if !text.trim().is_empty() {
+        let json_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("json"));
+        if json_type || text.trim_start().starts_with('{') {
+            let b: SqlParams = serde_json::from_str(text)
+                .map_err(|e| ServerError::BadRequest(format!("invalid JSON body: {e}")))?;
+            p.db = b.db.or(p.db);
+            p.q = b.q.or(p.q);
+            p.format = b.format.or(p.format);
+        } else {
+            p.q = Some(text.to_string());
+        }
+    }
+    run(state, p).await
+}
+
+/// Messages from the encoding task to the response body.
+type Chunk = Result<Bytes, ServerError>;
+
+async fn run(state: Arc<ServerState>, p: SqlParams) -> Result<Response, ServerError> {
+    let db =
+        p.db.filter(|d| !d.trim().is_empty())
+            .ok_or_else(|| ServerError::BadRequest("missing parameter `db`".into()))?;
+    let q = p
+        .q
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| ServerError::BadRequest("missing parameter `q` (the SQL query)".into()))?;
+    let format = Format::parse(p.format.as_deref()).map_err(ServerError::BadRequest)?;
+
+    let queries = Arc::clone(&state.queries);
+    let output = state
+        .runtimes
+        .run(
+            RuntimeName::Query,
+            async move { queries.sql(&db, &q).await },
+        )
+        .await??;
+
+    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+    let task_state = Arc::clone(&state);
+    // Polling the batches drives the plan: it must happen on `query`. The task stops
+    // when the client goes away (sending fails) or the stream ends.
+    state.runtimes.spawn(
+        RuntimeName::Query,
+        encode_task(output, format, tx, task_state),
+    );
+
+    // Wait for the first batch (or error) so that an early failure gets its status code.
+    let first = match rx.recv().await {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(e)) => return Err(e),
+        None => {
+            return Err(ServerError::Encode(
+                "the query task ended without a result".into(),
+            ));
+        }
+    };
+    let rest =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let stream = futures::stream::once(async move { Ok::<_, ServerError>(first) }).chain(rest);
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    Ok(response)
+}
+
+async fn encode_task(
+    output: QueryOutput,
+    format: Format,
+    tx: mpsc::Sender<Chunk>,
+    state: Arc<ServerState>,
+) {
+    let QueryOutput {
+        schema,
+        mut batches,
+    } = output;
+    let mut encoder = match Encoder::new(format, &schema) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = tx.send(Err(ServerError::Encode(e.to_string()))).await;
+            return;
+        }
+    };
+    let mut pending = encoder.take();
+    let mut sent_first = false;
+    while let Some(next) = batches.next().await {
+        let chunk = match next {
+            Ok(batch) => {
+                state
+                    .metrics
+                    .query_rows
+                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                encoder
+                    .write(&batch)
+                    .map_err(|e| ServerError::Encode(e.to_string()))
+            }
+            Err(e) => Err(ServerError::Query(classify(e))),
+        };
+        let chunk = match chunk {
+            Ok(bytes) if !sent_first => {
+                let mut joined = Vec::with_capacity(pending.len() + bytes.len());
+                joined.extend_from_slice(&pending);
+                joined.extend_from_slice(&bytes);
+                pending = Bytes::new();
+                Ok(Bytes::from(joined))
+            }
+            other => other,
+        };
+        if let Err(e) = &chunk
+            && sent_first
+        {
+            tracing::warn!(error = %e, "query failed after the response started; aborting the body");
+        }
+        let failed = chunk.is_err();
+        if tx.send(chunk).await.is_err() || failed {
+            return; // client gone, or error delivered
+        }
+        sent_first = true;
+    }
+    let last = encoder
+        .finish()
+        .map_err(|e| ServerError::Encode(e.to_string()));
+    let last = match last {
+        Ok(bytes) if !sent_first => {
+            let mut joined = pending.to_vec();
+            joined.extend_from_slice(&bytes);
+            Ok(Bytes::from(joined))
+        }
+        other => other,
+    };
+    let _ = tx.send(last).await;
+}
+
+/// Give a stream error its kind: backends wrap a [`QueryError`] in
+/// `ArrowError::ExternalError` to choose one; Arrow's own memory errors are
+/// "resources exhausted"; anything else is an execution error.
+fn classify(e: ArrowError) -> QueryError {
+    match e {
+        ArrowError::ExternalError(inner) => match inner.downcast::<QueryError>() {
+            Ok(q) => *q,
+            Err(other) => QueryError::execution(other.to_string()),
+        },
+        ArrowError::MemoryError(m) => QueryError::new(QueryErrorKind::ResourcesExhausted, m),
+        other => QueryError::execution(other.to_string()),
+    }
+}

@@ -1,0 +1,370 @@
+//! The byte-level line-protocol parser: one pass per line, allocation only for the
+//! strings that end up in the row, escapes resolved only when a token contains a `\`.
+
+use bulkhead_engine::{FieldValue, Row};
+
+use super::{LineError, ParseOptions, Parsed, cut_line};
+
+/// Characters a backslash escapes in measurement names.
+const MEASUREMENT_ESCAPES: &[u8] = b", \\";
+/// Characters a backslash escapes in tag keys, tag values and field keys.
+const KEY_ESCAPES: &[u8] = b",= \\";
+
+pub(super) fn parse_body(body: &[u8], opts: &ParseOptions) -> Parsed {
+    let mut out = Parsed::default();
+    let mut pos = 0;
+    let mut line_number = 0;
+    while pos < body.len() {
+        line_number += 1;
+        let rest = &body[pos..];
+        let phys_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let physical = &rest[..phys_end];
+        let content_start = physical
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+            .unwrap_or(physical.len());
+        let content = &physical[content_start..];
+        if content.is_empty() || content[0] == b'#' {
+            pos += phys_end + 1;
+            continue;
+        }
+        let reject = |out: &mut Parsed, message: String| {
+            out.errors.push(LineError {
+                line_number,
+                error_message: message,
+                original_line: cut_line(physical),
+            });
+        };
+        if physical.len() > opts.max_line_length {
+            reject(
+                &mut out,
+                format!(
+                    "line is {} bytes long, over the limit of {} (limits.max_line_length)",
+                    physical.len(),
+                    opts.max_line_length
+                ),
+            );
+            pos += phys_end + 1;
+            continue;
+        }
+        match parse_line(&rest[content_start..], opts) {
+            Ok((table, row, consumed)) => {
+                let consumed = content_start + consumed;
+                let spanned = &rest[..consumed];
+                if consumed > opts.max_line_length {
+                    reject(
+                        &mut out,
+                        format!(
+                            "line is {consumed} bytes long, over the limit of {} (limits.max_line_length)",
+                            opts.max_line_length
+                        ),
+                    );
+                } else {
+                    out.batch.push(&table, row);
+                }
+                // A quoted string may have spanned physical lines.
+                line_number += spanned.iter().filter(|&&b| b == b'\n').count();
+                pos += consumed + 1;
+            }
+            Err(message) => {
+                reject(&mut out, message);
+                pos += phys_end + 1;
+            }
+        }
+    }
+    out
+}
+
+/// A cursor over one line (and, inside quoted strings, the lines after it).
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    fn at_line_end(&self) -> bool {
+        match self.peek() {
+            None | Some(b'\n') => true,
+            Some(b'\r') => matches!(self.buf.get(self.pos + 1), None | Some(b'\n')),
+            _ => false,
+        }
+    }
+
+    fn skip_spaces(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Scan a token up to (not including) an unescaped byte in `stops`, a space, a tab
+    /// or the line end. Returns the raw bytes and whether they contain a backslash.
+    fn token(&mut self, stops: &[u8], escapes: &[u8]) -> (&'a [u8], bool) {
+        let start = self.pos;
+        let mut escaped = false;
+        while let Some(b) = self.peek() {
+            if b == b'\\' {
+                escaped = true;
+                match self.buf.get(self.pos + 1) {
+                    Some(n) if escapes.contains(n) => self.pos += 2,
+                    _ => self.pos += 1,
+                }
+                continue;
+            }
+            if stops.contains(&b) || b == b' ' || b == b'\t' || b == b'\n' || self.at_line_end() {
+                break;
+            }
+            self.pos += 1;
+        }
+        (&self.buf[start..self.pos], escaped)
+    }
+}
+
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| format!("invalid UTF-8 in {what} at byte {}", e.valid_up_to()))
+}
+
+/// Resolve backslash escapes of the characters in `escapes`; other backslashes stay.
+fn unescape(raw: &[u8], escaped: bool, escapes: &[u8], what: &str) -> Result<String, String> {
+    let s = utf8(raw, what)?;
+    if !escaped {
+        return Ok(s.to_string());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\'
+            && let Some(&n) = chars.peek()
+            && n.is_ascii()
+            && escapes.contains(&(n as u8))
+        {
+            out.push(n);
+            chars.next();
+            continue;
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Parse one line starting at `buf[0]` (leading whitespace already skipped). Returns the
+/// table, the row and the bytes consumed, up to but not including the line's `\n`.
+fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), String> {
+    let mut c = Cursor { buf, pos: 0 };
+
+    let (raw, esc) = c.token(b",", MEASUREMENT_ESCAPES);
+    if raw.is_empty() {
+        return Err("missing measurement name".into());
+    }
+    let table = unescape(raw, esc, MEASUREMENT_ESCAPES, "measurement")?;
+
+    let mut tags: Vec<(String, String)> = Vec::new();
+    while c.peek() == Some(b',') {
+        c.pos += 1;
+        let (raw_key, esc) = c.token(b",=", KEY_ESCAPES);
+        let key = unescape(raw_key, esc, KEY_ESCAPES, "tag key")?;
+        if c.peek() != Some(b'=') {
+            return Err(if key.is_empty() {
+                "empty tag key".into()
+            } else {
+                format!("tag `{key}` has no value (expected `{key}=value`)")
+            });
+        }
+        if key.is_empty() {
+            return Err("empty tag key".into());
+        }
+        c.pos += 1;
+        let (raw_value, esc) = c.token(b",", KEY_ESCAPES);
+        if raw_value.is_empty() {
+            return Err(format!("tag `{key}` has an empty value"));
+        }
+        let value = unescape(raw_value, esc, KEY_ESCAPES, "tag value")?;
+        if key == "time" {
+            return Err("`time` is reserved and cannot be a tag key".into());
+        }
+        if tags.iter().any(|(k, _)| *k == key) {
+            return Err(format!("duplicate tag key `{key}`"));
+        }
+        tags.push((key, value));
+        if tags.len() > opts.max_tags {
+            return Err(format!(
+                "too many tags (more than {}, limits.max_tags_per_line)",
+                opts.max_tags
+            ));
+        }
+    }
+
+    // Tags end at a space (then fields follow) or at the line end (no fields: error).
+    c.skip_spaces();
+    if c.at_line_end() {
+        return Err("missing fields (expected `measurement[,tags] field=value`)".into());
+    }
+
+    let mut fields: Vec<(String, FieldValue)> = Vec::new();
+    loop {
+        let (raw_key, esc) = c.token(b",=", KEY_ESCAPES);
+        let key = unescape(raw_key, esc, KEY_ESCAPES, "field key")?;
+        if c.peek() != Some(b'=') {
+            return Err(if key.is_empty() {
+                "empty field key".into()
+            } else {
+                format!("field `{key}` has no value (expected `{key}=value`)")
+            });
+        }
+        if key.is_empty() {
+            return Err("empty field key".into());
+        }
+        c.pos += 1;
+        let value = field_value(&mut c, &key)?;
+        if key == "time" {
+            return Err("`time` is reserved and cannot be a field key".into());
+        }
+        if tags.iter().any(|(k, _)| *k == key) {
+            return Err(format!("`{key}` is used both as a tag and as a field"));
+        }
+        // A repeated field key: the last value wins, as in InfluxDB.
+        match fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => fields.push((key, value)),
+        }
+        if fields.len() > opts.max_fields {
+            return Err(format!(
+                "too many fields (more than {}, limits.max_fields_per_line)",
+                opts.max_fields
+            ));
+        }
+        match c.peek() {
+            Some(b',') => c.pos += 1,
+            _ => break,
+        }
+    }
+
+    c.skip_spaces();
+    let time = if c.at_line_end() {
+        opts.default_time
+    } else {
+        let start = c.pos;
+        while let Some(b) = c.peek() {
+            if matches!(b, b' ' | b'\t' | b'\n') || c.at_line_end() {
+                break;
+            }
+            c.pos += 1;
+        }
+        let raw = utf8(&buf[start..c.pos], "timestamp")?;
+        let ts: i64 = raw
+            .parse()
+            .map_err(|_| format!("invalid timestamp `{raw}` (expected an integer)"))?;
+        c.skip_spaces();
+        if !c.at_line_end() {
+            return Err("unexpected text after the timestamp".into());
+        }
+        ts.checked_mul(opts.precision.multiplier()).ok_or_else(|| {
+            format!(
+                "timestamp {ts} is out of range for precision {:?}",
+                opts.precision
+            )
+        })?
+    };
+    // Consume a trailing `\r` of a CRLF line ending.
+    if c.peek() == Some(b'\r') {
+        c.pos += 1;
+    }
+    Ok((table, Row { tags, fields, time }, c.pos))
+}
+
+fn field_value(c: &mut Cursor<'_>, key: &str) -> Result<FieldValue, String> {
+    if c.peek() == Some(b'"') {
+        c.pos += 1;
+        let start = c.pos;
+        let mut escaped = false;
+        loop {
+            match c.peek() {
+                None => return Err(format!("unterminated string value of field `{key}`")),
+                Some(b'\\') => {
+                    escaped = true;
+                    c.pos += if matches!(c.buf.get(c.pos + 1), Some(b'"' | b'\\')) {
+                        2
+                    } else {
+                        1
+                    };
+                }
+                Some(b'"') => break,
+                Some(_) => c.pos += 1,
+            }
+        }
+        let raw = &c.buf[start..c.pos];
+        c.pos += 1;
+        if !matches!(c.peek(), None | Some(b',' | b' ' | b'\t' | b'\n' | b'\r')) {
+            return Err(format!(
+                "unexpected text after the string value of field `{key}`"
+            ));
+        }
+        return unescape(raw, escaped, b"\"\\", "string value").map(FieldValue::Str);
+    }
+    let start = c.pos;
+    while let Some(b) = c.peek() {
+        if matches!(b, b',' | b' ' | b'\t' | b'\n') || c.at_line_end() {
+            break;
+        }
+        c.pos += 1;
+    }
+    let raw = &c.buf[start..c.pos];
+    let invalid = || {
+        format!(
+            "invalid value `{}` for field `{key}`",
+            String::from_utf8_lossy(raw)
+        )
+    };
+    match raw {
+        [] => Err(format!("field `{key}` has no value")),
+        b"t" | b"T" | b"true" | b"True" | b"TRUE" => Ok(FieldValue::Bool(true)),
+        b"f" | b"F" | b"false" | b"False" | b"FALSE" => Ok(FieldValue::Bool(false)),
+        [digits @ .., b'i'] => {
+            let s = std::str::from_utf8(digits).map_err(|_| invalid())?;
+            if !is_integer(s, true) {
+                return Err(invalid());
+            }
+            s.parse::<i64>().map(FieldValue::I64).map_err(|_| {
+                format!("integer value `{s}` of field `{key}` is out of range for a signed 64-bit integer")
+            })
+        }
+        [digits @ .., b'u'] => {
+            let s = std::str::from_utf8(digits).map_err(|_| invalid())?;
+            if !is_integer(s, false) {
+                return Err(invalid());
+            }
+            s.parse::<u64>().map(FieldValue::U64).map_err(|_| {
+                format!("unsigned value `{s}` of field `{key}` is out of range for an unsigned 64-bit integer")
+            })
+        }
+        _ => {
+            let s = std::str::from_utf8(raw).map_err(|_| invalid())?;
+            let well_formed = s.bytes().any(|b| b.is_ascii_digit())
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+            if !well_formed {
+                return Err(invalid());
+            }
+            match s.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(FieldValue::F64(v)),
+                Ok(_) => Err(format!(
+                    "float value `{s}` of field `{key}` is out of range"
+                )),
+                Err(_) => Err(invalid()),
+            }
+        }
+    }
+}
+
+/// `[-]digits` (sign only when `signed`).
+fn is_integer(s: &str, signed: bool) -> bool {
+    let digits = match s.strip_prefix('-') {
+        Some(rest) if signed => rest,
+        _ => s,
+    };
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
