@@ -14,6 +14,8 @@
 //!
 //! This crate does not depend on DataFusion.
 
+#[doc(hidden)]
+pub mod bench_support;
 mod config;
 mod engine;
 mod error;

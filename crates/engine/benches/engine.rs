@@ -1,0 +1,143 @@
+//! Engine micro-benchmarks (criterion):
+//! * `wal_append_fsync/{1,8,64}`: durable writes (`WalSync::Always`) of 10-row batches
+//!   through `Engine::write` from N concurrent writers; group commit shares fsyncs.
+//! * `memtable_insert/tsbs_cpu`: memtable inserts of TSBS cpu-only rows.
+//! * `flush_encode/tsbs_cpu`: sort + Parquet encode of a memtable holding one 2 h
+//!   segment of 100 hosts; prints bytes per field value.
+//!
+//! Run: `cargo bench -p bulkhead-engine --bench engine`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bulkhead_engine::bench_support::{memtable_insert, tsbs_cpu_rows};
+use bulkhead_engine::{Engine, EngineConfig, WalSync, WriteBatch};
+use bulkhead_runtime::store::IoObjectStore;
+use bulkhead_runtime::{RuntimeConfig, RuntimeName, Runtimes};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+
+const ROWS_PER_WRITE: usize = 10;
+
+fn wal_append(c: &mut Criterion) {
+    let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).expect("runtimes");
+    // On the real disk (not a tmpfs /tmp), so fsync costs what it costs.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let store: Arc<dyn ObjectStore> = Arc::new(IoObjectStore::new(
+        Arc::new(InMemory::new()),
+        runtimes.io().clone(),
+    ));
+    let cfg = EngineConfig {
+        wal_sync: WalSync::Always,
+        table_flush_threshold: 1 << 30,
+        write_buffer_size: 1 << 30,
+        flush_check_interval: Duration::from_secs(3600),
+        ..EngineConfig::with_dir(dir.path())
+    };
+    let rt = Arc::clone(&runtimes);
+    let engine = runtimes
+        .block_on(RuntimeName::Io, async move {
+            Engine::open(cfg, store, rt).await
+        })
+        .expect("runtime")
+        .expect("open");
+    let rows = tsbs_cpu_rows(100, 40, 7);
+    let mut group = c.benchmark_group("wal_append_fsync");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(ROWS_PER_WRITE as u64));
+    for writers in [1usize, 8, 64] {
+        group.bench_with_input(
+            BenchmarkId::from_parameter(writers),
+            &writers,
+            |b, &writers| {
+                b.iter_custom(|iters| {
+                    let per_writer = (iters as usize).div_ceil(writers).max(1);
+                    let engine = Arc::clone(&engine);
+                    let rows = rows.clone();
+                    let started = Instant::now();
+                    runtimes
+                        .block_on(RuntimeName::Io, async move {
+                            let tasks: Vec<_> = (0..writers)
+                                .map(|w| {
+                                    let engine = Arc::clone(&engine);
+                                    let rows = rows.clone();
+                                    tokio::spawn(async move {
+                                        for i in 0..per_writer {
+                                            let mut batch = WriteBatch::default();
+                                            let start = ((w * per_writer + i) * ROWS_PER_WRITE)
+                                                % (rows.len() - ROWS_PER_WRITE);
+                                            for r in &rows[start..start + ROWS_PER_WRITE] {
+                                                batch.push("cpu", r.clone());
+                                            }
+                                            engine.write("db", batch).await.expect("write");
+                                        }
+                                    })
+                                })
+                                .collect();
+                            for t in tasks {
+                                t.await.expect("writer");
+                            }
+                        })
+                        .expect("runtime");
+                    // Scale to exactly `iters` writes.
+                    started
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_writer * writers) as f64)
+                })
+            },
+        );
+    }
+    group.finish();
+    let stats = engine.stats();
+    println!(
+        "wal_append_fsync: {} appends, {} fsyncs ({:.1} appends per fsync)",
+        stats.wal_appends,
+        stats.wal_syncs,
+        stats.wal_appends as f64 / stats.wal_syncs.max(1) as f64
+    );
+}
+
+fn memtable(c: &mut Criterion) {
+    let rows = tsbs_cpu_rows(100, 100, 7);
+    let mut group = c.benchmark_group("memtable_insert");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.bench_function("tsbs_cpu", |b| {
+        b.iter(|| memtable_insert(&rows).expect("insert").rows())
+    });
+    group.finish();
+}
+
+fn flush_encode(c: &mut Criterion) {
+    // One full 2 h segment of 100 hosts: 72,000 rows, 720,000 field values.
+    let rows = tsbs_cpu_rows(100, 720, 7);
+    let values = rows.len() as u64 * 10;
+    let mem = memtable_insert(&rows).expect("insert");
+    let bytes = mem.encode_sst().expect("encode");
+    println!(
+        "flush_encode: {} rows, {} values -> {} bytes = {:.3} bytes/value (memtable {} bytes)",
+        rows.len(),
+        values,
+        bytes,
+        bytes as f64 / values as f64,
+        mem.bytes()
+    );
+    let mut group = c.benchmark_group("flush_encode");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(values));
+    group.bench_function("tsbs_cpu", |b| b.iter(|| mem.encode_sst().expect("encode")));
+    group.finish();
+}
+
+criterion_group!(benches, wal_append, memtable, flush_encode);
+criterion_main!(benches);

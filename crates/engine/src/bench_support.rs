@@ -1,0 +1,161 @@
+//! Hooks for the criterion benches (`benches/engine.rs`): a TSBS cpu-only row generator
+//! and direct access to memtable insert and SST encoding. Not a stable API.
+
+use crate::error::Result;
+use crate::memtable::{Memtable, TimeRange};
+use crate::model::{FieldType, FieldValue, Row};
+use crate::schema::TableSchema;
+use crate::sst::writer::{EncodeOptions, encode};
+
+const FIELDS: [&str; 10] = [
+    "usage_user",
+    "usage_system",
+    "usage_idle",
+    "usage_nice",
+    "usage_iowait",
+    "usage_irq",
+    "usage_softirq",
+    "usage_steal",
+    "usage_guest",
+    "usage_guest_nice",
+];
+const REGIONS: [&str; 9] = [
+    "us-east-1",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-northeast-1",
+    "sa-east-1",
+];
+
+/// Deterministic xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// TSBS cpu-only rows: `hosts` hosts, one row per host every 10 s for `steps` steps,
+/// 10 tags, 10 integer fields doing a clamped random walk in 0..=100 (steps in -5..=5).
+/// Rows are in time order (all hosts at t0, then t1, ...), like the TSBS generator.
+pub fn tsbs_cpu_rows(hosts: usize, steps: usize, seed: u64) -> Vec<Row> {
+    let mut rng = Rng(seed | 1);
+    let tags: Vec<Vec<(String, String)>> = (0..hosts)
+        .map(|h| {
+            let region = REGIONS[h % REGIONS.len()];
+            vec![
+                ("hostname".into(), format!("host_{h}")),
+                ("region".into(), region.into()),
+                (
+                    "datacenter".into(),
+                    format!("{region}{}", (b'a' + (h % 3) as u8) as char),
+                ),
+                ("rack".into(), (rng.below(100)).to_string()),
+                (
+                    "os".into(),
+                    ["Ubuntu16.10", "Ubuntu16.04LTS", "Ubuntu15.10"][h % 3].into(),
+                ),
+                ("arch".into(), ["x64", "x86"][h % 2].into()),
+                ("team".into(), ["SF", "NYC", "LON", "CHI"][h % 4].into()),
+                ("service".into(), (rng.below(20)).to_string()),
+                ("service_version".into(), (rng.below(2)).to_string()),
+                (
+                    "service_environment".into(),
+                    ["production", "staging", "test"][h % 3].into(),
+                ),
+            ]
+        })
+        .collect();
+    let mut state: Vec<[i64; 10]> = (0..hosts)
+        .map(|_| std::array::from_fn(|_| rng.below(101) as i64))
+        .collect();
+    let start = 1_451_606_400_000_000_000i64;
+    let mut rows = Vec::with_capacity(hosts * steps);
+    for step in 0..steps {
+        let time = start + step as i64 * 10_000_000_000;
+        for (h, values) in state.iter_mut().enumerate() {
+            for v in values.iter_mut() {
+                *v = (*v + rng.below(11) as i64 - 5).clamp(0, 100);
+            }
+            rows.push(Row {
+                tags: tags[h].clone(),
+                fields: FIELDS
+                    .iter()
+                    .zip(values.iter())
+                    .map(|(n, v)| (n.to_string(), FieldValue::I64(*v)))
+                    .collect(),
+                time,
+            });
+        }
+    }
+    rows
+}
+
+/// A memtable and its schema, built from rows.
+#[derive(Debug)]
+pub struct BenchMemtable {
+    mem: Memtable,
+    schema: TableSchema,
+}
+
+/// The schema of `rows` (all tags and fields they use).
+fn schema_of(rows: &[Row]) -> TableSchema {
+    let mut schema = TableSchema::default();
+    for r in rows {
+        for (k, _) in &r.tags {
+            schema.add_tag(k);
+        }
+        for (k, v) in &r.fields {
+            let ty: FieldType = v.field_type();
+            schema.add_field(k, ty);
+        }
+    }
+    schema
+}
+
+/// Insert `rows` into a fresh memtable (2 h segments), as the write path does.
+pub fn memtable_insert(rows: &[Row]) -> Result<BenchMemtable> {
+    let schema = schema_of(rows);
+    let mut mem = Memtable::default();
+    for (seq, r) in rows.iter().enumerate() {
+        mem.insert_row(&schema, r, seq as u64 + 1, 7_200_000_000_000)?;
+    }
+    Ok(BenchMemtable { mem, schema })
+}
+
+impl BenchMemtable {
+    pub fn bytes(&self) -> usize {
+        self.mem.bytes()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.mem.rows()
+    }
+
+    /// Sort + encode everything as one Parquet SST, as a flush does; returns its size.
+    pub fn encode_sst(&self) -> Result<usize> {
+        let Some(batch) = self.mem.to_batch(&self.schema, TimeRange::ALL, None)? else {
+            return Ok(0);
+        };
+        let bytes = encode(
+            &[batch],
+            EncodeOptions {
+                row_group_size: 256 * 1024,
+                zstd_level: 3,
+            },
+        )?;
+        Ok(bytes.len())
+    }
+}
