@@ -2,6 +2,7 @@
 
 mod bench;
 mod lab;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the database: HTTP API (and, later, PostgreSQL wire) on the configured addresses.
+    Serve(Box<serve::ServeCmd>),
     /// Reproduce the seed's experiments: why CPU work must not share IO's runtime.
     Lab(lab::LabArgs),
     /// Generate workloads and run benchmarks.
@@ -32,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(*args),
         Command::Lab(args) => lab::run(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use bulkhead_runtime::RuntimeMode;
 
-use super::{ByteSize, HumanDuration, ServerConfig};
+use super::{ByteSize, HumanDuration, ServerConfig, WalSyncSetting};
 
 /// Flags of `bulkhead serve`. Each overrides the same option of the config file; clap
 /// resolves flag over env var, and unset flags leave the file's (or default) value.
@@ -39,9 +39,9 @@ pub struct ServeArgs {
     #[arg(long, env = "BULKHEAD_SEGMENT_DURATION", value_name = "DURATION")]
     pub segment_duration: Option<HumanDuration>,
 
-    /// [wal] sync: fsync the WAL before acknowledging writes [default: true].
-    #[arg(long, env = "BULKHEAD_WAL_SYNC", value_name = "BOOL")]
-    pub wal_sync: Option<bool>,
+    /// [wal] sync: always | none | an interval like 100ms [default: always].
+    #[arg(long, env = "BULKHEAD_WAL_SYNC", value_name = "MODE")]
+    pub wal_sync: Option<WalSyncSetting>,
     /// [wal] segment_size: WAL segment file size [default: 64MiB].
     #[arg(long, env = "BULKHEAD_WAL_SEGMENT_SIZE", value_name = "SIZE")]
     pub wal_segment_size: Option<ByteSize>,

@@ -15,7 +15,7 @@ use bulkhead_runtime::{RuntimeConfig, RuntimeMode};
 use serde::{Deserialize, Serialize};
 
 pub use cli::ServeArgs;
-pub use units::{ByteSize, HumanDuration};
+pub use units::{ByteSize, HumanDuration, WalSyncSetting};
 
 use crate::error::ServerError;
 
@@ -117,9 +117,11 @@ impl StorageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WalConfig {
-    /// fsync the WAL before acknowledging a write. Turning this off loses acknowledged
-    /// writes on power loss (not on a process crash).
-    pub sync: bool,
+    /// When the WAL is fsynced: `always` (before every acknowledgement), an interval
+    /// such as `100ms` (acknowledge once written, sync at least that often), or `none`.
+    /// Anything but `always` can lose acknowledged writes on power loss (not on a
+    /// process crash).
+    pub sync: WalSyncSetting,
     /// Roll over to a new WAL segment file past this size.
     pub segment_size: ByteSize,
 }
@@ -127,7 +129,7 @@ pub struct WalConfig {
 impl Default for WalConfig {
     fn default() -> Self {
         Self {
-            sync: true,
+            sync: WalSyncSetting::Always,
             segment_size: ByteSize::mib(64),
         }
     }

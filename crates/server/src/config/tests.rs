@@ -20,7 +20,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "s3://bucket/prefix",
     ),
     ("storage.segment_duration", "--segment-duration", "1d"),
-    ("wal.sync", "--wal-sync", "false"),
+    ("wal.sync", "--wal-sync", "250ms"),
     ("wal.segment_size", "--wal-segment-size", "8MiB"),
     ("memtable.write_buffer", "--write-buffer", "1GiB"),
     ("memtable.table_flush_size", "--table-flush-size", "16MiB"),
@@ -178,6 +178,8 @@ fn unknown_keys_and_bad_values_name_the_key() {
     assert!(err.contains("flush_interval"), "{err}");
     let err = ServerConfig::from_toml("[storage]\nobject_store = \"ftp://x\"\n").unwrap_err();
     assert!(err.contains("storage.object_store"), "{err}");
+    let err = ServerConfig::from_toml("[wal]\nsync = \"sometimes\"\n").unwrap_err();
+    assert!(err.contains("sync") && err.contains("sometimes"), "{err}");
     let err = ServerConfig::from_toml("[runtime]\ncompact_nice = 40\n").unwrap_err();
     assert!(err.contains("runtime.compact_nice"), "{err}");
 }

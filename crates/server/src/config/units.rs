@@ -210,6 +210,54 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// When the WAL is synced: `always`, `none`, or an interval (`100ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalSyncSetting {
+    /// fsync before every acknowledgement (the default).
+    Always,
+    /// Acknowledge once written to the OS; sync at least this often.
+    Interval(HumanDuration),
+    /// Never sync explicitly; the OS writes back on its own schedule.
+    None,
+}
+
+impl FromStr for WalSyncSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "always" => Ok(Self::Always),
+            "none" | "never" => Ok(Self::None),
+            other => other.parse::<HumanDuration>().map(Self::Interval).map_err(|_| {
+                format!("invalid WAL sync mode `{s}` (expected `always`, `none` or an interval like `100ms`)")
+            }),
+        }
+    }
+}
+
+impl fmt::Display for WalSyncSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Always => f.write_str("always"),
+            Self::None => f.write_str("none"),
+            Self::Interval(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl Serialize for WalSyncSetting {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WalSyncSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +285,32 @@ mod tests {
         assert_eq!(
             ByteSize::mib(64).to_string().parse::<ByteSize>().unwrap(),
             ByteSize::mib(64)
+        );
+    }
+
+    #[test]
+    fn wal_sync_modes() {
+        assert_eq!(
+            "always".parse::<WalSyncSetting>().unwrap(),
+            WalSyncSetting::Always
+        );
+        assert_eq!(
+            "none".parse::<WalSyncSetting>().unwrap(),
+            WalSyncSetting::None
+        );
+        assert_eq!(
+            "100ms".parse::<WalSyncSetting>().unwrap(),
+            WalSyncSetting::Interval(HumanDuration::millis(100))
+        );
+        assert!(
+            "sometimes"
+                .parse::<WalSyncSetting>()
+                .unwrap_err()
+                .contains("`sometimes`")
+        );
+        assert_eq!(
+            WalSyncSetting::Interval(HumanDuration::secs(1)).to_string(),
+            "1s"
         );
     }
 

@@ -1,0 +1,304 @@
+//! `bulkhead serve`: config -> runtimes -> object store -> engine -> HTTP API.
+//!
+//! Startup order: load and validate the config (flags > env > file > defaults), build the
+//! bulkheads, open the object store (wrapped so its IO runs on `io`), open the engine
+//! (WAL replay), then bind and serve HTTP on `io`. Shutdown order on SIGINT/SIGTERM:
+//! stop accepting, let in-flight requests finish, then close the engine, which syncs
+//! the WAL, so every acknowledged write is durable before the process exits 0.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use bulkhead_engine::{
+    EngineConfig, EngineStats, Error as EngineError, Scope, WalSync, WriteBatch,
+};
+use bulkhead_runtime::store::IoObjectStore;
+use bulkhead_runtime::{RuntimeName, Runtimes};
+use bulkhead_server::config::WalSyncSetting;
+use bulkhead_server::{
+    HttpServer, NoSqlBackend, ServeArgs, ServerConfig, ServerState, WriteBackend,
+};
+use object_store::ObjectStore;
+
+/// Flags of `bulkhead serve`; every option of the config file has one.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeCmd {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
+    let config = ServerConfig::load(&cmd.args)?;
+    let runtimes = Runtimes::new(config.runtime_config()).context("building the runtimes")?;
+    tracing::info!(
+        mode = %config.runtime.mode,
+        data_dir = %config.storage.data_dir.display(),
+        wal_dir = %config.storage.wal_dir().display(),
+        object_store = %config.storage.object_store_url(),
+        "starting bulkhead"
+    );
+
+    let store = open_store(&config, &runtimes)?;
+    let engine_config = engine_config(&config);
+    std::fs::create_dir_all(&engine_config.wal_dir).with_context(|| {
+        format!(
+            "creating the WAL directory {}",
+            engine_config.wal_dir.display()
+        )
+    })?;
+    let engine = runtimes
+        .block_on(
+            RuntimeName::Io,
+            bulkhead_engine::Engine::open(engine_config, store, Arc::clone(&runtimes)),
+        )?
+        .context("opening the storage engine")?;
+    let writes = Arc::new(EngineBackend {
+        engine: Arc::clone(&engine),
+    });
+
+    // TODO(query layer): replace NoSqlBackend with an adapter over
+    // `bulkhead_query::QueryEngine` once that crate lands; until then /api/v1/sql answers
+    // 501 "SQL is not available" (it never pretends to return data).
+    let queries = Arc::new(NoSqlBackend);
+
+    if config.pg.enabled {
+        // TODO(issue 7): the PostgreSQL wire server. Nothing listens on pg.addr yet.
+        tracing::warn!(addr = %config.pg.addr, "the PostgreSQL wire protocol is not implemented yet; pg.addr is ignored");
+    }
+
+    let state = ServerState::new(
+        &config,
+        Arc::clone(&runtimes),
+        Arc::clone(&writes) as Arc<dyn WriteBackend>,
+        queries,
+    );
+    let addr = config.http.addr;
+    let served = runtimes.block_on(RuntimeName::Io, async move {
+        let server = HttpServer::bind(addr, state).await?;
+        server.serve(bulkhead_server::shutdown_signal()).await
+    })?;
+
+    // Servers drained (or failed to start): close the engine either way so the WAL is
+    // synced, then report the server error if there was one.
+    let closed = runtimes.block_on(RuntimeName::Io, async move { writes.close().await })?;
+    served?;
+    closed.context("closing the storage engine (WAL sync)")?;
+    tracing::info!("bulkhead stopped cleanly");
+    Ok(())
+}
+
+/// `file://PATH` -> a local-filesystem store rooted at PATH, wrapped so that every
+/// call runs on `io`.
+fn open_store(config: &ServerConfig, runtimes: &Runtimes) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let url = config.storage.object_store_url();
+    let inner: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
+        let root = PathBuf::from(path);
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("creating the object-store directory {}", root.display()))?;
+        Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(&root)
+                .with_context(|| format!("opening the object store at {}", root.display()))?,
+        )
+    } else if url.starts_with("s3://") {
+        // TODO(S3 issue): build an AmazonS3 store with `io_http_connector`.
+        bail!("storage.object_store: s3:// is not supported yet (got `{url}`); use file://PATH")
+    } else {
+        bail!("storage.object_store: unsupported URL `{url}`")
+    };
+    Ok(Arc::new(IoObjectStore::new(inner, runtimes.io().clone())))
+}
+
+fn engine_config(config: &ServerConfig) -> EngineConfig {
+    EngineConfig {
+        data_dir: config.storage.data_dir.clone(),
+        wal_dir: config.storage.wal_dir(),
+        wal_sync: match config.wal.sync {
+            WalSyncSetting::Always => WalSync::Always,
+            WalSyncSetting::Interval(d) => WalSync::Interval(d.get()),
+            WalSyncSetting::None => WalSync::None,
+        },
+        wal_segment_size: config.wal.segment_size.as_u64(),
+        table_flush_threshold: config.memtable.table_flush_size.as_usize(),
+        write_buffer_size: config.memtable.write_buffer.as_usize(),
+        max_memtable_age: config.memtable.flush_interval.get(),
+        segment_duration: config.storage.segment_duration.get(),
+        ..EngineConfig::default()
+    }
+}
+
+/// The storage engine as the HTTP API's [`WriteBackend`].
+struct EngineBackend {
+    engine: Arc<bulkhead_engine::Engine>,
+}
+
+#[async_trait]
+impl WriteBackend for EngineBackend {
+    async fn write(&self, db: &str, batch: WriteBatch) -> Result<(), EngineError> {
+        self.engine.write(db, batch).await
+    }
+
+    async fn flush(&self, scope: Scope) -> Result<(), EngineError> {
+        self.engine.flush(&scope).await
+    }
+
+    async fn compact(&self, _scope: Scope) -> Result<(), EngineError> {
+        // TODO(compaction): call the engine's manual compaction once it exists.
+        Err(EngineError::InvalidInput(
+            "manual compaction is not available yet: the compaction scheduler has not landed"
+                .into(),
+        ))
+    }
+
+    fn metrics_text(&self) -> String {
+        engine_metrics(&self.engine.stats())
+    }
+
+    async fn close(&self) -> Result<(), EngineError> {
+        self.engine.close().await
+    }
+}
+
+/// Reads one per-table gauge from the engine's table stats.
+type TableGauge = fn(&bulkhead_engine::TableStats) -> f64;
+
+/// Prometheus text for the engine's counters.
+fn engine_metrics(s: &EngineStats) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut one = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    one(
+        "bulkhead_memtable_bytes",
+        "gauge",
+        "Estimated bytes in all memtables.",
+        s.memtable_bytes as f64,
+    );
+    one(
+        "bulkhead_write_buffer_bytes",
+        "gauge",
+        "The global write buffer (stall at 1x, reject at 2x).",
+        s.write_buffer_size as f64,
+    );
+    one(
+        "bulkhead_wal_bytes",
+        "gauge",
+        "Bytes in live WAL segments.",
+        s.wal_bytes as f64,
+    );
+    one(
+        "bulkhead_wal_segments",
+        "gauge",
+        "Live WAL segment files.",
+        s.wal_segments as f64,
+    );
+    one(
+        "bulkhead_wal_syncs_total",
+        "counter",
+        "WAL fsyncs (group commits).",
+        s.wal_syncs as f64,
+    );
+    one(
+        "bulkhead_wal_appends_total",
+        "counter",
+        "WAL records appended.",
+        s.wal_appends as f64,
+    );
+    one(
+        "bulkhead_engine_writes_total",
+        "counter",
+        "Write batches applied.",
+        s.writes as f64,
+    );
+    one(
+        "bulkhead_engine_rows_written_total",
+        "counter",
+        "Rows applied by the engine.",
+        s.rows_written as f64,
+    );
+    one(
+        "bulkhead_write_stalls_total",
+        "counter",
+        "Writes that waited for memtable memory.",
+        s.stalled_writes as f64,
+    );
+    one(
+        "bulkhead_write_rejections_total",
+        "counter",
+        "Writes rejected as overloaded (503).",
+        s.rejected_writes as f64,
+    );
+    one(
+        "bulkhead_flushes_total",
+        "counter",
+        "Memtable flushes committed.",
+        s.flush_count as f64,
+    );
+    one(
+        "bulkhead_flush_failures_total",
+        "counter",
+        "Flushes that failed (and are retried).",
+        s.flush_failures as f64,
+    );
+    one(
+        "bulkhead_flush_duration_seconds_total",
+        "counter",
+        "Time spent in flushes.",
+        s.flush_duration_total.as_secs_f64(),
+    );
+    one(
+        "bulkhead_last_flush_duration_seconds",
+        "gauge",
+        "Duration of the last flush.",
+        s.last_flush_duration.as_secs_f64(),
+    );
+    one(
+        "bulkhead_sst_files",
+        "gauge",
+        "SST files across all tables.",
+        s.tables.iter().map(|t| t.sst_count).sum::<usize>() as f64,
+    );
+    one(
+        "bulkhead_sst_bytes",
+        "gauge",
+        "SST bytes across all tables.",
+        s.tables.iter().map(|t| t.sst_bytes).sum::<u64>() as f64,
+    );
+    let per_table: [(&str, &str, TableGauge); 3] = [
+        (
+            "bulkhead_table_memtable_rows",
+            "Rows in a table's memtables.",
+            |t| t.memtable_rows as f64,
+        ),
+        ("bulkhead_table_sst_rows", "Rows in a table's SSTs.", |t| {
+            t.sst_rows as f64
+        }),
+        ("bulkhead_table_sst_files", "SST files of a table.", |t| {
+            t.sst_count as f64
+        }),
+    ];
+    for (name, help, get) in per_table {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for t in &s.tables {
+            let _ = writeln!(
+                out,
+                "{name}{{db=\"{}\",table=\"{}\"}} {}",
+                label(&t.db),
+                label(&t.table),
+                get(t)
+            );
+        }
+    }
+    out
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

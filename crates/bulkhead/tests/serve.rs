@@ -1,0 +1,188 @@
+//! End-to-end tests of `bulkhead serve` through the real binary (see `common::TestServer`).
+//! SQL round trips join these once the query layer is wired into `serve`.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{TestServer, assert_prometheus_text, metric};
+
+fn rows_in(server: &TestServer, db: &str, table: &str) -> f64 {
+    let text = server.get("/metrics").text();
+    let mem = metric(
+        &text,
+        &format!("bulkhead_table_memtable_rows{{db=\"{db}\",table=\"{table}\"}}"),
+    )
+    .unwrap_or(0.0);
+    let sst = metric(
+        &text,
+        &format!("bulkhead_table_sst_rows{{db=\"{db}\",table=\"{table}\"}}"),
+    )
+    .unwrap_or(0.0);
+    mem + sst
+}
+
+#[test]
+fn writes_v1_and_v2_metrics_and_graceful_shutdown() {
+    let mut s = TestServer::start(&[]);
+    let r = s.post(
+        "/api/v2/write?bucket=demo&org=x",
+        "cpu,host=a usage=1\ncpu,host=b usage=2",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = s.post(
+        "/write?db=demo&precision=s",
+        "cpu,host=c usage=3 1700000000\n",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(rows_in(&s, "demo", "cpu"), 3.0);
+
+    let metrics = s.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert_prometheus_text(&text);
+    assert_eq!(metric(&text, "bulkhead_ingest_rows_total"), Some(3.0));
+    assert!(
+        text.contains("bulkhead_runtime_workers{"),
+        "runtime metrics missing"
+    );
+    assert!(text.contains("bulkhead_http_request_duration_seconds_bucket{route=\"/api/v2/write\""));
+    let debug = s.get("/debug/bulkheads").json();
+    assert_eq!(debug["runtimes"].as_array().map(Vec::len), Some(5));
+
+    // Partial write: the bad line is reported, the good one written.
+    let r = s.post(
+        "/api/v2/write?bucket=demo",
+        "cpu,host=d usage=4\ncpu,host=e usage=oops\n",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["data"][0]["line_number"], 2);
+    // accept_partial=false: nothing written.
+    let r = s.post(
+        "/api/v2/write?bucket=demo&accept_partial=false",
+        "cpu,host=f usage=5\nbad\n",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(rows_in(&s, "demo", "cpu"), 4.0);
+    // A type conflict with the stored schema is a 400 naming the column.
+    let r = s.post("/api/v2/write?bucket=demo", "cpu,host=g usage=\"str\"");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("usage"), "{}", r.text());
+
+    // SIGTERM: exit 0, and everything acknowledged is there after a restart.
+    let status = s.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}:\n{}", s.log());
+    s.restart();
+    assert_eq!(rows_in(&s, "demo", "cpu"), 4.0, "{}", s.log());
+}
+
+#[test]
+fn kill_9_then_restart_keeps_every_acknowledged_row() {
+    let mut s = TestServer::start(&[]);
+    let mut acked = 0;
+    for i in 0..20 {
+        let body: String = (0..50)
+            .map(|j| format!("m,w=w{i} v={j}i {}\n", i * 1000 + j))
+            .collect();
+        let r = s.post("/api/v2/write?bucket=k", body);
+        assert_eq!(r.status, 204, "{}", r.text());
+        acked += 50;
+    }
+    s.kill9_and_restart();
+    assert_eq!(rows_in(&s, "k", "m"), acked as f64, "{}", s.log());
+}
+
+#[test]
+fn auth_and_body_limit() {
+    let s = TestServer::start(&["--auth-token", "s3cret", "--max-body-size", "1KiB"]);
+    assert_eq!(s.get("/health").status, 200, "health needs no token");
+    let r = s.post("/api/v2/write?bucket=a", "m f=1");
+    assert_eq!(r.status, 401);
+    let r = s.request(
+        "POST",
+        "/api/v2/write?bucket=a",
+        &[("Authorization", "Token wrong")],
+        b"m f=1",
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(s.request("GET", "/metrics", &[], b"").status, 401);
+    let ok = s.request(
+        "POST",
+        "/api/v2/write?bucket=a",
+        &[("Authorization", "Token s3cret")],
+        b"m f=1",
+    );
+    assert_eq!(ok.status, 204, "{}", ok.text());
+    let big = "m f=1\n".repeat(400);
+    let r = s.request(
+        "POST",
+        "/api/v2/write?bucket=a",
+        &[("Authorization", "Bearer s3cret")],
+        big.as_bytes(),
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+    let text = s
+        .request("GET", "/metrics", &[("Authorization", "Token s3cret")], b"")
+        .text();
+    assert_eq!(
+        metric(&text, "bulkhead_ingest_rows_total"),
+        Some(1.0),
+        "only the authorized write"
+    );
+}
+
+#[test]
+fn env_vars_apply_and_flags_win() {
+    let s = TestServer::start_with_env(
+        &["--max-tags-per-line", "1"],
+        &[
+            ("BULKHEAD_MAX_TAGS_PER_LINE", "5"),
+            ("BULKHEAD_MAX_LINE_LENGTH", "30"),
+        ],
+    );
+    let r = s.post(
+        "/api/v2/write?bucket=e",
+        "m,a=1,b=2 f=1\nm f=1\nm,a=1 f=\"this line is longer than thirty bytes\"\n",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let data = r.json()["data"].clone();
+    assert_eq!(data[0]["line_number"], 1);
+    assert!(
+        data[0]["error_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("too many tags"),
+        "flag beats env: {data}"
+    );
+    assert_eq!(data[1]["line_number"], 3);
+    assert!(
+        data[1]["error_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("max_line_length"),
+        "env applies: {data}"
+    );
+}
+
+#[test]
+fn bad_config_stops_startup_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("b.toml");
+    std::fs::write(&cfg, "[memtable]\nwrite_bufer = \"1GiB\"\n").expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run bulkhead");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("write_bufer"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(["serve", "--runtime-mode", "both"])
+        .output()
+        .expect("run bulkhead");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("both"));
+}
