@@ -42,7 +42,8 @@ fn wal_append(c: &mut Criterion) {
         })
         .expect("runtime")
         .expect("open");
-    let rows = tsbs_cpu_rows(100, 40, 7);
+    // Shared, so the timed loop does not clone thousands of rows per writer.
+    let rows = Arc::new(tsbs_cpu_rows(100, 40, 7));
     let mut group = c.benchmark_group("wal_append_fsync");
     group
         .sample_size(10)
@@ -57,14 +58,14 @@ fn wal_append(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let per_writer = (iters as usize).div_ceil(writers).max(1);
                     let engine = Arc::clone(&engine);
-                    let rows = rows.clone();
+                    let rows = Arc::clone(&rows);
                     let started = Instant::now();
                     runtimes
                         .block_on(RuntimeName::Io, async move {
                             let tasks: Vec<_> = (0..writers)
                                 .map(|w| {
                                     let engine = Arc::clone(&engine);
-                                    let rows = rows.clone();
+                                    let rows = Arc::clone(&rows);
                                     tokio::spawn(async move {
                                         for i in 0..per_writer {
                                             let mut batch = WriteBatch::default();

@@ -168,9 +168,22 @@ impl Engine {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        // The WAL thread writes what is queued, syncs and exits, which closes the
+        // applier's channel: the applier then applies and acknowledges what is left and
+        // ends on its own (tasks[0]). Background flushes are cancelled; their data is
+        // in the WAL.
         let synced = self.wal.shutdown().await;
         let _ = self.shutdown.send(true);
-        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
+        let mut tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
+        if !tasks.is_empty() {
+            let mut applier = tasks.remove(0);
+            if tokio::time::timeout(Duration::from_secs(10), &mut applier)
+                .await
+                .is_err()
+            {
+                applier.abort();
+            }
+        }
         for t in tasks {
             t.abort();
             let _ = t.await;

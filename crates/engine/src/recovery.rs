@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestState};
 use crate::sst::{Purger, SstFile};
 use crate::stats::StatsCounters;
-use crate::wal::record::decode_batch;
+use crate::wal::record::{MAGIC, decode_batch};
 use crate::wal::replay::{SegmentFile, list_segments, read_segment};
 use crate::wal::{Wal, WalOptions};
 use crate::write::{apply, evolve_schemas};
@@ -86,13 +86,24 @@ pub(crate) async fn open(
         .collect();
     let n_segments = segments.len();
     let mut pending_replay: Vec<(u64, String, crate::model::WriteBatch)> = Vec::new();
+    let mut removed: Vec<std::path::PathBuf> = Vec::new();
     for (i, seg) in segments.iter().enumerate() {
         let is_last = i + 1 == n_segments;
         let path = seg.path.clone();
         let min_seq = last_seq.min(seg.first_seq.saturating_sub(1));
         let contents = tokio::task::spawn_blocking(move || -> Result<_> {
             let contents = read_segment(&path, is_last, min_seq)?;
-            if let Some(at) = contents.torn_at {
+            if let Some(at) = contents.torn_at
+                && at < MAGIC.len() as u64
+            {
+                // Crashed while creating the segment: not even the header is complete.
+                tracing::warn!(file = %path.display(), "removing WAL segment with a torn header");
+                std::fs::remove_file(&path).map_err(|source| Error::Io {
+                    op: "remove torn WAL segment",
+                    source,
+                })?;
+                return Ok((contents, Some(path)));
+            } else if let Some(at) = contents.torn_at {
                 tracing::warn!(file = %path.display(), offset = at, "truncating torn WAL tail");
                 let f = OpenOptions::new()
                     .write(true)
@@ -110,10 +121,12 @@ pub(crate) async fn open(
                     source,
                 })?;
             }
-            Ok(contents)
+            Ok((contents, None))
         })
         .await
         .map_err(|_| Error::Closed)??;
+        let (contents, removed_path) = contents;
+        removed.extend(removed_path);
         for (offset, seq, payload) in contents.records {
             let (db, batch) = decode_batch(&payload).map_err(|reason| Error::WalCorruption {
                 file: seg.path.display().to_string(),
@@ -131,7 +144,10 @@ pub(crate) async fn open(
             sync: config.wal_sync,
             segment_size: config.wal_segment_size,
             next_seq: last_seq + 1,
-            existing: segments,
+            existing: segments
+                .into_iter()
+                .filter(|s| !removed.contains(&s.path))
+                .collect(),
         },
         out_tx,
     )?;

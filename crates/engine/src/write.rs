@@ -166,6 +166,15 @@ pub(crate) fn evolve_schemas(engine: &Engine, db: &str, batch: &WriteBatch) -> R
     // Phase 1: compute the new schema of every touched table, without publishing.
     let mut planned: HashMap<&str, TableSchema> = HashMap::new();
     for t in &batch.tables {
+        // Fast path: every column already exists with the right type (no clone).
+        if !planned.contains_key(t.table.as_str())
+            && let Some(tb) = engine.table(db, &t.table)
+        {
+            let current = Arc::clone(&tb.state.lock().schema);
+            if all_known(&current, db, t)? {
+                continue;
+            }
+        }
         if !planned.contains_key(t.table.as_str()) {
             let current = engine
                 .table(db, &t.table)
@@ -224,6 +233,35 @@ pub(crate) fn evolve_schemas(engine: &Engine, db: &str, batch: &WriteBatch) -> R
         }
     }
     Ok(())
+}
+
+/// Whether every column of `t` exists in `schema` with the written type. A conflict
+/// with an existing column is an error whatever else the batch adds.
+fn all_known(schema: &TableSchema, db: &str, t: &crate::model::TableWrite) -> Result<bool> {
+    let mut known = true;
+    for row in &t.rows {
+        for (k, _) in &row.tags {
+            if schema.tag_id(k).is_none() {
+                known = false;
+            }
+        }
+        for (k, v) in &row.fields {
+            match schema.field(k) {
+                Some((_, existing)) if existing != v.field_type() => {
+                    return Err(Error::SchemaConflict {
+                        db: db.to_string(),
+                        table: t.table.clone(),
+                        column: k.clone(),
+                        existing,
+                        attempted: v.field_type(),
+                    });
+                }
+                Some(_) => {}
+                None => known = false,
+            }
+        }
+    }
+    Ok(known)
 }
 
 /// Insert a committed batch into the memtables. Returns bytes added.

@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Int32Type};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use serde::{Deserialize, Serialize};
 
-use super::{Memtable, SeriesKey};
+use super::{Memtable, Series, SeriesKey};
 use crate::error::{Error, Result};
 use crate::model::{FieldType, FieldValue};
 use crate::schema::{ColumnKind, TableSchema};
@@ -117,15 +117,14 @@ impl Memtable {
         let out_schema = schema.projected_schema(projection);
         let tag_order = schema.sorted_tag_ids();
         // Sort series by their tag values in tag-name order.
-        let mut series: Vec<(Vec<Option<&str>>, &SeriesKey)> = self
-            .series
-            .keys()
-            .map(|k| {
+        let mut series: Vec<(Vec<Option<&str>>, &Series)> = self
+            .series()
+            .map(|s| {
                 let vals = tag_order
                     .iter()
-                    .map(|id| k.iter().find(|(t, _)| t == id).map(|(_, v)| v.as_ref()))
+                    .map(|id| s.key.iter().find(|(t, _)| t == id).map(|(_, v)| v.as_ref()))
                     .collect();
-                (vals, k)
+                (vals, s)
             })
             .collect();
         series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -146,14 +145,11 @@ impl Memtable {
         }
         let mut times = TimestampNanosecondBuilder::new();
         let mut n = 0usize;
-        for (vals, key) in &series {
-            let Some(rows) = self.series.get(*key) else {
-                continue;
-            };
+        for (vals, s) in &series {
             if range.start >= range.end {
                 break;
             }
-            for (t, slots) in rows.range(range.start..range.end) {
+            for (t, slots) in s.rows.range(range.start..range.end) {
                 n += 1;
                 for (pos, b) in &mut tag_cols {
                     match vals[*pos] {

@@ -1,10 +1,13 @@
 //! Per-table in-memory buffer of recent writes, keyed by (series, time).
 //!
 //! A memtable maps each series (its tag values, by tag id) to a `BTreeMap` from time to
-//! the row's field values (by field id). A later write of the same (series, time) merges
-//! *field by field*: fields it carries replace the old values, fields it omits keep
-//! theirs (InfluxDB semantics; see `docs/storage.md`). Rows are inserted in WAL sequence
-//! order, so "later" means "higher sequence number".
+//! the row's field values (by field id). Series are found by an encoded byte key built
+//! in a reused buffer, so inserting into an existing series allocates nothing for tags.
+//!
+//! A later write of the same (series, time) merges *field by field*: fields it carries
+//! replace the old values, fields it omits keep theirs (InfluxDB semantics; see
+//! `docs/storage.md`). Rows are inserted in WAL sequence order, so "later" means
+//! "higher sequence number".
 //!
 //! Memory is estimated per insert and reported to the engine's global accounting.
 
@@ -30,9 +33,17 @@ const SERIES_OVERHEAD: usize = 96;
 const ROW_OVERHEAD: usize = 48;
 const SLOT_BYTES: usize = std::mem::size_of::<Option<FieldValue>>();
 
+/// One series: its tags and its rows by time.
+#[derive(Debug)]
+pub(crate) struct Series {
+    pub(crate) key: SeriesKey,
+    pub(crate) rows: BTreeMap<i64, FieldSlots>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
-    series: HashMap<SeriesKey, BTreeMap<i64, FieldSlots>>,
+    /// Encoded series key (see [`encode_key`]) -> series.
+    series: HashMap<Box<[u8]>, Series>,
     bytes: usize,
     rows: usize,
     /// Lowest and highest WAL sequence numbers inserted (0 when empty).
@@ -44,6 +55,10 @@ pub(crate) struct Memtable {
     created: Option<Instant>,
     /// Segment start times touched (for splitting the flush into per-segment SSTs).
     segments: BTreeSet<i64>,
+    /// Reused buffer for encoding series keys.
+    key_buf: Vec<u8>,
+    /// The segment of the previous insert (skips the set insert for runs).
+    last_segment: Option<i64>,
 }
 
 impl Memtable {
@@ -75,6 +90,10 @@ impl Memtable {
         (!self.is_empty()).then_some((self.min_time, self.max_time))
     }
 
+    pub(crate) fn series(&self) -> impl Iterator<Item = &Series> + '_ {
+        self.series.values()
+    }
+
     pub(crate) fn segments(&self) -> impl Iterator<Item = i64> + '_ {
         self.segments.iter().copied()
     }
@@ -87,14 +106,14 @@ impl Memtable {
         seq: u64,
         segment_nanos: i64,
     ) -> Result<usize> {
-        let mut key: Vec<(u32, Arc<str>)> = Vec::with_capacity(row.tags.len());
+        let mut tags: Vec<(u32, &str)> = Vec::with_capacity(row.tags.len());
         for (name, value) in &row.tags {
             let id = schema
                 .tag_id(name)
                 .ok_or_else(|| Error::InvalidInput(format!("unknown tag `{name}`")))?;
-            key.push((id, Arc::from(value.as_str())));
+            tags.push((id, value.as_str()));
         }
-        key.sort_by_key(|(id, _)| *id);
+        tags.sort_unstable_by_key(|(id, _)| *id);
         let mut fields: Vec<(u32, FieldValue)> = Vec::with_capacity(row.fields.len());
         for (name, value) in &row.fields {
             let (id, _) = schema
@@ -102,7 +121,12 @@ impl Memtable {
                 .ok_or_else(|| Error::InvalidInput(format!("unknown field `{name}`")))?;
             fields.push((id, value.clone()));
         }
-        Ok(self.insert(key.into_boxed_slice(), row.time, fields, seq, segment_nanos))
+        let mut buf = std::mem::take(&mut self.key_buf);
+        encode_key(&mut buf, tags.iter().copied());
+        let make_key = || tags.iter().map(|(id, v)| (*id, Arc::from(*v))).collect();
+        let added = self.insert_encoded(&buf, make_key, row.time, fields, seq, segment_nanos);
+        self.key_buf = buf;
+        Ok(added)
     }
 
     /// Insert resolved values, merging field by field into an existing row.
@@ -114,20 +138,48 @@ impl Memtable {
         seq: u64,
         segment_nanos: i64,
     ) -> usize {
+        let mut buf = std::mem::take(&mut self.key_buf);
+        encode_key(&mut buf, key.iter().map(|(id, v)| (*id, v.as_ref())));
+        let added = self.insert_encoded(&buf, || key, time, fields, seq, segment_nanos);
+        self.key_buf = buf;
+        added
+    }
+
+    fn insert_encoded(
+        &mut self,
+        encoded: &[u8],
+        make_key: impl FnOnce() -> SeriesKey,
+        time: i64,
+        fields: Vec<(u32, FieldValue)>,
+        seq: u64,
+        segment_nanos: i64,
+    ) -> usize {
         let mut added = 0;
-        let rows = match self.series.get_mut(&key) {
-            Some(rows) => rows,
-            None => {
-                added += SERIES_OVERHEAD + key.iter().map(|(_, v)| 24 + v.len()).sum::<usize>();
-                self.series.entry(key).or_default()
-            }
+        // One hash lookup for an existing series; a new one pays for three.
+        if self.series.get_mut(encoded).is_none() {
+            let key = make_key();
+            added += SERIES_OVERHEAD
+                + encoded.len()
+                + key.iter().map(|(_, v)| 24 + v.len()).sum::<usize>();
+            self.series.insert(
+                encoded.into(),
+                Series {
+                    key,
+                    rows: BTreeMap::new(),
+                },
+            );
+        }
+        let Some(series) = self.series.get_mut(encoded) else {
+            return added;
         };
+        let rows = &mut series.rows;
         let slots = match rows.get_mut(&time) {
             Some(s) => s,
             None => {
                 added += ROW_OVERHEAD;
                 self.rows += 1;
-                rows.entry(time).or_default()
+                rows.entry(time)
+                    .or_insert_with(|| Vec::with_capacity(fields.len().max(4)))
             }
         };
         for (id, value) in fields {
@@ -151,9 +203,23 @@ impl Memtable {
         self.max_seq = self.max_seq.max(seq);
         self.min_time = self.min_time.min(time);
         self.max_time = self.max_time.max(time);
-        self.segments.insert(segment_start(time, segment_nanos));
+        let segment = segment_start(time, segment_nanos);
+        if self.last_segment != Some(segment) {
+            self.segments.insert(segment);
+            self.last_segment = Some(segment);
+        }
         self.bytes += added;
         added
+    }
+}
+
+/// Encode `(tag id, value)` pairs (sorted by id) as a byte key: id, length, bytes.
+fn encode_key<'a>(buf: &mut Vec<u8>, tags: impl Iterator<Item = (u32, &'a str)>) {
+    buf.clear();
+    for (id, v) in tags {
+        buf.extend_from_slice(&id.to_le_bytes());
+        buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        buf.extend_from_slice(v.as_bytes());
     }
 }
 
@@ -196,10 +262,9 @@ mod tests {
             .expect("insert");
         assert_eq!(m.rows(), 1);
         let slots = m
-            .series
-            .values()
+            .series()
             .next()
-            .and_then(|r| r.get(&10))
+            .and_then(|s| s.rows.get(&10))
             .expect("row");
         assert_eq!(
             slots,
