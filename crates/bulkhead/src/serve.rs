@@ -12,13 +12,14 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use async_trait::async_trait;
 use bulkhead_engine::{
-    EngineConfig, EngineStats, Error as EngineError, Scope, WalSync, WriteBatch,
+    EngineConfig, EngineStats, Error as EngineError, FieldType, ROLE_KEY, Scope, WalSync,
+    WriteBatch, arrow_type,
 };
 use bulkhead_runtime::store::IoObjectStore;
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use bulkhead_server::config::WalSyncSetting;
 use bulkhead_server::{
-    HttpServer, NoSqlBackend, ServeArgs, ServerConfig, ServerState, WriteBackend,
+    HttpServer, NoSqlBackend, ServeArgs, ServerConfig, ServerState, TableColumns, WriteBackend,
 };
 use object_store::ObjectStore;
 
@@ -149,6 +150,35 @@ impl WriteBackend for EngineBackend {
             "manual compaction is not available yet: the compaction scheduler has not landed"
                 .into(),
         ))
+    }
+
+    fn table_columns(&self, db: &str, table: &str) -> Option<TableColumns> {
+        let schema = self.engine.table_schema(db, table)?;
+        let types = [
+            FieldType::F64,
+            FieldType::I64,
+            FieldType::U64,
+            FieldType::Bool,
+            FieldType::Str,
+        ];
+        let mut columns = TableColumns::default();
+        for field in schema.fields() {
+            match field.metadata().get(ROLE_KEY).map(String::as_str) {
+                Some("tag") => {
+                    columns.tags.insert(field.name().clone());
+                }
+                Some("field") => {
+                    if let Some(ty) = types
+                        .into_iter()
+                        .find(|t| arrow_type(*t) == *field.data_type())
+                    {
+                        columns.fields.insert(field.name().clone(), ty);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(columns)
     }
 
     fn metrics_text(&self) -> String {

@@ -65,16 +65,28 @@ fn writes_v1_and_v2_metrics_and_graceful_shutdown() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(rows_in(&s, "demo", "cpu"), 4.0);
-    // A type conflict with the stored schema is a 400 naming the column.
-    let r = s.post("/api/v2/write?bucket=demo", "cpu,host=g usage=\"str\"");
+    // A type conflict with the stored schema rejects just that line, naming the column.
+    let r = s.post(
+        "/api/v2/write?bucket=demo",
+        "cpu,host=g usage=\"str\"\ncpu,host=h usage=6",
+    );
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("usage"), "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["data"][0]["line_number"], 1, "{v}");
+    assert!(
+        v["data"][0]["error_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("column `usage` has type float"),
+        "{v}"
+    );
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(1), "{v}");
 
     // SIGTERM: exit 0, and everything acknowledged is there after a restart.
     let status = s.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}:\n{}", s.log());
     s.restart();
-    assert_eq!(rows_in(&s, "demo", "cpu"), 4.0, "{}", s.log());
+    assert_eq!(rows_in(&s, "demo", "cpu"), 5.0, "{}", s.log());
 }
 
 #[test]

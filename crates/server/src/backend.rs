@@ -1,13 +1,14 @@
 //! The handler traits the protocol servers call: writes and admin on one side, SQL on the
 //! other. The engine and the query layer implement them; the servers know nothing else.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use async_trait::async_trait;
-use bulkhead_engine::{Scope, WriteBatch};
+use bulkhead_engine::{FieldType, Scope, WriteBatch};
 use futures::stream::BoxStream;
 
 /// Writes, admin and storage metrics: implemented by the storage engine.
@@ -23,11 +24,25 @@ pub trait WriteBackend: Send + Sync + 'static {
     /// Compact the SSTs in `scope`; returns once compaction has finished.
     async fn compact(&self, scope: Scope) -> Result<(), bulkhead_engine::Error>;
 
+    /// The columns of an existing table (`None` if it does not exist or the backend does
+    /// not say). The server uses them to reject conflicting lines one by one instead of
+    /// letting the engine reject the whole batch. Called on the `write` runtime.
+    fn table_columns(&self, _db: &str, _table: &str) -> Option<TableColumns> {
+        None
+    }
+
     /// Prometheus text (without the runtime metrics, which the server adds itself).
     fn metrics_text(&self) -> String;
 
     /// Stop accepting writes and sync the WAL. Called once, after the servers drained.
     async fn close(&self) -> Result<(), bulkhead_engine::Error>;
+}
+
+/// Tag and field columns of a table, as far as type checks of new lines need them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableColumns {
+    pub tags: HashSet<String>,
+    pub fields: HashMap<String, FieldType>,
 }
 
 /// A query result: the schema first (so empty results still have a CSV header and an

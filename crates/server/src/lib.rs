@@ -16,7 +16,7 @@ pub mod http;
 pub mod lineproto;
 
 pub use backend::{
-    NoSqlBackend, QueryBackend, QueryError, QueryErrorKind, QueryOutput, WriteBackend,
+    NoSqlBackend, QueryBackend, QueryError, QueryErrorKind, QueryOutput, TableColumns, WriteBackend,
 };
 pub use config::{ServeArgs, ServerConfig};
 pub use error::ServerError;

@@ -19,7 +19,7 @@ use bulkhead_runtime::{RuntimeConfig, Runtimes, current_runtime_label};
 use tower::ServiceExt;
 
 use super::*;
-use crate::backend::{QueryError, QueryErrorKind, QueryOutput};
+use crate::backend::{QueryError, QueryErrorKind, QueryOutput, TableColumns};
 use crate::config::ByteSize;
 
 /// Records every write as db -> rows (table, row); can be told to fail the next write.
@@ -75,6 +75,20 @@ impl WriteBackend for MemBackend {
         self.admin.lock().unwrap().push(("compact".into(), scope));
         Ok(())
     }
+    fn table_columns(&self, db: &str, table: &str) -> Option<TableColumns> {
+        let rows = self.rows(db);
+        let mut cols = TableColumns::default();
+        for (_, r) in rows.iter().filter(|(t, _)| t == table) {
+            cols.tags.extend(r.tags.iter().map(|(k, _)| k.clone()));
+            for (k, v) in &r.fields {
+                cols.fields
+                    .entry(k.clone())
+                    .or_insert_with(|| v.field_type());
+            }
+        }
+        (!rows.is_empty()).then_some(cols)
+    }
+
     fn metrics_text(&self) -> String {
         "# TYPE bulkhead_test_backend gauge\nbulkhead_test_backend 1\n".into()
     }
@@ -225,7 +239,7 @@ async fn v2_write_is_parsed_on_the_write_runtime_and_acknowledged_with_204() {
     let r = h
         .post(
             "/api/v2/write?bucket=demo&org=ignored&precision=s",
-            "cpu,host=a usage=1 1700000000\ncpu,host=b usage=2i 1700000001",
+            "cpu,host=a usage=1 1700000000\ncpu,host=b usage=2,cores=2i 1700000001",
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
@@ -234,7 +248,7 @@ async fn v2_write_is_parsed_on_the_write_runtime_and_acknowledged_with_204() {
     assert_eq!(rows[0].0, "cpu");
     assert_eq!(rows[0].1.tags, vec![("host".to_string(), "a".to_string())]);
     assert_eq!(rows[0].1.time, 1_700_000_000_000_000_000);
-    assert_eq!(rows[1].1.fields[0].1, FieldValue::I64(2));
+    assert_eq!(rows[1].1.fields[1].1, FieldValue::I64(2));
     assert!(
         write_polls(&h.runtimes) > polls_before,
         "parsing must run on `write`"
@@ -302,6 +316,43 @@ async fn partial_write_writes_valid_lines_and_lists_exactly_the_bad_ones() {
             .contains("field `f`")
     );
     assert_eq!(h.backend.rows("p").len(), 2, "valid lines are written");
+}
+
+#[tokio::test]
+async fn type_conflicts_reject_only_the_conflicting_lines() {
+    let h = harness();
+    let r = h
+        .post("/api/v2/write?bucket=c", "cpu,host=a usage=1 1")
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let body = "cpu,host=b usage=\"high\" 2\ncpu,host=c usage=3 3\ncpu,host=d idle=1i 4\ncpu,host=e idle=2 5\n";
+    let r = h.post("/api/v2/write?bucket=c", body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let v = r.json();
+    let lines: Vec<u64> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![1, 4], "{v}");
+    assert!(
+        v["data"][0]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("has type float, line has type string")
+    );
+    let times: Vec<i64> = h.backend.rows("c").iter().map(|(_, r)| r.time).collect();
+    assert_eq!(times, vec![1, 3, 4]);
+    // With accept_partial=false the same conflict writes nothing.
+    let r = h
+        .post(
+            "/api/v2/write?bucket=c&accept_partial=false",
+            "cpu,host=f usage=9 9\ncpu usage=true 10",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(h.backend.rows("c").len(), 3);
 }
 
 #[tokio::test]

@@ -89,12 +89,18 @@ async fn write(
         max_tags: state.limits.max_tags_per_line,
         max_fields: state.limits.max_fields_per_line,
     };
-    // Decompression and parsing are CPU work: they run on `write`, never on `io`.
+    // Decompression, parsing and type checks are CPU work: on `write`, never on `io`.
+    let backend = Arc::clone(&state.writes);
+    let db_name = db.clone();
     let parsed = state
         .runtimes
         .run(RuntimeName::Write, async move {
             let text = decode(raw, encoding, limit)?;
-            Ok::<_, ServerError>((text.len(), lineproto::parse(&text, &opts)))
+            let mut parsed = lineproto::parse(&text, &opts);
+            lineproto::reject_conflicting_rows(&mut parsed, &text, |table| {
+                backend.table_columns(&db_name, table)
+            });
+            Ok::<_, ServerError>((text.len(), parsed))
         })
         .await??;
     let (bytes, parsed) = parsed;

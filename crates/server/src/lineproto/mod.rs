@@ -6,6 +6,7 @@
 //! Blank lines and lines starting with `#` are skipped. A quoted string field may span
 //! lines. Limits (line length, tags and fields per line) reject just that line.
 
+mod conflicts;
 mod parser;
 #[cfg(test)]
 mod tests;
@@ -90,7 +91,20 @@ pub struct LineError {
 pub struct Parsed {
     pub batch: WriteBatch,
     pub errors: Vec<LineError>,
+    /// Where each row came from: `origins[t][r]` is row `r` of `batch.tables[t]`.
+    pub origins: Vec<Vec<LineOrigin>>,
 }
+
+/// The line a row was parsed from, to report it if the row is rejected later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineOrigin {
+    pub line_number: usize,
+    /// Byte range of the line in the body.
+    pub start: usize,
+    pub end: usize,
+}
+
+pub use conflicts::reject_conflicting_rows;
 
 /// Parse a whole request body.
 pub fn parse(body: &[u8], opts: &ParseOptions) -> Parsed {

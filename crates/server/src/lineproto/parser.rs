@@ -3,7 +3,7 @@
 
 use bulkhead_engine::{FieldValue, Row};
 
-use super::{LineError, ParseOptions, Parsed, cut_line};
+use super::{LineError, LineOrigin, ParseOptions, Parsed, cut_line};
 
 /// Characters a backslash escapes in measurement names.
 const MEASUREMENT_ESCAPES: &[u8] = b", \\";
@@ -60,7 +60,12 @@ pub(super) fn parse_body(body: &[u8], opts: &ParseOptions) -> Parsed {
                         ),
                     );
                 } else {
-                    out.batch.push(&table, row);
+                    let origin = LineOrigin {
+                        line_number,
+                        start: pos,
+                        end: pos + consumed,
+                    };
+                    push(&mut out, &table, row, origin);
                 }
                 // A quoted string may have spanned physical lines.
                 line_number += spanned.iter().filter(|&&b| b == b'\n').count();
@@ -73,6 +78,22 @@ pub(super) fn parse_body(body: &[u8], opts: &ParseOptions) -> Parsed {
         }
     }
     out
+}
+
+/// Append a row and its origin, keeping `origins` aligned with `batch.tables`.
+fn push(out: &mut Parsed, table: &str, row: Row, origin: LineOrigin) {
+    let index = match out.batch.tables.last() {
+        Some(t) if t.table == table => out.batch.tables.len() - 1,
+        _ => match out.batch.tables.iter().position(|t| t.table == table) {
+            Some(i) => i,
+            None => out.batch.tables.len(),
+        },
+    };
+    out.batch.push(table, row);
+    if index == out.origins.len() {
+        out.origins.push(Vec::new());
+    }
+    out.origins[index].push(origin);
 }
 
 /// A cursor over one line (and, inside quoted strings, the lines after it).
