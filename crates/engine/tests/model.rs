@@ -155,7 +155,12 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 200, ..ProptestConfig::default() })]
+    // More cases: `BULKHEAD_MODEL_CASES=500 cargo test -p bulkhead-engine --test model`.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("BULKHEAD_MODEL_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(24),
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn reads_equal_the_model(ops in proptest::collection::vec(op_strategy(), 1..14)) {

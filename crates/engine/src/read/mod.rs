@@ -225,16 +225,32 @@ impl ScanCtx {
             let batches = self.load(&group[0], self.projection.as_deref()).await?;
             return batches.iter().map(|b| align(b, &self.out_schema)).collect();
         }
+        // Only times covered by two or more sources can hold duplicate keys. Rows outside
+        // those contested ranges pass through as they are; the rest is merged field by
+        // field (newer source wins) through a temporary memtable. With in-order ingest
+        // consecutive flushes touch only at a boundary timestamp, so almost nothing is
+        // merged.
+        let contested = contested_ranges(&group);
+        let mut out = Vec::new();
         let mut merged = Memtable::default();
         for (order, source) in group.iter().enumerate() {
             for b in self.load(source, None).await? {
-                merged.insert_batch(&self.schema, &b, order as u64 + 1, self.segment_nanos)?;
+                let (inside, outside) = split_by_ranges(&b, &contested)?;
+                if outside.num_rows() > 0 {
+                    out.push(align(&outside, &self.out_schema)?);
+                }
+                if inside.num_rows() > 0 {
+                    merged.insert_batch(
+                        &self.schema,
+                        &inside,
+                        order as u64 + 1,
+                        self.segment_nanos,
+                    )?;
+                }
             }
         }
-        Ok(merged
-            .to_batch(&self.schema, self.range, self.projection.as_deref())?
-            .into_iter()
-            .collect())
+        out.extend(merged.to_batch(&self.schema, self.range, self.projection.as_deref())?);
+        Ok(out)
     }
 
     /// The rows of `source` in range; `columns` limits the columns (plus `time`).
@@ -281,6 +297,56 @@ fn overlap_groups(sources: Vec<Source>) -> Vec<Vec<Source>> {
             g.into_iter().map(|(_, s)| s).collect()
         })
         .collect()
+}
+
+/// Inclusive time ranges covered by at least two of `sources`, sorted and disjoint.
+fn contested_ranges(sources: &[Source]) -> Vec<(i64, i64)> {
+    let mut pairs = Vec::new();
+    for (i, a) in sources.iter().enumerate() {
+        let (alo, ahi) = a.bounds();
+        for b in &sources[i + 1..] {
+            let (blo, bhi) = b.bounds();
+            let (lo, hi) = (alo.max(blo), ahi.min(bhi));
+            if lo <= hi {
+                pairs.push((lo, hi));
+            }
+        }
+    }
+    pairs.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(pairs.len());
+    for (lo, hi) in pairs {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// Split `batch` into the rows whose time falls in one of `ranges` and the others.
+fn split_by_ranges(
+    batch: &RecordBatch,
+    ranges: &[(i64, i64)],
+) -> Result<(RecordBatch, RecordBatch)> {
+    use arrow::array::{BooleanArray, TimestampNanosecondArray};
+    let times = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| crate::error::Error::InvalidInput("batch without a time column".into()))?;
+    let inside: BooleanArray = times
+        .values()
+        .iter()
+        .map(|t| {
+            // The last range starting at or before t.
+            let idx = ranges.partition_point(|(lo, _)| lo <= t);
+            Some(idx > 0 && *t <= ranges[idx - 1].1)
+        })
+        .collect();
+    let outside = arrow::compute::not(&inside)?;
+    Ok((
+        arrow::compute::filter_record_batch(batch, &inside)?,
+        arrow::compute::filter_record_batch(batch, &outside)?,
+    ))
 }
 
 /// Reshape `batch` to `schema`: same columns in the same order, missing ones as nulls,
