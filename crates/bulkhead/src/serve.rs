@@ -76,9 +76,12 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
         queries,
     );
     let addr = config.http.addr;
+    let drain = config.http.shutdown_timeout.get();
     let served = runtimes.block_on(RuntimeName::Io, async move {
         let server = HttpServer::bind(addr, state).await?;
-        server.serve(bulkhead_server::shutdown_signal()).await
+        server
+            .serve(bulkhead_server::shutdown_signal(), drain)
+            .await
     })?;
 
     // Servers drained (or failed to start): close the engine either way so the WAL is

@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// [http] addr: address of the HTTP API [default: 127.0.0.1:5440].
     #[arg(long, env = "BULKHEAD_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// [http] shutdown_timeout: how long SIGTERM waits for in-flight requests [default: 30s].
+    #[arg(long, env = "BULKHEAD_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<HumanDuration>,
 
     /// [pg] enabled: serve the PostgreSQL wire protocol [default: true].
     #[arg(long, env = "BULKHEAD_PG_ENABLED", value_name = "BOOL")]
@@ -130,6 +133,7 @@ impl ServeArgs {
             }
         }
         set(&mut cfg.http.addr, &self.http_addr);
+        set(&mut cfg.http.shutdown_timeout, &self.shutdown_timeout);
         set(&mut cfg.pg.enabled, &self.pg_enabled);
         set(&mut cfg.pg.addr, &self.pg_addr);
         set(&mut cfg.storage.data_dir, &self.data_dir);

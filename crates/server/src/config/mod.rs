@@ -39,12 +39,16 @@ pub struct ServerConfig {
 pub struct HttpConfig {
     /// Address of the HTTP API (ingest, SQL, admin, metrics).
     pub addr: SocketAddr,
+    /// On SIGINT/SIGTERM, wait at most this long for in-flight requests before closing
+    /// the engine anyway (their clients then see the connection close, never an ack).
+    pub shutdown_timeout: HumanDuration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 5440)),
+            shutdown_timeout: HumanDuration::secs(30),
         }
     }
 }

@@ -10,6 +10,7 @@ use super::*;
 /// toml key -> flag -> a non-default sample value (as it appears when serialized).
 const OPTIONS: &[(&str, &str, &str)] = &[
     ("http.addr", "--http-addr", "0.0.0.0:9999"),
+    ("http.shutdown_timeout", "--shutdown-timeout", "5s"),
     ("pg.enabled", "--pg-enabled", "false"),
     ("pg.addr", "--pg-addr", "127.0.0.1:6543"),
     ("storage.data_dir", "--data-dir", "/tmp/bh"),

@@ -17,6 +17,7 @@ mod write;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -126,18 +127,39 @@ impl HttpServer {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Serve until `shutdown` resolves, then stop accepting and wait for in-flight
-    /// requests to finish. The caller closes the write backend afterwards.
-    pub async fn serve<F>(self, shutdown: F) -> Result<(), ServerError>
+    /// Serve until `shutdown` resolves, then stop accepting and wait up to `drain` for
+    /// in-flight requests to finish. The caller closes the write backend afterwards;
+    /// a request still running then fails (the backend is closed) and is never
+    /// acknowledged, so the drain bound cannot cost an acknowledged write.
+    pub async fn serve<F>(self, shutdown: F, drain: Duration) -> Result<(), ServerError>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "HTTP API listening");
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        tracing::info!(%addr, "HTTP API stopped; in-flight requests finished");
+        let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = fired_tx.send(());
+        };
+        let serving = axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(signal)
+            .into_future();
+        let deadline = async move {
+            match fired_rx.await {
+                Ok(()) => tokio::time::sleep(drain).await,
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            served = serving => {
+                served?;
+                tracing::info!(%addr, "HTTP API stopped; in-flight requests finished");
+            }
+            () = deadline => {
+                tracing::warn!(%addr, ?drain, "in-flight requests did not finish in time; shutting down anyway");
+            }
+        }
         Ok(())
     }
 }
