@@ -14,7 +14,7 @@ use bulkhead_engine::bench_support::{memtable_insert, tsbs_cpu_rows};
 use bulkhead_engine::{Engine, EngineConfig, WalSync, WriteBatch};
 use bulkhead_runtime::store::IoObjectStore;
 use bulkhead_runtime::{RuntimeConfig, RuntimeName, Runtimes};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 
@@ -130,6 +130,13 @@ fn flush_encode(c: &mut Criterion) {
         bytes as f64 / values as f64,
         mem.bytes()
     );
+    for level in [1, 9, 19] {
+        let b = mem.encode_sst_with_level(level).expect("encode");
+        println!(
+            "flush_encode: zstd level {level}: {:.3} bytes/value",
+            b as f64 / values as f64
+        );
+    }
     let mut group = c.benchmark_group("flush_encode");
     group
         .sample_size(10)
@@ -140,5 +147,88 @@ fn flush_encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, wal_append, memtable, flush_encode);
+/// End-to-end ingest: 8 writers sending 5,000-row TSBS batches through `Engine::write`
+/// with fsync'd acks (the shape of the HTTP ingest benchmark, without HTTP and parsing).
+fn engine_write(c: &mut Criterion) {
+    const BATCH: usize = 5_000;
+    const WRITERS: usize = 8;
+    let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).expect("runtimes");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let store: Arc<dyn ObjectStore> = Arc::new(IoObjectStore::new(
+        Arc::new(InMemory::new()),
+        runtimes.io().clone(),
+    ));
+    // Default-like thresholds, so flushes (to an in-memory store) happen during the run.
+    let cfg = EngineConfig {
+        wal_sync: WalSync::Always,
+        table_flush_threshold: 64 << 20,
+        write_buffer_size: 256 << 20,
+        ..EngineConfig::with_dir(dir.path())
+    };
+    let rt = Arc::clone(&runtimes);
+    let engine = runtimes
+        .block_on(RuntimeName::Io, async move {
+            Engine::open(cfg, store, rt).await
+        })
+        .expect("runtime")
+        .expect("open");
+    // 1000 hosts; consecutive batches move forward in time.
+    let rows = tsbs_cpu_rows(1000, 40, 11);
+    let batches: Arc<Vec<WriteBatch>> = Arc::new(
+        rows.chunks(BATCH)
+            .map(|chunk| {
+                let mut b = WriteBatch::default();
+                for r in chunk {
+                    b.push("cpu", r.clone());
+                }
+                b
+            })
+            .collect(),
+    );
+    let mut group = c.benchmark_group("engine_write");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements((BATCH * WRITERS) as u64));
+    group.bench_function("tsbs_cpu_8x5000_fsync", |b| {
+        // Cloning the batches is setup, not timed (the server would parse them instead).
+        let setup = || {
+            (0..WRITERS)
+                .map(|w| batches[w % batches.len()].clone())
+                .collect::<Vec<_>>()
+        };
+        b.iter_batched(
+            setup,
+            |owned| {
+                let engine = Arc::clone(&engine);
+                runtimes
+                    .block_on(RuntimeName::Io, async move {
+                        let tasks: Vec<_> = owned
+                            .into_iter()
+                            .map(|batch| {
+                                let engine = Arc::clone(&engine);
+                                tokio::spawn(async move {
+                                    engine.write("db", batch).await.expect("write")
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.expect("writer");
+                        }
+                    })
+                    .expect("runtime")
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+    let stats = engine.stats();
+    println!(
+        "engine_write: {} rows written, {} flushes, memtable {} bytes",
+        stats.rows_written, stats.flush_count, stats.memtable_bytes
+    );
+}
+
+criterion_group!(benches, wal_append, memtable, flush_encode, engine_write);
 criterion_main!(benches);

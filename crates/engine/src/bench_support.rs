@@ -146,6 +146,11 @@ impl BenchMemtable {
 
     /// Sort + encode everything as one Parquet SST, as a flush does; returns its size.
     pub fn encode_sst(&self) -> Result<usize> {
+        self.encode_sst_with_level(3)
+    }
+
+    /// [`Self::encode_sst`] with another zstd level.
+    pub fn encode_sst_with_level(&self, zstd_level: i32) -> Result<usize> {
         let Some(batch) = self.mem.to_batch(&self.schema, TimeRange::ALL, None)? else {
             return Ok(0);
         };
@@ -153,7 +158,7 @@ impl BenchMemtable {
             &[batch],
             EncodeOptions {
                 row_group_size: 256 * 1024,
-                zstd_level: 3,
+                zstd_level,
             },
         )?;
         Ok(bytes.len())
