@@ -191,6 +191,14 @@ pub struct RuntimeSnapshot {
     pub max_stall_ms: f64,
 }
 
+/// Name, type, help and getter of one exported metric.
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&RuntimeSnapshot) -> f64,
+);
+
 /// All runtimes at one instant.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BulkheadsSnapshot {
@@ -215,7 +223,7 @@ impl BulkheadsSnapshot {
     pub fn to_prometheus(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let metrics: [(&str, &str, &str, fn(&RuntimeSnapshot) -> f64); 8] = [
+        let metrics: [Metric; 8] = [
             (
                 "bulkhead_runtime_workers",
                 "gauge",

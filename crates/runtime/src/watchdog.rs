@@ -83,7 +83,8 @@ impl Watchdog {
                             check(w, threshold, &recent);
                         }
                         ticks += 1;
-                        if ticks % (1_000 / interval.as_millis().max(1) as u64).max(1) == 0 {
+                        if ticks.is_multiple_of((1_000 / interval.as_millis().max(1) as u64).max(1))
+                        {
                             for w in &mut watched {
                                 update_busy_ratio(w);
                             }

@@ -1,0 +1,153 @@
+//! Running a query on the `query` bulkhead and streaming its batches to the caller.
+//!
+//! Planning and every poll of the physical plan happen inside one task on `query`
+//! (DataFusion's own internal tasks, spawned with `tokio::spawn`, land there too). The
+//! caller, usually an HTTP or PG handler on `io`, only receives finished batches through
+//! a small bounded channel, so a heavy query can slow down its own client but never the
+//! io workers. Dropping the output stream aborts the query task: a client that goes away
+//! cancels its query.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bulkhead_runtime::{RuntimeName, Runtimes};
+use datafusion::execution::context::SQLOptions;
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::SessionContext;
+use futures::stream::BoxStream;
+use futures::{SinkExt, Stream, StreamExt};
+use tokio::task::JoinHandle;
+
+use crate::error::{QueryError, Result};
+
+/// Batches buffered between the query task and the consumer.
+const BATCH_BUFFER: usize = 2;
+
+/// A running query: its schema, and its batches as they are produced.
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: BoxStream<'static, Result<RecordBatch>>,
+}
+
+impl std::fmt::Debug for QueryOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryOutput")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryOutput {
+    /// Collect every batch (for tests and small results).
+    pub async fn collect(self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        let mut batches = self.batches;
+        while let Some(b) = batches.next().await {
+            out.push(b?);
+        }
+        Ok(out)
+    }
+}
+
+/// Plan and run `sql` in `ctx` on the `query` runtime.
+pub(crate) async fn run_sql(
+    runtimes: &Runtimes,
+    ctx: SessionContext,
+    sql: String,
+) -> Result<QueryOutput> {
+    let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
+    let (mut tx, rx) = futures::channel::mpsc::channel(BATCH_BUFFER);
+    let task = runtimes.spawn(RuntimeName::Query, async move {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false);
+        let planned = async {
+            let df = ctx.sql_with_options(&sql, options).await?;
+            let plan = df.create_physical_plan().await?;
+            let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
+            Ok::<_, datafusion::error::DataFusionError>((plan.schema(), stream))
+        }
+        .await;
+        let mut stream = match planned {
+            Ok((schema, stream)) => {
+                if schema_tx.send(Ok(schema)).is_err() {
+                    return; // caller gone
+                }
+                stream
+            }
+            Err(e) => {
+                let _ = schema_tx.send(Err(QueryError::from(e)));
+                return;
+            }
+        };
+        while let Some(batch) = stream.next().await {
+            let item = batch.map_err(QueryError::from);
+            let stop = item.is_err();
+            if tx.send(Some(item)).await.is_err() || stop {
+                return;
+            }
+        }
+        // The clean end: without it the consumer reports a truncated result.
+        let _ = tx.send(None).await;
+    });
+    let guard = AbortOnDrop(task);
+    let schema = match schema_rx.await {
+        Ok(result) => result?,
+        Err(_) => return Err(QueryError::Cancelled),
+    };
+    Ok(QueryOutput {
+        schema,
+        batches: Batches {
+            rx,
+            finished: false,
+            _guard: guard,
+        }
+        .boxed(),
+    })
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `None` on the channel marks the clean end of the result.
+struct Batches {
+    rx: futures::channel::mpsc::Receiver<Option<Result<RecordBatch>>>,
+    finished: bool,
+    _guard: AbortOnDrop,
+}
+
+impl Stream for Batches {
+    type Item = Result<RecordBatch>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Some(item))) => {
+                self.finished = item.is_err();
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(Some(None)) => {
+                self.finished = true;
+                Poll::Ready(None)
+            }
+            // The task died (panic or abort) before the clean end: never hand out a
+            // silently truncated result.
+            Poll::Ready(None) => {
+                self.finished = true;
+                Poll::Ready(Some(Err(QueryError::Execution(
+                    "the query task ended before its result was complete".into(),
+                ))))
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The `system` schema: `system.tables`, `system.sst_files`, `system.runtimes`.
+//!
+//! Each is rebuilt from live state whenever a query plans against it, so it is always
+//! current; they are small (one row per table, SST or runtime).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use bulkhead_engine::{Engine, TimeRange};
+use bulkhead_runtime::Runtimes;
+use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
+use datafusion::error::Result;
+
+pub(crate) const SYSTEM_SCHEMA: &str = "system";
+const TABLES: [&str; 3] = ["tables", "sst_files", "runtimes"];
+
+#[derive(Debug)]
+pub(crate) struct SystemSchema {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) runtimes: Arc<Runtimes>,
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let batch = match name {
+            "tables" => tables(&self.engine)?,
+            "sst_files" => sst_files(&self.engine)?,
+            "runtimes" => runtimes(&self.runtimes)?,
+            _ => return Ok(None),
+        };
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        Ok(Some(Arc::new(table)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+fn u64f(name: &str) -> Field {
+    Field::new(name, DataType::UInt64, false)
+}
+
+fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// One row per table. `rows` counts stored rows (SSTs + memtables) before
+/// deduplication, so an overwritten key counts once per copy until compaction merges it.
+fn tables(engine: &Engine) -> Result<RecordBatch> {
+    let stats = engine.stats().tables;
+    batch(
+        vec![
+            utf8("database"),
+            utf8("table"),
+            u64f("rows"),
+            u64f("bytes"),
+            u64f("sst_count"),
+            u64f("memtable_bytes"),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                stats.iter().map(|s| s.db.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                stats.iter().map(|s| s.table.as_str()),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                stats.iter().map(|s| s.sst_rows + s.memtable_rows as u64),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                stats.iter().map(|s| s.sst_bytes),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                stats.iter().map(|s| s.sst_count as u64),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                stats.iter().map(|s| s.memtable_bytes as u64),
+            )),
+        ],
+    )
+}
+
+/// One row per live SST, from a full-range snapshot of every table.
+fn sst_files(engine: &Engine) -> Result<RecordBatch> {
+    let mut files = Vec::new();
+    for db in engine.databases() {
+        for table in engine.tables(&db) {
+            if let Ok(snapshot) = engine.snapshot(&db, &table, TimeRange::ALL) {
+                files.extend(snapshot.ssts());
+            }
+        }
+    }
+    let ts = |name: &str| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        )
+    };
+    batch(
+        vec![
+            utf8("database"),
+            utf8("table"),
+            ts("segment"),
+            utf8("path"),
+            ts("min_time"),
+            ts("max_time"),
+            u64f("rows"),
+            u64f("bytes"),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                files.iter().map(|f| f.db.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                files.iter().map(|f| f.table.as_str()),
+            )),
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(files.iter().map(|f| f.segment_start))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter_values(
+                files.iter().map(|f| f.path.as_str()),
+            )),
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(files.iter().map(|f| f.min_time))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(files.iter().map(|f| f.max_time))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.rows))),
+            Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.bytes))),
+        ],
+    )
+}
+
+fn runtimes(runtimes: &Runtimes) -> Result<RecordBatch> {
+    let snap = runtimes.snapshot();
+    let r = &snap.runtimes;
+    batch(
+        vec![
+            utf8("runtime"),
+            utf8("serves"),
+            u64f("workers"),
+            u64f("alive_tasks"),
+            u64f("queued_tasks"),
+            Field::new("busy_ratio", DataType::Float64, false),
+            u64f("polls"),
+            u64f("slow_polls"),
+            u64f("stalls"),
+            Field::new("max_stall_ms", DataType::Float64, false),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                r.iter().map(|r| r.runtime.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(r.iter().map(|r| {
+                r.serves
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }))),
+            Arc::new(UInt64Array::from_iter_values(
+                r.iter().map(|r| r.workers as u64),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                r.iter().map(|r| r.alive_tasks as u64),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                r.iter().map(|r| r.queued_tasks as u64),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                r.iter().map(|r| r.busy_ratio),
+            )),
+            Arc::new(UInt64Array::from_iter_values(r.iter().map(|r| r.polls))),
+            Arc::new(UInt64Array::from_iter_values(
+                r.iter().map(|r| r.slow_polls),
+            )),
+            Arc::new(UInt64Array::from_iter_values(r.iter().map(|r| r.stalls))),
+            Arc::new(Float64Array::from_iter_values(
+                r.iter().map(|r| r.max_stall_ms),
+            )),
+        ],
+    )
+}

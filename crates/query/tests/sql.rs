@@ -1,0 +1,329 @@
+//! SQL over a real engine: catalog, dedup, pruning, system tables, errors, limits.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bulkhead_query::{QueryConfig, QueryError};
+use common::{Db, f, row};
+
+const HOUR: i64 = 3_600_000_000_000;
+
+#[test]
+fn new_tables_and_columns_appear_without_restart_and_missing_values_are_null() {
+    let db = Db::open();
+    db.write(
+        "demo",
+        vec![("cpu", row(&[("host", "a")], &[("usage", f(1.0))], 10))],
+    );
+    assert_eq!(
+        db.table("demo", "select host, usage, time from cpu"),
+        "+------+-------+--------------------------------+\n\
+         | host | usage | time                           |\n\
+         +------+-------+--------------------------------+\n\
+         | a    | 1.0   | 1970-01-01T00:00:00.000000010Z |\n\
+         +------+-------+--------------------------------+"
+    );
+    db.write(
+        "demo",
+        vec![
+            (
+                "cpu",
+                row(&[("host", "b"), ("dc", "x")], &[("idle", f(5.0))], 20),
+            ),
+            ("mem", row(&[("host", "a")], &[("free", f(3.0))], 20)),
+        ],
+    );
+    let out = db.table(
+        "demo",
+        "select host, dc, usage, idle from cpu order by host",
+    );
+    assert!(out.contains("| a    |    | 1.0   |      |"), "{out}");
+    assert!(out.contains("| b    | x  |       | 5.0  |"), "{out}");
+    assert!(db.table("demo", "select free from mem").contains("3.0"));
+    let tables = db.table("demo", "show tables");
+    assert!(
+        tables.contains("| bulkhead      | demo               | cpu "),
+        "{tables}"
+    );
+}
+
+#[test]
+fn overwrites_are_deduplicated_in_memtables_and_across_ssts() {
+    let db = Db::open();
+    db.write(
+        "demo",
+        vec![(
+            "cpu",
+            row(&[("host", "a")], &[("usage", f(1.0)), ("idle", f(9.0))], 10),
+        )],
+    );
+    db.flush();
+    // Same key (host=a, time=10): `usage` is replaced, `idle` kept (field-by-field).
+    db.write(
+        "demo",
+        vec![("cpu", row(&[("host", "a")], &[("usage", f(2.0))], 10))],
+    );
+    let check = |db: &Db| {
+        let out = db.table("demo", "select host, usage, idle from cpu");
+        assert!(out.contains("| a    | 2.0   | 9.0  |"), "{out}");
+        assert_eq!(
+            db.table("demo", "select count(*) as n from cpu")
+                .matches("| 1 |")
+                .count(),
+            1
+        );
+    };
+    check(&db);
+    db.flush();
+    check(&db);
+}
+
+#[test]
+fn time_and_tag_filters_prune_ssts_and_explain_shows_it() {
+    let db = Db::open();
+    // Three flushes: host a in hour 0, host b in hour 0, host a in hour 5.
+    db.write(
+        "demo",
+        vec![("cpu", row(&[("host", "a")], &[("usage", f(1.0))], 10))],
+    );
+    db.flush();
+    db.write(
+        "demo",
+        vec![("cpu", row(&[("host", "b")], &[("usage", f(2.0))], 20))],
+    );
+    db.flush();
+    db.write(
+        "demo",
+        vec![("cpu", row(&[("host", "a")], &[("usage", f(3.0))], 5 * HOUR))],
+    );
+    db.flush();
+    let plan = db.table(
+        "demo",
+        "explain select usage from cpu where time >= '1970-01-01T04:00:00Z' and host = 'a'",
+    );
+    assert!(
+        plan.contains("ssts=1/3 (pruned: 2 by time, 0 by tags)"),
+        "{plan}"
+    );
+    let plan = db.table("demo", "explain select usage from cpu where host = 'b'");
+    assert!(
+        plan.contains("ssts=1/3 (pruned: 0 by time, 2 by tags)"),
+        "{plan}"
+    );
+    // Pruning never changes answers.
+    let out = db.table("demo", "select usage from cpu where host = 'b'");
+    assert!(out.contains("2.0") && !out.contains("1.0"), "{out}");
+    let out = db.table(
+        "demo",
+        "select usage from cpu where time >= '1970-01-01T04:00:00Z' order by usage",
+    );
+    assert!(out.contains("3.0") && !out.contains("1.0"), "{out}");
+    let before = db.query.stats().to_prometheus();
+    assert!(
+        before.contains("bulkhead_query_ssts_pruned_total"),
+        "{before}"
+    );
+}
+
+#[test]
+fn timestamp_literals_prune_too() {
+    let db = Db::open();
+    db.write(
+        "demo",
+        vec![("cpu", row(&[("host", "a")], &[("usage", f(1.0))], 0))],
+    );
+    db.flush();
+    db.write(
+        "demo",
+        vec![(
+            "cpu",
+            row(&[("host", "a")], &[("usage", f(2.0))], 10 * HOUR),
+        )],
+    );
+    db.flush();
+    let plan = db.table(
+        "demo",
+        "explain select usage from cpu where time > '1970-01-01T05:00:00Z' and time < now()",
+    );
+    assert!(plan.contains("pruned: 1 by time"), "{plan}");
+}
+
+#[test]
+fn system_tables_describe_live_state() {
+    let db = Db::open();
+    db.write(
+        "demo",
+        vec![("cpu", row(&[("host", "a")], &[("usage", f(1.0))], 10))],
+    );
+    db.flush();
+    db.write(
+        "demo",
+        vec![("cpu", row(&[("host", "b")], &[("usage", f(1.0))], 10))],
+    );
+    let out = db.table(
+        "demo",
+        "select database, \"table\", rows, sst_count from system.tables",
+    );
+    assert!(
+        out.contains("| demo     | cpu   | 2    | 1         |"),
+        "{out}"
+    );
+    let out = db.table(
+        "demo",
+        "select count(*) as n, sum(rows) as r from system.sst_files",
+    );
+    assert!(out.contains("| 1 | 1 |"), "{out}");
+    let out = db.table(
+        "demo",
+        "select runtime, workers from system.runtimes order by runtime",
+    );
+    for name in ["compact", "flush", "io", "query", "write"] {
+        assert!(out.contains(&format!("| {name}")), "{out}");
+    }
+}
+
+#[test]
+fn time_series_functions() {
+    let db = Db::open();
+    let m = 60_000_000_000i64;
+    db.write(
+        "demo",
+        vec![
+            ("cpu", row(&[("host", "a")], &[("usage", f(1.0))], 0)),
+            ("cpu", row(&[("host", "a")], &[("usage", f(3.0))], m)),
+            ("cpu", row(&[("host", "a")], &[("usage", f(7.0))], 6 * m)),
+        ],
+    );
+    let out = db.table(
+        "demo",
+        "select time_bucket(interval '5 minutes', time) as b, avg(usage) as a from cpu group by b order by b",
+    );
+    assert!(out.contains("| 1970-01-01T00:00:00Z | 2.0 |"), "{out}");
+    assert!(out.contains("| 1970-01-01T00:05:00Z | 7.0 |"), "{out}");
+    let same = db.table(
+        "demo",
+        "select date_bin(interval '5 minutes', time) as b, avg(usage) as a from cpu group by b order by b",
+    );
+    assert_eq!(out, same);
+    let out = db.table(
+        "demo",
+        "select first_value(usage order by time) as first, last_value(usage order by time) as last from cpu",
+    );
+    assert!(out.contains("| 1.0   | 7.0  |"), "{out}");
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let db = Db::open();
+    db.write(
+        "demo",
+        vec![("cpu", row(&[("host", "a")], &[("usage", f(1.0))], 10))],
+    );
+    let err = db.sql("demo", "select * from nope").unwrap_err();
+    assert!(matches!(err, QueryError::Plan(_)), "{err:?}");
+    assert!(err.to_string().contains("nope"), "{err}");
+    let err = db.sql("demo", "select missing from cpu").unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+    let err = db.sql("demo", "selec 1").unwrap_err();
+    assert!(matches!(err, QueryError::Plan(_)), "{err:?}");
+    let err = db.sql("demo", "create table t (a int)").unwrap_err();
+    assert!(matches!(err, QueryError::Plan(_)), "{err:?}");
+    // An empty database is just empty.
+    let err = db.sql("other", "select * from cpu").unwrap_err();
+    assert!(err.to_string().contains("cpu"), "{err}");
+}
+
+#[test]
+fn a_query_over_the_memory_limit_fails_cleanly() {
+    let db = Db::open_with(QueryConfig {
+        memory_limit: 256 * 1024,
+        ..QueryConfig::default()
+    });
+    let rows = (0..20_000)
+        .map(|i| {
+            (
+                "t",
+                row(&[("k", &format!("key-{i:06}"))], &[("v", f(i as f64))], i),
+            )
+        })
+        .collect();
+    db.write("demo", rows);
+    let err = db
+        .sql("demo", "select k, count(*) from t group by k order by k")
+        .unwrap_err();
+    assert!(matches!(err, QueryError::ResourcesExhausted(_)), "{err:?}");
+    // The engine and the query layer keep working.
+    assert!(
+        db.table("demo", "select count(*) as n from t")
+            .contains("20000")
+    );
+}
+
+#[test]
+fn dropping_the_result_cancels_the_query() {
+    let db = Db::open();
+    let rows = (0..2_000)
+        .map(|i| ("t", row(&[("k", "a")], &[("v", f(i as f64))], i)))
+        .collect();
+    db.write("demo", rows);
+    let q = std::sync::Arc::clone(&db.query);
+    let heavy = "select count(*) from t a, t b, t c where a.v + b.v + c.v > 0";
+    db.runtimes
+        .block_on(bulkhead_runtime::RuntimeName::Io, async move {
+            let out = q.sql("demo", heavy).await.unwrap();
+            drop(out);
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = db.runtimes.snapshot();
+        let query = snap.runtimes.iter().find(|r| r.runtime == "query").unwrap();
+        if query.alive_tasks == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "query tasks still alive: {query:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_heavy_query_does_not_delay_small_writes() {
+    let db = Db::open();
+    let rows = (0..3_000)
+        .map(|i| ("t", row(&[("k", "a")], &[("v", f(i as f64))], i)))
+        .collect();
+    db.write("demo", rows);
+    let q = std::sync::Arc::clone(&db.query);
+    // ~27 billion row combinations: far longer than this test runs; cancelled on drop.
+    let heavy = "select count(*) from t a, t b, t c where a.v + b.v + c.v > 0";
+    let running = db
+        .runtimes
+        .run(bulkhead_runtime::RuntimeName::Io, async move {
+            q.sql("demo", heavy).await?.collect().await
+        });
+    // Let the query get going and saturate the `query` runtime.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut worst = Duration::ZERO;
+    for i in 0..20 {
+        let t = Instant::now();
+        db.write("demo", vec![("w", row(&[("k", "a")], &[("v", f(1.0))], i))]);
+        worst = worst.max(t.elapsed());
+    }
+    let snap = db.runtimes.snapshot();
+    let query = snap.runtimes.iter().find(|r| r.runtime == "query").unwrap();
+    assert!(
+        query.alive_tasks > 0,
+        "the heavy query must still be running: {query:?}"
+    );
+    // Generous: an fsync'd write takes milliseconds; a write queued behind the query
+    // would take as long as the query (minutes).
+    assert!(
+        worst < Duration::from_millis(500),
+        "a small write took {worst:?} during a heavy query"
+    );
+    drop(running);
+}
