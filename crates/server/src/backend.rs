@@ -68,6 +68,11 @@ impl fmt::Debug for QueryOutput {
 pub trait QueryBackend: Send + Sync + 'static {
     /// Plan `sql` against database `db`. Called on the `query` runtime.
     async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError>;
+
+    /// Prometheus text of the query layer (added to `/metrics`).
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
 }
 
 /// What went wrong with a query, by the phase that failed (DataFusion's taxonomy).

@@ -227,6 +227,17 @@ impl TestServer {
         self.spawn();
     }
 
+    /// `GET /api/v1/sql` with `db`, `q` and `format` URL-encoded.
+    pub fn sql(&self, db: &str, q: &str, format: &str) -> Reply {
+        let path = format!(
+            "/api/v1/sql?db={}&q={}&format={}",
+            url_encode(db),
+            url_encode(q),
+            url_encode(format)
+        );
+        self.get(&path)
+    }
+
     pub fn get(&self, path: &str) -> Reply {
         self.request("GET", path, &[], b"")
     }
@@ -279,6 +290,19 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Percent-encode everything but unreserved characters (RFC 3986).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Reply> {

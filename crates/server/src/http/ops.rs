@@ -73,11 +73,12 @@ pub(super) async fn health() -> Json<Value> {
 /// `GET /metrics`: Prometheus text: HTTP, backend, then per-runtime metrics.
 pub(super) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     let mut text = state.metrics.render();
-    let backend = state.writes.metrics_text();
-    if !backend.is_empty() {
-        text.push_str(&backend);
-        if !text.ends_with('\n') {
-            text.push('\n');
+    for backend in [state.writes.metrics_text(), state.queries.metrics_text()] {
+        if !backend.is_empty() {
+            text.push_str(&backend);
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
         }
     }
     text.push_str(&state.runtimes.snapshot().to_prometheus());

@@ -154,6 +154,10 @@ impl QueryBackend for MemBackend {
             batches: Box::pin(stream),
         })
     }
+
+    fn metrics_text(&self) -> String {
+        "bulkhead_test_queries 2\n".into()
+    }
 }
 
 use futures::StreamExt;
@@ -722,6 +726,7 @@ async fn ops_endpoints() {
         "{text}"
     );
     assert!(text.contains("bulkhead_test_backend 1"), "{text}");
+    assert!(text.contains("bulkhead_test_queries 2"), "{text}");
     assert!(text.contains("bulkhead_runtime_workers"), "{text}");
     let r = h.get("/debug/bulkheads").await;
     let names: Vec<String> = r.json()["runtimes"]
