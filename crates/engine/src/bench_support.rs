@@ -2,7 +2,7 @@
 //! and direct access to memtable insert and SST encoding. Not a stable API.
 
 use crate::error::Result;
-use crate::memtable::{Memtable, TimeRange};
+use crate::memtable::{Memtable, RowResolver, TimeRange};
 use crate::model::{FieldType, FieldValue, Row};
 use crate::schema::TableSchema;
 use crate::sst::writer::{EncodeOptions, encode};
@@ -129,8 +129,9 @@ fn schema_of(rows: &[Row]) -> TableSchema {
 pub fn memtable_insert(rows: &[Row]) -> Result<BenchMemtable> {
     let schema = schema_of(rows);
     let mut mem = Memtable::default();
+    let mut resolver = RowResolver::new(&schema);
     for (seq, r) in rows.iter().enumerate() {
-        mem.insert_row(&schema, r, seq as u64 + 1, 7_200_000_000_000)?;
+        mem.insert_resolved(&mut resolver, r, seq as u64 + 1, 7_200_000_000_000)?;
     }
     Ok(BenchMemtable { mem, schema })
 }

@@ -279,8 +279,9 @@ pub(crate) fn apply(engine: &Engine, db: &str, batch: &WriteBatch, seq: u64) -> 
         let mut st = table.state.lock();
         let schema = Arc::clone(&st.schema);
         let mut table_added = 0;
+        let mut resolver = crate::memtable::RowResolver::new(&schema);
         for row in &t.rows {
-            table_added += st.active.insert_row(&schema, row, seq, seg)?;
+            table_added += st.active.insert_resolved(&mut resolver, row, seq, seg)?;
         }
         rows += t.rows.len() as u64;
         added += table_added;

@@ -12,16 +12,17 @@
 //! Memory is estimated per insert and reported to the engine's global accounting.
 
 mod convert;
+mod resolve;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{FieldValue, Row};
-use crate::schema::TableSchema;
 
 pub use convert::TimeRange;
+pub(crate) use resolve::RowResolver;
 
 /// A series: `(tag id, value)` pairs sorted by tag id; absent tags are omitted.
 pub(crate) type SeriesKey = Box<[(u32, Arc<str>)]>;
@@ -99,31 +100,36 @@ impl Memtable {
     }
 
     /// Insert one row whose columns already exist in `schema`. Returns bytes added.
+    #[cfg(test)]
     pub(crate) fn insert_row(
         &mut self,
-        schema: &TableSchema,
+        schema: &crate::schema::TableSchema,
         row: &Row,
         seq: u64,
         segment_nanos: i64,
     ) -> Result<usize> {
-        let mut tags: Vec<(u32, &str)> = Vec::with_capacity(row.tags.len());
-        for (name, value) in &row.tags {
-            let id = schema
-                .tag_id(name)
-                .ok_or_else(|| Error::InvalidInput(format!("unknown tag `{name}`")))?;
-            tags.push((id, value.as_str()));
-        }
-        tags.sort_unstable_by_key(|(id, _)| *id);
-        let mut fields: Vec<(u32, FieldValue)> = Vec::with_capacity(row.fields.len());
-        for (name, value) in &row.fields {
-            let (id, _) = schema
-                .field(name)
-                .ok_or_else(|| Error::InvalidInput(format!("unknown field `{name}`")))?;
-            fields.push((id, value.clone()));
-        }
+        self.insert_resolved(&mut RowResolver::new(schema), row, seq, segment_nanos)
+    }
+
+    /// Insert one row, resolving names through `resolver` (reuse one resolver for the
+    /// rows of a batch). Returns bytes added.
+    pub(crate) fn insert_resolved(
+        &mut self,
+        resolver: &mut RowResolver<'_>,
+        row: &Row,
+        seq: u64,
+        segment_nanos: i64,
+    ) -> Result<usize> {
+        resolver.resolve(row)?;
+        let tags = resolver.sorted_tags(row);
+        let fields = resolver
+            .field_ids()
+            .iter()
+            .zip(&row.fields)
+            .map(|(id, (_, v))| (*id, v.clone()));
         let mut buf = std::mem::take(&mut self.key_buf);
-        encode_key(&mut buf, tags.iter().copied());
-        let make_key = || tags.iter().map(|(id, v)| (*id, Arc::from(*v))).collect();
+        encode_key(&mut buf, tags.clone());
+        let make_key = || tags.map(|(id, v)| (id, Arc::from(v))).collect();
         let added = self.insert_encoded(&buf, make_key, row.time, fields, seq, segment_nanos);
         self.key_buf = buf;
         Ok(added)
@@ -140,7 +146,7 @@ impl Memtable {
     ) -> usize {
         let mut buf = std::mem::take(&mut self.key_buf);
         encode_key(&mut buf, key.iter().map(|(id, v)| (*id, v.as_ref())));
-        let added = self.insert_encoded(&buf, || key, time, fields, seq, segment_nanos);
+        let added = self.insert_encoded(&buf, || key, time, fields.into_iter(), seq, segment_nanos);
         self.key_buf = buf;
         added
     }
@@ -150,7 +156,7 @@ impl Memtable {
         encoded: &[u8],
         make_key: impl FnOnce() -> SeriesKey,
         time: i64,
-        fields: Vec<(u32, FieldValue)>,
+        fields: impl ExactSizeIterator<Item = (u32, FieldValue)>,
         seq: u64,
         segment_nanos: i64,
     ) -> usize {
@@ -232,6 +238,7 @@ pub(crate) fn segment_start(time: i64, segment_nanos: i64) -> i64 {
 mod tests {
     use super::*;
     use crate::model::FieldType;
+    use crate::schema::TableSchema;
 
     fn schema() -> TableSchema {
         let mut s = TableSchema::default();
