@@ -9,6 +9,8 @@
 mod conflicts;
 mod parser;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use bulkhead_engine::WriteBatch;

@@ -1,0 +1,114 @@
+//! Property test: any row, written as line protocol with the spec's escaping, parses
+//! back to itself (names with commas, spaces, equals signs, quotes and backslashes,
+//! strings with newlines, extreme numbers).
+
+use bulkhead_engine::{FieldValue, Row};
+use proptest::prelude::*;
+
+use super::{ParseOptions, parse};
+
+fn escape(s: &str, special: &[char]) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c == '\\' || special.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn name() -> impl Strategy<Value = String> {
+    // Printable ASCII plus a few multi-byte characters; no tabs or line breaks, which
+    // line protocol cannot carry in names.
+    proptest::string::string_regex("[a-zA-Z0-9 ,=\"\\\\_.#é✓-]{1,12}").expect("valid regex")
+}
+
+fn value() -> impl Strategy<Value = FieldValue> {
+    prop_oneof![
+        any::<f64>()
+            .prop_filter("finite", |v| v.is_finite())
+            .prop_map(FieldValue::F64),
+        any::<i64>().prop_map(FieldValue::I64),
+        any::<u64>().prop_map(FieldValue::U64),
+        any::<bool>().prop_map(FieldValue::Bool),
+        proptest::string::string_regex("[a-z \"\\\\,=\n\r✓]{0,16}")
+            .expect("valid regex")
+            .prop_map(FieldValue::Str),
+    ]
+}
+
+fn row() -> impl Strategy<Value = (String, Row)> {
+    (
+        name().prop_filter("not a comment", |m| !m.starts_with('#')),
+        proptest::collection::btree_map(name(), name(), 0..4),
+        proptest::collection::btree_map(name(), value(), 1..4),
+        any::<i64>(),
+    )
+        .prop_filter("keys", |(_, tags, fields, _)| {
+            !tags.contains_key("time")
+                && !fields.contains_key("time")
+                && fields.keys().all(|k| !tags.contains_key(k))
+        })
+        .prop_map(|(m, tags, fields, time)| {
+            (
+                m,
+                Row {
+                    tags: tags.into_iter().collect(),
+                    fields: fields.into_iter().collect(),
+                    time,
+                },
+            )
+        })
+}
+
+fn to_line(table: &str, row: &Row) -> String {
+    let mut line = escape(table, &[',', ' ']);
+    for (k, v) in &row.tags {
+        line.push(',');
+        line.push_str(&escape(k, &[',', '=', ' ']));
+        line.push('=');
+        line.push_str(&escape(v, &[',', '=', ' ']));
+    }
+    line.push(' ');
+    let fields: Vec<String> = row
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                FieldValue::F64(x) => format!("{x:?}"),
+                FieldValue::I64(x) => format!("{x}i"),
+                FieldValue::U64(x) => format!("{x}u"),
+                FieldValue::Bool(b) => b.to_string(),
+                FieldValue::Str(s) => format!("\"{}\"", escape(s, &['"'])),
+            };
+            format!("{}={v}", escape(k, &[',', '=', ' ']))
+        })
+        .collect();
+    line.push_str(&fields.join(","));
+    line.push_str(&format!(" {}", row.time));
+    line
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn rows_round_trip_through_line_protocol(rows in proptest::collection::vec(row(), 1..6)) {
+        let body: String = rows.iter().map(|(t, r)| to_line(t, r) + "\n").collect();
+        let parsed = parse(body.as_bytes(), &ParseOptions::default());
+        prop_assert!(parsed.errors.is_empty(), "{:?}\n{body}", parsed.errors);
+        let mut got: Vec<(String, Row)> = Vec::new();
+        for t in &parsed.batch.tables {
+            for r in &t.rows {
+                got.push((t.table.clone(), r.clone()));
+            }
+        }
+        let mut want = rows.clone();
+        // The batch groups rows by table in first-seen order; compare as multisets.
+        let key = |(t, r): &(String, Row)| format!("{t}\u{0}{r:?}");
+        got.sort_by_key(key);
+        want.sort_by_key(key);
+        prop_assert_eq!(got, want, "{}", body);
+    }
+}
