@@ -118,6 +118,8 @@ pub struct Engine {
     pub(crate) closed: AtomicBool,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Exclusive lock on `wal_dir/LOCK`, released by `close` or when the engine drops.
+    pub(crate) wal_lock: Mutex<Option<std::fs::File>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -189,6 +191,8 @@ impl Engine {
             let _ = t.await;
         }
         self.memory.released.notify_waiters();
+        // Nothing of this engine writes to the WAL directory any more.
+        drop(self.wal_lock.lock().take());
         synced
     }
 

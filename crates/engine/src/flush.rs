@@ -82,6 +82,10 @@ async fn flush_one(engine: &Engine, table: &Table, f: &Arc<FrozenMemtable>) -> R
         table: table.name.clone(),
         seq: f.mem.max_seq(),
     });
+    // A closed engine must not commit: another engine may own the store by now.
+    if engine.is_closed() {
+        return Err(Error::Closed);
+    }
     engine.manifest.commit(actions).await?;
     let released = {
         let mut st = table.state.lock();

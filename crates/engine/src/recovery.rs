@@ -40,6 +40,8 @@ pub(crate) async fn open(
     store: Arc<dyn ObjectStore>,
     runtimes: Arc<Runtimes>,
 ) -> Result<Arc<Engine>> {
+    // One engine per WAL directory: a second one would interleave records.
+    let wal_lock = lock_wal_dir(&config.wal_dir).await?;
     let (manifest, state) = Manifest::load(
         Arc::clone(&store),
         &config.store_prefix,
@@ -167,6 +169,7 @@ pub(crate) async fn open(
         },
         applied_seq: AtomicU64::new(max_flushed),
         flush_wanted: Arc::new(Notify::new()),
+        wal_lock: Mutex::new(Some(wal_lock)),
         purger,
         counters: StatsCounters::default(),
         closed: AtomicBool::new(false),
@@ -224,6 +227,49 @@ pub(crate) async fn open(
         engine.flush_wanted.notify_one();
     }
     Ok(engine)
+}
+
+/// Create `dir` and take an exclusive lock on `dir/LOCK`, retrying for a few seconds
+/// (a just-dropped engine may still be finishing a background flush).
+async fn lock_wal_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let io = |op| move |source| Error::Io { op, source };
+    let path = dir.join("LOCK");
+    let dir = dir.to_path_buf();
+    let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
+        std::fs::create_dir_all(&dir).map_err(io("create WAL dir"))?;
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io("open WAL lock file"))
+    })
+    .await
+    .map_err(|_| Error::Closed)??;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Io {
+                    op: "lock WAL directory",
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        "another engine is using this WAL directory",
+                    ),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    op: "lock WAL directory",
+                    source,
+                });
+            }
+        }
+    }
 }
 
 /// Tables as the manifest knows them: schema, SSTs, flushed sequence; empty memtables.

@@ -165,7 +165,7 @@ fn validate_rows(batch: &WriteBatch) -> Result<()> {
 pub(crate) fn evolve_schemas(engine: &Engine, db: &str, batch: &WriteBatch) -> Result<()> {
     // Phase 1: compute the new schema of every touched table, without publishing.
     let mut planned: HashMap<&str, TableSchema> = HashMap::new();
-    for t in &batch.tables {
+    for t in batch.tables.iter().filter(|t| !t.rows.is_empty()) {
         // Fast path: every column already exists with the right type (no clone).
         if !planned.contains_key(t.table.as_str())
             && let Some(tb) = engine.table(db, &t.table)
@@ -269,7 +269,7 @@ pub(crate) fn apply(engine: &Engine, db: &str, batch: &WriteBatch, seq: u64) -> 
     let seg = engine.config.segment_nanos();
     let mut added = 0usize;
     let mut rows = 0u64;
-    for t in &batch.tables {
+    for t in batch.tables.iter().filter(|t| !t.rows.is_empty()) {
         let Some(table) = engine.table(db, &t.table) else {
             return Err(Error::TableNotFound {
                 db: db.to_string(),

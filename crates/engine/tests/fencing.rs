@@ -39,3 +39,31 @@ async fn second_writer_cannot_commit() {
             .all(|(tags, _)| tags == &vec![("host".to_string(), "a".to_string())])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_engine_on_the_same_wal_dir_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = local_store(dir.path());
+    let a = open(config(dir.path()), &store).await;
+    let err = bulkhead_engine::Engine::open(
+        config(dir.path()),
+        std::sync::Arc::clone(&store),
+        runtimes(),
+    )
+    .await
+    .expect_err("the WAL directory is locked");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(err.to_string().contains("lock"), "{err}");
+    // Once the first engine is gone, the directory can be opened again; an empty
+    // table write in a batch creates nothing.
+    drop(a);
+    let b = open(config(dir.path()), &store).await;
+    let mut batch = WriteBatch::default();
+    batch.tables.push(bulkhead_engine::TableWrite {
+        table: "empty".into(),
+        rows: vec![],
+    });
+    batch.push("t", row(&[], vec![("v", FieldValue::I64(1))], 1));
+    b.write("db", batch).await.expect("write");
+    assert_eq!(b.tables("db"), vec!["t".to_string()]);
+}
