@@ -26,7 +26,7 @@ pub(super) async fn require_token(
     let Some(token) = state.token.as_deref() else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/health" {
+    if matches!(req.uri().path(), "/health" | "/ping") {
         return next.run(req).await;
     }
     match check(token, req.headers(), req.uri()) {

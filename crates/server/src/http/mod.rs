@@ -78,6 +78,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/flush", post(ops::flush))
         .route("/api/v1/compact", post(ops::compact))
         .route("/health", get(ops::health))
+        .route("/ping", get(ops::ping))
         .route("/metrics", get(ops::metrics))
         .route("/debug/bulkheads", get(ops::debug_bulkheads))
         .fallback(ops::not_found)

@@ -70,6 +70,17 @@ pub(super) async fn health() -> Json<Value> {
     Json(json!({ "status": "pass", "version": env!("CARGO_PKG_VERSION") }))
 }
 
+/// `GET /ping`: InfluxDB clients' liveness probe; 204, no auth.
+pub(super) async fn ping() -> impl IntoResponse {
+    (
+        axum::http::StatusCode::NO_CONTENT,
+        [(
+            "X-Influxdb-Version",
+            concat!("bulkhead-", env!("CARGO_PKG_VERSION")),
+        )],
+    )
+}
+
 /// `GET /metrics`: Prometheus text: HTTP, backend, then per-runtime metrics.
 pub(super) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     let mut text = state.metrics.render();

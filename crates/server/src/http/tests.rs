@@ -553,6 +553,7 @@ async fn auth_is_required_everywhere_but_health() {
     );
     assert_eq!(h.backend.rows("a").len(), 4);
     assert_eq!(h.get("/health").await.status, StatusCode::OK);
+    assert_eq!(h.get("/ping").await.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
