@@ -206,7 +206,7 @@ impl Default for RuntimeSection {
 #[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// When non-empty, every endpoint except `/health` (and the PG wire) requires it.
+    /// When non-empty, every endpoint except `/health` and `/ping` (and the PG wire) requires it.
     pub token: String,
 }
 
