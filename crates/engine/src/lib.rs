@@ -12,6 +12,16 @@
 //! [`TableSnapshot`] (memtable rows + SST handles) and stream Arrow batches
 //! deduplicated by primary key.
 //!
+//! The API, in short:
+//! * [`Engine::open`]`(EngineConfig, Arc<dyn ObjectStore>, Arc<Runtimes>)` runs recovery;
+//!   [`Engine::write`]`(db, WriteBatch)`, [`Engine::flush`]`(&Scope)`, [`Engine::close`].
+//! * Catalog: [`Engine::databases`], [`Engine::tables`], [`Engine::table_schema`].
+//! * Reads: [`Engine::snapshot`]`(db, table, TimeRange)` -> [`TableSnapshot`], whose
+//!   [`TableSnapshot::ssts`] lists [`SstMeta`] for pruning and [`TableSnapshot::scan`]
+//!   streams deduplicated Arrow batches for a [`ScanRequest`].
+//! * Operations: [`Engine::stats`] -> [`EngineStats`]; [`Engine::manifest_state`] and
+//!   [`Engine::replace_ssts`] for compaction and retention.
+//!
 //! This crate does not depend on DataFusion.
 
 #[doc(hidden)]
