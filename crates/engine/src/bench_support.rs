@@ -165,3 +165,69 @@ impl BenchMemtable {
         Ok(bytes.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the encoding choices on deterministic TSBS data: integer fields must stay
+    /// delta-encoded (~0.53 B/value; plain or dictionary encoding is > 0.8) and tags
+    /// nearly free. Prints every column's size (run with `--nocapture`).
+    #[test]
+    fn tsbs_segment_encodes_compactly() {
+        let rows = tsbs_cpu_rows(20, 720, 7);
+        let mem = memtable_insert(&rows).expect("insert");
+        let batch = mem
+            .mem
+            .to_batch(&mem.schema, TimeRange::ALL, None)
+            .expect("batch")
+            .expect("rows");
+        let bytes = encode(
+            &[batch],
+            EncodeOptions {
+                row_group_size: 256 * 1024,
+                zstd_level: 3,
+            },
+        )
+        .expect("encode");
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone())
+            .expect("reader");
+        use parquet::file::reader::FileReader;
+        let md = reader.metadata();
+        let mut total = 0i64;
+        let (mut fields, mut tags) = (0i64, 0i64);
+        for rg in md.row_groups() {
+            for c in rg.columns() {
+                let name = c.column_path().string();
+                if name.starts_with("usage_") {
+                    fields += c.compressed_size();
+                } else if name != "time" {
+                    tags += c.compressed_size();
+                }
+                let enc: Vec<_> = c.encodings().collect();
+                println!(
+                    "{:>24} {:>8} {:?}",
+                    c.column_path().string(),
+                    c.compressed_size(),
+                    enc
+                );
+                total += c.compressed_size();
+            }
+        }
+        let values = rows.len() as f64 * 10.0;
+        println!(
+            "columns {total} B, file {} B, {:.3} B/value",
+            bytes.len(),
+            bytes.len() as f64 / values
+        );
+        let field_bpv = fields as f64 / values;
+        assert!(
+            field_bpv < 0.6,
+            "integer fields take {field_bpv:.3} B/value"
+        );
+        assert!(
+            (tags as f64) < 0.05 * total as f64,
+            "tags take {tags} of {total} bytes"
+        );
+    }
+}
