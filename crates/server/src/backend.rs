@@ -50,6 +50,10 @@ pub struct TableColumns {
 ///
 /// The server polls `batches` on the `query` runtime, so a DataFusion stream can be
 /// returned as is: its CPU work then runs on `query`, never on `io`.
+///
+/// An error in the stream keeps its [`QueryErrorKind`] (and so its HTTP status) only if
+/// it is a [`QueryError`] wrapped with `ArrowError::from(query_error)`; any other
+/// error is reported as an execution error (500).
 pub struct QueryOutput {
     pub schema: SchemaRef,
     pub batches: BoxStream<'static, Result<RecordBatch, ArrowError>>,
@@ -126,6 +130,13 @@ impl QueryError {
 
     pub fn execution(message: impl Into<String>) -> Self {
         Self::new(QueryErrorKind::Execution, message)
+    }
+}
+
+impl From<QueryError> for ArrowError {
+    /// Wrap a classified error for a [`QueryOutput`] stream (see there).
+    fn from(e: QueryError) -> Self {
+        ArrowError::ExternalError(Box::new(e))
     }
 }
 

@@ -134,10 +134,10 @@ impl QueryBackend for MemBackend {
         let items: Vec<Result<RecordBatch, ArrowError>> = match sql {
             "select * from cpu" => vec![Ok(fixed_batch()), Ok(fixed_batch())],
             "select nothing" => vec![],
-            "select oom" => vec![Err(ArrowError::ExternalError(Box::new(QueryError::new(
+            "select oom" => vec![Err(ArrowError::from(QueryError::new(
                 QueryErrorKind::ResourcesExhausted,
                 "query exceeded its memory limit of 1 KiB (limits.query_memory)",
-            ))))],
+            )))],
             "select late failure" => vec![
                 Ok(fixed_batch()),
                 Err(ArrowError::ComputeError("boom".into())),
