@@ -64,6 +64,9 @@ pub struct EngineConfig {
     pub flush_retry_max_backoff: Duration,
     /// How often the background flush scheduler checks ages and sizes.
     pub flush_check_interval: Duration,
+    /// A snapshot seals an active memtable at least this big (instead of copying its
+    /// rows under the table lock); smaller ones are copied.
+    pub snapshot_seal_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +88,7 @@ impl Default for EngineConfig {
             flush_retry_initial_backoff: Duration::from_millis(100),
             flush_retry_max_backoff: Duration::from_secs(5),
             flush_check_interval: Duration::from_secs(1),
+            snapshot_seal_bytes: 1024 * 1024,
         }
     }
 }

@@ -31,6 +31,28 @@ pub(crate) struct FrozenMemtable {
     pub(crate) mem: Memtable,
     /// The table schema when it was frozen (covers every column in it).
     pub(crate) schema: Arc<TableSchema>,
+    /// All rows as one sorted batch, built by the first reader that needs it.
+    batch: std::sync::OnceLock<Option<arrow::record_batch::RecordBatch>>,
+}
+
+impl FrozenMemtable {
+    pub(crate) fn new(mem: Memtable, schema: Arc<TableSchema>) -> Self {
+        Self {
+            mem,
+            schema,
+            batch: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Every row as one sorted batch (of this memtable's schema), cached.
+    pub(crate) fn full_batch(&self) -> Result<Option<arrow::record_batch::RecordBatch>> {
+        if let Some(b) = self.batch.get() {
+            return Ok(b.clone());
+        }
+        let b = self.mem.to_batch(&self.schema, TimeRange::ALL, None)?;
+        let _ = self.batch.set(b.clone());
+        Ok(b)
+    }
 }
 
 /// Mutable state of one table, behind its lock.
@@ -42,12 +64,24 @@ pub(crate) struct TableState {
     pub(crate) frozen: Vec<Arc<FrozenMemtable>>,
     pub(crate) ssts: Vec<Arc<SstFile>>,
     pub(crate) flushed_seq: u64,
+    /// The last flush attempt failed: the scheduler retries (with backoff).
+    pub(crate) flush_failed: bool,
 }
 
 impl TableState {
     /// Memtable bytes (active + frozen).
     pub(crate) fn mem_bytes(&self) -> usize {
         self.active.bytes() + self.frozen.iter().map(|f| f.mem.bytes()).sum::<usize>()
+    }
+
+    /// When the oldest data still only in memory arrived.
+    pub(crate) fn oldest_created(&self) -> Option<std::time::Instant> {
+        self.frozen
+            .iter()
+            .map(|f| &f.mem)
+            .chain(std::iter::once(&self.active))
+            .filter_map(|m| m.created())
+            .min()
     }
 
     /// Lowest WAL sequence number whose data is only in memory, if any.

@@ -41,13 +41,24 @@ pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
         if !st.active.is_empty() {
             let mem = std::mem::take(&mut st.active);
             let schema = Arc::clone(&st.schema);
-            st.frozen.push(Arc::new(FrozenMemtable { mem, schema }));
+            st.frozen.push(Arc::new(FrozenMemtable::new(mem, schema)));
         }
         st.frozen.clone()
+    };
+    if frozen.is_empty() {
+        return Ok(());
+    }
+    // Several frozen memtables (sealed by readers, or left by failed flushes) become one
+    // flush: one SST per segment instead of many small ones.
+    let frozen = if frozen.len() > 1 {
+        vec![combine(engine, table, &frozen)?]
+    } else {
+        frozen
     };
     for f in frozen {
         let started = Instant::now();
         let result = flush_one(engine, table, &f).await;
+        table.state.lock().flush_failed = result.is_err();
         match &result {
             Ok(()) => {
                 engine.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -67,6 +78,36 @@ pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
     }
     engine.wal.truncate(engine.truncatable_seq());
     Ok(())
+}
+
+/// Merge `parts` (oldest first, a prefix of the table's frozen list) into one frozen
+/// memtable, field by field in order, and put it in their place. CPU on `flush`; the
+/// parts are immutable, so the merge runs outside the table lock.
+fn combine(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable>]) -> Result<Arc<FrozenMemtable>> {
+    let schema = parts
+        .iter()
+        .map(|p| Arc::clone(&p.schema))
+        .max_by_key(|s| s.tags.len() + s.fields.len())
+        .unwrap_or_default();
+    let mut merged = Memtable::default();
+    for p in parts {
+        if let Some(batch) = p.full_batch()? {
+            merged.insert_batch(&schema, &batch, p.mem.max_seq(), engine.config.segment_nanos())?;
+        }
+        merged.absorb(p.mem.min_seq(), p.mem.max_seq(), p.mem.created());
+    }
+    let merged = Arc::new(FrozenMemtable::new(merged, schema));
+    let (added, removed) = {
+        let mut st = table.state.lock();
+        // We hold the flush lock: nobody else removes frozen memtables, readers only
+        // append, so `parts` is still the front of the list.
+        st.frozen.retain(|f| !parts.iter().any(|p| Arc::ptr_eq(p, f)));
+        st.frozen.insert(0, Arc::clone(&merged));
+        (merged.mem.bytes(), parts.iter().map(|p| p.mem.bytes()).sum::<usize>())
+    };
+    engine.memory.add(added);
+    engine.memory.release(removed);
+    Ok(merged)
 }
 
 async fn flush_one(engine: &Engine, table: &Table, f: &Arc<FrozenMemtable>) -> Result<()> {
@@ -181,10 +222,9 @@ fn pick(engine: &Engine) -> Vec<Arc<Table>> {
             continue;
         }
         let aged = st
-            .active
-            .created()
+            .oldest_created()
             .is_some_and(|c| c.elapsed() >= cfg.max_memtable_age);
-        let pending = !st.frozen.is_empty();
+        let pending = st.flush_failed;
         drop(st);
         if bytes >= cfg.table_flush_threshold || aged || pending {
             picked.push(Arc::clone(&t));

@@ -67,7 +67,13 @@ async fn flushed_and_unflushed_data_recover_once_and_wal_is_truncated() {
             "expected several WAL segments, got {segments_before}"
         );
         engine.flush(&Scope::All).await.expect("flush");
-        let segments_after = wal_segments(dir.path()).len();
+        // The WAL thread deletes covered segments asynchronously after the commit.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut segments_after = wal_segments(dir.path()).len();
+        while segments_after >= segments_before && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            segments_after = wal_segments(dir.path()).len();
+        }
         assert!(
             segments_after < segments_before,
             "flush should delete covered WAL segments ({segments_before} -> {segments_after})"

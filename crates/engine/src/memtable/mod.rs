@@ -83,6 +83,20 @@ impl Memtable {
         self.max_seq
     }
 
+    /// Widen the recorded sequence range to cover `min..=max` and the age to `created`
+    /// (when rows of other memtables were merged into this one).
+    pub(crate) fn absorb(&mut self, min: u64, max: u64, created: Option<Instant>) {
+        if self.is_empty() {
+            return;
+        }
+        self.min_seq = self.min_seq.min(min);
+        self.max_seq = self.max_seq.max(max);
+        self.created = match (self.created, created) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
     pub(crate) fn created(&self) -> Option<Instant> {
         self.created
     }

@@ -17,7 +17,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
-use crate::engine::{Engine, Table};
+use crate::engine::{Engine, FrozenMemtable, Table};
 use crate::error::Result;
 use crate::memtable::{Memtable, TimeRange};
 use crate::schema::{TIME_COLUMN, TableSchema};
@@ -91,7 +91,16 @@ impl std::fmt::Debug for TableSnapshot {
 impl TableSnapshot {
     pub(crate) fn take(engine: &Engine, table: &Table, range: TimeRange) -> Result<Self> {
         let (schema, frozen, active, mut ssts) = {
-            let st = table.state.lock();
+            let mut st = table.state.lock();
+            // A large active memtable is sealed (made immutable, a new one takes writes)
+            // so that it is converted outside the lock and writers are not held up for
+            // the copy; a small one is copied right here. The flush merges sealed
+            // memtables back into one SST per segment.
+            if st.active.bytes() >= engine.config.snapshot_seal_bytes && !st.active.is_empty() {
+                let mem = std::mem::take(&mut st.active);
+                let schema = Arc::clone(&st.schema);
+                st.frozen.push(Arc::new(FrozenMemtable::new(mem, schema)));
+            }
             let active = st.active.to_batch(&st.schema, range, None)?;
             let active_bounds = st.active.time_range();
             (
@@ -107,10 +116,16 @@ impl TableSnapshot {
         };
         ssts.sort_by_key(|f| f.meta().max_seq);
         let mut sources: Vec<Source> = ssts.into_iter().map(Source::Sst).collect();
-        // Frozen memtables are immutable: converting them outside the lock is safe.
+        // Frozen memtables are immutable: converting them outside the lock is safe, and
+        // the conversion is cached for the next reader. Scans filter by time.
         for f in frozen {
-            if let Some(b) = f.mem.to_batch(&schema, range, None)? {
-                let (lo, hi) = f.mem.time_range().unwrap_or((range.start, range.end));
+            let Some((lo, hi)) = f.mem.time_range() else {
+                continue;
+            };
+            if !range.overlaps(lo, hi) {
+                continue;
+            }
+            if let Some(b) = f.full_batch()? {
                 sources.push(Source::Mem(b, lo, hi));
             }
         }
