@@ -198,3 +198,121 @@ fn bad_config_stops_startup_naming_the_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("both"));
 }
+
+/// Bad input, table-driven: exact status and error text, and the server keeps serving
+/// and keeps what it acknowledged (issue 10, section 4, for the HTTP write path).
+#[test]
+fn bad_input_gets_exact_statuses_and_messages() {
+    let s = TestServer::start(&[
+        "--auth-token",
+        "t0k",
+        "--max-body-size",
+        "4KiB",
+        "--max-line-length",
+        "200",
+        "--max-tags-per-line",
+        "3",
+    ]);
+    let auth = [("Authorization", "Token t0k")];
+    let ok = s.request("POST", "/api/v2/write?bucket=b", &auth, b"m,t=a f=1 1\n");
+    assert_eq!(ok.status, 204, "{}", ok.text());
+
+    let long_line = format!("m f=\"{}\" 2\n", "x".repeat(300));
+    let mut bad_utf8 = b"m,t=".to_vec();
+    bad_utf8.extend_from_slice(&[0xff, 0xfe]);
+    bad_utf8.extend_from_slice(b" f=1 3\n");
+    // (path, headers, body, status, text that the body must contain)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "/api/v2/write?bucket=b",
+            auth.to_vec(),
+            vec![b'x'; 5000],
+            413,
+            "exceeds the limit of 4096 bytes",
+        ),
+        (
+            "/api/v2/write?bucket=b",
+            auth.to_vec(),
+            long_line.into_bytes(),
+            400,
+            "over the limit of 200 (limits.max_line_length)",
+        ),
+        (
+            "/api/v2/write?bucket=b",
+            auth.to_vec(),
+            b"m,a=1,b=2,c=3,d=4 f=1 4\n".to_vec(),
+            400,
+            "too many tags (more than 3",
+        ),
+        (
+            "/api/v2/write?bucket=b",
+            auth.to_vec(),
+            bad_utf8,
+            400,
+            "invalid UTF-8 in tag value",
+        ),
+        (
+            "/api/v2/write?bucket=b",
+            auth.to_vec(),
+            b"m,t=a f=\"text\" 5\n".to_vec(),
+            400,
+            "column `f` has type float, line has type string",
+        ),
+        (
+            "/api/v2/write?bucket=b&precision=s",
+            auth.to_vec(),
+            b"m f=1 9223372036854775807\n".to_vec(),
+            400,
+            "out of range",
+        ),
+        (
+            "/api/v2/write?bucket=b&precision=h",
+            auth.to_vec(),
+            b"m f=1 6\n".to_vec(),
+            400,
+            "unknown precision `h`",
+        ),
+        (
+            "/api/v2/write?bucket=b",
+            vec![("Authorization", "Token t0k"), ("Content-Encoding", "gzip")],
+            b"not gzip".to_vec(),
+            400,
+            "gzip body does not decompress",
+        ),
+        (
+            "/api/v2/write?bucket=b",
+            vec![("Authorization", "Token nope")],
+            b"m f=1 7\n".to_vec(),
+            401,
+            "invalid token",
+        ),
+        (
+            "/api/v2/write?bucket=b",
+            vec![],
+            b"m f=1 8\n".to_vec(),
+            401,
+            "missing token",
+        ),
+    ];
+    for (path, headers, body, status, text) in &cases {
+        let r = s.request("POST", path, headers, body);
+        assert_eq!(r.status, *status, "{path} {text}: {}", r.text());
+        assert!(
+            r.text().contains(text),
+            "{path}: want {text:?} in {}",
+            r.text()
+        );
+    }
+    // Still serving, and only the first row was ever written.
+    assert_eq!(s.get("/health").status, 200);
+    let metrics = s.request("GET", "/metrics", &auth, b"").text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "bulkhead_table_memtable_rows{db=\"b\",table=\"m\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
