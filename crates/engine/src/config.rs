@@ -67,6 +67,13 @@ pub struct EngineConfig {
     /// A snapshot seals an active memtable at least this big (instead of copying its
     /// rows under the table lock); smaller ones are copied.
     pub snapshot_seal_bytes: usize,
+    /// Time-window compaction (see `docs/storage.md`).
+    pub compaction: crate::compaction::CompactionConfig,
+    /// Default retention: data older than this is hidden from reads and its segments
+    /// are dropped (default: keep forever).
+    pub ttl: Option<Duration>,
+    /// Per-database (`"db"`) or per-table (`"db.table"`) retention, overriding `ttl`.
+    pub ttl_overrides: std::collections::BTreeMap<String, Duration>,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +96,9 @@ impl Default for EngineConfig {
             flush_retry_max_backoff: Duration::from_secs(5),
             flush_check_interval: Duration::from_secs(1),
             snapshot_seal_bytes: 1024 * 1024,
+            compaction: crate::compaction::CompactionConfig::default(),
+            ttl: None,
+            ttl_overrides: std::collections::BTreeMap::new(),
         }
     }
 }

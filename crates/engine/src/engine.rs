@@ -148,6 +148,7 @@ pub struct Engine {
     pub(crate) applied_seq: AtomicU64,
     pub(crate) flush_wanted: Arc<Notify>,
     pub(crate) purger: Arc<Purger>,
+    pub(crate) compactor: crate::compaction::Compactor,
     pub(crate) counters: StatsCounters,
     pub(crate) closed: AtomicBool,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -266,6 +267,16 @@ impl Engine {
                 Error::DatabaseNotFound(db.to_string())
             }
         })?;
+        // Rows older than the table's TTL disappear from reads at once, before the
+        // retention pass drops their segments.
+        let range = match self.ttl(db, table) {
+            Some(ttl) => {
+                let ttl = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
+                let cutoff = crate::compaction::scheduler::now_nanos().saturating_sub(ttl);
+                range.intersect(&TimeRange::new(cutoff, i64::MAX))
+            }
+            None => range,
+        };
         TableSnapshot::take(self, &t, range)
     }
 

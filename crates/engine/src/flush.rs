@@ -83,7 +83,11 @@ pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
 /// Merge `parts` (oldest first, a prefix of the table's frozen list) into one frozen
 /// memtable, field by field in order, and put it in their place. CPU on `flush`; the
 /// parts are immutable, so the merge runs outside the table lock.
-fn combine(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable>]) -> Result<Arc<FrozenMemtable>> {
+fn combine(
+    engine: &Engine,
+    table: &Table,
+    parts: &[Arc<FrozenMemtable>],
+) -> Result<Arc<FrozenMemtable>> {
     let schema = parts
         .iter()
         .map(|p| Arc::clone(&p.schema))
@@ -92,7 +96,12 @@ fn combine(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable>]) -> Res
     let mut merged = Memtable::default();
     for p in parts {
         if let Some(batch) = p.full_batch()? {
-            merged.insert_batch(&schema, &batch, p.mem.max_seq(), engine.config.segment_nanos())?;
+            merged.insert_batch(
+                &schema,
+                &batch,
+                p.mem.max_seq(),
+                engine.config.segment_nanos(),
+            )?;
         }
         merged.absorb(p.mem.min_seq(), p.mem.max_seq(), p.mem.created());
     }
@@ -101,9 +110,13 @@ fn combine(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable>]) -> Res
         let mut st = table.state.lock();
         // We hold the flush lock: nobody else removes frozen memtables, readers only
         // append, so `parts` is still the front of the list.
-        st.frozen.retain(|f| !parts.iter().any(|p| Arc::ptr_eq(p, f)));
+        st.frozen
+            .retain(|f| !parts.iter().any(|p| Arc::ptr_eq(p, f)));
         st.frozen.insert(0, Arc::clone(&merged));
-        (merged.mem.bytes(), parts.iter().map(|p| p.mem.bytes()).sum::<usize>())
+        (
+            merged.mem.bytes(),
+            parts.iter().map(|p| p.mem.bytes()).sum::<usize>(),
+        )
     };
     engine.memory.add(added);
     engine.memory.release(removed);
@@ -128,6 +141,7 @@ async fn flush_one(engine: &Engine, table: &Table, f: &Arc<FrozenMemtable>) -> R
         return Err(Error::Closed);
     }
     engine.manifest.commit(actions).await?;
+    engine.compactor.wake.notify_one();
     let released = {
         let mut st = table.state.lock();
         for meta in metas {
@@ -200,7 +214,7 @@ async fn write_ssts(
     Ok(metas)
 }
 
-fn batch_time_bounds(batch: &arrow::record_batch::RecordBatch) -> Option<(i64, i64)> {
+pub(crate) fn batch_time_bounds(batch: &arrow::record_batch::RecordBatch) -> Option<(i64, i64)> {
     use arrow::array::{Array, TimestampNanosecondArray};
     let col = batch.column_by_name(crate::schema::TIME_COLUMN)?;
     let times = col.as_any().downcast_ref::<TimestampNanosecondArray>()?;

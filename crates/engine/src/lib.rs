@@ -26,6 +26,7 @@
 
 #[doc(hidden)]
 pub mod bench_support;
+pub mod compaction;
 mod config;
 mod engine;
 mod error;
@@ -41,6 +42,7 @@ mod stats;
 mod wal;
 mod write;
 
+pub use compaction::{CompactionConfig, CompactionSummary};
 pub use config::{EngineConfig, WalSync, default_write_buffer_size};
 pub use engine::Engine;
 pub use error::{Error, Result};

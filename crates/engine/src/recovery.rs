@@ -153,6 +153,7 @@ pub(crate) async fn open(
         },
         out_tx,
     )?;
+    let compactor = crate::compaction::Compactor::new(&config.compaction);
     let engine = Arc::new_cyclic(|me| Engine {
         config,
         store,
@@ -171,6 +172,7 @@ pub(crate) async fn open(
         flush_wanted: Arc::new(Notify::new()),
         wal_lock: Mutex::new(Some(wal_lock)),
         purger,
+        compactor,
         counters: StatsCounters::default(),
         closed: AtomicBool::new(false),
         shutdown,
@@ -222,7 +224,19 @@ pub(crate) async fn open(
         RuntimeName::Flush,
         crate::flush::run_scheduler(Arc::downgrade(&engine), shutdown_rx),
     );
-    engine.tasks.lock().extend([applier, scheduler]);
+    let compactor = runtimes.spawn(
+        RuntimeName::Compact,
+        crate::compaction::scheduler::run_scheduler(
+            Arc::downgrade(&engine),
+            engine.shutdown.subscribe(),
+        ),
+    );
+    engine.tasks.lock().extend([applier, scheduler, compactor]);
+    let state = engine.manifest.state().await;
+    let orphans = crate::compaction::gc::delete_orphans(&engine, &state).await;
+    if orphans > 0 {
+        tracing::info!(orphans, "deleted SST objects no manifest entry references");
+    }
     if engine.memory.used() >= engine.memory.limit {
         engine.flush_wanted.notify_one();
     }

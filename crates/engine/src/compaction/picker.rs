@@ -59,7 +59,13 @@ pub fn estimate_memory(m: &SstMeta) -> u64 {
 }
 
 /// Decide what to merge among `ssts` (any tables, any segments).
-pub fn pick(ssts: &[SstMeta], cfg: &CompactionConfig, segment_nanos: i64, now_ns: i64, force: bool) -> Decision {
+pub fn pick(
+    ssts: &[SstMeta],
+    cfg: &CompactionConfig,
+    segment_nanos: i64,
+    now_ns: i64,
+    force: bool,
+) -> Decision {
     let mut groups: BTreeMap<(&str, &str, i64), Vec<&SstMeta>> = BTreeMap::new();
     for m in ssts {
         groups
@@ -86,7 +92,7 @@ pub fn pick(ssts: &[SstMeta], cfg: &CompactionConfig, segment_nanos: i64, now_ns
         files.sort_by_key(|m| (m.max_seq, m.file_id.clone()));
         let mut run: Vec<&SstMeta> = Vec::new();
         let (mut run_bytes, mut run_mem) = (0u64, 0u64);
-        let mut close = |run: &mut Vec<&SstMeta>, mem: u64, decision: &mut Decision| {
+        let close = |run: &mut Vec<&SstMeta>, mem: u64, decision: &mut Decision| {
             if run.len() >= 2 {
                 decision.tasks.push(CompactionTask {
                     db: db.to_string(),
@@ -167,7 +173,9 @@ mod tests {
 
     #[test]
     fn merges_a_segment_at_the_trigger_and_not_before() {
-        let three: Vec<_> = (0..3).map(|i| sst(&format!("f{i}"), 1, i * 10, i * 10 + 5, 10, i as u64)).collect();
+        let three: Vec<_> = (0..3)
+            .map(|i| sst(&format!("f{i}"), 1, i * 10, i * 10 + 5, 10, i as u64))
+            .collect();
         assert!(pick(&three, &cfg(), SEG, NOW, false).is_empty());
         let mut four = three.clone();
         four.push(sst("f3", 1, 40, 45, 10, 3));
@@ -190,7 +198,14 @@ mod tests {
         let mut files = Vec::new();
         for seg in [1, 2] {
             for i in (0..4).rev() {
-                files.push(sst(&format!("s{seg}-{i}"), seg, i * 10, i * 10 + 5, 10, (seg * 10 + i) as u64));
+                files.push(sst(
+                    &format!("s{seg}-{i}"),
+                    seg,
+                    i * 10,
+                    i * 10 + 5,
+                    10,
+                    (seg * 10 + i) as u64,
+                ));
             }
         }
         let d = pick(&files, &cfg(), SEG, NOW, false);
@@ -201,10 +216,17 @@ mod tests {
 
     #[test]
     fn the_hot_segment_waits_for_its_grace_period_unless_forced() {
-        let files: Vec<_> = (0..5).map(|i| sst(&format!("f{i}"), 99, i, i, 10, i as u64)).collect();
+        let files: Vec<_> = (0..5)
+            .map(|i| sst(&format!("f{i}"), 99, i, i, 10, i as u64))
+            .collect();
         // Segment 99 ends at NOW; the grace period has not passed.
         assert!(pick(&files, &cfg(), SEG, NOW, false).is_empty());
-        assert_eq!(pick(&files, &cfg(), SEG, NOW + 601_000_000_000, false).tasks.len(), 1);
+        assert_eq!(
+            pick(&files, &cfg(), SEG, NOW + 601_000_000_000, false)
+                .tasks
+                .len(),
+            1
+        );
         assert_eq!(pick(&files, &cfg(), SEG, NOW, true).tasks.len(), 1);
     }
 
@@ -220,21 +242,36 @@ mod tests {
             sst("f", 1, 10, 11, 100, 6),
         ];
         let d = pick(&files, &cfg(), SEG, NOW, false);
-        assert_eq!(d.tasks.iter().map(ids).collect::<Vec<_>>(), [vec!["a", "b"], vec!["c", "d"]]);
+        assert_eq!(
+            d.tasks.iter().map(ids).collect::<Vec<_>>(),
+            [vec!["a", "b"], vec!["c", "d"]]
+        );
         assert!(d.tasks.iter().all(|t| t.input_bytes() <= 1000));
-        assert_eq!(d.oversized.iter().map(|m| m.file_id.as_str()).collect::<Vec<_>>(), ["e"]);
+        assert_eq!(
+            d.oversized
+                .iter()
+                .map(|m| m.file_id.as_str())
+                .collect::<Vec<_>>(),
+            ["e"]
+        );
     }
 
     #[test]
     fn memory_budget_splits_tasks() {
         let mut c = cfg();
         c.max_output_bytes = u64::MAX;
-        let files: Vec<_> = (0..4).map(|i| sst(&format!("f{i}"), 1, i, i, 100, i as u64)).collect();
+        let files: Vec<_> = (0..4)
+            .map(|i| sst(&format!("f{i}"), 1, i, i, 100, i as u64))
+            .collect();
         let per_file = estimate_memory(&files[0]);
         c.memory_budget = per_file * 2;
         let d = pick(&files, &c, SEG, NOW, false);
         assert_eq!(d.tasks.len(), 2);
-        assert!(d.tasks.iter().all(|t| t.estimated_memory <= c.memory_budget));
+        assert!(
+            d.tasks
+                .iter()
+                .all(|t| t.estimated_memory <= c.memory_budget)
+        );
         c.memory_budget = per_file - 1;
         let d = pick(&files, &c, SEG, NOW, false);
         assert!(d.tasks.is_empty());

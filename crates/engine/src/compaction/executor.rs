@@ -1,0 +1,154 @@
+//! Running one compaction task.
+//!
+//! Order matters for crash safety, and each step says what a crash there leaves:
+//! 1. fetch every input through the io-bound store (nothing written yet);
+//! 2. merge, dedup and encode on `compact` (nothing written yet);
+//! 3. upload the output (a crash leaves an unreferenced object: [`super::gc`] deletes
+//!    it at the next start);
+//! 4. commit one manifest edit removing the inputs and adding the output (atomic: the
+//!    old set or the new set is visible, never both, never neither);
+//! 5. inputs are deleted once no snapshot holds them (a crash before that leaves
+//!    unreferenced objects, again collected at start).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use bytes::Bytes;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::flush::batch_time_bounds;
+use crate::memtable::{Memtable, TimeRange};
+use crate::sst::writer::{EncodeOptions, encode};
+use crate::sst::{SstMeta, new_file_id, reader, sst_path, tag_ranges};
+
+use super::picker::CompactionTask;
+
+/// Where a test makes a compaction fail, to check what a crash there leaves behind.
+#[derive(Debug, Default)]
+pub struct FailPoints(AtomicU8);
+
+/// A point in [`run`] where a failure can be injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FailPoint {
+    /// After the output is uploaded, before the manifest commit.
+    AfterUpload = 1,
+}
+
+impl FailPoints {
+    pub fn set(&self, point: Option<FailPoint>) {
+        self.0.store(point.map_or(0, |p| p as u8), Ordering::SeqCst);
+    }
+
+    fn hit(&self, point: FailPoint) -> bool {
+        self.0.load(Ordering::SeqCst) == point as u8
+    }
+}
+
+/// Merge `task`'s inputs into one SST and commit the swap. Runs on `compact`.
+pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<SstMeta> {
+    let table = engine
+        .table(&task.db, &task.table)
+        .ok_or_else(|| Error::TableNotFound {
+            db: task.db.clone(),
+            table: task.table.clone(),
+        })?;
+    let schema = Arc::clone(&table.state.lock().schema);
+
+    // 1. IO first, all of it: the CPU work below never waits on the network.
+    let mut inputs: Vec<(u64, Bytes)> = Vec::with_capacity(task.inputs.len());
+    for m in &task.inputs {
+        let bytes = engine
+            .store
+            .get(&m.object_path())
+            .await
+            .map_err(|source| Error::ObjectStore {
+                op: "read SST for compaction",
+                source,
+            })?
+            .bytes()
+            .await
+            .map_err(|source| Error::ObjectStore {
+                op: "read SST for compaction",
+                source,
+            })?;
+        inputs.push((m.max_seq, bytes));
+    }
+
+    // 2. CPU: oldest input first, so newer rows overwrite older ones field by field.
+    let seg_nanos = engine.config.segment_nanos();
+    let mut merged = Memtable::default();
+    for (seq, bytes) in inputs {
+        for batch in reader::decode(bytes, None, TimeRange::ALL)? {
+            merged.insert_batch(&schema, &batch, seq, seg_nanos)?;
+        }
+    }
+    let range = TimeRange::new(
+        task.segment_start,
+        task.segment_start.saturating_add(seg_nanos),
+    );
+    let batch = merged.to_batch(&schema, range, None)?.ok_or_else(|| {
+        Error::Manifest(format!(
+            "compaction of {}.{} produced no rows",
+            task.db, task.table
+        ))
+    })?;
+    drop(merged);
+    let rows = batch.num_rows() as u64;
+    let (min_time, max_time) =
+        batch_time_bounds(&batch).unwrap_or((task.segment_start, task.segment_start));
+    let tags = tag_ranges(&batch);
+    let encoded = encode(
+        &[batch],
+        EncodeOptions {
+            row_group_size: engine.config.sst_row_group_size,
+            zstd_level: engine.config.sst_zstd_level,
+        },
+    )?;
+
+    // 3. Upload through the io-bound store.
+    let file_id = new_file_id();
+    let path = sst_path(
+        &engine.config.store_prefix,
+        &task.db,
+        &task.table,
+        task.segment_start,
+        &file_id,
+    );
+    let meta = SstMeta {
+        file_id,
+        db: task.db.clone(),
+        table: task.table.clone(),
+        path: path.to_string(),
+        segment_start: task.segment_start,
+        min_time,
+        max_time,
+        rows,
+        bytes: encoded.len() as u64,
+        max_seq: task.inputs.iter().map(|m| m.max_seq).max().unwrap_or(0),
+        level: task.inputs.iter().map(|m| m.level).max().unwrap_or(0) + 1,
+        tag_ranges: tags,
+    };
+    engine
+        .store
+        .put(&path, PutPayload::from(encoded))
+        .await
+        .map_err(|source| Error::ObjectStore {
+            op: "upload compacted SST",
+            source,
+        })?;
+    if engine.compactor.fail_points.hit(FailPoint::AfterUpload) {
+        return Err(Error::Manifest(
+            "injected failure after upload, before commit".into(),
+        ));
+    }
+
+    // 4. One manifest edit swaps inputs for output; 5. inputs go when unreferenced.
+    let remove: Vec<String> = task.inputs.iter().map(|m| m.file_id.clone()).collect();
+    engine
+        .replace_ssts(&task.db, &task.table, &remove, vec![meta.clone()])
+        .await?;
+    Ok(meta)
+}
