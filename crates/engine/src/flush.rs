@@ -141,7 +141,6 @@ async fn flush_one(engine: &Engine, table: &Table, f: &Arc<FrozenMemtable>) -> R
         return Err(Error::Closed);
     }
     engine.manifest.commit(actions).await?;
-    engine.compactor.wake.notify_one();
     let released = {
         let mut st = table.state.lock();
         for meta in metas {
@@ -214,7 +213,7 @@ async fn write_ssts(
     Ok(metas)
 }
 
-pub(crate) fn batch_time_bounds(batch: &arrow::record_batch::RecordBatch) -> Option<(i64, i64)> {
+fn batch_time_bounds(batch: &arrow::record_batch::RecordBatch) -> Option<(i64, i64)> {
     use arrow::array::{Array, TimestampNanosecondArray};
     let col = batch.column_by_name(crate::schema::TIME_COLUMN)?;
     let times = col.as_any().downcast_ref::<TimestampNanosecondArray>()?;
