@@ -141,6 +141,7 @@ async fn flush_one(engine: &Engine, table: &Table, f: &Arc<FrozenMemtable>) -> R
         return Err(Error::Closed);
     }
     engine.manifest.commit(actions).await?;
+    engine.compactor.wake.notify_one();
     let released = {
         let mut st = table.state.lock();
         for meta in metas {
@@ -213,7 +214,7 @@ async fn write_ssts(
     Ok(metas)
 }
 
-fn batch_time_bounds(batch: &arrow::record_batch::RecordBatch) -> Option<(i64, i64)> {
+pub(crate) fn batch_time_bounds(batch: &arrow::record_batch::RecordBatch) -> Option<(i64, i64)> {
     use arrow::array::{Array, TimestampNanosecondArray};
     let col = batch.column_by_name(crate::schema::TIME_COLUMN)?;
     let times = col.as_any().downcast_ref::<TimestampNanosecondArray>()?;
