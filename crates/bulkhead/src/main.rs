@@ -3,6 +3,7 @@
 mod bench;
 mod lab;
 mod serve;
+mod sql_backend;
 
 use clap::{Parser, Subcommand};
 

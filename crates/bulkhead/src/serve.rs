@@ -19,9 +19,11 @@ use bulkhead_runtime::store::IoObjectStore;
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use bulkhead_server::config::WalSyncSetting;
 use bulkhead_server::{
-    HttpServer, NoSqlBackend, ServeArgs, ServerConfig, ServerState, TableColumns, WriteBackend,
+    HttpServer, ServeArgs, ServerConfig, ServerState, TableColumns, WriteBackend,
 };
 use object_store::ObjectStore;
+
+use crate::sql_backend::SqlBackend;
 
 /// Flags of `bulkhead serve`; every option of the config file has one.
 #[derive(Debug, clap::Args)]
@@ -59,10 +61,16 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
         engine: Arc::clone(&engine),
     });
 
-    // TODO(query layer): replace NoSqlBackend with an adapter over
-    // `bulkhead_query::QueryEngine` once that crate lands; until then /api/v1/sql answers
-    // 501 "SQL is not available" (it never pretends to return data).
-    let queries = Arc::new(NoSqlBackend);
+    let query_engine = bulkhead_query::QueryEngine::new(
+        Arc::clone(&engine),
+        Arc::clone(&runtimes),
+        bulkhead_query::QueryConfig {
+            memory_limit: config.limits.query_memory.as_usize(),
+            target_partitions: runtimes.config().query_threads,
+        },
+    )
+    .context("starting the query layer")?;
+    let queries = Arc::new(SqlBackend(Arc::new(query_engine)));
 
     if config.pg.enabled {
         // TODO(issue 7): the PostgreSQL wire server. Nothing listens on pg.addr yet.
@@ -147,12 +155,10 @@ impl WriteBackend for EngineBackend {
         self.engine.flush(&scope).await
     }
 
-    async fn compact(&self, _scope: Scope) -> Result<(), EngineError> {
-        // TODO(compaction): call the engine's manual compaction once it exists.
-        Err(EngineError::InvalidInput(
-            "manual compaction is not available yet: the compaction scheduler has not landed"
-                .into(),
-        ))
+    async fn compact(&self, scope: Scope) -> Result<(), EngineError> {
+        let summary = self.engine.compact(&scope).await?;
+        tracing::info!(?scope, ?summary, "manual compaction finished");
+        Ok(())
     }
 
     fn table_columns(&self, db: &str, table: &str) -> Option<TableColumns> {
