@@ -1,0 +1,195 @@
+//! The listener: accepts connections on `io`, authenticates them (cleartext password
+//! equal to the API token, or trust when no token is configured) and hands each one to
+//! its own task, so a misbehaving client only ever loses its own connection.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bulkhead_runtime::Runtimes;
+use bulkhead_server::QueryBackend;
+use futures::{Sink, SinkExt};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::{
+    ClientInfo, METADATA_USER, PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator,
+};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::net::TcpListener;
+
+use crate::error::PgError;
+use crate::handler::Handler;
+
+/// A bound PostgreSQL wire-protocol listener. Create and serve it on the `io` runtime.
+pub struct PgServer {
+    listener: TcpListener,
+    handlers: Arc<Handlers>,
+}
+
+impl std::fmt::Debug for PgServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgServer")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgServer {
+    /// Bind `addr`. With `token` set, clients must send it as their password
+    /// (cleartext password authentication); without, every client is trusted.
+    pub async fn bind(
+        addr: SocketAddr,
+        token: Option<String>,
+        runtimes: Arc<Runtimes>,
+        backend: Arc<dyn QueryBackend>,
+    ) -> Result<Self, PgError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| PgError::Bind { addr, source })?;
+        let mut params = DefaultServerParameterProvider::default();
+        params.server_version = format!("16.6 (Bulkhead {})", env!("CARGO_PKG_VERSION"));
+        let handlers = Arc::new(Handlers {
+            query: Arc::new(Handler::new(runtimes, backend)),
+            startup: Arc::new(Startup {
+                token,
+                params,
+                keys: RandomPidSecretKeyGenerator::default(),
+            }),
+        });
+        Ok(Self { listener, handlers })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, PgError> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Accept connections until `shutdown` resolves. Open connections are not waited
+    /// for: they end when the runtime shuts down (a PG client reconnects).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), PgError> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "PostgreSQL wire protocol listening");
+        tokio::pin!(shutdown);
+        loop {
+            let (socket, peer) = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Per-connection accept errors (EMFILE, ECONNABORTED): keep
+                        // serving the others after a short pause.
+                        tracing::warn!(error = %e, "PG accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let handlers = Arc::clone(&self.handlers);
+            // The connection task runs on the runtime serving this listener (`io`);
+            // its queries are sent to `query` by the handler.
+            tokio::spawn(async move {
+                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                    tracing::debug!(%peer, error = %e, "PG connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+/// Bind `addr` and serve until `shutdown`: what `bulkhead serve` spawns on `io`.
+pub async fn serve(
+    addr: SocketAddr,
+    token: Option<String>,
+    runtimes: Arc<Runtimes>,
+    backend: Arc<dyn QueryBackend>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), PgError> {
+    PgServer::bind(addr, token, runtimes, backend)
+        .await?
+        .serve(shutdown)
+        .await
+}
+
+struct Handlers {
+    query: Arc<Handler>,
+    startup: Arc<Startup>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        Arc::clone(&self.query)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        Arc::clone(&self.query)
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+}
+
+/// Trust, or cleartext password equal to the token.
+struct Startup {
+    token: Option<String>,
+    params: DefaultServerParameterProvider,
+    keys: RandomPidSecretKeyGenerator,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                let (pid, key) = self.keys.generate(client);
+                client.set_pid_and_secret_key(pid, key);
+                if self.token.is_some() {
+                    client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                    client
+                        .send(PgWireBackendMessage::Authentication(
+                            Authentication::CleartextPassword,
+                        ))
+                        .await?;
+                } else {
+                    finish_authentication(client, &self.params).await?;
+                }
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
+                let pwd = pwd.into_password()?;
+                let ok = self
+                    .token
+                    .as_deref()
+                    .is_some_and(|t| constant_time_eq(t.as_bytes(), pwd.password.as_bytes()));
+                if !ok {
+                    let user = client.metadata().get(METADATA_USER).cloned();
+                    return Err(PgWireError::InvalidPassword(user.unwrap_or_default()));
+                }
+                finish_authentication(client, &self.params).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,218 @@
+//! Small SQL text helpers that respect quotes and comments: statement splitting, `$n`
+//! placeholders and their substitution with bound values, and the session commands
+//! (`SET`, `BEGIN`, ...) that are accepted without running anything.
+
+/// What a piece of SQL text is, for the scanner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    /// Ordinary SQL text.
+    Code,
+    /// Inside a string literal, identifier or comment (never split or substituted).
+    Quoted,
+}
+
+/// Walks `sql`, calling `f(index, token kind)` for every byte position, and returns
+/// nothing; the shared lexer of the helpers below. It knows `'...'` (with `''`),
+/// `E'...'` (with backslash escapes), `"..."`, `-- ...` and `/* ... */`.
+fn scan(sql: &str, mut f: impl FnMut(usize, Tok)) {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        match b[i] {
+            b'\'' | b'"' => {
+                let quote = b[i];
+                let backslash = quote == b'\''
+                    && i > 0
+                    && (b[i - 1] == b'e' || b[i - 1] == b'E')
+                    && (i < 2 || !b[i - 2].is_ascii_alphanumeric());
+                i += 1;
+                while i < b.len() {
+                    if backslash && b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if b[i] == quote {
+                        if b.get(i + 1) == Some(&quote) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i = (i + 1).min(b.len());
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i = (i + 2).min(b.len());
+            }
+            _ => {
+                f(i, Tok::Code);
+                i += 1;
+                continue;
+            }
+        }
+        for j in start..i {
+            f(j, Tok::Quoted);
+        }
+    }
+}
+
+/// Split a simple-protocol query string into statements at top-level `;`, dropping
+/// empty ones.
+pub(crate) fn split_statements(sql: &str) -> Vec<String> {
+    let mut cuts = Vec::new();
+    scan(sql, |i, tok| {
+        if tok == Tok::Code && sql.as_bytes()[i] == b';' {
+            cuts.push(i);
+        }
+    });
+    let mut out = Vec::new();
+    let mut start = 0;
+    for cut in cuts.into_iter().chain(std::iter::once(sql.len())) {
+        let stmt = sql[start..cut].trim();
+        if !stmt.is_empty() {
+            out.push(stmt.to_string());
+        }
+        start = (cut + 1).min(sql.len());
+    }
+    out
+}
+
+/// `$n` placeholders outside quotes: `(byte range, n)`.
+fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
+    let b = sql.as_bytes();
+    let mut code = vec![false; b.len()];
+    scan(sql, |i, tok| code[i] = tok == Tok::Code);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let prev_ident = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if code[i] && b[i] == b'$' && !prev_ident {
+            let mut j = i + 1;
+            while j < b.len() && code[j] && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            if let Ok(n) = sql[i + 1..j].parse::<usize>()
+                && n > 0
+            {
+                out.push((i..j, n));
+                i = j;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The highest `$n` in `sql` (0 when it has none).
+pub(crate) fn parameter_count(sql: &str) -> usize {
+    placeholders(sql)
+        .into_iter()
+        .map(|(_, n)| n)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Replace every `$n` with `values[n - 1]`, which must already be SQL literals.
+/// Returns the index of the first placeholder without a value, if any.
+pub(crate) fn substitute(sql: &str, values: &[String]) -> Result<String, usize> {
+    let mut out = String::with_capacity(sql.len());
+    let mut last = 0;
+    for (range, n) in placeholders(sql) {
+        let value = values.get(n - 1).ok_or(n)?;
+        out.push_str(&sql[last..range.start]);
+        out.push_str(value);
+        last = range.end;
+    }
+    out.push_str(&sql[last..]);
+    Ok(out)
+}
+
+/// `s` as a SQL string literal.
+pub(crate) fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `s` as a quoted SQL identifier.
+pub(crate) fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Collapse runs of whitespace to one space, so that client catalog queries can be
+/// recognised whatever their line breaks and indentation.
+pub(crate) fn normalize_whitespace(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Session commands drivers send on connect, or around their queries, that Bulkhead
+/// accepts without effect (there are no sessions variables or transactions to keep):
+/// returns the command tag to answer with.
+pub(crate) fn session_command(sql: &str) -> Option<&'static str> {
+    let first = sql.split_whitespace().next()?.to_ascii_uppercase();
+    let first = first.trim_end_matches(';');
+    Some(match first {
+        "SET" => "SET",
+        "RESET" => "RESET",
+        "BEGIN" => "BEGIN",
+        "START" => "START TRANSACTION",
+        "COMMIT" | "END" => "COMMIT",
+        "ROLLBACK" | "ABORT" => "ROLLBACK",
+        "DISCARD" => "DISCARD ALL",
+        "DEALLOCATE" => "DEALLOCATE",
+        "LISTEN" => "LISTEN",
+        "UNLISTEN" => "UNLISTEN",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_outside_quotes_and_comments() {
+        let s = "set a = 'x;y'; select \"a;b\" -- c;d\n from t; /* ; */ ;";
+        assert_eq!(
+            split_statements(s),
+            vec![
+                "set a = 'x;y'".to_string(),
+                "select \"a;b\" -- c;d\n from t".to_string(),
+                "/* ; */".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn substitutes_placeholders_but_not_inside_literals() {
+        let sql = "select '$1', a$1, $1 from t where b = $2 -- $3";
+        assert_eq!(parameter_count(sql), 2);
+        let out = substitute(sql, &["10".into(), quote_literal("o'k")]).unwrap();
+        assert_eq!(out, "select '$1', a$1, 10 from t where b = 'o''k' -- $3");
+        assert_eq!(substitute("select $2", &["1".into()]), Err(2));
+    }
+
+    #[test]
+    fn escape_strings_do_not_end_early() {
+        assert_eq!(parameter_count(r"select E'it\'s $1', $2"), 2);
+        assert_eq!(placeholders(r"select E'it\'s $1', $2").len(), 1);
+    }
+
+    #[test]
+    fn session_commands_are_recognised() {
+        assert_eq!(session_command("SET extra_float_digits = 3"), Some("SET"));
+        assert_eq!(session_command("  begin"), Some("BEGIN"));
+        assert_eq!(session_command("select 1"), None);
+        assert_eq!(session_command("settings"), None);
+    }
+}
