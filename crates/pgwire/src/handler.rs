@@ -94,19 +94,24 @@ impl Handler {
         Ok(output)
     }
 
-    /// Run `stmt` and collect its (small) result: for catalog answers.
+    /// Run `stmt` and collect its (small) result, all on `query`: for catalog answers.
     pub(crate) async fn collect(
         &self,
         db: &str,
         stmt: &str,
     ) -> Result<Vec<arrow::array::RecordBatch>, PgError> {
-        let output = self.run(db, stmt).await?;
-        let mut batches = output.batches;
-        let mut out = Vec::new();
-        while let Some(batch) = batches.next().await {
-            out.push(batch.map_err(|e| PgError::Stream(e.to_string()))?);
-        }
-        Ok(out)
+        let backend = Arc::clone(&self.backend);
+        let (db, stmt) = (db.to_owned(), stmt.to_owned());
+        self.runtimes
+            .run(RuntimeName::Query, async move {
+                let mut batches = backend.sql(&db, &stmt).await?.batches;
+                let mut out = Vec::new();
+                while let Some(batch) = batches.next().await {
+                    out.push(batch.map_err(|e| PgError::Stream(e.to_string()))?);
+                }
+                Ok(out)
+            })
+            .await?
     }
 
     fn respond(&self, output: QueryOutput, format: &Format) -> Result<Response, PgError> {

@@ -32,6 +32,27 @@ fn psql_selects_every_column_type() {
 }
 
 #[test]
+fn queries_run_on_the_query_runtime_never_on_io() {
+    let pg = Pg::start(None);
+    write_cpu(&pg);
+    ok(pg.psql("demo", &["-c", "select * from cpu", "-c", "\\d cpu"]));
+    ok(pg.python(
+        "demo",
+        None,
+        r#"
+with psycopg.connect(DSN, autocommit=True) as conn:
+    conn.execute("select * from cpu where host = %s", ("a",)).fetchall()
+"#,
+    ));
+    let threads = pg.threads.lock().unwrap().clone();
+    assert!(threads.len() >= 4, "{threads:?}");
+    assert!(
+        threads.iter().all(|t| t.starts_with("bh-query")),
+        "{threads:?}"
+    );
+}
+
+#[test]
 fn psql_session_commands_version_and_multiple_statements() {
     let pg = Pg::start(None);
     write_cpu(&pg);

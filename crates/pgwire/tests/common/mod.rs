@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::error::ArrowError;
 use async_trait::async_trait;
@@ -45,7 +45,39 @@ impl QueryBackend for Sql {
     }
 }
 
+/// Wraps a backend and records the thread names that call `sql` and poll the batches,
+/// so tests can check that queries never run on `io`.
+struct Recording {
+    inner: Sql,
+    threads: Arc<Mutex<Vec<String>>>,
+}
+
+fn record(threads: &Mutex<Vec<String>>) {
+    let name = std::thread::current().name().unwrap_or("?").to_owned();
+    threads.lock().unwrap().push(name);
+}
+
+#[async_trait]
+impl QueryBackend for Recording {
+    async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        record(&self.threads);
+        let out = self.inner.sql(db, sql).await?;
+        let threads = Arc::clone(&self.threads);
+        let mut batches = out.batches;
+        Ok(QueryOutput {
+            schema: out.schema,
+            batches: futures::stream::poll_fn(move |cx| {
+                record(&threads);
+                batches.poll_next_unpin(cx)
+            })
+            .boxed(),
+        })
+    }
+}
+
 pub struct Pg {
+    /// Threads that planned queries and polled their batches.
+    pub threads: Arc<Mutex<Vec<String>>>,
     pub runtimes: Arc<Runtimes>,
     pub engine: Arc<Engine>,
     pub addr: SocketAddr,
@@ -81,7 +113,11 @@ impl Pg {
             )
             .unwrap(),
         );
-        let backend: Arc<dyn QueryBackend> = Arc::new(Sql(query));
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let backend: Arc<dyn QueryBackend> = Arc::new(Recording {
+            inner: Sql(query),
+            threads: Arc::clone(&threads),
+        });
         let token = token.map(str::to_owned);
         let (rt, tok) = (Arc::clone(&runtimes), token.clone());
         let server = runtimes
@@ -101,6 +137,7 @@ impl Pg {
                 .unwrap();
         });
         Self {
+            threads,
             runtimes,
             engine,
             addr,
