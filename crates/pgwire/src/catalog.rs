@@ -1,4 +1,4 @@
-//! Answers to the `pg_catalog` queries psql sends for `\d`, `\dt` and `\d NAME`,
+//! Answers to the `pg_catalog` queries psql sends for `\l`, `\d`, `\dt` and `\d NAME`,
 //! built from Bulkhead's own catalog (`information_schema` and table schemas, read
 //! through the query layer on `query`).
 //!
@@ -107,6 +107,28 @@ pub(crate) async fn answer(
             .collect();
         return Ok(Some(Answer {
             columns: vec![text("Schema"), text("Name"), text("Type"), text("Owner")],
+            rows,
+        }));
+    }
+
+    // `\l`: the databases (schemas of the `bulkhead` catalog, without `system`).
+    if lower.contains("from pg_catalog.pg_database d") && lower.contains("as \"name\"") {
+        let sql = "SELECT schema_name FROM information_schema.schemata \
+                   WHERE catalog_name = 'bulkhead' \
+                   AND schema_name NOT IN ('information_schema', 'system') \
+                   ORDER BY schema_name";
+        let rows = strings(handler.collect(db, sql).await?)?
+            .into_iter()
+            .map(|name| {
+                vec![
+                    Some(name),
+                    Some("bulkhead".to_owned()),
+                    Some("UTF8".to_owned()),
+                ]
+            })
+            .collect();
+        return Ok(Some(Answer {
+            columns: vec![text("Name"), text("Owner"), text("Encoding")],
             rows,
         }));
     }
@@ -230,8 +252,13 @@ async fn tables(
         sql.push_str(&format!(" AND table_name ~ {p}"));
     }
     sql.push_str(" ORDER BY table_name");
+    strings(handler.collect(db, &sql).await?)
+}
+
+/// The first column of `batches` as strings (NULLs skipped).
+fn strings(batches: Vec<arrow::array::RecordBatch>) -> Result<Vec<String>, PgError> {
     let mut out = Vec::new();
-    for batch in handler.collect(db, &sql).await? {
+    for batch in batches {
         let column = arrow::compute::cast(batch.column(0), &DataType::Utf8)
             .map_err(|e| PgError::Encode(e.to_string()))?;
         let names = column.as_string::<i32>();

@@ -178,6 +178,8 @@ fn psql_describe_commands() {
     ] {
         assert!(d.contains(expected), "missing {expected}: {d}");
     }
+    let l = ok(pg.psql("demo", &["-c", "\\l"]));
+    assert!(l.contains("demo") && !l.contains("system"), "{l}");
     let missing = pg.psql("demo", &["-c", "\\d nope"]);
     assert!(
         stderr(&missing).contains("Did not find any relation"),
