@@ -40,7 +40,7 @@ const EMPTY_CATALOGS: &[&str] = &[
 /// A small, fully materialised text result.
 #[derive(Debug)]
 pub(crate) struct Answer {
-    columns: Vec<(&'static str, Type)>,
+    columns: Vec<(String, Type)>,
     rows: Vec<Vec<Option<String>>>,
 }
 
@@ -51,7 +51,7 @@ impl Answer {
             .iter()
             .enumerate()
             .map(|(i, (name, ty))| {
-                FieldInfo::new((*name).into(), None, None, ty.clone(), format.format_for(i))
+                FieldInfo::new(name.clone(), None, None, ty.clone(), format.format_for(i))
             })
             .collect();
         let fields = Arc::new(fields);
@@ -81,7 +81,7 @@ pub(crate) async fn answer(
     }
     let sql = normalize_whitespace(stmt);
     let lower = sql.to_ascii_lowercase();
-    let text = |name| (name, Type::TEXT);
+    let text = |name: &str| (name.to_owned(), Type::TEXT);
 
     // `\d`, `\dt` (and `\dv`, `\di`, ...: only tables exist).
     if lower.contains("from pg_catalog.pg_class c")
@@ -141,7 +141,11 @@ pub(crate) async fn answer(
             .map(|t| vec![Some(oid(db, &t).to_string()), Some(db.to_owned()), Some(t)])
             .collect();
         return Ok(Some(Answer {
-            columns: vec![("oid", Type::OID), text("nspname"), text("relname")],
+            columns: vec![
+                ("oid".to_owned(), Type::OID),
+                text("nspname"),
+                text("relname"),
+            ],
             rows,
         }));
     }
@@ -218,7 +222,7 @@ pub(crate) async fn answer(
                 text("attname"),
                 text("format_type"),
                 text("default"),
-                ("attnotnull", Type::BOOL),
+                ("attnotnull".to_owned(), Type::BOOL),
                 text("attcollation"),
                 text("attidentity"),
                 text("attgenerated"),
@@ -234,6 +238,34 @@ pub(crate) async fn answer(
         }));
     }
     Ok(None)
+}
+
+/// `SHOW name` for the PostgreSQL settings drivers ask about (DataFusion's own
+/// `datafusion.*` settings are left to the query layer).
+pub(crate) fn show(db: &str, stmt: &str) -> Option<Answer> {
+    let sql = normalize_whitespace(stmt).to_ascii_lowercase();
+    let name = sql.strip_prefix("show ")?.trim_end_matches(';').trim();
+    let value = match name {
+        "transaction isolation level" | "transaction_isolation" => "read committed",
+        "server_version" => "16.6",
+        "server_encoding" | "client_encoding" => "UTF8",
+        "standard_conforming_strings" | "integer_datetimes" => "on",
+        "timezone" => "UTC",
+        "datestyle" => "ISO, MDY",
+        "intervalstyle" => "postgres",
+        "max_identifier_length" => "63",
+        "search_path" => db,
+        _ => return None,
+    };
+    let column = if name == "transaction isolation level" {
+        "transaction_isolation"
+    } else {
+        name
+    };
+    Some(Answer {
+        columns: vec![(column.to_owned(), Type::TEXT)],
+        rows: vec![vec![Some(value.to_owned())]],
+    })
 }
 
 /// Tables of `db`, sorted, optionally filtered by a psql regex literal (`'^(cpu)$'`).

@@ -59,6 +59,9 @@ impl Handler {
         if let Some(tag) = sql::session_command(stmt) {
             return Ok(Response::Execution(Tag::new(tag)));
         }
+        if let Some(answer) = catalog::show(db, stmt) {
+            return Ok(answer.into_response(format));
+        }
         if let Some(answer) = catalog::answer(self, db, stmt).await? {
             return Ok(answer.into_response(format));
         }

@@ -68,6 +68,8 @@ fn psql_session_commands_version_and_multiple_statements() {
             "-c",
             "select version()",
             "-c",
+            "SHOW TRANSACTION ISOLATION LEVEL",
+            "-c",
             "BEGIN",
             "-c",
             "COMMIT",
@@ -76,6 +78,7 @@ fn psql_session_commands_version_and_multiple_statements() {
     let lines: Vec<_> = out.lines().collect();
     assert!(lines.contains(&"2"), "{out}");
     assert!(lines.iter().any(|l| l.contains("DataFusion")), "{out}");
+    assert!(lines.contains(&"read committed"), "{out}");
 }
 
 #[test]
