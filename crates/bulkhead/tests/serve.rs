@@ -316,3 +316,54 @@ fn bad_input_gets_exact_statuses_and_messages() {
         "{metrics}"
     );
 }
+
+/// Write through v1 and v2, read back as JSON, CSV and Arrow IPC; SQL errors are 400.
+#[test]
+fn sql_round_trip_in_every_format() {
+    let s = TestServer::start(&[]);
+    let r = s.post(
+        "/api/v2/write?bucket=q&precision=s",
+        "cpu,host=a usage=1.5,n=1i 1700000000\ncpu,host=b usage=2.5,n=2i 1700000001\n",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = s.post(
+        "/write?db=q&precision=s",
+        "cpu,host=c usage=3.5,n=3i 1700000002\n",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    let q = "select host, usage, n from cpu order by host";
+    let json = s.sql("q", q, "json");
+    assert_eq!(json.status, 200, "{}", json.text());
+    assert_eq!(
+        json.json(),
+        serde_json::json!([
+            {"host": "a", "usage": 1.5, "n": 1},
+            {"host": "b", "usage": 2.5, "n": 2},
+            {"host": "c", "usage": 3.5, "n": 3},
+        ])
+    );
+
+    let csv = s.sql("q", q, "csv");
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert_eq!(csv.text(), "host,usage,n\na,1.5,1\nb,2.5,2\nc,3.5,3\n");
+
+    let arrow = s.sql("q", q, "arrow");
+    assert_eq!(arrow.status, 200, "{}", arrow.text());
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow.body), None)
+        .expect("an Arrow IPC stream");
+    let rows: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
+    assert_eq!(rows, 3);
+
+    let bad = s.sql("q", "selec nonsense", "json");
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert_eq!(bad.json()["code"], "plan");
+    let missing = s.sql("q", "select * from no_such_table", "json");
+    assert!(matches!(missing.status, 400 | 404), "{}", missing.text());
+
+    // kill -9: every acknowledged row comes back, queryable.
+    let mut s = s;
+    s.kill9_and_restart();
+    let csv = s.sql("q", "select count(*) as c from cpu", "csv");
+    assert_eq!(csv.text(), "c\n3\n", "{}", s.log());
+}
