@@ -101,6 +101,11 @@ with psycopg.connect(DSN, autocommit=True) as conn:
     print(cur.fetchall())
     cur = conn.execute("select %s::bigint + 1 as n", (41,), binary=True)
     print(cur.fetchall())
+    # Describe of a prepared statement (not a portal): parameter and result types.
+    pgc = conn.pgconn
+    pgc.prepare(b"s1", b"select host, usage from cpu where host = $1")
+    d = pgc.describe_prepared(b"s1")
+    print(d.nparams, d.nfields, d.ftype(0), d.ftype(1))
 # a driver's default (non-autocommit) mode works too
 with psycopg.connect(DSN) as conn:
     print(conn.execute("select count(*) from cpu").fetchone())
@@ -112,7 +117,8 @@ with psycopg.connect(DSN) as conn:
     assert!(lines[1].starts_with("('b', 1.25, 7, Decimal('1'), False, 'x', datetime.datetime(2023, 11, 14, 22, 13, 21, tzinfo="), "{out}");
     assert_eq!(lines[2], "[('a',)]", "{out}");
     assert_eq!(lines[3], "[(42,)]", "{out}");
-    assert_eq!(lines[4], "(2,)", "{out}");
+    assert_eq!(lines[4], "1 2 25 701", "{out}");
+    assert_eq!(lines[5], "(2,)", "{out}");
 }
 
 #[test]
@@ -251,4 +257,46 @@ fn garbage_client_only_loses_its_own_connection() {
     drop(std::net::TcpStream::connect(pg.addr).unwrap());
     let out = pg.psql("demo", &["-A", "-t", "-c", "select count(*) from cpu"]);
     assert_eq!(stdout(&out).trim(), "2", "{}", stderr(&out));
+}
+
+#[test]
+fn a_query_over_the_memory_limit_is_53200() {
+    let pg = Pg::start_with(
+        None,
+        bulkhead_query::QueryConfig {
+            memory_limit: 256 * 1024,
+            ..bulkhead_query::QueryConfig::default()
+        },
+    );
+    let rows = (0..20_000)
+        .map(|i| {
+            (
+                "t",
+                common::row(
+                    &[("k", &format!("key-{i:06}"))],
+                    &[("v", bulkhead_engine::FieldValue::F64(i as f64))],
+                    i,
+                ),
+            )
+        })
+        .collect();
+    pg.write("demo", rows);
+    let out = ok(pg.python(
+        "demo",
+        None,
+        r#"
+with psycopg.connect(DSN, autocommit=True) as conn:
+    try:
+        conn.execute("select k, count(*) from t group by k order by k").fetchall()
+        print("no error")
+    except psycopg.Error as e:
+        print(e.sqlstate)
+    print(conn.execute("select count(*) from t").fetchone())
+"#,
+    ));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["53200", "(20000,)"],
+        "{out}"
+    );
 }

@@ -88,6 +88,10 @@ pub struct Pg {
 
 impl Pg {
     pub fn start(token: Option<&str>) -> Self {
+        Self::start_with(token, QueryConfig::default())
+    }
+
+    pub fn start_with(token: Option<&str>, query: QueryConfig) -> Self {
         require_clients();
         let dir = tempfile::tempdir().unwrap();
         let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).unwrap();
@@ -105,14 +109,8 @@ impl Pg {
             })
             .unwrap()
             .unwrap();
-        let query = Arc::new(
-            QueryEngine::new(
-                Arc::clone(&engine),
-                Arc::clone(&runtimes),
-                QueryConfig::default(),
-            )
-            .unwrap(),
-        );
+        let query =
+            Arc::new(QueryEngine::new(Arc::clone(&engine), Arc::clone(&runtimes), query).unwrap());
         let threads = Arc::new(Mutex::new(Vec::new()));
         let backend: Arc<dyn QueryBackend> = Arc::new(Recording {
             inner: Sql(query),
