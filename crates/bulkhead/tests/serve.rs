@@ -367,3 +367,31 @@ fn sql_round_trip_in_every_format() {
     let csv = s.sql("q", "select count(*) as c from cpu", "csv");
     assert_eq!(csv.text(), "c\n3\n", "{}", s.log());
 }
+
+/// Admin endpoints through the real engine: flush makes SSTs, compact merges them.
+#[test]
+fn flush_and_compact_through_the_api() {
+    let s = TestServer::start(&[]);
+    for i in 0..3 {
+        let r = s.post(
+            "/api/v2/write?bucket=a&precision=s",
+            format!("m,t=x f={i} {}\n", 1_700_000_000 + i),
+        );
+        assert_eq!(r.status, 204, "{}", r.text());
+        let r = s.post("/api/v1/flush?db=a&table=m", "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["status"], "flushed");
+    }
+    let files = |s: &TestServer| {
+        metric(
+            &s.get("/metrics").text(),
+            "bulkhead_table_sst_files{db=\"a\",table=\"m\"}",
+        )
+    };
+    assert_eq!(files(&s), Some(3.0));
+    let r = s.post("/api/v1/compact?db=a", "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(files(&s), Some(1.0), "{}", s.log());
+    assert_eq!(rows_in(&s, "a", "m"), 3.0);
+    assert_eq!(s.post("/api/v1/compact?table=m", "").status, 400);
+}
