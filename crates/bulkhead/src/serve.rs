@@ -15,7 +15,7 @@ use bulkhead_engine::{
     EngineConfig, EngineStats, Error as EngineError, FieldType, ROLE_KEY, Scope, WalSync,
     WriteBatch, arrow_type,
 };
-use bulkhead_runtime::store::IoObjectStore;
+use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore, IoObjectStore};
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use bulkhead_server::config::WalSyncSetting;
 use bulkhead_server::{
@@ -119,7 +119,41 @@ fn open_store(config: &ServerConfig, runtimes: &Runtimes) -> anyhow::Result<Arc<
     } else {
         bail!("storage.object_store: unsupported URL `{url}`")
     };
+    // Inside the io wrapper, so the injected waits happen on `io` like network waits.
+    let inner = match injected_latency()? {
+        Some(latency) => {
+            tracing::warn!(
+                ?latency,
+                "{INJECT_LATENCY_ENV} is set: every object-store call is delayed (benchmarks only)"
+            );
+            Arc::new(FaultInjectingStore::new(
+                inner,
+                FaultConfig {
+                    latency: Some(latency),
+                    error_probability: 0.0,
+                },
+            )) as Arc<dyn ObjectStore>
+        }
+        None => inner,
+    };
     Ok(Arc::new(IoObjectStore::new(inner, runtimes.io().clone())))
+}
+
+/// Benchmark knob, not a config option: `20ms..80ms` delays every object-store call by
+/// a random time in that range, so local disk behaves like S3 (`bulkhead bench`).
+pub(crate) const INJECT_LATENCY_ENV: &str = "BULKHEAD_INJECT_LATENCY";
+
+fn injected_latency() -> anyhow::Result<Option<std::ops::Range<std::time::Duration>>> {
+    let Ok(value) = std::env::var(INJECT_LATENCY_ENV) else {
+        return Ok(None);
+    };
+    let (lo, hi) = value.split_once("..").unwrap_or((&value, &value));
+    let parse = |s: &str| {
+        humantime::parse_duration(s.trim()).with_context(|| {
+            format!("{INJECT_LATENCY_ENV}: `{s}` is not a duration (expected e.g. 20ms..80ms)")
+        })
+    };
+    Ok(Some(parse(lo)?..parse(hi)?))
 }
 
 fn engine_config(config: &ServerConfig) -> EngineConfig {

@@ -8,7 +8,11 @@ fn lab(experiment: &str) -> serde_json::Value {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run bulkhead lab");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
@@ -28,14 +32,28 @@ fn lab_pool_reports_every_variant_and_where_connections_were_opened() {
     for name in ["naive", "no-pool", "bulkhead"] {
         let v = variant(&report, name);
         assert_eq!(v["io_requests"], 10, "{v}");
-        assert!(v["io_p50_ms"].as_f64().unwrap() >= 50.0, "the server answers after 50 ms: {v}");
+        assert!(
+            v["io_p50_ms"].as_f64().unwrap() >= 50.0,
+            "the server answers after 50 ms: {v}"
+        );
         assert!(v["io_max_ms"].as_f64().unwrap() >= v["io_p50_ms"].as_f64().unwrap());
     }
     // Which runtime opened a connection is structural, not timing: the naive client
     // hands cpu-opened connections to io requests; the bulkhead variant never does.
-    assert!(variant(&report, "naive")["io_requests_on_cpu_connections"].as_u64().unwrap() > 0);
-    assert_eq!(variant(&report, "no-pool")["io_requests_on_cpu_connections"], 0);
-    assert_eq!(variant(&report, "bulkhead")["io_requests_on_cpu_connections"], 0);
+    assert!(
+        variant(&report, "naive")["io_requests_on_cpu_connections"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(
+        variant(&report, "no-pool")["io_requests_on_cpu_connections"],
+        0
+    );
+    assert_eq!(
+        variant(&report, "bulkhead")["io_requests_on_cpu_connections"],
+        0
+    );
 }
 
 #[test]

@@ -64,10 +64,10 @@ impl Pruning {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 if let (Some(col), Some(v)) = (column_name(left), literal(right)) {
                     self.compare(&col, *op, &v, is_tag);
-                } else if let (Some(v), Some(col)) = (literal(left), column_name(right)) {
-                    if let Some(op) = op.swap() {
-                        self.compare(&col, op, &v, is_tag);
-                    }
+                } else if let (Some(v), Some(col)) = (literal(left), column_name(right))
+                    && let Some(op) = op.swap()
+                {
+                    self.compare(&col, op, &v, is_tag);
                 }
             }
             Expr::Between(Between {
@@ -78,13 +78,11 @@ impl Pruning {
             }) => {
                 if let (Some(col), Some(lo), Some(hi)) =
                     (column_name(expr), literal(low), literal(high))
+                    && col == TIME
+                    && let (Some(lo), Some(hi)) = (as_nanos(&lo), as_nanos(&hi))
                 {
-                    if col == TIME {
-                        if let (Some(lo), Some(hi)) = (as_nanos(&lo), as_nanos(&hi)) {
-                            self.time.min = self.time.min.max(lo);
-                            self.time.max = self.time.max.min(hi);
-                        }
-                    }
+                    self.time.min = self.time.min.max(lo);
+                    self.time.max = self.time.max.min(hi);
                 }
             }
             Expr::InList(list) if !list.negated => {
@@ -127,10 +125,11 @@ impl Pruning {
                 Operator::LtEq => self.time.max = self.time.max.min(t),
                 _ => {}
             }
-        } else if op == Operator::Eq && is_tag(col) {
-            if let Some(s) = as_string(v) {
-                self.restrict_tag(col.to_string(), BTreeSet::from([s]));
-            }
+        } else if op == Operator::Eq
+            && is_tag(col)
+            && let Some(s) = as_string(v)
+        {
+            self.restrict_tag(col.to_string(), BTreeSet::from([s]));
         }
     }
 

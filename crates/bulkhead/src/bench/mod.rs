@@ -1,5 +1,11 @@
 //! `bulkhead bench`: workload generation and benchmarks (see `docs/benchmarks.md`).
 
+mod ingest;
+mod interference;
+mod peers;
+mod plot;
+mod server;
+mod stats;
 mod tsbs;
 
 use std::io::Write;
@@ -16,6 +22,11 @@ pub(crate) struct BenchArgs {
 enum BenchCommand {
     /// Generate TSBS cpu-only line protocol (seeded, deterministic).
     Gen(GenArgs),
+    /// The seed's experiment: write and flush latency with and without compaction +
+    /// query load, isolated vs shared runtimes, in one run.
+    Interference(interference::InterferenceArgs),
+    /// Durable ingest throughput, against peers side by side.
+    Ingest(ingest::IngestArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,13 +48,16 @@ struct GenArgs {
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Gen(args) => generate(args),
+        BenchCommand::Interference(args) => interference::run(args),
+        BenchCommand::Ingest(args) => ingest::run(args),
     }
 }
 
 fn generate(args: GenArgs) -> anyhow::Result<()> {
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?,
+            std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };

@@ -144,13 +144,23 @@ mod tests {
         assert_ne!(a, gen_text(8));
         let lines: Vec<&str> = a.lines().collect();
         assert_eq!(lines.len(), 6);
-        assert!(lines[0].starts_with("cpu,hostname=host_0,region="), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("cpu,hostname=host_0,region="),
+            "{}",
+            lines[0]
+        );
         assert!(lines[3].ends_with(&format!(" {}", DEFAULT_START_NS + INTERVAL_NS)));
         for line in lines {
             let fields = line.split(' ').nth(1).unwrap();
             assert_eq!(fields.split(',').count(), 10);
             for kv in fields.split(',') {
-                let v: i64 = kv.split('=').nth(1).unwrap().trim_end_matches('i').parse().unwrap();
+                let v: i64 = kv
+                    .split('=')
+                    .nth(1)
+                    .unwrap()
+                    .trim_end_matches('i')
+                    .parse()
+                    .unwrap();
                 assert!((0..=100).contains(&v), "{kv}");
             }
         }

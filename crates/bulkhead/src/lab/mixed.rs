@@ -42,7 +42,9 @@ pub(crate) fn run(print: bool) -> anyhow::Result<Report> {
                 println!("  cpu-{i}    cost {:>7.1} ms", d.as_secs_f64() * 1e3);
             }
         }
-        summary.push(format!("  {layout:<6} hybrid p50 {p50:>6.1} ms   max {max:>6.1} ms"));
+        summary.push(format!(
+            "  {layout:<6} hybrid p50 {p50:>6.1} ms   max {max:>6.1} ms"
+        ));
         variants.push(json!({"name": layout, "hybrid_p50_ms": p50, "hybrid_max_ms": max, "hybrid_tasks": hybrid.len()}));
     }
     if print {
@@ -64,8 +66,14 @@ pub(crate) fn run(print: bool) -> anyhow::Result<Report> {
 /// Returns the hybrid and CPU-only task costs, measured from a common start.
 fn run_layout(split: bool) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     let io = lab_runtime("io", 1, true)?;
-    let cpu = if split { Some(lab_runtime("cpu", 1, false)?) } else { None };
-    let cpu_handle = cpu.as_ref().map_or_else(|| io.handle().clone(), |c| c.handle().clone());
+    let cpu = if split {
+        Some(lab_runtime("cpu", 1, false)?)
+    } else {
+        None
+    };
+    let cpu_handle = cpu
+        .as_ref()
+        .map_or_else(|| io.handle().clone(), |c| c.handle().clone());
     let start = Instant::now();
     let hybrids: Vec<_> = (0..HYBRID_TASKS)
         .map(|_| {

@@ -81,7 +81,11 @@ pub(crate) fn spin_for(d: Duration) {
 }
 
 /// A tokio multi-thread runtime for the lab, with named threads.
-pub(crate) fn lab_runtime(name: &str, workers: usize, io: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn lab_runtime(
+    name: &str,
+    workers: usize,
+    io: bool,
+) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.worker_threads(workers).thread_name(format!("lab-{name}"));
     if io {

@@ -73,7 +73,10 @@ pub(crate) fn run(print: bool) -> anyhow::Result<Report> {
         let requests = run_variant(variant, addr)?;
         let costs: Vec<Duration> = requests.iter().map(|r| r.cost).collect();
         let (p50, max) = p50_max_ms(&costs);
-        let on_cpu = requests.iter().filter(|r| r.opened_on.starts_with("lab-cpu")).count();
+        let on_cpu = requests
+            .iter()
+            .filter(|r| r.opened_on.starts_with("lab-cpu"))
+            .count();
         if print {
             println!("-- variant `{}`", variant.name());
             for r in &requests {
@@ -106,7 +109,10 @@ pub(crate) fn run(print: bool) -> anyhow::Result<Report> {
         for line in summary {
             println!("{line}");
         }
-        println!("(ideal io cost: {} ms, the server's delay)\n", SERVER_DELAY.as_millis());
+        println!(
+            "(ideal io cost: {} ms, the server's delay)\n",
+            SERVER_DELAY.as_millis()
+        );
     }
     Ok(Report {
         experiment: "pool",
@@ -129,7 +135,8 @@ fn run_variant(variant: Variant, addr: SocketAddr) -> anyhow::Result<Vec<IoReque
 
     let cpu_tasks: Vec<_> = (0..CPU_TASKS)
         .map(|i| {
-            let (client, url, io_handle) = (client.clone(), format!("{base}/cpu-{i}"), io_handle.clone());
+            let (client, url, io_handle) =
+                (client.clone(), format!("{base}/cpu-{i}"), io_handle.clone());
             cpu.spawn(async move {
                 let result = match variant {
                     Variant::Bulkhead => io_handle

@@ -1,0 +1,521 @@
+//! `bench interference`: the seed's experiment at database scale.
+//!
+//! For each runtime mode (`isolated`, then `shared`), a fresh server on the S3-like
+//! latency-injecting store gets a steady open-loop ingest load (about half its
+//! capacity) with a flush every second:
+//! - phase A: just that;
+//! - phase B: the same, while compaction is kept saturated (a side table is written in
+//!   small flushed batches and compacted continuously) and a heavy query loops.
+//!
+//! Every write ack and every flush is timed. The report gives p50/p99/max per phase, the
+//! ratio B/A of the p99s, and the watchdog's stall counts during B. Isolation works when
+//! the isolated ratios stay near 1 while the shared ones grow.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::json;
+
+use super::server::ChildServer;
+use super::stats::Dist;
+use super::tsbs;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct InterferenceArgs {
+    /// Length of each phase.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    phase: Duration,
+    /// Repetitions of (isolated A, B, shared A, B).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Ingest rate in rows/s; 0 = half of the capacity probed at the start.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Lines per write request.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// TSBS hosts (series) in the ingest load.
+    #[arg(long, default_value_t = 100)]
+    hosts: usize,
+    /// Latency injected into every object-store call (like S3).
+    #[arg(long, default_value = "20ms..80ms")]
+    store_latency: String,
+    /// Interval between flushes.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    flush_every: Duration,
+    /// Directory for results.json and interference.svg.
+    #[arg(long, default_value = "bench-out/interference")]
+    out: PathBuf,
+}
+
+/// One timed event: when it started (s since the mode's start) and how long it took.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Sample {
+    at_s: f64,
+    ms: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Phase {
+    writes: Dist,
+    flushes: Dist,
+    write_errors: usize,
+    queries: usize,
+    compactions: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct ModeResult {
+    mode: String,
+    write_p99_ratio: f64,
+    flush_p99_ratio: f64,
+    phase_a: Phase,
+    phase_b: Phase,
+    stalls: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip)]
+    write_samples: Vec<Sample>,
+    #[serde(skip)]
+    phase_b_span: (f64, f64),
+}
+
+pub(crate) fn run(args: InterferenceArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("bench-client")
+        .build()?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: InterferenceArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let rate = if args.rate > 0 {
+        args.rate
+    } else {
+        let capacity = probe_capacity(&client, &args).await?;
+        let rate = (capacity / 2.0) as u64;
+        eprintln!("capacity probe: {capacity:.0} rows/s -> ingest rate {rate} rows/s");
+        rate
+    };
+    let mut results: Vec<ModeResult> = Vec::new();
+    for round in 0..args.rounds {
+        for mode in ["isolated", "shared"] {
+            eprintln!("round {}/{}: mode {mode}", round + 1, args.rounds);
+            let r = run_mode(&client, &args, mode, rate).await?;
+            match results.iter_mut().find(|m| m.mode == mode) {
+                // Later rounds: keep the worse (larger) ratio, so no round is hidden.
+                Some(prev) if r.write_p99_ratio > prev.write_p99_ratio => *prev = r,
+                Some(_) => {}
+                None => results.push(r),
+            }
+        }
+    }
+    print_table(&results, rate);
+    let json = json!({
+        "benchmark": "interference",
+        "rate_rows_per_s": rate,
+        "batch": args.batch,
+        "phase_s": args.phase.as_secs_f64(),
+        "store_latency": args.store_latency,
+        "modes": results,
+    });
+    std::fs::write(
+        args.out.join("results.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    super::plot::latency_over_time(
+        &args.out.join("interference.svg"),
+        &results
+            .iter()
+            .map(|r| {
+                (
+                    r.mode.as_str(),
+                    r.write_samples.iter().map(|s| (s.at_s, s.ms)).collect(),
+                    r.phase_b_span,
+                )
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    eprintln!(
+        "wrote {}/results.json and interference.svg",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn start_server(
+    args: &InterferenceArgs,
+    mode: &str,
+) -> anyhow::Result<(tempfile::TempDir, ChildServer)> {
+    let dir = tempfile::tempdir()?;
+    let server = ChildServer::start(
+        dir.path(),
+        &["--runtime-mode", mode],
+        &[(
+            crate::serve::INJECT_LATENCY_ENV,
+            args.store_latency.as_str(),
+        )],
+    )?;
+    Ok((dir, server))
+}
+
+/// Closed-loop writes from 4 clients for a few seconds: rows/s the server sustains.
+async fn probe_capacity(client: &reqwest::Client, args: &InterferenceArgs) -> anyhow::Result<f64> {
+    let (_dir, server) = start_server(args, "isolated")?;
+    let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, url, gen_) = (client.clone(), write_url(&server.base), Arc::clone(&gen_));
+        tasks.push(tokio::spawn(async move {
+            let mut rows = 0usize;
+            while Instant::now() < deadline {
+                let body = gen_.lock().next();
+                if post(&client, &url, body).await.is_ok() {
+                    rows += gen_.lock().batch;
+                }
+            }
+            rows
+        }));
+    }
+    let mut rows = 0;
+    for t in tasks {
+        rows += t.await?;
+    }
+    Ok(rows as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn run_mode(
+    client: &reqwest::Client,
+    args: &InterferenceArgs,
+    mode: &str,
+    rate: u64,
+) -> anyhow::Result<ModeResult> {
+    let (_dir, server) = start_server(args, mode)?;
+    let base = server.base.clone();
+    let t0 = Instant::now();
+    let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
+    let writes: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let flushes: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    // Phase A, then phase B; the writer and the flusher run through both.
+    let total = args.phase * 2;
+    let writer = tokio::spawn(open_loop_writer(
+        client.clone(),
+        write_url(&base),
+        Arc::clone(&gen_),
+        rate,
+        t0,
+        total,
+        Arc::clone(&writes),
+        Arc::clone(&errors),
+    ));
+    let flusher = tokio::spawn(flusher(
+        client.clone(),
+        base.clone(),
+        args.flush_every,
+        t0,
+        total,
+        Arc::clone(&flushes),
+    ));
+    tokio::time::sleep(args.phase).await;
+    let errors_a = errors.load(std::sync::atomic::Ordering::Relaxed);
+    let b_start = t0.elapsed().as_secs_f64();
+    let stalls_before = stalls(client, &base).await?;
+    let b_deadline = Instant::now() + args.phase;
+    let churn = tokio::spawn(compaction_churn(client.clone(), base.clone(), b_deadline));
+    let queries: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(query_loop(client.clone(), base.clone(), b_deadline)))
+        .collect();
+    let compactions = churn.await??;
+    let mut query_count = 0;
+    for q in queries {
+        query_count += q.await??;
+    }
+    writer.await??;
+    flusher.await??;
+    let b_end = t0.elapsed().as_secs_f64();
+    let stalls_after = stalls(client, &base).await?;
+    let errors_b = errors.load(std::sync::atomic::Ordering::Relaxed) - errors_a;
+    drop(server);
+
+    let writes = writes.lock().clone();
+    let flushes = flushes.lock().clone();
+    let split = |v: &[Sample], b: bool| -> Vec<f64> {
+        v.iter()
+            .filter(|s| (s.at_s >= b_start) == b)
+            .map(|s| s.ms)
+            .collect()
+    };
+    let phase_a = Phase {
+        writes: Dist::of(&split(&writes, false)),
+        flushes: Dist::of(&split(&flushes, false)),
+        write_errors: errors_a,
+        ..Phase::default()
+    };
+    let phase_b = Phase {
+        writes: Dist::of(&split(&writes, true)),
+        flushes: Dist::of(&split(&flushes, true)),
+        write_errors: errors_b,
+        queries: query_count,
+        compactions,
+    };
+    let mut stall_delta = serde_json::Map::new();
+    for (name, after) in &stalls_after {
+        let before = stalls_before
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v);
+        stall_delta.insert(name.clone(), json!(after - before));
+    }
+    let ratio = |b: f64, a: f64| if a > 0.0 { b / a } else { f64::NAN };
+    Ok(ModeResult {
+        mode: mode.to_string(),
+        write_p99_ratio: ratio(phase_b.writes.p99_ms, phase_a.writes.p99_ms),
+        flush_p99_ratio: ratio(phase_b.flushes.p99_ms, phase_a.flushes.p99_ms),
+        phase_a,
+        phase_b,
+        stalls: stall_delta,
+        write_samples: writes,
+        phase_b_span: (b_start, b_end),
+    })
+}
+
+/// TSBS batches of line protocol, continuing in time across calls.
+struct Batches {
+    generator: tsbs::Generator,
+    pending: Vec<String>,
+    batch: usize,
+}
+
+impl Batches {
+    fn new(hosts: usize, batch: usize) -> Self {
+        Self {
+            generator: tsbs::Generator::new(hosts, tsbs::DEFAULT_START_NS, 42),
+            pending: Vec::new(),
+            batch: batch.max(1),
+        }
+    }
+
+    fn next(&mut self) -> String {
+        while self.pending.len() < self.batch {
+            let mut s = String::new();
+            self.generator.write_interval(&mut s);
+            self.pending.extend(s.lines().map(str::to_string));
+        }
+        let mut body = self
+            .pending
+            .drain(..self.batch)
+            .collect::<Vec<_>>()
+            .join("\n");
+        body.push('\n');
+        body
+    }
+}
+
+fn write_url(base: &str) -> String {
+    format!("{base}/api/v2/write?bucket=bench&precision=ns")
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: String) -> anyhow::Result<()> {
+    let resp = client.post(url).body(body).send().await?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        bail!("{url}: {status}: {}", resp.text().await.unwrap_or_default());
+    }
+    resp.bytes().await?;
+    Ok(())
+}
+
+/// Open loop: a request is due every `batch / rate` seconds whether or not earlier ones
+/// returned, and its latency counts from when it was due (no coordinated omission).
+#[allow(clippy::too_many_arguments)]
+async fn open_loop_writer(
+    client: reqwest::Client,
+    url: String,
+    gen_: Arc<Mutex<Batches>>,
+    rate: u64,
+    t0: Instant,
+    total: Duration,
+    out: Arc<Mutex<Vec<Sample>>>,
+    errors: Arc<std::sync::atomic::AtomicUsize>,
+) -> anyhow::Result<()> {
+    let batch = gen_.lock().batch as f64;
+    let every = Duration::from_secs_f64(batch / rate.max(1) as f64);
+    let mut due = Instant::now();
+    let end = t0 + total;
+    let mut inflight = Vec::new();
+    while due < end {
+        tokio::time::sleep_until(due.into()).await;
+        let body = gen_.lock().next();
+        let (client, url, out, errors) = (
+            client.clone(),
+            url.clone(),
+            Arc::clone(&out),
+            Arc::clone(&errors),
+        );
+        let scheduled = due;
+        inflight.push(tokio::spawn(async move {
+            let ok = post(&client, &url, body).await;
+            let sample = Sample {
+                at_s: scheduled.duration_since(t0).as_secs_f64(),
+                ms: scheduled.elapsed().as_secs_f64() * 1e3,
+            };
+            match ok {
+                Ok(()) => out.lock().push(sample),
+                Err(e) => {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(error = %e, "write failed");
+                }
+            }
+        }));
+        due += every;
+    }
+    for t in inflight {
+        t.await?;
+    }
+    Ok(())
+}
+
+async fn flusher(
+    client: reqwest::Client,
+    base: String,
+    every: Duration,
+    t0: Instant,
+    total: Duration,
+    out: Arc<Mutex<Vec<Sample>>>,
+) -> anyhow::Result<()> {
+    let url = format!("{base}/api/v1/flush?db=bench&table=cpu");
+    while t0.elapsed() + every < total {
+        tokio::time::sleep(every).await;
+        let start = Instant::now();
+        client.post(&url).send().await?.error_for_status()?;
+        out.lock().push(Sample {
+            at_s: start.duration_since(t0).as_secs_f64(),
+            ms: start.elapsed().as_secs_f64() * 1e3,
+        });
+    }
+    Ok(())
+}
+
+/// Keep compaction saturated: many small SSTs in one segment of a side table, merged
+/// over and over (each merge re-encodes everything merged so far).
+async fn compaction_churn(
+    client: reqwest::Client,
+    base: String,
+    deadline: Instant,
+) -> anyhow::Result<usize> {
+    let write = format!("{base}/api/v2/write?bucket=bench&precision=ns");
+    let flush = format!("{base}/api/v1/flush?db=bench&table=churn");
+    let compact = format!("{base}/api/v1/compact?db=bench&table=churn");
+    let mut compactions = 0;
+    let mut round = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..4 {
+            let mut body = String::new();
+            for i in 0..2_000u64 {
+                let t = 1_451_606_400_000_000_000u64 + (round * 2_000 + i) % 3_600_000 * 1_000_000;
+                body.push_str(&format!(
+                    "churn,host=h{},rack=r{} a={}i,b={}.5,c=\"s{}\" {t}\n",
+                    i % 50,
+                    i % 7,
+                    round + i,
+                    i,
+                    i % 13
+                ));
+            }
+            round += 1;
+            post(&client, &write, body).await?;
+            client.post(&flush).send().await?.error_for_status()?;
+        }
+        client.post(&compact).send().await?.error_for_status()?;
+        compactions += 1;
+    }
+    Ok(compactions)
+}
+
+async fn query_loop(
+    client: reqwest::Client,
+    base: String,
+    deadline: Instant,
+) -> anyhow::Result<usize> {
+    let url = format!("{base}/api/v1/sql");
+    let q = "select hostname, avg(usage_user), max(usage_system), min(usage_idle), count(*) \
+             from cpu group by hostname order by hostname";
+    let mut n = 0;
+    while Instant::now() < deadline {
+        client
+            .get(&url)
+            .query(&[("db", "bench"), ("q", q), ("format", "csv")])
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Watchdog stall counts per runtime, from `/debug/bulkheads`.
+async fn stalls(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(String, u64)>> {
+    let body = client
+        .get(format!("{base}/debug/bulkheads"))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok(v["runtimes"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    (
+                        r["runtime"].as_str().unwrap_or("?").to_string(),
+                        r["stalls"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn print_table(results: &[ModeResult], rate: u64) {
+    println!(
+        "bench interference: {rate} rows/s steady ingest; phase B adds saturated compaction + a looping heavy query"
+    );
+    println!(
+        "{:<9} {:>22} {:>22} {:>9} {:>22} {:>22} {:>9}  stalls in B",
+        "mode",
+        "write p50/p99/max A",
+        "write p50/p99/max B",
+        "B/A p99",
+        "flush p50/p99/max A",
+        "flush p50/p99/max B",
+        "B/A p99"
+    );
+    let d = |x: &Dist| format!("{:.0}/{:.0}/{:.0}", x.p50_ms, x.p99_ms, x.max_ms);
+    for r in results {
+        println!(
+            "{:<9} {:>22} {:>22} {:>9.2} {:>22} {:>22} {:>9.2}  {}",
+            r.mode,
+            d(&r.phase_a.writes),
+            d(&r.phase_b.writes),
+            r.write_p99_ratio,
+            d(&r.phase_a.flushes),
+            d(&r.phase_b.flushes),
+            r.flush_p99_ratio,
+            serde_json::Value::Object(r.stalls.clone())
+        );
+    }
+}
