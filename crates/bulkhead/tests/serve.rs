@@ -395,3 +395,34 @@ fn flush_and_compact_through_the_api() {
     assert_eq!(rows_in(&s, "a", "m"), 3.0);
     assert_eq!(s.post("/api/v1/compact?table=m", "").status, 400);
 }
+
+/// Precedence end to end: env beats the config file, which beats the default.
+#[test]
+fn env_beats_file_beats_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("b.toml");
+    std::fs::write(
+        &cfg,
+        "[limits]\nmax_tags_per_line = 1\nmax_fields_per_line = 1\n",
+    )
+    .expect("write config");
+    let path = cfg.to_string_lossy().into_owned();
+    let s =
+        TestServer::start_with_env(&["--config", &path], &[("BULKHEAD_MAX_TAGS_PER_LINE", "5")]);
+    let r = s.post("/api/v2/write?bucket=p", "m,a=1,b=2,c=3 f=1\nm g=1,h=2\n");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let data = r.json()["data"].clone();
+    assert_eq!(
+        data.as_array().map(Vec::len),
+        Some(1),
+        "env allows 3 tags: {data}"
+    );
+    assert_eq!(data[0]["line_number"], 2);
+    assert!(
+        data[0]["error_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("too many fields"),
+        "file applies: {data}"
+    );
+}
