@@ -1,9 +1,11 @@
 //! The `bulkhead` binary: `serve`, `lab`, `bench` and `admin` subcommands.
 
+mod admin;
 mod bench;
 mod lab;
 mod serve;
 mod sql_backend;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +26,8 @@ enum Command {
     Lab(lab::LabArgs),
     /// Generate workloads and run benchmarks.
     Bench(bench::BenchArgs),
+    /// Ask a running server to flush or compact.
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(*args),
         Command::Lab(args) => lab::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Admin(args) => admin::run(args),
     }
 }

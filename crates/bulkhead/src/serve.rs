@@ -6,22 +6,19 @@
 //! stop accepting, let in-flight requests finish, then close the engine, which syncs
 //! the WAL, so every acknowledged write is durable before the process exits 0.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use async_trait::async_trait;
 use bulkhead_engine::{
     EngineConfig, EngineStats, Error as EngineError, FieldType, ROLE_KEY, Scope, WalSync,
     WriteBatch, arrow_type,
 };
-use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore, IoObjectStore};
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use bulkhead_server::config::WalSyncSetting;
 use bulkhead_server::{
     HttpServer, ServeArgs, ServerConfig, ServerState, TableColumns, WriteBackend,
 };
-use object_store::ObjectStore;
 
 use crate::sql_backend::SqlBackend;
 
@@ -43,7 +40,14 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
         "starting bulkhead"
     );
 
-    let store = open_store(&config, &runtimes)?;
+    let url = config.storage.object_store_url();
+    let store = crate::store::open(&url, &runtimes)?;
+    let probe_store = Arc::clone(&store);
+    let allow_unconditional =
+        std::env::var("BULKHEAD_UNSAFE_NO_CONDITIONAL_PUT").is_ok_and(|v| v == "1" || v == "true");
+    runtimes.block_on(RuntimeName::Io, async move {
+        crate::store::check(probe_store.as_ref(), &url, allow_unconditional).await
+    })??;
     let engine_config = engine_config(&config);
     std::fs::create_dir_all(&engine_config.wal_dir).with_context(|| {
         format!(
@@ -72,10 +76,26 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     .context("starting the query layer")?;
     let queries = Arc::new(SqlBackend(Arc::new(query_engine)));
 
-    if config.pg.enabled {
-        // TODO(issue 7): the PostgreSQL wire server. Nothing listens on pg.addr yet.
-        tracing::warn!(addr = %config.pg.addr, "the PostgreSQL wire protocol is not implemented yet; pg.addr is ignored");
-    }
+    // The PostgreSQL wire listener: bound on `io` (its socket registers with io's
+    // driver); its queries run on `query` through the same backend as HTTP.
+    let pg = if config.pg.enabled {
+        let token = config.auth.token().map(str::to_owned);
+        let backend = Arc::clone(&queries) as Arc<dyn bulkhead_server::QueryBackend>;
+        let server = runtimes
+            .block_on(
+                RuntimeName::Io,
+                bulkhead_pgwire::PgServer::bind(
+                    config.pg.addr,
+                    token,
+                    Arc::clone(&runtimes),
+                    backend,
+                ),
+            )?
+            .context("starting the PostgreSQL wire listener")?;
+        Some(runtimes.spawn_io(server.serve(bulkhead_server::shutdown_signal())))
+    } else {
+        None
+    };
 
     let state = ServerState::new(
         &config,
@@ -92,6 +112,9 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
             .await
     })?;
 
+    if let Some(pg) = pg {
+        pg.abort();
+    }
     // Servers drained (or failed to start): close the engine either way so the WAL is
     // synced, then report the server error if there was one.
     let closed = runtimes.block_on(RuntimeName::Io, async move { writes.close().await })?;
@@ -99,61 +122,6 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     closed.context("closing the storage engine (WAL sync)")?;
     tracing::info!("bulkhead stopped cleanly");
     Ok(())
-}
-
-/// `file://PATH` -> a local-filesystem store rooted at PATH, wrapped so that every
-/// call runs on `io`.
-fn open_store(config: &ServerConfig, runtimes: &Runtimes) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    let url = config.storage.object_store_url();
-    let inner: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
-        let root = PathBuf::from(path);
-        std::fs::create_dir_all(&root)
-            .with_context(|| format!("creating the object-store directory {}", root.display()))?;
-        Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(&root)
-                .with_context(|| format!("opening the object store at {}", root.display()))?,
-        )
-    } else if url.starts_with("s3://") {
-        // TODO(S3 issue): build an AmazonS3 store with `io_http_connector`.
-        bail!("storage.object_store: s3:// is not supported yet (got `{url}`); use file://PATH")
-    } else {
-        bail!("storage.object_store: unsupported URL `{url}`")
-    };
-    // Inside the io wrapper, so the injected waits happen on `io` like network waits.
-    let inner = match injected_latency()? {
-        Some(latency) => {
-            tracing::warn!(
-                ?latency,
-                "{INJECT_LATENCY_ENV} is set: every object-store call is delayed (benchmarks only)"
-            );
-            Arc::new(FaultInjectingStore::new(
-                inner,
-                FaultConfig {
-                    latency: Some(latency),
-                    error_probability: 0.0,
-                },
-            )) as Arc<dyn ObjectStore>
-        }
-        None => inner,
-    };
-    Ok(Arc::new(IoObjectStore::new(inner, runtimes.io().clone())))
-}
-
-/// Benchmark knob, not a config option: `20ms..80ms` delays every object-store call by
-/// a random time in that range, so local disk behaves like S3 (`bulkhead bench`).
-pub(crate) const INJECT_LATENCY_ENV: &str = "BULKHEAD_INJECT_LATENCY";
-
-fn injected_latency() -> anyhow::Result<Option<std::ops::Range<std::time::Duration>>> {
-    let Ok(value) = std::env::var(INJECT_LATENCY_ENV) else {
-        return Ok(None);
-    };
-    let (lo, hi) = value.split_once("..").unwrap_or((&value, &value));
-    let parse = |s: &str| {
-        humantime::parse_duration(s.trim()).with_context(|| {
-            format!("{INJECT_LATENCY_ENV}: `{s}` is not a duration (expected e.g. 20ms..80ms)")
-        })
-    };
-    Ok(Some(parse(lo)?..parse(hi)?))
 }
 
 fn engine_config(config: &ServerConfig) -> EngineConfig {

@@ -20,7 +20,7 @@ impl QueryBackend for SqlBackend {
             schema: out.schema,
             batches: out
                 .batches
-                .map(|b| b.map_err(|e| ArrowError::ExternalError(Box::new(e))))
+                .map(|b| b.map_err(|e| ArrowError::from(to_server_error(e))))
                 .boxed(),
         })
     }

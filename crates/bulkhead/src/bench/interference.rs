@@ -158,7 +158,7 @@ fn start_server(
         dir.path(),
         &["--runtime-mode", mode],
         &[(
-            crate::serve::INJECT_LATENCY_ENV,
+            crate::store::INJECT_LATENCY_ENV,
             args.store_latency.as_str(),
         )],
     )?;

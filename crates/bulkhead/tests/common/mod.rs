@@ -95,13 +95,21 @@ impl TestServer {
 
     /// Start on an existing data dir (not deleted on drop).
     pub fn start_in(dir: &Path, args: &[&str]) -> Self {
+        Self::start_in_with_env(dir, args, &[])
+    }
+
+    /// Start on an existing data dir with extra environment variables.
+    pub fn start_in_with_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut s = Self {
             child: None,
             data: DataDir::Borrowed(dir.to_path_buf()),
             http_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             pg_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             args: args.iter().map(|a| a.to_string()).collect(),
-            envs: Vec::new(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log_path: dir.join("server.log"),
         };
         s.spawn();
