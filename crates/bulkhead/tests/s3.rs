@@ -69,7 +69,7 @@ impl Weed {
             .stderr(log)
             .spawn()
             .expect("start weed");
-        let mut weed = Self {
+        let weed = Self {
             child,
             s3_port: s3,
             _dir: dir,
