@@ -179,11 +179,8 @@ fn write_flush_compact_restart_query_on_s3(weed: &Weed) {
     let q = "select host, count(*) as n, sum(v) as s from cpu group by host order by host";
     let before = s.sql("db", q, "csv").text();
     assert!(before.starts_with("host,n,s\nh0,10,"), "{before}");
-    let files = s
-        .sql("db", "select count(*) as c from system.sst_files", "csv")
-        .text();
-    // Four flushes made four SSTs; background compaction may already have merged them.
-    assert!(["c\n1\n", "c\n4\n"].contains(&files.as_str()), "{files}");
+    // (How many of the four flushes' SSTs background compaction has merged by now is
+    // timing; after a manual compaction there is exactly one.)
     let r = s.post("/api/v1/compact?db=db", "");
     assert!(r.status < 300, "compact: {} {}", r.status, r.text());
     assert_eq!(
