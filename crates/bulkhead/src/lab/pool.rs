@@ -28,6 +28,10 @@ const CPU_BLOCK: Duration = Duration::from_millis(200);
 const CPU_TASKS: usize = 8;
 const IO_TASKS: usize = 10;
 const IO_SPACING: Duration = Duration::from_millis(60);
+/// IO tasks start once the CPU tasks' first requests are answered, so the pool holds
+/// idle connections that the cpu runtime opened (as in the seed, where IO requests
+/// arrive while compaction work is running).
+const IO_START: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
@@ -157,7 +161,7 @@ fn run_variant(variant: Variant, addr: SocketAddr) -> anyhow::Result<Vec<IoReque
         .map(|i| {
             let (client, url) = (client.clone(), format!("{base}/io-{i}"));
             io.spawn(async move {
-                tokio::time::sleep(IO_SPACING * i as u32).await;
+                tokio::time::sleep(IO_START + IO_SPACING * i as u32).await;
                 let start = Instant::now();
                 let opened_on = get(client, url).await?;
                 anyhow::Ok(IoRequest {
