@@ -31,6 +31,8 @@ mod config;
 mod engine;
 mod error;
 mod flush;
+#[doc(hidden)]
+pub mod fuzzing;
 mod manifest;
 mod memtable;
 mod model;

@@ -14,14 +14,14 @@ use bytes::Bytes;
 
 /// Output format of a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Format {
+pub(crate) enum Format {
     Json,
     Csv,
     Arrow,
 }
 
 impl Format {
-    pub(super) fn parse(s: Option<&str>) -> Result<Self, String> {
+    pub(crate) fn parse(s: Option<&str>) -> Result<Self, String> {
         match s.unwrap_or("json") {
             "json" => Ok(Format::Json),
             "csv" => Ok(Format::Csv),

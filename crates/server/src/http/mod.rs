@@ -8,10 +8,10 @@
 
 mod auth;
 mod body;
-mod encode;
+pub(crate) mod encode;
 mod metrics;
 mod ops;
-mod sql;
+pub(crate) mod sql;
 mod write;
 
 use std::future::Future;

@@ -8,7 +8,7 @@ use arrow::error::ArrowError;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bulkhead_runtime::RuntimeName;
 use bytes::Bytes;
@@ -24,38 +24,56 @@ use crate::error::ServerError;
 
 /// `db`, `q` and `format`, from the query string or a JSON body.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct SqlParams {
+struct SqlParams {
     db: Option<String>,
     q: Option<String>,
     format: Option<String>,
 }
 
-pub(super) async fn sql_get(
-    State(state): State<Arc<ServerState>>,
-    params: Result<Query<SqlParams>, QueryRejection>,
-) -> Result<Response, ServerError> {
-    let Query(p) = params.map_err(|e| ServerError::BadRequest(e.body_text()))?;
-    run(state, p).await
+/// A validated SQL request: what [`run`] executes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SqlRequest {
+    pub(crate) db: String,
+    pub(crate) q: String,
+    pub(crate) format: Format,
 }
 
-/// The body is either JSON (`{"db": .., "q": .., "format": ..}`, when the content type
-/// says JSON or it starts with `{`) or the SQL text itself. Body values win over the
-/// query string.
+pub(super) async fn sql_get(
+    State(state): State<Arc<ServerState>>,
+    uri: Uri,
+) -> Result<Response, ServerError> {
+    run(state, parse_request(&uri, None, b"")?).await
+}
+
 pub(super) async fn sql_post(
     State(state): State<Arc<ServerState>>,
-    params: Result<Query<SqlParams>, QueryRejection>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServerError> {
-    let Query(mut p) = params.map_err(|e| ServerError::BadRequest(e.body_text()))?;
     let raw = read_limited(&headers, body, state.limits.max_body_size.as_u64()).await?;
-    let text = std::str::from_utf8(&raw)
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    run(state, parse_request(&uri, content_type, &raw)?).await
+}
+
+/// Turn a request's query string and body into a [`SqlRequest`], without IO (also the
+/// body of the `sql_params` fuzz target). The body is either JSON (`{"db": .., "q": ..,
+/// "format": ..}`, when the content type says JSON or it starts with `{`) or the SQL
+/// text itself; body values win over the query string. Every failure is a 400 naming
+/// what is wrong.
+pub(crate) fn parse_request(
+    uri: &Uri,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<SqlRequest, ServerError> {
+    let Query(mut p) = Query::<SqlParams>::try_from_uri(uri)
+        .map_err(|e: QueryRejection| ServerError::BadRequest(e.body_text()))?;
+    let text = std::str::from_utf8(body)
         .map_err(|_| ServerError::BadRequest("the request body is not valid UTF-8".into()))?;
     if !text.trim().is_empty() {
-        let json_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("json"));
+        let json_type = content_type.is_some_and(|v| v.contains("json"));
         if json_type || text.trim_start().starts_with('{') {
             let b: SqlParams = serde_json::from_str(text)
                 .map_err(|e| ServerError::BadRequest(format!("invalid JSON body: {e}")))?;
@@ -66,13 +84,6 @@ pub(super) async fn sql_post(
             p.q = Some(text.to_string());
         }
     }
-    run(state, p).await
-}
-
-/// Messages from the encoding task to the response body.
-type Chunk = Result<Bytes, ServerError>;
-
-async fn run(state: Arc<ServerState>, p: SqlParams) -> Result<Response, ServerError> {
     let db =
         p.db.filter(|d| !d.trim().is_empty())
             .ok_or_else(|| ServerError::BadRequest("missing parameter `db`".into()))?;
@@ -81,7 +92,14 @@ async fn run(state: Arc<ServerState>, p: SqlParams) -> Result<Response, ServerEr
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ServerError::BadRequest("missing parameter `q` (the SQL query)".into()))?;
     let format = Format::parse(p.format.as_deref()).map_err(ServerError::BadRequest)?;
+    Ok(SqlRequest { db, q, format })
+}
 
+/// Messages from the encoding task to the response body.
+type Chunk = Result<Bytes, ServerError>;
+
+async fn run(state: Arc<ServerState>, req: SqlRequest) -> Result<Response, ServerError> {
+    let SqlRequest { db, q, format } = req;
     let queries = Arc::clone(&state.queries);
     let output = state
         .runtimes

@@ -10,6 +10,7 @@ mod conflicts;
 mod parser;
 #[cfg(test)]
 mod proptests;
+pub(crate) mod serialize;
 #[cfg(test)]
 mod tests;
 

@@ -5,18 +5,8 @@
 use bulkhead_engine::{FieldValue, Row};
 use proptest::prelude::*;
 
+use super::serialize::to_line;
 use super::{ParseOptions, parse};
-
-fn escape(s: &str, special: &[char]) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c == '\\' || special.contains(&c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
 
 fn name() -> impl Strategy<Value = String> {
     // Printable ASCII plus a few multi-byte characters; no tabs or line breaks, which
@@ -60,34 +50,6 @@ fn row() -> impl Strategy<Value = (String, Row)> {
                 },
             )
         })
-}
-
-fn to_line(table: &str, row: &Row) -> String {
-    let mut line = escape(table, &[',', ' ']);
-    for (k, v) in &row.tags {
-        line.push(',');
-        line.push_str(&escape(k, &[',', '=', ' ']));
-        line.push('=');
-        line.push_str(&escape(v, &[',', '=', ' ']));
-    }
-    line.push(' ');
-    let fields: Vec<String> = row
-        .fields
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                FieldValue::F64(x) => format!("{x:?}"),
-                FieldValue::I64(x) => format!("{x}i"),
-                FieldValue::U64(x) => format!("{x}u"),
-                FieldValue::Bool(b) => b.to_string(),
-                FieldValue::Str(s) => format!("\"{}\"", escape(s, &['"'])),
-            };
-            format!("{}={v}", escape(k, &[',', '=', ' ']))
-        })
-        .collect();
-    line.push_str(&fields.join(","));
-    line.push_str(&format!(" {}", row.time));
-    line
 }
 
 proptest! {
