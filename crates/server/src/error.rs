@@ -22,6 +22,9 @@ pub enum ServerError {
     /// A malformed request: missing parameter, unknown precision, bad gzip, bad JSON.
     #[error("{0}")]
     BadRequest(String),
+    /// A body in an encoding or message format this endpoint does not speak (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// Missing or wrong token.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -66,6 +69,7 @@ impl ServerError {
                 StatusCode::BAD_REQUEST
             }
             ServerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ServerError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::Engine(e) => match e {
@@ -102,6 +106,7 @@ impl ServerError {
             ServerError::Config { .. } => "config",
             ServerError::BadRequest(_) => "bad_request",
             ServerError::Unauthorized(_) => "unauthorized",
+            ServerError::UnsupportedMediaType(_) => "unsupported_media_type",
             ServerError::PayloadTooLarge { .. } => "payload_too_large",
             ServerError::LineProtocol { .. } => "line_protocol",
             ServerError::NotFound(_) => "not_found",

@@ -1,8 +1,9 @@
 //! The protocol servers of `bulkhead serve`, and its configuration.
 //!
 //! Data flow: a request arrives on the `io` runtime (axum, [`http`]); its body is read
-//! there under the size limit, then decompressed and parsed ([`lineproto`]) on `write`
-//! into a [`bulkhead_engine::WriteBatch`], which goes to a [`WriteBackend`] (the engine).
+//! there under the size limit, then decompressed and parsed ([`lineproto`]; Prometheus
+//! remote write: [`promwrite`]) on `write` into a [`bulkhead_engine::WriteBatch`], which
+//! goes to a [`WriteBackend`] (the engine).
 //! SQL goes to a [`QueryBackend`] (the query layer) on `query`, and its result batches
 //! are polled and encoded (JSON, CSV, Arrow IPC) on `query` too, streamed back from `io`.
 //! The servers know the backends only through those two traits ([`backend`]); every
@@ -16,6 +17,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod lineproto;
+pub mod promwrite;
 
 pub use backend::{
     NoSqlBackend, QueryBackend, QueryError, QueryErrorKind, QueryOutput, TableColumns, WriteBackend,

@@ -45,6 +45,10 @@ pub struct HttpMetrics {
     pub(super) ingest_lines_rejected: AtomicU64,
     pub(super) ingest_bytes: AtomicU64,
     pub(super) query_rows: AtomicU64,
+    /// Prometheus staleness markers dropped by remote write.
+    pub(super) prom_stale_dropped: AtomicU64,
+    /// Native histograms and exemplars ignored by remote write.
+    pub(super) prom_ignored: AtomicU64,
     /// (route, method, status) -> count.
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     /// route -> latency.
@@ -92,7 +96,7 @@ impl HttpMetrics {
         counter(
             &mut out,
             "bulkhead_ingest_bytes_total",
-            "Line-protocol bytes received (after decompression).",
+            "Line-protocol and remote-write bytes received (after decompression).",
             &self.ingest_bytes,
         );
         counter(
@@ -100,6 +104,18 @@ impl HttpMetrics {
             "bulkhead_query_rows_total",
             "Rows returned by SQL over HTTP.",
             &self.query_rows,
+        );
+        counter(
+            &mut out,
+            "bulkhead_prom_stale_samples_dropped_total",
+            "Prometheus staleness markers received by remote write and not stored.",
+            &self.prom_stale_dropped,
+        );
+        counter(
+            &mut out,
+            "bulkhead_prom_ignored_total",
+            "Native histograms and exemplars received by remote write and not stored.",
+            &self.prom_ignored,
         );
 
         let _ = writeln!(

@@ -1,16 +1,17 @@
 //! The HTTP API: routes, shared state, binding, and graceful shutdown.
 //!
 //! Handlers run on the `io` runtime (axum is served from there). Anything CPU-heavy is
-//! handed off: body decompression and line-protocol parsing to `write`, SQL planning,
-//! execution and result encoding to `query`. Shutdown order (see [`HttpServer::serve`]):
-//! stop accepting, let in-flight requests finish, return; the caller then closes the
-//! write backend so the WAL is synced before the process exits.
+//! handed off: body decompression, line-protocol parsing and remote-write decoding to
+//! `write`, SQL planning, execution and result encoding to `query`. Shutdown order (see
+//! [`HttpServer::serve`]): stop accepting, let in-flight requests finish, return; the
+//! caller then closes the write backend so the WAL is synced before the process exits.
 
 mod auth;
 mod body;
 pub(crate) mod encode;
 mod metrics;
 mod ops;
+mod prom;
 pub(crate) mod sql;
 mod write;
 
@@ -74,6 +75,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/api/v2/write", post(write::write_v2))
         .route("/write", post(write::write_v1))
+        .route("/api/v1/prom/write", post(prom::prom_write))
         .route("/api/v1/sql", get(sql::sql_get).post(sql::sql_post))
         .route("/api/v1/flush", post(ops::flush))
         .route("/api/v1/compact", post(ops::compact))

@@ -235,6 +235,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+mod prom;
 mod shutdown;
 mod sql_ops;
 mod write;

@@ -26,7 +26,7 @@ async fn v2_write_is_parsed_on_the_write_runtime_and_acknowledged_with_204() {
     assert_eq!(h.state.metrics.ingest_rows(), 2);
 }
 
-fn write_polls(runtimes: &Runtimes) -> u64 {
+pub(super) fn write_polls(runtimes: &Runtimes) -> u64 {
     let snap = runtimes.snapshot();
     snap.runtimes
         .iter()
