@@ -215,6 +215,17 @@ pub(crate) async fn open(
         "engine recovered"
     );
 
+    // Garbage collection must finish before any background task starts: a flush or a
+    // compaction uploads its SST before committing it, and an SST uploaded but not yet
+    // committed looks exactly like garbage. (Found by the crash harness: the startup
+    // flush of replayed memtables uploaded and committed an SST that the collector,
+    // running concurrently with an older manifest state, had just listed and deleted.)
+    let state = engine.manifest.state().await;
+    let orphans = crate::compaction::gc::delete_orphans(&engine, &state).await;
+    if orphans > 0 {
+        tracing::info!(orphans, "deleted SST objects no manifest entry references");
+    }
+
     // Background tasks hold only weak references: dropping the engine stops them.
     let applier = runtimes.spawn(
         RuntimeName::Write,
@@ -232,11 +243,6 @@ pub(crate) async fn open(
         ),
     );
     engine.tasks.lock().extend([applier, scheduler, compactor]);
-    let state = engine.manifest.state().await;
-    let orphans = crate::compaction::gc::delete_orphans(&engine, &state).await;
-    if orphans > 0 {
-        tracing::info!(orphans, "deleted SST objects no manifest entry references");
-    }
     if engine.memory.used() >= engine.memory.limit {
         engine.flush_wanted.notify_one();
     }

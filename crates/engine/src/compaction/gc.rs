@@ -2,9 +2,10 @@
 //!
 //! Such objects are left by a crash between uploading an SST and committing it (flush
 //! or compaction), or between committing a replacement and deleting the replaced
-//! files. At startup no upload of ours is in flight, and any other writer on the same
-//! prefix could not commit anyway (manifest puts are create-only), so every
-//! unreferenced SST object is garbage.
+//! files. It runs at startup before the flush scheduler and the compactor start, so
+//! no upload of ours is in flight (an uploaded, not yet committed SST looks exactly
+//! like garbage), and any other writer on the same prefix could not commit anyway
+//! (manifest puts are create-only), so every unreferenced SST object is garbage.
 
 use std::collections::HashSet;
 
