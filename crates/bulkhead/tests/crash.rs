@@ -1,0 +1,421 @@
+//! Crash harness: writers ingest over HTTP while flushes and compactions run constantly
+//! (tiny thresholds); the real `bulkhead serve` is killed with `kill -9` at a random
+//! moment, restarted on the same data, and checked: every acknowledged row is there
+//! with its acknowledged value (or a later, unacknowledged attempt's value), no row
+//! appears twice, nothing appears that was never sent, and the recovery time
+//! (spawn -> `/health` OK -> first query answered) is reported.
+//!
+//! Runs on local disk and on a real S3 server (SeaweedFS). `BULKHEAD_CRASH_CYCLES`
+//! (default 10) and `BULKHEAD_CRASH_SEED` (default: from the clock; always printed)
+//! control a run; `scripts/crash-test` runs the long mode. See `docs/reliability.md`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use common::weed::{Weed, serve_on_s3};
+
+const DB: &str = "crash";
+const TABLE: &str = "m";
+const WRITERS: u64 = 3;
+/// Series per writer, and timestamps per series: the key space stays bounded (so long
+/// runs keep verifying a table of the same size) and later writes are overwrites.
+const SERIES: u64 = 16;
+const TIMES: u64 = 1000;
+const LINES_PER_REQUEST: usize = 40;
+/// 2020-09-13 in seconds: old enough that compaction's grace period never holds back a
+/// segment, so compactions run as soon as a segment has enough files.
+const BASE_SECS: u64 = 1_600_000_000;
+const STEP_SECS: u64 = 6;
+/// Recovery must take less than this (a generous bound; the figures are printed).
+const RECOVERY_BOUND: Duration = Duration::from_secs(60);
+
+/// Small thresholds so that flushes, WAL rollovers and truncations, and compactions
+/// (10-minute segments over 100 minutes of timestamps; 4 files trigger a merge) happen
+/// all the time.
+const SMALL_THRESHOLDS: &[(&str, &str)] = &[
+    ("BULKHEAD_TABLE_FLUSH_SIZE", "64KiB"),
+    ("BULKHEAD_WRITE_BUFFER", "1MiB"),
+    ("BULKHEAD_FLUSH_INTERVAL", "300ms"),
+    ("BULKHEAD_WAL_SEGMENT_SIZE", "128KiB"),
+    ("BULKHEAD_SEGMENT_DURATION", "10m"),
+];
+
+/// Only one harness at a time, so recovery times are not measured under the other's load.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[test]
+fn crash_cycles_on_local_disk() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut server = TestServer::start_with_env(&[], SMALL_THRESHOLDS);
+    run("local disk", &mut server);
+}
+
+#[test]
+fn crash_cycles_on_s3() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let weed = Weed::start();
+    let mut server = serve_on_s3(&weed, "crash", None, &[], SMALL_THRESHOLDS);
+    run("S3 (SeaweedFS)", &mut server);
+}
+
+/// A small deterministic PRNG (splitmix64), so a seed replays the same choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}=`{v}` is not a number")),
+    )
+}
+
+/// A row key: (writer, series, timestamp index).
+type Key = (u64, u64, u64);
+
+/// What one key may hold after a crash.
+#[derive(Debug, Default, Clone)]
+struct KeyState {
+    /// The value of the last acknowledged write.
+    acked: Option<i64>,
+    /// Values of writes after it whose outcome is unknown (no answer, or an error):
+    /// each may or may not have been applied.
+    unknown: Vec<i64>,
+}
+
+impl KeyState {
+    fn allows(&self, v: i64) -> bool {
+        self.acked == Some(v) || self.unknown.contains(&v)
+    }
+}
+
+/// One writer's view: every key it ever sent, and its counters.
+#[derive(Default)]
+struct Writer {
+    keys: HashMap<Key, KeyState>,
+    next_fresh: u64,
+    next_value: i64,
+    acked_requests: u64,
+    unknown_requests: u64,
+    overloaded: u64,
+    rows_acked: u64,
+}
+
+impl Writer {
+    /// One request body: fresh keys and overwrites of keys already sent, no key twice.
+    fn batch(&mut self, w: u64, rng: &mut Rng) -> (String, Vec<(Key, i64)>) {
+        let mut lines = String::new();
+        let mut sent: Vec<(Key, i64)> = Vec::with_capacity(LINES_PER_REQUEST);
+        let space = SERIES * TIMES;
+        while sent.len() < LINES_PER_REQUEST {
+            let fresh = self.next_fresh < space && (self.keys.is_empty() || rng.below(2) == 0);
+            let idx = if fresh {
+                self.next_fresh += 1;
+                self.next_fresh - 1
+            } else {
+                rng.below(self.next_fresh)
+            };
+            let key = (w, idx % SERIES, idx / SERIES);
+            if sent.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            self.next_value += 1;
+            let v = ((w as i64) << 40) | self.next_value;
+            lines.push_str(&format!(
+                "{TABLE},w=w{},s=s{} v={v}i {}\n",
+                key.0,
+                key.1,
+                BASE_SECS + key.2 * STEP_SECS
+            ));
+            sent.push((key, v));
+        }
+        (lines, sent)
+    }
+
+    fn record(&mut self, sent: Vec<(Key, i64)>, acked: bool) {
+        for (key, v) in sent {
+            let st = self.keys.entry(key).or_default();
+            if acked {
+                st.acked = Some(v);
+                st.unknown.clear();
+            } else {
+                st.unknown.push(v);
+            }
+        }
+    }
+}
+
+/// Per-cycle measurements.
+struct Cycle {
+    ran_for: Duration,
+    health: Duration,
+    first_query: Duration,
+}
+
+fn run(label: &str, server: &mut TestServer) {
+    let cycles = env_u64("BULKHEAD_CRASH_CYCLES").unwrap_or(10);
+    let seed = env_u64("BULKHEAD_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    eprintln!("[crash {label}] {cycles} cycles, seed {seed} (replay: BULKHEAD_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+    let mut writers: Vec<Writer> = (0..WRITERS).map(|_| Writer::default()).collect();
+    let mut measured = Vec::new();
+    let (mut flushes, mut compactions) = (0u64, 0u64);
+    let started = Instant::now();
+    for cycle in 0..cycles {
+        let run_for = Duration::from_millis(300 + rng.below(2200));
+        let writer_seeds: Vec<u64> = (0..WRITERS).map(|_| rng.next()).collect();
+        let admin_seed = rng.next();
+        let stop = AtomicBool::new(false);
+        let last_flushes = AtomicU64::new(0);
+        let last_compactions = AtomicU64::new(0);
+        let pid = server.pid().expect("server running");
+        std::thread::scope(|scope| {
+            let srv = &*server;
+            let stop = &stop;
+            for (w, (writer, seed)) in writers.iter_mut().zip(&writer_seeds).enumerate() {
+                scope.spawn(move || write_loop(srv, w as u64, writer, Rng(*seed), stop));
+            }
+            let (lf, lc) = (&last_flushes, &last_compactions);
+            scope.spawn(move || admin_loop(srv, Rng(admin_seed), stop, lf, lc));
+            std::thread::sleep(run_for);
+            let killed = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .expect("run kill");
+            assert!(killed.success(), "kill -9 {pid} failed");
+            stop.store(true, Ordering::SeqCst);
+        });
+        flushes += last_flushes.load(Ordering::SeqCst);
+        compactions += last_compactions.load(Ordering::SeqCst);
+        server.kill9(); // reap
+
+        let t0 = Instant::now();
+        server.restart(); // spawn, then poll /health until 200
+        let health = t0.elapsed();
+        let r = server.sql(DB, &format!("select count(*) as c from {TABLE}"), "csv");
+        let first_query = t0.elapsed();
+        let any_acked = writers.iter().any(|w| w.rows_acked > 0);
+        assert!(
+            r.status == 200 || (!any_acked && r.status == 404),
+            "cycle {cycle}: first query after restart: {} {}\n{}",
+            r.status,
+            r.text(),
+            server.log()
+        );
+        assert!(
+            first_query < RECOVERY_BOUND,
+            "cycle {cycle}: recovery took {first_query:?}"
+        );
+        verify(server, &writers, cycle, seed);
+        eprintln!(
+            "[crash {label}] cycle {cycle}: killed after {run_for:?}; healthy in {health:?}, first query in {first_query:?}"
+        );
+        measured.push(Cycle {
+            ran_for: run_for,
+            health,
+            first_query,
+        });
+    }
+    let sum = |f: fn(&Writer) -> u64| writers.iter().map(f).sum::<u64>();
+    let rows_acked = sum(|w| w.rows_acked);
+    assert!(rows_acked > 0, "no write was ever acknowledged");
+    let keys: usize = writers.iter().map(|w| w.keys.len()).sum();
+    let mut health: Vec<Duration> = measured.iter().map(|c| c.health).collect();
+    let mut query: Vec<Duration> = measured.iter().map(|c| c.first_query).collect();
+    health.sort();
+    query.sort();
+    let ingest: Duration = measured.iter().map(|c| c.ran_for).sum();
+    eprintln!(
+        "[crash {label}] RESULT seed {seed}: {cycles} cycles in {:.1?} ({:.1?} of ingest), \
+         no acknowledged row lost or duplicated; {} requests acked ({rows_acked} rows), \
+         {} unknown, {} overloaded (503); {keys} distinct keys; >= {flushes} flushes, \
+         >= {compactions} compactions seen in /metrics before the kills; recovery \
+         (spawn -> /health OK) min/median/max {:?}/{:?}/{:?}; (spawn -> first query) \
+         {:?}/{:?}/{:?}",
+        started.elapsed(),
+        ingest,
+        sum(|w| w.acked_requests),
+        sum(|w| w.unknown_requests),
+        sum(|w| w.overloaded),
+        health[0],
+        health[health.len() / 2],
+        health[health.len() - 1],
+        query[0],
+        query[query.len() / 2],
+        query[query.len() - 1],
+    );
+}
+
+/// Send batches until `stop`; an error or a missing answer makes the batch unknown.
+fn write_loop(server: &TestServer, w: u64, writer: &mut Writer, mut rng: Rng, stop: &AtomicBool) {
+    let path = format!("/api/v2/write?bucket={DB}&precision=s");
+    while !stop.load(Ordering::SeqCst) {
+        let (body, sent) = writer.batch(w, &mut rng);
+        let outcome = server.try_request("POST", &path, &[], body.as_bytes());
+        let acked = matches!(&outcome, Ok(r) if r.status == 204);
+        match &outcome {
+            Ok(r) if r.status == 204 => {
+                writer.acked_requests += 1;
+                writer.rows_acked += sent.len() as u64;
+            }
+            Ok(r) if r.status == 503 => {
+                assert!(
+                    r.header("retry-after").is_some(),
+                    "503 without Retry-After: {}",
+                    r.text()
+                );
+                writer.overloaded += 1;
+                writer.unknown_requests += 1;
+            }
+            Ok(r) => panic!(
+                "writer {w}: unexpected answer {} {}\n{}",
+                r.status,
+                r.text(),
+                server.log()
+            ),
+            Err(_) => writer.unknown_requests += 1,
+        }
+        writer.record(sent, acked);
+        if matches!(&outcome, Ok(r) if r.status == 503) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Until `stop`: now and then force a flush or a compaction (on top of the automatic
+/// ones), and remember the last flush/compaction counters seen in `/metrics`.
+fn admin_loop(
+    server: &TestServer,
+    mut rng: Rng,
+    stop: &AtomicBool,
+    flushes: &AtomicU64,
+    compactions: &AtomicU64,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50 + rng.below(250)));
+        let path = match rng.below(3) {
+            0 => format!("/api/v1/flush?db={DB}"),
+            1 => format!("/api/v1/compact?db={DB}"),
+            _ => "/metrics".to_string(),
+        };
+        let method = if path == "/metrics" { "GET" } else { "POST" };
+        if let Ok(r) = server.try_request(method, &path, &[], b"")
+            && method == "GET"
+            && r.status == 200
+        {
+            let text = r.text();
+            if let Some(v) = common::metric(&text, "bulkhead_flushes_total") {
+                flushes.store(v as u64, Ordering::SeqCst);
+            }
+            if let Some(v) = common::metric(&text, "bulkhead_compactions_total") {
+                compactions.store(v as u64, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Read every row back and compare with what the writers know.
+fn verify(server: &TestServer, writers: &[Writer], cycle: u64, seed: u64) {
+    let q = format!("select w, s, cast(time as bigint) as t, v from {TABLE}");
+    let r = server.sql(DB, &q, "csv");
+    let any_sent = writers.iter().any(|w| !w.keys.is_empty());
+    if r.status == 404 && writers.iter().all(|w| w.rows_acked == 0) {
+        return; // nothing acknowledged yet, and the table does not exist: fine
+    }
+    assert_eq!(
+        r.status,
+        200,
+        "cycle {cycle}: {}\n{}",
+        r.text(),
+        server.log()
+    );
+    let text = r.text();
+    let mut seen: HashMap<Key, Vec<i64>> = HashMap::new();
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        assert_eq!(cols.len(), 4, "cycle {cycle}: bad row `{line}`");
+        let w: u64 = cols[0].trim_start_matches('w').parse().expect("w");
+        let s: u64 = cols[1].trim_start_matches('s').parse().expect("s");
+        let t: u64 = cols[2].parse::<u64>().expect("time") / 1_000_000_000;
+        let v: i64 = cols[3].parse().expect("v");
+        let ti = (t - BASE_SECS) / STEP_SECS;
+        seen.entry((w, s, ti)).or_default().push(v);
+    }
+    let mut problems = Vec::new();
+    for (key, values) in &seen {
+        if values.len() > 1 {
+            problems.push(format!(
+                "{key:?} appears {} times: {values:?}",
+                values.len()
+            ));
+        }
+        let state = writers.get(key.0 as usize).and_then(|w| w.keys.get(key));
+        match state {
+            None => problems.push(format!("{key:?} = {values:?} was never written")),
+            Some(st) if !st.allows(values[0]) => problems.push(format!(
+                "{key:?} = {} but the last acknowledged value is {:?} (unknown after it: {:?})",
+                values[0], st.acked, st.unknown
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut lost = 0;
+    for (w, writer) in writers.iter().enumerate() {
+        for (key, st) in &writer.keys {
+            if st.acked.is_some() && !seen.contains_key(key) {
+                lost += 1;
+                if lost <= 20 {
+                    problems.push(format!(
+                        "writer {w}: acknowledged {key:?} = {:?} is missing",
+                        st.acked
+                    ));
+                }
+            }
+        }
+    }
+    if lost > 20 {
+        problems.push(format!("... {lost} acknowledged keys missing in all"));
+    }
+    let count = server.sql(DB, &format!("select count(*) as c from {TABLE}"), "csv");
+    let counted = count.text().lines().nth(1).unwrap_or("").to_string();
+    if counted != seen.len().to_string() {
+        problems.push(format!(
+            "count(*) says {counted}, a full scan returned {} distinct keys",
+            seen.len()
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "cycle {cycle} (seed {seed}, any_sent {any_sent}): {} problems:\n{}\n--- server log ---\n{}",
+        problems.len(),
+        problems.join("\n"),
+        tail(&server.log(), 80)
+    );
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
