@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod engine_metrics;
 mod lab;
 mod serve;
 mod sql_backend;

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use bulkhead_engine::{
-    EngineConfig, EngineStats, Error as EngineError, FieldType, ROLE_KEY, Scope, WalSync,
+    CompactionConfig, EngineConfig, Error as EngineError, FieldType, ROLE_KEY, Scope, WalSync,
     WriteBatch, arrow_type,
 };
 use bulkhead_runtime::{RuntimeName, Runtimes};
-use bulkhead_server::config::WalSyncSetting;
+use bulkhead_server::config::{CompactionSection, WalSyncSetting};
 use bulkhead_server::{
     HttpServer, ServeArgs, ServerConfig, ServerState, TableColumns, WriteBackend,
 };
@@ -41,10 +41,9 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     );
 
     let url = config.storage.object_store_url();
-    let store = crate::store::open(&url, &runtimes)?;
+    let store = crate::store::open(&url, &config.s3, &runtimes)?;
     let probe_store = Arc::clone(&store);
-    let allow_unconditional =
-        std::env::var("BULKHEAD_UNSAFE_NO_CONDITIONAL_PUT").is_ok_and(|v| v == "1" || v == "true");
+    let allow_unconditional = config.storage.unsafe_no_conditional_put;
     runtimes.block_on(RuntimeName::Io, async move {
         crate::store::check(probe_store.as_ref(), &url, allow_unconditional).await
     })??;
@@ -138,7 +137,34 @@ fn engine_config(config: &ServerConfig) -> EngineConfig {
         write_buffer_size: config.memtable.write_buffer.as_usize(),
         max_memtable_age: config.memtable.flush_interval.get(),
         segment_duration: config.storage.segment_duration.get(),
+        sst_multipart_threshold: config.storage.multipart_threshold.as_usize(),
+        sst_multipart_part_size: config.storage.multipart_part_size.as_usize(),
+        compaction: compaction_config(&config.compaction),
+        ttl: Some(config.retention.ttl.get()).filter(|d| !d.is_zero()),
+        ttl_overrides: config
+            .retention
+            .overrides
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get()))
+            .collect(),
         ..EngineConfig::default()
+    }
+}
+
+fn compaction_config(c: &CompactionSection) -> CompactionConfig {
+    let defaults = CompactionConfig::default();
+    CompactionConfig {
+        enabled: c.enabled,
+        trigger: c.trigger,
+        max_output_bytes: c.max_output_size.as_u64(),
+        memory_budget: c.memory_budget.as_u64(),
+        max_concurrent: if c.max_concurrent == 0 {
+            defaults.max_concurrent
+        } else {
+            c.max_concurrent
+        },
+        grace_period: c.grace_period.get(),
+        check_interval: c.check_interval.get(),
     }
 }
 
@@ -193,153 +219,10 @@ impl WriteBackend for EngineBackend {
     }
 
     fn metrics_text(&self) -> String {
-        engine_metrics(&self.engine.stats())
+        crate::engine_metrics::render(&self.engine.stats())
     }
 
     async fn close(&self) -> Result<(), EngineError> {
         self.engine.close().await
     }
-}
-
-/// Reads one per-table gauge from the engine's table stats.
-type TableGauge = fn(&bulkhead_engine::TableStats) -> f64;
-
-/// Prometheus text for the engine's counters.
-fn engine_metrics(s: &EngineStats) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let mut one = |name: &str, kind: &str, help: &str, value: f64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    one(
-        "bulkhead_memtable_bytes",
-        "gauge",
-        "Estimated bytes in all memtables.",
-        s.memtable_bytes as f64,
-    );
-    one(
-        "bulkhead_write_buffer_bytes",
-        "gauge",
-        "The global write buffer (stall at 1x, reject at 2x).",
-        s.write_buffer_size as f64,
-    );
-    one(
-        "bulkhead_wal_bytes",
-        "gauge",
-        "Bytes in live WAL segments.",
-        s.wal_bytes as f64,
-    );
-    one(
-        "bulkhead_wal_segments",
-        "gauge",
-        "Live WAL segment files.",
-        s.wal_segments as f64,
-    );
-    one(
-        "bulkhead_wal_syncs_total",
-        "counter",
-        "WAL fsyncs (group commits).",
-        s.wal_syncs as f64,
-    );
-    one(
-        "bulkhead_wal_appends_total",
-        "counter",
-        "WAL records appended.",
-        s.wal_appends as f64,
-    );
-    one(
-        "bulkhead_engine_writes_total",
-        "counter",
-        "Write batches applied.",
-        s.writes as f64,
-    );
-    one(
-        "bulkhead_engine_rows_written_total",
-        "counter",
-        "Rows applied by the engine.",
-        s.rows_written as f64,
-    );
-    one(
-        "bulkhead_write_stalls_total",
-        "counter",
-        "Writes that waited for memtable memory.",
-        s.stalled_writes as f64,
-    );
-    one(
-        "bulkhead_write_rejections_total",
-        "counter",
-        "Writes rejected as overloaded (503).",
-        s.rejected_writes as f64,
-    );
-    one(
-        "bulkhead_flushes_total",
-        "counter",
-        "Memtable flushes committed.",
-        s.flush_count as f64,
-    );
-    one(
-        "bulkhead_flush_failures_total",
-        "counter",
-        "Flushes that failed (and are retried).",
-        s.flush_failures as f64,
-    );
-    one(
-        "bulkhead_flush_duration_seconds_total",
-        "counter",
-        "Time spent in flushes.",
-        s.flush_duration_total.as_secs_f64(),
-    );
-    one(
-        "bulkhead_last_flush_duration_seconds",
-        "gauge",
-        "Duration of the last flush.",
-        s.last_flush_duration.as_secs_f64(),
-    );
-    one(
-        "bulkhead_sst_files",
-        "gauge",
-        "SST files across all tables.",
-        s.tables.iter().map(|t| t.sst_count).sum::<usize>() as f64,
-    );
-    one(
-        "bulkhead_sst_bytes",
-        "gauge",
-        "SST bytes across all tables.",
-        s.tables.iter().map(|t| t.sst_bytes).sum::<u64>() as f64,
-    );
-    let per_table: [(&str, &str, TableGauge); 3] = [
-        (
-            "bulkhead_table_memtable_rows",
-            "Rows in a table's memtables.",
-            |t| t.memtable_rows as f64,
-        ),
-        ("bulkhead_table_sst_rows", "Rows in a table's SSTs.", |t| {
-            t.sst_rows as f64
-        }),
-        ("bulkhead_table_sst_files", "SST files of a table.", |t| {
-            t.sst_count as f64
-        }),
-    ];
-    for (name, help, get) in per_table {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for t in &s.tables {
-            let _ = writeln!(
-                out,
-                "{name}{{db=\"{}\",table=\"{}\"}} {}",
-                label(&t.db),
-                label(&t.table),
-                get(t)
-            );
-        }
-    }
-    out
-}
-
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

@@ -1,10 +1,11 @@
 //! Opening the object store named by `storage.object_store`, and checking it is usable.
 //!
 //! - `file://PATH`: a local directory (the embedded default).
-//! - `s3://BUCKET[/PREFIX]`: object_store's S3 client, configured from the standard
-//!   `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//!   `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, ...). Its HTTP connections are opened
-//!   and driven on the `io` runtime (the seed's connection-pool bug; see docs/lab.md).
+//! - `s3://BUCKET[/PREFIX]`: object_store's S3 client, configured by the `[s3]` section
+//!   (flags `--s3-*`), whose empty values fall back to the standard `AWS_*` environment
+//!   variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+//!   `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, ...). Its HTTP connections are opened and driven
+//!   on the `io` runtime (the seed's connection-pool bug; see docs/lab.md).
 //!
 //! Whatever the backend, the store is wrapped so every call runs on `io`. Before the
 //! engine opens, [`check`] proves the store is reachable and writable, and that it
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use bulkhead_runtime::Runtimes;
 use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore, IoObjectStore, io_http_connector};
+use bulkhead_server::config::S3Config;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -25,7 +27,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 pub(crate) const INJECT_LATENCY_ENV: &str = "BULKHEAD_INJECT_LATENCY";
 
 /// Open `url` as an io-bound store.
-pub(crate) fn open(url: &str, runtimes: &Runtimes) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub(crate) fn open(
+    url: &str,
+    s3: &S3Config,
+    runtimes: &Runtimes,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
     let inner: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
         let root = PathBuf::from(path);
         std::fs::create_dir_all(&root)
@@ -39,12 +45,15 @@ pub(crate) fn open(url: &str, runtimes: &Runtimes) -> anyhow::Result<Arc<dyn Obj
         if bucket.is_empty() {
             bail!("storage.object_store: `{url}` names no bucket (expected s3://BUCKET/PREFIX)");
         }
-        let s3 = object_store::aws::AmazonS3Builder::from_env()
+        let s3 = s3_builder(s3)
             .with_bucket_name(bucket)
-            .with_retry(retry_config()?)
             .with_http_connector(io_http_connector(runtimes))
             .build()
-            .with_context(|| format!("configuring S3 for `{url}` (AWS_* environment variables)"))?;
+            .with_context(|| {
+                format!(
+                    "configuring S3 for `{url}` ([s3] settings and AWS_* environment variables)"
+                )
+            })?;
         let prefix = prefix.trim_matches('/');
         if prefix.is_empty() {
             Arc::new(s3)
@@ -76,25 +85,35 @@ pub(crate) fn open(url: &str, runtimes: &Runtimes) -> anyhow::Result<Arc<dyn Obj
     Ok(Arc::new(IoObjectStore::new(inner, runtimes.io().clone())))
 }
 
-/// S3 retries: `BULKHEAD_S3_MAX_RETRIES` (default 5) within `BULKHEAD_S3_RETRY_TIMEOUT`
-/// (default 30s), with object_store's exponential backoff. A request that still fails
-/// surfaces as an error: a flush then retries later, a query fails.
-fn retry_config() -> anyhow::Result<object_store::RetryConfig> {
-    let mut retry = object_store::RetryConfig {
-        max_retries: 5,
-        retry_timeout: std::time::Duration::from_secs(30),
+/// The S3 client from `[s3]`; empty settings keep what `from_env` read from `AWS_*`.
+fn s3_builder(c: &S3Config) -> object_store::aws::AmazonS3Builder {
+    use object_store::aws::AmazonS3ConfigKey as Key;
+    let mut b = object_store::aws::AmazonS3Builder::from_env();
+    for (key, value) in [
+        (Key::Endpoint, &c.endpoint),
+        (Key::Region, &c.region),
+        (Key::AccessKeyId, &c.access_key_id),
+        (Key::SecretAccessKey, &c.secret_access_key),
+    ] {
+        if !value.is_empty() {
+            b = b.with_config(key, value);
+        }
+    }
+    if c.allow_http {
+        b = b.with_allow_http(true);
+    }
+    if c.virtual_hosted_style {
+        b = b.with_virtual_hosted_style_request(true);
+    }
+    let retry = object_store::RetryConfig {
+        max_retries: c.max_retries,
+        retry_timeout: c.retry_timeout.get(),
         ..object_store::RetryConfig::default()
     };
-    if let Ok(v) = std::env::var("BULKHEAD_S3_MAX_RETRIES") {
-        retry.max_retries = v
-            .parse()
-            .with_context(|| format!("BULKHEAD_S3_MAX_RETRIES: `{v}` is not a number"))?;
-    }
-    if let Ok(v) = std::env::var("BULKHEAD_S3_RETRY_TIMEOUT") {
-        retry.retry_timeout = humantime::parse_duration(&v)
-            .with_context(|| format!("BULKHEAD_S3_RETRY_TIMEOUT: `{v}` is not a duration"))?;
-    }
-    Ok(retry)
+    let client = object_store::ClientOptions::new()
+        .with_timeout(c.request_timeout.get())
+        .with_connect_timeout(c.connect_timeout.get());
+    b.with_retry(retry).with_client_options(client)
 }
 
 fn injected_latency() -> anyhow::Result<Option<std::ops::Range<std::time::Duration>>> {

@@ -396,6 +396,61 @@ fn flush_and_compact_through_the_api() {
     assert_eq!(s.post("/api/v1/compact?table=m", "").status, 400);
 }
 
+/// `[compaction]` and `[retention]` from flags: the background compactor merges at the
+/// configured trigger and reports it on /metrics; rows past the TTL vanish from SQL.
+#[test]
+fn background_compaction_and_retention_follow_their_flags() {
+    let s = TestServer::start(&[
+        "--compaction-trigger",
+        "2",
+        "--compaction-check-interval",
+        "100ms",
+        "--compaction-grace-period",
+        "0s",
+        "--retention-ttl",
+        "30d",
+    ]);
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // Two flushed files in one old (but unexpired) segment, one expired row.
+    for (i, t) in [(1, now_s - 86_400), (2, now_s - 86_400 + 1)] {
+        let r = s.post(
+            "/api/v2/write?bucket=a&precision=s",
+            format!("m,t=x f={i} {t}\n"),
+        );
+        assert_eq!(r.status, 204, "{}", r.text());
+        assert_eq!(s.post("/api/v1/flush?db=a", "").status, 200);
+    }
+    let r = s.post(
+        "/api/v2/write?bucket=a&precision=s",
+        format!("m,t=old f=0 {}\n", now_s - 40 * 86_400),
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = s.get("/metrics").text();
+        if metric(&text, "bulkhead_compactions_total").unwrap_or(0.0) >= 1.0 {
+            assert!(metric(&text, "bulkhead_compaction_output_bytes_total").unwrap_or(0.0) > 0.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background compaction within 60 s: {text}\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = s.sql("a", "SELECT t, f FROM m ORDER BY f", "csv");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "t,f\nx,1.0\nx,2.0\n",
+        "the 40-day-old row is past the TTL"
+    );
+}
+
 /// Precedence end to end: env beats the config file, which beats the default.
 #[test]
 fn env_beats_file_beats_default() {

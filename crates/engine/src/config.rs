@@ -59,6 +59,10 @@ pub struct EngineConfig {
     pub sst_row_group_size: usize,
     /// zstd level for SSTs.
     pub sst_zstd_level: i32,
+    /// SSTs larger than this are uploaded with multipart upload.
+    pub sst_multipart_threshold: usize,
+    /// Part size of multipart uploads (S3 requires at least 5 MiB but the last).
+    pub sst_multipart_part_size: usize,
     /// First delay after a failed flush; doubles up to `flush_retry_max_backoff`.
     pub flush_retry_initial_backoff: Duration,
     pub flush_retry_max_backoff: Duration,
@@ -72,7 +76,8 @@ pub struct EngineConfig {
     /// Default retention: data older than this is hidden from reads and its segments
     /// are dropped (default: keep forever).
     pub ttl: Option<Duration>,
-    /// Per-database (`"db"`) or per-table (`"db.table"`) retention, overriding `ttl`.
+    /// Per-database (`"db"`) or per-table (`"db.table"`) retention, overriding `ttl`
+    /// (zero: keep forever).
     pub ttl_overrides: std::collections::BTreeMap<String, Duration>,
 }
 
@@ -92,6 +97,8 @@ impl Default for EngineConfig {
             store_prefix: String::new(),
             sst_row_group_size: 256 * 1024,
             sst_zstd_level: 3,
+            sst_multipart_threshold: 32 * 1024 * 1024,
+            sst_multipart_part_size: 8 * 1024 * 1024,
             flush_retry_initial_backoff: Duration::from_millis(100),
             flush_retry_max_backoff: Duration::from_secs(5),
             flush_check_interval: Duration::from_secs(1),
@@ -104,6 +111,13 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    pub(crate) fn upload_options(&self) -> crate::sst::writer::UploadOptions {
+        crate::sst::writer::UploadOptions {
+            multipart_threshold: self.sst_multipart_threshold,
+            part_size: self.sst_multipart_part_size,
+        }
+    }
+
     /// A config with the WAL under `dir/wal`, everything else default.
     pub fn with_dir(dir: impl Into<PathBuf>) -> Self {
         let data_dir = dir.into();

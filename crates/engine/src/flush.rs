@@ -23,7 +23,6 @@ use std::sync::Weak;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::watch;
 
 use crate::engine::{Engine, FrozenMemtable, Table, sleep_or_shutdown};
@@ -188,14 +187,14 @@ async fn write_ssts(
         let path = sst_path(&engine.config.store_prefix, db, table, seg, &file_id);
         let size = bytes.len() as u64;
         // IO: the store is io-bound, so this await parks us while `io` does the work.
-        engine
-            .store
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|source| Error::ObjectStore {
-                op: "upload SST",
-                source,
-            })?;
+        crate::sst::writer::upload(
+            &engine.store,
+            &path,
+            bytes,
+            engine.config.upload_options(),
+            "upload SST",
+        )
+        .await?;
         metas.push(SstMeta {
             file_id,
             db: db.to_string(),

@@ -54,4 +54,4 @@ pub use model::{FieldType, FieldValue, Row, Scope, TableWrite, WriteBatch};
 pub use read::{ScanRequest, SstFilter, TableSnapshot};
 pub use schema::{ROLE_KEY, TIME_COLUMN, TableSchema, arrow_type};
 pub use sst::{SstFile, SstMeta};
-pub use stats::{EngineStats, TableStats};
+pub use stats::{CompactionStats, EngineStats, TableStats};

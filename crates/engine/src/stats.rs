@@ -45,7 +45,25 @@ pub struct EngineStats {
     pub flush_failures: u64,
     pub flush_duration_total: Duration,
     pub last_flush_duration: Duration,
+    pub compaction: CompactionStats,
     pub tables: Vec<TableStats>,
+}
+
+/// Compaction and retention counters (since the process started).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CompactionStats {
+    /// Compaction tasks committed.
+    pub completed: u64,
+    /// Compaction tasks that failed (their inputs stay live; they are retried later).
+    pub failures: u64,
+    /// Bytes of the SSTs merged away by committed compactions.
+    pub input_bytes: u64,
+    /// Bytes of the SSTs those compactions wrote.
+    pub output_bytes: u64,
+    /// Time spent in committed compactions (fetch, merge, upload, commit).
+    pub duration: Duration,
+    /// SSTs dropped whole by retention (TTL).
+    pub expired_ssts: u64,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +106,7 @@ impl StatsCounters {
             last_flush_duration: Duration::from_nanos(
                 self.flush_nanos_last.load(Ordering::Relaxed),
             ),
+            compaction: engine.compactor.stats(),
             tables,
         }
     }

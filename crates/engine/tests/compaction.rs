@@ -102,6 +102,11 @@ async fn background_compaction_brings_sst_counts_down_and_reads_do_not_change() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(read_all(&engine, "db", "cpu").await, model);
+    let c = engine.stats().compaction;
+    assert!(
+        c.completed > 0 && c.input_bytes > c.output_bytes && c.failures == 0,
+        "{c:?}"
+    );
     // Manual compaction merges what is left; after a restart everything is the same.
     let summary = engine.compact(&Scope::All).await.expect("compact");
     assert!(
@@ -251,8 +256,11 @@ async fn ttl_hides_old_rows_at_once_and_drops_their_segments() {
         .as_nanos() as i64;
     let mut cfg = compaction_config(dir.path());
     cfg.compaction.enabled = false;
+    // A default TTL of one hour, one day for db.cpu, and forever (zero) for db.mem.
+    cfg.ttl = Some(Duration::from_secs(3600));
     cfg.ttl_overrides
         .insert("db.cpu".into(), Duration::from_secs(24 * 3600));
+    cfg.ttl_overrides.insert("db.mem".into(), Duration::ZERO);
     let engine = open(cfg, &store).await;
     let mut b = WriteBatch::default();
     let old = now - 3 * 24 * 3600 * 1_000_000_000;
@@ -276,7 +284,7 @@ async fn ttl_hides_old_rows_at_once_and_drops_their_segments() {
     assert_eq!(
         read_all(&engine, "db", "mem").await.len(),
         1,
-        "other tables keep their data"
+        "a zero override exempts db.mem from the default TTL"
     );
     engine.flush(&Scope::All).await.expect("flush");
     let cpu_ssts = |e: &Engine| {
@@ -294,7 +302,9 @@ async fn ttl_hides_old_rows_at_once_and_drops_their_segments() {
     );
     let summary = engine.compact(&Scope::All).await.expect("compact");
     assert_eq!(summary.expired_files, 1, "{summary:?}");
+    assert_eq!(engine.stats().compaction.expired_ssts, 1);
     assert_eq!(cpu_ssts(&engine), 1);
+    assert_eq!(read_all(&engine, "db", "mem").await.len(), 1);
     assert_eq!(read_all(&engine, "db", "cpu").await.len(), 1);
     engine.close().await.expect("close");
 }

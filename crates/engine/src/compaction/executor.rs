@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
-use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -60,20 +59,7 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<SstMet
     // 1. IO first, all of it: the CPU work below never waits on the network.
     let mut inputs: Vec<(u64, Bytes)> = Vec::with_capacity(task.inputs.len());
     for m in &task.inputs {
-        let bytes = engine
-            .store
-            .get(&m.object_path())
-            .await
-            .map_err(|source| Error::ObjectStore {
-                op: "read SST for compaction",
-                source,
-            })?
-            .bytes()
-            .await
-            .map_err(|source| Error::ObjectStore {
-                op: "read SST for compaction",
-                source,
-            })?;
+        let bytes = reader::fetch(&engine.store, m).await?;
         inputs.push((m.max_seq, bytes));
     }
 
@@ -131,14 +117,14 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<SstMet
         level: task.inputs.iter().map(|m| m.level).max().unwrap_or(0) + 1,
         tag_ranges: tags,
     };
-    engine
-        .store
-        .put(&path, PutPayload::from(encoded))
-        .await
-        .map_err(|source| Error::ObjectStore {
-            op: "upload compacted SST",
-            source,
-        })?;
+    crate::sst::writer::upload(
+        &engine.store,
+        &path,
+        encoded,
+        engine.config.upload_options(),
+        "upload compacted SST",
+    )
+    .await?;
     if engine.compactor.fail_points.hit(FailPoint::AfterUpload) {
         return Err(Error::Manifest(
             "injected failure after upload, before commit".into(),

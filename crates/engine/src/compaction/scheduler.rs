@@ -44,6 +44,18 @@ pub(crate) struct Compactor {
 }
 
 impl Compactor {
+    pub(crate) fn stats(&self) -> crate::stats::CompactionStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        crate::stats::CompactionStats {
+            completed: get(&self.compactions),
+            failures: get(&self.failures),
+            input_bytes: get(&self.input_bytes),
+            output_bytes: get(&self.output_bytes),
+            duration: std::time::Duration::from_nanos(get(&self.duration_nanos)),
+            expired_ssts: get(&self.expired_ssts),
+        }
+    }
+
     pub(crate) fn new(cfg: &CompactionConfig) -> Self {
         let budget_permits = u32::try_from(cfg.memory_budget / BUDGET_UNIT)
             .unwrap_or(u32::MAX)
@@ -138,13 +150,15 @@ impl Engine {
     }
 
     /// The TTL of `db.table`: a per-table override, else a per-database one, else the
-    /// default.
+    /// default. A zero override means "keep forever" (it exempts the table or database
+    /// from a default TTL).
     pub fn ttl(&self, db: &str, table: &str) -> Option<Duration> {
         let o = &self.config.ttl_overrides;
-        o.get(&format!("{db}.{table}"))
-            .or_else(|| o.get(db))
-            .copied()
-            .or(self.config.ttl)
+        match o.get(&format!("{db}.{table}")).or_else(|| o.get(db)) {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(*d),
+            None => self.config.ttl.filter(|d| !d.is_zero()),
+        }
     }
 
     /// Live SSTs of the tables in `scope`.

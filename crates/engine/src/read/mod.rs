@@ -282,8 +282,7 @@ impl ScanCtx {
                 Ok(if b.num_rows() == 0 { vec![] } else { vec![b] })
             }
             Source::Sst(f) => {
-                let bytes = reader::fetch(&self.store, f.meta()).await?;
-                reader::decode(bytes, wanted.as_deref(), self.range)
+                reader::read(&self.store, f.meta(), wanted.as_deref(), self.range).await
             }
         }
     }

@@ -1,6 +1,10 @@
-//! Reading an SST back as Arrow batches: fetch the object through the io-bound store,
-//! decode (on the caller's runtime, the `query` runtime for queries), project and filter
-//! by time.
+//! Reading an SST back as Arrow batches.
+//!
+//! Queries use [`read`]: ranged GETs through the io-bound store, the Parquet footer
+//! first, then only the column chunks of the projected columns in the row groups whose
+//! time statistics overlap the range. Decoding runs on the caller's runtime (`query`).
+//! Compaction needs every column of every row, so it [`fetch`]es the whole object on
+//! `io` first and [`decode`]s it on `compact` afterwards.
 
 use std::sync::Arc;
 
@@ -8,28 +12,173 @@ use arrow::array::{Array, BooleanArray, TimestampNanosecondArray};
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
+use parquet::file::statistics::Statistics;
 
 use super::SstMeta;
 use crate::error::{Error, Result};
 use crate::memtable::TimeRange;
 use crate::schema::TIME_COLUMN;
 
-/// Fetch the whole object (SSTs are bounded by the flush threshold).
+/// Fetch the whole object (compaction inputs; bounded by the compaction budget).
 pub(crate) async fn fetch(store: &Arc<dyn ObjectStore>, meta: &SstMeta) -> Result<Bytes> {
     let result = store
         .get(&meta.object_path())
         .await
         .map_err(|source| Error::ObjectStore {
-            op: "get SST",
+            op: "read SST",
             source,
         })?;
     result.bytes().await.map_err(|source| Error::ObjectStore {
         op: "read SST",
         source,
     })
+}
+
+/// Bytes fetched with the first ranged GET: enough for the footer and metadata of
+/// typical SSTs, so opening a file costs one request.
+const FOOTER_HINT: usize = 64 * 1024;
+
+/// Read the rows of `meta` in `range`, keeping the columns named in `columns` that the
+/// file has (all if `None`), with ranged GETs: footer first, then only what is needed.
+pub(crate) async fn read(
+    store: &Arc<dyn ObjectStore>,
+    meta: &SstMeta,
+    columns: Option<&[String]>,
+    range: TimeRange,
+) -> Result<Vec<RecordBatch>> {
+    let reader = RangedReader {
+        store: Arc::clone(store),
+        path: meta.object_path(),
+        size: meta.bytes,
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let time_idx = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == TIME_COLUMN);
+    let row_groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| time_idx.is_none_or(|i| may_overlap(rg, i, range)))
+        .map(|(i, _)| i)
+        .collect();
+    if row_groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mask = match columns {
+        Some(cols) => {
+            let indices: Vec<usize> = builder
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| cols.iter().any(|c| c == f.name()))
+                .map(|(i, _)| i)
+                .collect();
+            ProjectionMask::roots(builder.parquet_schema(), indices)
+        }
+        None => ProjectionMask::all(),
+    };
+    let stream = builder
+        .with_row_groups(row_groups)
+        .with_projection(mask)
+        .with_batch_size(8192)
+        .build()?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let batch = filter_time(&batch, range)?;
+        if batch.num_rows() > 0 {
+            out.push(batch);
+        }
+    }
+    Ok(out)
+}
+
+/// Parquet's async reader over our store: every read is a ranged GET (the store is
+/// io-bound, so the requests run on `io` while the caller just awaits).
+struct RangedReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+fn to_parquet(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for RangedReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(to_parquet)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(to_parquet)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .with_prefetch_hint(Some(FOOTER_HINT))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// Whether row group `rg` may hold times in `range`, by the min/max statistics of its
+/// time column (leaf `time_idx`); without statistics it may.
+fn may_overlap(rg: &RowGroupMetaData, time_idx: usize, range: TimeRange) -> bool {
+    if range == TimeRange::ALL {
+        return true;
+    }
+    match rg.column(time_idx).statistics() {
+        Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
+            (Some(&lo), Some(&hi)) => hi >= range.start && lo < range.end,
+            _ => true,
+        },
+        _ => true,
+    }
 }
 
 /// Decode `bytes`, keeping the columns named in `columns` that the file has (all if

@@ -7,16 +7,76 @@
 //! sorted by series then time, so deltas are small); `BYTE_STREAM_SPLIT` for floats.
 //! The file records its sort order (tags, then time) as Parquet sorting columns.
 
+use std::sync::Arc;
+
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// When an SST upload switches to multipart, and the size of its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UploadOptions {
+    pub(crate) multipart_threshold: usize,
+    pub(crate) part_size: usize,
+}
+
+/// Parts of one multipart upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// Upload an encoded SST: one PUT up to the threshold, multipart above it (parts sent
+/// a few at a time; a failed upload is aborted so the store drops its parts). The
+/// store is io-bound, so the caller only waits.
+pub(crate) async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    bytes: Bytes,
+    opts: UploadOptions,
+    op: &'static str,
+) -> Result<()> {
+    let err = |source| Error::ObjectStore { op, source };
+    if bytes.len() <= opts.multipart_threshold {
+        store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map_err(err)?;
+        return Ok(());
+    }
+    let part_size = opts.part_size.max(1);
+    let mut upload = store.put_multipart(path).await.map_err(err)?;
+    // Parts are numbered in the order put_part is called; the futures run later.
+    let parts: Vec<_> = (0..bytes.len())
+        .step_by(part_size)
+        .map(|start| {
+            let end = (start + part_size).min(bytes.len());
+            upload.put_part(PutPayload::from(bytes.slice(start..end)))
+        })
+        .collect();
+    let sent: std::result::Result<Vec<()>, _> = futures::stream::iter(parts)
+        .buffer_unordered(PARTS_IN_FLIGHT)
+        .try_collect()
+        .await;
+    let done = match sent {
+        Ok(_) => upload.complete().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = done {
+        if let Err(abort) = upload.abort().await {
+            tracing::warn!(%path, error = %abort, "aborting a failed multipart upload failed");
+        }
+        return Err(err(e));
+    }
+    Ok(())
+}
 
 /// Parquet writer settings for SSTs.
 #[derive(Debug, Clone, Copy)]

@@ -50,6 +50,8 @@ pub struct FaultInjectingStore {
     down: AtomicBool,
     calls: AtomicU64,
     injected_errors: AtomicU64,
+    bytes_read: AtomicU64,
+    multipart_uploads: AtomicU64,
 }
 
 impl FaultInjectingStore {
@@ -60,6 +62,8 @@ impl FaultInjectingStore {
             down: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             injected_errors: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            multipart_uploads: AtomicU64::new(0),
         }
     }
 
@@ -80,6 +84,18 @@ impl FaultInjectingStore {
     /// Calls that failed because of an injected error or outage.
     pub fn injected_errors(&self) -> u64 {
         self.injected_errors.load(Ordering::Relaxed)
+    }
+
+    /// Bytes that reads asked for: the ranges of `get`s (the whole object when
+    /// unranged) and of `get_ranges`. Tells tests whether readers fetch only what they
+    /// need.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// Multipart uploads started.
+    pub fn multipart_uploads(&self) -> u64 {
+        self.multipart_uploads.load(Ordering::Relaxed)
     }
 
     /// Sleep and/or fail as configured; called at the start of every operation.
@@ -112,16 +128,25 @@ impl ObjectStore for FaultInjectingStore {
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
         self.inject("put_multipart").await?;
+        self.multipart_uploads.fetch_add(1, Ordering::Relaxed);
         self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.inject("get").await?;
-        self.inner.get_opts(location, options).await
+        let head = options.head;
+        let result = self.inner.get_opts(location, options).await?;
+        if !head {
+            self.bytes_read
+                .fetch_add(result.range.end - result.range.start, Ordering::Relaxed);
+        }
+        Ok(result)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         self.inject("get_ranges").await?;
+        let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        self.bytes_read.fetch_add(total, Ordering::Relaxed);
         self.inner.get_ranges(location, ranges).await
     }
 

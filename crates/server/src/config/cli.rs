@@ -41,6 +41,59 @@ pub struct ServeArgs {
     /// [storage] segment_duration: time width of SST segments [default: 2h].
     #[arg(long, env = "BULKHEAD_SEGMENT_DURATION", value_name = "DURATION")]
     pub segment_duration: Option<HumanDuration>,
+    /// [storage] multipart_threshold: SSTs above this use multipart upload [default: 32MiB].
+    #[arg(long, env = "BULKHEAD_MULTIPART_THRESHOLD", value_name = "SIZE")]
+    pub multipart_threshold: Option<ByteSize>,
+    /// [storage] multipart_part_size: part size of multipart uploads [default: 8MiB].
+    #[arg(long, env = "BULKHEAD_MULTIPART_PART_SIZE", value_name = "SIZE")]
+    pub multipart_part_size: Option<ByteSize>,
+    /// [storage] unsafe_no_conditional_put: start even if the store ignores create-only
+    /// puts; only safe with a single writer per prefix [default: false].
+    #[arg(
+        long,
+        env = "BULKHEAD_UNSAFE_NO_CONDITIONAL_PUT",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub unsafe_no_conditional_put: Option<bool>,
+
+    /// [s3] endpoint: S3-compatible endpoint URL [default: $AWS_ENDPOINT, else AWS].
+    #[arg(long, env = "BULKHEAD_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// [s3] region [default: $AWS_REGION, else us-east-1].
+    #[arg(long, env = "BULKHEAD_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// [s3] access_key_id [default: $AWS_ACCESS_KEY_ID].
+    #[arg(long, env = "BULKHEAD_S3_ACCESS_KEY_ID", value_name = "ID")]
+    pub s3_access_key_id: Option<String>,
+    /// [s3] secret_access_key [default: $AWS_SECRET_ACCESS_KEY].
+    #[arg(
+        long,
+        env = "BULKHEAD_S3_SECRET_ACCESS_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub s3_secret_access_key: Option<String>,
+    /// [s3] allow_http: allow http:// endpoints [default: $AWS_ALLOW_HTTP, else false].
+    #[arg(long, env = "BULKHEAD_S3_ALLOW_HTTP", value_name = "BOOL")]
+    pub s3_allow_http: Option<bool>,
+    /// [s3] virtual_hosted_style: bucket in the host name, not the path [default: false].
+    #[arg(long, env = "BULKHEAD_S3_VIRTUAL_HOSTED_STYLE", value_name = "BOOL")]
+    pub s3_virtual_hosted_style: Option<bool>,
+    /// [s3] max_retries: retries of a failed request [default: 5].
+    #[arg(long, env = "BULKHEAD_S3_MAX_RETRIES", value_name = "N")]
+    pub s3_max_retries: Option<usize>,
+    /// [s3] retry_timeout: give up retrying a request after this long [default: 30s].
+    #[arg(long, env = "BULKHEAD_S3_RETRY_TIMEOUT", value_name = "DURATION")]
+    pub s3_retry_timeout: Option<HumanDuration>,
+    /// [s3] request_timeout: timeout of one HTTP request [default: 30s].
+    #[arg(long, env = "BULKHEAD_S3_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub s3_request_timeout: Option<HumanDuration>,
+    /// [s3] connect_timeout: timeout of opening a connection [default: 5s].
+    #[arg(long, env = "BULKHEAD_S3_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub s3_connect_timeout: Option<HumanDuration>,
 
     /// [wal] sync: always | none | an interval like 100ms [default: always].
     #[arg(long, env = "BULKHEAD_WAL_SYNC", value_name = "MODE")]
@@ -122,6 +175,40 @@ pub struct ServeArgs {
     /// [limits] query_memory: memory one SQL query may use [default: 1GiB].
     #[arg(long, env = "BULKHEAD_QUERY_MEMORY", value_name = "SIZE")]
     pub query_memory: Option<ByteSize>,
+
+    /// [compaction] enabled: compact in the background [default: true].
+    #[arg(long, env = "BULKHEAD_COMPACTION_ENABLED", value_name = "BOOL")]
+    pub compaction_enabled: Option<bool>,
+    /// [compaction] trigger: merge a segment once it has this many files [default: 4].
+    #[arg(long, env = "BULKHEAD_COMPACTION_TRIGGER", value_name = "N")]
+    pub compaction_trigger: Option<usize>,
+    /// [compaction] max_output_size: cap on one compaction's bytes [default: 512MiB].
+    #[arg(long, env = "BULKHEAD_COMPACTION_MAX_OUTPUT_SIZE", value_name = "SIZE")]
+    pub compaction_max_output_size: Option<ByteSize>,
+    /// [compaction] memory_budget: memory of all running compactions [default: 256MiB].
+    #[arg(long, env = "BULKHEAD_COMPACTION_MEMORY_BUDGET", value_name = "SIZE")]
+    pub compaction_memory_budget: Option<ByteSize>,
+    /// [compaction] max_concurrent: compactions at once, 0 = by core count [default: 0].
+    #[arg(long, env = "BULKHEAD_COMPACTION_MAX_CONCURRENT", value_name = "N")]
+    pub compaction_max_concurrent: Option<usize>,
+    /// [compaction] grace_period: leave segments alone until they ended this long ago [default: 10m].
+    #[arg(
+        long,
+        env = "BULKHEAD_COMPACTION_GRACE_PERIOD",
+        value_name = "DURATION"
+    )]
+    pub compaction_grace_period: Option<HumanDuration>,
+    /// [compaction] check_interval: how often to look for work [default: 30s].
+    #[arg(
+        long,
+        env = "BULKHEAD_COMPACTION_CHECK_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub compaction_check_interval: Option<HumanDuration>,
+
+    /// [retention] ttl: drop data older than this, 0s = keep forever [default: 0s].
+    #[arg(long, env = "BULKHEAD_RETENTION_TTL", value_name = "DURATION")]
+    pub retention_ttl: Option<HumanDuration>,
 }
 
 impl ServeArgs {
@@ -140,6 +227,31 @@ impl ServeArgs {
         set(&mut cfg.storage.wal_dir, &self.wal_dir);
         set(&mut cfg.storage.object_store, &self.object_store);
         set(&mut cfg.storage.segment_duration, &self.segment_duration);
+        set(
+            &mut cfg.storage.multipart_threshold,
+            &self.multipart_threshold,
+        );
+        set(
+            &mut cfg.storage.multipart_part_size,
+            &self.multipart_part_size,
+        );
+        set(
+            &mut cfg.storage.unsafe_no_conditional_put,
+            &self.unsafe_no_conditional_put,
+        );
+        set(&mut cfg.s3.endpoint, &self.s3_endpoint);
+        set(&mut cfg.s3.region, &self.s3_region);
+        set(&mut cfg.s3.access_key_id, &self.s3_access_key_id);
+        set(&mut cfg.s3.secret_access_key, &self.s3_secret_access_key);
+        set(&mut cfg.s3.allow_http, &self.s3_allow_http);
+        set(
+            &mut cfg.s3.virtual_hosted_style,
+            &self.s3_virtual_hosted_style,
+        );
+        set(&mut cfg.s3.max_retries, &self.s3_max_retries);
+        set(&mut cfg.s3.retry_timeout, &self.s3_retry_timeout);
+        set(&mut cfg.s3.request_timeout, &self.s3_request_timeout);
+        set(&mut cfg.s3.connect_timeout, &self.s3_connect_timeout);
         set(&mut cfg.wal.sync, &self.wal_sync);
         set(&mut cfg.wal.segment_size, &self.wal_segment_size);
         set(&mut cfg.memtable.write_buffer, &self.write_buffer);
@@ -171,5 +283,14 @@ impl ServeArgs {
             &self.max_fields_per_line,
         );
         set(&mut cfg.limits.query_memory, &self.query_memory);
+        let c = &mut cfg.compaction;
+        set(&mut c.enabled, &self.compaction_enabled);
+        set(&mut c.trigger, &self.compaction_trigger);
+        set(&mut c.max_output_size, &self.compaction_max_output_size);
+        set(&mut c.memory_budget, &self.compaction_memory_budget);
+        set(&mut c.max_concurrent, &self.compaction_max_concurrent);
+        set(&mut c.grace_period, &self.compaction_grace_period);
+        set(&mut c.check_interval, &self.compaction_check_interval);
+        set(&mut cfg.retention.ttl, &self.retention_ttl);
     }
 }

@@ -4,6 +4,7 @@
 //! the defaults below. Every option has all four; `bulkhead.example.toml` at the repo
 //! root lists them with their defaults and is parsed by a test so it cannot rot.
 
+mod background;
 mod cli;
 mod units;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use bulkhead_runtime::{RuntimeConfig, RuntimeMode};
 use serde::{Deserialize, Serialize};
 
+pub use background::{CompactionSection, RetentionSection, S3Config};
 pub use cli::ServeArgs;
 pub use units::{ByteSize, HumanDuration, WalSyncSetting};
 
@@ -26,11 +28,14 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     pub pg: PgConfig,
     pub storage: StorageConfig,
+    pub s3: S3Config,
     pub wal: WalConfig,
     pub memtable: MemtableConfig,
     pub runtime: RuntimeSection,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub compaction: CompactionSection,
+    pub retention: RetentionSection,
 }
 
 /// `[http]`: the HTTP API listener.
@@ -84,6 +89,13 @@ pub struct StorageConfig {
     pub object_store: String,
     /// Width of the time segments SSTs are partitioned into.
     pub segment_duration: HumanDuration,
+    /// SSTs larger than this are uploaded with multipart upload.
+    pub multipart_threshold: ByteSize,
+    /// Part size of multipart uploads (S3 requires at least 5 MiB).
+    pub multipart_part_size: ByteSize,
+    /// Start even if the store ignores create-only puts (`If-None-Match: *`). Only
+    /// safe when a single Bulkhead process ever writes to this prefix.
+    pub unsafe_no_conditional_put: bool,
 }
 
 impl Default for StorageConfig {
@@ -93,6 +105,9 @@ impl Default for StorageConfig {
             wal_dir: String::new(),
             object_store: String::new(),
             segment_duration: HumanDuration::secs(2 * 3600),
+            multipart_threshold: ByteSize::mib(32),
+            multipart_part_size: ByteSize::mib(8),
+            unsafe_no_conditional_put: false,
         }
     }
 }
@@ -308,6 +323,21 @@ impl ServerConfig {
         }
         if self.limits.max_line_length.0 == 0 {
             return Err("limits.max_line_length must be positive".into());
+        }
+        if self.storage.multipart_part_size.0 < 5 * 1024 * 1024 {
+            return Err(format!(
+                "storage.multipart_part_size: {} is below S3's minimum part size of 5MiB",
+                self.storage.multipart_part_size
+            ));
+        }
+        if self.compaction.trigger < 2 {
+            return Err(format!(
+                "compaction.trigger: {} must be at least 2",
+                self.compaction.trigger
+            ));
+        }
+        if self.compaction.check_interval.0.is_zero() {
+            return Err("compaction.check_interval must be positive".into());
         }
         if self.runtime.watchdog_interval.0.is_zero() {
             return Err("runtime.watchdog_interval must be positive".into());

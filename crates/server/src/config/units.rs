@@ -113,7 +113,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 }
 
 /// A duration written `10ms`, `30s`, `5m`, `2h`, `1d` or combined (`1h30m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {

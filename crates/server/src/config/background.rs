@@ -1,0 +1,120 @@
+//! `[s3]`, `[compaction]` and `[retention]`: how Bulkhead talks to S3, and the background
+//! work that reshapes and ages out what it stored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ByteSize, HumanDuration};
+
+/// `[s3]`: settings for `storage.object_store = "s3://..."`. An empty value falls back
+/// to object_store's standard `AWS_*` environment variable of the same meaning.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint URL for S3-compatible servers (`AWS_ENDPOINT`); empty = AWS.
+    pub endpoint: String,
+    /// Region (`AWS_REGION`); empty = `AWS_REGION` or `us-east-1`.
+    pub region: String,
+    /// Access key id (`AWS_ACCESS_KEY_ID`).
+    pub access_key_id: String,
+    /// Secret access key (`AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: String,
+    /// Allow plain `http://` endpoints (`AWS_ALLOW_HTTP`); false defers to the env var.
+    pub allow_http: bool,
+    /// Virtual-hosted-style requests (`bucket.host/key`) instead of path-style
+    /// (`host/bucket/key`); false defers to `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`.
+    pub virtual_hosted_style: bool,
+    /// Retries of one failed request (with exponential backoff) before it fails.
+    pub max_retries: usize,
+    /// Give up retrying a request after this long in total.
+    pub retry_timeout: HumanDuration,
+    /// Timeout of one HTTP request, from connect to the end of the body.
+    pub request_timeout: HumanDuration,
+    /// Timeout of opening one connection.
+    pub connect_timeout: HumanDuration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            allow_http: false,
+            virtual_hosted_style: false,
+            max_retries: 5,
+            retry_timeout: HumanDuration::secs(30),
+            request_timeout: HumanDuration::secs(30),
+            connect_timeout: HumanDuration::secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = if self.secret_access_key.is_empty() {
+            "<env>"
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &secret)
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("max_retries", &self.max_retries)
+            .field("retry_timeout", &self.retry_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// `[compaction]`: time-window compaction (see docs/storage.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionSection {
+    /// Compact in the background (manual compaction works either way).
+    pub enabled: bool,
+    /// Merge a time segment's files once it has this many.
+    pub trigger: usize,
+    /// Cap on one compaction's input (and so output) bytes.
+    pub max_output_size: ByteSize,
+    /// Memory all running compactions may hold together.
+    pub memory_budget: ByteSize,
+    /// Compactions at once; 0 derives it from the core count (1 on 2 cores).
+    pub max_concurrent: usize,
+    /// Leave the newest segments alone until they ended this long ago.
+    pub grace_period: HumanDuration,
+    /// How often the scheduler looks for work without being woken by a flush.
+    pub check_interval: HumanDuration,
+}
+
+impl Default for CompactionSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            trigger: 4,
+            max_output_size: ByteSize::mib(512),
+            memory_budget: ByteSize::mib(256),
+            max_concurrent: 0,
+            grace_period: HumanDuration::secs(600),
+            check_interval: HumanDuration::secs(30),
+        }
+    }
+}
+
+/// `[retention]`: how long data is kept.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Default time to live; `0s` keeps data forever.
+    pub ttl: HumanDuration,
+    /// Per-database (`"db"`) or per-table (`"db.table"`) TTLs overriding `ttl`
+    /// (`0s` = keep forever). A config-file-only option.
+    pub overrides: BTreeMap<String, HumanDuration>,
+}
