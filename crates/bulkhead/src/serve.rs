@@ -41,7 +41,8 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     );
 
     let url = config.storage.object_store_url();
-    let store = crate::store::open(&url, &config.s3, &runtimes)?;
+    let opened = crate::store::open(&url, &config.s3, &runtimes)?;
+    let store = Arc::clone(&opened.store);
     let probe_store = Arc::clone(&store);
     let allow_unconditional = config.storage.unsafe_no_conditional_put;
     runtimes.block_on(RuntimeName::Io, async move {
@@ -60,6 +61,7 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
             bulkhead_engine::Engine::open(engine_config, store, Arc::clone(&runtimes)),
         )?
         .context("opening the storage engine")?;
+    opened.arm_faults();
     let writes = Arc::new(EngineBackend {
         engine: Arc::clone(&engine),
     });

@@ -26,12 +26,28 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 /// a random time in that range, so local disk behaves like S3 (`bulkhead bench`).
 pub(crate) const INJECT_LATENCY_ENV: &str = "BULKHEAD_INJECT_LATENCY";
 
+/// Test knob, not a config option: `0.2` fails every object-store call with that
+/// probability, to show that injected errors lose nothing (tests/s3.rs).
+pub(crate) const INJECT_ERRORS_ENV: &str = "BULKHEAD_INJECT_ERRORS";
+
+/// An opened store, and the fault injector inside it when a test knob asked for one.
+pub(crate) struct OpenedStore {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    faults: Option<(Arc<FaultInjectingStore>, FaultConfig)>,
+}
+
+impl OpenedStore {
+    /// Turn on the injected errors of `BULKHEAD_INJECT_ERRORS`. Called once the engine
+    /// is open: startup (the store check, manifest recovery) runs without them.
+    pub(crate) fn arm_faults(&self) {
+        if let Some((faults, config)) = &self.faults {
+            faults.set_config(config.clone());
+        }
+    }
+}
+
 /// Open `url` as an io-bound store.
-pub(crate) fn open(
-    url: &str,
-    s3: &S3Config,
-    runtimes: &Runtimes,
-) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub(crate) fn open(url: &str, s3: &S3Config, runtimes: &Runtimes) -> anyhow::Result<OpenedStore> {
     let inner: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
         let root = PathBuf::from(path);
         std::fs::create_dir_all(&root)
@@ -66,23 +82,39 @@ pub(crate) fn open(
         )
     };
     // Inside the io wrapper, so the injected waits happen on `io` like network waits.
-    let inner = match injected_latency()? {
-        Some(latency) => {
-            tracing::warn!(
-                ?latency,
-                "{INJECT_LATENCY_ENV} is set: every object-store call is delayed (benchmarks only)"
-            );
-            Arc::new(FaultInjectingStore::new(
-                inner,
-                FaultConfig {
-                    latency: Some(latency),
-                    error_probability: 0.0,
-                },
-            )) as Arc<dyn ObjectStore>
-        }
-        None => inner,
+    let latency = injected_latency()?;
+    let error_probability = injected_errors()?;
+    let mut faults = None;
+    let inner = if latency.is_some() || error_probability > 0.0 {
+        tracing::warn!(
+            ?latency,
+            error_probability,
+            "{INJECT_LATENCY_ENV} or {INJECT_ERRORS_ENV} is set: object-store calls are \
+             delayed or failed on purpose (benchmarks and tests only)"
+        );
+        // Latency from the start; errors once armed (after startup).
+        let injector = Arc::new(FaultInjectingStore::new(
+            inner,
+            FaultConfig {
+                latency: latency.clone(),
+                error_probability: 0.0,
+            },
+        ));
+        faults = Some((
+            Arc::clone(&injector),
+            FaultConfig {
+                latency,
+                error_probability,
+            },
+        ));
+        injector as Arc<dyn ObjectStore>
+    } else {
+        inner
     };
-    Ok(Arc::new(IoObjectStore::new(inner, runtimes.io().clone())))
+    Ok(OpenedStore {
+        store: Arc::new(IoObjectStore::new(inner, runtimes.io().clone())),
+        faults,
+    })
 }
 
 /// The S3 client from `[s3]`; empty settings keep what `from_env` read from `AWS_*`.
@@ -110,10 +142,29 @@ fn s3_builder(c: &S3Config) -> object_store::aws::AmazonS3Builder {
         retry_timeout: c.retry_timeout.get(),
         ..object_store::RetryConfig::default()
     };
-    let client = object_store::ClientOptions::new()
-        .with_timeout(c.request_timeout.get())
-        .with_connect_timeout(c.connect_timeout.get());
-    b.with_retry(retry).with_client_options(client)
+    // Through config keys, not `with_client_options`, which would replace the client
+    // options `from_env` filled in (AWS_ALLOW_HTTP among them).
+    use object_store::ClientConfigKey;
+    let millis = |d: std::time::Duration| format!("{}ms", d.as_millis());
+    b.with_retry(retry)
+        .with_config(
+            Key::Client(ClientConfigKey::Timeout),
+            millis(c.request_timeout.get()),
+        )
+        .with_config(
+            Key::Client(ClientConfigKey::ConnectTimeout),
+            millis(c.connect_timeout.get()),
+        )
+}
+
+fn injected_errors() -> anyhow::Result<f64> {
+    let Ok(value) = std::env::var(INJECT_ERRORS_ENV) else {
+        return Ok(0.0);
+    };
+    match value.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => bail!("{INJECT_ERRORS_ENV}: `{value}` is not a probability in 0..=1"),
+    }
 }
 
 fn injected_latency() -> anyhow::Result<Option<std::ops::Range<std::time::Duration>>> {
