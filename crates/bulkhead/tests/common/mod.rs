@@ -62,6 +62,13 @@ impl Reply {
     }
 }
 
+/// The `bulkhead` binary to run: `BULKHEAD_TEST_BINARY` if set (e.g. a copy that a
+/// long run keeps using while the checkout is rebuilt), else the one cargo built.
+pub fn server_binary() -> String {
+    std::env::var("BULKHEAD_TEST_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bulkhead").to_string())
+}
+
 /// A free loopback port (bound then released; a race with other processes is possible
 /// but unlikely, and start() fails loudly if it happens).
 pub fn free_port() -> u16 {
@@ -133,7 +140,7 @@ impl TestServer {
             .append(true)
             .open(&self.log_path)
             .expect("open server log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bulkhead"));
+        let mut cmd = Command::new(server_binary());
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&data)
