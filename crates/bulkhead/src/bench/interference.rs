@@ -290,14 +290,14 @@ async fn run_mode(
 }
 
 /// TSBS batches of line protocol, continuing in time across calls.
-struct Batches {
+pub(super) struct Batches {
     generator: tsbs::Generator,
     pending: Vec<String>,
-    batch: usize,
+    pub(super) batch: usize,
 }
 
 impl Batches {
-    fn new(hosts: usize, batch: usize) -> Self {
+    pub(super) fn new(hosts: usize, batch: usize) -> Self {
         Self {
             generator: tsbs::Generator::new(hosts, tsbs::DEFAULT_START_NS, 42),
             pending: Vec::new(),
@@ -305,7 +305,7 @@ impl Batches {
         }
     }
 
-    fn next(&mut self) -> String {
+    pub(super) fn next(&mut self) -> String {
         while self.pending.len() < self.batch {
             let mut s = String::new();
             self.generator.write_interval(&mut s);
@@ -321,7 +321,7 @@ impl Batches {
     }
 }
 
-fn write_url(base: &str) -> String {
+pub(super) fn write_url(base: &str) -> String {
     format!("{base}/api/v2/write?bucket=bench&precision=ns")
 }
 
@@ -466,7 +466,10 @@ async fn query_loop(
 }
 
 /// Watchdog stall counts per runtime, from `/debug/bulkheads`.
-async fn stalls(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(String, u64)>> {
+pub(super) async fn stalls(
+    client: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<Vec<(String, u64)>> {
     let body = client
         .get(format!("{base}/debug/bulkheads"))
         .send()

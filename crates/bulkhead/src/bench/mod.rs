@@ -5,6 +5,7 @@ mod interference;
 mod peers;
 mod plot;
 mod server;
+mod soak;
 mod stats;
 mod tsbs;
 
@@ -27,6 +28,9 @@ enum BenchCommand {
     Interference(interference::InterferenceArgs),
     /// Durable ingest throughput, against peers side by side.
     Ingest(ingest::IngestArgs),
+    /// Ingest at ~80% of capacity with a small query load; RSS, p99 and stalls must
+    /// stay flat; then 3x overload must get 503 + Retry-After with bounded RSS.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,6 +54,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Gen(args) => generate(args),
         BenchCommand::Interference(args) => interference::run(args),
         BenchCommand::Ingest(args) => ingest::run(args),
+        BenchCommand::Soak(args) => soak::run(args),
     }
 }
 
