@@ -35,7 +35,7 @@ const STEP_SECS: u64 = 6;
 const RECOVERY_BOUND: Duration = Duration::from_secs(60);
 
 /// Small thresholds so that flushes, WAL rollovers and truncations, and compactions
-/// (10-minute segments over 100 minutes of timestamps; 4 files trigger a merge) happen
+/// (10-minute segments over 100 minutes of timestamps; 3 files trigger a merge) happen
 /// all the time.
 const SMALL_THRESHOLDS: &[(&str, &str)] = &[
     ("BULKHEAD_TABLE_FLUSH_SIZE", "64KiB"),
@@ -43,6 +43,7 @@ const SMALL_THRESHOLDS: &[(&str, &str)] = &[
     ("BULKHEAD_FLUSH_INTERVAL", "300ms"),
     ("BULKHEAD_WAL_SEGMENT_SIZE", "128KiB"),
     ("BULKHEAD_SEGMENT_DURATION", "10m"),
+    ("BULKHEAD_COMPACTION_TRIGGER", "3"),
 ];
 
 /// Only one harness at a time, so recovery times are not measured under the other's load.
