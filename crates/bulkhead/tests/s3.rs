@@ -13,8 +13,7 @@ fn serve_on_s3(weed: &Weed, prefix: &str, dir: Option<&Path>) -> TestServer {
     serve(weed, prefix, dir, &[], &[])
 }
 
-/// One SeaweedFS for every scenario, run in sequence: `weed` binds some fixed ports
-/// (e.g. 9101), so two servers at once would collide.
+/// One SeaweedFS for every scenario, run in sequence (starting `weed` takes seconds).
 #[test]
 fn s3_scenarios_against_seaweedfs() {
     let weed = Weed::start();
