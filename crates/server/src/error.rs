@@ -58,6 +58,13 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("no route for {0}")]
     NotFound(String),
+    /// Write admission control: too many request bytes are already being parsed or
+    /// waiting for the engine (503 + Retry-After, nothing written).
+    #[error(
+        "too many writes in flight: {limit} request bytes are already being processed \
+         (limits.max_inflight_write_bytes); retry later"
+    )]
+    WritesInFlight { limit: u64 },
 }
 
 impl ServerError {
@@ -72,6 +79,7 @@ impl ServerError {
             ServerError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::WritesInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } | EngineError::InvalidInput(_) => {
                     StatusCode::BAD_REQUEST
@@ -110,6 +118,7 @@ impl ServerError {
             ServerError::PayloadTooLarge { .. } => "payload_too_large",
             ServerError::LineProtocol { .. } => "line_protocol",
             ServerError::NotFound(_) => "not_found",
+            ServerError::WritesInFlight { .. } => "overloaded",
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } => "schema_conflict",
                 EngineError::InvalidInput(_) => "invalid_input",
@@ -131,7 +140,11 @@ impl ServerError {
 impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if self.code() == "overloaded" {
+            // Expected under overload, possibly thousands per second: counted on
+            // /metrics (responses by status), not logged one by one.
+            tracing::debug!(error = %self, "write rejected by backpressure");
+        } else if status.is_server_error() {
             tracing::warn!(error = %self, %status, "request failed");
         }
         let body = match &self {

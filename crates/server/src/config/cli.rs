@@ -163,6 +163,10 @@ pub struct ServeArgs {
     /// [limits] max_body_size: largest request body, also after gunzip [default: 64MiB].
     #[arg(long, env = "BULKHEAD_MAX_BODY_SIZE", value_name = "SIZE")]
     pub max_body_size: Option<ByteSize>,
+    /// [limits] max_inflight_write_bytes: request bytes of writes in flight before new
+    /// writes get 503 [default: 64MiB].
+    #[arg(long, env = "BULKHEAD_MAX_INFLIGHT_WRITE_BYTES", value_name = "SIZE")]
+    pub max_inflight_write_bytes: Option<ByteSize>,
     /// [limits] max_line_length: longest line-protocol line [default: 64KiB].
     #[arg(long, env = "BULKHEAD_MAX_LINE_LENGTH", value_name = "SIZE")]
     pub max_line_length: Option<ByteSize>,
@@ -276,6 +280,10 @@ impl ServeArgs {
         set(&mut cfg.runtime.watchdog_interval, &self.watchdog_interval);
         set(&mut cfg.auth.token, &self.auth_token);
         set(&mut cfg.limits.max_body_size, &self.max_body_size);
+        set(
+            &mut cfg.limits.max_inflight_write_bytes,
+            &self.max_inflight_write_bytes,
+        );
         set(&mut cfg.limits.max_line_length, &self.max_line_length);
         set(&mut cfg.limits.max_tags_per_line, &self.max_tags_per_line);
         set(

@@ -248,6 +248,9 @@ impl AuthConfig {
 pub struct LimitsConfig {
     /// Largest request body, before and after gzip decompression (413 past it).
     pub max_body_size: ByteSize,
+    /// Request bytes of writes in flight (being parsed or waiting for the engine) at
+    /// once; past it new writes get 503 + Retry-After at once.
+    pub max_inflight_write_bytes: ByteSize,
     /// Longest line-protocol line (that line is rejected with 400).
     pub max_line_length: ByteSize,
     /// Most tags on one line-protocol line (that line is rejected with 400).
@@ -262,6 +265,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_body_size: ByteSize::mib(64),
+            max_inflight_write_bytes: ByteSize::mib(64),
             max_line_length: ByteSize::kib(64),
             max_tags_per_line: 256,
             max_fields_per_line: 1024,
@@ -320,6 +324,9 @@ impl ServerConfig {
         }
         if self.limits.max_body_size.0 == 0 {
             return Err("limits.max_body_size must be positive".into());
+        }
+        if self.limits.max_inflight_write_bytes.0 == 0 {
+            return Err("limits.max_inflight_write_bytes must be positive".into());
         }
         if self.limits.max_line_length.0 == 0 {
             return Err("limits.max_line_length must be positive".into());

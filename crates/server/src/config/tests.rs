@@ -96,6 +96,11 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("runtime.watchdog_interval", "--watchdog-interval", "50ms"),
     ("auth.token", "--auth-token", "s3cret"),
     ("limits.max_body_size", "--max-body-size", "1MiB"),
+    (
+        "limits.max_inflight_write_bytes",
+        "--max-inflight-write-bytes",
+        "16MiB",
+    ),
     ("limits.max_line_length", "--max-line-length", "1KiB"),
     ("limits.max_tags_per_line", "--max-tags-per-line", "3"),
     ("limits.max_fields_per_line", "--max-fields-per-line", "4"),

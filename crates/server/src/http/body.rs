@@ -9,6 +9,14 @@ use futures::StreamExt;
 
 use crate::error::ServerError;
 
+/// The body size the client declared (`Content-Length`), if any.
+pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Read `body` (on `io`; this is network IO), failing with 413 past `limit` bytes.
 pub(super) async fn read_limited(
     headers: &HeaderMap,
@@ -16,10 +24,7 @@ pub(super) async fn read_limited(
     limit: u64,
 ) -> Result<Bytes, ServerError> {
     let too_large = || ServerError::PayloadTooLarge { limit };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }

@@ -6,6 +6,7 @@
 //! [`HttpServer::serve`]): stop accepting, let in-flight requests finish, return; the
 //! caller then closes the write backend so the WAL is synced before the process exits.
 
+mod admission;
 mod auth;
 mod body;
 pub(crate) mod encode;
@@ -41,6 +42,8 @@ pub struct ServerState {
     /// `None`: no auth.
     pub token: Option<String>,
     pub metrics: HttpMetrics,
+    /// Budget of write request bytes in flight (`limits.max_inflight_write_bytes`).
+    pub(crate) write_admission: admission::WriteAdmission,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -66,6 +69,9 @@ impl ServerState {
             limits: config.limits.clone(),
             token: config.auth.token().map(str::to_string),
             metrics: HttpMetrics::default(),
+            write_admission: admission::WriteAdmission::new(
+                config.limits.max_inflight_write_bytes.as_u64(),
+            ),
         })
     }
 }

@@ -84,6 +84,14 @@ pub(super) async fn ping() -> impl IntoResponse {
 /// `GET /metrics`: Prometheus text: HTTP, backend, then per-runtime metrics.
 pub(super) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     let mut text = state.metrics.render();
+    let _ = std::fmt::Write::write_fmt(
+        &mut text,
+        format_args!(
+            "# HELP bulkhead_write_inflight_bytes Write request bytes admitted and not yet answered (limits.max_inflight_write_bytes).\n\
+             # TYPE bulkhead_write_inflight_bytes gauge\nbulkhead_write_inflight_bytes {}\n",
+            u64::from(state.write_admission.in_flight_kib()) * 1024
+        ),
+    );
     for backend in [state.writes.metrics_text(), state.queries.metrics_text()] {
         if !backend.is_empty() {
             text.push_str(&backend);

@@ -14,7 +14,7 @@ use bulkhead_runtime::RuntimeName;
 use serde::Deserialize;
 
 use super::ServerState;
-use super::body::read_limited;
+use super::admission::read_admitted;
 use crate::error::ServerError;
 use crate::promwrite::{self, DecodeOptions, PromWriteError};
 
@@ -41,7 +41,8 @@ pub(super) async fn prom_write(
     }
     check_headers(&headers)?;
     let limit = state.limits.max_body_size.as_u64();
-    let raw = read_limited(&headers, body, limit).await?;
+    // Held until the write is acknowledged (or refused).
+    let (raw, _admitted) = read_admitted(&state, &headers, body, limit).await?;
 
     let opts = DecodeOptions {
         max_decompressed: limit,

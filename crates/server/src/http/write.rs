@@ -13,7 +13,8 @@ use bulkhead_runtime::RuntimeName;
 use serde::Deserialize;
 
 use super::ServerState;
-use super::body::{Encoding, decode, read_limited};
+use super::admission::read_admitted;
+use super::body::{Encoding, decode};
 use crate::error::ServerError;
 use crate::lineproto::{self, ParseOptions, Precision};
 
@@ -80,7 +81,8 @@ async fn write(
     };
     let encoding = Encoding::from_headers(&headers)?;
     let limit = state.limits.max_body_size.as_u64();
-    let raw = read_limited(&headers, body, limit).await?;
+    // Held until the write is acknowledged (or refused).
+    let (raw, _admitted) = read_admitted(&state, &headers, body, limit).await?;
 
     let opts = ParseOptions {
         precision,

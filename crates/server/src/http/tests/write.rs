@@ -321,3 +321,57 @@ async fn auth_is_required_everywhere_but_health() {
     assert_eq!(h.get("/health").await.status, StatusCode::OK);
     assert_eq!(h.get("/ping").await.status, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_past_the_in_flight_budget_get_503_at_once_and_nothing_is_written() {
+    let h = harness_with(|c| c.limits.max_inflight_write_bytes = ByteSize::kib(4));
+    *h.backend.write_delay.lock().unwrap() = Duration::from_millis(500);
+    let body = |tag: &str| -> String {
+        (0..100)
+            .map(|i| format!("cpu,host={tag} usage={i} {i}\n"))
+            .collect()
+    };
+    let (a, b) = (body("a"), body("b"));
+    assert!(a.len() > 2048 && a.len() < 4096, "{}", a.len());
+    let first = h.post("/api/v2/write?bucket=d", a);
+    let second = async {
+        // Once the first write holds its admission, the second does not fit.
+        while h.state.write_admission.in_flight_kib() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let metrics = h.get("/metrics").await.text();
+        assert!(
+            metrics.contains("bulkhead_write_inflight_bytes 3072"),
+            "{metrics}"
+        );
+        h.post("/api/v2/write?bucket=d", b).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.status, StatusCode::NO_CONTENT, "{}", first.text());
+    assert_eq!(second.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second.headers[header::RETRY_AFTER], "1");
+    assert_eq!(second.json()["code"], "overloaded");
+    assert!(
+        second.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_inflight_write_bytes"),
+        "{}",
+        second.text()
+    );
+    assert_eq!(
+        h.backend.total(),
+        100,
+        "only the admitted write was applied"
+    );
+    assert_eq!(
+        h.state.write_admission.in_flight_kib(),
+        0,
+        "permit released"
+    );
+    // With the budget free again, the retry succeeds.
+    *h.backend.write_delay.lock().unwrap() = Duration::ZERO;
+    let retry = h.post("/api/v2/write?bucket=d", body("b")).await;
+    assert_eq!(retry.status, StatusCode::NO_CONTENT, "{}", retry.text());
+    assert_eq!(h.backend.total(), 200);
+}

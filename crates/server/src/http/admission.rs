@@ -1,0 +1,99 @@
+//! Write admission control: a budget of request bytes for writes in flight (being
+//! read, decompressed, parsed, or waiting for the engine). The engine bounds memtable
+//! memory; this bounds what queues in front of it, so an overload gets fast 503s with
+//! `Retry-After` instead of a growing pile of parsed batches and, eventually, an OOM.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::ServerState;
+use super::body::{declared_length, read_limited};
+use crate::error::ServerError;
+
+/// Read a write request's body under admission control: admitted before reading when
+/// its size is declared (so a refused request is not even read), else once it is
+/// known. The caller holds the permit until the write is acknowledged or refused.
+pub(super) async fn read_admitted(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+) -> Result<(Bytes, OwnedSemaphorePermit), ServerError> {
+    match declared_length(headers) {
+        Some(n) if n <= limit => {
+            let permit = state.write_admission.admit(n)?;
+            Ok((read_limited(headers, body, limit).await?, permit))
+        }
+        _ => {
+            let raw = read_limited(headers, body, limit).await?;
+            let permit = state.write_admission.admit(raw.len() as u64)?;
+            Ok((raw, permit))
+        }
+    }
+}
+
+/// The budget, in KiB permits.
+#[derive(Debug)]
+pub(crate) struct WriteAdmission {
+    permits: Arc<Semaphore>,
+    total_kib: u32,
+    limit: u64,
+}
+
+impl WriteAdmission {
+    pub(crate) fn new(limit_bytes: u64) -> Self {
+        let total_kib = u32::try_from(limit_bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX >> 3)
+            .clamp(1, Semaphore::MAX_PERMITS as u32);
+        Self {
+            permits: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+            limit: limit_bytes,
+        }
+    }
+
+    /// Admit a write of `bytes` request bytes, or refuse it at once. A request larger
+    /// than the whole budget is admitted only when nothing else is in flight (the body
+    /// limit, not this, caps a single request). The permit is held until dropped.
+    pub(crate) fn admit(&self, bytes: u64) -> Result<OwnedSemaphorePermit, ServerError> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
+        Arc::clone(&self.permits)
+            .try_acquire_many_owned(kib)
+            .map_err(|_| ServerError::WritesInFlight { limit: self.limit })
+    }
+
+    /// Request bytes (in KiB) currently admitted.
+    pub(crate) fn in_flight_kib(&self) -> u32 {
+        self.total_kib - self.permits.available_permits() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_within_the_budget_and_refuses_past_it() {
+        let a = WriteAdmission::new(10 * 1024);
+        let p1 = a.admit(6 * 1024).expect("first");
+        assert_eq!(a.in_flight_kib(), 6);
+        let err = a.admit(5 * 1024).expect_err("over budget");
+        assert_eq!(err.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.to_string().contains("limits.max_inflight_write_bytes"));
+        let p2 = a.admit(4 * 1024).expect("fits exactly");
+        drop(p1);
+        drop(p2);
+        assert_eq!(a.in_flight_kib(), 0);
+        // Larger than the whole budget: admitted alone, refused alongside another.
+        let big = a.admit(1 << 30).expect("alone");
+        assert!(a.admit(1).is_err());
+        drop(big);
+        assert!(a.admit(0).is_ok(), "an empty body still takes one permit");
+    }
+}
