@@ -102,3 +102,92 @@ fn bench_gen_is_deterministic() {
     assert_eq!(a, run());
     assert_eq!(String::from_utf8(a).unwrap().lines().count(), 18);
 }
+
+#[test]
+fn bench_storage_reports_bytes_per_value_before_and_after_compaction() {
+    let r = bench(&[
+        "storage",
+        "--scales",
+        "3,6",
+        "--span",
+        "4h",
+        "--flush-every",
+        "20min",
+        "--batch",
+        "500",
+    ]);
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{r}");
+    for (res, hosts) in results.iter().zip([3u64, 6]) {
+        assert_eq!(res["system"], "bulkhead");
+        assert_eq!(res["scale"], hosts);
+        // 4 h of one row per host every 10 s, 10 fields per row.
+        assert_eq!(res["rows"], hosts * 1440, "{res}");
+        assert_eq!(res["values"], hosts * 14400, "{res}");
+        let before = &res["before"];
+        let after = &res["after"];
+        // Two 2 h segments, one flush every 20 min of data: 6 SSTs each before, 1 after.
+        assert_eq!(before["sst_files"], 12, "{res}");
+        assert_eq!(after["sst_files"], 2, "{res}");
+        let b = before["data_bytes_per_value"].as_f64().unwrap();
+        let a = after["data_bytes_per_value"].as_f64().unwrap();
+        assert!(
+            a > 0.0 && a < b,
+            "compaction must shrink the data: {b} -> {a}"
+        );
+        assert!(
+            after["disk_bytes_per_value"].as_f64().unwrap() >= a,
+            "{res}"
+        );
+        let c = &res["compaction"];
+        assert_eq!(c["input_files"], 12, "{res}");
+        assert_eq!(c["output_files"], 2, "{res}");
+        assert_eq!(c["values_merged"], res["values"], "{res}");
+        assert_eq!(c["tasks"], 2.0, "{res}");
+        assert!(c["values_per_s"].as_f64().unwrap() > 0.0, "{res}");
+        assert!(c["input_bytes"].as_f64().unwrap() > 0.0, "{res}");
+    }
+}
+
+#[test]
+fn bench_query_reports_every_tsbs_query_type() {
+    let r = bench(&["query", "--scale", "10", "--span", "2h", "--runs", "2"]);
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "{r}");
+    assert_eq!(results[0]["system"], "bulkhead");
+    let queries = results[0]["queries"].as_array().expect("queries");
+    assert_eq!(queries.len(), 15, "{r}");
+    for q in queries {
+        assert_eq!(q["latency"]["count"], 2, "{q}");
+        assert!(q["latency"]["p50_ms"].as_f64().unwrap() > 0.0, "{q}");
+        let name = q["query"].as_str().unwrap();
+        // 1 h at one row per minute per bucket; a 2 h span caps the 12 h windows.
+        let expect = match name {
+            "single-groupby-1-1-1"
+            | "single-groupby-5-1-1"
+            | "single-groupby-1-8-1"
+            | "single-groupby-5-8-1" => Some(60),
+            "single-groupby-1-1-12" | "single-groupby-5-1-12" => Some(120),
+            "cpu-max-all-1" | "cpu-max-all-8" => Some(2),
+            "double-groupby-1" | "double-groupby-5" | "double-groupby-all" => Some(20),
+            "lastpoint" => Some(10),
+            "groupby-orderby-limit" => Some(5),
+            // How many readings pass the threshold depends on the random walk.
+            _ => None,
+        };
+        if let Some(n) = expect {
+            assert_eq!(q["rows"], n, "{name}: {q}");
+        }
+    }
+}
+
+#[test]
+fn bench_query_rejects_unknown_query_types() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(["bench", "query", "--queries", "single-groupby-1-1-1,nope"])
+        .output()
+        .expect("run bulkhead bench");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown query type \"nope\""), "{err}");
+}

@@ -2,11 +2,14 @@
 
 mod ingest;
 mod interference;
+mod load;
 mod peers;
 mod plot;
+mod query;
 mod server;
 mod soak;
 mod stats;
+mod storage;
 mod tsbs;
 
 use std::io::Write;
@@ -28,6 +31,11 @@ enum BenchCommand {
     Interference(interference::InterferenceArgs),
     /// Durable ingest throughput, against peers side by side.
     Ingest(ingest::IngestArgs),
+    /// Bytes per value before and after full compaction, compaction throughput, against
+    /// peers side by side.
+    Storage(storage::StorageArgs),
+    /// The TSBS cpu-only query types: median and p99 latency over N runs.
+    Query(query::QueryArgs),
     /// Ingest at ~80% of capacity with a small query load; RSS, p99 and stalls must
     /// stay flat; then 3x overload must get 503 + Retry-After with bounded RSS.
     Soak(soak::SoakArgs),
@@ -54,6 +62,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Gen(args) => generate(args),
         BenchCommand::Interference(args) => interference::run(args),
         BenchCommand::Ingest(args) => ingest::run(args),
+        BenchCommand::Storage(args) => storage::run(args),
+        BenchCommand::Query(args) => query::run(args),
         BenchCommand::Soak(args) => soak::run(args),
     }
 }

@@ -49,3 +49,60 @@ pub(crate) fn latency_over_time(path: &Path, series: &[Series<'_>]) -> anyhow::R
     root.present()?;
     Ok(())
 }
+
+/// A horizontal bar chart: one labelled bar per (label, value).
+pub(crate) fn bars(
+    path: &Path,
+    caption: &str,
+    unit: &str,
+    bars: &[(String, f64)],
+) -> anyhow::Result<()> {
+    let n = bars.len().max(1);
+    let root = SVGBackend::new(path, (1000, 80 + 28 * n as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let x_max = bars
+        .iter()
+        .map(|b| b.1)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(260)
+        .build_cartesian_2d(0f64..x_max, 0f64..n as f64)?;
+    let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+    chart
+        .configure_mesh()
+        .x_desc(unit)
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&|y| {
+            let i = (n as f64 - y - 0.5).round();
+            if (n as f64 - y - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .disable_y_mesh()
+        .draw()?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+        let top = n as f64 - i as f64;
+        Rectangle::new(
+            [(0.0, top - 0.8), (v.max(0.0), top - 0.2)],
+            BLUE.mix(0.6).filled(),
+        )
+    }))?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+        let top = n as f64 - i as f64;
+        Text::new(
+            format!("{v:.3}"),
+            (v.max(0.0), top - 0.6),
+            ("sans-serif", 13),
+        )
+    }))?;
+    root.present()?;
+    Ok(())
+}

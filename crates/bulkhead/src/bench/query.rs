@@ -1,0 +1,571 @@
+//! `bench query`: the TSBS cpu-only query types, median and p99 latency over N runs.
+//!
+//! TSBS cpu-only data is loaded into Bulkhead (then flushed and compacted: the steady
+//! state) and, with `--peers influxdb`, into InfluxDB 1.x (then fully compacted). Each
+//! round runs every query type once, on every system, with the same random hosts and
+//! time window (seeded), over HTTP: SQL for Bulkhead, the equivalent InfluxQL for
+//! InfluxDB. A first round warms caches and is not recorded.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+use super::load::{self, Chunks};
+use super::peers::{Peer, PeerServer};
+use super::server::ChildServer;
+use super::stats::Dist;
+use super::tsbs::{self, FIELDS, SplitMix64};
+
+/// The TSBS cpu-only ("devops") query types, by their TSBS names.
+pub(crate) const QUERY_TYPES: [&str; 15] = [
+    "single-groupby-1-1-1",
+    "single-groupby-1-1-12",
+    "single-groupby-1-8-1",
+    "single-groupby-5-1-1",
+    "single-groupby-5-1-12",
+    "single-groupby-5-8-1",
+    "cpu-max-all-1",
+    "cpu-max-all-8",
+    "double-groupby-1",
+    "double-groupby-5",
+    "double-groupby-all",
+    "high-cpu-1",
+    "high-cpu-all",
+    "lastpoint",
+    "groupby-orderby-limit",
+];
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct QueryArgs {
+    /// TSBS hosts.
+    #[arg(long, default_value_t = 1000)]
+    scale: usize,
+    /// Span of generated data (one row per host every 10 s).
+    #[arg(long, default_value = "1day", value_parser = humantime::parse_duration)]
+    span: Duration,
+    /// Recorded runs of each query type (after one warm-up round).
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Query types to run, comma-separated (default: all fifteen TSBS cpu-only types).
+    #[arg(long, value_delimiter = ',')]
+    queries: Vec<String>,
+    /// Seed of the random hosts and time windows.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Peers: only `influxdb` (queried with InfluxQL).
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<Peer>,
+    /// Directory for results.json and query.svg.
+    #[arg(long, default_value = "bench-out/query")]
+    out: PathBuf,
+}
+
+/// What a TSBS query type asks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// max of `metrics` metrics per minute, for `hosts` hosts over `hours`.
+    SingleGroupby {
+        metrics: usize,
+        hosts: usize,
+        hours: u64,
+    },
+    /// max of all 10 metrics per hour, for `hosts` hosts over 8 hours.
+    CpuMaxAll { hosts: usize },
+    /// mean of `metrics` metrics per host per hour over 12 hours.
+    DoubleGroupby { metrics: usize },
+    /// rows with usage_user > 90 over 12 hours, one host or all (`None`).
+    HighCpu { hosts: Option<usize> },
+    /// the latest row of every host.
+    Lastpoint,
+    /// the last 5 per-minute maxima before a random point in time.
+    GroupbyOrderbyLimit,
+}
+
+fn parse_kind(name: &str) -> anyhow::Result<Kind> {
+    let nums =
+        |rest: &str| -> Option<Vec<u64>> { rest.split('-').map(|p| p.parse().ok()).collect() };
+    let kind = if let Some(rest) = name.strip_prefix("single-groupby-") {
+        match nums(rest).as_deref() {
+            Some(&[m, h, t]) if (1..=10).contains(&m) && h > 0 && t > 0 => Kind::SingleGroupby {
+                metrics: m as usize,
+                hosts: h as usize,
+                hours: t,
+            },
+            _ => bail!("bad query type {name:?}: expected single-groupby-METRICS-HOSTS-HOURS"),
+        }
+    } else if let Some(rest) = name.strip_prefix("cpu-max-all-") {
+        match rest.parse::<usize>() {
+            Ok(h) if h > 0 => Kind::CpuMaxAll { hosts: h },
+            _ => bail!("bad query type {name:?}: expected cpu-max-all-HOSTS"),
+        }
+    } else if let Some(rest) = name.strip_prefix("double-groupby-") {
+        match rest {
+            "all" => Kind::DoubleGroupby { metrics: 10 },
+            n => match n.parse::<usize>() {
+                Ok(m) if (1..=10).contains(&m) => Kind::DoubleGroupby { metrics: m },
+                _ => bail!("bad query type {name:?}: expected double-groupby-METRICS|all"),
+            },
+        }
+    } else if let Some(rest) = name.strip_prefix("high-cpu-") {
+        match rest {
+            "all" => Kind::HighCpu { hosts: None },
+            n => match n.parse::<usize>() {
+                Ok(h) if h > 0 => Kind::HighCpu { hosts: Some(h) },
+                _ => bail!("bad query type {name:?}: expected high-cpu-HOSTS|all"),
+            },
+        }
+    } else if name == "lastpoint" {
+        Kind::Lastpoint
+    } else if name == "groupby-orderby-limit" {
+        Kind::GroupbyOrderbyLimit
+    } else {
+        bail!(
+            "unknown query type {name:?}; known: {}",
+            QUERY_TYPES.join(", ")
+        )
+    };
+    Ok(kind)
+}
+
+/// One query instance: the same question in SQL and in InfluxQL.
+struct Instance {
+    sql: String,
+    influxql: String,
+}
+
+fn ts(ns: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64))
+        .to_string()
+}
+
+/// Random distinct hosts (all of them if `n >= scale`).
+fn hosts(rng: &mut SplitMix64, scale: usize, n: usize) -> Vec<String> {
+    let mut set = BTreeSet::new();
+    while set.len() < n.min(scale) {
+        set.insert(rng.below(scale as u64));
+    }
+    set.into_iter().map(|h| format!("host_{h}")).collect()
+}
+
+/// A random window of `hours` (at most the span), starting on a whole minute.
+fn window(rng: &mut SplitMix64, span_ns: i64, hours: u64) -> (i64, i64) {
+    let len = (hours as i64 * 3_600_000_000_000).min(span_ns);
+    let minute = 60_000_000_000;
+    let slots = ((span_ns - len) / minute).max(0) as u64 + 1;
+    let start = tsbs::DEFAULT_START_NS + rng.below(slots) as i64 * minute;
+    (start, start + len)
+}
+
+fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: i64) -> Instance {
+    let sql_hosts = |h: &[String]| {
+        let list: Vec<String> = h.iter().map(|h| format!("'{h}'")).collect();
+        format!("hostname in ({})", list.join(", "))
+    };
+    let influx_hosts = |h: &[String]| {
+        let list: Vec<String> = h.iter().map(|h| format!("hostname = '{h}'")).collect();
+        format!("({})", list.join(" OR "))
+    };
+    let aggs = |f: &str, m: usize, influx: bool| -> String {
+        FIELDS[..m]
+            .iter()
+            .map(|c| {
+                if influx {
+                    format!("{f}({c})")
+                } else {
+                    format!("{f}({c}) as {f}_{c}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let range = |(t0, t1): (i64, i64), influx: bool| {
+        if influx {
+            format!("time >= '{}' AND time < '{}'", ts(t0), ts(t1))
+        } else {
+            format!("time >= '{}' and time < '{}'", ts(t0), ts(t1))
+        }
+    };
+    match kind {
+        Kind::SingleGroupby {
+            metrics,
+            hosts: n,
+            hours,
+        } => {
+            let h = hosts(rng, scale, n);
+            let w = window(rng, span_ns, hours);
+            Instance {
+                sql: format!(
+                    "select date_bin(interval '1 minute', time) as minute, {} from cpu where {} and {} group by minute order by minute",
+                    aggs("max", metrics, false),
+                    sql_hosts(&h),
+                    range(w, false)
+                ),
+                influxql: format!(
+                    "SELECT {} FROM cpu WHERE {} AND {} GROUP BY time(1m)",
+                    aggs("max", metrics, true),
+                    influx_hosts(&h),
+                    range(w, true)
+                ),
+            }
+        }
+        Kind::CpuMaxAll { hosts: n } => {
+            let h = hosts(rng, scale, n);
+            let w = window(rng, span_ns, 8);
+            Instance {
+                sql: format!(
+                    "select date_bin(interval '1 hour', time) as hour, {} from cpu where {} and {} group by hour order by hour",
+                    aggs("max", 10, false),
+                    sql_hosts(&h),
+                    range(w, false)
+                ),
+                influxql: format!(
+                    "SELECT {} FROM cpu WHERE {} AND {} GROUP BY time(1h)",
+                    aggs("max", 10, true),
+                    influx_hosts(&h),
+                    range(w, true)
+                ),
+            }
+        }
+        Kind::DoubleGroupby { metrics } => {
+            let w = window(rng, span_ns, 12);
+            Instance {
+                sql: format!(
+                    "select date_bin(interval '1 hour', time) as hour, hostname, {} from cpu where {} group by hour, hostname order by hour, hostname",
+                    aggs("avg", metrics, false),
+                    range(w, false)
+                ),
+                influxql: format!(
+                    "SELECT {} FROM cpu WHERE {} GROUP BY time(1h), hostname",
+                    aggs("mean", metrics, true),
+                    range(w, true)
+                ),
+            }
+        }
+        Kind::HighCpu { hosts: n } => {
+            let h = n.map(|n| hosts(rng, scale, n));
+            let w = window(rng, span_ns, 12);
+            let (sql_h, influx_h) = match &h {
+                Some(h) => (
+                    format!(" and {}", sql_hosts(h)),
+                    format!(" AND {}", influx_hosts(h)),
+                ),
+                None => (String::new(), String::new()),
+            };
+            Instance {
+                sql: format!(
+                    "select * from cpu where usage_user > 90 and {}{sql_h}",
+                    range(w, false)
+                ),
+                influxql: format!(
+                    "SELECT * FROM cpu WHERE usage_user > 90 AND {}{influx_h}",
+                    range(w, true)
+                ),
+            }
+        }
+        Kind::Lastpoint => Instance {
+            sql: format!(
+                "select hostname, max(time) as time, {} from cpu group by hostname",
+                FIELDS
+                    .iter()
+                    .map(|f| format!("last_value({f} order by time) as {f}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            influxql: "SELECT * FROM cpu GROUP BY hostname ORDER BY time DESC LIMIT 1".into(),
+        },
+        Kind::GroupbyOrderbyLimit => {
+            let (_, end) = window(rng, span_ns, 0);
+            // At least 5 minutes of data before the end point, so there are 5 buckets.
+            let end = end.max(tsbs::DEFAULT_START_NS + 5 * 60_000_000_000);
+            Instance {
+                sql: format!(
+                    "select date_bin(interval '1 minute', time) as minute, max(usage_user) from cpu where time < '{}' group by minute order by minute desc limit 5",
+                    ts(end)
+                ),
+                // InfluxQL needs a lower bound for GROUP BY time(); the data starts there.
+                influxql: format!(
+                    "SELECT max(usage_user) FROM cpu WHERE time >= '{}' AND time < '{}' GROUP BY time(1m) ORDER BY time DESC LIMIT 5",
+                    ts(tsbs::DEFAULT_START_NS),
+                    ts(end)
+                ),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct QueryResult {
+    query: String,
+    latency: Dist,
+    /// Rows (Bulkhead) or points (InfluxDB) returned by the last run.
+    rows: usize,
+    /// The last run's query text.
+    example: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SystemResult {
+    system: String,
+    language: String,
+    queries: Vec<QueryResult>,
+}
+
+pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let names: Vec<String> = if args.queries.is_empty() {
+        QUERY_TYPES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.queries.clone()
+    };
+    let kinds: Vec<Kind> = names
+        .iter()
+        .map(|n| parse_kind(n))
+        .collect::<anyhow::Result<_>>()?;
+    if args.peers.contains(&Peer::Victoriametrics) {
+        bail!(
+            "bench query supports only --peers influxdb (VictoriaMetrics speaks PromQL, not SQL or InfluxQL)"
+        );
+    }
+    if args.scale == 0 || args.runs == 0 {
+        bail!("--scale and --runs must be > 0");
+    }
+    let span_ns = i64::try_from(args.span.as_nanos()).context("--span too long")?;
+    if span_ns < tsbs::INTERVAL_NS {
+        bail!("--span must be at least 10s (one TSBS interval)");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("bench-client")
+        .build()?;
+    let client = reqwest::Client::new();
+
+    // Load every system first (each ends up flushed and compacted), then query them side
+    // by side.
+    let dir = tempfile::tempdir()?;
+    let server = ChildServer::start(dir.path(), &[], &[])?;
+    let rows_total = (span_ns / tsbs::INTERVAL_NS) as u64 * args.scale as u64;
+    rt.block_on(async {
+        let bar = load::rows_bar("bulkhead", rows_total);
+        let write = format!("{}/api/v2/write?bucket=bench&precision=ns", server.base);
+        for (bodies, _) in Chunks::new(args.scale, args.span, Duration::from_secs(3600), 5000) {
+            load::post_all(&client, &write, bodies, 4, &bar).await?;
+        }
+        bar.finish_and_clear();
+        load::admin(&client, &server.base, "flush", "bench", "cpu").await?;
+        load::admin(&client, &server.base, "compact", "bench", "cpu").await
+    })?;
+    let mut peers = Vec::new();
+    for &peer in &args.peers {
+        let dir = tempfile::tempdir()?;
+        let p = PeerServer::start_with(peer, dir.path(), true)?;
+        rt.block_on(async {
+            let bar = load::rows_bar(peer.name(), rows_total);
+            for (bodies, _) in Chunks::new(args.scale, args.span, Duration::from_secs(3600), 5000) {
+                load::post_all(&client, &p.write_url, bodies, 4, &bar).await?;
+            }
+            bar.finish_and_clear();
+            p.settle(&client).await
+        })?;
+        peers.push((p, dir));
+    }
+
+    let systems = 1 + peers.len();
+    let mut samples = vec![vec![Vec::new(); kinds.len()]; systems];
+    let mut last = vec![vec![(0usize, String::new()); kinds.len()]; systems];
+    let mut rng = SplitMix64(args.seed);
+    let bar = ProgressBar::new(((args.runs + 1) * kinds.len() * systems) as u64).with_style(
+        ProgressStyle::with_template("{prefix:>16} [{bar:40}] {pos}/{len} queries {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix("queries");
+    for round in 0..=args.runs {
+        for (k, &kind) in kinds.iter().enumerate() {
+            let inst = instance(kind, &mut rng, args.scale, span_ns);
+            bar.set_message(names[k].clone());
+            let t = Instant::now();
+            let rows = rt
+                .block_on(load::sql(&client, &server.base, "bench", &inst.sql))?
+                .len();
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            bar.inc(1);
+            if round > 0 {
+                samples[0][k].push(ms);
+            }
+            last[0][k] = (rows, inst.sql.clone());
+            for (s, (p, _)) in peers.iter().enumerate() {
+                let t = Instant::now();
+                let rows = rt.block_on(influxql(&client, &p.base, &inst.influxql))?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                bar.inc(1);
+                if round > 0 {
+                    samples[s + 1][k].push(ms);
+                }
+                last[s + 1][k] = (rows, inst.influxql.clone());
+            }
+        }
+    }
+    bar.finish_and_clear();
+    drop(server);
+
+    let mut results = Vec::new();
+    for s in 0..systems {
+        let (system, language) = if s == 0 {
+            ("bulkhead", "sql")
+        } else {
+            (args.peers[s - 1].name(), "influxql")
+        };
+        results.push(SystemResult {
+            system: system.into(),
+            language: language.into(),
+            queries: names
+                .iter()
+                .enumerate()
+                .map(|(k, name)| QueryResult {
+                    query: name.clone(),
+                    latency: Dist::of(&samples[s][k]),
+                    rows: last[s][k].0,
+                    example: last[s][k].1.clone(),
+                })
+                .collect(),
+        });
+    }
+    print_table(&results);
+    std::fs::write(
+        args.out.join("results.json"),
+        serde_json::to_string_pretty(&json!({
+            "benchmark": "query",
+            "scale": args.scale,
+            "span_s": args.span.as_secs_f64(),
+            "runs": args.runs,
+            "seed": args.seed,
+            "results": results,
+        }))?,
+    )?;
+    let bars: Vec<(String, f64)> = names
+        .iter()
+        .enumerate()
+        .flat_map(|(k, name)| {
+            results
+                .iter()
+                .map(move |r| (format!("{name} {}", r.system), r.queries[k].latency.p50_ms))
+        })
+        .collect();
+    super::plot::bars(
+        &args.out.join("query.svg"),
+        &format!(
+            "TSBS cpu-only query latency, median of {} runs ({} hosts, {})",
+            args.runs,
+            args.scale,
+            humantime::format_duration(args.span)
+        ),
+        "ms",
+        &bars,
+    )?;
+    eprintln!("wrote {}/results.json and query.svg", args.out.display());
+    Ok(())
+}
+
+/// Run an InfluxQL query; returns the number of points in the result.
+async fn influxql(client: &reqwest::Client, base: &str, q: &str) -> anyhow::Result<usize> {
+    let resp = client
+        .get(format!("{base}/query"))
+        .query(&[("db", "bench"), ("q", q)])
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.bytes().await?;
+    let body: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("InfluxQL {q:?}: {status}: not JSON"))?;
+    if !status.is_success() {
+        bail!("InfluxQL {q:?}: {status}: {body}");
+    }
+    let mut points = 0;
+    for result in body["results"].as_array().into_iter().flatten() {
+        if let Some(e) = result["error"].as_str() {
+            bail!("InfluxQL {q:?}: {e}");
+        }
+        for series in result["series"].as_array().into_iter().flatten() {
+            points += series["values"].as_array().map_or(0, Vec::len);
+        }
+    }
+    Ok(points)
+}
+
+fn print_table(results: &[SystemResult]) {
+    print!("{:<24}", "query");
+    for r in results {
+        print!(" {:>22}", format!("{} p50/p99 ms", r.system));
+        print!(" {:>8}", "rows");
+    }
+    if results.len() > 1 {
+        print!("  peer p50 / bulkhead p50");
+    }
+    println!();
+    for k in 0..results[0].queries.len() {
+        print!("{:<24}", results[0].queries[k].query);
+        for r in results {
+            let q = &r.queries[k];
+            print!(
+                " {:>22} {:>8}",
+                format!("{:.1}/{:.1}", q.latency.p50_ms, q.latency.p99_ms),
+                q.rows
+            );
+        }
+        for r in &results[1..] {
+            print!(
+                "  {:.2}",
+                r.queries[k].latency.p50_ms / results[0].queries[k].latency.p50_ms
+            );
+        }
+        println!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_parses_and_bad_names_are_rejected() {
+        for name in QUERY_TYPES {
+            parse_kind(name).unwrap();
+        }
+        assert_eq!(
+            parse_kind("single-groupby-5-8-1").unwrap(),
+            Kind::SingleGroupby {
+                metrics: 5,
+                hosts: 8,
+                hours: 1
+            }
+        );
+        for bad in [
+            "single-groupby-11-1-1",
+            "cpu-max-all-0",
+            "nope",
+            "high-cpu-x",
+        ] {
+            assert!(parse_kind(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn windows_stay_inside_the_data() {
+        let mut rng = SplitMix64(1);
+        let span = 6 * 3_600_000_000_000;
+        for _ in 0..100 {
+            let (a, b) = window(&mut rng, span, 1);
+            assert!(a >= tsbs::DEFAULT_START_NS && b <= tsbs::DEFAULT_START_NS + span);
+            assert_eq!(b - a, 3_600_000_000_000);
+        }
+        // A window longer than the span is the whole span.
+        assert_eq!(window(&mut rng, span, 12).1 - tsbs::DEFAULT_START_NS, span);
+        assert_eq!(hosts(&mut rng, 3, 8).len(), 3);
+    }
+}
