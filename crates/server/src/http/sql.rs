@@ -107,7 +107,8 @@ async fn run(state: Arc<ServerState>, req: SqlRequest) -> Result<Response, Serve
             RuntimeName::Query,
             async move { queries.sql(&db, &q).await },
         )
-        .await??;
+        .await?
+        .map_err(|e| ServerError::Query(memory_limit_message(e, &state)))?;
 
     let (tx, mut rx) = mpsc::channel::<Chunk>(4);
     let task_state = Arc::clone(&state);
@@ -169,7 +170,10 @@ async fn encode_task(
                     .write(&batch)
                     .map_err(|e| ServerError::Encode(e.to_string()))
             }
-            Err(e) => Err(ServerError::Query(classify(e))),
+            Err(e) => Err(ServerError::Query(memory_limit_message(
+                classify(e),
+                &state,
+            ))),
         };
         let chunk = match chunk {
             Ok(bytes) if !sent_first => {
@@ -218,4 +222,28 @@ fn classify(e: ArrowError) -> QueryError {
         ArrowError::MemoryError(m) => QueryError::new(QueryErrorKind::ResourcesExhausted, m),
         other => QueryError::execution(other.to_string()),
     }
+}
+
+/// A query over `limits.query_memory` says so, naming the limit and its key, plus the
+/// operator that asked for more (DataFusion's full report, with its per-reservation
+/// counters, goes to the log instead of the client).
+fn memory_limit_message(e: QueryError, state: &ServerState) -> QueryError {
+    if e.kind != QueryErrorKind::ResourcesExhausted {
+        return e;
+    }
+    tracing::info!(error = %e.message, "query over its memory limit");
+    let detail = e
+        .message
+        .split("Failed to allocate additional ")
+        .nth(1)
+        .and_then(|rest| rest.split(" with ").next())
+        .map(|what| format!(": failed to allocate {what}"))
+        .unwrap_or_default();
+    QueryError::new(
+        QueryErrorKind::ResourcesExhausted,
+        format!(
+            "query exceeded its memory limit of {} (limits.query_memory){detail}",
+            state.limits.query_memory
+        ),
+    )
 }

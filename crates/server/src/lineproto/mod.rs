@@ -45,6 +45,16 @@ impl Precision {
         }
     }
 
+    /// The canonical (v2) name: `ns`, `us`, `ms` or `s`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Nanoseconds => "ns",
+            Precision::Microseconds => "us",
+            Precision::Milliseconds => "ms",
+            Precision::Seconds => "s",
+        }
+    }
+
     /// Nanoseconds per unit.
     pub fn multiplier(self) -> i64 {
         match self {

@@ -285,8 +285,9 @@ fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), S
         }
         ts.checked_mul(opts.precision.multiplier()).ok_or_else(|| {
             format!(
-                "timestamp {ts} is out of range for precision {:?}",
-                opts.precision
+                "timestamp {ts} is out of range for precision `{}`: in nanoseconds it must \
+                 fit in a signed 64-bit integer (years 1677 to 2262)",
+                opts.precision.name()
             )
         })?
     };
