@@ -93,6 +93,30 @@ impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.row_count() == 0
     }
+
+    /// Approximate heap + inline bytes this batch occupies (used by the server's write
+    /// admission control; not exact, but proportional to what the allocator holds).
+    pub fn estimated_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let string = size_of::<String>();
+        let mut total = size_of::<Self>();
+        for t in &self.tables {
+            total += size_of::<TableWrite>() + t.table.len();
+            for r in &t.rows {
+                total += size_of::<Row>();
+                for (k, v) in &r.tags {
+                    total += 2 * string + k.len() + v.len();
+                }
+                for (k, v) in &r.fields {
+                    total += string + size_of::<FieldValue>() + k.len();
+                    if let FieldValue::Str(s) = v {
+                        total += s.len();
+                    }
+                }
+            }
+        }
+        total
+    }
 }
 
 /// What a manual flush or compaction applies to.

@@ -61,8 +61,8 @@ pub enum ServerError {
     /// Write admission control: too many request bytes are already being parsed or
     /// waiting for the engine (503 + Retry-After, nothing written).
     #[error(
-        "too many writes in flight: {limit} request bytes are already being processed \
-         (limits.max_inflight_write_bytes); retry later"
+        "too many writes in flight: they already hold the {limit} bytes of \
+         limits.max_inflight_write_bytes; retry later"
     )]
     WritesInFlight { limit: u64 },
 }

@@ -9,7 +9,8 @@
 //!   + 50 ms;
 //! - stalls: no watchdog stall on `io`, `write` or `query` in the last third;
 //! - overload: every answer is 204 or 503 with `Retry-After`, the server stays up, and
-//!   its peak RSS stays under the soak peak + 3x the write buffer.
+//!   its peak RSS stays under the soak peak + 3x the write buffer (memtables may hold
+//!   up to 2x, and writes in flight up to 1x more).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,8 +50,8 @@ pub(crate) struct SoakArgs {
     /// Lines per request.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// The server's write buffer (`--write-buffer`): small, so overload reaches
-    /// backpressure quickly.
+    /// The server's write buffer (`--write-buffer`), also its in-flight write budget
+    /// (`--max-inflight-write-bytes`): small, so overload reaches backpressure quickly.
     #[arg(long, default_value = "64MiB")]
     write_buffer: String,
     /// Report the verdicts but exit 0 even if one fails (for smoke tests).
@@ -104,7 +105,16 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
 
 async fn run_async(args: SoakArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = ChildServer::start(dir.path(), &["--write-buffer", &args.write_buffer], &[])?;
+    let server = ChildServer::start(
+        dir.path(),
+        &[
+            "--write-buffer",
+            &args.write_buffer,
+            "--max-inflight-write-bytes",
+            &args.write_buffer,
+        ],
+        &[],
+    )?;
     let client = reqwest::Client::new();
     let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
 

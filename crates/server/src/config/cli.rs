@@ -163,8 +163,8 @@ pub struct ServeArgs {
     /// [limits] max_body_size: largest request body, also after gunzip [default: 64MiB].
     #[arg(long, env = "BULKHEAD_MAX_BODY_SIZE", value_name = "SIZE")]
     pub max_body_size: Option<ByteSize>,
-    /// [limits] max_inflight_write_bytes: request bytes of writes in flight before new
-    /// writes get 503 [default: 64MiB].
+    /// [limits] max_inflight_write_bytes: memory of writes in flight (parsed rows)
+    /// before new writes get 503 [default: 256MiB].
     #[arg(long, env = "BULKHEAD_MAX_INFLIGHT_WRITE_BYTES", value_name = "SIZE")]
     pub max_inflight_write_bytes: Option<ByteSize>,
     /// [limits] max_line_length: longest line-protocol line [default: 64KiB].

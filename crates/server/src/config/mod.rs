@@ -248,8 +248,8 @@ impl AuthConfig {
 pub struct LimitsConfig {
     /// Largest request body, before and after gzip decompression (413 past it).
     pub max_body_size: ByteSize,
-    /// Request bytes of writes in flight (being parsed or waiting for the engine) at
-    /// once; past it new writes get 503 + Retry-After at once.
+    /// Estimated memory of writes in flight (request bytes while read, then the parsed
+    /// rows); past it new writes get 503 + Retry-After at once.
     pub max_inflight_write_bytes: ByteSize,
     /// Longest line-protocol line (that line is rejected with 400).
     pub max_line_length: ByteSize,
@@ -265,7 +265,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_body_size: ByteSize::mib(64),
-            max_inflight_write_bytes: ByteSize::mib(64),
+            max_inflight_write_bytes: ByteSize::mib(256),
             max_line_length: ByteSize::kib(64),
             max_tags_per_line: 256,
             max_fields_per_line: 1024,

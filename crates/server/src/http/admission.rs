@@ -1,5 +1,7 @@
-//! Write admission control: a budget of request bytes for writes in flight (being
-//! read, decompressed, parsed, or waiting for the engine). The engine bounds memtable
+//! Write admission control: a memory budget for writes in flight (being read,
+//! decompressed, parsed, or waiting for the engine). A write is charged its request
+//! bytes while it is read, then its parsed rows' estimated size (typically 5-10x the
+//! line protocol). The engine bounds memtable
 //! memory; this bounds what queues in front of it, so an overload gets fast 503s with
 //! `Retry-After` instead of a growing pile of parsed batches and, eventually, an OOM.
 
@@ -68,7 +70,27 @@ impl WriteAdmission {
             .map_err(|_| ServerError::WritesInFlight { limit: self.limit })
     }
 
-    /// Request bytes (in KiB) currently admitted.
+    /// Grow an admitted write's share to `bytes` (its parsed size, once known), or
+    /// refuse it. Never shrinks; capped at the whole budget like [`Self::admit`].
+    pub(crate) fn grow(
+        &self,
+        permit: &mut OwnedSemaphorePermit,
+        bytes: u64,
+    ) -> Result<(), ServerError> {
+        let want = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib) as usize;
+        let have = permit.num_permits();
+        if want > have {
+            let more = Arc::clone(&self.permits)
+                .try_acquire_many_owned((want - have) as u32)
+                .map_err(|_| ServerError::WritesInFlight { limit: self.limit })?;
+            permit.merge(more);
+        }
+        Ok(())
+    }
+
+    /// Bytes (in KiB) currently admitted.
     pub(crate) fn in_flight_kib(&self) -> u32 {
         self.total_kib - self.permits.available_permits() as u32
     }
@@ -95,5 +117,14 @@ mod tests {
         assert!(a.admit(1).is_err());
         drop(big);
         assert!(a.admit(0).is_ok(), "an empty body still takes one permit");
+        // Growing to the parsed size: within the budget, then past it.
+        let mut p = a.admit(1024).expect("1 KiB");
+        a.grow(&mut p, 8 * 1024).expect("grow to 8 KiB");
+        assert_eq!(a.in_flight_kib(), 8);
+        let other = a.admit(2 * 1024).expect("2 KiB more");
+        assert!(a.grow(&mut p, 9 * 1024).is_err(), "would exceed 10 KiB");
+        drop(other);
+        drop(p);
+        assert_eq!(a.in_flight_kib(), 0);
     }
 }

@@ -42,7 +42,7 @@ pub(super) async fn prom_write(
     check_headers(&headers)?;
     let limit = state.limits.max_body_size.as_u64();
     // Held until the write is acknowledged (or refused).
-    let (raw, _admitted) = read_admitted(&state, &headers, body, limit).await?;
+    let (raw, mut admitted) = read_admitted(&state, &headers, body, limit).await?;
 
     let opts = DecodeOptions {
         max_decompressed: limit,
@@ -74,6 +74,10 @@ pub(super) async fn prom_write(
     metrics
         .ingest_bytes
         .fetch_add(decoded.decompressed_bytes as u64, Ordering::Relaxed);
+    // Decoded rows take several times the snappy bytes: charge their estimate.
+    state
+        .write_admission
+        .grow(&mut admitted, decoded.batch.estimated_bytes() as u64)?;
     let rows = decoded.batch.row_count();
     if rows > 0 {
         state.writes.write(&db, decoded.batch).await?;

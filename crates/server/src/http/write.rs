@@ -82,7 +82,7 @@ async fn write(
     let encoding = Encoding::from_headers(&headers)?;
     let limit = state.limits.max_body_size.as_u64();
     // Held until the write is acknowledged (or refused).
-    let (raw, _admitted) = read_admitted(&state, &headers, body, limit).await?;
+    let (raw, mut admitted) = read_admitted(&state, &headers, body, limit).await?;
 
     let opts = ParseOptions {
         precision,
@@ -106,6 +106,10 @@ async fn write(
         })
         .await??;
     let (bytes, parsed) = parsed;
+    // Parsed rows take several times the line protocol's bytes: charge their estimate.
+    state
+        .write_admission
+        .grow(&mut admitted, parsed.batch.estimated_bytes() as u64)?;
     let metrics = &state.metrics;
     metrics
         .ingest_bytes
