@@ -169,17 +169,29 @@ fn start_server(
 async fn probe_capacity(client: &reqwest::Client, args: &InterferenceArgs) -> anyhow::Result<f64> {
     let (_dir, server) = start_server(args, "isolated")?;
     let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
+    closed_loop_capacity(client, &server.base, &gen_).await
+}
+
+/// Rows/s that 4 closed-loop clients get acknowledged in 5 s.
+pub(super) async fn closed_loop_capacity(
+    client: &reqwest::Client,
+    base: &str,
+    gen_: &Arc<Mutex<Batches>>,
+) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (client, url, gen_) = (client.clone(), write_url(&server.base), Arc::clone(&gen_));
+        let (client, url, gen_) = (client.clone(), write_url(base), Arc::clone(gen_));
         tasks.push(tokio::spawn(async move {
             let mut rows = 0usize;
             while Instant::now() < deadline {
-                let body = gen_.lock().next();
+                let (body, n) = {
+                    let mut g = gen_.lock();
+                    (g.next(), g.batch)
+                };
                 if post(&client, &url, body).await.is_ok() {
-                    rows += gen_.lock().batch;
+                    rows += n;
                 }
             }
             rows

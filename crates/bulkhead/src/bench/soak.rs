@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::json;
 
-use super::interference::{Batches, stalls, write_url};
+use super::interference::{Batches, closed_loop_capacity, stalls, write_url};
 use super::server::{ChildServer, current_rss, peak_rss};
 use super::stats::Dist;
 
@@ -185,41 +185,6 @@ async fn run_async(args: SoakArgs) -> anyhow::Result<()> {
         bail!("soak failed:\n- {}", failures.join("\n- "));
     }
     Ok(())
-}
-
-/// Rows/s that 4 closed-loop clients get acknowledged in 5 s.
-async fn closed_loop_capacity(
-    client: &reqwest::Client,
-    base: &str,
-    gen_: &Arc<Mutex<Batches>>,
-) -> anyhow::Result<f64> {
-    let url = write_url(base);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (client, url, gen_) = (client.clone(), url.clone(), Arc::clone(gen_));
-        tasks.push(tokio::spawn(async move {
-            let mut rows = 0usize;
-            while Instant::now() < deadline {
-                let (body, n) = {
-                    let mut g = gen_.lock();
-                    (g.next(), g.batch)
-                };
-                if let Ok(r) = client.post(&url).body(body).send().await
-                    && r.status().is_success()
-                {
-                    rows += n;
-                }
-            }
-            rows
-        }));
-    }
-    let mut rows = 0;
-    for t in tasks {
-        rows += t.await?;
-    }
-    Ok(rows as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Open-loop ingest at `rate` plus one small query every 2 s, sampled per window.
