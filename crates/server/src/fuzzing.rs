@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use axum::http::{StatusCode, Uri};
-use bulkhead_engine::FieldType;
+use bulkhead_engine::{FieldType, FieldValue, WriteBatch};
 
 use crate::backend::TableColumns;
 use crate::http::encode::Format;
@@ -16,6 +16,10 @@ use crate::http::sql::parse_request;
 use crate::lineproto::serialize::to_line;
 use crate::lineproto::{
     ERROR_LINE_BYTES, ParseOptions, Parsed, Precision, parse, reject_conflicting_rows,
+};
+use crate::promwrite::{
+    self, DecodeOptions, Decoded, Label, NAME_LABEL, STALE_NAN_BITS, Sample, TimeSeries,
+    VALUE_FIELD, WriteRequest,
 };
 
 /// Line protocol: parse `data` as a write body with small limits. Invariants: every
@@ -192,6 +196,94 @@ fn percent_encode(s: &str) -> String {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Prometheus remote write: `data` is decoded twice, as the (snappy-compressed) request
+/// body, and snappy-compressed first so that the fuzzer reaches the protobuf decoder and
+/// the mapping. Invariants: no panic; a rejection has a message; an accepted request's
+/// rows have a non-empty table, only the `value` field, sorted unique tags within the
+/// label limit and none named `time` or `value`, no staleness marker; and
+/// the rows, encoded again as a request, decode to the same rows (NaNs bit for bit).
+pub fn remote_write(data: &[u8]) {
+    let opts = DecodeOptions {
+        max_decompressed: 1 << 20,
+        max_labels: 8,
+    };
+    check_remote_write(promwrite::decode_with(data, &opts), &opts);
+    // Compressing a slice cannot fail for inputs this small.
+    if let Ok(body) = snap::raw::Encoder::new().compress_vec(data) {
+        check_remote_write(promwrite::decode_with(&body, &opts), &opts);
+    }
+}
+
+fn check_remote_write(result: Result<Decoded, promwrite::PromWriteError>, opts: &DecodeOptions) {
+    let decoded = match result {
+        Ok(d) => d,
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            return;
+        }
+    };
+    let mut request = WriteRequest::default();
+    for table in &decoded.batch.tables {
+        assert!(!table.table.is_empty(), "empty metric name accepted");
+        assert!(!table.rows.is_empty());
+        for row in &table.rows {
+            assert!(row.tags.len() <= opts.max_labels);
+            assert!(
+                row.tags.windows(2).all(|w| w[0].0 < w[1].0),
+                "tags sorted and unique"
+            );
+            assert!(row.tags.iter().all(|(k, v)| !k.is_empty()
+                && !v.is_empty()
+                && k != "time"
+                && k != VALUE_FIELD
+                && k != NAME_LABEL));
+            let [(name, FieldValue::F64(value))] = row.fields.as_slice() else {
+                panic!("a row must have exactly the float field `value`: {row:?}");
+            };
+            assert_eq!(name, VALUE_FIELD);
+            assert_ne!(value.to_bits(), STALE_NAN_BITS, "staleness marker stored");
+            assert_eq!(row.time % 1_000_000, 0, "times are whole milliseconds");
+            let mut labels = vec![Label::new(NAME_LABEL, table.table.clone())];
+            labels.extend(
+                row.tags
+                    .iter()
+                    .map(|(k, v)| Label::new(k.clone(), v.clone())),
+            );
+            request.timeseries.push(TimeSeries {
+                labels,
+                samples: vec![Sample {
+                    value: *value,
+                    timestamp: row.time / 1_000_000,
+                }],
+                exemplars: Vec::new(),
+                histograms: Vec::new(),
+            });
+        }
+    }
+    let again = promwrite::decode_with(&promwrite::encode(&request), opts)
+        .expect("accepted rows, encoded again, decode");
+    assert_eq!(fingerprint(&again.batch), fingerprint(&decoded.batch));
+}
+
+/// A batch as comparable text, floats by their bits (NaN != NaN under `==`).
+fn fingerprint(batch: &WriteBatch) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &batch.tables {
+        for r in &t.rows {
+            let fields: Vec<String> = r
+                .fields
+                .iter()
+                .map(|(k, v)| match v {
+                    FieldValue::F64(x) => format!("{k}={:#x}", x.to_bits()),
+                    other => format!("{k}={other:?}"),
+                })
+                .collect();
+            out.push(format!("{}|{:?}|{fields:?}|{}", t.table, r.tags, r.time));
         }
     }
     out

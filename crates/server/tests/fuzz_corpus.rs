@@ -36,3 +36,8 @@ fn line_protocol_corpus() {
 fn sql_params_corpus() {
     replay("sql_params", bulkhead_server::fuzzing::sql_params);
 }
+
+#[test]
+fn remote_write_corpus() {
+    replay("remote_write", bulkhead_server::fuzzing::remote_write);
+}
