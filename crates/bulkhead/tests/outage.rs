@@ -20,7 +20,8 @@ const PREFIX: &str = "outage";
 const LINES_PER_REQUEST: u64 = 200;
 
 /// Small memory limits so backpressure comes quickly; S3 requests give up fast while
-/// the server is down, so flushes fail (and are retried) instead of hanging.
+/// the server is down, so flushes fail (and are retried) instead of hanging; no
+/// background compaction (this test is about flushes).
 const ENV: &[(&str, &str)] = &[
     ("BULKHEAD_WRITE_BUFFER", "1MiB"),
     ("BULKHEAD_TABLE_FLUSH_SIZE", "128KiB"),
@@ -29,6 +30,8 @@ const ENV: &[(&str, &str)] = &[
     ("BULKHEAD_S3_RETRY_TIMEOUT", "2s"),
     ("BULKHEAD_S3_CONNECT_TIMEOUT", "1s"),
     ("BULKHEAD_S3_REQUEST_TIMEOUT", "5s"),
+    // The SST set must hold still between listing the manifest and the bucket.
+    ("BULKHEAD_COMPACTION_ENABLED", "false"),
 ];
 
 /// The rows the test sent: row id -> acknowledged?
