@@ -35,16 +35,23 @@ pub(super) fn parse_body(body: &[u8], opts: &ParseOptions) -> Parsed {
                 original_line: cut_line(physical),
             });
         };
+        // A rejected line is skipped as a whole, quoted strings that span physical lines
+        // included: resuming inside such a string would parse its text as rows.
+        let skip_logical_line = |pos: &mut usize, line_number: &mut usize| {
+            let end = content_start + logical_line_end(&rest[content_start..]);
+            *line_number += rest[..end].iter().filter(|&&b| b == b'\n').count();
+            *pos += end + 1;
+        };
         if physical.len() > opts.max_line_length {
+            let long = content_start + logical_line_end(&rest[content_start..]);
             reject(
                 &mut out,
                 format!(
                     "line is {} bytes long, over the limit of {} (limits.max_line_length)",
-                    physical.len(),
-                    opts.max_line_length
+                    long, opts.max_line_length
                 ),
             );
-            pos += phys_end + 1;
+            skip_logical_line(&mut pos, &mut line_number);
             continue;
         }
         match parse_line(&rest[content_start..], opts) {
@@ -73,11 +80,60 @@ pub(super) fn parse_body(body: &[u8], opts: &ParseOptions) -> Parsed {
             }
             Err(message) => {
                 reject(&mut out, message);
-                pos += phys_end + 1;
+                skip_logical_line(&mut pos, &mut line_number);
             }
         }
     }
     out
+}
+
+/// Where the line starting at `buf[0]` ends (the index of its `\n`, or `buf.len()`),
+/// following the parser's rules: a `"` right after an unescaped `=` in the field section
+/// opens a string, which may span physical lines. A string with no closing quote does
+/// not extend the line (the line ends at its first `\n`).
+fn logical_line_end(buf: &[u8]) -> usize {
+    let physical_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let mut i = 0;
+    let mut in_fields = false;
+    let mut after_eq = false;
+    while i < buf.len() {
+        let b = buf[i];
+        match b {
+            b'\n' => return i,
+            b'\\' => {
+                after_eq = false;
+                // An escaped newline still ends the line (the parser stops there too).
+                i += if matches!(buf.get(i + 1), Some(b'\n') | None) {
+                    1
+                } else {
+                    2
+                };
+                continue;
+            }
+            b' ' | b'\t' => {
+                in_fields = true;
+                after_eq = false;
+            }
+            b'=' => after_eq = in_fields,
+            b'"' if after_eq => {
+                // Find the closing quote; `\"` and `\\` are escapes inside strings.
+                let mut j = i + 1;
+                loop {
+                    match buf.get(j) {
+                        None => return physical_end,
+                        Some(b'\\') if matches!(buf.get(j + 1), Some(b'"' | b'\\')) => j += 2,
+                        Some(b'"') => break,
+                        Some(_) => j += 1,
+                    }
+                }
+                i = j;
+                after_eq = false;
+            }
+            _ => after_eq = false,
+        }
+        i += 1;
+    }
+    buf.len()
 }
 
 /// Append a row and its origin, keeping `origins` aligned with `batch.tables`.

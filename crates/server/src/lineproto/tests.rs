@@ -351,3 +351,38 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+/// Found by fuzzing: a rejected line whose string value spans physical lines was
+/// skipped only up to its first newline, so the rest of the string was parsed as rows.
+#[test]
+fn a_rejected_multi_line_string_is_skipped_whole() {
+    let o = ParseOptions {
+        max_line_length: 60,
+        ..opts()
+    };
+    for body in [
+        // Rejected for its timestamp.
+        "log msg=\"hello\ninjected,host=x f=1 1\nend\" notatime\nok f=1 2\n",
+        // Rejected for its length (the physical line alone is over the limit).
+        "log msg=\"a very long first physical line of the log message, over the limit\ninjected,host=x f=1 1\nend\" 1\nok f=1 2\n",
+    ] {
+        let parsed = parse(body.as_bytes(), &o);
+        let tables: Vec<&str> = parsed
+            .batch
+            .tables
+            .iter()
+            .map(|t| t.table.as_str())
+            .collect();
+        assert_eq!(tables, vec!["ok"], "{body:?}: {:?}", parsed.errors);
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+        assert_eq!(parsed.errors[0].line_number, 1);
+        assert_eq!(
+            parsed.origins[0][0].line_number, 4,
+            "line numbers stay right"
+        );
+    }
+    // An unterminated string does not swallow the lines after it.
+    let parsed = parse(b"m s=\"oops 1\nok f=1 2\n", &o);
+    assert_eq!(parsed.batch.row_count(), 1);
+    assert_eq!(parsed.errors[0].line_number, 1);
+}
