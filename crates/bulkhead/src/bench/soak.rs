@@ -261,10 +261,11 @@ async fn steady(
         }
         due += every;
         if Instant::now() >= next_window {
+            let window_latencies = std::mem::take(&mut *latencies.lock());
             let w = Window {
                 at_s: t0.elapsed().as_secs_f64(),
                 rss_bytes: current_rss(server.pid()).unwrap_or(0),
-                writes: Dist::of(&std::mem::take(&mut *latencies.lock())),
+                writes: Dist::of(&window_latencies),
                 write_errors: errors.swap(0, Ordering::Relaxed),
                 queries: queries.swap(0, Ordering::Relaxed),
                 stalls: stalls(client, &server.base).await.unwrap_or_default(),
