@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::json;
@@ -35,6 +34,9 @@ pub(crate) struct SoakArgs {
     /// Length of one sampling window.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     window: Duration,
+    /// Steady load in rows/s; default: `--load` x the capacity measured at the start.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Steady load as a fraction of the measured capacity.
     #[arg(long, default_value_t = 0.8)]
     load: f64,
@@ -66,6 +68,8 @@ pub(crate) struct SoakArgs {
 #[derive(Debug, Clone, Serialize)]
 struct Window {
     at_s: f64,
+    /// How far the load generator is behind its schedule (0 when it keeps up).
+    behind_s: f64,
     rss_bytes: u64,
     writes: Dist,
     write_errors: usize,
@@ -81,6 +85,8 @@ struct Overload {
     rejected_503: usize,
     rejected_without_retry_after: usize,
     other_errors: usize,
+    /// The first few of those other outcomes (status or client error), for diagnosis.
+    other_samples: Vec<String>,
     /// Requests not sent because the client's in-flight cap was reached.
     client_dropped: usize,
     peak_rss_bytes: u64,
@@ -120,7 +126,7 @@ async fn run_async(args: SoakArgs) -> anyhow::Result<()> {
 
     eprintln!("measuring capacity (5 s, 4 closed-loop clients)...");
     let capacity = closed_loop_capacity(&client, &server.base, &gen_).await?;
-    let rate = capacity * args.load;
+    let rate = args.rate.unwrap_or(capacity * args.load);
     eprintln!(
         "capacity {capacity:.0} rows/s; soaking at {rate:.0} rows/s for {:?}",
         args.duration
@@ -221,14 +227,12 @@ async fn steady(
             }
         })
     };
-    let bar = ProgressBar::new(args.duration.as_secs()).with_style(
-        ProgressStyle::with_template("soak [{bar:40}] {pos}/{len} s {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     let mut windows = Vec::new();
     let mut due = Instant::now();
     let mut next_window = t0 + args.window;
-    while due < end {
+    // Wall-clock bound: if the client cannot keep up with the schedule it stops on time
+    // anyway, and the shortfall is reported (`behind_s`) instead of stretching the run.
+    while Instant::now() < end {
         tokio::time::sleep_until(due.into()).await;
         if in_flight.load(Ordering::Relaxed) < MAX_IN_FLIGHT {
             let body = gen_.lock().next();
@@ -264,18 +268,23 @@ async fn steady(
             let window_latencies = std::mem::take(&mut *latencies.lock());
             let w = Window {
                 at_s: t0.elapsed().as_secs_f64(),
+                behind_s: Instant::now().saturating_duration_since(due).as_secs_f64(),
                 rss_bytes: current_rss(server.pid()).unwrap_or(0),
                 writes: Dist::of(&window_latencies),
                 write_errors: errors.swap(0, Ordering::Relaxed),
                 queries: queries.swap(0, Ordering::Relaxed),
                 stalls: stalls(client, &server.base).await.unwrap_or_default(),
             };
-            bar.set_position(t0.elapsed().as_secs());
-            bar.set_message(format!(
-                "rss {} MiB, p99 {:.0} ms",
+            // One progress line per window (long runs are often not on a terminal).
+            eprintln!(
+                "  {:>6.0}/{} s  rss {} MiB  write p99 {:.0} ms  errors {}  behind {:.1} s",
+                w.at_s,
+                args.duration.as_secs(),
                 w.rss_bytes >> 20,
-                w.writes.p99_ms
-            ));
+                w.writes.p99_ms,
+                w.write_errors,
+                w.behind_s
+            );
             windows.push(w);
             next_window += args.window;
         }
@@ -284,7 +293,6 @@ async fn steady(
     while in_flight.load(Ordering::Relaxed) > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bar.finish_and_clear();
     Ok(windows)
 }
 
@@ -363,20 +371,22 @@ async fn overload_phase(
     let every = Duration::from_secs_f64(args.batch as f64 / offered.max(1.0));
     let end = Instant::now() + args.overload_duration;
     let counts: Arc<Mutex<[usize; 4]>> = Arc::default(); // ok, 503, 503 w/o RA, other
+    let others: Arc<Mutex<Vec<String>>> = Arc::default();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut dropped = 0;
     let mut peak = 0;
     let mut due = Instant::now();
     let mut next_sample = Instant::now();
-    while due < end {
+    while Instant::now() < end {
         tokio::time::sleep_until(due.into()).await;
         if in_flight.load(Ordering::Relaxed) < MAX_IN_FLIGHT {
             let body = gen_.lock().next();
-            let (client, url, counts, in_flight) = (
+            let (client, url, counts, in_flight, others) = (
                 client.clone(),
                 url.clone(),
                 Arc::clone(&counts),
                 Arc::clone(&in_flight),
+                Arc::clone(&others),
             );
             in_flight.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
@@ -389,7 +399,16 @@ async fn overload_phase(
                             2
                         }
                     }
-                    _ => 3,
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        note(&others, format!("{status}: {body}"));
+                        3
+                    }
+                    Err(e) => {
+                        note(&others, format!("client error: {e:#}"));
+                        3
+                    }
                 };
                 counts.lock()[slot] += 1;
                 in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -420,6 +439,7 @@ async fn overload_phase(
         rejected_503: c[1] + c[2],
         rejected_without_retry_after: c[2],
         other_errors: c[3],
+        other_samples: others.lock().clone(),
         client_dropped: dropped,
         peak_rss_bytes: peak,
         rss_bound_bytes: rss_bound,
@@ -427,10 +447,18 @@ async fn overload_phase(
     })
 }
 
+/// Keep the first few unexpected outcomes.
+fn note(samples: &Mutex<Vec<String>>, what: String) {
+    let mut s = samples.lock();
+    if s.len() < 5 {
+        s.push(what);
+    }
+}
+
 fn print_report(windows: &[Window], v: &Verdict, overload: Option<&Overload>) {
     println!(
-        "{:>8} {:>9} {:>9} {:>9} {:>7} {:>8}  stalls (cumulative)",
-        "t (s)", "RSS MiB", "p50 ms", "p99 ms", "errors", "queries"
+        "{:>8} {:>9} {:>9} {:>9} {:>7} {:>8} {:>8}  stalls (cumulative)",
+        "t (s)", "RSS MiB", "p50 ms", "p99 ms", "errors", "queries", "behind s"
     );
     for w in windows {
         let stalls: Vec<String> = w
@@ -440,13 +468,14 @@ fn print_report(windows: &[Window], v: &Verdict, overload: Option<&Overload>) {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         println!(
-            "{:>8.0} {:>9} {:>9.1} {:>9.1} {:>7} {:>8}  {}",
+            "{:>8.0} {:>9} {:>9.1} {:>9.1} {:>7} {:>8} {:>8.1}  {}",
             w.at_s,
             w.rss_bytes >> 20,
             w.writes.p50_ms,
             w.writes.p99_ms,
             w.write_errors,
             w.queries,
+            w.behind_s,
             stalls.join(", ")
         );
     }

@@ -26,16 +26,32 @@ pub(super) async fn read_admitted(
     limit: u64,
 ) -> Result<(Bytes, OwnedSemaphorePermit), ServerError> {
     match declared_length(headers) {
-        Some(n) if n <= limit => {
-            let permit = state.write_admission.admit(n)?;
-            Ok((read_limited(headers, body, limit).await?, permit))
-        }
+        Some(n) if n <= limit => match state.write_admission.admit(n) {
+            Ok(permit) => Ok((read_limited(headers, body, limit).await?, permit)),
+            Err(refused) => {
+                // Read and discard the body (never buffered), so the 503 goes back on a
+                // connection the client can keep using; answering before the body is
+                // read makes the server close it, and a client still sending sees a
+                // reset instead of the 503.
+                let _ = read_limited(headers, drain(body), limit).await;
+                Err(refused)
+            }
+        },
         _ => {
             let raw = read_limited(headers, body, limit).await?;
             let permit = state.write_admission.admit(raw.len() as u64)?;
             Ok((raw, permit))
         }
     }
+}
+
+/// `body` with every chunk dropped as it arrives (nothing is kept in memory).
+fn drain(body: Body) -> Body {
+    use futures::StreamExt;
+    Body::from_stream(
+        body.into_data_stream()
+            .map(|chunk| chunk.map(|_| bytes::Bytes::new())),
+    )
 }
 
 /// The budget, in KiB permits.
