@@ -67,11 +67,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<()> {
         batches.len(),
         args.batch
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("bench-client")
-        .build()?;
+    let rt = super::client_runtime(&args.out)?;
     let mut results = Vec::new();
     {
         let dir = tempfile::tempdir()?;

@@ -68,6 +68,17 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// What every benchmark starts with: its `--out` directory, and the load generator's
+/// own 2-worker runtime (threads `bench-client`), separate from the server under test.
+fn client_runtime(out: &std::path::Path) -> anyhow::Result<tokio::runtime::Runtime> {
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("bench-client")
+        .build()?)
+}
+
 fn generate(args: GenArgs) -> anyhow::Result<()> {
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(

@@ -337,13 +337,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
     if span_ns < tsbs::INTERVAL_NS {
         bail!("--span must be at least 10s (one TSBS interval)");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("bench-client")
-        .build()?;
+    let rt = super::client_runtime(&args.out)?;
     let client = reqwest::Client::new();
 
     // Load every system first (each ends up flushed and compacted), then query them side

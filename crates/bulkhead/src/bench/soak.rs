@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::json;
@@ -99,13 +99,7 @@ struct Overload {
 const MAX_IN_FLIGHT: usize = 256;
 
 pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("bench-client")
-        .build()?;
+    let rt = super::client_runtime(&args.out)?;
     rt.block_on(run_async(args))
 }
 

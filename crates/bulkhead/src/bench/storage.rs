@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Serialize;
 use serde_json::json;
 
@@ -103,13 +103,7 @@ pub(crate) fn run(args: StorageArgs) -> anyhow::Result<()> {
     if args.span < Duration::from_nanos(tsbs::INTERVAL_NS as u64) {
         bail!("--span must be at least 10s (one TSBS interval)");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("bench-client")
-        .build()?;
+    let rt = super::client_runtime(&args.out)?;
     let client = reqwest::Client::new();
     let mut results = Vec::new();
     for &scale in &args.scales {
