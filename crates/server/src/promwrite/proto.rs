@@ -28,6 +28,25 @@ pub struct TimeSeries {
     pub histograms: Vec<Vec<u8>>,
 }
 
+impl TimeSeries {
+    /// A series of `labels` with `(value, timestamp_ms)` samples, no exemplars or
+    /// histograms (for clients, tests and fuzz seeds).
+    pub fn new(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Self {
+        Self {
+            labels: labels.iter().map(|(k, v)| Label::new(*k, *v)).collect(),
+            samples: samples
+                .iter()
+                .map(|(value, timestamp)| Sample {
+                    value: *value,
+                    timestamp: *timestamp,
+                })
+                .collect(),
+            exemplars: Vec::new(),
+            histograms: Vec::new(),
+        }
+    }
+}
+
 /// `prometheus.Label`.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Label {

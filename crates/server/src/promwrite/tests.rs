@@ -6,18 +6,7 @@ use proptest::prelude::*;
 use super::*;
 
 fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
-    TimeSeries {
-        labels: labels.iter().map(|(k, v)| Label::new(*k, *v)).collect(),
-        samples: samples
-            .iter()
-            .map(|(value, timestamp)| Sample {
-                value: *value,
-                timestamp: *timestamp,
-            })
-            .collect(),
-        exemplars: Vec::new(),
-        histograms: Vec::new(),
-    }
+    TimeSeries::new(labels, samples)
 }
 
 fn request(timeseries: Vec<TimeSeries>) -> Vec<u8> {

@@ -1,24 +1,13 @@
 //! `POST /api/v1/prom/write`: mapping, all-or-nothing rejection, statuses, limits, auth.
 
-use crate::promwrite::{Label, STALE_NAN_BITS, Sample, TimeSeries, WriteRequest, encode};
+use crate::promwrite::{STALE_NAN_BITS, TimeSeries, WriteRequest, encode};
 
 use super::*;
 
 const URI: &str = "/api/v1/prom/write?db=prom";
 
 fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
-    TimeSeries {
-        labels: labels.iter().map(|(k, v)| Label::new(*k, *v)).collect(),
-        samples: samples
-            .iter()
-            .map(|(value, timestamp)| Sample {
-                value: *value,
-                timestamp: *timestamp,
-            })
-            .collect(),
-        exemplars: Vec::new(),
-        histograms: Vec::new(),
-    }
+    TimeSeries::new(labels, samples)
 }
 
 fn body(timeseries: Vec<TimeSeries>) -> Vec<u8> {
