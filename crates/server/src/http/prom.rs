@@ -51,14 +51,16 @@ pub(super) async fn prom_write(
     // Decompression, decoding and checks are CPU work: on `write`, never on `io`.
     let backend = Arc::clone(&state.writes);
     let db_name = db.clone();
-    let decoded = state
+    let (decoded, estimate) = state
         .runtimes
         .run(RuntimeName::Write, async move {
             let decoded = promwrite::decode_with(&raw, &opts)?;
             promwrite::check_schema(&decoded.batch, |table| {
                 backend.table_columns(&db_name, table)
             })?;
-            Ok::<_, PromWriteError>(decoded)
+            // Sized here, on `write`: it walks every row.
+            let estimate = decoded.batch.estimated_bytes() as u64;
+            Ok::<_, PromWriteError>((decoded, estimate))
         })
         .await?
         .map_err(|e| {
@@ -75,9 +77,7 @@ pub(super) async fn prom_write(
         .ingest_bytes
         .fetch_add(decoded.decompressed_bytes as u64, Ordering::Relaxed);
     // Decoded rows take several times the snappy bytes: charge their estimate.
-    state
-        .write_admission
-        .grow(&mut admitted, decoded.batch.estimated_bytes() as u64)?;
+    state.write_admission.grow(&mut admitted, estimate)?;
     let rows = decoded.batch.row_count();
     if rows > 0 {
         state.writes.write(&db, decoded.batch).await?;

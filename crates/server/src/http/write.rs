@@ -102,14 +102,14 @@ async fn write(
             lineproto::reject_conflicting_rows(&mut parsed, &text, |table| {
                 backend.table_columns(&db_name, table)
             });
-            Ok::<_, ServerError>((text.len(), parsed))
+            // Sized here, on `write`: it walks every row.
+            let estimate = parsed.batch.estimated_bytes() as u64;
+            Ok::<_, ServerError>((text.len(), parsed, estimate))
         })
         .await??;
-    let (bytes, parsed) = parsed;
+    let (bytes, parsed, estimate) = parsed;
     // Parsed rows take several times the line protocol's bytes: charge their estimate.
-    state
-        .write_admission
-        .grow(&mut admitted, parsed.batch.estimated_bytes() as u64)?;
+    state.write_admission.grow(&mut admitted, estimate)?;
     let metrics = &state.metrics;
     metrics
         .ingest_bytes
