@@ -226,6 +226,8 @@ impl Engine {
             let _ = t.await;
         }
         self.memory.released.notify_waiters();
+        // A checkpoint still uploading only shortens the next load: give it a moment.
+        self.manifest.settle(Duration::from_secs(5)).await;
         // Nothing of this engine writes to the WAL directory any more.
         drop(self.wal_lock.lock().take());
         synced
@@ -307,7 +309,7 @@ impl Engine {
     /// The manifest state (schemas, SSTs, flushed sequences) as of the last commit; the
     /// input of the compaction picker.
     pub async fn manifest_state(&self) -> ManifestState {
-        self.manifest.state().await
+        self.manifest.state()
     }
 
     /// Atomically replace SSTs of one table: one manifest edit removes `remove` (file

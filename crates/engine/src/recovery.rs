@@ -220,7 +220,7 @@ pub(crate) async fn open(
     // committed looks exactly like garbage. (Found by the crash harness: the startup
     // flush of replayed memtables uploaded and committed an SST that the collector,
     // running concurrently with an older manifest state, had just listed and deleted.)
-    let state = engine.manifest.state().await;
+    let state = engine.manifest.state();
     let orphans = crate::compaction::gc::delete_orphans(&engine, &state).await;
     if orphans > 0 {
         tracing::info!(orphans, "deleted SST objects no manifest entry references");

@@ -14,8 +14,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -113,13 +114,46 @@ impl ManifestState {
     }
 }
 
-/// The manifest store: loads state at startup and commits edits one at a time.
+/// The manifest store: loads state at startup and commits edits.
+///
+/// Commits are group-committed: callers queue their actions, and whoever holds the
+/// writer lock writes every queued edit as one log entry. So a flush never waits
+/// behind a train of compaction commits, each paying an object-store round trip; it
+/// waits for at most the one PUT in flight, then rides along with the next.
+/// Checkpoints (a PUT, two LISTs and deletes) run in a background task, off the
+/// commit path.
 pub(crate) struct Manifest {
+    inner: Arc<Inner>,
+    /// Actions waiting for the next group commit.
+    queue: parking_lot::Mutex<Vec<Waiter>>,
+    /// Held by the one caller writing a log entry (the group's leader).
+    writer: tokio::sync::Mutex<()>,
+    /// Identifies each waiter, so a failed group's leader can find its own.
+    next_waiter: AtomicU64,
+    /// The checkpoint task in flight, if any (at most one at a time).
+    checkpoint: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+struct Inner {
     store: Arc<dyn ObjectStore>,
     root: Path,
     checkpoint_interval: u64,
-    /// Serializes commits (each takes the next version) and holds the current state.
-    state: tokio::sync::Mutex<ManifestState>,
+    /// The committed state. Only the leader changes it, after its PUT succeeded.
+    state: parking_lot::Mutex<ManifestState>,
+}
+
+/// One caller's actions, queued for a group commit.
+struct Waiter {
+    id: u64,
+    actions: Vec<Action>,
+    done: tokio::sync::oneshot::Sender<Outcome>,
+}
+
+enum Outcome {
+    Committed(u64),
+    /// The group's PUT failed; the caller commits its actions (handed back) alone,
+    /// so it sees its own error (and a fenced engine is told so by its own attempt).
+    Retry(Vec<Action>),
 }
 
 fn store_err(op: &'static str) -> impl FnOnce(object_store::Error) -> Error {
@@ -165,23 +199,81 @@ impl Manifest {
             state.version = version;
         }
         let manifest = Self {
-            store,
-            root,
-            checkpoint_interval: checkpoint_interval.max(1),
-            state: tokio::sync::Mutex::new(state.clone()),
+            inner: Arc::new(Inner {
+                store,
+                root,
+                checkpoint_interval: checkpoint_interval.max(1),
+                state: parking_lot::Mutex::new(state.clone()),
+            }),
+            queue: parking_lot::Mutex::new(Vec::new()),
+            writer: tokio::sync::Mutex::new(()),
+            next_waiter: AtomicU64::new(0),
+            checkpoint: parking_lot::Mutex::new(None),
         };
         Ok((manifest, state))
     }
 
-    /// Commit `actions` as the next version. On success the edit is durable in the
-    /// store; on error nothing was committed (or, if the store failed ambiguously, the
-    /// identical entry is recognised on retry).
+    /// Commit `actions` atomically, possibly in one log entry with other callers'
+    /// actions. Returns the version that holds them. On success the edit is durable
+    /// in the store; on error nothing of `actions` was committed (or, if the store
+    /// failed ambiguously, the identical entry is recognised on retry).
     pub(crate) async fn commit(&self, actions: Vec<Action>) -> Result<u64> {
-        let mut state = self.state.lock().await;
-        let version = state.version + 1;
+        let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+        let (done, mut outcome) = tokio::sync::oneshot::channel();
+        self.queue.lock().push(Waiter { id, actions, done });
+        let writer = self.writer.lock().await;
+        // A leader that held the lock before us may have answered us already: it
+        // answers before it releases the lock.
+        let actions = match outcome.try_recv() {
+            Ok(Outcome::Committed(version)) => return Ok(version),
+            Ok(Outcome::Retry(actions)) => actions,
+            Err(_) => {
+                // We lead: write everything queued, ours included, as one entry.
+                // Callers that gave up (their future was dropped) are not committed.
+                let mut group = std::mem::take(&mut *self.queue.lock());
+                group.retain(|w| w.id == id || !w.done.is_closed());
+                let all: Vec<Action> = group
+                    .iter()
+                    .flat_map(|w| w.actions.iter().cloned())
+                    .collect();
+                match self.write_edit(all).await {
+                    Ok(version) => {
+                        for w in group {
+                            let _ = w.done.send(Outcome::Committed(version));
+                        }
+                        return Ok(version);
+                    }
+                    Err(e) if group.len() == 1 => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(error = %e, waiters = group.len(), "group commit failed; committing one by one");
+                        let mut own = Vec::new();
+                        for w in group {
+                            if w.id == id {
+                                own = w.actions;
+                            } else {
+                                let _ = w.done.send(Outcome::Retry(w.actions));
+                            }
+                        }
+                        own
+                    }
+                }
+            }
+        };
+        // The group failed: commit our actions alone, so that the answer (success, a
+        // store error, or fencing) comes from an attempt with only our actions.
+        let result = self.write_edit(actions).await;
+        drop(writer);
+        result
+    }
+
+    /// Write one log entry holding `actions` as the next version and apply it.
+    /// The caller holds the writer lock.
+    async fn write_edit(&self, actions: Vec<Action>) -> Result<u64> {
+        let inner = &self.inner;
+        let version = inner.state.lock().version + 1;
         let edit = ManifestEdit { version, actions };
         let body = serde_json::to_vec(&edit).map_err(|e| Error::Manifest(e.to_string()))?;
-        let path = self
+        let path = inner
             .root
             .clone()
             .join("log")
@@ -190,7 +282,7 @@ impl Manifest {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
+        match inner
             .store
             .put_opts(&path, PutPayload::from(body.clone()), opts)
             .await
@@ -198,12 +290,12 @@ impl Manifest {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 // Our own earlier attempt (whose reply was lost) or another writer.
-                let existing = get_bytes(&self.store, &path).await?;
+                let existing = get_bytes(&inner.store, &path).await?;
                 if existing.as_ref() != body.as_slice() {
                     return Err(Error::Manifest(format!(
                         "manifest version {version} was written by another writer; \
                          this engine no longer owns {}",
-                        self.root
+                        inner.root
                     )));
                 }
             }
@@ -214,22 +306,55 @@ impl Manifest {
                 });
             }
         }
-        state.apply(&edit.actions);
-        state.version = version;
-        if version.is_multiple_of(self.checkpoint_interval)
-            && let Err(e) = self.checkpoint(&state).await
-        {
-            // The log alone is complete; a missing checkpoint only slows loading.
-            tracing::warn!(version, error = %e, "manifest checkpoint failed");
+        let snapshot = {
+            let mut state = inner.state.lock();
+            state.apply(&edit.actions);
+            state.version = version;
+            version
+                .is_multiple_of(inner.checkpoint_interval)
+                .then(|| state.clone())
+        };
+        if let Some(snapshot) = snapshot {
+            self.start_checkpoint(snapshot);
         }
         Ok(version)
     }
 
-    /// A copy of the current state.
-    pub(crate) async fn state(&self) -> ManifestState {
-        self.state.lock().await.clone()
+    /// Checkpoint `state` in the background, unless a checkpoint is still running
+    /// (the next interval catches up: a checkpoint only shortens loading).
+    fn start_checkpoint(&self, state: ManifestState) {
+        let mut slot = self.checkpoint.lock();
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        *slot = Some(tokio::spawn(async move {
+            if let Err(e) = inner.checkpoint(&state).await {
+                // The log alone is complete; a missing checkpoint only slows loading.
+                tracing::warn!(version = state.version, error = %e, "manifest checkpoint failed");
+            }
+        }));
     }
 
+    /// Wait up to `limit` for the background checkpoint, if one is running, then
+    /// abandon it (a half-done checkpoint is harmless: the PUT is atomic and the
+    /// deletes only drop what an older checkpoint covers).
+    pub(crate) async fn settle(&self, limit: std::time::Duration) {
+        let handle = self.checkpoint.lock().take();
+        if let Some(mut h) = handle
+            && tokio::time::timeout(limit, &mut h).await.is_err()
+        {
+            h.abort();
+        }
+    }
+
+    /// A copy of the current state.
+    pub(crate) fn state(&self) -> ManifestState {
+        self.inner.state.lock().clone()
+    }
+}
+
+impl Inner {
     /// Write a checkpoint of `state`, then delete the log entries and checkpoints it
     /// makes redundant (best effort).
     async fn checkpoint(&self, state: &ManifestState) -> Result<()> {
@@ -258,16 +383,28 @@ impl Manifest {
             .nth(1)
             .map(|(v, _)| *v)
             .unwrap_or(0);
-        for (v, p) in &checkpoints {
-            if *v < keep_from {
-                let _ = self.store.delete(p).await;
+        let mut stale: Vec<Path> = checkpoints
+            .into_iter()
+            .filter(|(v, _)| *v < keep_from)
+            .map(|(_, p)| p)
+            .collect();
+        stale.extend(
+            list_versions(&self.store, &self.root.clone().join("log"))
+                .await?
+                .into_iter()
+                .filter(|(v, _)| *v <= keep_from)
+                .map(|(_, p)| p),
+        );
+        // Concurrently: each delete is a round trip.
+        futures::stream::iter(stale.into_iter().map(|p| {
+            let store = Arc::clone(&self.store);
+            async move {
+                let _ = store.delete(&p).await;
             }
-        }
-        for (v, p) in list_versions(&self.store, &self.root.clone().join("log")).await? {
-            if v <= keep_from {
-                let _ = self.store.delete(&p).await;
-            }
-        }
+        }))
+        .buffer_unordered(8)
+        .collect::<()>()
+        .await;
         Ok(())
     }
 }
@@ -313,6 +450,7 @@ mod tests {
             .expect("load");
         for seq in 1..=7 {
             m.commit(flushed(seq * 10)).await.expect("commit");
+            m.settle(std::time::Duration::from_secs(5)).await;
         }
         let (_, state) = Manifest::load(Arc::clone(&store), "p", 3)
             .await
@@ -341,5 +479,110 @@ mod tests {
             .await
             .expect_err("second writer must fail");
         assert!(matches!(err, Error::Manifest(_)), "{err}");
+    }
+
+    fn flushed_table(table: usize, seq: u64) -> Vec<Action> {
+        vec![Action::Flushed {
+            db: "db".into(),
+            table: format!("t{table}"),
+            seq,
+        }]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_share_log_entries_and_all_land() {
+        use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let slow: Arc<dyn ObjectStore> = Arc::new(FaultInjectingStore::new(
+            Arc::clone(&mem),
+            FaultConfig {
+                latency: Some(
+                    std::time::Duration::from_millis(20)..std::time::Duration::from_millis(21),
+                ),
+                error_probability: 0.0,
+            },
+        ));
+        let (m, _) = Manifest::load(Arc::clone(&slow), "", 1000)
+            .await
+            .expect("load");
+        let m = Arc::new(m);
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let m = Arc::clone(&m);
+                tokio::spawn(async move { m.commit(flushed_table(i, i as u64 + 1)).await })
+            })
+            .collect();
+        let mut versions = Vec::new();
+        for t in tasks {
+            versions.push(t.await.expect("join").expect("commit"));
+        }
+        let (_, state) = Manifest::load(Arc::clone(&mem), "", 1000)
+            .await
+            .expect("reload");
+        for i in 0..16 {
+            assert_eq!(
+                state.tables["db"][&format!("t{i}")].flushed_seq,
+                i as u64 + 1
+            );
+        }
+        // 16 callers queued behind one slow PUT: they were grouped into fewer entries.
+        versions.sort_unstable();
+        versions.dedup();
+        assert!(versions.len() < 16, "no grouping: {versions:?}");
+        assert_eq!(state.version, *versions.last().expect("a version"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_group_is_retried_one_by_one() {
+        use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let flaky = Arc::new(FaultInjectingStore::new(
+            Arc::clone(&mem),
+            FaultConfig {
+                latency: Some(
+                    std::time::Duration::from_millis(5)..std::time::Duration::from_millis(6),
+                ),
+                error_probability: 0.5,
+            },
+        ));
+        let (m, _) = Manifest::load(Arc::clone(&mem), "", 1000)
+            .await
+            .expect("load");
+        // Swap in the flaky store for commits only (loading must succeed).
+        let m = Arc::new(Manifest {
+            inner: Arc::new(Inner {
+                store: flaky.clone(),
+                root: m.inner.root.clone(),
+                checkpoint_interval: 1000,
+                state: parking_lot::Mutex::new(m.state()),
+            }),
+            queue: parking_lot::Mutex::new(Vec::new()),
+            writer: tokio::sync::Mutex::new(()),
+            next_waiter: AtomicU64::new(0),
+            checkpoint: parking_lot::Mutex::new(None),
+        });
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let m = Arc::clone(&m);
+                tokio::spawn(async move { m.commit(flushed_table(i, 7)).await.is_ok() })
+            })
+            .collect();
+        let mut ok = Vec::new();
+        for t in tasks {
+            ok.push(t.await.expect("join"));
+        }
+        assert!(flaky.injected_errors() > 0, "no failure was injected");
+        let (_, state) = Manifest::load(Arc::clone(&mem), "", 1000)
+            .await
+            .expect("reload");
+        // Exactly the callers told "ok" are in the manifest, and nobody else.
+        for (i, committed) in ok.iter().enumerate() {
+            let landed = state
+                .tables
+                .get("db")
+                .and_then(|d| d.get(&format!("t{i}")))
+                .is_some();
+            assert_eq!(landed, *committed, "table t{i}");
+        }
     }
 }
