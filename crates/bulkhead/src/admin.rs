@@ -24,7 +24,14 @@ enum Action {
     /// Flush memtables to SSTs; returns when the flush is committed.
     Flush(Target),
     /// Compact SSTs (and apply retention); returns when done.
-    Compact(Target),
+    Compact {
+        #[command(flatten)]
+        target: Target,
+        /// Re-encode every SST, even one alone in its segment (e.g. after changing
+        /// storage.zstd_level or storage.row_group_size).
+        #[arg(long)]
+        rewrite: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,11 +45,14 @@ struct Target {
 }
 
 pub(crate) fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let (path, target) = match &args.action {
-        Action::Flush(t) => ("flush", t),
-        Action::Compact(t) => ("compact", t),
+    let (path, target, rewrite) = match &args.action {
+        Action::Flush(t) => ("flush", t, false),
+        Action::Compact { target, rewrite } => ("compact", target, *rewrite),
     };
     let mut query = Vec::new();
+    if rewrite {
+        query.push(("rewrite", "true".to_string()));
+    }
     if let Some(db) = &target.db {
         query.push(("db", db.clone()));
     }

@@ -185,9 +185,13 @@ impl WriteBackend for EngineBackend {
         self.engine.flush(&scope).await
     }
 
-    async fn compact(&self, scope: Scope) -> Result<(), EngineError> {
-        let summary = self.engine.compact(&scope).await?;
-        tracing::info!(?scope, ?summary, "manual compaction finished");
+    async fn compact(&self, scope: Scope, rewrite: bool) -> Result<(), EngineError> {
+        let summary = if rewrite {
+            self.engine.rewrite(&scope).await?
+        } else {
+            self.engine.compact(&scope).await?
+        };
+        tracing::info!(?scope, rewrite, ?summary, "manual compaction finished");
         Ok(())
     }
 

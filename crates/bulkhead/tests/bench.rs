@@ -53,6 +53,7 @@ fn bench_interference_reports_both_modes() {
         assert!(m["phase_b"]["queries"].as_u64().unwrap() > 0, "{m}");
         assert!(m["phase_b"]["compactions"].as_u64().unwrap() > 0, "{m}");
         assert!(m["write_p99_ratio"].as_f64().is_some(), "{m}");
+        assert_eq!(m["rounds"].as_array().map(Vec::len), Some(1), "{m}");
         assert!(
             m["stalls"].as_object().is_some_and(|s| !s.is_empty()),
             "{m}"

@@ -101,6 +101,13 @@ pub struct RuntimeConfig {
     pub shared_threads: usize,
     /// OS nice value applied to `compact` threads (0 = unchanged, 19 = lowest priority).
     pub compact_nice: i32,
+    /// Run `compact` threads under `SCHED_IDLE` (Linux) instead of `compact_nice`:
+    /// they get only CPU time nothing else wants, and yield it at once.
+    pub compact_sched_idle: bool,
+    /// OS nice value applied to `query` threads. Slightly lowered by default, so a
+    /// heavy query on a small machine yields the CPU to write acks and flushes, which
+    /// hold clients and memory; queries still get most of a core.
+    pub query_nice: i32,
     /// A single poll longer than this counts as a slow poll.
     pub slow_poll_threshold: Duration,
     /// A runtime that does not answer the watchdog within this is counted as stalled.
@@ -130,6 +137,8 @@ impl RuntimeConfig {
             compact_threads: (cores / 4).max(1),
             shared_threads: cores.max(2),
             compact_nice: 10,
+            compact_sched_idle: true,
+            query_nice: 5,
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),

@@ -19,7 +19,7 @@ mod watchdog;
 
 pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};
 pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label};
-#[cfg(target_os = "linux")]
-pub use runtimes::current_thread_nice;
 pub use runtimes::{RunHandle, RuntimeError, Runtimes};
+#[cfg(target_os = "linux")]
+pub use runtimes::{current_thread_is_sched_idle, current_thread_nice};
 pub use watchdog::StallEvent;

@@ -156,7 +156,7 @@ fn io_on_a_cpu_runtime_fails_loudly() {
 }
 
 #[test]
-fn threads_are_named_and_compact_is_niced() {
+fn threads_are_named_compact_is_idle_and_query_is_niced() {
     let rt = runtimes();
     for name in RuntimeName::ALL {
         let thread = rt
@@ -169,18 +169,47 @@ fn threads_are_named_and_compact_is_niced() {
             "{name} ran on {thread}"
         );
     }
-    let compact_nice = rt
-        .block_on(RuntimeName::Compact, async {
-            bulkhead_runtime::current_thread_nice()
-        })
-        .unwrap();
     let write_nice = rt
         .block_on(RuntimeName::Write, async {
             bulkhead_runtime::current_thread_nice()
         })
         .unwrap();
+    let compact_idle = rt
+        .block_on(RuntimeName::Compact, async {
+            bulkhead_runtime::current_thread_is_sched_idle()
+        })
+        .unwrap();
+    assert!(
+        compact_idle,
+        "compact threads run under SCHED_IDLE by default"
+    );
+    assert!(!bulkhead_runtime::current_thread_is_sched_idle());
+    let query_nice = rt
+        .block_on(RuntimeName::Query, async {
+            bulkhead_runtime::current_thread_nice()
+        })
+        .unwrap();
     assert_eq!(
-        compact_nice,
+        query_nice,
+        write_nice + 5,
+        "query threads run 5 levels lower"
+    );
+
+    // With SCHED_IDLE off, compaction falls back to its nice value.
+    let mut cfg = RuntimeConfig::for_parallelism(2);
+    cfg.compact_sched_idle = false;
+    let rt = Runtimes::new(cfg).unwrap();
+    let (idle, nice) = rt
+        .block_on(RuntimeName::Compact, async {
+            (
+                bulkhead_runtime::current_thread_is_sched_idle(),
+                bulkhead_runtime::current_thread_nice(),
+            )
+        })
+        .unwrap();
+    assert!(!idle);
+    assert_eq!(
+        nice,
         write_nice + 10,
         "compact threads run 10 nice levels lower"
     );

@@ -21,8 +21,9 @@ pub trait WriteBackend: Send + Sync + 'static {
     /// Flush the memtables in `scope`; returns once the flush is committed.
     async fn flush(&self, scope: Scope) -> Result<(), bulkhead_engine::Error>;
 
-    /// Compact the SSTs in `scope`; returns once compaction has finished.
-    async fn compact(&self, scope: Scope) -> Result<(), bulkhead_engine::Error>;
+    /// Compact the SSTs in `scope` (with `rewrite`, re-encode every SST, even one alone
+    /// in its segment); returns once compaction has finished.
+    async fn compact(&self, scope: Scope, rewrite: bool) -> Result<(), bulkhead_engine::Error>;
 
     /// The columns of an existing table (`None` if it does not exist or the backend does
     /// not say). The server uses them to reject conflicting lines one by one instead of

@@ -2,10 +2,10 @@
 //!
 //! For each runtime mode (`isolated`, then `shared`), a fresh server on the S3-like
 //! latency-injecting store gets a steady open-loop ingest load (about half its
-//! capacity) with a flush every second:
+//! capacity) with a flush every half second:
 //! - phase A: just that;
-//! - phase B: the same, while compaction is kept saturated (a side table is written in
-//!   small flushed batches and compacted continuously) and a heavy query loops.
+//! - phase B: the same, while compaction is kept saturated (a side table, written as
+//!   small SSTs before phase A, is rewritten back to back) and a heavy query loops.
 //!
 //! Every write ack and every flush is timed. The report gives p50/p99/max per phase, the
 //! ratio B/A of the p99s, and the watchdog's stall counts during B. Isolation works when
@@ -35,8 +35,8 @@ pub(crate) struct InterferenceArgs {
     /// Ingest rate in rows/s; 0 = half of the capacity probed at the start.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Lines per write request.
-    #[arg(long, default_value_t = 500)]
+    /// Lines per write request (small, so a phase has many acks to take a p99 of).
+    #[arg(long, default_value_t = 100)]
     batch: usize,
     /// TSBS hosts (series) in the ingest load.
     #[arg(long, default_value_t = 100)]
@@ -45,11 +45,23 @@ pub(crate) struct InterferenceArgs {
     #[arg(long, default_value = "20ms..80ms")]
     store_latency: String,
     /// Interval between flushes.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     flush_every: Duration,
+    /// What phase B adds: `compaction`, `query`, or both (to tell their effects apart).
+    #[arg(long, value_delimiter = ',', default_value = "compaction,query")]
+    load: Vec<PhaseBLoad>,
     /// Directory for results.json and interference.svg.
     #[arg(long, default_value = "bench-out/interference")]
     out: PathBuf,
+}
+
+/// A load that phase B adds to the steady ingest.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+enum PhaseBLoad {
+    /// Many small SSTs of a side table, flushed and merged continuously.
+    Compaction,
+    /// Two clients looping a full-scan GROUP BY over the ingested table.
+    Query,
 }
 
 /// One timed event: when it started (s since the mode's start) and how long it took.
@@ -68,6 +80,88 @@ struct Phase {
     compactions: usize,
 }
 
+#[derive(Debug, Clone, Copy, Serialize)]
+struct RoundRatios {
+    write_p99_ratio: f64,
+    flush_p99_ratio: f64,
+}
+
+/// What one (phase A, phase B) run of a mode recorded.
+struct ModeRun {
+    writes: Vec<Sample>,
+    flushes: Vec<Sample>,
+    b_span: (f64, f64),
+    errors: (usize, usize),
+    queries: usize,
+    compactions: usize,
+    stalls: Vec<(String, u64)>,
+}
+
+impl ModeRun {
+    fn split(v: &[Sample], b_start: f64, b: bool) -> Vec<f64> {
+        v.iter()
+            .filter(|s| (s.at_s >= b_start) == b)
+            .map(|s| s.ms)
+            .collect()
+    }
+}
+
+/// Pool the rounds of one mode: distributions over every round's samples together.
+fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
+    let mut w = (Vec::new(), Vec::new());
+    let mut f = (Vec::new(), Vec::new());
+    let mut rounds = Vec::new();
+    let mut stalls = serde_json::Map::new();
+    let (mut phase_a, mut phase_b) = (Phase::default(), Phase::default());
+    for r in runs {
+        let b0 = r.b_span.0;
+        let (wa, wb) = (
+            ModeRun::split(&r.writes, b0, false),
+            ModeRun::split(&r.writes, b0, true),
+        );
+        let (fa, fb) = (
+            ModeRun::split(&r.flushes, b0, false),
+            ModeRun::split(&r.flushes, b0, true),
+        );
+        rounds.push(RoundRatios {
+            write_p99_ratio: ratio(Dist::of(&wb).p99_ms, Dist::of(&wa).p99_ms),
+            flush_p99_ratio: ratio(Dist::of(&fb).p99_ms, Dist::of(&fa).p99_ms),
+        });
+        w.0.extend(wa);
+        w.1.extend(wb);
+        f.0.extend(fa);
+        f.1.extend(fb);
+        phase_a.write_errors += r.errors.0;
+        phase_b.write_errors += r.errors.1;
+        phase_b.queries += r.queries;
+        phase_b.compactions += r.compactions;
+        for (name, n) in &r.stalls {
+            let prev = stalls.get(name).and_then(|v| v.as_u64()).unwrap_or(0);
+            stalls.insert(name.clone(), json!(prev + n));
+        }
+    }
+    phase_a.writes = Dist::of(&w.0);
+    phase_a.flushes = Dist::of(&f.0);
+    phase_b.writes = Dist::of(&w.1);
+    phase_b.flushes = Dist::of(&f.1);
+    let last = runs.last();
+    ModeResult {
+        mode: mode.to_string(),
+        write_p99_ratio: ratio(phase_b.writes.p99_ms, phase_a.writes.p99_ms),
+        flush_p99_ratio: ratio(phase_b.flushes.p99_ms, phase_a.flushes.p99_ms),
+        phase_a,
+        phase_b,
+        stalls,
+        rounds,
+        write_samples: last.map(|r| r.writes.clone()).unwrap_or_default(),
+        phase_b_span: last.map(|r| r.b_span).unwrap_or_default(),
+    }
+}
+
+fn ratio(b: f64, a: f64) -> f64 {
+    if a > 0.0 { b / a } else { f64::NAN }
+}
+
 #[derive(Debug, Serialize)]
 struct ModeResult {
     mode: String,
@@ -76,6 +170,8 @@ struct ModeResult {
     phase_a: Phase,
     phase_b: Phase,
     stalls: serde_json::Map<String, serde_json::Value>,
+    /// Each round's own ratios; the headline ratios pool every round's samples.
+    rounds: Vec<RoundRatios>,
     #[serde(skip)]
     write_samples: Vec<Sample>,
     #[serde(skip)]
@@ -97,25 +193,27 @@ async fn run_async(args: InterferenceArgs) -> anyhow::Result<()> {
         eprintln!("capacity probe: {capacity:.0} rows/s -> ingest rate {rate} rows/s");
         rate
     };
-    let mut results: Vec<ModeResult> = Vec::new();
+    const MODES: [&str; 2] = ["isolated", "shared"];
+    let mut runs: [Vec<ModeRun>; 2] = [Vec::new(), Vec::new()];
     for round in 0..args.rounds {
-        for mode in ["isolated", "shared"] {
+        for (i, mode) in MODES.iter().enumerate() {
             eprintln!("round {}/{}: mode {mode}", round + 1, args.rounds);
-            let r = run_mode(&client, &args, mode, rate).await?;
-            match results.iter_mut().find(|m| m.mode == mode) {
-                // Later rounds: keep the worse (larger) ratio, so no round is hidden.
-                Some(prev) if r.write_p99_ratio > prev.write_p99_ratio => *prev = r,
-                Some(_) => {}
-                None => results.push(r),
-            }
+            runs[i].push(run_mode(&client, &args, mode, rate).await?);
         }
     }
-    print_table(&results, rate);
+    let results: Vec<ModeResult> = MODES
+        .iter()
+        .zip(&runs)
+        .map(|(mode, runs)| pool(mode, runs))
+        .collect();
+    print_table(&results, rate, &args.load);
     let json = json!({
         "benchmark": "interference",
         "rate_rows_per_s": rate,
         "batch": args.batch,
         "phase_s": args.phase.as_secs_f64(),
+        "rounds": args.rounds,
+        "phase_b_load": args.load.iter().map(|l| format!("{l:?}").to_lowercase()).collect::<Vec<_>>(),
         "store_latency": args.store_latency,
         "modes": results,
     });
@@ -123,6 +221,22 @@ async fn run_async(args: InterferenceArgs) -> anyhow::Result<()> {
         args.out.join("results.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
+    // Every write ack of every round, for plotting or correlating elsewhere.
+    let mut csv = String::from("mode,round,at_s,phase,ms\n");
+    for (mode, runs) in MODES.iter().zip(&runs) {
+        for (round, r) in runs.iter().enumerate() {
+            for s in &r.writes {
+                let phase = if s.at_s >= r.b_span.0 { "B" } else { "A" };
+                csv.push_str(&format!(
+                    "{mode},{},{:.4},{phase},{:.3}\n",
+                    round + 1,
+                    s.at_s,
+                    s.ms
+                ));
+            }
+        }
+    }
+    std::fs::write(args.out.join("write_samples.csv"), csv)?;
     super::plot::latency_over_time(
         &args.out.join("interference.svg"),
         &results
@@ -137,7 +251,7 @@ async fn run_async(args: InterferenceArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     )?;
     eprintln!(
-        "wrote {}/results.json and interference.svg",
+        "wrote {}/results.json, write_samples.csv and interference.svg",
         args.out.display()
     );
     Ok(())
@@ -150,7 +264,8 @@ fn start_server(
     let dir = tempfile::tempdir()?;
     let server = ChildServer::start(
         dir.path(),
-        &["--runtime-mode", mode],
+        // Compaction runs only when phase B asks for it, never behind phase A's back.
+        &["--runtime-mode", mode, "--compaction-enabled", "false"],
         &[(
             crate::store::INJECT_LATENCY_ENV,
             args.store_latency.as_str(),
@@ -203,9 +318,12 @@ async fn run_mode(
     args: &InterferenceArgs,
     mode: &str,
     rate: u64,
-) -> anyhow::Result<ModeResult> {
+) -> anyhow::Result<ModeRun> {
     let (_dir, server) = start_server(args, mode)?;
     let base = server.base.clone();
+    // Written before phase A, so both phases see the same ingest; phase B differs only
+    // by the compaction (and query) work.
+    prepare_churn(client, &base).await?;
     let t0 = Instant::now();
     let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
     let writes: Arc<Mutex<Vec<Sample>>> = Arc::default();
@@ -237,11 +355,22 @@ async fn run_mode(
     let b_start = t0.elapsed().as_secs_f64();
     let stalls_before = stalls(client, &base).await?;
     let b_deadline = Instant::now() + args.phase;
-    let churn = tokio::spawn(compaction_churn(client.clone(), base.clone(), b_deadline));
-    let queries: Vec<_> = (0..2)
+    let churn = args
+        .load
+        .contains(&PhaseBLoad::Compaction)
+        .then(|| tokio::spawn(compaction_loop(client.clone(), base.clone(), b_deadline)));
+    let query_clients = if args.load.contains(&PhaseBLoad::Query) {
+        2
+    } else {
+        0
+    };
+    let queries: Vec<_> = (0..query_clients)
         .map(|_| tokio::spawn(query_loop(client.clone(), base.clone(), b_deadline)))
         .collect();
-    let compactions = churn.await??;
+    let compactions = match churn {
+        Some(churn) => churn.await??,
+        None => 0,
+    };
     let mut query_count = 0;
     for q in queries {
         query_count += q.await??;
@@ -253,45 +382,24 @@ async fn run_mode(
     let errors_b = errors.load(std::sync::atomic::Ordering::Relaxed) - errors_a;
     drop(server);
 
-    let writes = writes.lock().clone();
-    let flushes = flushes.lock().clone();
-    let split = |v: &[Sample], b: bool| -> Vec<f64> {
-        v.iter()
-            .filter(|s| (s.at_s >= b_start) == b)
-            .map(|s| s.ms)
-            .collect()
-    };
-    let phase_a = Phase {
-        writes: Dist::of(&split(&writes, false)),
-        flushes: Dist::of(&split(&flushes, false)),
-        write_errors: errors_a,
-        ..Phase::default()
-    };
-    let phase_b = Phase {
-        writes: Dist::of(&split(&writes, true)),
-        flushes: Dist::of(&split(&flushes, true)),
-        write_errors: errors_b,
-        queries: query_count,
-        compactions,
-    };
-    let mut stall_delta = serde_json::Map::new();
+    let mut stall_delta = Vec::new();
     for (name, after) in &stalls_after {
         let before = stalls_before
             .iter()
             .find(|(n, _)| n == name)
             .map_or(0, |(_, v)| *v);
-        stall_delta.insert(name.clone(), json!(after - before));
+        stall_delta.push((name.clone(), after - before));
     }
-    let ratio = |b: f64, a: f64| if a > 0.0 { b / a } else { f64::NAN };
-    Ok(ModeResult {
-        mode: mode.to_string(),
-        write_p99_ratio: ratio(phase_b.writes.p99_ms, phase_a.writes.p99_ms),
-        flush_p99_ratio: ratio(phase_b.flushes.p99_ms, phase_a.flushes.p99_ms),
-        phase_a,
-        phase_b,
+    let writes = writes.lock().clone();
+    let flushes = flushes.lock().clone();
+    Ok(ModeRun {
+        writes,
+        flushes,
+        b_span: (b_start, b_end),
+        errors: (errors_a, errors_b),
+        queries: query_count,
+        compactions,
         stalls: stall_delta,
-        write_samples: writes,
-        phase_b_span: (b_start, b_end),
     })
 }
 
@@ -412,36 +520,42 @@ async fn flusher(
     Ok(())
 }
 
-/// Keep compaction saturated: many small SSTs in one segment of a side table, merged
-/// over and over (each merge re-encodes everything merged so far).
-async fn compaction_churn(
+/// Before the phases: 120,000 rows of a side table, in 12 small SSTs over 4 time
+/// segments, for phase B's compactions to chew on.
+async fn prepare_churn(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let write = format!("{base}/api/v2/write?bucket=bench&precision=ns");
+    let flush = format!("{base}/api/v1/flush?db=bench&table=churn");
+    const HOUR_NS: u64 = 3_600_000_000_000;
+    for round in 0..12u64 {
+        let mut body = String::new();
+        for i in 0..10_000u64 {
+            // 8 hours (4 segments of 2 h), a row every 2.88 s per round.
+            let t = 1_451_606_400_000_000_000u64 + (i * 8 * HOUR_NS / 10_000) + round;
+            body.push_str(&format!(
+                "churn,host=h{},rack=r{} a={}i,b={}.5,c=\"s{}\" {t}\n",
+                i % 50,
+                i % 7,
+                round + i,
+                i,
+                i % 13
+            ));
+        }
+        post(client, &write, body).await?;
+        client.post(&flush).send().await?.error_for_status()?;
+    }
+    Ok(())
+}
+
+/// Keep compaction saturated: rewrite the side table's SSTs (fetch, decode, merge,
+/// re-encode, upload) back to back until the deadline. Returns how many ran.
+async fn compaction_loop(
     client: reqwest::Client,
     base: String,
     deadline: Instant,
 ) -> anyhow::Result<usize> {
-    let write = format!("{base}/api/v2/write?bucket=bench&precision=ns");
-    let flush = format!("{base}/api/v1/flush?db=bench&table=churn");
-    let compact = format!("{base}/api/v1/compact?db=bench&table=churn");
+    let compact = format!("{base}/api/v1/compact?db=bench&table=churn&rewrite=true");
     let mut compactions = 0;
-    let mut round = 0u64;
     while Instant::now() < deadline {
-        for _ in 0..4 {
-            let mut body = String::new();
-            for i in 0..2_000u64 {
-                let t = 1_451_606_400_000_000_000u64 + (round * 2_000 + i) % 3_600_000 * 1_000_000;
-                body.push_str(&format!(
-                    "churn,host=h{},rack=r{} a={}i,b={}.5,c=\"s{}\" {t}\n",
-                    i % 50,
-                    i % 7,
-                    round + i,
-                    i,
-                    i % 13
-                ));
-            }
-            round += 1;
-            post(&client, &write, body).await?;
-            client.post(&flush).send().await?.error_for_status()?;
-        }
         client.post(&compact).send().await?.error_for_status()?;
         compactions += 1;
     }
@@ -499,9 +613,17 @@ pub(super) async fn stalls(
         .unwrap_or_default())
 }
 
-fn print_table(results: &[ModeResult], rate: u64) {
+fn print_table(results: &[ModeResult], rate: u64, load: &[PhaseBLoad]) {
+    let adds: Vec<&str> = load
+        .iter()
+        .map(|l| match l {
+            PhaseBLoad::Compaction => "saturated compaction",
+            PhaseBLoad::Query => "a looping heavy query",
+        })
+        .collect();
     println!(
-        "bench interference: {rate} rows/s steady ingest; phase B adds saturated compaction + a looping heavy query"
+        "bench interference: {rate} rows/s steady ingest; phase B adds {}; every round's samples pooled",
+        adds.join(" + ")
     );
     println!(
         "{:<9} {:>22} {:>22} {:>9} {:>22} {:>22} {:>9}  stalls in B",
@@ -525,6 +647,16 @@ fn print_table(results: &[ModeResult], rate: u64) {
             d(&r.phase_b.flushes),
             r.flush_p99_ratio,
             serde_json::Value::Object(r.stalls.clone())
+        );
+        let per_round: Vec<String> = r
+            .rounds
+            .iter()
+            .map(|x| format!("{:.2}/{:.2}", x.write_p99_ratio, x.flush_p99_ratio))
+            .collect();
+        println!(
+            "{:<9} per round (write/flush B/A p99): {}",
+            "",
+            per_round.join("  ")
         );
     }
 }

@@ -33,7 +33,11 @@ impl ChildServer {
             .args(["--http-addr", &format!("127.0.0.1:{http}")])
             .args(["--pg-addr", &format!("127.0.0.1:{pg}")])
             .args(args)
-            .env("RUST_LOG", "warn")
+            // BULKHEAD_BENCH_SERVER_LOG: the child's RUST_LOG, to diagnose a run.
+            .env(
+                "RUST_LOG",
+                std::env::var("BULKHEAD_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log);
         for (k, v) in envs {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use executor::{FailPoint, FailPoints};
-pub use picker::{CompactionTask, Decision, pick};
+pub use picker::{CompactionTask, Decision, PickMode, pick};
 pub use scheduler::CompactionSummary;
 pub(crate) use scheduler::Compactor;
 

@@ -3,9 +3,10 @@
 //! Policy: time-window compaction (TWCS). SSTs never span time segments, so each
 //! (table, segment) is compacted on its own. Within one:
 //! - a segment still "hot" (its end is less than `grace_period` before `now`) is left
-//!   alone, unless the compaction is forced (manual);
+//!   alone, unless the compaction is manual ([`PickMode::Forced`] or `Rewrite`);
 //! - otherwise it is merged once it has `trigger` files or any two of its files overlap
-//!   in time (forced: once it has 2 files);
+//!   in time (forced: once it has 2 files; rewrite: always, even a lone file, so that
+//!   new encoding settings reach old data);
 //! - files are taken in `max_seq` order and cut into runs that fit both
 //!   `max_output_bytes` and the memory budget; each run of two or more files is a
 //!   task. Runs are contiguous in `max_seq` order, which keeps "newer file wins"
@@ -53,6 +54,18 @@ impl Decision {
     }
 }
 
+/// Why the picker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickMode {
+    /// The background compactor: cold segments past the trigger, or overlapping.
+    Background,
+    /// A manual compaction: every segment with two or more files.
+    Forced,
+    /// A manual rewrite: every file, merged with its segment's others or re-encoded
+    /// alone.
+    Rewrite,
+}
+
 /// Estimated memory to merge `m`.
 pub fn estimate_memory(m: &SstMeta) -> u64 {
     m.bytes.saturating_mul(2) + m.rows.saturating_mul(ROW_MEMORY_ESTIMATE)
@@ -64,8 +77,10 @@ pub fn pick(
     cfg: &CompactionConfig,
     segment_nanos: i64,
     now_ns: i64,
-    force: bool,
+    mode: PickMode,
 ) -> Decision {
+    let force = mode != PickMode::Background;
+    let min_run = if mode == PickMode::Rewrite { 1 } else { 2 };
     let mut groups: BTreeMap<(&str, &str, i64), Vec<&SstMeta>> = BTreeMap::new();
     for m in ssts {
         groups
@@ -82,7 +97,7 @@ pub fn pick(
             continue;
         }
         let needed = if force {
-            files.len() >= 2
+            files.len() >= min_run
         } else {
             files.len() >= cfg.trigger.max(2) || any_overlap(&files)
         };
@@ -93,7 +108,7 @@ pub fn pick(
         let mut run: Vec<&SstMeta> = Vec::new();
         let (mut run_bytes, mut run_mem) = (0u64, 0u64);
         let close = |run: &mut Vec<&SstMeta>, mem: u64, decision: &mut Decision| {
-            if run.len() >= 2 {
+            if run.len() >= min_run {
                 decision.tasks.push(CompactionTask {
                     db: db.to_string(),
                     table: table.to_string(),
@@ -176,10 +191,10 @@ mod tests {
         let three: Vec<_> = (0..3)
             .map(|i| sst(&format!("f{i}"), 1, i * 10, i * 10 + 5, 10, i as u64))
             .collect();
-        assert!(pick(&three, &cfg(), SEG, NOW, false).is_empty());
+        assert!(pick(&three, &cfg(), SEG, NOW, PickMode::Background).is_empty());
         let mut four = three.clone();
         four.push(sst("f3", 1, 40, 45, 10, 3));
-        let d = pick(&four, &cfg(), SEG, NOW, false);
+        let d = pick(&four, &cfg(), SEG, NOW, PickMode::Background);
         assert_eq!(d.tasks.len(), 1);
         assert_eq!(ids(&d.tasks[0]), ["f0", "f1", "f2", "f3"]);
         assert_eq!(d.tasks[0].segment_start, SEG);
@@ -188,7 +203,7 @@ mod tests {
     #[test]
     fn overlapping_files_are_merged_below_the_trigger() {
         let files = [sst("a", 1, 0, 50, 10, 1), sst("b", 1, 40, 90, 10, 2)];
-        let d = pick(&files, &cfg(), SEG, NOW, false);
+        let d = pick(&files, &cfg(), SEG, NOW, PickMode::Background);
         assert_eq!(d.tasks.len(), 1);
         assert_eq!(ids(&d.tasks[0]), ["a", "b"]);
     }
@@ -208,7 +223,7 @@ mod tests {
                 ));
             }
         }
-        let d = pick(&files, &cfg(), SEG, NOW, false);
+        let d = pick(&files, &cfg(), SEG, NOW, PickMode::Background);
         assert_eq!(d.tasks.len(), 2);
         assert_eq!(ids(&d.tasks[0]), ["s1-0", "s1-1", "s1-2", "s1-3"]);
         assert_eq!(ids(&d.tasks[1]), ["s2-0", "s2-1", "s2-2", "s2-3"]);
@@ -220,14 +235,23 @@ mod tests {
             .map(|i| sst(&format!("f{i}"), 99, i, i, 10, i as u64))
             .collect();
         // Segment 99 ends at NOW; the grace period has not passed.
-        assert!(pick(&files, &cfg(), SEG, NOW, false).is_empty());
+        assert!(pick(&files, &cfg(), SEG, NOW, PickMode::Background).is_empty());
         assert_eq!(
-            pick(&files, &cfg(), SEG, NOW + 601_000_000_000, false)
-                .tasks
-                .len(),
+            pick(
+                &files,
+                &cfg(),
+                SEG,
+                NOW + 601_000_000_000,
+                PickMode::Background
+            )
+            .tasks
+            .len(),
             1
         );
-        assert_eq!(pick(&files, &cfg(), SEG, NOW, true).tasks.len(), 1);
+        assert_eq!(
+            pick(&files, &cfg(), SEG, NOW, PickMode::Forced).tasks.len(),
+            1
+        );
     }
 
     #[test]
@@ -241,7 +265,7 @@ mod tests {
             sst("e", 1, 8, 9, 1500, 5),
             sst("f", 1, 10, 11, 100, 6),
         ];
-        let d = pick(&files, &cfg(), SEG, NOW, false);
+        let d = pick(&files, &cfg(), SEG, NOW, PickMode::Background);
         assert_eq!(
             d.tasks.iter().map(ids).collect::<Vec<_>>(),
             [vec!["a", "b"], vec!["c", "d"]]
@@ -265,7 +289,7 @@ mod tests {
             .collect();
         let per_file = estimate_memory(&files[0]);
         c.memory_budget = per_file * 2;
-        let d = pick(&files, &c, SEG, NOW, false);
+        let d = pick(&files, &c, SEG, NOW, PickMode::Background);
         assert_eq!(d.tasks.len(), 2);
         assert!(
             d.tasks
@@ -273,7 +297,7 @@ mod tests {
                 .all(|t| t.estimated_memory <= c.memory_budget)
         );
         c.memory_budget = per_file - 1;
-        let d = pick(&files, &c, SEG, NOW, false);
+        let d = pick(&files, &c, SEG, NOW, PickMode::Background);
         assert!(d.tasks.is_empty());
         assert_eq!(d.oversized.len(), 4, "every file alone exceeds the budget");
     }
@@ -281,6 +305,23 @@ mod tests {
     #[test]
     fn one_file_is_nothing_to_do_even_when_forced() {
         let files = [sst("a", 1, 0, 1, 10, 1)];
-        assert!(pick(&files, &cfg(), SEG, NOW, true).is_empty());
+        assert!(pick(&files, &cfg(), SEG, NOW, PickMode::Forced).is_empty());
+    }
+
+    #[test]
+    fn rewrite_takes_a_lone_file_and_whole_segments() {
+        let files = [
+            sst("a", 1, 0, 1, 10, 1),
+            sst("b", 2, 0, 1, 10, 2),
+            sst("c", 2, 2, 3, 10, 3),
+        ];
+        let d = pick(&files, &cfg(), SEG, NOW, PickMode::Rewrite);
+        let mut inputs: Vec<Vec<&str>> = d
+            .tasks
+            .iter()
+            .map(|t| t.inputs.iter().map(|m| m.file_id.as_str()).collect())
+            .collect();
+        inputs.sort();
+        assert_eq!(inputs, vec![vec!["a"], vec!["b", "c"]]);
     }
 }

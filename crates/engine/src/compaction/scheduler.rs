@@ -17,7 +17,7 @@ use crate::sst::SstMeta;
 
 use super::CompactionConfig;
 use super::executor::{self, FailPoints};
-use super::picker::{CompactionTask, pick};
+use super::picker::{CompactionTask, PickMode, pick};
 
 /// Serializes compactions of one table.
 type TableLock = Arc<tokio::sync::Mutex<()>>;
@@ -101,6 +101,17 @@ impl Engine {
     /// every segment with two or more files is merged (within the size caps), and
     /// expired segments are dropped. Returns when done.
     pub async fn compact(&self, scope: &Scope) -> Result<CompactionSummary> {
+        self.compact_scope(scope, PickMode::Forced).await
+    }
+
+    /// Like [`Engine::compact`], but every SST in `scope` is rewritten, even one alone
+    /// in its segment: re-encodes old data with the current SST settings (zstd level,
+    /// row group size). Returns when done.
+    pub async fn rewrite(&self, scope: &Scope) -> Result<CompactionSummary> {
+        self.compact_scope(scope, PickMode::Rewrite).await
+    }
+
+    async fn compact_scope(&self, scope: &Scope, mode: PickMode) -> Result<CompactionSummary> {
         let mut summary = CompactionSummary {
             expired_files: self.apply_retention(scope).await?,
             ..CompactionSummary::default()
@@ -110,7 +121,7 @@ impl Engine {
             &self.config.compaction,
             self.config.segment_nanos(),
             now_nanos(),
-            true,
+            mode,
         );
         summary.oversized_files = decision.oversized.len();
         let mut tasks = decision.tasks;
@@ -137,7 +148,7 @@ impl Engine {
                 &self.config.compaction,
                 self.config.segment_nanos(),
                 now_nanos(),
-                true,
+                mode,
             )
             .tasks;
         }
@@ -294,7 +305,7 @@ pub(crate) async fn run_scheduler(engine: Weak<Engine>, mut shutdown: watch::Rec
             &e.config.compaction,
             e.config.segment_nanos(),
             now_nanos(),
-            false,
+            PickMode::Background,
         );
         for m in &decision.oversized {
             tracing::warn!(path = %m.path, bytes = m.bytes, "SST too large to compact within the memory budget; skipped");

@@ -551,7 +551,7 @@ mod tests {
         // Swap in the flaky store for commits only (loading must succeed).
         let m = Arc::new(Manifest {
             inner: Arc::new(Inner {
-                store: flaky.clone(),
+                store: Arc::clone(&flaky) as Arc<dyn ObjectStore>,
                 root: m.inner.root.clone(),
                 checkpoint_interval: 1000,
                 state: parking_lot::Mutex::new(m.state()),

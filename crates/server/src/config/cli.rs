@@ -141,6 +141,17 @@ pub struct ServeArgs {
         allow_negative_numbers = true
     )]
     pub compact_nice: Option<i32>,
+    /// [runtime] query_nice: OS nice value of query threads [default: 5].
+    #[arg(
+        long,
+        env = "BULKHEAD_QUERY_NICE",
+        value_name = "NICE",
+        allow_negative_numbers = true
+    )]
+    pub query_nice: Option<i32>,
+    /// [runtime] compact_sched_idle: run compaction threads under SCHED_IDLE [default: true].
+    #[arg(long, env = "BULKHEAD_COMPACT_SCHED_IDLE", value_name = "BOOL")]
+    pub compact_sched_idle: Option<bool>,
     /// [runtime] slow_poll_threshold [default: 10ms].
     #[arg(long, env = "BULKHEAD_SLOW_POLL_THRESHOLD", value_name = "DURATION")]
     pub slow_poll_threshold: Option<HumanDuration>,
@@ -269,6 +280,11 @@ impl ServeArgs {
         set(&mut cfg.runtime.compact_threads, &self.compact_threads);
         set(&mut cfg.runtime.shared_threads, &self.shared_threads);
         set(&mut cfg.runtime.compact_nice, &self.compact_nice);
+        set(&mut cfg.runtime.query_nice, &self.query_nice);
+        set(
+            &mut cfg.runtime.compact_sched_idle,
+            &self.compact_sched_idle,
+        );
         set(
             &mut cfg.runtime.slow_poll_threshold,
             &self.slow_poll_threshold,

@@ -191,6 +191,10 @@ pub struct RuntimeSection {
     pub shared_threads: usize,
     /// OS nice value of the `compact` threads (0 = unchanged, 19 = lowest priority).
     pub compact_nice: i32,
+    /// OS nice value of the `query` threads (0 = unchanged, 19 = lowest priority).
+    pub query_nice: i32,
+    /// Run the `compact` threads under SCHED_IDLE (Linux) instead of `compact_nice`.
+    pub compact_sched_idle: bool,
     /// A single poll longer than this counts as a slow poll.
     pub slow_poll_threshold: HumanDuration,
     /// A runtime that does not answer the watchdog within this counts as stalled.
@@ -210,6 +214,8 @@ impl Default for RuntimeSection {
             compact_threads: 0,
             shared_threads: 0,
             compact_nice: 10,
+            query_nice: 5,
+            compact_sched_idle: true,
             slow_poll_threshold: HumanDuration::millis(10),
             watchdog_threshold: HumanDuration::millis(100),
             watchdog_interval: HumanDuration::millis(20),
@@ -316,11 +322,13 @@ impl ServerConfig {
                 "storage.object_store: unsupported URL `{url}` (expected file://PATH or s3://BUCKET/PREFIX)"
             ));
         }
-        if !(-20..=19).contains(&self.runtime.compact_nice) {
-            return Err(format!(
-                "runtime.compact_nice: {} is outside -20..=19",
-                self.runtime.compact_nice
-            ));
+        for (key, nice) in [
+            ("runtime.compact_nice", self.runtime.compact_nice),
+            ("runtime.query_nice", self.runtime.query_nice),
+        ] {
+            if !(-20..=19).contains(&nice) {
+                return Err(format!("{key}: {nice} is outside -20..=19"));
+            }
         }
         if self.limits.max_body_size.0 == 0 {
             return Err("limits.max_body_size must be positive".into());
@@ -366,6 +374,8 @@ impl ServerConfig {
         rc.compact_threads = pick(r.compact_threads, rc.compact_threads);
         rc.shared_threads = pick(r.shared_threads, rc.shared_threads);
         rc.compact_nice = r.compact_nice;
+        rc.query_nice = r.query_nice;
+        rc.compact_sched_idle = r.compact_sched_idle;
         rc.slow_poll_threshold = r.slow_poll_threshold.get();
         rc.watchdog_threshold = r.watchdog_threshold.get();
         rc.watchdog_interval = r.watchdog_interval.get();

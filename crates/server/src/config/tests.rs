@@ -87,6 +87,12 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("runtime.compact_threads", "--compact-threads", "7"),
     ("runtime.shared_threads", "--shared-threads", "8"),
     ("runtime.compact_nice", "--compact-nice", "-5"),
+    ("runtime.query_nice", "--query-nice", "-3"),
+    (
+        "runtime.compact_sched_idle",
+        "--compact-sched-idle",
+        "false",
+    ),
     (
         "runtime.slow_poll_threshold",
         "--slow-poll-threshold",
@@ -241,6 +247,8 @@ fn unknown_keys_and_bad_values_name_the_key() {
     assert!(err.contains("sync") && err.contains("sometimes"), "{err}");
     let err = ServerConfig::from_toml("[runtime]\ncompact_nice = 40\n").unwrap_err();
     assert!(err.contains("runtime.compact_nice"), "{err}");
+    let err = ServerConfig::from_toml("[runtime]\nquery_nice = -21\n").unwrap_err();
+    assert!(err.contains("runtime.query_nice"), "{err}");
 }
 
 #[test]

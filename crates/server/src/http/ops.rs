@@ -53,16 +53,32 @@ pub(super) async fn flush(
     Ok(Json(json!({ "status": "flushed", "target": body })))
 }
 
-/// `POST /api/v1/compact?db=&table=`: returns once compaction has finished.
+#[derive(Debug, Deserialize)]
+pub(super) struct CompactParams {
+    // Not `#[serde(flatten)]`: serde_urlencoded then fails to parse the bool.
+    db: Option<String>,
+    table: Option<String>,
+    /// Re-encode every SST, even one alone in its segment.
+    #[serde(default)]
+    rewrite: bool,
+}
+
+/// `POST /api/v1/compact?db=&table=&rewrite=`: returns once compaction has finished.
 pub(super) async fn compact(
     State(state): State<Arc<ServerState>>,
-    params: Result<Query<ScopeParams>, QueryRejection>,
+    params: Result<Query<CompactParams>, QueryRejection>,
 ) -> Result<Json<Value>, ServerError> {
     let Query(p) = params.map_err(|e| ServerError::BadRequest(e.body_text()))?;
-    let scope = p.scope()?;
+    let scope = ScopeParams {
+        db: p.db,
+        table: p.table,
+    }
+    .scope()?;
     let body = describe(&scope);
-    state.writes.compact(scope).await?;
-    Ok(Json(json!({ "status": "compacted", "target": body })))
+    state.writes.compact(scope, p.rewrite).await?;
+    Ok(Json(
+        json!({ "status": "compacted", "target": body, "rewrite": p.rewrite }),
+    ))
 }
 
 /// `GET /health`: no auth, no backend call; 200 while the server accepts requests.

@@ -72,8 +72,9 @@ impl WriteBackend for MemBackend {
         self.admin.lock().unwrap().push(("flush".into(), scope));
         Ok(())
     }
-    async fn compact(&self, scope: Scope) -> Result<(), EngineError> {
-        self.admin.lock().unwrap().push(("compact".into(), scope));
+    async fn compact(&self, scope: Scope, rewrite: bool) -> Result<(), EngineError> {
+        let what = if rewrite { "rewrite" } else { "compact" };
+        self.admin.lock().unwrap().push((what.into(), scope));
         Ok(())
     }
     fn table_columns(&self, db: &str, table: &str) -> Option<TableColumns> {

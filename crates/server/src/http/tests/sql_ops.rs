@@ -138,6 +138,12 @@ async fn flush_and_compact_take_a_scope() {
         h.post("/api/v1/compact?table=t", "").await.status,
         StatusCode::BAD_REQUEST
     );
+    let r = h.post("/api/v1/compact?db=d&rewrite=true", "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["rewrite"], true);
+    let r = h.post("/api/v1/compact?rewrite=maybe", "").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("rewrite"), "{}", r.text());
     let admin = h.backend.admin.lock().unwrap().clone();
     assert_eq!(
         admin,
@@ -151,6 +157,7 @@ async fn flush_and_compact_take_a_scope() {
                     table: "t".into()
                 }
             ),
+            ("rewrite".to_string(), Scope::Database("d".into())),
         ]
     );
 }
