@@ -24,10 +24,11 @@ pub struct TableSchema {
     pub tags: Vec<String>,
     /// Field names and types in id order.
     pub fields: Vec<(String, FieldType)>,
+    // foldhash, not SipHash: looked up for every tag and field of every written row.
     #[serde(skip)]
-    tag_index: HashMap<String, u32>,
+    tag_index: foldhash::HashMap<String, u32>,
     #[serde(skip)]
-    field_index: HashMap<String, u32>,
+    field_index: foldhash::HashMap<String, u32>,
 }
 
 /// A column of a table, as the engine sees it.

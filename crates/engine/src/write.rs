@@ -11,7 +11,7 @@
 //! Inserting in sequence order (one applier) keeps memtables identical to what a WAL
 //! replay produces, so a read before and after a crash gives the same answer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -145,18 +145,28 @@ fn validate_rows(batch: &WriteBatch) -> Result<()> {
                     )));
                 }
             }
-            if row.tags.len() > 1 {
-                let mut seen = HashSet::with_capacity(row.tags.len());
-                if !row.tags.iter().all(|(k, _)| seen.insert(k.as_str())) {
-                    return Err(Error::InvalidInput(format!(
-                        "duplicate tag key in a row of `{}`",
-                        t.table
-                    )));
-                }
+            if has_duplicate_key(&row.tags) {
+                return Err(Error::InvalidInput(format!(
+                    "duplicate tag key in a row of `{}`",
+                    t.table
+                )));
             }
         }
     }
     Ok(())
+}
+
+/// Whether two tags share a key. Rows have a handful of tags: comparing pairs beats
+/// hashing them; a hash set only for unusually wide rows.
+fn has_duplicate_key(tags: &[(String, String)]) -> bool {
+    if tags.len() <= 16 {
+        return tags
+            .iter()
+            .enumerate()
+            .any(|(i, (k, _))| tags[i + 1..].iter().any(|(other, _)| other == k));
+    }
+    let mut seen = foldhash::HashSet::with_capacity_and_hasher(tags.len(), Default::default());
+    !tags.iter().all(|(k, _)| seen.insert(k.as_str()))
 }
 
 /// Check every column of `batch` against the table schemas and add the new ones.
@@ -318,5 +328,28 @@ pub(crate) async fn run_applier(
             },
         };
         let _ = item.done.send(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_duplicate_key;
+
+    fn tags(keys: &[&str]) -> Vec<(String, String)> {
+        keys.iter()
+            .map(|k| (k.to_string(), "v".to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn duplicate_tag_keys_are_found_in_narrow_and_wide_rows() {
+        assert!(!has_duplicate_key(&tags(&[])));
+        assert!(!has_duplicate_key(&tags(&["a", "b", "c"])));
+        assert!(has_duplicate_key(&tags(&["a", "b", "a"])));
+        let wide: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        let mut keys: Vec<&str> = wide.iter().map(String::as_str).collect();
+        assert!(!has_duplicate_key(&tags(&keys)));
+        keys.push("t7");
+        assert!(has_duplicate_key(&tags(&keys)));
     }
 }

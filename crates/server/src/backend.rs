@@ -1,7 +1,6 @@
 //! The handler traits the protocol servers call: writes and admin on one side, SQL on the
 //! other. The engine and the query layer implement them; the servers know nothing else.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use arrow::array::RecordBatch;
@@ -42,8 +41,8 @@ pub trait WriteBackend: Send + Sync + 'static {
 /// Tag and field columns of a table, as far as type checks of new lines need them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TableColumns {
-    pub tags: HashSet<String>,
-    pub fields: HashMap<String, FieldType>,
+    pub tags: foldhash::HashSet<String>,
+    pub fields: foldhash::HashMap<String, FieldType>,
 }
 
 /// A query result: the schema first (so empty results still have a CSV header and an

@@ -14,7 +14,7 @@
 mod convert;
 mod resolve;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,7 +44,8 @@ pub(crate) struct Series {
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
     /// Encoded series key (see [`encode_key`]) -> series.
-    series: HashMap<Box<[u8]>, Series>,
+    /// foldhash, not SipHash: every inserted row hashes its (long) series key.
+    series: foldhash::HashMap<Box<[u8]>, Series>,
     bytes: usize,
     rows: usize,
     /// Lowest and highest WAL sequence numbers inserted (0 when empty).

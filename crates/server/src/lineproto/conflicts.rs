@@ -2,8 +2,6 @@
 //! earlier rows of the same request, so that one bad line does not fail a whole batch
 //! (the engine applies a batch atomically and would reject all of it).
 
-use std::collections::HashMap;
-
 use bulkhead_engine::FieldType;
 
 use super::{LineError, Parsed, cut_line};
@@ -20,7 +18,7 @@ pub fn reject_conflicting_rows(
     let mut rejected = Vec::new();
     for (table, origins) in parsed.batch.tables.iter_mut().zip(&parsed.origins) {
         let existing = columns(&table.table).unwrap_or_default();
-        let mut seen: HashMap<&str, FieldType> = HashMap::new();
+        let mut seen: foldhash::HashMap<&str, FieldType> = foldhash::HashMap::default();
         let mut keep = Vec::with_capacity(table.rows.len());
         for (row, origin) in table.rows.iter().zip(origins) {
             let conflict = row.fields.iter().find_map(|(name, value)| {
