@@ -98,6 +98,7 @@ pub(crate) fn open(url: &str, s3: &S3Config, runtimes: &Runtimes) -> anyhow::Res
             FaultConfig {
                 latency: latency.clone(),
                 error_probability: 0.0,
+                ..Default::default()
             },
         ));
         faults = Some((
@@ -105,6 +106,7 @@ pub(crate) fn open(url: &str, s3: &S3Config, runtimes: &Runtimes) -> anyhow::Res
             FaultConfig {
                 latency,
                 error_probability,
+                ..Default::default()
             },
         ));
         injector as Arc<dyn ObjectStore>

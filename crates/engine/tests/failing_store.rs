@@ -61,6 +61,7 @@ async fn outage_and_flaky_store_lose_nothing() {
     faults.set_config(FaultConfig {
         latency: None,
         error_probability: 0.5,
+        ..Default::default()
     });
     for i in 20..40 {
         engine

@@ -160,6 +160,7 @@ async fn a_failed_multipart_upload_is_retried_and_loses_nothing() {
     counting.set_config(FaultConfig {
         latency: None,
         error_probability: 0.1,
+        ..Default::default()
     });
     let mut attempts = 0;
     while engine.flush(&Scope::All).await.is_err() {

@@ -140,6 +140,16 @@ struct Inner {
     checkpoint_interval: u64,
     /// The committed state. Only the leader changes it, after its PUT succeeded.
     state: parking_lot::Mutex<ManifestState>,
+    /// The last edit whose PUT failed: it may have landed all the same.
+    unanswered: parking_lot::Mutex<Option<ManifestEdit>>,
+}
+
+/// How a log entry's PUT ended.
+enum Put {
+    /// Our entry is in the store (now, or from an earlier attempt with the same body).
+    Written,
+    /// The version is taken by an earlier attempt of ours with other actions.
+    Adopted(ManifestEdit),
 }
 
 /// One caller's actions, queued for a group commit.
@@ -204,6 +214,7 @@ impl Manifest {
                 root,
                 checkpoint_interval: checkpoint_interval.max(1),
                 state: parking_lot::Mutex::new(state.clone()),
+                unanswered: parking_lot::Mutex::new(None),
             }),
             queue: parking_lot::Mutex::new(Vec::new()),
             writer: tokio::sync::Mutex::new(()),
@@ -269,10 +280,30 @@ impl Manifest {
     /// Write one log entry holding `actions` as the next version and apply it.
     /// The caller holds the writer lock.
     async fn write_edit(&self, actions: Vec<Action>) -> Result<u64> {
+        loop {
+            let version = self.inner.state.lock().version + 1;
+            let edit = ManifestEdit {
+                version,
+                actions: actions.clone(),
+            };
+            match self.put_edit(&edit).await? {
+                Put::Written => {
+                    self.applied(&edit);
+                    return Ok(version);
+                }
+                // An earlier attempt at this version (whose reply was lost) did land,
+                // with other actions (a failed group): adopt it and try the next
+                // version. Re-applying an action is harmless: each one sets state.
+                Put::Adopted(earlier) => self.applied(&earlier),
+            }
+        }
+    }
+
+    /// Create the log entry of `edit` (create-only).
+    async fn put_edit(&self, edit: &ManifestEdit) -> Result<Put> {
         let inner = &self.inner;
-        let version = inner.state.lock().version + 1;
-        let edit = ManifestEdit { version, actions };
-        let body = serde_json::to_vec(&edit).map_err(|e| Error::Manifest(e.to_string()))?;
+        let version = edit.version;
+        let body = serde_json::to_vec(edit).map_err(|e| Error::Manifest(e.to_string()))?;
         let path = inner
             .root
             .clone()
@@ -287,37 +318,63 @@ impl Manifest {
             .put_opts(&path, PutPayload::from(body.clone()), opts)
             .await
         {
-            Ok(_) => {}
+            Ok(_) => Ok(Put::Written),
             Err(object_store::Error::AlreadyExists { .. }) => {
                 // Our own earlier attempt (whose reply was lost) or another writer.
                 let existing = get_bytes(&inner.store, &path).await?;
-                if existing.as_ref() != body.as_slice() {
-                    return Err(Error::Manifest(format!(
+                if existing.as_ref() == body.as_slice() {
+                    return Ok(Put::Written);
+                }
+                let unanswered = inner.unanswered.lock().take();
+                match unanswered {
+                    Some(earlier)
+                        if serde_json::to_vec(&earlier).ok().as_deref()
+                            == Some(existing.as_ref()) =>
+                    {
+                        Ok(Put::Adopted(earlier))
+                    }
+                    _ => Err(Error::Manifest(format!(
                         "manifest version {version} was written by another writer; \
                          this engine no longer owns {}",
                         inner.root
-                    )));
+                    ))),
                 }
             }
             Err(source) => {
-                return Err(Error::ObjectStore {
+                // The PUT may still have landed: remember it, so that the next attempt
+                // at this version recognises it instead of reporting another writer.
+                *inner.unanswered.lock() = Some(edit.clone());
+                Err(Error::ObjectStore {
                     op: "commit manifest edit",
                     source,
-                });
+                })
+            }
+        }
+    }
+
+    /// `edit` is in the store: apply it, and checkpoint when one is due.
+    fn applied(&self, edit: &ManifestEdit) {
+        let inner = &self.inner;
+        {
+            let mut unanswered = inner.unanswered.lock();
+            if unanswered
+                .as_ref()
+                .is_some_and(|u| u.version <= edit.version)
+            {
+                *unanswered = None;
             }
         }
         let snapshot = {
             let mut state = inner.state.lock();
             state.apply(&edit.actions);
-            state.version = version;
-            version
+            state.version = edit.version;
+            edit.version
                 .is_multiple_of(inner.checkpoint_interval)
                 .then(|| state.clone())
         };
         if let Some(snapshot) = snapshot {
             self.start_checkpoint(snapshot);
         }
-        Ok(version)
     }
 
     /// Checkpoint `state` in the background, unless a checkpoint is still running
@@ -500,6 +557,7 @@ mod tests {
                     std::time::Duration::from_millis(20)..std::time::Duration::from_millis(21),
                 ),
                 error_probability: 0.0,
+                ..Default::default()
             },
         ));
         let (m, _) = Manifest::load(Arc::clone(&slow), "", 1000)
@@ -543,6 +601,7 @@ mod tests {
                     std::time::Duration::from_millis(5)..std::time::Duration::from_millis(6),
                 ),
                 error_probability: 0.5,
+                ..Default::default()
             },
         ));
         let (m, _) = Manifest::load(Arc::clone(&mem), "", 1000)
@@ -555,21 +614,30 @@ mod tests {
                 root: m.inner.root.clone(),
                 checkpoint_interval: 1000,
                 state: parking_lot::Mutex::new(m.state()),
+                unanswered: parking_lot::Mutex::new(None),
             }),
             queue: parking_lot::Mutex::new(Vec::new()),
             writer: tokio::sync::Mutex::new(()),
             next_waiter: AtomicU64::new(0),
             checkpoint: parking_lot::Mutex::new(None),
         });
-        let tasks: Vec<_> = (0..32)
-            .map(|i| {
-                let m = Arc::clone(&m);
-                tokio::spawn(async move { m.commit(flushed_table(i, 7)).await.is_ok() })
-            })
-            .collect();
+        // Waves of concurrent callers (so PUTs are grouped), until some PUT failed and
+        // a few waves beyond.
         let mut ok = Vec::new();
-        for t in tasks {
-            ok.push(t.await.expect("join"));
+        for wave in 0..50 {
+            if wave >= 4 && flaky.injected_errors() > 0 {
+                break;
+            }
+            let first = ok.len();
+            let tasks: Vec<_> = (first..first + 8)
+                .map(|i| {
+                    let m = Arc::clone(&m);
+                    tokio::spawn(async move { m.commit(flushed_table(i, 7)).await.is_ok() })
+                })
+                .collect();
+            for t in tasks {
+                ok.push(t.await.expect("join"));
+            }
         }
         assert!(flaky.injected_errors() > 0, "no failure was injected");
         let (_, state) = Manifest::load(Arc::clone(&mem), "", 1000)
@@ -583,6 +651,62 @@ mod tests {
                 .and_then(|d| d.get(&format!("t{i}")))
                 .is_some();
             assert_eq!(landed, *committed, "table t{i}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lost_replies_of_groups_are_adopted_not_taken_for_another_writer() {
+        use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let lossy = Arc::new(FaultInjectingStore::new(
+            Arc::clone(&mem),
+            FaultConfig {
+                latency: Some(
+                    std::time::Duration::from_millis(5)..std::time::Duration::from_millis(6),
+                ),
+                lost_reply_probability: 0.4,
+                ..Default::default()
+            },
+        ));
+        let (m, _) = Manifest::load(Arc::clone(&lossy) as Arc<dyn ObjectStore>, "", 1000)
+            .await
+            .expect("load");
+        let m = Arc::new(m);
+        // Waves of concurrent callers (so PUTs are grouped), until some reply was lost
+        // and a few waves beyond. Each caller retries until it is told "committed",
+        // like a flush does.
+        let mut tables = 0;
+        for wave in 0..50 {
+            if wave >= 5 && lossy.injected_errors() > 0 {
+                break;
+            }
+            let tasks: Vec<_> = (tables..tables + 8)
+                .map(|i| {
+                    let m = Arc::clone(&m);
+                    tokio::spawn(async move {
+                        loop {
+                            match m.commit(flushed_table(i, 3)).await {
+                                Ok(v) => return Ok(v),
+                                Err(Error::ObjectStore { .. }) => continue,
+                                Err(e) => return Err(e.to_string()),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            tables += 8;
+            for t in tasks {
+                t.await
+                    .expect("join")
+                    .expect("never mistaken for another writer");
+            }
+        }
+        assert!(lossy.injected_errors() > 0, "no reply was lost");
+        let (_, state) = Manifest::load(Arc::clone(&mem), "", 1000)
+            .await
+            .expect("reload");
+        for i in 0..tables {
+            assert_eq!(state.tables["db"][&format!("t{i}")].flushed_seq, 3, "t{i}");
         }
     }
 }

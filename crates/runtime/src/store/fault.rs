@@ -29,6 +29,9 @@ pub struct FaultConfig {
     pub latency: Option<Range<Duration>>,
     /// Probability in 0..=1 that a call fails with an injected error.
     pub error_probability: f64,
+    /// Probability in 0..=1 that a `put` succeeds in the inner store but its caller
+    /// gets an error anyway (a reply lost on the way back: the ambiguous failure).
+    pub lost_reply_probability: f64,
 }
 
 impl FaultConfig {
@@ -36,7 +39,7 @@ impl FaultConfig {
     pub fn s3_like() -> Self {
         Self {
             latency: Some(Duration::from_millis(20)..Duration::from_millis(80)),
-            error_probability: 0.0,
+            ..Self::default()
         }
     }
 }
@@ -119,7 +122,16 @@ impl ObjectStore for FaultInjectingStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         self.inject("put").await?;
-        self.inner.put_opts(location, payload, opts).await
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        let lost = self.config.lock().lost_reply_probability;
+        if lost > 0.0 && rand::rng().random_bool(lost.min(1.0)) {
+            self.injected_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(object_store::Error::Generic {
+                store: "fault-injection",
+                source: "injected lost reply: the put landed".into(),
+            });
+        }
+        Ok(result)
     }
 
     async fn put_multipart_opts(
