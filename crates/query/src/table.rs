@@ -334,6 +334,7 @@ impl ExecutionPlan for EngineScanExec {
             time_range: Some(to_range(self.pruning.time)),
             projection: Some(columns),
             sst_filter: Some(Arc::new(move |m: &SstMeta| selected.contains(&m.file_id))),
+            tag_values: self.pruning.tags.clone(),
         };
         let schema = Arc::clone(&self.schema);
         let out_schema = Arc::clone(&schema);

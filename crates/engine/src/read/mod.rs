@@ -8,6 +8,7 @@
 //! temporary memtable. Output batches are sorted by (series, time) within a batch; the
 //! order between batches is by time group, not globally sorted.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, new_null_array};
@@ -35,6 +36,11 @@ pub struct ScanRequest {
     pub projection: Option<Vec<String>>,
     /// Skip SSTs for which this returns false. Memtable data is always read.
     pub sst_filter: Option<SstFilter>,
+    /// Tag name -> the values a row may have to be wanted. SST row groups whose
+    /// statistics rule out every value of some tag are skipped (rows are sorted by
+    /// series, so a row group holds few values of the first tag). Rows are not
+    /// filtered: the caller still applies its predicate. Empty = no restriction.
+    pub tag_values: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for ScanRequest {
@@ -43,6 +49,7 @@ impl std::fmt::Debug for ScanRequest {
             .field("time_range", &self.time_range)
             .field("projection", &self.projection)
             .field("sst_filter", &self.sst_filter.is_some())
+            .field("tag_values", &self.tag_values)
             .finish()
     }
 }
@@ -210,6 +217,7 @@ impl TableSnapshot {
             out_schema,
             projection: req.projection,
             range,
+            tag_values: req.tag_values,
             store: Arc::clone(&self.store),
             segment_nanos: self.segment_nanos,
         });
@@ -229,6 +237,7 @@ struct ScanCtx {
     out_schema: SchemaRef,
     projection: Option<Vec<String>>,
     range: TimeRange,
+    tag_values: BTreeMap<String, BTreeSet<String>>,
     store: Arc<dyn ObjectStore>,
     segment_nanos: i64,
 }
@@ -282,7 +291,14 @@ impl ScanCtx {
                 Ok(if b.num_rows() == 0 { vec![] } else { vec![b] })
             }
             Source::Sst(f) => {
-                reader::read(&self.store, f.meta(), wanted.as_deref(), self.range).await
+                // Skipping a series' rows is safe in merges too: every version of a
+                // key has the same tag values, so all of them are skipped together.
+                let want = reader::Want {
+                    columns: wanted.as_deref(),
+                    range: self.range,
+                    tag_values: &self.tag_values,
+                };
+                reader::read(&self.store, f.meta(), want).await
             }
         }
     }

@@ -6,6 +6,7 @@
 //! Compaction needs every column of every row, so it [`fetch`]es the whole object on
 //! `io` first and [`decode`]s it on `compact` afterwards.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, TimestampNanosecondArray};
@@ -50,14 +51,29 @@ pub(crate) async fn fetch(store: &Arc<dyn ObjectStore>, meta: &SstMeta) -> Resul
 /// typical SSTs, so opening a file costs one request.
 const FOOTER_HINT: usize = 64 * 1024;
 
-/// Read the rows of `meta` in `range`, keeping the columns named in `columns` that the
-/// file has (all if `None`), with ranged GETs: footer first, then only what is needed.
+/// What [`read`] keeps of an SST.
+pub(crate) struct Want<'a> {
+    /// The columns named here that the file has (all if `None`).
+    pub(crate) columns: Option<&'a [String]>,
+    /// Rows in this range (exactly).
+    pub(crate) range: TimeRange,
+    /// Row groups whose tag statistics admit one of these values per tag (pruning only:
+    /// rows of other values in a kept row group are returned).
+    pub(crate) tag_values: &'a BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Read the rows `want`s of `meta`, with ranged GETs: footer first, then only the
+/// column chunks of the row groups that time and tag statistics do not rule out.
 pub(crate) async fn read(
     store: &Arc<dyn ObjectStore>,
     meta: &SstMeta,
-    columns: Option<&[String]>,
-    range: TimeRange,
+    want: Want<'_>,
 ) -> Result<Vec<RecordBatch>> {
+    let Want {
+        columns,
+        range,
+        tag_values,
+    } = want;
     let reader = RangedReader {
         store: Arc::clone(store),
         path: meta.object_path(),
@@ -69,12 +85,25 @@ pub(crate) async fn read(
         .columns()
         .iter()
         .position(|c| c.name() == TIME_COLUMN);
+    let tag_columns: Vec<(usize, &BTreeSet<String>)> = tag_values
+        .iter()
+        .filter_map(|(tag, values)| {
+            let columns = builder.parquet_schema().columns();
+            let i = columns.iter().position(|c| c.name() == tag)?;
+            Some((i, values))
+        })
+        .collect();
     let row_groups: Vec<usize> = builder
         .metadata()
         .row_groups()
         .iter()
         .enumerate()
         .filter(|(_, rg)| time_idx.is_none_or(|i| may_overlap(rg, i, range)))
+        .filter(|(_, rg)| {
+            tag_columns
+                .iter()
+                .all(|(i, values)| may_hold_any(rg, *i, values))
+        })
         .map(|(i, _)| i)
         .collect();
     if row_groups.is_empty() {
@@ -175,6 +204,20 @@ fn may_overlap(rg: &RowGroupMetaData, time_idx: usize, range: TimeRange) -> bool
     match rg.column(time_idx).statistics() {
         Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
             (Some(&lo), Some(&hi)) => hi >= range.start && lo < range.end,
+            _ => true,
+        },
+        _ => true,
+    }
+}
+
+/// Whether the row group's min/max statistics of string column `idx` admit one of
+/// `values` (without statistics: yes). Min/max compare as bytes, like the writer's.
+fn may_hold_any(rg: &RowGroupMetaData, idx: usize, values: &BTreeSet<String>) -> bool {
+    match rg.column(idx).statistics() {
+        Some(Statistics::ByteArray(s)) => match (s.min_bytes_opt(), s.max_bytes_opt()) {
+            (Some(lo), Some(hi)) => values
+                .iter()
+                .any(|v| lo <= v.as_bytes() && v.as_bytes() <= hi),
             _ => true,
         },
         _ => true,
