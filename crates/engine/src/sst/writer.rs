@@ -101,10 +101,11 @@ pub(crate) fn encode(batches: &[RecordBatch], opts: EncodeOptions) -> Result<Byt
         let col = ColumnPath::from(f.name().as_str());
         match f.data_type() {
             DataType::Dictionary(_, _) => {
+                // Series without a tag sort after those with it (memtable::encode_key).
                 sorting.push(SortingColumn {
                     column_idx: i as i32,
                     descending: false,
-                    nulls_first: true,
+                    nulls_first: false,
                 });
             }
             DataType::Int64 | DataType::UInt64 | DataType::Timestamp(_, _) => {
