@@ -489,6 +489,7 @@ async fn list_versions(store: &Arc<dyn ObjectStore>, dir: &Path) -> Result<Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
     use object_store::memory::InMemory;
 
     fn flushed(seq: u64) -> Vec<Action> {
@@ -546,24 +547,59 @@ mod tests {
         }]
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_commits_share_log_entries_and_all_land() {
-        use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
-        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let slow: Arc<dyn ObjectStore> = Arc::new(FaultInjectingStore::new(
-            Arc::clone(&mem),
+    /// A store over `mem` whose every call takes `ms` milliseconds (no faults yet).
+    fn slow_store(mem: &Arc<dyn ObjectStore>, ms: u64) -> Arc<FaultInjectingStore> {
+        let ms = std::time::Duration::from_millis(ms);
+        Arc::new(FaultInjectingStore::new(
+            Arc::clone(mem),
             FaultConfig {
-                latency: Some(
-                    std::time::Duration::from_millis(20)..std::time::Duration::from_millis(21),
-                ),
-                error_probability: 0.0,
+                latency: Some(ms..ms + std::time::Duration::from_millis(1)),
                 ..Default::default()
             },
-        ));
-        let (m, _) = Manifest::load(Arc::clone(&slow), "", 1000)
+        ))
+    }
+
+    async fn load_over(store: &Arc<FaultInjectingStore>) -> Arc<Manifest> {
+        let (m, _) = Manifest::load(Arc::clone(store) as Arc<dyn ObjectStore>, "", 1000)
             .await
             .expect("load");
-        let m = Arc::new(m);
+        Arc::new(m)
+    }
+
+    /// Waves of 8 concurrent `commit_table(m, table)` calls on fresh tables (so PUTs
+    /// are grouped), until `store` has injected a fault and at least `min_waves` ran.
+    async fn in_waves<T, F, Fut>(
+        m: &Arc<Manifest>,
+        store: &FaultInjectingStore,
+        min_waves: usize,
+        commit_table: F,
+    ) -> Vec<T>
+    where
+        F: Fn(Arc<Manifest>, usize) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut out = Vec::new();
+        for wave in 0..50 {
+            if wave >= min_waves && store.injected_errors() > 0 {
+                break;
+            }
+            let first = out.len();
+            let tasks: Vec<_> = (first..first + 8)
+                .map(|i| tokio::spawn(commit_table(Arc::clone(m), i)))
+                .collect();
+            for t in tasks {
+                out.push(t.await.expect("join"));
+            }
+        }
+        assert!(store.injected_errors() > 0, "no fault was injected");
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_share_log_entries_and_all_land() {
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let m = load_over(&slow_store(&mem, 20)).await;
         let tasks: Vec<_> = (0..16)
             .map(|i| {
                 let m = Arc::clone(&m);
@@ -592,54 +628,19 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_group_is_retried_one_by_one() {
-        use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
         let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let flaky = Arc::new(FaultInjectingStore::new(
-            Arc::clone(&mem),
-            FaultConfig {
-                latency: Some(
-                    std::time::Duration::from_millis(5)..std::time::Duration::from_millis(6),
-                ),
-                error_probability: 0.5,
-                ..Default::default()
-            },
-        ));
-        let (m, _) = Manifest::load(Arc::clone(&mem), "", 1000)
-            .await
-            .expect("load");
-        // Swap in the flaky store for commits only (loading must succeed).
-        let m = Arc::new(Manifest {
-            inner: Arc::new(Inner {
-                store: Arc::clone(&flaky) as Arc<dyn ObjectStore>,
-                root: m.inner.root.clone(),
-                checkpoint_interval: 1000,
-                state: parking_lot::Mutex::new(m.state()),
-                unanswered: parking_lot::Mutex::new(None),
-            }),
-            queue: parking_lot::Mutex::new(Vec::new()),
-            writer: tokio::sync::Mutex::new(()),
-            next_waiter: AtomicU64::new(0),
-            checkpoint: parking_lot::Mutex::new(None),
+        let flaky = slow_store(&mem, 5);
+        let m = load_over(&flaky).await;
+        // Loaded; from now on half of all calls fail.
+        flaky.set_config(FaultConfig {
+            latency: Some(std::time::Duration::from_millis(5)..std::time::Duration::from_millis(6)),
+            error_probability: 0.5,
+            ..FaultConfig::default()
         });
-        // Waves of concurrent callers (so PUTs are grouped), until some PUT failed and
-        // a few waves beyond.
-        let mut ok = Vec::new();
-        for wave in 0..50 {
-            if wave >= 4 && flaky.injected_errors() > 0 {
-                break;
-            }
-            let first = ok.len();
-            let tasks: Vec<_> = (first..first + 8)
-                .map(|i| {
-                    let m = Arc::clone(&m);
-                    tokio::spawn(async move { m.commit(flushed_table(i, 7)).await.is_ok() })
-                })
-                .collect();
-            for t in tasks {
-                ok.push(t.await.expect("join"));
-            }
-        }
-        assert!(flaky.injected_errors() > 0, "no failure was injected");
+        let ok = in_waves(&m, &flaky, 4, |m, i| async move {
+            m.commit(flushed_table(i, 7)).await.is_ok()
+        })
+        .await;
         let (_, state) = Manifest::load(Arc::clone(&mem), "", 1000)
             .await
             .expect("reload");
@@ -656,56 +657,32 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lost_replies_of_groups_are_adopted_not_taken_for_another_writer() {
-        use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
         let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let lossy = Arc::new(FaultInjectingStore::new(
-            Arc::clone(&mem),
-            FaultConfig {
-                latency: Some(
-                    std::time::Duration::from_millis(5)..std::time::Duration::from_millis(6),
-                ),
-                lost_reply_probability: 0.4,
-                ..Default::default()
-            },
-        ));
-        let (m, _) = Manifest::load(Arc::clone(&lossy) as Arc<dyn ObjectStore>, "", 1000)
-            .await
-            .expect("load");
-        let m = Arc::new(m);
-        // Waves of concurrent callers (so PUTs are grouped), until some reply was lost
-        // and a few waves beyond. Each caller retries until it is told "committed",
-        // like a flush does.
-        let mut tables = 0;
-        for wave in 0..50 {
-            if wave >= 5 && lossy.injected_errors() > 0 {
-                break;
+        let lossy = slow_store(&mem, 5);
+        lossy.set_config(FaultConfig {
+            latency: Some(std::time::Duration::from_millis(5)..std::time::Duration::from_millis(6)),
+            lost_reply_probability: 0.4,
+            ..FaultConfig::default()
+        });
+        let m = load_over(&lossy).await;
+        // Each caller retries until it is told "committed", like a flush does.
+        let answers = in_waves(&m, &lossy, 5, |m, i| async move {
+            loop {
+                match m.commit(flushed_table(i, 3)).await {
+                    Ok(v) => return Ok(v),
+                    Err(Error::ObjectStore { .. }) => continue,
+                    Err(e) => return Err(e.to_string()),
+                }
             }
-            let tasks: Vec<_> = (tables..tables + 8)
-                .map(|i| {
-                    let m = Arc::clone(&m);
-                    tokio::spawn(async move {
-                        loop {
-                            match m.commit(flushed_table(i, 3)).await {
-                                Ok(v) => return Ok(v),
-                                Err(Error::ObjectStore { .. }) => continue,
-                                Err(e) => return Err(e.to_string()),
-                            }
-                        }
-                    })
-                })
-                .collect();
-            tables += 8;
-            for t in tasks {
-                t.await
-                    .expect("join")
-                    .expect("never mistaken for another writer");
-            }
+        })
+        .await;
+        for a in &answers {
+            a.as_ref().expect("never mistaken for another writer");
         }
-        assert!(lossy.injected_errors() > 0, "no reply was lost");
         let (_, state) = Manifest::load(Arc::clone(&mem), "", 1000)
             .await
             .expect("reload");
-        for i in 0..tables {
+        for i in 0..answers.len() {
             assert_eq!(state.tables["db"][&format!("t{i}")].flushed_seq, 3, "t{i}");
         }
     }
