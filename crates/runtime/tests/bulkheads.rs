@@ -169,26 +169,15 @@ fn threads_are_named_compact_is_idle_and_query_is_niced() {
             "{name} ran on {thread}"
         );
     }
-    let write_nice = rt
-        .block_on(RuntimeName::Write, async {
-            bulkhead_runtime::current_thread_nice()
-        })
-        .unwrap();
-    let compact_idle = rt
-        .block_on(RuntimeName::Compact, async {
-            bulkhead_runtime::current_thread_is_sched_idle()
-        })
-        .unwrap();
+    let (write_nice, write_idle) = priority_on(&rt, RuntimeName::Write);
+    assert!(!write_idle);
+    let (_, compact_idle) = priority_on(&rt, RuntimeName::Compact);
     assert!(
         compact_idle,
         "compact threads run under SCHED_IDLE by default"
     );
     assert!(!bulkhead_runtime::current_thread_is_sched_idle());
-    let query_nice = rt
-        .block_on(RuntimeName::Query, async {
-            bulkhead_runtime::current_thread_nice()
-        })
-        .unwrap();
+    let (query_nice, _) = priority_on(&rt, RuntimeName::Query);
     assert_eq!(
         query_nice,
         write_nice + 5,
@@ -199,20 +188,24 @@ fn threads_are_named_compact_is_idle_and_query_is_niced() {
     let mut cfg = RuntimeConfig::for_parallelism(2);
     cfg.compact_sched_idle = false;
     let rt = Runtimes::new(cfg).unwrap();
-    let (idle, nice) = rt
-        .block_on(RuntimeName::Compact, async {
-            (
-                bulkhead_runtime::current_thread_is_sched_idle(),
-                bulkhead_runtime::current_thread_nice(),
-            )
-        })
-        .unwrap();
+    let (nice, idle) = priority_on(&rt, RuntimeName::Compact);
     assert!(!idle);
     assert_eq!(
         nice,
         write_nice + 10,
         "compact threads run 10 nice levels lower"
     );
+}
+
+/// (nice value, runs under SCHED_IDLE) of a thread of `name`.
+fn priority_on(rt: &Runtimes, name: RuntimeName) -> (i32, bool) {
+    rt.block_on(name, async {
+        (
+            bulkhead_runtime::current_thread_nice(),
+            bulkhead_runtime::current_thread_is_sched_idle(),
+        )
+    })
+    .unwrap()
 }
 
 #[test]
