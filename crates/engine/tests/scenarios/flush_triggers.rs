@@ -2,13 +2,11 @@
 //! maximum memtable age each trigger a flush without any explicit call; the WAL sync
 //! modes `interval` and `none` still recover after a clean close.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bulkhead_engine::{Engine, EngineConfig, FieldValue, WalSync, WriteBatch};
-use common::*;
 
 async fn write_rows(engine: &Engine, table: &str, n: i64) {
     let mut b = WriteBatch::default();

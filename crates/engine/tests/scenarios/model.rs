@@ -3,13 +3,11 @@
 //! every step, every table read equals a `BTreeMap` model with field-by-field
 //! overwrite, and so do time-range scans.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bulkhead_engine::{FieldValue, Scope, TimeRange, WriteBatch};
 use bulkhead_runtime::RuntimeName;
-use common::*;
 use proptest::prelude::*;
 
 const TABLES: [&str; 2] = ["cpu", "mem"];

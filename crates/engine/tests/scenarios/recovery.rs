@@ -1,10 +1,8 @@
 //! Recovery: acknowledged writes survive dropping the engine without a flush, and a
 //! flush followed by more writes recovers from SSTs + WAL without duplicates.
 
-mod common;
-
+use crate::common::*;
 use bulkhead_engine::{FieldValue, Scope, WriteBatch};
-use common::*;
 
 fn batch(host: &str, from: i64, n: i64, value: i64) -> WriteBatch {
     let mut b = WriteBatch::default();

@@ -7,17 +7,15 @@
 //! the collector took its manifest state and before its listing, and be deleted as
 //! garbage although the flush then commits it.
 
-mod common;
-
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use async_trait::async_trait;
 use bulkhead_engine::{FieldValue, WriteBatch};
 use bytes::Bytes;
-use common::*;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;

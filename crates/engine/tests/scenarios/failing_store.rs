@@ -2,14 +2,12 @@
 //! from the WAL and memtables; once the store recovers everything is flushed, readable,
 //! and survives a restart.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bulkhead_engine::{FieldValue, Scope, WriteBatch};
 use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
-use common::*;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 

@@ -2,13 +2,11 @@
 //! overwrite, time ranges, projection, SST metadata, schema, and an SST replaced while
 //! a snapshot holds it stays readable until the snapshot is dropped.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use arrow::datatypes::{DataType, TimeUnit};
 use bulkhead_engine::{FieldValue, ScanRequest, Scope, TimeRange, WriteBatch};
-use common::*;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 

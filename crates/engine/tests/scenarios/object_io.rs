@@ -3,15 +3,13 @@
 //! chunks of the row groups that overlap the time range and may hold the wanted tag
 //! values), never the whole object.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use arrow::array::{Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use bulkhead_engine::{FieldValue, ScanRequest, Scope, TimeRange, WriteBatch};
 use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
-use common::*;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;

@@ -2,14 +2,12 @@
 //! memtables to SSTs sees each writer's rows as a gap-free prefix (nothing missing, no
 //! duplicates), and the final state equals the model.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::common::*;
 use bulkhead_engine::{FieldValue, Scope, TimeRange, WriteBatch};
-use common::*;
 
 const WRITERS: usize = 6;
 const BATCHES: i64 = 40;

@@ -1,12 +1,10 @@
 //! A torn WAL tail (a partial last record) is truncated at startup, with every
 //! acknowledged row intact, and the WAL keeps working afterwards.
 
-mod common;
-
 use std::io::Write;
 
+use crate::common::*;
 use bulkhead_engine::{FieldValue, WriteBatch};
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torn_tail_is_truncated_and_acknowledged_rows_survive() {

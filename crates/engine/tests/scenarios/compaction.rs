@@ -1,14 +1,12 @@
 //! Compaction and retention: SST counts come down, reads never change, crashes at any
 //! point leave the old or the new set (and no garbage), the memory budget holds, TTL.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bulkhead_engine::compaction::FailPoint;
 use bulkhead_engine::{CompactionConfig, Engine, EngineConfig, FieldValue, Scope, WriteBatch};
-use common::*;
 
 const SEG: i64 = 7_200_000_000_000; // 2 h, the default segment
 

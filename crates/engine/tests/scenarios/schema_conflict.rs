@@ -1,10 +1,8 @@
 //! A batch with a type conflict is rejected whole: no row, column or table of it
 //! becomes visible, and the error names database, table, column and both types.
 
-mod common;
-
+use crate::common::*;
 use bulkhead_engine::{Error, FieldType, FieldValue, WriteBatch};
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_batch_leaves_no_trace() {

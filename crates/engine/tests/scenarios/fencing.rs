@@ -1,10 +1,8 @@
 //! Two engines on one object-store prefix: the manifest's create-only puts let only one
 //! of them commit; the other's flush fails with a manifest error and keeps its data.
 
-mod common;
-
+use crate::common::*;
 use bulkhead_engine::{Error, FieldValue, Scope, WriteBatch};
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_writer_cannot_commit() {

@@ -1,10 +1,8 @@
 //! Corruption before the WAL tail stops startup with an error naming file and offset;
 //! the engine never silently drops acknowledged data.
 
-mod common;
-
+use crate::common::*;
 use bulkhead_engine::{Error, FieldValue, WriteBatch};
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mid_file_corruption_is_a_named_error() {

@@ -2,14 +2,12 @@
 //! flush frees memory; at twice the buffer they are rejected with `Overloaded`.
 //! Flushes are held back by an object-store outage.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bulkhead_engine::{Engine, Error, FieldValue, WriteBatch};
 use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
-use common::*;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 
