@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::memtable::{Memtable, RowResolver, TimeRange};
-use crate::model::{FieldType, FieldValue, Row};
+use crate::model::{FieldType, FieldValue, Row, SmolStr};
 use crate::schema::TableSchema;
 use crate::sst::writer::{EncodeOptions, encode};
 
@@ -52,30 +52,33 @@ impl Rng {
 /// Rows are in time order (all hosts at t0, then t1, ...), like the TSBS generator.
 pub fn tsbs_cpu_rows(hosts: usize, steps: usize, seed: u64) -> Vec<Row> {
     let mut rng = Rng(seed | 1);
-    let tags: Vec<Vec<(String, String)>> = (0..hosts)
+    let tags: Vec<Vec<(SmolStr, SmolStr)>> = (0..hosts)
         .map(|h| {
             let region = REGIONS[h % REGIONS.len()];
             vec![
-                ("hostname".into(), format!("host_{h}")),
-                ("region".into(), region.into()),
+                ("hostname", format!("host_{h}")),
+                ("region", region.into()),
                 (
-                    "datacenter".into(),
+                    "datacenter",
                     format!("{region}{}", (b'a' + (h % 3) as u8) as char),
                 ),
-                ("rack".into(), (rng.below(100)).to_string()),
+                ("rack", (rng.below(100)).to_string()),
                 (
-                    "os".into(),
+                    "os",
                     ["Ubuntu16.10", "Ubuntu16.04LTS", "Ubuntu15.10"][h % 3].into(),
                 ),
-                ("arch".into(), ["x64", "x86"][h % 2].into()),
-                ("team".into(), ["SF", "NYC", "LON", "CHI"][h % 4].into()),
-                ("service".into(), (rng.below(20)).to_string()),
-                ("service_version".into(), (rng.below(2)).to_string()),
+                ("arch", ["x64", "x86"][h % 2].into()),
+                ("team", ["SF", "NYC", "LON", "CHI"][h % 4].into()),
+                ("service", (rng.below(20)).to_string()),
+                ("service_version", (rng.below(2)).to_string()),
                 (
-                    "service_environment".into(),
+                    "service_environment",
                     ["production", "staging", "test"][h % 3].into(),
                 ),
             ]
+            .into_iter()
+            .map(|(k, v): (&str, String)| (SmolStr::new(k), SmolStr::from(v)))
+            .collect()
         })
         .collect();
     let mut state: Vec<[i64; 10]> = (0..hosts)
@@ -94,7 +97,7 @@ pub fn tsbs_cpu_rows(hosts: usize, steps: usize, seed: u64) -> Vec<Row> {
                 fields: FIELDS
                     .iter()
                     .zip(values.iter())
-                    .map(|(n, v)| (n.to_string(), FieldValue::I64(*v)))
+                    .map(|(n, v)| (SmolStr::new_static(n), FieldValue::I64(*v)))
                     .collect(),
                 time,
             });

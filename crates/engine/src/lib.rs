@@ -50,7 +50,7 @@ pub use engine::Engine;
 pub use error::{Error, Result};
 pub use manifest::{Action, ManifestEdit, ManifestState, TableManifest};
 pub use memtable::TimeRange;
-pub use model::{FieldType, FieldValue, Row, Scope, TableWrite, WriteBatch};
+pub use model::{FieldType, FieldValue, Row, Scope, SmolStr, TableWrite, WriteBatch};
 pub use read::{ScanRequest, SstFilter, TableSnapshot};
 pub use schema::{ROLE_KEY, TIME_COLUMN, TableSchema, arrow_type};
 pub use sst::{SstFile, SstMeta};

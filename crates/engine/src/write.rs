@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{Engine, join};
 use crate::error::{Error, Result};
-use crate::model::{FieldType, WriteBatch};
+use crate::model::{FieldType, SmolStr, WriteBatch};
 use crate::schema::{TIME_COLUMN, TableSchema};
 use crate::wal::{Appended, record, wal_io_error};
 
@@ -158,7 +158,7 @@ fn validate_rows(batch: &WriteBatch) -> Result<()> {
 
 /// Whether two tags share a key. Rows have a handful of tags: comparing pairs beats
 /// hashing them; a hash set only for unusually wide rows.
-fn has_duplicate_key(tags: &[(String, String)]) -> bool {
+fn has_duplicate_key(tags: &[(SmolStr, SmolStr)]) -> bool {
     if tags.len() <= 16 {
         return tags
             .iter()
@@ -218,7 +218,7 @@ pub(crate) fn evolve_schemas(engine: &Engine, db: &str, batch: &WriteBatch) -> R
                         return Err(Error::SchemaConflict {
                             db: db.to_string(),
                             table: t.table.clone(),
-                            column: k.clone(),
+                            column: k.to_string(),
                             existing,
                             attempted: ty,
                         });
@@ -261,7 +261,7 @@ fn all_known(schema: &TableSchema, db: &str, t: &crate::model::TableWrite) -> Re
                     return Err(Error::SchemaConflict {
                         db: db.to_string(),
                         table: t.table.clone(),
-                        column: k.clone(),
+                        column: k.to_string(),
                         existing,
                         attempted: v.field_type(),
                     });
@@ -333,11 +333,11 @@ pub(crate) async fn run_applier(
 
 #[cfg(test)]
 mod tests {
-    use super::has_duplicate_key;
+    use super::{SmolStr, has_duplicate_key};
 
-    fn tags(keys: &[&str]) -> Vec<(String, String)> {
+    fn tags(keys: &[&str]) -> Vec<(SmolStr, SmolStr)> {
         keys.iter()
-            .map(|k| (k.to_string(), "v".to_string()))
+            .map(|k| (SmolStr::new(k), SmolStr::new("v")))
             .collect()
     }
 

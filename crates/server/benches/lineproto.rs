@@ -12,7 +12,7 @@
 
 use std::hint::black_box;
 
-use bulkhead_engine::{FieldValue, Row, WriteBatch};
+use bulkhead_engine::{FieldValue, Row, SmolStr, WriteBatch};
 use bulkhead_server::lineproto::{self, ParseOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -54,7 +54,7 @@ fn crate_to_batch(text: &str) -> WriteBatch {
             .tag_set
             .iter()
             .flatten()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (SmolStr::new(k.as_str()), SmolStr::new(v.as_str())))
             .collect();
         let fields = line
             .field_set
@@ -67,7 +67,7 @@ fn crate_to_batch(text: &str) -> WriteBatch {
                     F::String(s) => FieldValue::Str(s.to_string()),
                     F::Boolean(b) => FieldValue::Bool(*b),
                 };
-                (k.to_string(), v)
+                (SmolStr::new(k.as_str()), v)
             })
             .collect();
         let time = line.timestamp.unwrap_or(0);

@@ -39,6 +39,14 @@ pub(crate) struct IngestArgs {
     /// WAL sync mode of Bulkhead: `always` (durable acks, the headline) or `none`.
     #[arg(long, default_value = "always")]
     wal_sync: String,
+    /// Write to a running Bulkhead at this base URL (e.g. `http://127.0.0.1:5440`)
+    /// instead of starting one; rows go to database `bench`. `--wal-sync` is then the
+    /// server's business, and peers still run as children.
+    #[arg(long)]
+    target: Option<String>,
+    /// With `--target` on this machine: the server's PID, to report its CPU and peak RSS.
+    #[arg(long, requires = "target")]
+    target_pid: Option<u32>,
     /// Directory for results.json.
     #[arg(long, default_value = "bench-out/ingest")]
     out: PathBuf,
@@ -69,16 +77,30 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<()> {
     );
     let rt = super::client_runtime(&args.out)?;
     let mut results = Vec::new();
-    {
-        let dir = tempfile::tempdir()?;
-        let server = ChildServer::start(dir.path(), &["--wal-sync", &args.wal_sync], &[])?;
-        let url = format!("{}/api/v2/write?bucket=bench&precision=ns", server.base);
-        let mut r = rt.block_on(drive(
+    let write_url = |base: &str| {
+        format!(
+            "{}/api/v2/write?bucket=bench&precision=ns",
+            base.trim_end_matches('/')
+        )
+    };
+    if let Some(target) = &args.target {
+        let r = rt.block_on(drive(
             "bulkhead",
-            &url,
+            &write_url(target),
             &batches,
             args.clients,
-            server.pid(),
+            args.target_pid,
+        ))?;
+        results.push(r);
+    } else {
+        let dir = tempfile::tempdir()?;
+        let server = ChildServer::start(dir.path(), &["--wal-sync", &args.wal_sync], &[])?;
+        let mut r = rt.block_on(drive(
+            "bulkhead",
+            &write_url(&server.base),
+            &batches,
+            args.clients,
+            Some(server.pid()),
         ))?;
         r.durable_acks = args.wal_sync == "always";
         results.push(r);
@@ -91,7 +113,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<()> {
             &server.write_url,
             &batches,
             args.clients,
-            server.pid(),
+            Some(server.pid()),
         ))?;
         results.push(r);
     }
@@ -142,7 +164,7 @@ async fn drive(
     url: &str,
     batches: &Arc<Vec<(String, usize)>>,
     clients: usize,
-    pid: u32,
+    pid: Option<u32>,
 ) -> anyhow::Result<IngestResult> {
     let client = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -151,7 +173,7 @@ async fn drive(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_prefix(system.to_string());
-    let cpu0 = cpu_seconds(pid);
+    let cpu0 = pid.and_then(cpu_seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients.max(1) {
@@ -189,7 +211,7 @@ async fn drive(
     let seconds = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let rows: usize = batches.iter().map(|b| b.1).sum();
-    let cpu = cpu_seconds(pid).zip(cpu0).map(|(b, a)| b - a);
+    let cpu = pid.and_then(cpu_seconds).zip(cpu0).map(|(b, a)| b - a);
     Ok(IngestResult {
         system: system.to_string(),
         durable_acks: system != "victoriametrics",
@@ -198,7 +220,7 @@ async fn drive(
         rows_per_s: rows as f64 / seconds,
         values_per_s: rows as f64 * tsbs::FIELDS.len() as f64 / seconds,
         requests: Dist::of(&latencies),
-        peak_rss_bytes: peak_rss(pid),
+        peak_rss_bytes: pid.and_then(peak_rss),
         cpu_s_per_million_rows: cpu.map(|c| c / (rows as f64 / 1e6)),
     })
 }

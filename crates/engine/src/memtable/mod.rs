@@ -278,7 +278,7 @@ mod tests {
             tags: vec![("host".into(), host.into())],
             fields: fields
                 .iter()
-                .map(|(n, v)| (n.to_string(), FieldValue::I64(*v)))
+                .map(|(n, v)| ((*n).into(), FieldValue::I64(*v)))
                 .collect(),
             time,
         }

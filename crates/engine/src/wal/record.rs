@@ -13,7 +13,7 @@
 //! counts are `u32`, a field value is a type byte then its bytes. The decoder sees bytes
 //! from disk, so it checks every length and never panics on bad input.
 
-use crate::model::{FieldValue, Row, TableWrite, WriteBatch};
+use crate::model::{FieldValue, Row, SmolStr, TableWrite, WriteBatch};
 
 /// First bytes of every WAL segment (format version 1).
 pub(crate) const MAGIC: &[u8; 8] = b"BHWAL\0\0\x01";
@@ -101,12 +101,12 @@ pub(crate) fn decode_batch(bytes: &[u8]) -> Result<(String, WriteBatch), String>
             let n_tags = c.u32()? as usize;
             let mut tags = Vec::with_capacity(n_tags.min(256));
             for _ in 0..n_tags {
-                tags.push((c.string()?, c.string()?));
+                tags.push((c.smol()?, c.smol()?));
             }
             let n_fields = c.u32()? as usize;
             let mut fields = Vec::with_capacity(n_fields.min(256));
             for _ in 0..n_fields {
-                let name = c.string()?;
+                let name = c.smol()?;
                 let value = match c.u8()? {
                     0 => FieldValue::F64(f64::from_le_bytes(c.array()?)),
                     1 => FieldValue::I64(i64::from_le_bytes(c.array()?)),
@@ -142,8 +142,8 @@ struct Cursor<'a> {
     pos: usize,
 }
 
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
         match end {
             Some(end) => {
@@ -171,9 +171,18 @@ impl Cursor<'_> {
     }
 
     fn string(&mut self) -> Result<String, String> {
+        Ok(self.str()?.to_string())
+    }
+
+    /// A name or tag value: inline up to 23 bytes, so replay allocates nothing for them.
+    fn smol(&mut self) -> Result<SmolStr, String> {
+        self.str().map(SmolStr::new)
+    }
+
+    fn str(&mut self) -> Result<&'a str, String> {
         let n = self.u32()? as usize;
         let s = self.take(n)?;
-        String::from_utf8(s.to_vec()).map_err(|e| format!("invalid UTF-8: {e}"))
+        std::str::from_utf8(s).map_err(|e| format!("invalid UTF-8: {e}"))
     }
 }
 

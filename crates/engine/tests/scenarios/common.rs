@@ -14,7 +14,7 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use bulkhead_engine::{
-    Engine, EngineConfig, FieldValue, ROLE_KEY, Row, ScanRequest, TimeRange, WalSync,
+    Engine, EngineConfig, FieldValue, ROLE_KEY, Row, ScanRequest, SmolStr, TimeRange, WalSync,
 };
 use bulkhead_runtime::store::IoObjectStore;
 use bulkhead_runtime::{RuntimeConfig, Runtimes};
@@ -73,11 +73,11 @@ pub fn row(tags: &[(&str, &str)], fields: Vec<(&str, FieldValue)>, time: i64) ->
     Row {
         tags: tags
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (SmolStr::new(k), SmolStr::new(v)))
             .collect(),
         fields: fields
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .map(|(k, v)| (SmolStr::new(k), v))
             .collect(),
         time,
     }
@@ -183,11 +183,15 @@ fn value_at(col: &dyn Array, i: usize) -> Option<FieldValue> {
 
 /// Apply `row` to the model with field-by-field overwrite.
 pub fn model_apply(model: &mut Rows, r: &Row) {
-    let mut tags = r.tags.clone();
+    let mut tags: Vec<(String, String)> = r
+        .tags
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     tags.sort();
     let entry = model.entry((tags, r.time)).or_default();
     for (k, v) in &r.fields {
-        entry.insert(k.clone(), v.clone());
+        entry.insert(k.to_string(), v.clone());
     }
 }
 

@@ -79,16 +79,16 @@ fn to_batch(ws: &[W], models: &mut [Rows; 2]) -> WriteBatch {
             tags.push(("region", r.as_str()));
         }
         // Field names must be unique within a row.
-        let mut fields: Vec<(String, FieldValue)> = Vec::new();
+        let mut fields: Vec<(bulkhead_engine::SmolStr, FieldValue)> = Vec::new();
         for (i, v) in &w.fields {
             let (name, value) = field(*i, *v);
             fields.retain(|(n, _)| *n != name);
-            fields.push((name, value));
+            fields.push((name.into(), value));
         }
         let r = bulkhead_engine::Row {
             tags: tags
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
             fields,
             time: w.time,

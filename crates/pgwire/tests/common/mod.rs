@@ -241,11 +241,11 @@ pub fn row(tags: &[(&str, &str)], fields: &[(&str, FieldValue)], time: i64) -> R
     Row {
         tags: tags
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect(),
         fields: fields
             .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .map(|(k, v)| ((*k).into(), v.clone()))
             .collect(),
         time,
     }

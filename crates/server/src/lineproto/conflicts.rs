@@ -2,7 +2,7 @@
 //! earlier rows of the same request, so that one bad line does not fail a whole batch
 //! (the engine applies a batch atomically and would reject all of it).
 
-use bulkhead_engine::FieldType;
+use bulkhead_engine::{FieldType, Row};
 
 use super::{LineError, Parsed, cut_line};
 use crate::backend::TableColumns;
@@ -20,13 +20,24 @@ pub fn reject_conflicting_rows(
         let existing = columns(&table.table).unwrap_or_default();
         let mut seen: foldhash::HashMap<&str, FieldType> = foldhash::HashMap::default();
         let mut keep = Vec::with_capacity(table.rows.len());
-        for (row, origin) in table.rows.iter().zip(origins) {
+        // The last accepted row: a row with the same tag keys and the same field keys
+        // and types in the same order cannot conflict either (`seen` only ever gains
+        // entries that agree with accepted rows), so it costs compares, not lookups.
+        let mut last_ok: Option<usize> = None;
+        for (i, (row, origin)) in table.rows.iter().zip(origins).enumerate() {
+            if let Some(prev) = last_ok.map(|p| &table.rows[p])
+                && same_columns(prev, row)
+            {
+                keep.push(true);
+                last_ok = Some(i);
+                continue;
+            }
             let conflict = row.fields.iter().find_map(|(name, value)| {
                 let ty = value.field_type();
-                if existing.tags.contains(name) {
+                if existing.tags.contains(name.as_str()) {
                     return Some(format!("`{name}` is a tag of table `{}`, not a field", table.table));
                 }
-                let known = existing.fields.get(name).or_else(|| seen.get(name.as_str()));
+                let known = existing.fields.get(name.as_str()).or_else(|| seen.get(name.as_str()));
                 match known {
                     Some(k) if *k != ty => Some(format!(
                         "schema conflict in table `{}`: column `{name}` has type {k}, line has type {ty}",
@@ -37,7 +48,7 @@ pub fn reject_conflicting_rows(
             });
             let conflict = conflict.or_else(|| {
                 row.tags.iter().find_map(|(name, _)| {
-                    existing.fields.contains_key(name).then(|| {
+                    existing.fields.contains_key(name.as_str()).then(|| {
                         format!("`{name}` is a field of table `{}`, not a tag", table.table)
                     })
                 })
@@ -54,6 +65,7 @@ pub fn reject_conflicting_rows(
                             .or_insert_with(|| value.field_type());
                     }
                     keep.push(true);
+                    last_ok = Some(i);
                     continue;
                 }
             }
@@ -72,6 +84,17 @@ pub fn reject_conflicting_rows(
     parsed.origins.clear();
     parsed.errors.extend(rejected);
     parsed.errors.sort_by_key(|e| e.line_number);
+}
+
+/// Same tag keys, and same field keys and types, in the same order.
+fn same_columns(a: &Row, b: &Row) -> bool {
+    a.tags.len() == b.tags.len()
+        && a.fields.len() == b.fields.len()
+        && a.tags.iter().zip(&b.tags).all(|(x, y)| x.0 == y.0)
+        && a.fields
+            .iter()
+            .zip(&b.fields)
+            .all(|(x, y)| x.0 == y.0 && x.1.field_type() == y.1.field_type())
 }
 
 #[cfg(test)]

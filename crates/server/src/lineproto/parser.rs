@@ -1,7 +1,10 @@
-//! The byte-level line-protocol parser: one pass per line, allocation only for the
-//! strings that end up in the row, escapes resolved only when a token contains a `\`.
+//! The byte-level line-protocol parser: one pass per line, one table lookup per byte,
+//! UTF-8 checked once per body, no allocation for names and tag values up to 23 bytes
+//! (they are inline [`SmolStr`]s), escapes resolved only when a token contains a `\`.
+//! A line whose tag and field keys repeat the previous line's skips the duplicate-key
+//! checks (the common case: one source sends the same shape over and over).
 
-use bulkhead_engine::{FieldValue, Row};
+use bulkhead_engine::{FieldValue, Row, SmolStr};
 
 use super::{LineError, LineOrigin, ParseOptions, Parsed, cut_line};
 
@@ -10,14 +13,46 @@ const MEASUREMENT_ESCAPES: &[u8] = b", \\";
 /// Characters a backslash escapes in tag keys, tag values and field keys.
 const KEY_ESCAPES: &[u8] = b",= \\";
 
+/// Byte classes of the tokenizer, as bit flags; 0 for every byte a token simply takes.
+const COMMA: u8 = 1;
+const EQUALS: u8 = 2;
+/// Space, tab or `\n`: always ends a token.
+const SPACE: u8 = 4;
+const BACKSLASH: u8 = 8;
+/// `\r`: ends a token only at the line end (`\r\n` or `\r` then end of body).
+const CR: u8 = 16;
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b',' as usize] = COMMA;
+    t[b'=' as usize] = EQUALS;
+    t[b' ' as usize] = SPACE;
+    t[b'\t' as usize] = SPACE;
+    t[b'\n' as usize] = SPACE;
+    t[b'\\' as usize] = BACKSLASH;
+    t[b'\r' as usize] = CR;
+    t
+};
+
+/// The tag and field keys of the last accepted line, in line order.
+#[derive(Default)]
+struct Shape {
+    tags: Vec<SmolStr>,
+    fields: Vec<SmolStr>,
+}
+
 pub(super) fn parse_body(body: &[u8], opts: &ParseOptions) -> Parsed {
     let mut out = Parsed::default();
+    // One UTF-8 check for the whole body; tokens are then cut from it as `&str` (they
+    // start and end at ASCII delimiters). Only a body with invalid UTF-8 is checked
+    // token by token, to name the token in the error.
+    let text = std::str::from_utf8(body).ok();
+    let mut shape = Shape::default();
     let mut pos = 0;
     let mut line_number = 0;
     while pos < body.len() {
         line_number += 1;
         let rest = &body[pos..];
-        let phys_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let phys_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
         let physical = &rest[..phys_end];
         let content_start = physical
             .iter()
@@ -54,7 +89,12 @@ pub(super) fn parse_body(body: &[u8], opts: &ParseOptions) -> Parsed {
             skip_logical_line(&mut pos, &mut line_number);
             continue;
         }
-        match parse_line(&rest[content_start..], opts) {
+        let cursor = Cursor {
+            buf: &rest[content_start..],
+            text: text.and_then(|t| t.get(pos + content_start..)),
+            pos: 0,
+        };
+        match parse_line(cursor, opts, &mut shape) {
             Ok((table, row, consumed)) => {
                 let consumed = content_start + consumed;
                 let spanned = &rest[..consumed];
@@ -75,7 +115,9 @@ pub(super) fn parse_body(body: &[u8], opts: &ParseOptions) -> Parsed {
                     push(&mut out, &table, row, origin);
                 }
                 // A quoted string may have spanned physical lines.
-                line_number += spanned.iter().filter(|&&b| b == b'\n').count();
+                if consumed > phys_end {
+                    line_number += memchr::memchr_iter(b'\n', spanned).count();
+                }
                 pos += consumed + 1;
             }
             Err(message) => {
@@ -155,7 +197,23 @@ fn push(out: &mut Parsed, table: &str, row: Row, origin: LineOrigin) {
 /// A cursor over one line (and, inside quoted strings, the lines after it).
 struct Cursor<'a> {
     buf: &'a [u8],
+    /// `buf` as text, when the whole body is valid UTF-8.
+    text: Option<&'a str>,
     pos: usize,
+}
+
+/// A token: its byte range in the cursor's buffer and whether it contains a `\`.
+#[derive(Clone, Copy)]
+struct Token {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
+impl Token {
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
 }
 
 impl<'a> Cursor<'a> {
@@ -177,13 +235,18 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Scan a token up to (not including) an unescaped byte in `stops`, a space, a tab
-    /// or the line end. Returns the raw bytes and whether they contain a backslash.
-    fn token(&mut self, stops: &[u8], escapes: &[u8]) -> (&'a [u8], bool) {
+    /// Scan a token up to (not including) an unescaped byte of class `stops` (`COMMA`,
+    /// `EQUALS`), a space, a tab or the line end.
+    fn token(&mut self, stops: u8, escapes: &[u8]) -> Token {
         let start = self.pos;
         let mut escaped = false;
-        while let Some(b) = self.peek() {
-            if b == b'\\' {
+        while let Some(&b) = self.buf.get(self.pos) {
+            let class = CLASS[b as usize];
+            if class == 0 {
+                self.pos += 1;
+                continue;
+            }
+            if class & BACKSLASH != 0 {
                 escaped = true;
                 match self.buf.get(self.pos + 1) {
                     Some(n) if escapes.contains(n) => self.pos += 2,
@@ -191,12 +254,34 @@ impl<'a> Cursor<'a> {
                 }
                 continue;
             }
-            if stops.contains(&b) || b == b' ' || b == b'\t' || b == b'\n' || self.at_line_end() {
+            if class & (stops | SPACE) != 0 || (class & CR != 0 && self.at_line_end()) {
                 break;
             }
             self.pos += 1;
         }
-        (&self.buf[start..self.pos], escaped)
+        Token {
+            start,
+            end: self.pos,
+            escaped,
+        }
+    }
+
+    /// The bytes `start..end` as text.
+    fn str(&self, start: usize, end: usize, what: &str) -> Result<&'a str, String> {
+        match self.text.and_then(|t| t.get(start..end)) {
+            Some(s) => Ok(s),
+            None => utf8(&self.buf[start..end], what),
+        }
+    }
+
+    /// A name or tag value, escapes resolved.
+    fn name(&self, token: Token, escapes: &[u8], what: &str) -> Result<SmolStr, String> {
+        let s = self.str(token.start, token.end, what)?;
+        Ok(if token.escaped {
+            SmolStr::from(unescape(s, escapes))
+        } else {
+            SmolStr::new(s)
+        })
     }
 }
 
@@ -206,11 +291,7 @@ fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
 }
 
 /// Resolve backslash escapes of the characters in `escapes`; other backslashes stay.
-fn unescape(raw: &[u8], escaped: bool, escapes: &[u8], what: &str) -> Result<String, String> {
-    let s = utf8(raw, what)?;
-    if !escaped {
-        return Ok(s.to_string());
-    }
+fn unescape(s: &str, escapes: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -225,25 +306,31 @@ fn unescape(raw: &[u8], escaped: bool, escapes: &[u8], what: &str) -> Result<Str
         }
         out.push(c);
     }
-    Ok(out)
+    out
 }
 
-/// Parse one line starting at `buf[0]` (leading whitespace already skipped). Returns the
-/// table, the row and the bytes consumed, up to but not including the line's `\n`.
-fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), String> {
-    let mut c = Cursor { buf, pos: 0 };
-
-    let (raw, esc) = c.token(b",", MEASUREMENT_ESCAPES);
+/// Parse one line starting at the cursor (leading whitespace already skipped). Returns
+/// the table, the row and the bytes consumed, up to but not including the line's `\n`.
+/// `shape` is the previous accepted line's keys; it becomes this line's on success.
+fn parse_line(
+    mut c: Cursor<'_>,
+    opts: &ParseOptions,
+    shape: &mut Shape,
+) -> Result<(SmolStr, Row, usize), String> {
+    let raw = c.token(COMMA, MEASUREMENT_ESCAPES);
     if raw.is_empty() {
         return Err("missing measurement name".into());
     }
-    let table = unescape(raw, esc, MEASUREMENT_ESCAPES, "measurement")?;
+    let table = c.name(raw, MEASUREMENT_ESCAPES, "measurement")?;
 
-    let mut tags: Vec<(String, String)> = Vec::new();
+    // While the keys so far equal the previous line's, their checks (not `time`, no
+    // duplicates) are already known to pass.
+    let mut same_shape = true;
+    let mut tags: Vec<(SmolStr, SmolStr)> = Vec::with_capacity(shape.tags.len());
     while c.peek() == Some(b',') {
         c.pos += 1;
-        let (raw_key, esc) = c.token(b",=", KEY_ESCAPES);
-        let key = unescape(raw_key, esc, KEY_ESCAPES, "tag key")?;
+        let raw_key = c.token(COMMA | EQUALS, KEY_ESCAPES);
+        let key = c.name(raw_key, KEY_ESCAPES, "tag key")?;
         if c.peek() != Some(b'=') {
             return Err(if key.is_empty() {
                 "empty tag key".into()
@@ -255,16 +342,19 @@ fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), S
             return Err("empty tag key".into());
         }
         c.pos += 1;
-        let (raw_value, esc) = c.token(b",", KEY_ESCAPES);
+        let raw_value = c.token(COMMA, KEY_ESCAPES);
         if raw_value.is_empty() {
             return Err(format!("tag `{key}` has an empty value"));
         }
-        let value = unescape(raw_value, esc, KEY_ESCAPES, "tag value")?;
-        if key == "time" {
-            return Err("`time` is reserved and cannot be a tag key".into());
-        }
-        if tags.iter().any(|(k, _)| *k == key) {
-            return Err(format!("duplicate tag key `{key}`"));
+        let value = c.name(raw_value, KEY_ESCAPES, "tag value")?;
+        same_shape = same_shape && shape.tags.get(tags.len()) == Some(&key);
+        if !same_shape {
+            if key == "time" {
+                return Err("`time` is reserved and cannot be a tag key".into());
+            }
+            if tags.iter().any(|(k, _)| *k == key) {
+                return Err(format!("duplicate tag key `{key}`"));
+            }
         }
         tags.push((key, value));
         if tags.len() > opts.max_tags {
@@ -274,6 +364,7 @@ fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), S
             ));
         }
     }
+    same_shape = same_shape && tags.len() == shape.tags.len();
 
     // Tags end at a space (then fields follow) or at the line end (no fields: error).
     c.skip_spaces();
@@ -281,10 +372,10 @@ fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), S
         return Err("missing fields (expected `measurement[,tags] field=value`)".into());
     }
 
-    let mut fields: Vec<(String, FieldValue)> = Vec::new();
+    let mut fields: Vec<(SmolStr, FieldValue)> = Vec::with_capacity(shape.fields.len());
     loop {
-        let (raw_key, esc) = c.token(b",=", KEY_ESCAPES);
-        let key = unescape(raw_key, esc, KEY_ESCAPES, "field key")?;
+        let raw_key = c.token(COMMA | EQUALS, KEY_ESCAPES);
+        let key = c.name(raw_key, KEY_ESCAPES, "field key")?;
         if c.peek() != Some(b'=') {
             return Err(if key.is_empty() {
                 "empty field key".into()
@@ -297,16 +388,21 @@ fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), S
         }
         c.pos += 1;
         let value = field_value(&mut c, &key)?;
-        if key == "time" {
-            return Err("`time` is reserved and cannot be a field key".into());
-        }
-        if tags.iter().any(|(k, _)| *k == key) {
-            return Err(format!("`{key}` is used both as a tag and as a field"));
-        }
-        // A repeated field key: the last value wins, as in InfluxDB.
-        match fields.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => fields.push((key, value)),
+        same_shape = same_shape && shape.fields.get(fields.len()) == Some(&key);
+        if same_shape {
+            fields.push((key, value));
+        } else {
+            if key == "time" {
+                return Err("`time` is reserved and cannot be a field key".into());
+            }
+            if tags.iter().any(|(k, _)| *k == key) {
+                return Err(format!("`{key}` is used both as a tag and as a field"));
+            }
+            // A repeated field key: the last value wins, as in InfluxDB.
+            match fields.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => fields.push((key, value)),
+            }
         }
         if fields.len() > opts.max_fields {
             return Err(format!(
@@ -319,6 +415,7 @@ fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), S
             _ => break,
         }
     }
+    same_shape = same_shape && fields.len() == shape.fields.len();
 
     c.skip_spaces();
     let time = if c.at_line_end() {
@@ -331,7 +428,7 @@ fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), S
             }
             c.pos += 1;
         }
-        let raw = utf8(&buf[start..c.pos], "timestamp")?;
+        let raw = c.str(start, c.pos, "timestamp")?;
         let ts: i64 = raw
             .parse()
             .map_err(|_| format!("invalid timestamp `{raw}` (expected an integer)"))?;
@@ -350,6 +447,12 @@ fn parse_line(buf: &[u8], opts: &ParseOptions) -> Result<(String, Row, usize), S
     // Consume a trailing `\r` of a CRLF line ending.
     if c.peek() == Some(b'\r') {
         c.pos += 1;
+    }
+    if !same_shape {
+        shape.tags.clear();
+        shape.tags.extend(tags.iter().map(|(k, _)| k.clone()));
+        shape.fields.clear();
+        shape.fields.extend(fields.iter().map(|(k, _)| k.clone()));
     }
     Ok((table, Row { tags, fields, time }, c.pos))
 }
@@ -374,14 +477,18 @@ fn field_value(c: &mut Cursor<'_>, key: &str) -> Result<FieldValue, String> {
                 Some(_) => c.pos += 1,
             }
         }
-        let raw = &c.buf[start..c.pos];
+        let raw = c.str(start, c.pos, "string value")?;
         c.pos += 1;
         if !matches!(c.peek(), None | Some(b',' | b' ' | b'\t' | b'\n' | b'\r')) {
             return Err(format!(
                 "unexpected text after the string value of field `{key}`"
             ));
         }
-        return unescape(raw, escaped, b"\"\\", "string value").map(FieldValue::Str);
+        return Ok(FieldValue::Str(if escaped {
+            unescape(raw, b"\"\\")
+        } else {
+            raw.to_string()
+        }));
     }
     let start = c.pos;
     while let Some(b) = c.peek() {

@@ -44,8 +44,11 @@ fn row() -> impl Strategy<Value = (String, Row)> {
             (
                 m,
                 Row {
-                    tags: tags.into_iter().collect(),
-                    fields: fields.into_iter().collect(),
+                    tags: tags
+                        .into_iter()
+                        .map(|(k, v)| (k.into(), v.into()))
+                        .collect(),
+                    fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
                     time,
                 },
             )

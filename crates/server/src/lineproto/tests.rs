@@ -1,6 +1,6 @@
 //! Table-driven tests of the line-protocol parser against the InfluxDB spec.
 
-use bulkhead_engine::{FieldValue, Row};
+use bulkhead_engine::{FieldValue, Row, SmolStr};
 
 use super::*;
 
@@ -28,10 +28,10 @@ fn err(line: &str) -> String {
     parsed.errors[0].error_message.clone()
 }
 
-fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+fn tags(pairs: &[(&str, &str)]) -> Vec<(SmolStr, SmolStr)> {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (SmolStr::new(k), SmolStr::new(v)))
         .collect()
 }
 
@@ -43,8 +43,8 @@ fn basic_lines() {
     assert_eq!(
         r.fields,
         vec![
-            ("usage".to_string(), FieldValue::F64(1.5)),
-            ("idle".to_string(), FieldValue::I64(2))
+            (SmolStr::new("usage"), FieldValue::F64(1.5)),
+            (SmolStr::new("idle"), FieldValue::I64(2))
         ]
     );
     assert_eq!(r.time, 1_700_000_000_000_000_000);
@@ -52,7 +52,10 @@ fn basic_lines() {
     let (t, r) = ok("cpu usage=1");
     assert_eq!(t, "cpu");
     assert!(r.tags.is_empty());
-    assert_eq!(r.fields, vec![("usage".to_string(), FieldValue::F64(1.0))]);
+    assert_eq!(
+        r.fields,
+        vec![(SmolStr::new("usage"), FieldValue::F64(1.0))]
+    );
     assert_eq!(r.time, 42, "no timestamp: the request's now");
 }
 
@@ -187,8 +190,8 @@ fn duplicate_field_keeps_the_last_value() {
     assert_eq!(
         r.fields,
         vec![
-            ("f".to_string(), FieldValue::F64(3.0)),
-            ("g".to_string(), FieldValue::F64(2.0))
+            (SmolStr::new("f"), FieldValue::F64(3.0)),
+            (SmolStr::new("g"), FieldValue::F64(2.0))
         ]
     );
 }

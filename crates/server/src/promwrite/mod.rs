@@ -23,7 +23,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use bulkhead_engine::{FieldType, FieldValue, Row, TableWrite, WriteBatch};
+use bulkhead_engine::{FieldType, FieldValue, Row, SmolStr, TableWrite, WriteBatch};
 use prost::Message as _;
 
 pub use proto::{Label, Sample, TimeSeries, WriteRequest};
@@ -159,7 +159,7 @@ pub fn to_batch(request: WriteRequest, max_labels: usize) -> Result<Decoded, Pro
             })?;
             rows.push(Row {
                 tags: tags.clone(),
-                fields: vec![(VALUE_FIELD.to_string(), FieldValue::F64(s.value))],
+                fields: vec![(SmolStr::new_static(VALUE_FIELD), FieldValue::F64(s.value))],
                 time,
             });
         }
@@ -186,7 +186,7 @@ pub fn to_batch(request: WriteRequest, max_labels: usize) -> Result<Decoded, Pro
 }
 
 /// A row's tags: (name, value) pairs.
-type Tags = Vec<(String, String)>;
+type Tags = Vec<(SmolStr, SmolStr)>;
 
 /// The metric name and the tags (sorted by name) of one series, or why it is invalid.
 fn split_labels(labels: &[Label], max_labels: usize) -> Result<(&str, Tags), PromWriteError> {
@@ -214,7 +214,7 @@ fn split_labels(labels: &[Label], max_labels: usize) -> Result<(&str, Tags), Pro
             )));
         }
         if !l.value.is_empty() {
-            tags.push((l.name.clone(), l.value.clone()));
+            tags.push((SmolStr::new(&l.name), SmolStr::new(&l.value)));
         }
     }
     let metric = match metric {
@@ -288,7 +288,7 @@ pub fn check_schema(
         let mut checked: HashSet<&str> = HashSet::new();
         for row in &t.rows {
             for (name, _) in &row.tags {
-                if checked.insert(name.as_str()) && existing.fields.contains_key(name) {
+                if checked.insert(name.as_str()) && existing.fields.contains_key(name.as_str()) {
                     return Err(PromWriteError::Invalid(format!(
                         "schema conflict in table `{}`: label `{name}` is a field there, \
                          not a tag",

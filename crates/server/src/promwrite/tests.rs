@@ -14,7 +14,7 @@ fn request(timeseries: Vec<TimeSeries>) -> Vec<u8> {
 }
 
 /// (table, tags, value, time) of every row.
-type FlatRow = (String, Vec<(String, String)>, f64, i64);
+type FlatRow = (String, Vec<(SmolStr, SmolStr)>, f64, i64);
 
 fn rows(d: &Decoded) -> Vec<FlatRow> {
     d.batch
@@ -33,10 +33,10 @@ fn rows(d: &Decoded) -> Vec<FlatRow> {
         .collect()
 }
 
-fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+fn tags(pairs: &[(&str, &str)]) -> Vec<(SmolStr, SmolStr)> {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (SmolStr::new(k), SmolStr::new(v)))
         .collect()
 }
 

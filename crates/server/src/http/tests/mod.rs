@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
-use bulkhead_engine::{Error as EngineError, FieldType, FieldValue, Row, Scope, WriteBatch};
+use bulkhead_engine::{
+    Error as EngineError, FieldType, FieldValue, Row, Scope, SmolStr, WriteBatch,
+};
 use bulkhead_runtime::{RuntimeConfig, Runtimes, current_runtime_label};
 use futures::StreamExt;
 use tower::ServiceExt;
@@ -81,10 +83,10 @@ impl WriteBackend for MemBackend {
         let rows = self.rows(db);
         let mut cols = TableColumns::default();
         for (_, r) in rows.iter().filter(|(t, _)| t == table) {
-            cols.tags.extend(r.tags.iter().map(|(k, _)| k.clone()));
+            cols.tags.extend(r.tags.iter().map(|(k, _)| k.to_string()));
             for (k, v) in &r.fields {
                 cols.fields
-                    .entry(k.clone())
+                    .entry(k.to_string())
                     .or_insert_with(|| v.field_type());
             }
         }

@@ -61,13 +61,13 @@ async fn samples_become_rows_decoded_on_the_write_runtime() {
     assert_eq!(
         rows[0].1.tags,
         vec![
-            ("instance".to_string(), "localhost:9090".to_string()),
-            ("job".to_string(), "prometheus".to_string())
+            (SmolStr::new("instance"), SmolStr::new("localhost:9090")),
+            (SmolStr::new("job"), SmolStr::new("prometheus"))
         ]
     );
     assert_eq!(
         rows[0].1.fields,
-        vec![("value".to_string(), FieldValue::F64(1.0))]
+        vec![(SmolStr::new("value"), FieldValue::F64(1.0))]
     );
     assert_eq!(rows[0].1.time, 1_700_000_000_123_000_000, "ms -> ns");
     assert_eq!(rows[1].0, "http_requests_total");

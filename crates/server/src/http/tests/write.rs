@@ -16,7 +16,10 @@ async fn v2_write_is_parsed_on_the_write_runtime_and_acknowledged_with_204() {
     let rows = h.backend.rows("demo");
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].0, "cpu");
-    assert_eq!(rows[0].1.tags, vec![("host".to_string(), "a".to_string())]);
+    assert_eq!(
+        rows[0].1.tags,
+        vec![(SmolStr::new("host"), SmolStr::new("a"))]
+    );
     assert_eq!(rows[0].1.time, 1_700_000_000_000_000_000);
     assert_eq!(rows[1].1.fields[1].1, FieldValue::I64(2));
     assert!(
