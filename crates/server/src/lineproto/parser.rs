@@ -274,6 +274,26 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// A key, escapes resolved; when it equals `previous` (the previous line's key at
+    /// this position, if the keys so far matched), a clone of that one, and `true`.
+    fn key(
+        &self,
+        token: Token,
+        previous: Option<&SmolStr>,
+        what: &str,
+    ) -> Result<(SmolStr, bool), String> {
+        if !token.escaped {
+            let s = self.str(token.start, token.end, what)?;
+            return Ok(match previous {
+                Some(p) if p.as_str() == s => (p.clone(), true),
+                _ => (SmolStr::new(s), false),
+            });
+        }
+        let key = self.name(token, KEY_ESCAPES, what)?;
+        let same = previous == Some(&key);
+        Ok((key, same))
+    }
+
     /// A name or tag value, escapes resolved.
     fn name(&self, token: Token, escapes: &[u8], what: &str) -> Result<SmolStr, String> {
         let s = self.str(token.start, token.end, what)?;
@@ -330,7 +350,8 @@ fn parse_line(
     while c.peek() == Some(b',') {
         c.pos += 1;
         let raw_key = c.token(COMMA | EQUALS, KEY_ESCAPES);
-        let key = c.name(raw_key, KEY_ESCAPES, "tag key")?;
+        let previous = shape.tags.get(tags.len()).filter(|_| same_shape);
+        let (key, same) = c.key(raw_key, previous, "tag key")?;
         if c.peek() != Some(b'=') {
             return Err(if key.is_empty() {
                 "empty tag key".into()
@@ -347,7 +368,7 @@ fn parse_line(
             return Err(format!("tag `{key}` has an empty value"));
         }
         let value = c.name(raw_value, KEY_ESCAPES, "tag value")?;
-        same_shape = same_shape && shape.tags.get(tags.len()) == Some(&key);
+        same_shape = same;
         if !same_shape {
             if key == "time" {
                 return Err("`time` is reserved and cannot be a tag key".into());
@@ -375,7 +396,8 @@ fn parse_line(
     let mut fields: Vec<(SmolStr, FieldValue)> = Vec::with_capacity(shape.fields.len());
     loop {
         let raw_key = c.token(COMMA | EQUALS, KEY_ESCAPES);
-        let key = c.name(raw_key, KEY_ESCAPES, "field key")?;
+        let previous = shape.fields.get(fields.len()).filter(|_| same_shape);
+        let (key, same) = c.key(raw_key, previous, "field key")?;
         if c.peek() != Some(b'=') {
             return Err(if key.is_empty() {
                 "empty field key".into()
@@ -388,7 +410,7 @@ fn parse_line(
         }
         c.pos += 1;
         let value = field_value(&mut c, &key)?;
-        same_shape = same_shape && shape.fields.get(fields.len()) == Some(&key);
+        same_shape = same;
         if same_shape {
             fields.push((key, value));
         } else {

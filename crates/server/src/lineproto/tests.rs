@@ -389,3 +389,48 @@ fn a_rejected_multi_line_string_is_skipped_whole() {
     assert_eq!(parsed.batch.row_count(), 1);
     assert_eq!(parsed.errors[0].line_number, 1);
 }
+
+#[test]
+fn key_checks_still_run_after_a_line_of_the_same_shape() {
+    // Each bad line follows a good line whose keys it repeats as far as it can, so the
+    // parser's "same keys as the previous line" shortcut is exercised at every point.
+    let body = "m,a=1,b=2 f=1,g=2 1\n\
+                m,a=1,b=2,a=3 f=1 2\n\
+                m,a=1,b=2 f=1,g=2 3\n\
+                m,a=1,b=2 f=1,a=2 4\n\
+                m,a=1,b=2 f=1,g=2 5\n\
+                m,a=1,b=2,time=3 f=1 6\n\
+                m,a=1,b=2 f=1,g=2 7\n\
+                m,a=1,b=2 f=1,g=2,time=1 8\n\
+                m,a=1,b=2 f=1,g=2 9\n\
+                m,a=1,b=2 f=1,g=2,f=3 10\n\
+                m,a=1 f=1,g=2 11\n\
+                m,a=1,b=2 f=1,g=2 12\n";
+    let parsed = parse(body.as_bytes(), &opts());
+    let errs: Vec<(usize, &str)> = parsed
+        .errors
+        .iter()
+        .map(|e| (e.line_number, e.error_message.as_str()))
+        .collect();
+    assert_eq!(
+        errs,
+        vec![
+            (2, "duplicate tag key `a`"),
+            (4, "`a` is used both as a tag and as a field"),
+            (6, "`time` is reserved and cannot be a tag key"),
+            (8, "`time` is reserved and cannot be a field key"),
+        ]
+    );
+    let rows = &parsed.batch.tables[0].rows;
+    assert_eq!(rows.len(), 8);
+    // Line 10 repeats `f`: the last value wins; line 11 has fewer tags.
+    assert_eq!(
+        rows[5].fields,
+        vec![
+            (SmolStr::new("f"), FieldValue::F64(3.0)),
+            (SmolStr::new("g"), FieldValue::F64(2.0)),
+        ]
+    );
+    assert_eq!(rows[6].tags, tags(&[("a", "1")]));
+    assert_eq!(rows[7].tags, tags(&[("a", "1"), ("b", "2")]));
+}
