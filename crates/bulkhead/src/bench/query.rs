@@ -60,6 +60,11 @@ pub(crate) struct QueryArgs {
     /// Peers: only `influxdb` (queried with InfluxQL).
     #[arg(long, value_delimiter = ',')]
     peers: Vec<Peer>,
+    /// Query a running Bulkhead at this base URL (e.g. `http://127.0.0.1:5440`) instead
+    /// of starting one. The data is loaded into its database `bench` (table `cpu`), which
+    /// should not exist yet, then flushed and compacted.
+    #[arg(long)]
+    target: Option<String>,
     /// Directory for results.json and query.svg.
     #[arg(long, default_value = "bench-out/query")]
     out: PathBuf,
@@ -342,18 +347,28 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
 
     // Load every system first (each ends up flushed and compacted), then query them side
     // by side.
-    let dir = tempfile::tempdir()?;
-    let server = ChildServer::start(dir.path(), &[], &[])?;
+    // The child server (if any), stopped once the queries are done (before its directory goes).
+    let mut child = None;
+    let base = match &args.target {
+        Some(target) => target.trim_end_matches('/').to_string(),
+        None => {
+            let dir = tempfile::tempdir()?;
+            let server = ChildServer::start(dir.path(), &[], &[])?;
+            let base = server.base.clone();
+            child = Some((server, dir));
+            base
+        }
+    };
     let rows_total = (span_ns / tsbs::INTERVAL_NS) as u64 * args.scale as u64;
     rt.block_on(async {
         let bar = load::rows_bar("bulkhead", rows_total);
-        let write = format!("{}/api/v2/write?bucket=bench&precision=ns", server.base);
+        let write = format!("{base}/api/v2/write?bucket=bench&precision=ns");
         for (bodies, _) in Chunks::new(args.scale, args.span, Duration::from_secs(3600), 5000) {
             load::post_all(&client, &write, bodies, 4, &bar).await?;
         }
         bar.finish_and_clear();
-        load::admin(&client, &server.base, "flush", "bench", "cpu").await?;
-        load::admin(&client, &server.base, "compact", "bench", "cpu").await
+        load::admin(&client, &base, "flush", "bench", "cpu").await?;
+        load::admin(&client, &base, "compact", "bench", "cpu").await
     })?;
     let mut peers = Vec::new();
     for &peer in &args.peers {
@@ -385,7 +400,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
             bar.set_message(names[k].clone());
             let t = Instant::now();
             let rows = rt
-                .block_on(load::sql(&client, &server.base, "bench", &inst.sql))?
+                .block_on(load::sql(&client, &base, "bench", &inst.sql))?
                 .len();
             let ms = t.elapsed().as_secs_f64() * 1e3;
             bar.inc(1);
@@ -406,7 +421,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
-    drop(server);
+    drop(child);
 
     let mut results = Vec::new();
     for s in 0..systems {
