@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::engine::{Engine, FrozenMemtable, Table, sleep_or_shutdown};
 use crate::error::{Error, Result};
 use crate::manifest::Action;
-use crate::memtable::{Memtable, TimeRange, segment_start};
+use crate::memtable::{Memtable, TimeRange, merged_batch, segment_start};
 use crate::sst::writer::{EncodeOptions, encode};
 use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
 
@@ -47,93 +47,53 @@ pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
     if frozen.is_empty() {
         return Ok(());
     }
-    // Several frozen memtables (sealed by readers, or left by failed flushes) become one
-    // flush: one SST per segment instead of many small ones.
-    let frozen = if frozen.len() > 1 {
-        vec![combine(engine, table, &frozen)?]
-    } else {
-        frozen
-    };
-    for f in frozen {
-        let started = Instant::now();
-        let result = flush_one(engine, table, &f).await;
-        table.state.lock().flush_failed = result.is_err();
-        match &result {
-            Ok(()) => {
-                engine.counters.flushes.fetch_add(1, Ordering::Relaxed);
-                engine.counters.record_flush_duration(started.elapsed());
-            }
-            Err(e) => {
-                engine
-                    .counters
-                    .flush_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(db = %table.db, table = %table.name, error = %e, "flush failed");
-            }
+    // Every frozen memtable (sealed by readers, or left by failed flushes) goes into
+    // this one flush: one SST per segment, their rows merged while converting.
+    let started = Instant::now();
+    let result = flush_parts(engine, table, &frozen).await;
+    table.state.lock().flush_failed = result.is_err();
+    match &result {
+        Ok(()) => {
+            engine.counters.flushes.fetch_add(1, Ordering::Relaxed);
+            engine.counters.record_flush_duration(started.elapsed());
         }
-        // Wake stalled writers after every attempt (success or not).
-        engine.memory.released.notify_waiters();
-        result?;
+        Err(e) => {
+            engine
+                .counters
+                .flush_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(db = %table.db, table = %table.name, error = %e, "flush failed");
+        }
     }
+    // Wake stalled writers after every attempt (success or not).
+    engine.memory.released.notify_waiters();
+    result?;
     engine.wal.truncate(engine.truncatable_seq());
     Ok(())
 }
 
-/// Merge `parts` (oldest first, a prefix of the table's frozen list) into one frozen
-/// memtable, field by field in order, and put it in their place. CPU on `flush`; the
-/// parts are immutable, so the merge runs outside the table lock.
-fn combine(
-    engine: &Engine,
-    table: &Table,
-    parts: &[Arc<FrozenMemtable>],
-) -> Result<Arc<FrozenMemtable>> {
+/// Write `parts` (oldest first, a prefix of the table's frozen list) as SSTs, commit
+/// them, and drop the parts from the table.
+async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable>]) -> Result<()> {
+    // Column ids only grow, so the widest schema covers every part.
     let schema = parts
         .iter()
         .map(|p| Arc::clone(&p.schema))
         .max_by_key(|s| s.tags.len() + s.fields.len())
         .unwrap_or_default();
-    let mut merged = Memtable::default();
-    for p in parts {
-        if let Some(batch) = p.full_batch()? {
-            merged.insert_batch(
-                &schema,
-                &batch,
-                p.mem.max_seq(),
-                engine.config.segment_nanos(),
-            )?;
-        }
-        merged.absorb(p.mem.min_seq(), p.mem.max_seq(), p.mem.created());
-    }
-    let merged = Arc::new(FrozenMemtable::new(merged, schema));
-    let (added, removed) = {
-        let mut st = table.state.lock();
-        // We hold the flush lock: nobody else removes frozen memtables, readers only
-        // append, so `parts` is still the front of the list.
-        st.frozen
-            .retain(|f| !parts.iter().any(|p| Arc::ptr_eq(p, f)));
-        st.frozen.insert(0, Arc::clone(&merged));
-        (
-            merged.mem.bytes(),
-            parts.iter().map(|p| p.mem.bytes()).sum::<usize>(),
-        )
-    };
-    engine.memory.add(added);
-    engine.memory.release(removed);
-    Ok(merged)
-}
-
-async fn flush_one(engine: &Engine, table: &Table, f: &Arc<FrozenMemtable>) -> Result<()> {
-    let metas = write_ssts(engine, &table.db, &table.name, &f.mem, &f.schema).await?;
+    let mems: Vec<&Memtable> = parts.iter().map(|p| &p.mem).collect();
+    let max_seq = mems.iter().map(|m| m.max_seq()).max().unwrap_or(0);
+    let metas = write_ssts(engine, &table.db, &table.name, &mems, &schema).await?;
     let mut actions = vec![Action::SetSchema {
         db: table.db.clone(),
         table: table.name.clone(),
-        schema: (*f.schema).clone(),
+        schema: (*schema).clone(),
     }];
     actions.extend(metas.iter().cloned().map(Action::AddSst));
     actions.push(Action::Flushed {
         db: table.db.clone(),
         table: table.name.clone(),
-        seq: f.mem.max_seq(),
+        seq: max_seq,
     });
     // A closed engine must not commit: another engine may own the store by now.
     if engine.is_closed() {
@@ -149,20 +109,21 @@ async fn flush_one(engine: &Engine, table: &Table, f: &Arc<FrozenMemtable>) -> R
                 Some(Arc::clone(&engine.purger)),
             )));
         }
-        st.frozen.retain(|x| !Arc::ptr_eq(x, f));
-        st.flushed_seq = st.flushed_seq.max(f.mem.max_seq());
-        f.mem.bytes()
+        st.frozen
+            .retain(|x| !parts.iter().any(|p| Arc::ptr_eq(p, x)));
+        st.flushed_seq = st.flushed_seq.max(max_seq);
+        mems.iter().map(|m| m.bytes()).sum::<usize>()
     };
     engine.memory.release(released);
     Ok(())
 }
 
-/// Encode and upload one SST per time segment of `mem`.
+/// Encode and upload one SST per time segment of `mems` (merged, later ones winning).
 async fn write_ssts(
     engine: &Engine,
     db: &str,
     table: &str,
-    mem: &Memtable,
+    mems: &[&Memtable],
     schema: &crate::schema::TableSchema,
 ) -> Result<Vec<SstMeta>> {
     let seg_nanos = engine.config.segment_nanos();
@@ -171,11 +132,12 @@ async fn write_ssts(
         zstd_level: engine.config.sst_zstd_level,
     };
     let mut metas = Vec::new();
-    let segments: Vec<i64> = mem.segments().collect();
+    let segments: std::collections::BTreeSet<i64> =
+        mems.iter().flat_map(|m| m.segments()).collect();
     for seg in segments {
         let range = TimeRange::new(seg, seg.saturating_add(seg_nanos));
         // CPU: sort (memtables are ordered maps; series are sorted here) and encode.
-        let Some(batch) = mem.to_batch(schema, range, None)? else {
+        let Some(batch) = merged_batch(mems, schema, range, None)? else {
             continue;
         };
         let rows = batch.num_rows() as u64;
@@ -205,7 +167,7 @@ async fn write_ssts(
             max_time,
             rows,
             bytes: size,
-            max_seq: mem.max_seq(),
+            max_seq: mems.iter().map(|m| m.max_seq()).max().unwrap_or(0),
             level: 0,
             tag_ranges,
         });

@@ -114,74 +114,7 @@ impl Memtable {
         range: TimeRange,
         projection: Option<&[String]>,
     ) -> Result<Option<RecordBatch>> {
-        let out_schema = schema.projected_schema(projection);
-        let tag_order = schema.sorted_tag_ids();
-        // Sort series by their tag values in tag-name order.
-        let mut series: Vec<(Vec<Option<&str>>, &Series)> = self
-            .series()
-            .map(|s| {
-                let vals = tag_order
-                    .iter()
-                    .map(|id| s.key.iter().find(|(t, _)| t == id).map(|(_, v)| v.as_ref()))
-                    .collect();
-                (vals, s)
-            })
-            .collect();
-        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-
-        let mut tag_cols: Vec<(usize, StringDictionaryBuilder<Int32Type>)> = Vec::new();
-        let mut field_cols: Vec<(u32, FieldBuilder)> = Vec::new();
-        let mut want_time = false;
-        for f in out_schema.fields() {
-            match schema.column(f.name()) {
-                Some(ColumnKind::Tag(id)) => {
-                    let pos = tag_order.iter().position(|t| *t == id).unwrap_or(0);
-                    tag_cols.push((pos, StringDictionaryBuilder::new()));
-                }
-                Some(ColumnKind::Field(id, ty)) => field_cols.push((id, FieldBuilder::new(ty))),
-                Some(ColumnKind::Time) => want_time = true,
-                None => {}
-            }
-        }
-        let mut times = TimestampNanosecondBuilder::new();
-        let mut n = 0usize;
-        for (vals, s) in &series {
-            if range.start >= range.end {
-                break;
-            }
-            for (t, slots) in s.rows.range(range.start..range.end) {
-                n += 1;
-                for (pos, b) in &mut tag_cols {
-                    match vals[*pos] {
-                        Some(v) => b.append_value(v),
-                        None => b.append_null(),
-                    }
-                }
-                for (id, b) in &mut field_cols {
-                    b.append(slots.get(*id as usize).and_then(|v| v.as_ref()));
-                }
-                times.append_value(*t);
-            }
-        }
-        if n == 0 {
-            return Ok(None);
-        }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
-        for (_, b) in &mut tag_cols {
-            columns.push(Arc::new(b.finish()));
-        }
-        for (_, b) in &mut field_cols {
-            columns.push(b.finish());
-        }
-        if want_time {
-            columns.push(Arc::new(times.finish().with_timezone("UTC")));
-        }
-        let batch = RecordBatch::try_new_with_options(
-            out_schema,
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(n)),
-        )?;
-        Ok(Some(batch))
+        merged_batch(&[self], schema, range, projection)
     }
 
     /// Insert every row of `batch` (columns matched by name against `schema`, which
@@ -270,6 +203,162 @@ fn field_value(col: &ArrayRef, row: usize) -> Option<FieldValue> {
     None
 }
 
+/// Rows of `range` of several memtables (oldest first) as one batch, sorted like
+/// [`Memtable::to_batch`]: a series in several of them is merged by time, and rows of
+/// the same (series, time) field by field, later memtables winning, as if they had been
+/// inserted into one. `schema` must cover every memtable's columns (ids only grow).
+///
+/// The flush uses it to write the memtables that readers sealed (each query that finds
+/// a large active memtable seals it) as one SST per segment, without first re-inserting
+/// their rows into a merged memtable.
+pub(crate) fn merged_batch(
+    parts: &[&Memtable],
+    schema: &TableSchema,
+    range: TimeRange,
+    projection: Option<&[String]>,
+) -> Result<Option<RecordBatch>> {
+    let out_schema = schema.projected_schema(projection);
+    let tag_order = schema.sorted_tag_ids();
+    // Each series with its instances in `parts` (in part order), sorted by tag values
+    // in tag-name order.
+    let mut groups: Vec<(Vec<Option<&str>>, Vec<&Series>)> = if let [only] = parts {
+        only.series().map(|s| (Vec::new(), vec![s])).collect()
+    } else {
+        let mut by_key: foldhash::HashMap<&[u8], usize> = foldhash::HashMap::default();
+        let mut groups: Vec<(Vec<Option<&str>>, Vec<&Series>)> = Vec::new();
+        for part in parts {
+            for (key, s) in part.series_by_key() {
+                match by_key.get(key) {
+                    Some(&i) => groups[i].1.push(s),
+                    None => {
+                        by_key.insert(key, groups.len());
+                        groups.push((Vec::new(), vec![s]));
+                    }
+                }
+            }
+        }
+        groups
+    };
+    for (vals, series) in &mut groups {
+        let key = &series[0].key;
+        *vals = tag_order
+            .iter()
+            .map(|id| key.iter().find(|(t, _)| t == id).map(|(_, v)| v.as_ref()))
+            .collect();
+    }
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+
+    let mut tag_cols: Vec<(usize, StringDictionaryBuilder<Int32Type>)> = Vec::new();
+    let mut field_cols: Vec<(u32, FieldBuilder)> = Vec::new();
+    let mut want_time = false;
+    for f in out_schema.fields() {
+        match schema.column(f.name()) {
+            Some(ColumnKind::Tag(id)) => {
+                let pos = tag_order.iter().position(|t| *t == id).unwrap_or(0);
+                tag_cols.push((pos, StringDictionaryBuilder::new()));
+            }
+            Some(ColumnKind::Field(id, ty)) => field_cols.push((id, FieldBuilder::new(ty))),
+            Some(ColumnKind::Time) => want_time = true,
+            None => {}
+        }
+    }
+    let mut out = Builders {
+        tags: tag_cols,
+        fields: field_cols,
+        times: TimestampNanosecondBuilder::new(),
+        rows: 0,
+    };
+    let mut merged: Vec<Option<&FieldValue>> = Vec::new();
+    if range.start < range.end {
+        for (vals, series) in &groups {
+            if let [s] = series.as_slice() {
+                for (t, slots) in s.rows.range(range.start..range.end) {
+                    out.push(vals, *t, |id| {
+                        slots.get(id as usize).and_then(|v| v.as_ref())
+                    });
+                }
+                continue;
+            }
+            // k-way merge by time; equal times merge field by field, later parts win.
+            let mut iters: Vec<_> = series
+                .iter()
+                .map(|s| s.rows.range(range.start..range.end).peekable())
+                .collect();
+            loop {
+                let next = iters
+                    .iter_mut()
+                    .filter_map(|it| it.peek().map(|(t, _)| **t))
+                    .min();
+                let Some(t) = next else { break };
+                merged.clear();
+                for it in &mut iters {
+                    if let Some((_, slots)) = it.next_if(|(tt, _)| **tt == t) {
+                        if merged.len() < slots.len() {
+                            merged.resize(slots.len(), None);
+                        }
+                        for (m, v) in merged.iter_mut().zip(slots) {
+                            if v.is_some() {
+                                *m = v.as_ref();
+                            }
+                        }
+                    }
+                }
+                out.push(vals, t, |id| merged.get(id as usize).copied().flatten());
+            }
+        }
+    }
+    if out.rows == 0 {
+        return Ok(None);
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
+    for (_, b) in &mut out.tags {
+        columns.push(Arc::new(b.finish()));
+    }
+    for (_, b) in &mut out.fields {
+        columns.push(b.finish());
+    }
+    if want_time {
+        columns.push(Arc::new(out.times.finish().with_timezone("UTC")));
+    }
+    let batch = RecordBatch::try_new_with_options(
+        out_schema,
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(out.rows)),
+    )?;
+    Ok(Some(batch))
+}
+
+/// The column builders of [`merged_batch`]: tag columns (with the position of their
+/// tag in tag-name order), field columns (with their field id), time.
+struct Builders {
+    tags: Vec<(usize, StringDictionaryBuilder<Int32Type>)>,
+    fields: Vec<(u32, FieldBuilder)>,
+    times: TimestampNanosecondBuilder,
+    rows: usize,
+}
+
+impl Builders {
+    /// Append one row: its series' tag values, its time, its fields by id.
+    fn push<'v>(
+        &mut self,
+        vals: &[Option<&str>],
+        t: i64,
+        field: impl Fn(u32) -> Option<&'v FieldValue>,
+    ) {
+        self.rows += 1;
+        for (pos, b) in &mut self.tags {
+            match vals[*pos] {
+                Some(v) => b.append_value(v),
+                None => b.append_null(),
+            }
+        }
+        for (id, b) in &mut self.fields {
+            b.append(field(*id));
+        }
+        self.times.append_value(t);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +402,65 @@ mod tests {
             .expect("batch")
             .expect("rows");
         assert_eq!(again, b);
+    }
+
+    #[test]
+    fn merged_batch_equals_inserting_every_part_into_one_memtable() {
+        let mut narrow = TableSchema::default();
+        narrow.add_tag("host");
+        narrow.add_field("a", FieldType::I64);
+        let mut wide = narrow.clone();
+        wide.add_field("b", FieldType::I64);
+        let row = |h: &str, t: i64, a: Option<i64>, b: Option<i64>| Row {
+            tags: vec![("host".into(), h.into())],
+            fields: [("a", a), ("b", b)]
+                .into_iter()
+                .filter_map(|(n, v)| v.map(|v| (n.into(), FieldValue::I64(v))))
+                .collect(),
+            time: t,
+        };
+        // Oldest first: part 1 knows only `a`; part 2 overwrites some (host, time)s,
+        // partly (only `b`) or fully, and adds new series and times.
+        let parts = [
+            vec![
+                row("x", 1, Some(1), None),
+                row("x", 3, Some(3), None),
+                row("y", 2, Some(2), None),
+            ],
+            vec![
+                row("x", 3, None, Some(30)),
+                row("x", 2, Some(20), Some(20)),
+                row("z", 1, Some(9), None),
+            ],
+            vec![row("x", 3, Some(300), None), row("y", 5, None, Some(5))],
+        ];
+        let mut mems = Vec::new();
+        let mut all = Memtable::default();
+        for (i, rows) in parts.iter().enumerate() {
+            let schema = if i == 0 { &narrow } else { &wide };
+            let mut m = Memtable::default();
+            for r in rows {
+                m.insert_row(schema, r, i as u64 + 1, 1000).expect("insert");
+                all.insert_row(&wide, r, i as u64 + 1, 1000)
+                    .expect("insert");
+            }
+            mems.push(m);
+        }
+        let refs: Vec<&Memtable> = mems.iter().collect();
+        for range in [TimeRange::ALL, TimeRange::new(2, 4)] {
+            let merged = merged_batch(&refs, &wide, range, None).expect("merge");
+            let expected = all.to_batch(&wide, range, None).expect("batch");
+            assert_eq!(merged, expected);
+        }
+        let rows = merged_batch(&refs, &wide, TimeRange::ALL, None)
+            .expect("merge")
+            .expect("rows")
+            .num_rows();
+        assert_eq!(rows, 6, "x@1 x@2 x@3 y@2 y@5 z@1");
+        assert!(
+            merged_batch(&refs, &wide, TimeRange::new(10, 20), None)
+                .expect("merge")
+                .is_none()
+        );
     }
 }

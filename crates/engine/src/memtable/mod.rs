@@ -22,6 +22,7 @@ use crate::error::Result;
 use crate::model::{FieldValue, Row};
 
 pub use convert::TimeRange;
+pub(crate) use convert::merged_batch;
 pub(crate) use resolve::RowResolver;
 
 /// A series: `(tag id, value)` pairs sorted by tag id; absent tags are omitted.
@@ -84,20 +85,6 @@ impl Memtable {
         self.max_seq
     }
 
-    /// Widen the recorded sequence range to cover `min..=max` and the age to `created`
-    /// (when rows of other memtables were merged into this one).
-    pub(crate) fn absorb(&mut self, min: u64, max: u64, created: Option<Instant>) {
-        if self.is_empty() {
-            return;
-        }
-        self.min_seq = self.min_seq.min(min);
-        self.max_seq = self.max_seq.max(max);
-        self.created = match (self.created, created) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-
     pub(crate) fn created(&self) -> Option<Instant> {
         self.created
     }
@@ -108,6 +95,12 @@ impl Memtable {
 
     pub(crate) fn series(&self) -> impl Iterator<Item = &Series> + '_ {
         self.series.values()
+    }
+
+    /// Series with their encoded keys (equal keys mean the same series in any memtable
+    /// of the table).
+    pub(crate) fn series_by_key(&self) -> impl Iterator<Item = (&[u8], &Series)> + '_ {
+        self.series.iter().map(|(k, s)| (&**k, s))
     }
 
     pub(crate) fn segments(&self) -> impl Iterator<Item = i64> + '_ {
