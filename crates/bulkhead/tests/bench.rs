@@ -40,6 +40,8 @@ fn bench_interference_reports_both_modes() {
         "1ms..5ms",
         "--flush-every",
         "500ms",
+        "--rounds",
+        "1",
     ]);
     let modes = r["modes"].as_array().expect("modes");
     assert_eq!(modes.len(), 2);

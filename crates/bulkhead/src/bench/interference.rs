@@ -29,8 +29,9 @@ pub(crate) struct InterferenceArgs {
     /// Length of each phase.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     phase: Duration,
-    /// Repetitions of (isolated A, B, shared A, B).
-    #[arg(long, default_value_t = 1)]
+    /// Repetitions of (isolated A, B, shared A, B); samples of all rounds are pooled.
+    /// Three by default: at half of capacity a single round's p99 is noisy.
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Ingest rate in rows/s; 0 = half of the capacity probed at the start.
     #[arg(long, default_value_t = 0)]
