@@ -83,7 +83,7 @@ async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable
         .unwrap_or_default();
     let mems: Vec<&Memtable> = parts.iter().map(|p| &p.mem).collect();
     let max_seq = mems.iter().map(|m| m.max_seq()).max().unwrap_or(0);
-    let metas = write_ssts(engine, &table.db, &table.name, &mems, &schema).await?;
+    let metas = write_ssts(engine, &table.db, &table.name, &mems, &schema, max_seq).await?;
     let mut actions = vec![Action::SetSchema {
         db: table.db.clone(),
         table: table.name.clone(),
@@ -118,13 +118,15 @@ async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable
     Ok(())
 }
 
-/// Encode and upload one SST per time segment of `mems` (merged, later ones winning).
+/// Encode and upload one SST per time segment of `mems` (merged, later ones winning);
+/// `max_seq` is the highest sequence number in them.
 async fn write_ssts(
     engine: &Engine,
     db: &str,
     table: &str,
     mems: &[&Memtable],
     schema: &crate::schema::TableSchema,
+    max_seq: u64,
 ) -> Result<Vec<SstMeta>> {
     let seg_nanos = engine.config.segment_nanos();
     let opts = EncodeOptions {
@@ -167,7 +169,7 @@ async fn write_ssts(
             max_time,
             rows,
             bytes: size,
-            max_seq: mems.iter().map(|m| m.max_seq()).max().unwrap_or(0),
+            max_seq,
             level: 0,
             tag_ranges,
         });
