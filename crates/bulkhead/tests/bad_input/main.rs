@@ -6,7 +6,13 @@
 //! the end every row acknowledged before the table is unchanged and every row the
 //! other client was acknowledged is there.
 
+#[path = "../common/mod.rs"]
 mod common;
+// One module per area, each adding its cases to the table (and tests of its own where a
+// case needs more than one request, e.g. a restart).
+mod names;
+mod queries;
+mod storage;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -108,6 +114,14 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 fn cases() -> Vec<Case> {
+    let mut all = base_cases();
+    all.extend(names::cases());
+    all.extend(queries::cases());
+    all.extend(storage::cases());
+    all
+}
+
+fn base_cases() -> Vec<Case> {
     let mut bad_utf8 = b"m,t=".to_vec();
     bad_utf8.extend_from_slice(&[0xff, 0xfe]);
     bad_utf8.extend_from_slice(b" f=1 3\n");
