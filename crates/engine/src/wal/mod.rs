@@ -3,10 +3,12 @@
 //!
 //! Writers hand an encoded payload to the WAL thread through a channel. The thread
 //! takes everything queued (a *group*), assigns consecutive sequence numbers, writes the
-//! group with one `write` call, syncs it according to [`WalSync`], and then forwards the
-//! group's items, in sequence order, to an output channel (the engine's applier task,
+//! group with one positioned write, syncs it according to [`WalSync`], and then forwards
+//! the group's items, in sequence order, to an output channel (the engine's applier task,
 //! which inserts them into memtables and acknowledges the writers). So concurrent
-//! writers share each fsync, and no async worker ever blocks on disk.
+//! writers share each fsync, and no async worker ever blocks on disk. A group whose
+//! write or sync fails is answered with the error, never acknowledged, and leaves no
+//! trace in the segment (see [`segment`] for how any IO error is recovered from).
 //!
 //! Segments are named by the first sequence number they may hold. A segment is synced
 //! before the next one is created, which is why recovery may treat damage in any but the
@@ -14,6 +16,7 @@
 
 pub(crate) mod record;
 pub(crate) mod replay;
+pub(crate) mod segment;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -32,13 +35,18 @@ use crate::config::WalSync;
 use crate::error::{Error, Result};
 use record::{MAGIC, frame};
 use replay::{SegmentFile, segment_path};
+pub(crate) use segment::WalError;
+use segment::{ActiveSegment, SyncPolicy};
 
 /// Largest group written with one `write` call.
 const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
+/// Under `wal_sync = interval`, a sync is forced once this much is waiting for one (the
+/// active segment keeps a copy of those bytes to re-write after an IO error).
+const MAX_UNSYNCED_BYTES: usize = 64 * 1024 * 1024;
 
 /// The outcome of one append, delivered on the output channel in sequence order.
 pub(crate) struct Appended<T> {
-    pub(crate) result: std::result::Result<u64, String>,
+    pub(crate) result: std::result::Result<u64, WalError>,
     pub(crate) item: T,
 }
 
@@ -51,7 +59,7 @@ enum Command<T> {
     Truncate {
         upto: u64,
     },
-    Shutdown(oneshot::Sender<std::result::Result<(), String>>),
+    Shutdown(oneshot::Sender<std::result::Result<(), WalError>>),
 }
 
 /// Counters shared with [`crate::EngineStats`].
@@ -131,10 +139,12 @@ impl<T: Send + 'static> Wal<T> {
     }
 }
 
-pub(crate) fn wal_io_error(msg: String) -> Error {
+/// The engine error for a failed WAL write, keeping the IO error's kind (a full disk
+/// stays `StorageFull`, which the server answers with 507).
+pub(crate) fn wal_io_error(e: WalError) -> Error {
     Error::Io {
         op: "WAL write",
-        source: std::io::Error::other(msg),
+        source: std::io::Error::new(e.kind, e.message),
     }
 }
 
@@ -145,15 +155,18 @@ struct Writer {
     next_seq: u64,
     /// Sealed segments, oldest first, with their sizes.
     sealed: VecDeque<(SegmentFile, u64)>,
-    active: SegmentFile,
-    file: File,
-    active_len: u64,
-    /// Bytes written since the last sync.
-    dirty: bool,
+    active: ActiveSegment,
+    /// When the last sync (or sync attempt) happened.
     last_sync: Instant,
-    /// Set after a write error that could not be rolled back: every later append fails.
-    poisoned: Option<String>,
     counters: Arc<WalCounters>,
+}
+
+fn policy(sync: WalSync) -> SyncPolicy {
+    match sync {
+        WalSync::Always => SyncPolicy::EveryGroup,
+        WalSync::Interval(_) => SyncPolicy::Later,
+        WalSync::None => SyncPolicy::Never,
+    }
 }
 
 impl Writer {
@@ -171,7 +184,11 @@ impl Writer {
             let len = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(0);
             sealed.push_back((s, len));
         }
-        let (active, file) = create_segment(&opts.dir, opts.next_seq)?;
+        let (active, file) =
+            create_segment(&opts.dir, opts.next_seq).map_err(|source| Error::Io {
+                op: "create WAL segment",
+                source,
+            })?;
         let sealed_bytes: u64 = sealed.iter().map(|(_, l)| l).sum();
         counters
             .bytes
@@ -185,12 +202,8 @@ impl Writer {
             segment_size: opts.segment_size.max(4096),
             next_seq: opts.next_seq,
             sealed,
-            active,
-            file,
-            active_len: MAGIC.len() as u64,
-            dirty: false,
+            active: ActiveSegment::new(active, file, MAGIC.len() as u64, policy(opts.sync)),
             last_sync: Instant::now(),
-            poisoned: None,
             counters,
         })
     }
@@ -203,7 +216,7 @@ impl Writer {
         let mut pending: Vec<Command<T>> = Vec::new();
         loop {
             let first = match self.sync {
-                WalSync::Interval(d) if self.dirty => {
+                WalSync::Interval(d) if self.active.is_dirty() || self.active.is_broken() => {
                     let wait = d.saturating_sub(self.last_sync.elapsed());
                     match rx.recv_timeout(wait.max(Duration::from_micros(100))) {
                         Ok(c) => Some(c),
@@ -271,7 +284,8 @@ impl Writer {
                 let result = result.clone().map(|()| seq);
                 let _ = out.send(Appended { result, item });
             }
-            if self.active_len >= self.segment_size
+            if self.active.len() >= self.segment_size
+                && !self.active.is_broken()
                 && let Err(e) = self.rotate()
             {
                 tracing::error!(error = %e, "WAL segment rotation failed");
@@ -290,65 +304,54 @@ impl Writer {
         false
     }
 
-    fn write_group(&mut self, buf: &[u8]) -> std::result::Result<(), String> {
-        if let Some(p) = &self.poisoned {
-            return Err(format!("WAL unusable after an earlier failure: {p}"));
-        }
-        if let Err(e) = self.file.write_all(buf) {
-            // Roll the file back so a half-written group cannot look like mid-file
-            // corruption once later groups follow it.
-            let msg = format!("write {}: {e}", self.active.path.display());
-            if let Err(e2) = self.file.set_len(self.active_len) {
-                self.poisoned = Some(format!("{msg}; rollback failed: {e2}"));
-            }
-            return Err(msg);
-        }
-        self.active_len += buf.len() as u64;
+    /// Write (and per the sync mode, sync) one group. On error nothing of the group is
+    /// acknowledged, and the segment repairs itself (see [`segment`]).
+    fn write_group(&mut self, buf: &[u8]) -> std::result::Result<(), WalError> {
+        self.active.append(buf)?;
         self.counters
             .bytes
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        self.dirty = true;
         match self.sync {
-            WalSync::Always => self.sync_now(),
-            WalSync::Interval(d) if self.last_sync.elapsed() >= d => {
-                // Acknowledge anyway on failure? No: report it, the data may be lost.
+            WalSync::Always => {
+                // `append` synced the group.
+                self.last_sync = Instant::now();
+                self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            // A failed sync (and repair) fails this group too: the data may be lost.
+            WalSync::Interval(d)
+                if self.last_sync.elapsed() >= d
+                    || self.active.unsynced_bytes() > MAX_UNSYNCED_BYTES =>
+            {
                 self.sync_now()
             }
             _ => Ok(()),
         }
     }
 
-    fn sync_now(&mut self) -> std::result::Result<(), String> {
-        if !self.dirty {
+    /// Sync the active segment, repairing it first if an earlier IO error broke it.
+    fn sync_now(&mut self) -> std::result::Result<(), WalError> {
+        let needed = self.active.is_dirty() || self.active.is_broken();
+        if !needed {
             return Ok(());
         }
-        match self.file.sync_data() {
-            Ok(()) => {
-                self.dirty = false;
-                self.last_sync = Instant::now();
-                self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                // After a failed fsync the page cache state is unknown (fsyncgate): never
-                // trust this file again.
-                let msg = format!("fsync {}: {e}", self.active.path.display());
-                self.poisoned = Some(msg.clone());
-                Err(msg)
-            }
-        }
+        // Also on failure: the next attempt waits for the interval, not 100 µs.
+        self.last_sync = Instant::now();
+        self.active.sync()?;
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Seal the active segment (synced first) and start a new one.
-    fn rotate(&mut self) -> std::result::Result<(), String> {
-        self.dirty = true;
+    fn rotate(&mut self) -> std::result::Result<(), WalError> {
         self.sync_now()?;
-        let (active, file) = create_segment(&self.dir, self.next_seq).map_err(|e| e.to_string())?;
-        let old = std::mem::replace(&mut self.active, active);
-        self.sealed.push_back((old, self.active_len));
-        self.file = file;
-        self.active_len = MAGIC.len() as u64;
-        self.dirty = false;
+        let (seg, file) = create_segment(&self.dir, self.next_seq)
+            .map_err(|e| WalError::io("create", &segment_path(&self.dir, self.next_seq), &e))?;
+        let mut next = ActiveSegment::new(seg, file, MAGIC.len() as u64, policy(self.sync));
+        next.faults = Arc::clone(&self.active.faults);
+        let old = std::mem::replace(&mut self.active, next);
+        let old_len = old.len();
+        self.sealed.push_back((old.seg, old_len));
         self.counters
             .bytes
             .fetch_add(MAGIC.len() as u64, Ordering::Relaxed);
@@ -364,7 +367,7 @@ impl Writer {
                 .sealed
                 .get(1)
                 .map(|(s, _)| s.first_seq)
-                .unwrap_or(self.active.first_seq);
+                .unwrap_or(self.active.seg.first_seq);
             if next_first.saturating_sub(1) > upto {
                 break;
             }
@@ -388,23 +391,32 @@ impl Writer {
     }
 }
 
-fn create_segment(dir: &Path, first_seq: u64) -> Result<(SegmentFile, File)> {
-    let io = |source| Error::Io {
-        op: "create WAL segment",
-        source,
-    };
+/// Create segment `first_seq` holding only the magic, synced, with its directory entry.
+/// A half-created file is removed: as the newest segment it would make recovery treat
+/// the older one (which this process may go on writing) as sealed.
+fn create_segment(dir: &Path, first_seq: u64) -> std::io::Result<(SegmentFile, File)> {
     let path = segment_path(dir, first_seq);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(io)?;
-    file.write_all(MAGIC).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    // Make the new directory entry durable too.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    let created = (|| {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        file.write_all(MAGIC)?;
+        file.sync_all()?;
+        // Make the new directory entry durable too.
+        File::open(dir)?.sync_all()?;
+        Ok(file)
+    })();
+    match created {
+        Ok(file) => Ok((SegmentFile { first_seq, path }, file)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
     }
-    Ok((SegmentFile { first_seq, path }, file))
 }
+
+#[cfg(test)]
+mod tests;
