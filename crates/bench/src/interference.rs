@@ -268,7 +268,7 @@ fn start_server(
         // Compaction runs only when phase B asks for it, never behind phase A's back.
         &["--runtime-mode", mode, "--compaction-enabled", "false"],
         &[(
-            crate::store::INJECT_LATENCY_ENV,
+            super::server::INJECT_LATENCY_ENV,
             args.store_latency.as_str(),
         )],
     )?;

@@ -1,4 +1,8 @@
-//! `bulkhead bench`: workload generation and benchmarks (see `docs/benchmarks.md`).
+//! `bulkhead-bench`: workload generation and the benchmarks of `docs/benchmarks.md`.
+//!
+//! A separate binary from the database, so the product does not link plotters, indicatif
+//! or the peers' drivers. It starts the `bulkhead` binary it finds next to itself (both
+//! are built into the same target directory) or the one named by `BULKHEAD_BIN`.
 
 mod ingest;
 mod interference;
@@ -16,8 +20,17 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {
+use clap::Parser;
+
+/// mimalloc, as in the server: the load generator allocates per line.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Benchmarks for Bulkhead: each starts `bulkhead serve` (and, where asked, peers) on
+/// free loopback ports, measures, and writes its results under `--out`.
+#[derive(Debug, Parser)]
+#[command(name = "bulkhead-bench", version, about, long_about = None)]
+struct BenchArgs {
     #[command(subcommand)]
     command: BenchCommand,
 }
@@ -57,7 +70,15 @@ struct GenArgs {
     out: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = BenchArgs::parse();
     match args.command {
         BenchCommand::Gen(args) => generate(args),
         BenchCommand::Interference(args) => interference::run(args),

@@ -7,6 +7,32 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// Read by `bulkhead serve` (crates/bulkhead/src/store.rs), not a config option:
+/// `20ms..80ms` delays every object-store call by a random time in that range, so local
+/// disk behaves like S3.
+pub(crate) const INJECT_LATENCY_ENV: &str = "BULKHEAD_INJECT_LATENCY";
+
+/// Names the `bulkhead` executable to benchmark, instead of the one next to this binary.
+const BULKHEAD_BIN_ENV: &str = "BULKHEAD_BIN";
+
+/// The `bulkhead` executable: `$BULKHEAD_BIN`, else the one beside this binary in the
+/// same target directory (from a test binary under `deps/`, one level up).
+pub(crate) fn bulkhead_exe() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os(BULKHEAD_BIN_ENV) {
+        return Ok(path.into());
+    }
+    let me = std::env::current_exe().context("finding this executable")?;
+    let dir = me.parent().context("this executable has no directory")?;
+    let candidates = [dir.join("bulkhead"), dir.join("../bulkhead")];
+    candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
+        format!(
+            "no `bulkhead` executable beside {} (build it with `cargo build --release -p bulkhead`, \
+             or set {BULKHEAD_BIN_ENV})",
+            me.display()
+        )
+    })
+}
+
 /// The server process; killed (by PID) when dropped.
 pub(crate) struct ChildServer {
     child: Child,
@@ -19,12 +45,12 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl ChildServer {
-    /// Start `bulkhead serve` (this same executable) with `args` and `envs`, data under
+    /// Start `bulkhead serve` (see [`bulkhead_exe`]) with `args` and `envs`, data under
     /// `dir`, and wait until `/health` answers.
     pub(crate) fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Self> {
         let http = free_port()?;
         let pg = free_port()?;
-        let exe = std::env::current_exe().context("finding the bulkhead executable")?;
+        let exe = bulkhead_exe()?;
         let log = std::fs::File::create(dir.join("server.log"))?;
         let mut cmd = Command::new(exe);
         cmd.arg("serve")

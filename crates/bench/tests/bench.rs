@@ -1,19 +1,21 @@
-//! Every `bulkhead bench` command runs at a tiny scale and writes its documented
+//! Every `bulkhead-bench` command runs at a tiny scale and writes its documented
 //! results, so the commands in docs/benchmarks.md never rot. (Timing claims live in
 //! the benchmark output, not here.)
+//!
+//! They start the `bulkhead` binary from the same target directory, which `cargo test
+//! --workspace` builds; after `cargo test -p bulkhead-bench` alone, build it first.
 
 use std::process::Command;
 
 fn bench(args: &[&str]) -> serde_json::Value {
     let out_dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
-        .arg("bench")
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead-bench"))
         .args(args)
         .arg("--out")
         .arg(out_dir.path())
         .env("RUST_LOG", "warn")
         .output()
-        .expect("run bulkhead bench");
+        .expect("run bulkhead-bench");
     assert!(
         out.status.success(),
         "bench {args:?} failed:\n{}\n{}",
@@ -86,9 +88,8 @@ fn bench_ingest_reports_throughput() {
 #[test]
 fn bench_gen_is_deterministic() {
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        Command::new(env!("CARGO_BIN_EXE_bulkhead-bench"))
             .args([
-                "bench",
                 "gen",
                 "--scale",
                 "3",
@@ -186,10 +187,10 @@ fn bench_query_reports_every_tsbs_query_type() {
 
 #[test]
 fn bench_query_rejects_unknown_query_types() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
-        .args(["bench", "query", "--queries", "single-groupby-1-1-1,nope"])
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead-bench"))
+        .args(["query", "--queries", "single-groupby-1-1-1,nope"])
         .output()
-        .expect("run bulkhead bench");
+        .expect("run bulkhead-bench");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown query type \"nope\""), "{err}");

@@ -7,9 +7,8 @@ use std::process::Command;
 #[test]
 fn bench_soak_samples_windows_and_overload_gets_only_503s() {
     let out_dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkhead-bench"))
         .args([
-            "bench",
             "soak",
             "--duration",
             "5s",
@@ -29,7 +28,7 @@ fn bench_soak_samples_windows_and_overload_gets_only_503s() {
         .arg(out_dir.path())
         .env("RUST_LOG", "warn")
         .output()
-        .expect("run bulkhead bench soak");
+        .expect("run bulkhead-bench soak");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

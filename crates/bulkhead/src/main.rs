@@ -1,7 +1,7 @@
-//! The `bulkhead` binary: `serve`, `lab`, `bench` and `admin` subcommands.
+//! The `bulkhead` binary: `serve`, `lab` and `admin` subcommands. The benchmarks are a
+//! separate binary, `bulkhead-bench` (crates/bench).
 
 mod admin;
-mod bench;
 mod engine_metrics;
 mod lab;
 mod serve;
@@ -30,8 +30,6 @@ enum Command {
     Serve(Box<serve::ServeCmd>),
     /// Reproduce the seed's experiments: why CPU work must not share IO's runtime.
     Lab(lab::LabArgs),
-    /// Generate workloads and run benchmarks.
-    Bench(bench::BenchArgs),
     /// Ask a running server to flush or compact.
     Admin(admin::AdminArgs),
 }
@@ -48,7 +46,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Lab(args) => lab::run(args),
-        Command::Bench(args) => bench::run(args),
         Command::Admin(args) => admin::run(args),
     }
 }

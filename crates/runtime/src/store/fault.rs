@@ -1,6 +1,6 @@
 //! [`FaultInjectingStore`]: adds S3-like latency and injected failures to any store.
 //!
-//! Used by engine tests (a store that fails, then recovers) and by `bulkhead bench`
+//! Used by engine tests (a store that fails, then recovers) and by `bulkhead-bench`
 //! (so local disk behaves like S3: 20-80 ms per call). Wrap it *inside*
 //! [`super::IoObjectStore`] so the injected sleeps happen on `io`, like real network waits.
 
