@@ -16,6 +16,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+mod influxql;
 pub mod lineproto;
 pub mod promwrite;
 

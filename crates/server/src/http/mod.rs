@@ -44,6 +44,8 @@ pub struct ServerState {
     pub metrics: HttpMetrics,
     /// Budget of write request bytes in flight (`limits.max_inflight_write_bytes`).
     pub(crate) write_admission: admission::WriteAdmission,
+    /// InfluxQL's `CREATE DATABASE` bookkeeping (`/query`).
+    pub(crate) influxql: crate::influxql::InfluxqlState,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -72,6 +74,7 @@ impl ServerState {
             write_admission: admission::WriteAdmission::new(
                 config.limits.max_inflight_write_bytes.as_u64(),
             ),
+            influxql: Default::default(),
         })
     }
 }
@@ -83,6 +86,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/write", post(write::write_v1))
         .route("/api/v1/prom/write", post(prom::prom_write))
         .route("/api/v1/sql", get(sql::sql_get).post(sql::sql_post))
+        .route(
+            "/query",
+            get(crate::influxql::query_get).post(crate::influxql::query_post),
+        )
         .route("/api/v1/flush", post(ops::flush))
         .route("/api/v1/compact", post(ops::compact))
         .route("/health", get(ops::health))
@@ -101,6 +108,15 @@ pub fn router(state: Arc<ServerState>) -> Router {
         // Bodies are read by `body::read_limited` against `limits.max_body_size`.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// Read a request body under `limits.max_body_size` (for handlers outside this module).
+pub(crate) async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    state: &ServerState,
+) -> Result<bytes::Bytes, ServerError> {
+    body::read_limited(headers, body, state.limits.max_body_size.as_u64()).await
 }
 
 /// A bound (not yet serving) HTTP listener.
