@@ -25,33 +25,19 @@ use crate::stats::{EngineStats, StatsCounters, TableStats};
 use crate::wal::Wal;
 use crate::write::PendingWrite;
 
-/// A memtable that no longer takes writes and waits to be flushed.
+/// A memtable that no longer takes writes and waits to be flushed (or a read
+/// snapshot's copy of active rows). Readers convert it to Arrow per scan, with the
+/// scan's columns only: a full conversion of a wide table would cost rows x columns.
 #[derive(Debug)]
 pub(crate) struct FrozenMemtable {
     pub(crate) mem: Memtable,
     /// The table schema when it was frozen (covers every column in it).
     pub(crate) schema: Arc<TableSchema>,
-    /// All rows as one sorted batch, built by the first reader that needs it.
-    batch: std::sync::OnceLock<Option<arrow::record_batch::RecordBatch>>,
 }
 
 impl FrozenMemtable {
     pub(crate) fn new(mem: Memtable, schema: Arc<TableSchema>) -> Self {
-        Self {
-            mem,
-            schema,
-            batch: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// Every row as one sorted batch (of this memtable's schema), cached.
-    pub(crate) fn full_batch(&self) -> Result<Option<arrow::record_batch::RecordBatch>> {
-        if let Some(b) = self.batch.get() {
-            return Ok(b.clone());
-        }
-        let b = self.mem.to_batch(&self.schema, TimeRange::ALL, None)?;
-        let _ = self.batch.set(b.clone());
-        Ok(b)
+        Self { mem, schema }
     }
 }
 
@@ -275,7 +261,7 @@ impl Engine {
             Some(ttl) => {
                 let ttl = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
                 let cutoff = crate::compaction::scheduler::now_nanos().saturating_sub(ttl);
-                range.intersect(&TimeRange::new(cutoff, i64::MAX))
+                range.intersect(&TimeRange::inclusive(cutoff, i64::MAX))
             }
             None => range,
         };

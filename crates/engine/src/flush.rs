@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::engine::{Engine, FrozenMemtable, Table, sleep_or_shutdown};
 use crate::error::{Error, Result};
 use crate::manifest::Action;
-use crate::memtable::{Memtable, TimeRange, merged_batch, segment_start};
+use crate::memtable::{Memtable, TimeRange, merged_batch, merged_row_count, segment_of};
 use crate::sst::writer::{EncodeOptions, encode};
 use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
 
@@ -136,17 +136,30 @@ async fn write_ssts(
     let mut metas = Vec::new();
     let segments: std::collections::BTreeSet<i64> =
         mems.iter().flat_map(|m| m.segments()).collect();
+    // The WAL is truncated past every row of `mems` once this flush commits, so the
+    // SSTs must hold every one of them: count what each segment wrote.
+    let expected = merged_row_count(mems, TimeRange::ALL) as u64;
+    let mut written = 0u64;
+    let mut segment_ranges: Vec<(i64, TimeRange)> = Vec::new();
     for seg in segments {
-        let range = TimeRange::new(seg, seg.saturating_add(seg_nanos));
+        let range = segment_of(seg, seg_nanos);
+        if range.start != seg || segment_ranges.last().is_some_and(|(_, r)| r.last >= seg) {
+            return Err(Error::Manifest(format!(
+                "flush of {db}.{table}: segment start {seg} is not a segment boundary"
+            )));
+        }
+        segment_ranges.push((seg, range));
+    }
+    for (seg, range) in segment_ranges {
         // CPU: sort (memtables are ordered maps; series are sorted here) and encode.
         let Some(batch) = merged_batch(mems, schema, range, None)? else {
             continue;
         };
         let rows = batch.num_rows() as u64;
+        written += rows;
         let (min_time, max_time) = batch_time_bounds(&batch).unwrap_or((seg, seg));
         let tag_ranges = crate::sst::tag_ranges(&batch);
         let bytes = encode(&[batch], opts)?;
-        debug_assert_eq!(segment_start(min_time, seg_nanos), seg);
         let file_id = new_file_id();
         let path = sst_path(&engine.config.store_prefix, db, table, seg, &file_id);
         let size = bytes.len() as u64;
@@ -173,6 +186,14 @@ async fn write_ssts(
             level: 0,
             tag_ranges,
         });
+    }
+    if written != expected {
+        // Never reached by the segment arithmetic above; if it ever is, failing keeps
+        // the rows in memory and in the WAL instead of acknowledging their loss.
+        return Err(Error::Manifest(format!(
+            "flush of {db}.{table} wrote {written} of its {expected} rows to SSTs; \
+             not committing it"
+        )));
     }
     Ok(metas)
 }

@@ -138,9 +138,9 @@ impl TableProvider for EngineTable {
     }
 }
 
-/// Inclusive bounds to the engine's half-open range.
+/// Inclusive bounds to the engine's (inclusive) range.
 fn to_range(t: TimeBounds) -> TimeRange {
-    TimeRange::new(t.min, t.max.saturating_add(1))
+    TimeRange::inclusive(t.min, t.max)
 }
 
 /// Whether `meta`'s tag statistics allow a row with the wanted tag values. SSTs without

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::flush::batch_time_bounds;
-use crate::memtable::{Memtable, TimeRange};
+use crate::memtable::{Memtable, TimeRange, segment_of};
 use crate::sst::writer::{EncodeOptions, encode};
 use crate::sst::{SstMeta, new_file_id, reader, sst_path, tag_ranges};
 
@@ -71,18 +71,26 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<SstMet
             merged.insert_batch(&schema, &batch, seq, seg_nanos)?;
         }
     }
-    let range = TimeRange::new(
-        task.segment_start,
-        task.segment_start.saturating_add(seg_nanos),
-    );
+    let range = segment_of(task.segment_start, seg_nanos);
     let batch = merged.to_batch(&schema, range, None)?.ok_or_else(|| {
         Error::Manifest(format!(
             "compaction of {}.{} produced no rows",
             task.db, task.table
         ))
     })?;
-    drop(merged);
     let rows = batch.num_rows() as u64;
+    // The inputs are dropped once the output commits: it must hold every row of them.
+    if rows != merged.rows() as u64 {
+        return Err(Error::Manifest(format!(
+            "compaction of {}.{} segment {}: {} of {} rows fall in the segment",
+            task.db,
+            task.table,
+            task.segment_start,
+            rows,
+            merged.rows()
+        )));
+    }
+    drop(merged);
     let (min_time, max_time) =
         batch_time_bounds(&batch).unwrap_or((task.segment_start, task.segment_start));
     let tags = tag_ranges(&batch);

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::memtable::segment_of;
 use crate::sst::SstMeta;
 
 use super::CompactionConfig;
@@ -91,8 +92,9 @@ pub fn pick(
     let grace = i64::try_from(cfg.grace_period.as_nanos()).unwrap_or(i64::MAX);
     let mut decision = Decision::default();
     for ((db, table, segment_start), mut files) in groups {
-        let segment_end = segment_start.saturating_add(segment_nanos);
-        let hot = segment_end.saturating_add(grace) > now_ns;
+        // Exclusive end, in i128: the last segment ends past i64::MAX.
+        let segment_end = i128::from(segment_of(segment_start, segment_nanos).last) + 1;
+        let hot = segment_end + i128::from(grace) > i128::from(now_ns);
         if hot && !force {
             continue;
         }

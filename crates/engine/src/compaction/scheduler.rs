@@ -12,6 +12,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::engine::{Engine, sleep_or_shutdown};
 use crate::error::{Error, Result};
+use crate::memtable::segment_of;
 use crate::model::Scope;
 use crate::sst::SstMeta;
 
@@ -203,7 +204,7 @@ impl Engine {
                 continue;
             };
             let cutoff = now.saturating_sub(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX));
-            if m.segment_start.saturating_add(seg) <= cutoff {
+            if segment_of(m.segment_start, seg).last < cutoff {
                 expired_by_table
                     .entry((m.db.clone(), m.table.clone()))
                     .or_default()

@@ -1,63 +1,28 @@
 //! Converting memtables to sorted Arrow record batches, and Arrow batches back into a
 //! memtable (used by the read path to merge overlapping sources).
+//!
+//! Rows are sparse (see the module above) and so is the conversion: it builds only the
+//! columns asked for, or without a projection only the columns some row holds, and
+//! appends a row's values by field id, padding the columns it lacks with nulls in
+//! bulk. Its cost is proportional to the values and the output columns, never to the
+//! width of the table schema.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array,
-    Int64Builder, StringArray, StringBuilder, StringDictionaryBuilder, TimestampNanosecondArray,
-    TimestampNanosecondBuilder, UInt64Array, UInt64Builder,
+    Array, ArrayBuilder, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder,
+    Int64Array, Int64Builder, StringArray, StringBuilder, StringDictionaryBuilder,
+    TimestampNanosecondArray, TimestampNanosecondBuilder, UInt64Array, UInt64Builder,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use serde::{Deserialize, Serialize};
 
-use super::{Memtable, Series, SeriesKey};
+use super::{IdSet, Memtable, Series, SeriesKey, TimeRange};
 use crate::error::{Error, Result};
 use crate::model::{FieldType, FieldValue};
-use crate::schema::{ColumnKind, TableSchema};
-
-/// A half-open time range `[start, end)` in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimeRange {
-    pub start: i64,
-    pub end: i64,
-}
-
-impl TimeRange {
-    /// Every representable time (`i64::MAX` itself is excluded).
-    pub const ALL: TimeRange = TimeRange {
-        start: i64::MIN,
-        end: i64::MAX,
-    };
-
-    pub fn new(start: i64, end: i64) -> Self {
-        Self { start, end }
-    }
-
-    pub fn contains(&self, t: i64) -> bool {
-        t >= self.start && t < self.end
-    }
-
-    /// Whether the inclusive range `[min, max]` overlaps this one.
-    pub fn overlaps(&self, min: i64, max: i64) -> bool {
-        min < self.end && max >= self.start
-    }
-
-    pub fn intersect(&self, other: &TimeRange) -> TimeRange {
-        TimeRange {
-            start: self.start.max(other.start),
-            end: self.end.min(other.end),
-        }
-    }
-}
-
-impl Default for TimeRange {
-    fn default() -> Self {
-        Self::ALL
-    }
-}
+use crate::schema::{ColumnKind, TableSchema, field_field, tag_field, time_field};
 
 enum FieldBuilder {
     F64(Float64Builder),
@@ -92,6 +57,35 @@ impl FieldBuilder {
             (Self::Bool(b), _) => b.append_null(),
             (Self::Str(b), _) => b.append_null(),
         }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::F64(b) => b.len(),
+            Self::I64(b) => b.len(),
+            Self::U64(b) => b.len(),
+            Self::Bool(b) => b.len(),
+            Self::Str(b) => b.len(),
+        }
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        match self {
+            Self::F64(b) => b.append_nulls(n),
+            Self::I64(b) => b.append_nulls(n),
+            Self::U64(b) => b.append_nulls(n),
+            Self::Bool(b) => b.append_nulls(n),
+            Self::Str(b) => b.append_nulls(n),
+        }
+    }
+
+    /// Append `v` as row `row` (0-based), padding the rows before it with nulls.
+    fn append_at(&mut self, row: usize, v: &FieldValue) {
+        let len = self.len();
+        if len < row {
+            self.append_nulls(row - len);
+        }
+        self.append(Some(v));
     }
 
     fn finish(&mut self) -> ArrayRef {
@@ -208,6 +202,10 @@ fn field_value(col: &ArrayRef, row: usize) -> Option<FieldValue> {
 /// the same (series, time) field by field, later memtables winning, as if they had been
 /// inserted into one. `schema` must cover every memtable's columns (ids only grow).
 ///
+/// The columns are `schema.projected_schema(projection)`; without a projection, only
+/// the tags and fields that occur in some part, and `time` (an SST or a scan source
+/// may lack columns: readers fill them with nulls).
+///
 /// The flush uses it to write the memtables that readers sealed (each query that finds
 /// a large active memtable seals it) as one SST per segment, without first re-inserting
 /// their rows into a merged memtable.
@@ -217,28 +215,11 @@ pub(crate) fn merged_batch(
     range: TimeRange,
     projection: Option<&[String]>,
 ) -> Result<Option<RecordBatch>> {
-    let out_schema = schema.projected_schema(projection);
+    let out_schema = output_schema(parts, schema, projection);
     let tag_order = schema.sorted_tag_ids();
     // Each series with its instances in `parts` (in part order), sorted by tag values
     // in tag-name order.
-    let mut groups: Vec<(Vec<Option<&str>>, Vec<&Series>)> = if let [only] = parts {
-        only.series().map(|s| (Vec::new(), vec![s])).collect()
-    } else {
-        let mut by_key: foldhash::HashMap<&[u8], usize> = foldhash::HashMap::default();
-        let mut groups: Vec<(Vec<Option<&str>>, Vec<&Series>)> = Vec::new();
-        for part in parts {
-            for (key, s) in part.series_by_key() {
-                match by_key.get(key) {
-                    Some(&i) => groups[i].1.push(s),
-                    None => {
-                        by_key.insert(key, groups.len());
-                        groups.push((Vec::new(), vec![s]));
-                    }
-                }
-            }
-        }
-        groups
-    };
+    let mut groups = series_groups(parts);
     for (vals, series) in &mut groups {
         let key = &series[0].key;
         *vals = tag_order
@@ -249,7 +230,9 @@ pub(crate) fn merged_batch(
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
     let mut tag_cols: Vec<(usize, StringDictionaryBuilder<Int32Type>)> = Vec::new();
-    let mut field_cols: Vec<(u32, FieldBuilder)> = Vec::new();
+    let mut field_cols: Vec<FieldBuilder> = Vec::new();
+    // Field id -> its builder in `field_cols` (u32::MAX: not output).
+    let mut field_pos: Vec<u32> = vec![u32::MAX; schema.fields.len()];
     let mut want_time = false;
     for f in out_schema.fields() {
         match schema.column(f.name()) {
@@ -257,7 +240,12 @@ pub(crate) fn merged_batch(
                 let pos = tag_order.iter().position(|t| *t == id).unwrap_or(0);
                 tag_cols.push((pos, StringDictionaryBuilder::new()));
             }
-            Some(ColumnKind::Field(id, ty)) => field_cols.push((id, FieldBuilder::new(ty))),
+            Some(ColumnKind::Field(id, ty)) => {
+                if let Some(p) = field_pos.get_mut(id as usize) {
+                    *p = field_cols.len() as u32;
+                }
+                field_cols.push(FieldBuilder::new(ty));
+            }
             Some(ColumnKind::Time) => want_time = true,
             None => {}
         }
@@ -265,24 +253,23 @@ pub(crate) fn merged_batch(
     let mut out = Builders {
         tags: tag_cols,
         fields: field_cols,
+        field_pos,
         times: TimestampNanosecondBuilder::new(),
         rows: 0,
     };
-    let mut merged: Vec<Option<&FieldValue>> = Vec::new();
-    if range.start < range.end {
+    let mut merged: Vec<(u32, &FieldValue)> = Vec::new();
+    if !range.is_empty() {
         for (vals, series) in &groups {
             if let [s] = series.as_slice() {
-                for (t, slots) in s.rows.range(range.start..range.end) {
-                    out.push(vals, *t, |id| {
-                        slots.get(id as usize).and_then(|v| v.as_ref())
-                    });
+                for (t, slots) in s.rows.range(range.bounds()) {
+                    out.push(vals, *t, slots.iter().map(|(id, v)| (*id, v)));
                 }
                 continue;
             }
             // k-way merge by time; equal times merge field by field, later parts win.
             let mut iters: Vec<_> = series
                 .iter()
-                .map(|s| s.rows.range(range.start..range.end).peekable())
+                .map(|s| s.rows.range(range.bounds()).peekable())
                 .collect();
             loop {
                 let next = iters
@@ -293,17 +280,17 @@ pub(crate) fn merged_batch(
                 merged.clear();
                 for it in &mut iters {
                     if let Some((_, slots)) = it.next_if(|(tt, _)| **tt == t) {
-                        if merged.len() < slots.len() {
-                            merged.resize(slots.len(), None);
-                        }
-                        for (m, v) in merged.iter_mut().zip(slots) {
-                            if v.is_some() {
-                                *m = v.as_ref();
-                            }
-                        }
+                        merged.extend(slots.iter().map(|(id, v)| (*id, v)));
                     }
                 }
-                out.push(vals, t, |id| merged.get(id as usize).copied().flatten());
+                // Stable: of equal ids, the later part's value comes last and wins.
+                merged.sort_by_key(|(id, _)| *id);
+                let winners = merged
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, (id, _))| merged.get(i + 1).is_none_or(|(next, _)| next != id))
+                    .map(|(_, e)| *e);
+                out.push(vals, t, winners);
             }
         }
     }
@@ -314,7 +301,11 @@ pub(crate) fn merged_batch(
     for (_, b) in &mut out.tags {
         columns.push(Arc::new(b.finish()));
     }
-    for (_, b) in &mut out.fields {
+    for b in &mut out.fields {
+        let len = b.len();
+        if len < out.rows {
+            b.append_nulls(out.rows - len);
+        }
         columns.push(b.finish());
     }
     if want_time {
@@ -328,34 +319,136 @@ pub(crate) fn merged_batch(
     Ok(Some(batch))
 }
 
+/// Each series of `parts` with its instances (in part order); tag values left empty.
+fn series_groups<'m>(parts: &[&'m Memtable]) -> Vec<(Vec<Option<&'m str>>, Vec<&'m Series>)> {
+    if let [only] = parts {
+        return only.series().map(|s| (Vec::new(), vec![s])).collect();
+    }
+    let mut by_key: foldhash::HashMap<&[u8], usize> = foldhash::HashMap::default();
+    let mut groups: Vec<(Vec<Option<&str>>, Vec<&Series>)> = Vec::new();
+    for part in parts {
+        for (key, s) in part.series_by_key() {
+            match by_key.get(key) {
+                Some(&i) => groups[i].1.push(s),
+                None => {
+                    by_key.insert(key, groups.len());
+                    groups.push((Vec::new(), vec![s]));
+                }
+            }
+        }
+    }
+    groups
+}
+
+/// How many distinct (series, time) rows `parts` hold in `range`: the rows
+/// [`merged_batch`] returns for it. The flush checks its SSTs against this.
+pub(crate) fn merged_row_count(parts: &[&Memtable], range: TimeRange) -> usize {
+    if range.is_empty() {
+        return 0;
+    }
+    let mut count = 0;
+    for (_, series) in series_groups(parts) {
+        if let [s] = series.as_slice() {
+            count += s.rows.range(range.bounds()).count();
+            continue;
+        }
+        let mut times: Vec<i64> = series
+            .iter()
+            .flat_map(|s| s.rows.range(range.bounds()).map(|(t, _)| *t))
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        count += times.len();
+    }
+    count
+}
+
+/// The Arrow schema of a conversion: `schema.projected_schema(projection)`, or without
+/// a projection the tags and fields some part holds, and `time`, in canonical order.
+fn output_schema(
+    parts: &[&Memtable],
+    schema: &TableSchema,
+    projection: Option<&[String]>,
+) -> SchemaRef {
+    let mut fields: Vec<Field> = Vec::new();
+    match projection {
+        Some(names) => {
+            // A set: a wide table's projection is compared against every column.
+            let names: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+            for id in schema.sorted_tag_ids() {
+                let name = &schema.tags[id as usize];
+                if names.contains(name.as_str()) {
+                    fields.push(tag_field(name));
+                }
+            }
+            for id in schema.sorted_field_ids() {
+                let (name, ty) = &schema.fields[id as usize];
+                if names.contains(name.as_str()) {
+                    fields.push(field_field(name, *ty));
+                }
+            }
+            if names.contains(crate::schema::TIME_COLUMN) {
+                fields.push(time_field());
+            }
+        }
+        None => {
+            let (mut tags, mut values) = (IdSet::default(), IdSet::default());
+            for p in parts {
+                tags.union_with(p.tags_seen());
+                values.union_with(p.fields_seen());
+            }
+            for id in schema.sorted_tag_ids() {
+                if tags.contains(id) {
+                    fields.push(tag_field(&schema.tags[id as usize]));
+                }
+            }
+            for id in schema.sorted_field_ids() {
+                if values.contains(id) {
+                    let (name, ty) = &schema.fields[id as usize];
+                    fields.push(field_field(name, *ty));
+                }
+            }
+            fields.push(time_field());
+        }
+    }
+    Arc::new(Schema::new(fields))
+}
+
 /// The column builders of [`merged_batch`]: tag columns (with the position of their
-/// tag in tag-name order), field columns (with their field id), time.
+/// tag in tag-name order), field columns (found by field id through `field_pos`), time.
 struct Builders {
     tags: Vec<(usize, StringDictionaryBuilder<Int32Type>)>,
-    fields: Vec<(u32, FieldBuilder)>,
+    fields: Vec<FieldBuilder>,
+    field_pos: Vec<u32>,
     times: TimestampNanosecondBuilder,
     rows: usize,
 }
 
 impl Builders {
-    /// Append one row: its series' tag values, its time, its fields by id.
+    /// Append one row: its series' tag values, its time, its `(field id, value)`s
+    /// (ids distinct). Columns the row has no value for are padded later.
     fn push<'v>(
         &mut self,
         vals: &[Option<&str>],
         t: i64,
-        field: impl Fn(u32) -> Option<&'v FieldValue>,
+        fields: impl Iterator<Item = (u32, &'v FieldValue)>,
     ) {
-        self.rows += 1;
         for (pos, b) in &mut self.tags {
             match vals[*pos] {
                 Some(v) => b.append_value(v),
                 None => b.append_null(),
             }
         }
-        for (id, b) in &mut self.fields {
-            b.append(field(*id));
+        for (id, v) in fields {
+            let Some(&pos) = self.field_pos.get(id as usize) else {
+                continue;
+            };
+            if let Some(b) = self.fields.get_mut(pos as usize) {
+                b.append_at(self.rows, v);
+            }
         }
         self.times.append_value(t);
+        self.rows += 1;
     }
 }
 

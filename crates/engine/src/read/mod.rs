@@ -20,7 +20,7 @@ use object_store::ObjectStore;
 
 use crate::engine::{Engine, FrozenMemtable, Table};
 use crate::error::Result;
-use crate::memtable::{Memtable, TimeRange};
+use crate::memtable::{Memtable, TimeRange, merged_batch};
 use crate::schema::{TIME_COLUMN, TableSchema};
 use crate::sst::{SstFile, SstMeta, reader};
 
@@ -58,8 +58,9 @@ impl std::fmt::Debug for ScanRequest {
 #[derive(Clone)]
 enum Source {
     Sst(Arc<SstFile>),
-    /// Memtable rows copied at snapshot time (all columns of the snapshot schema).
-    Mem(RecordBatch, i64, i64),
+    /// Memtable rows: a frozen memtable, or the active one's rows copied at snapshot
+    /// time; converted per scan with the scan's columns.
+    Mem(Arc<FrozenMemtable>, i64, i64),
 }
 
 impl Source {
@@ -108,12 +109,13 @@ impl TableSnapshot {
                 let schema = Arc::clone(&st.schema);
                 st.frozen.push(Arc::new(FrozenMemtable::new(mem, schema)));
             }
-            let active = st.active.to_batch(&st.schema, range, None)?;
-            let active_bounds = st.active.time_range();
+            let active = st.active.copy_range(range);
+            let active = (!active.is_empty())
+                .then(|| Arc::new(FrozenMemtable::new(active, Arc::clone(&st.schema))));
             (
                 Arc::clone(&st.schema),
                 st.frozen.clone(),
-                active.map(|b| (b, active_bounds)),
+                active,
                 st.ssts
                     .iter()
                     .filter(|f| range.overlaps(f.meta().min_time, f.meta().max_time))
@@ -123,22 +125,14 @@ impl TableSnapshot {
         };
         ssts.sort_by_key(|f| f.meta().max_seq);
         let mut sources: Vec<Source> = ssts.into_iter().map(Source::Sst).collect();
-        // Frozen memtables are immutable: converting them outside the lock is safe, and
-        // the conversion is cached for the next reader. Scans filter by time.
-        for f in frozen {
+        // Frozen memtables are immutable: scans convert them outside the lock.
+        for f in frozen.into_iter().chain(active) {
             let Some((lo, hi)) = f.mem.time_range() else {
                 continue;
             };
-            if !range.overlaps(lo, hi) {
-                continue;
+            if range.overlaps(lo, hi) {
+                sources.push(Source::Mem(f, lo, hi));
             }
-            if let Some(b) = f.full_batch()? {
-                sources.push(Source::Mem(b, lo, hi));
-            }
-        }
-        if let Some((b, bounds)) = active {
-            let (lo, hi) = bounds.unwrap_or((range.start, range.end));
-            sources.push(Source::Mem(b, lo, hi));
         }
         Ok(Self {
             db: table.db.clone(),
@@ -184,7 +178,7 @@ impl TableSnapshot {
         self.sources
             .iter()
             .map(|s| match s {
-                Source::Mem(b, ..) => b.num_rows(),
+                Source::Mem(m, ..) => m.mem.rows(),
                 Source::Sst(_) => 0,
             })
             .sum()
@@ -257,8 +251,15 @@ impl ScanCtx {
         let contested = contested_ranges(&group);
         let mut out = Vec::new();
         let mut merged = Memtable::default();
+        // The merge needs the primary key (every tag, time) and the wanted fields; the
+        // other fields of a wide table stay unread.
+        let merge_columns: Option<Vec<String>> = self.projection.as_ref().map(|p| {
+            let mut cols = p.clone();
+            cols.extend(self.schema.tags.iter().cloned());
+            cols
+        });
         for (order, source) in group.iter().enumerate() {
-            for b in self.load(source, None).await? {
+            for b in self.load(source, merge_columns.as_deref()).await? {
                 let (inside, outside) = split_by_ranges(&b, &contested)?;
                 if outside.num_rows() > 0 {
                     out.push(align(&outside, &self.out_schema)?);
@@ -286,9 +287,9 @@ impl ScanCtx {
             w.push(TIME_COLUMN.to_string());
         }
         match source {
-            Source::Mem(b, ..) => {
-                let b = reader::filter_time(b, self.range)?;
-                Ok(if b.num_rows() == 0 { vec![] } else { vec![b] })
+            Source::Mem(m, ..) => {
+                let b = merged_batch(&[&m.mem], &m.schema, self.range, wanted.as_deref())?;
+                Ok(b.into_iter().collect())
             }
             Source::Sst(f) => {
                 // Skipping a series' rows is safe in merges too: every version of a

@@ -203,7 +203,7 @@ fn may_overlap(rg: &RowGroupMetaData, time_idx: usize, range: TimeRange) -> bool
     }
     match rg.column(time_idx).statistics() {
         Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
-            (Some(&lo), Some(&hi)) => hi >= range.start && lo < range.end,
+            (Some(&lo), Some(&hi)) => hi >= range.start && lo <= range.last,
             _ => true,
         },
         _ => true,
