@@ -149,6 +149,31 @@ pub(crate) fn render(s: &EngineStats) -> String {
         "SSTs dropped whole by retention (TTL).",
         c.expired_ssts as f64,
     );
+    let m = &s.sst_metadata_cache;
+    one(
+        "bulkhead_sst_metadata_cache_hits_total",
+        "counter",
+        "SST opens served from the metadata cache (no GET).",
+        m.hits as f64,
+    );
+    one(
+        "bulkhead_sst_metadata_cache_misses_total",
+        "counter",
+        "SST opens that read the footer, page index and series index from the store.",
+        m.misses as f64,
+    );
+    one(
+        "bulkhead_sst_metadata_cache_bytes",
+        "gauge",
+        "Bytes held by the SST metadata cache (bounded by sst_metadata_cache_bytes).",
+        m.bytes as f64,
+    );
+    one(
+        "bulkhead_sst_metadata_cache_entries",
+        "gauge",
+        "SSTs whose metadata is cached.",
+        m.entries as f64,
+    );
     let per_table: [(&str, &str, TableGauge); 3] = [
         (
             "bulkhead_table_memtable_rows",

@@ -141,6 +141,7 @@ fn engine_config(config: &ServerConfig) -> EngineConfig {
         segment_duration: config.storage.segment_duration.get(),
         sst_multipart_threshold: config.storage.multipart_threshold.as_usize(),
         sst_multipart_part_size: config.storage.multipart_part_size.as_usize(),
+        sst_metadata_cache_bytes: config.storage.metadata_cache_size.as_usize(),
         compaction: compaction_config(&config.compaction),
         ttl: Some(config.retention.ttl.get()).filter(|d| !d.is_zero()),
         ttl_overrides: config

@@ -71,6 +71,9 @@ pub struct EngineConfig {
     /// A snapshot seals an active memtable at least this big (instead of copying its
     /// rows under the table lock); smaller ones are copied.
     pub snapshot_seal_bytes: usize,
+    /// Memory for the parsed metadata of SSTs (Parquet footer, page index, series
+    /// index), so warm queries open files without a GET (default 64 MiB; 0 = off).
+    pub sst_metadata_cache_bytes: usize,
     /// Time-window compaction (see `docs/storage.md`).
     pub compaction: crate::compaction::CompactionConfig,
     /// Default retention: data older than this is hidden from reads and its segments
@@ -103,6 +106,7 @@ impl Default for EngineConfig {
             flush_retry_max_backoff: Duration::from_secs(5),
             flush_check_interval: Duration::from_secs(1),
             snapshot_seal_bytes: 1024 * 1024,
+            sst_metadata_cache_bytes: 64 * 1024 * 1024,
             compaction: crate::compaction::CompactionConfig::default(),
             ttl: None,
             ttl_overrides: std::collections::BTreeMap::new(),

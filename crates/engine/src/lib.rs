@@ -53,5 +53,8 @@ pub use memtable::TimeRange;
 pub use model::{FieldType, FieldValue, Row, Scope, SmolStr, TableWrite, WriteBatch};
 pub use read::{ScanRequest, SstFilter, TableSnapshot};
 pub use schema::{ROLE_KEY, TIME_COLUMN, TableSchema, arrow_type};
+pub use read::metrics::{ScanMetrics, ScanMetricsSnapshot};
+pub use read::predicate::{TagMatcher, TagPredicate};
+pub use sst::cache::MetadataCacheStats;
 pub use sst::{SstFile, SstMeta};
 pub use stats::{CompactionStats, EngineStats, TableStats};

@@ -69,6 +69,9 @@ pub(crate) async fn open(
     let purger = Arc::new(Purger {
         store: Arc::clone(&store),
         io: runtimes.io().clone(),
+        cache: Arc::new(crate::sst::cache::MetadataCache::new(
+            config.sst_metadata_cache_bytes,
+        )),
     });
     let catalog = catalog_from(&state, &purger);
     let (out_tx, out_rx) = mpsc::unbounded_channel();

@@ -52,6 +52,8 @@ pub struct EngineStats {
 /// Compaction and retention counters (since the process started).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactionStats {
+    /// The SST metadata cache (`sst_metadata_cache_bytes`).
+    pub sst_metadata_cache: crate::sst::cache::MetadataCacheStats,
     /// Compaction tasks committed.
     pub completed: u64,
     /// Compaction tasks that failed (their inputs stay live; they are retried later).
@@ -111,3 +113,4 @@ impl StatsCounters {
         }
     }
 }
+            sst_metadata_cache: engine.purger.cache.stats(),

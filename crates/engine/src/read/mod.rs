@@ -8,6 +8,9 @@
 //! temporary memtable. Output batches are sorted by (series, time) within a batch; the
 //! order between batches is by time group, not globally sorted.
 
+pub(crate) mod metrics;
+pub(crate) mod predicate;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -22,7 +25,10 @@ use crate::engine::{Engine, FrozenMemtable, Table};
 use crate::error::Result;
 use crate::memtable::{Memtable, TimeRange, merged_batch};
 use crate::schema::{TIME_COLUMN, TableSchema};
+use crate::sst::cache::MetadataCache;
 use crate::sst::{SstFile, SstMeta, reader};
+use metrics::ScanMetrics;
+use predicate::TagPredicate;
 
 /// Decides whether an SST is read (e.g. pruning on statistics); `true` keeps it.
 pub type SstFilter = Arc<dyn Fn(&SstMeta) -> bool + Send + Sync>;
@@ -41,6 +47,12 @@ pub struct ScanRequest {
     /// series, so a row group holds few values of the first tag). Rows are not
     /// filtered: the caller still applies its predicate. Empty = no restriction.
     pub tag_values: BTreeMap<String, BTreeSet<String>>,
+    /// A predicate on tag values: in SSTs with a series index, only the rows of series
+    /// for which it may be TRUE are read (exactly those; SQL three-valued logic). SSTs
+    /// without an index and memtables are read whole (the caller still filters).
+    pub tag_predicate: Option<TagPredicate>,
+    /// Where the scan counts what it read and skipped (see [`ScanMetrics`]).
+    pub metrics: Option<Arc<ScanMetrics>>,
 }
 
 impl std::fmt::Debug for ScanRequest {
@@ -50,6 +62,7 @@ impl std::fmt::Debug for ScanRequest {
             .field("projection", &self.projection)
             .field("sst_filter", &self.sst_filter.is_some())
             .field("tag_values", &self.tag_values)
+            .field("tag_predicate", &self.tag_predicate)
             .finish()
     }
 }
@@ -82,6 +95,7 @@ pub struct TableSnapshot {
     /// Oldest first.
     sources: Vec<Source>,
     store: Arc<dyn ObjectStore>,
+    cache: Arc<MetadataCache>,
     segment_nanos: i64,
 }
 
@@ -141,6 +155,7 @@ impl TableSnapshot {
             range,
             sources,
             store: Arc::clone(&engine.store),
+            cache: Arc::clone(&engine.purger.cache),
             segment_nanos: engine.config.segment_nanos(),
         })
     }
@@ -212,7 +227,10 @@ impl TableSnapshot {
             projection: req.projection,
             range,
             tag_values: req.tag_values,
+            tag_predicate: req.tag_predicate,
+            metrics: req.metrics.unwrap_or_default(),
             store: Arc::clone(&self.store),
+            cache: Arc::clone(&self.cache),
             segment_nanos: self.segment_nanos,
         });
         stream::iter(overlap_groups(sources))
@@ -232,7 +250,10 @@ struct ScanCtx {
     projection: Option<Vec<String>>,
     range: TimeRange,
     tag_values: BTreeMap<String, BTreeSet<String>>,
+    tag_predicate: Option<TagPredicate>,
+    metrics: Arc<ScanMetrics>,
     store: Arc<dyn ObjectStore>,
+    cache: Arc<MetadataCache>,
     segment_nanos: i64,
 }
 
@@ -298,8 +319,10 @@ impl ScanCtx {
                     columns: wanted.as_deref(),
                     range: self.range,
                     tag_values: &self.tag_values,
+                    predicate: self.tag_predicate.as_ref(),
+                    metrics: &self.metrics,
                 };
-                reader::read(&self.store, f.meta(), want).await
+                reader::read(&self.store, f.meta(), &self.cache, want).await
             }
         }
     }

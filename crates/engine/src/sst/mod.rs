@@ -12,7 +12,12 @@
 
 pub(crate) mod reader;
 pub(crate) mod writer;
+pub(crate) mod cache;
 
+pub(crate) mod selection;
+pub(crate) mod series_index;
+#[cfg(test)]
+mod tsbs_size;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -126,7 +131,8 @@ pub(crate) fn base_path(prefix: &str) -> Path {
         .fold(Path::default(), |p, part| p.join(part))
 }
 
-/// Deletes objects in the background on the io runtime.
+/// Deletes objects in the background on the io runtime, and drops their entries from
+/// the metadata cache.
 #[derive(Debug)]
 pub(crate) struct Purger {
     pub(crate) store: Arc<dyn ObjectStore>,
@@ -138,6 +144,7 @@ impl Purger {
         let store = Arc::clone(&self.store);
         self.io.spawn(async move {
             match store.delete(&path).await {
+    pub(crate) cache: Arc<cache::MetadataCache>,
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                     tracing::debug!(%path, "deleted SST");
                 }
@@ -189,6 +196,7 @@ impl Drop for SstFile {
 
 #[cfg(test)]
 mod tests {
+            p.cache.remove(&self.meta.path);
     use super::*;
 
     #[test]

@@ -1,16 +1,19 @@
 //! Reading an SST back as Arrow batches.
 //!
-//! Queries use [`read`]: ranged GETs through the io-bound store, the Parquet footer
-//! first, then only the column chunks of the projected columns in the row groups whose
-//! time statistics overlap the range. Decoding runs on the caller's runtime (`query`).
+//! Queries use [`read`]: ranged GETs through the io-bound store, the Parquet footer,
+//! page index and series index first ([`open`], cached per file), then only the pages
+//! of the projected columns that hold selected rows. Decoding runs on the caller's
+//! runtime (`query`).
 //! Compaction needs every column of every row, so it [`fetch`]es the whole object on
 //! `io` first and [`decode`]s it on `compact` afterwards.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, TimestampNanosecondArray};
 use arrow::compute::filter_record_batch;
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::FutureExt;
@@ -20,16 +23,25 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    RowFilter,
+};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
+use parquet::file::metadata::{
+    PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData,
+};
 use parquet::file::statistics::Statistics;
 
 use super::SstMeta;
+use super::cache::{MetadataCache, SstMetadata};
+use super::selection;
+use super::series_index::{self, SeriesIndex};
 use crate::error::{Error, Result};
 use crate::memtable::TimeRange;
+use crate::read::metrics::ScanMetrics;
+use crate::read::predicate::TagPredicate;
 use crate::schema::TIME_COLUMN;
 
 /// Fetch the whole object (compaction inputs; bounded by the compaction budget).
@@ -47,9 +59,9 @@ pub(crate) async fn fetch(store: &Arc<dyn ObjectStore>, meta: &SstMeta) -> Resul
     })
 }
 
-/// Bytes fetched with the first ranged GET: enough for the footer and metadata of
-/// typical SSTs, so opening a file costs one request.
-const FOOTER_HINT: usize = 64 * 1024;
+/// Bytes fetched with the first ranged GET: enough for the footer, the page index and
+/// the series index of typical SSTs, so opening a file costs one request.
+const FOOTER_HINT: usize = 256 * 1024;
 
 /// What [`read`] keeps of an SST.
 pub(crate) struct Want<'a> {
@@ -57,59 +69,165 @@ pub(crate) struct Want<'a> {
     pub(crate) columns: Option<&'a [String]>,
     /// Rows in this range (exactly).
     pub(crate) range: TimeRange,
-    /// Row groups whose tag statistics admit one of these values per tag (pruning only:
-    /// rows of other values in a kept row group are returned).
+    /// Row groups whose tag statistics admit one of these values per tag (pruning only,
+    /// for SSTs without a series index).
     pub(crate) tag_values: &'a BTreeMap<String, BTreeSet<String>>,
+    /// Series for which this may be TRUE (resolved against the SST's series index;
+    /// the rows of other series are not read). `None`: every series.
+    pub(crate) predicate: Option<&'a TagPredicate>,
+    pub(crate) metrics: &'a ScanMetrics,
 }
 
-/// Read the rows `want`s of `meta`, with ranged GETs: footer first, then only the
-/// column chunks of the row groups that time and tag statistics do not rule out.
+/// The parsed metadata of `meta`'s SST: from `cache`, or read with ranged GETs (the
+/// footer, page index and series index, usually in one request) and cached.
+pub(crate) async fn open(
+    store: &Arc<dyn ObjectStore>,
+    meta: &SstMeta,
+    cache: &MetadataCache,
+    metrics: &ScanMetrics,
+) -> Result<SstMetadata> {
+    if let Some(m) = cache.get(&meta.path) {
+        ScanMetrics::add(&metrics.metadata_cache_hits, 1);
+        return Ok(m);
+    }
+    let mut reader = RangedReader {
+        store: Arc::clone(store),
+        path: meta.object_path(),
+        size: meta.bytes,
+    };
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let arrow = ArrowReaderMetadata::load_async(&mut reader, options).await?;
+    let index = arrow
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == series_index::KEY))
+        .and_then(|e| e.value.as_deref())
+        .and_then(|text| match SeriesIndex::decode(text) {
+            Ok(ix) if ix.rows() == meta.rows => Some(Arc::new(ix)),
+            Ok(ix) => {
+                tracing::warn!(path = %meta.path, index_rows = ix.rows(), rows = meta.rows,
+                    "SST series index does not cover the file; reading without it");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %meta.path, error = %e, "reading an SST without its series index");
+                None
+            }
+        });
+    let opened = SstMetadata { arrow, index };
+    cache.insert(&meta.path, opened.clone());
+    Ok(opened)
+}
+
+/// Read the rows `want`s of `meta`, with ranged GETs: the metadata (unless cached),
+/// then only the pages of the projected columns that hold selected rows. Rows are
+/// selected by row-group time and tag statistics, the series index (tag predicate)
+/// and the time column's page statistics; the exact time filter then runs inside the
+/// decoder, so the other columns of rows outside the range are never materialized.
 pub(crate) async fn read(
     store: &Arc<dyn ObjectStore>,
     meta: &SstMeta,
+    cache: &MetadataCache,
     want: Want<'_>,
 ) -> Result<Vec<RecordBatch>> {
     let Want {
         columns,
         range,
         tag_values,
+        predicate,
+        metrics: m,
     } = want;
-    let reader = RangedReader {
-        store: Arc::clone(store),
-        path: meta.object_path(),
-        size: meta.bytes,
-    };
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-    let time_idx = builder
-        .parquet_schema()
+    let opened = open(store, meta, cache, m).await?;
+    let md = Arc::clone(opened.arrow.metadata());
+    let parquet_schema = md.file_metadata().schema_descr();
+    let time_idx = parquet_schema
         .columns()
         .iter()
         .position(|c| c.name() == TIME_COLUMN);
-    let tag_columns: Vec<(usize, &BTreeSet<String>)> = tag_values
-        .iter()
-        .filter_map(|(tag, values)| {
-            let columns = builder.parquet_schema().columns();
-            let i = columns.iter().position(|c| c.name() == tag)?;
-            Some((i, values))
-        })
-        .collect();
-    let row_groups: Vec<usize> = builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .enumerate()
-        .filter(|(_, rg)| time_idx.is_none_or(|i| may_overlap(rg, i, range)))
-        .filter(|(_, rg)| {
-            tag_columns
-                .iter()
-                .all(|(i, values)| may_hold_any(rg, *i, values))
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if row_groups.is_empty() {
+    ScanMetrics::add(&m.ssts, 1);
+    ScanMetrics::add(&m.rows, md.file_metadata().num_rows().max(0) as usize);
+
+    // Rows of the series the predicate may match (file-wide row numbers).
+    let series_rows = match (predicate, &opened.index) {
+        (Some(p), Some(ix)) if !p.is_unknown() => {
+            let (ranges, matched) = ix.select(p);
+            ScanMetrics::add(&m.ssts_with_index, 1);
+            ScanMetrics::add(&m.series, ix.series());
+            ScanMetrics::add(&m.series_matched, matched);
+            Some(ranges)
+        }
+        _ => None,
+    };
+    let tag_columns: Vec<(usize, &BTreeSet<String>)> = if series_rows.is_some() {
+        Vec::new() // the index is exact per series; statistics add nothing
+    } else {
+        tag_values
+            .iter()
+            .filter_map(|(tag, values)| {
+                let i = parquet_schema
+                    .columns()
+                    .iter()
+                    .position(|c| c.name() == tag)?;
+                Some((i, values))
+            })
+            .collect()
+    };
+
+    // Per row group: skipped whole, or the row ranges (row-group relative) to read.
+    let mut plan: Vec<(usize, Vec<Range<usize>>)> = Vec::new();
+    let mut rg_start = 0usize;
+    for (i, rg) in md.row_groups().iter().enumerate() {
+        let n = rg.num_rows().max(0) as usize;
+        let span = rg_start..rg_start + n;
+        rg_start += n;
+        ScanMetrics::add(&m.row_groups, 1);
+        if time_idx.is_some_and(|t| !may_overlap(rg, t, range)) {
+            ScanMetrics::add(&m.row_groups_skipped_time, 1);
+            continue;
+        }
+        if !tag_columns
+            .iter()
+            .all(|(c, values)| may_hold_any(rg, *c, values))
+        {
+            ScanMetrics::add(&m.row_groups_skipped_stats, 1);
+            continue;
+        }
+        let mut ranges = vec![0..n];
+        if let Some(rows) = &series_rows {
+            ranges = selection::relative(rows, span);
+            ScanMetrics::add(&m.rows_skipped_index, n - selection::count(&ranges));
+            if ranges.is_empty() {
+                ScanMetrics::add(&m.row_groups_skipped_index, 1);
+                continue;
+            }
+        }
+        if let Some(pages) = time_idx.and_then(|t| selection::time_pages(&md, i, t, range)) {
+            let before = selection::count(&ranges);
+            ranges = selection::intersect(&ranges, &pages);
+            ScanMetrics::add(
+                &m.rows_skipped_time_pages,
+                before - selection::count(&ranges),
+            );
+            if ranges.is_empty() {
+                ScanMetrics::add(&m.row_groups_skipped_time, 1);
+                continue;
+            }
+        }
+        plan.push((i, ranges));
+    }
+    if plan.is_empty() {
         return Ok(Vec::new());
     }
-    let mask = match columns {
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        RangedReader {
+            store: Arc::clone(store),
+            path: meta.object_path(),
+            size: meta.bytes,
+        },
+        opened.arrow.clone(),
+    );
+    let (mask, leaves) = match columns {
         Some(cols) => {
             let indices: Vec<usize> = builder
                 .schema()
@@ -119,24 +237,60 @@ pub(crate) async fn read(
                 .filter(|(_, f)| cols.iter().any(|c| c == f.name()))
                 .map(|(i, _)| i)
                 .collect();
-            ProjectionMask::roots(builder.parquet_schema(), indices)
+            let mask = ProjectionMask::roots(parquet_schema, indices);
+            let leaves: Vec<usize> = (0..parquet_schema.num_columns())
+                .filter(|&c| mask.leaf_included(c))
+                .collect();
+            (mask, leaves)
         }
-        None => ProjectionMask::all(),
+        None => (
+            ProjectionMask::all(),
+            (0..parquet_schema.num_columns()).collect::<Vec<usize>>(),
+        ),
     };
-    let stream = builder
+    let (pages, skipped) = selection::count_pages(&md, &plan, &leaves);
+    ScanMetrics::add(&m.pages, pages);
+    ScanMetrics::add(&m.pages_skipped, skipped);
+    let selected: usize = plan.iter().map(|(_, r)| selection::count(r)).sum();
+    ScanMetrics::add(&m.rows_selected, selected);
+    let row_groups: Vec<usize> = plan.iter().map(|(i, _)| *i).collect();
+    let whole = plan
+        .iter()
+        .all(|(i, r)| r.len() == 1 && r[0] == (0..md.row_group(*i).num_rows().max(0) as usize));
+    let mut builder = builder
         .with_row_groups(row_groups)
         .with_projection(mask)
-        .with_batch_size(8192)
-        .build()?;
-    let batches: Vec<RecordBatch> = stream.try_collect().await?;
-    let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let batch = filter_time(&batch, range)?;
-        if batch.num_rows() > 0 {
-            out.push(batch);
-        }
+        .with_batch_size(8192);
+    if !whole {
+        builder = builder.with_row_selection(selection::to_selection(&md, &plan));
     }
+    // Rows outside the range exist only if the range cuts the file's time bounds.
+    let cut = range.start > meta.min_time || range.last < meta.max_time;
+    if let (Some(t), true) = (time_idx, cut) {
+        let predicate =
+            ArrowPredicateFn::new(ProjectionMask::leaves(parquet_schema, [t]), move |b| {
+                time_mask(b.column(0).as_ref(), range)
+            });
+        builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+    }
+    let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
+    let out: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+    let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
+    ScanMetrics::add(&m.rows_output, rows);
+    ScanMetrics::add(&m.rows_filtered_time, selected.saturating_sub(rows));
     Ok(out)
+}
+
+/// The rows of a `time` column inside `range`.
+fn time_mask(col: &dyn Array, range: TimeRange) -> std::result::Result<BooleanArray, ArrowError> {
+    let times = col
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .ok_or_else(|| ArrowError::CastError("SST time column has an unexpected type".into()))?;
+    Ok(times
+        .iter()
+        .map(|t| Some(t.is_some_and(|t| range.contains(t))))
+        .collect())
 }
 
 /// Parquet's async reader over our store: every read is a ranged GET (the store is
@@ -185,7 +339,7 @@ impl AsyncFileReader for RangedReader {
         async move {
             let size = self.size;
             let metadata = ParquetMetaDataReader::new()
-                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .with_arrow_reader_options(options)
                 .with_prefetch_hint(Some(FOOTER_HINT))
                 .load_and_finish(self, size)
                 .await?;

@@ -5,7 +5,9 @@
 //! row group, used for pruning); dictionary encoding for tags and string fields;
 //! `DELTA_BINARY_PACKED` without dictionary for `time` and integer fields (rows are
 //! sorted by series then time, so deltas are small); `BYTE_STREAM_SPLIT` for floats.
-//! The file records its sort order (tags, then time) as Parquet sorting columns.
+//! The file records its sort order (tags, then time) as Parquet sorting columns, and
+//! its series index (each series' row range and tag values, [`super::series_index`])
+//! in the key-value metadata.
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -78,6 +80,9 @@ pub(crate) async fn upload(
     Ok(())
 }
 
+/// Most rows per data page (checked every 1024 rows, Parquet's write batch size).
+pub(crate) const PAGE_ROWS: usize = 8 * 1024;
+
 /// Parquet writer settings for SSTs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EncodeOptions {
@@ -87,6 +92,15 @@ pub(crate) struct EncodeOptions {
 
 /// Encode `batches` (all with the same schema, already sorted) into one Parquet file.
 pub(crate) fn encode(batches: &[RecordBatch], opts: EncodeOptions) -> Result<Bytes> {
+    encode_with_pages(batches, opts, PAGE_ROWS)
+}
+
+/// [`encode`] with another page row limit (for measuring the choice).
+pub(crate) fn encode_with_pages(
+    batches: &[RecordBatch],
+    opts: EncodeOptions,
+    page_rows: usize,
+) -> Result<Bytes> {
     let Some(first) = batches.first() else {
         return Ok(Bytes::new());
     };
@@ -95,7 +109,11 @@ pub(crate) fn encode(batches: &[RecordBatch], opts: EncodeOptions) -> Result<Byt
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(opts.row_group_size.max(1024)));
+        .set_max_row_group_row_count(Some(opts.row_group_size.max(1024)))
+        // Smaller pages than Parquet's 20 Ki rows, so a series' row range (selected
+        // through the series index) decodes less of its neighbours' data; the cost is
+        // a larger page index (measured in docs/benchmarks.md).
+        .set_data_page_row_count_limit(page_rows);
     let mut sorting = Vec::new();
     for (i, f) in schema.fields().iter().enumerate() {
         let col = ColumnPath::from(f.name().as_str());
@@ -133,6 +151,12 @@ pub(crate) fn encode(batches: &[RecordBatch], opts: EncodeOptions) -> Result<Byt
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
     for b in batches {
         writer.write(b)?;
+    }
+    if let Some(index) = super::series_index::SeriesIndex::build(batches) {
+        writer.append_key_value_metadata(KeyValue::new(
+            super::series_index::KEY.to_string(),
+            index.encode(),
+        ));
     }
     writer.close()?;
     Ok(Bytes::from(out))

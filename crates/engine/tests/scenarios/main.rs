@@ -15,6 +15,7 @@ mod model;
 mod object_io;
 mod recovery;
 mod schema_conflict;
+mod series_index;
 mod snapshot;
 mod startup_gc;
 mod torn_tail;

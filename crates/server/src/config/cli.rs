@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// [storage] multipart_part_size: part size of multipart uploads [default: 8MiB].
     #[arg(long, env = "BULKHEAD_MULTIPART_PART_SIZE", value_name = "SIZE")]
     pub multipart_part_size: Option<ByteSize>,
+    /// [storage] metadata_cache_size: memory for parsed SST metadata, 0 = off [default: 64MiB].
+    #[arg(long, env = "BULKHEAD_METADATA_CACHE_SIZE", value_name = "SIZE")]
+    pub metadata_cache_size: Option<ByteSize>,
     /// [storage] unsafe_no_conditional_put: start even if the store ignores create-only
     /// puts; only safe with a single writer per prefix [default: false].
     #[arg(
@@ -249,6 +252,10 @@ impl ServeArgs {
         set(
             &mut cfg.storage.multipart_part_size,
             &self.multipart_part_size,
+        );
+        set(
+            &mut cfg.storage.metadata_cache_size,
+            &self.metadata_cache_size,
         );
         set(
             &mut cfg.storage.unsafe_no_conditional_put,

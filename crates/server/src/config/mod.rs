@@ -93,6 +93,8 @@ pub struct StorageConfig {
     pub multipart_threshold: ByteSize,
     /// Part size of multipart uploads (S3 requires at least 5 MiB).
     pub multipart_part_size: ByteSize,
+    /// Memory for parsed SST metadata (footer, page index, series index); 0 = off.
+    pub metadata_cache_size: ByteSize,
     /// Start even if the store ignores create-only puts (`If-None-Match: *`). Only
     /// safe when a single Bulkhead process ever writes to this prefix.
     pub unsafe_no_conditional_put: bool,
@@ -107,6 +109,7 @@ impl Default for StorageConfig {
             segment_duration: HumanDuration::secs(2 * 3600),
             multipart_threshold: ByteSize::mib(32),
             multipart_part_size: ByteSize::mib(8),
+            metadata_cache_size: ByteSize::mib(64),
             unsafe_no_conditional_put: false,
         }
     }

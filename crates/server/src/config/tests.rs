@@ -32,6 +32,11 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "16MiB",
     ),
     (
+        "storage.metadata_cache_size",
+        "--metadata-cache-size",
+        "8MiB",
+    ),
+    (
         "storage.unsafe_no_conditional_put",
         "--unsafe-no-conditional-put",
         "true",
