@@ -1,6 +1,8 @@
 //! Opening the object store named by `storage.object_store`, and checking it is usable.
 //!
-//! - `file://PATH`: a local directory (the embedded default).
+//! - `file://PATH`: a local directory (the embedded default), through
+//!   [`DurableLocalStore`]: an object is fsynced, renamed into place and its directory
+//!   fsynced before its put returns.
 //! - `s3://BUCKET[/PREFIX]`: object_store's S3 client, configured by the `[s3]` section
 //!   (flags `--s3-*`), whose empty values fall back to the standard `AWS_*` environment
 //!   variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
@@ -16,14 +18,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use bulkhead_runtime::Runtimes;
-use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore, IoObjectStore, io_http_connector};
+use bulkhead_runtime::store::{
+    DurableLocalStore, FaultConfig, FaultInjectingStore, IoObjectStore, io_http_connector,
+};
 use bulkhead_server::config::S3Config;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 /// Benchmark knob, not a config option: `20ms..80ms` delays every object-store call by
-/// a random time in that range, so local disk behaves like S3 (`bulkhead bench`).
+/// a random time in that range, so local disk behaves like S3 (`bulkhead-bench`).
 pub(crate) const INJECT_LATENCY_ENV: &str = "BULKHEAD_INJECT_LATENCY";
 
 /// Test knob, not a config option: `0.2` fails every object-store call with that
@@ -49,12 +53,13 @@ impl OpenedStore {
 /// Open `url` as an io-bound store.
 pub(crate) fn open(url: &str, s3: &S3Config, runtimes: &Runtimes) -> anyhow::Result<OpenedStore> {
     let inner: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
+        // Every put is fsynced, renamed into place, and its directory fsynced before it
+        // returns: the manifest may only name objects a power loss cannot take back.
         let root = PathBuf::from(path);
-        std::fs::create_dir_all(&root)
-            .with_context(|| format!("creating the object-store directory {}", root.display()))?;
         Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(&root)
-                .with_context(|| format!("opening the object store at {}", root.display()))?,
+            DurableLocalStore::new(&root).with_context(|| {
+                format!("opening the object-store directory {}", root.display())
+            })?,
         )
     } else if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -221,4 +226,22 @@ pub(crate) async fn check(
 fn rand_id() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_data_dir_is_served_by_the_durable_store() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let runtimes = Runtimes::new(bulkhead_runtime::RuntimeConfig::default()).expect("runtimes");
+        let url = format!("file://{}", dir.path().join("objects").display());
+        let opened = open(&url, &S3Config::default(), &runtimes).expect("open");
+        let name = opened.store.to_string();
+        assert!(
+            name.starts_with("IoObjectStore(DurableLocalStore("),
+            "serve's local store is {name}"
+        );
+    }
 }

@@ -8,6 +8,11 @@
 //! Runs on local disk and on a real S3 server (SeaweedFS). `BULKHEAD_CRASH_CYCLES`
 //! (default 10) and `BULKHEAD_CRASH_SEED` (default: from the clock; always printed)
 //! control a run; `scripts/crash-test` runs the long mode. See `docs/reliability.md`.
+//!
+//! The ENOSPC mode (`enospc_cycles_on_a_small_tmpfs`) puts the data directory on a small
+//! tmpfs and fills it mid-ingest: writes must be answered `507` while it is full, be
+//! acknowledged again once it is freed, and the restart (clean, `kill -9`, or `kill -9`
+//! while still full) must bring back every acknowledged row.
 
 mod common;
 
@@ -17,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use common::tmpfs::Tmpfs;
 use common::weed::{Weed, serve_on_s3};
 
 const DB: &str = "crash";
@@ -164,6 +170,16 @@ impl Writer {
     }
 }
 
+/// Counters the main thread watches while the writers run.
+#[derive(Default)]
+struct Progress {
+    acked: AtomicU64,
+    /// `507 Insufficient Storage` answers.
+    full: AtomicU64,
+    /// Requests without an answer (connection refused or reset, timeout).
+    no_answer: AtomicU64,
+}
+
 /// Per-cycle measurements.
 struct Cycle {
     ran_for: Duration,
@@ -197,12 +213,14 @@ fn run(label: &str, server: &mut TestServer) {
         let stop = AtomicBool::new(false);
         let last_flushes = AtomicU64::new(0);
         let last_compactions = AtomicU64::new(0);
+        let progress = Progress::default();
         let pid = server.pid().expect("server running");
         std::thread::scope(|scope| {
             let srv = &*server;
             let stop = &stop;
+            let progress = &progress;
             for (w, (writer, seed)) in writers.iter_mut().zip(&writer_seeds).enumerate() {
-                scope.spawn(move || write_loop(srv, w as u64, writer, Rng(*seed), stop));
+                scope.spawn(move || write_loop(srv, w as u64, writer, Rng(*seed), stop, progress));
             }
             let (lf, lc) = (&last_flushes, &last_compactions);
             scope.spawn(move || admin_loop(srv, Rng(admin_seed), stop, lf, lc));
@@ -275,8 +293,16 @@ fn run(label: &str, server: &mut TestServer) {
     );
 }
 
-/// Send batches until `stop`; an error or a missing answer makes the batch unknown.
-fn write_loop(server: &TestServer, w: u64, writer: &mut Writer, mut rng: Rng, stop: &AtomicBool) {
+/// Send batches until `stop`; an error or a missing answer makes the batch unknown. A
+/// `507` (the disk is full) must say so; any status but 204, 503 and 507 fails the test.
+fn write_loop(
+    server: &TestServer,
+    w: u64,
+    writer: &mut Writer,
+    mut rng: Rng,
+    stop: &AtomicBool,
+    progress: &Progress,
+) {
     let path = format!("/api/v2/write?bucket={DB}&precision=s");
     while !stop.load(Ordering::SeqCst) {
         let (body, sent) = writer.batch(w, &mut rng);
@@ -286,6 +312,15 @@ fn write_loop(server: &TestServer, w: u64, writer: &mut Writer, mut rng: Rng, st
             Ok(r) if r.status == 204 => {
                 writer.acked_requests += 1;
                 writer.rows_acked += sent.len() as u64;
+                progress.acked.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(r) if r.status == 507 => {
+                let body = r.json();
+                assert_eq!(body["code"], "insufficient_storage", "{body}");
+                let msg = body["error"].as_str().unwrap_or_default();
+                assert!(msg.contains("No space left on device"), "507 says: {msg}");
+                writer.unknown_requests += 1;
+                progress.full.fetch_add(1, Ordering::SeqCst);
             }
             Ok(r) if r.status == 503 => {
                 assert!(
@@ -302,10 +337,13 @@ fn write_loop(server: &TestServer, w: u64, writer: &mut Writer, mut rng: Rng, st
                 r.text(),
                 server.log()
             ),
-            Err(_) => writer.unknown_requests += 1,
+            Err(_) => {
+                writer.unknown_requests += 1;
+                progress.no_answer.fetch_add(1, Ordering::SeqCst);
+            }
         }
         writer.record(sent, acked);
-        if matches!(&outcome, Ok(r) if r.status == 503) {
+        if matches!(&outcome, Ok(r) if r.status == 503 || r.status == 507) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -425,4 +463,167 @@ fn verify(server: &TestServer, writers: &[Writer], cycle: u64, seed: u64) {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The kill mode's thresholds, with a write buffer large enough that the flushes that
+/// fail while the disk is full do not stall writers (the full phase lasts ~1.5 s).
+const ENOSPC_THRESHOLDS: &[(&str, &str)] = &[
+    ("BULKHEAD_TABLE_FLUSH_SIZE", "64KiB"),
+    ("BULKHEAD_WRITE_BUFFER", "8MiB"),
+    ("BULKHEAD_FLUSH_INTERVAL", "300ms"),
+    ("BULKHEAD_WAL_SEGMENT_SIZE", "128KiB"),
+    ("BULKHEAD_SEGMENT_DURATION", "10m"),
+    ("BULKHEAD_COMPACTION_TRIGGER", "3"),
+];
+
+/// How an ENOSPC cycle ends before the restart.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// Space freed, writes acknowledged again, then `SIGTERM` (a clean shutdown).
+    Terminate,
+    /// Space freed, writes acknowledged again, then `kill -9`.
+    Kill,
+    /// `kill -9` while the disk is still full, with writers in flight; freed after.
+    KillWhileFull,
+}
+
+#[test]
+fn enospc_cycles_on_a_small_tmpfs() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The data dir is the tmpfs (`<parent>/data`); the server log stays on the real disk.
+    let fs = match Tmpfs::mount("48m", "data") {
+        Ok(fs) => fs,
+        Err(why) if std::env::var_os("BULKHEAD_REQUIRE_TMPFS").is_none() => {
+            eprintln!(
+                "[crash ENOSPC] SKIPPED: could not mount a small tmpfs for the data dir: {why}. \
+                 This mode needs root (or CAP_SYS_ADMIN); set BULKHEAD_REQUIRE_TMPFS=1 to make \
+                 that a failure."
+            );
+            return;
+        }
+        Err(why) => panic!("BULKHEAD_REQUIRE_TMPFS is set and the tmpfs mount failed: {why}"),
+    };
+    // Declared after `fs`, so dropped (killed) before the unmount.
+    let mut server = TestServer::start_in_with_env(fs.parent(), &[], ENOSPC_THRESHOLDS);
+    run_enospc(&fs, &mut server);
+}
+
+fn run_enospc(fs: &Tmpfs, server: &mut TestServer) {
+    let label = "ENOSPC, 48 MiB tmpfs";
+    let cycles = env_u64("BULKHEAD_ENOSPC_CYCLES").unwrap_or(4);
+    let seed = env_u64("BULKHEAD_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    eprintln!("[crash {label}] {cycles} cycles, seed {seed} (replay: BULKHEAD_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+    let mut writers: Vec<Writer> = (0..WRITERS).map(|_| Writer::default()).collect();
+    let mut total_full = 0;
+    let started = Instant::now();
+    for cycle in 0..cycles {
+        let ending = match cycle % 3 {
+            0 => Ending::Terminate,
+            1 => Ending::Kill,
+            _ => Ending::KillWhileFull,
+        };
+        let before_full = Duration::from_millis(300 + rng.below(700));
+        let while_full = Duration::from_millis(800 + rng.below(700));
+        let writer_seeds: Vec<u64> = (0..WRITERS).map(|_| rng.next()).collect();
+        let admin_seed = rng.next();
+        let stop = AtomicBool::new(false);
+        let progress = Progress::default();
+        let (flushes, compactions) = (AtomicU64::new(0), AtomicU64::new(0));
+        let pid = server.pid().expect("server running");
+        let mut filled = 0;
+        let mut full_answers = 0;
+        let mut recovered = true;
+        std::thread::scope(|scope| {
+            let srv = &*server;
+            let (stop, progress) = (&stop, &progress);
+            for (w, (writer, seed)) in writers.iter_mut().zip(&writer_seeds).enumerate() {
+                scope.spawn(move || write_loop(srv, w as u64, writer, Rng(*seed), stop, progress));
+            }
+            let (lf, lc) = (&flushes, &compactions);
+            scope.spawn(move || admin_loop(srv, Rng(admin_seed), stop, lf, lc));
+            std::thread::sleep(before_full);
+            filled = fs.fill();
+            std::thread::sleep(while_full);
+            // Flushes and compactions may have deleted files meanwhile: still full now.
+            filled += fs.fill();
+            full_answers = progress.full.load(Ordering::SeqCst);
+            if let Ending::KillWhileFull = ending {
+                let killed = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status()
+                    .expect("run kill");
+                assert!(killed.success(), "kill -9 {pid} failed");
+            } else {
+                fs.free();
+                let acked_at_free = progress.acked.load(Ordering::SeqCst);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while progress.acked.load(Ordering::SeqCst) < acked_at_free + 5 {
+                    if Instant::now() > deadline {
+                        recovered = false;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+        assert!(
+            recovered,
+            "cycle {cycle}: writes were not acknowledged again within 30 s of freeing the disk\n{}",
+            tail(&server.log(), 60)
+        );
+        let no_answer = progress.no_answer.load(Ordering::SeqCst);
+        match ending {
+            Ending::KillWhileFull => {
+                server.kill9();
+                fs.free();
+            }
+            Ending::Kill => server.kill9(),
+            Ending::Terminate => {
+                let status = server.terminate(Duration::from_secs(60));
+                assert!(
+                    status.success(),
+                    "cycle {cycle}: clean shutdown failed ({status})\n{}",
+                    tail(&server.log(), 60)
+                );
+            }
+        }
+        if !matches!(ending, Ending::KillWhileFull) {
+            assert_eq!(
+                no_answer,
+                0,
+                "cycle {cycle}: {no_answer} write requests got no answer (the server hung or \
+                 died) although it was not killed during them\n{}",
+                tail(&server.log(), 60)
+            );
+        }
+        total_full += full_answers;
+        server.restart();
+        verify(server, &writers, cycle, seed);
+        eprintln!(
+            "[crash {label}] cycle {cycle} ({ending:?}): filled {} KiB after {before_full:?}, \
+             {full_answers} x 507 in {while_full:?}, {} acked in all; restart OK, nothing lost",
+            filled / 1024,
+            progress.acked.load(Ordering::SeqCst),
+        );
+    }
+    assert!(
+        total_full > 0,
+        "no write was ever answered 507 while the disk was full"
+    );
+    let sum = |f: fn(&Writer) -> u64| writers.iter().map(f).sum::<u64>();
+    assert!(sum(|w| w.rows_acked) > 0, "no write was ever acknowledged");
+    eprintln!(
+        "[crash {label}] RESULT seed {seed}: {cycles} cycles in {:.1?}, {} requests acked ({} \
+         rows), {total_full} x 507 while full, {} unknown in all; no acknowledged row lost",
+        started.elapsed(),
+        sum(|w| w.acked_requests),
+        sum(|w| w.rows_acked),
+        sum(|w| w.unknown_requests),
+    );
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod tmpfs;
 pub mod weed;
 
 use std::io::{Read, Write};
