@@ -90,6 +90,12 @@ impl ServerError {
                 EngineError::Overloaded { .. } | EngineError::Closed => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
+                // The WAL's disk is full: nothing was written, retry once space is freed.
+                EngineError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    StatusCode::INSUFFICIENT_STORAGE
+                }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ServerError::Query(q) => match q.kind {
@@ -125,6 +131,11 @@ impl ServerError {
                 EngineError::Overloaded { .. } => "overloaded",
                 EngineError::DatabaseNotFound(_) | EngineError::TableNotFound { .. } => "not_found",
                 EngineError::Closed => "shutting_down",
+                EngineError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    "insufficient_storage"
+                }
                 _ => "internal",
             },
             ServerError::Query(q) => q.kind.as_str(),
