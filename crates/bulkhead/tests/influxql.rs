@@ -1,0 +1,427 @@
+//! InfluxQL on `/query`, end to end: the real `bulkhead` binary and a real InfluxDB 1.6
+//! (the Debian `influxdb` package's `influxd`, started here on free ports) are written
+//! the same line protocol, then asked the same queries; series names, tags, columns and
+//! values must agree. Also: the protocol details (errors, epoch, auth, POST forms) and
+//! the python `influxdb` client. Missing `influxd` or python client fails the test
+//! (`scripts/test` installs both).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestServer, free_port, url_encode};
+use serde_json::Value;
+
+const DATA: &str = "\
+cpu,host=a,region=east usage=10.5,idle=80i,ok=true,note=\"x\" 1451606400
+cpu,host=a,region=east usage=12,idle=78i 1451606460
+cpu,host=b,region=west usage=20,idle=60i,ok=false 1451606430
+cpu,host=b,region=west usage=25.5,idle=55i 1451606520
+cpu,host=a,region=east usage=11,note=\"y\" 1451606700
+cpu,host=c usage=5,idle=90i 1451606580
+mem,host=a free=50,total=100i 1451606400
+mem,host=b free=40,total=100i 1451606460
+disk,host=a,path=/ free=1.5 1451606400
+";
+
+/// The six minutes the cpu data covers.
+const RANGE: &str = "time >= '2016-01-01T00:00:00Z' AND time < '2016-01-01T00:06:00Z'";
+
+/// A real InfluxDB 1.x, killed (by PID) on drop.
+struct Influx {
+    child: Child,
+    _dir: tempfile::TempDir,
+    base: String,
+}
+
+impl Influx {
+    fn start() -> Self {
+        let bin = which("influxd").unwrap_or_else(|| {
+            panic!("influxd not found: install the Debian package `influxdb` (scripts/test does)")
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (http, rpc) = (free_port(), free_port());
+        let d = dir.path().display();
+        let conf = dir.path().join("influxdb.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+                 [meta]\n  dir = \"{d}/meta\"\n\
+                 [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+                 [monitor]\n  store-enabled = false\n\
+                 [http]\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("influxd.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("-config")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting influxd");
+        let influx = Self {
+            child,
+            _dir: dir,
+            base: format!("http://127.0.0.1:{http}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while curl(&["-o", "/dev/null", &format!("{}/ping", influx.base)]).0 != 204 {
+            assert!(
+                Instant::now() < deadline,
+                "influxd did not start within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        influx
+    }
+}
+
+impl Drop for Influx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(name: &str) -> Option<String> {
+    std::env::var("PATH").ok()?.split(':').find_map(|dir| {
+        let p = Path::new(dir).join(name);
+        p.is_file().then(|| p.display().to_string())
+    })
+}
+
+/// Run curl with `args`; (status, body). `-w` appends the status on its own line.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// `GET base/query` with `q`, `db` and `extra` parameters.
+fn query(base: &str, db: &str, q: &str, extra: &str) -> (u16, Value) {
+    let url = format!(
+        "{base}/query?db={}&q={}{extra}",
+        url_encode(db),
+        url_encode(q)
+    );
+    let (status, body) = curl(&[&url]);
+    let json =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{q}: not JSON ({e}): {body}"));
+    (status, json)
+}
+
+fn write(base: &str, path: &str) {
+    let (status, body) = curl(&["-XPOST", &format!("{base}{path}"), "--data-binary", DATA]);
+    assert_eq!(status, 204, "write to {base}: {body}");
+}
+
+/// JSON equality with numbers compared as floats (InfluxDB prints `2.0` as `2`).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-9 * x.abs().max(1.0)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The queries both must answer the same way.
+fn compared_queries() -> Vec<String> {
+    let mut q: Vec<String> = [
+        // Metadata.
+        "SHOW DATABASES",
+        "SHOW MEASUREMENTS",
+        "SHOW MEASUREMENTS WITH MEASUREMENT =~ /^(cpu|mem)$/",
+        "SHOW MEASUREMENTS LIMIT 2",
+        "SHOW MEASUREMENTS WHERE host = 'b'",
+        "SHOW TAG KEYS",
+        "SHOW TAG KEYS FROM cpu",
+        "SHOW TAG VALUES WITH KEY = \"host\"",
+        "SHOW TAG VALUES FROM cpu WITH KEY IN (\"host\", \"region\")",
+        "SHOW TAG VALUES FROM cpu WITH KEY =~ /^reg/",
+        "SHOW TAG VALUES FROM cpu WITH KEY = \"host\" WHERE region = 'east'",
+        "SHOW FIELD KEYS",
+        "SHOW FIELD KEYS FROM mem",
+        "SHOW RETENTION POLICIES",
+        "SHOW SERIES",
+        "SHOW SERIES FROM cpu WHERE host = 'a'",
+        // Raw selects.
+        "SELECT * FROM cpu",
+        "SELECT usage FROM cpu",
+        "SELECT usage, host FROM cpu WHERE host = 'a'",
+        "SELECT usage FROM cpu WHERE host != 'a'",
+        "SELECT usage FROM cpu WHERE host =~ /^[ab]$/",
+        "SELECT usage FROM cpu WHERE host !~ /a/",
+        "SELECT usage FROM cpu WHERE region = ''",
+        "SELECT usage, idle FROM cpu WHERE usage > 11 AND idle < 80",
+        "SELECT usage FROM cpu WHERE host = 'a' OR usage > 20",
+        "SELECT usage * 2 + 1, idle / 2 FROM cpu",
+        "SELECT usage AS u FROM cpu WHERE time >= '2016-01-01T00:01:00Z' AND time <= '2016-01-01T00:03:00Z'",
+        "SELECT usage FROM cpu WHERE time > 1451606460s",
+        "SELECT usage FROM cpu WHERE time >= 1451606460000000000 AND time < 1451606580000ms",
+        "SELECT usage FROM cpu WHERE time > now() - 5000d",
+        "SELECT usage FROM cpu ORDER BY time DESC",
+        "SELECT usage FROM cpu LIMIT 2 OFFSET 1",
+        "SELECT usage FROM cpu GROUP BY host",
+        "SELECT usage FROM cpu GROUP BY * LIMIT 1",
+        "SELECT usage FROM cpu GROUP BY host SLIMIT 1 SOFFSET 1",
+        "SELECT note FROM cpu",
+        "SELECT ok FROM cpu WHERE ok = true",
+        "SELECT free FROM /^(mem|disk)$/",
+        "SELECT usage FROM nope",
+        "SELECT host FROM cpu",
+        "SELECT nofield FROM cpu",
+        "SELECT /us/ FROM cpu",
+        "SELECT usage FROM cpu WHERE nope = 'x'",
+        "SELECT usage FROM cpu WHERE nope != 'x' LIMIT 1",
+        // Grafana's $timeFilter.
+        "SELECT usage FROM cpu WHERE time >= 1451606400000ms and time <= 1451606460000ms",
+        "SHOW TAG KEYS WHERE host = 'c'",
+        // Aggregates and selectors.
+        "SELECT mean(usage) FROM cpu",
+        "SELECT count(usage), sum(usage), min(usage), max(usage) FROM cpu",
+        "SELECT count(idle), sum(idle), mean(idle) FROM cpu",
+        "SELECT median(idle), stddev(usage), spread(idle) FROM cpu",
+        "SELECT first(usage) FROM cpu",
+        "SELECT last(usage) FROM cpu",
+        "SELECT max(usage) FROM cpu",
+        "SELECT min(idle) FROM cpu",
+        "SELECT percentile(usage, 50) FROM cpu",
+        "SELECT percentile(usage, 90) FROM cpu GROUP BY host",
+        "SELECT max(usage), min(usage) FROM cpu",
+        "SELECT first(usage) FROM cpu GROUP BY host",
+        "SELECT mean(usage) FROM cpu GROUP BY host",
+        "SELECT mean(usage) FROM cpu GROUP BY region",
+        "SELECT mean(usage) * 2 AS double FROM cpu",
+        "SELECT mean(free) FROM mem, disk",
+        "SELECT count(distinct(idle)) FROM cpu",
+        "SELECT mean(*) FROM cpu",
+        "SELECT mean(usage) FROM cpu GROUP BY nope",
+        "SELECT mean(usage) FROM cpu WHERE time >= '2016-01-01T00:01:00Z' AND time <= '2016-01-01T00:10:00Z'",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // GROUP BY time over the data's six minutes.
+    for tail in [
+        "GROUP BY time(2m)",
+        "GROUP BY time(2m) fill(none)",
+        "GROUP BY time(1m) fill(0)",
+        "GROUP BY time(1m) fill(previous)",
+        "GROUP BY time(1m) fill(linear)",
+        "GROUP BY time(2m, 1m)",
+        "GROUP BY time(2m), host fill(none)",
+        "GROUP BY time(1m) ORDER BY time DESC",
+        "GROUP BY time(1m) LIMIT 2 OFFSET 1",
+    ] {
+        q.push(format!("SELECT mean(usage) FROM cpu WHERE {RANGE} {tail}"));
+    }
+    q.push(format!(
+        "SELECT count(usage) FROM cpu WHERE {RANGE} GROUP BY time(1m)"
+    ));
+    q.push(format!(
+        "SELECT max(usage), sum(idle) FROM cpu WHERE {RANGE} GROUP BY time(3m), *"
+    ));
+    q
+}
+
+#[test]
+fn answers_like_influxdb_1_6() {
+    let influx = Influx::start();
+    let (status, _) = query(&influx.base, "", "CREATE DATABASE test", "");
+    assert_eq!(status, 200);
+    write(&influx.base, "/write?db=test&precision=s");
+    let bulkhead = TestServer::start(&[]);
+    let base = format!("http://{}", bulkhead.http_addr);
+    write(&base, "/write?db=test&precision=s");
+
+    let queries = compared_queries();
+    assert!(queries.len() >= 60, "{} queries", queries.len());
+    let mut failures = Vec::new();
+    for q in &queries {
+        for epoch in ["", "&epoch=s"] {
+            let (want_status, want) = query(&influx.base, "test", q, epoch);
+            let (got_status, got) = query(&base, "test", q, epoch);
+            assert!(
+                want.to_string().len() < 100_000,
+                "{q}: InfluxDB's answer is suspiciously large"
+            );
+            if want_status != got_status || !same(&want, &got) {
+                failures.push(format!("{q}{epoch}\n  influxdb: {want}\n  bulkhead: {got}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} queries differ:\n{}",
+        failures.len(),
+        queries.len() * 2,
+        failures.join("\n")
+    );
+
+    // Both reject the same statements (the messages differ in wording for some).
+    for q in [
+        "SELECT usage FROM cpu GROUP BY time(1m)",
+        "SELECT mean(usage), idle FROM cpu",
+        "SELECT percentile(usage) FROM cpu",
+    ] {
+        let (_, want) = query(&influx.base, "test", q, "");
+        let (_, got) = query(&base, "test", q, "");
+        assert!(want["results"][0]["error"].is_string(), "{q}: {want}");
+        assert!(got["results"][0]["error"].is_string(), "{q}: {got}");
+    }
+    for q in ["SELEC usage FROM cpu", "SELECT FROM cpu"] {
+        let (want_status, want) = query(&influx.base, "test", q, "");
+        let (got_status, got) = query(&base, "test", q, "");
+        assert_eq!((want_status, got_status), (400, 400), "{q}");
+        assert_eq!(want, got, "{q}");
+    }
+}
+
+#[test]
+fn protocol_details() {
+    let server = TestServer::start(&["--auth-token", "s3cret"]);
+    let base = format!("http://{}", server.http_addr);
+    let auth = "&u=me&p=s3cret";
+    write(&base, "/write?db=test&precision=s&p=s3cret");
+
+    // Several statements, each with its id; an unsupported one errors alone.
+    let (status, body) = query(
+        &base,
+        "test",
+        "SELECT count(usage) FROM cpu; DROP MEASUREMENT cpu; SHOW MEASUREMENTS",
+        auth,
+    );
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["series"][0]["values"][0][1], 6);
+    assert_eq!(results[1]["statement_id"], 1);
+    let err = results[1]["error"].as_str().unwrap();
+    assert!(err.contains("DROP MEASUREMENT is not supported"), "{err}");
+    assert_eq!(
+        results[2]["series"][0]["values"].as_array().unwrap().len(),
+        3
+    );
+
+    // epoch: ms integers; no epoch: RFC 3339.
+    let q = "SELECT usage FROM cpu WHERE host = 'b'";
+    let (_, ms) = query(&base, "test", q, &format!("{auth}&epoch=ms"));
+    assert_eq!(
+        ms["results"][0]["series"][0]["values"][0][0],
+        1_451_606_430_000i64
+    );
+    let (_, rfc) = query(&base, "test", q, auth);
+    assert_eq!(
+        rfc["results"][0]["series"][0]["values"][1][0],
+        "2016-01-01T00:02:00Z"
+    );
+    let (status, _) = query(&base, "test", q, &format!("{auth}&epoch=d"));
+    assert_eq!(status, 400);
+
+    // pretty
+    let url = format!("{base}/query?db=test&pretty=true&q=SHOW%20DATABASES{auth}");
+    let (_, text) = curl(&[&url]);
+    assert!(text.contains("\n  "), "{text}");
+
+    // Auth: Basic, Token; missing or wrong: 401.
+    let url = format!("{base}/query?db=test&q=SHOW%20DATABASES");
+    assert_eq!(curl(&["-u", "me:s3cret", &url]).0, 200);
+    assert_eq!(curl(&["-H", "Authorization: Token s3cret", &url]).0, 200);
+    assert_eq!(curl(&[&url]).0, 401);
+    assert_eq!(curl(&[&format!("{url}&u=me&p=nope")]).0, 401);
+
+    // POST with a form body (Grafana's POST mode), CREATE DATABASE, then listed.
+    let (status, body) = curl(&[
+        "-XPOST",
+        "-H",
+        "Authorization: Token s3cret",
+        &format!("{base}/query"),
+        "--data-urlencode",
+        "q=CREATE DATABASE fresh; SHOW DATABASES",
+    ]);
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["results"][1]["series"][0]["values"],
+        serde_json::json!([["fresh"], ["test"]])
+    );
+    // An empty database answers with no series, an unknown one with an error.
+    let (_, body) = query(&base, "fresh", "SHOW MEASUREMENTS", auth);
+    assert_eq!(body["results"][0], serde_json::json!({"statement_id": 0}));
+    let (_, body) = query(&base, "nope", "SELECT * FROM cpu", auth);
+    assert_eq!(body["results"][0]["error"], "database not found: nope");
+
+    // Parse errors and a missing `q`: 400 with InfluxDB's shape.
+    let (status, body) = query(&base, "test", "SELECT * FROM", auth);
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("error parsing query: found EOF, expected identifier"),
+        "{body}"
+    );
+    let (status, _) = curl(&[&format!("{base}/query?db=test{auth}")]);
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn python_influxdb_client() {
+    let server = TestServer::start(&["--auth-token", "s3cret"]);
+    let script = format!(
+        r#"
+import json
+from influxdb import InfluxDBClient
+c = InfluxDBClient(host="127.0.0.1", port={port}, username="me", password="s3cret", database="py")
+c.create_database("py")
+assert {{"name": "py"}} in c.get_list_database(), c.get_list_database()
+assert c.write_points([
+    {{"measurement": "cpu", "tags": {{"host": "a"}}, "time": "2016-01-01T00:00:00Z", "fields": {{"v": 1.5}}}},
+    {{"measurement": "cpu", "tags": {{"host": "b"}}, "time": "2016-01-01T00:01:00Z", "fields": {{"v": 2.5}}}},
+])
+print(json.dumps({{
+    "measurements": c.get_list_measurements(),
+    "mean": list(c.query("SELECT mean(v) FROM cpu").get_points()),
+    "by_host": list(c.query("SELECT v FROM cpu GROUP BY host").get_points(tags={{"host": "b"}})),
+}}, sort_keys=True))
+"#,
+        port = server.http_addr.port()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "python influxdb client failed (pip package `influxdb`, scripts/test installs it):\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "measurements": [{"name": "cpu"}],
+            "mean": [{"time": "1970-01-01T00:00:00Z", "mean": 2}],
+            "by_host": [{"time": "2016-01-01T00:01:00Z", "v": 2.5}],
+        })
+    );
+}
