@@ -21,6 +21,8 @@ pub(crate) enum Token {
     /// A duration literal, in nanoseconds.
     Duration(i64),
     Op(&'static str),
+    /// A character that starts no token (the parser reports what it expected instead).
+    Illegal(char),
     Eof,
 }
 
@@ -34,6 +36,7 @@ impl Token {
             Token::Number(n) => n.to_string(),
             Token::Duration(d) => format!("{d}ns"),
             Token::Op(o) => (*o).to_string(),
+            Token::Illegal(c) => c.to_string(),
             Token::Eof => "EOF".to_string(),
         }
     }
@@ -112,7 +115,8 @@ impl<'a> Lexer<'a> {
             self.pos += op.len();
             Token::Op(op)
         } else {
-            return Err(self.error(start, format!("found {c}, expected a token")));
+            self.pos += c.len_utf8();
+            Token::Illegal(c)
         };
         Ok((token, start))
     }
@@ -357,7 +361,8 @@ mod tests {
 
     #[test]
     fn rejects_unterminated_and_stray() {
-        for bad in ["'abc", "\"abc", "'a\\qb'", "#", "'a\nb'"] {
+        assert_eq!(Lexer::new("#").next_token().unwrap().0, Token::Illegal('#'));
+        for bad in ["'abc", "\"abc", "'a\\qb'", "'a\nb'"] {
             let mut l = Lexer::new(bad);
             assert!(l.next_token().is_err(), "{bad:?}");
         }

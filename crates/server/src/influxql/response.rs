@@ -3,19 +3,60 @@
 //! a statement's failure as `{"statement_id":N,"error":"..."}`, and times as RFC 3339
 //! strings or integers in the `epoch` unit.
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
 
 use super::time::format_rfc3339;
 use super::{Series, StatementResult};
 
+/// The body, keys in InfluxDB's order (`serde_json::Map` would sort them).
+#[derive(Serialize)]
+struct Body<'a> {
+    results: Vec<StatementOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct StatementOut<'a> {
+    statement_id: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    series: Option<Vec<SeriesOut<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SeriesOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<BTreeMap<&'a str, &'a str>>,
+    columns: &'a [String],
+    values: Vec<Vec<Value>>,
+}
+
 /// The response body of a request whose statements gave `results`.
 pub(crate) fn encode(results: &[StatementResult], epoch_unit: Option<i64>, pretty: bool) -> String {
-    let results: Vec<Value> = results
-        .iter()
-        .enumerate()
-        .map(|(id, r)| statement(id, r, epoch_unit))
-        .collect();
-    let body = json!({ "results": results });
+    let body = Body {
+        results: results
+            .iter()
+            .enumerate()
+            .map(|(statement_id, r)| match r {
+                Err(message) => StatementOut {
+                    statement_id,
+                    series: None,
+                    error: Some(message),
+                },
+                Ok(series) => StatementOut {
+                    statement_id,
+                    series: (!series.is_empty())
+                        .then(|| series.iter().map(|s| one_series(s, epoch_unit)).collect()),
+                    error: None,
+                },
+            })
+            .collect(),
+    };
     let text = if pretty {
         serde_json::to_string_pretty(&body)
     } else {
@@ -26,43 +67,20 @@ pub(crate) fn encode(results: &[StatementResult], epoch_unit: Option<i64>, prett
     text
 }
 
-fn statement(id: usize, result: &StatementResult, epoch_unit: Option<i64>) -> Value {
-    let mut obj = Map::new();
-    obj.insert("statement_id".into(), Value::from(id));
-    match result {
-        Err(message) => {
-            obj.insert("error".into(), Value::String(message.clone()));
-        }
-        Ok(series) if series.is_empty() => {}
-        Ok(series) => {
-            let list = series.iter().map(|s| one_series(s, epoch_unit)).collect();
-            obj.insert("series".into(), Value::Array(list));
-        }
+/// A float with no fraction as an integer, as Go's encoder prints `float64(2)` (`2`).
+fn go_number(v: Value) -> Value {
+    match v.as_f64() {
+        Some(f) if v.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => Value::from(f as i64),
+        _ => v,
     }
-    Value::Object(obj)
 }
 
-fn one_series(s: &Series, epoch_unit: Option<i64>) -> Value {
-    let mut obj = Map::new();
-    if let Some(name) = &s.name {
-        obj.insert("name".into(), Value::String(name.clone()));
-    }
-    if let Some(tags) = &s.tags {
-        let tags: Map<String, Value> = tags
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        obj.insert("tags".into(), Value::Object(tags));
-    }
-    obj.insert(
-        "columns".into(),
-        Value::Array(s.columns.iter().cloned().map(Value::String).collect()),
-    );
+fn one_series(s: &Series, epoch_unit: Option<i64>) -> SeriesOut<'_> {
     let values = s
         .values
         .iter()
         .map(|row| {
-            let mut row = row.clone();
+            let mut row: Vec<Value> = row.iter().cloned().map(go_number).collect();
             if s.time_column
                 && let Some(ns) = row.first().and_then(Value::as_i64)
             {
@@ -71,11 +89,18 @@ fn one_series(s: &Series, epoch_unit: Option<i64>) -> Value {
                     None => Value::String(format_rfc3339(ns)),
                 };
             }
-            Value::Array(row)
+            row
         })
         .collect();
-    obj.insert("values".into(), Value::Array(values));
-    Value::Object(obj)
+    SeriesOut {
+        name: s.name.as_deref(),
+        tags: s
+            .tags
+            .as_ref()
+            .map(|t| t.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
+        columns: &s.columns,
+        values,
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +123,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, want);
+        // InfluxDB's key order, and whole floats as Go prints them.
+        let text = encode(&results[..1], None, false);
+        assert!(
+            text.starts_with(r#"{"results":[{"statement_id":0,"series":[{"name":"cpu","tags""#),
+            "{text}"
+        );
+        let whole = Series {
+            values: vec![vec![Value::from(0i64), Value::from(2.0)]],
+            ..results[0].as_ref().unwrap()[0].clone()
+        };
+        assert!(encode(&[Ok(vec![whole])], Some(1), false).contains("[[0,2]]"));
         let ms = encode(&results[..1], Some(1_000_000), false);
         assert!(ms.contains(r#"[[1500,1.5]]"#), "{ms}");
         assert!(encode(&results[..1], None, true).contains("\n  \"results\""));

@@ -83,6 +83,8 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
             out.extend(measurement(ctx, s, &db, &m, &cols, range, rest.as_ref()).await?);
         }
     }
+    // InfluxDB orders the series of all sources by measurement name.
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     let skip = s.soffset.unwrap_or(0) as usize;
     let take = s
         .slimit
@@ -185,9 +187,16 @@ async fn expand_fields(
             Expr::Call { name, args }
                 if matches!(args.first(), Some(Expr::Wildcard | Expr::Regex(_))) =>
             {
+                // count, first and last take every field; the others numeric ones.
+                let any_type = matches!(name.as_str(), "count" | "first" | "last");
                 let fields: Vec<String> = cols
                     .iter()
-                    .filter(|(_, k)| matches!(k, Kind::Field(_)))
+                    .filter(|(_, k)| match k {
+                        Kind::Field(t) => {
+                            any_type || matches!(*t, "float" | "integer" | "unsigned")
+                        }
+                        _ => false,
+                    })
                     .map(|(n, _)| n.clone())
                     .collect();
                 let fields = match &args[0] {
@@ -412,13 +421,8 @@ async fn measurement(
         fields_of(&f.expr, cols, &mut referenced);
     }
     if referenced.is_empty() {
-        let selects_tag = fields.iter().any(
-            |f| matches!(&f.expr, Expr::Var { name, .. } if cols.get(name.as_str()) == Some(&Kind::Tag)),
-        );
-        if selects_tag && !aggregate {
-            return Err("at least 1 non-time field must be queried".into());
-        }
-        return Ok(Vec::new()); // only fields this measurement does not have
+        // Only tags, or fields this measurement does not have: no series (InfluxDB 1.6).
+        return Ok(Vec::new());
     }
 
     // WHERE: time range, condition, and "some selected field is set".
