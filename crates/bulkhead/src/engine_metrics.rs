@@ -174,7 +174,17 @@ pub(crate) fn render(s: &EngineStats) -> String {
         "SSTs whose metadata is cached.",
         m.entries as f64,
     );
-    let per_table: [(&str, &str, TableGauge); 3] = [
+    let per_table: [(&str, &str, TableGauge); 5] = [
+        (
+            "bulkhead_table_flush_failures",
+            "Flush attempts of a table that failed in a row (0 once one succeeds).",
+            |t| f64::from(t.consecutive_flush_failures),
+        ),
+        (
+            "bulkhead_table_parked",
+            "1 while a table whose flush keeps failing has its rows parked (they do not hold back WAL truncation).",
+            |t| f64::from(u8::from(t.parked)),
+        ),
         (
             "bulkhead_table_memtable_rows",
             "Rows in a table's memtables.",

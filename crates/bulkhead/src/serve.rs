@@ -229,6 +229,22 @@ impl WriteBackend for EngineBackend {
         crate::engine_metrics::render(&self.engine.stats())
     }
 
+    fn failing_flushes(&self) -> Vec<bulkhead_server::FailingFlush> {
+        self.engine
+            .stats()
+            .tables
+            .into_iter()
+            .filter(|t| t.consecutive_flush_failures > 0)
+            .map(|t| bulkhead_server::FailingFlush {
+                db: t.db,
+                table: t.table,
+                consecutive_failures: t.consecutive_flush_failures,
+                last_error: t.last_flush_error.unwrap_or_default(),
+                parked: t.parked,
+            })
+            .collect()
+    }
+
     async fn close(&self) -> Result<(), EngineError> {
         self.engine.close().await
     }

@@ -52,6 +52,13 @@ pub(crate) struct TableState {
     pub(crate) flushed_seq: u64,
     /// The last flush attempt failed: the scheduler retries (with backoff).
     pub(crate) flush_failed: bool,
+    /// Flush attempts that failed in a row, and the last one's error (for `/health`
+    /// and `/metrics`).
+    pub(crate) flush_failures: u32,
+    pub(crate) last_flush_error: Option<String>,
+    /// Rows up to this sequence number are durable in the table's parked file
+    /// (`park.rs`), so its memtables up to it no longer hold back WAL truncation.
+    pub(crate) parked_upto: u64,
 }
 
 impl TableState {
@@ -70,13 +77,14 @@ impl TableState {
             .min()
     }
 
-    /// Lowest WAL sequence number whose data is only in memory, if any.
+    /// Lowest WAL sequence number whose data is only in memory (not in SSTs, not
+    /// parked), if any.
     pub(crate) fn min_unflushed_seq(&self) -> Option<u64> {
         self.frozen
             .iter()
             .map(|f| &f.mem)
             .chain(std::iter::once(&self.active))
-            .filter(|m| !m.is_empty())
+            .filter(|m| !m.is_empty() && m.max_seq() > self.parked_upto)
             .map(|m| m.min_seq())
             .min()
     }
@@ -286,6 +294,9 @@ impl Engine {
                     sst_bytes: st.ssts.iter().map(|s| s.meta().bytes).sum(),
                     sst_rows: st.ssts.iter().map(|s| s.meta().rows).sum(),
                     flushed_seq: st.flushed_seq,
+                    consecutive_flush_failures: st.flush_failures,
+                    last_flush_error: st.last_flush_error.clone(),
+                    parked: st.parked_upto > 0,
                 }
             })
             .collect();

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use crate::engine::{Engine, FrozenMemtable, Table, sleep_or_shutdown};
 use crate::error::{Error, Result};
 use crate::manifest::Action;
+use crate::park;
 use crate::memtable::{Memtable, TimeRange, merged_batch, merged_row_count, segment_of};
 use crate::sst::writer::{EncodeOptions, encode};
 use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
@@ -51,18 +52,43 @@ pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
     // this one flush: one SST per segment, their rows merged while converting.
     let started = Instant::now();
     let result = flush_parts(engine, table, &frozen).await;
-    table.state.lock().flush_failed = result.is_err();
+    let failures = {
+        let mut st = table.state.lock();
+        st.flush_failed = result.is_err();
+        match &result {
+            Ok(()) => {
+                st.flush_failures = 0;
+                st.last_flush_error = None;
+            }
+            Err(e) => {
+                st.flush_failures = st.flush_failures.saturating_add(1);
+                st.last_flush_error = Some(e.to_string());
+            }
+        }
+        st.flush_failures
+    };
     match &result {
         Ok(()) => {
             engine.counters.flushes.fetch_add(1, Ordering::Relaxed);
             engine.counters.record_flush_duration(started.elapsed());
+            unpark_if_flushed(engine, table);
         }
         Err(e) => {
             engine
                 .counters
                 .flush_failures
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(db = %table.db, table = %table.name, error = %e, "flush failed");
+            tracing::warn!(db = %table.db, table = %table.name, error = %e, failures, "flush failed");
+            if failures >= park::PARK_AFTER_FAILURES && !engine.is_closed() {
+                match park_table(engine, table, &frozen).await {
+                    Ok(()) => engine.wal.truncate(engine.truncatable_seq()),
+                    Err(e) => {
+                        tracing::error!(db = %table.db, table = %table.name, error = %e,
+                            "could not park the rows of a table whose flush keeps failing; \
+                             it keeps holding back WAL truncation")
+                    }
+                }
+            }
         }
     }
     // Wake stalled writers after every attempt (success or not).
@@ -70,6 +96,40 @@ pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
     result?;
     engine.wal.truncate(engine.truncatable_seq());
     Ok(())
+}
+
+/// Park the rows of `frozen` (every in-memory row of `table` when its flush began;
+/// the caller holds the flush lock) so they stop pinning the WAL (`park.rs`).
+async fn park_table(engine: &Engine, table: &Table, frozen: &[Arc<FrozenMemtable>]) -> Result<()> {
+    let upto = frozen.iter().map(|f| f.mem.max_seq()).max().unwrap_or(0);
+    if upto <= table.state.lock().parked_upto {
+        return Ok(()); // nothing new since the last parking
+    }
+    let rows = park::rows_of(frozen)?;
+    let n = rows.len();
+    let (dir, db, name) = (
+        engine.config.wal_dir.clone(),
+        table.db.clone(),
+        table.name.clone(),
+    );
+    tokio::task::spawn_blocking(move || park::write(&dir, &db, &name, upto, rows))
+        .await
+        .map_err(|_| Error::Closed)??;
+    let mut st = table.state.lock();
+    st.parked_upto = st.parked_upto.max(upto);
+    tracing::warn!(db = %table.db, table = %table.name, rows = n, upto,
+        "parked the rows of a table whose flush keeps failing, so the WAL can be truncated");
+    Ok(())
+}
+
+/// After a committed flush: the parked file of `table`, if any, is covered by SSTs now.
+fn unpark_if_flushed(engine: &Engine, table: &Table) {
+    let mut st = table.state.lock();
+    if st.parked_upto > 0 && st.flushed_seq >= st.parked_upto {
+        st.parked_upto = 0;
+        drop(st);
+        park::remove(&engine.config.wal_dir, &table.db, &table.name);
+    }
 }
 
 /// Write `parts` (oldest first, a prefix of the table's frozen list) as SSTs, commit

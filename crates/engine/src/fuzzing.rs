@@ -70,3 +70,16 @@ pub fn wal_record(data: &[u8]) {
     assert_eq!(contents.records[0].1, 1);
     assert_eq!(contents.records[0].2, data);
 }
+
+/// A WAL segment file holding `records` (`(seq, db, batch)`, increasing seqs), framed
+/// as the WAL writer frames them, and its file name in the WAL directory. For tests that
+/// need a data directory as an older version left it (e.g. with names the write path
+/// now refuses).
+pub fn wal_segment(records: &[(u64, &str, &crate::WriteBatch)]) -> (String, Vec<u8>) {
+    let first = records.first().map_or(1, |r| r.0);
+    let mut bytes = MAGIC.to_vec();
+    for (seq, db, batch) in records {
+        frame(&mut bytes, *seq, &encode_batch(db, batch));
+    }
+    (format!("{first:020}.wal"), bytes)
+}

@@ -36,6 +36,8 @@ pub mod fuzzing;
 mod manifest;
 mod memtable;
 mod model;
+pub mod names;
+mod park;
 mod read;
 mod recovery;
 mod schema;

@@ -89,8 +89,32 @@ pub(crate) async fn open(
                 .map(move |(t, m)| ((db.clone(), t.clone()), m.flushed_seq))
         })
         .collect();
+    // Parked rows (`park.rs`) of tables the manifest does not yet cover: applied as of
+    // their sequence number, in place of the table's WAL records up to it.
+    let wal_dir = config.wal_dir.clone();
+    let parked_records = tokio::task::spawn_blocking(move || crate::park::read_all(&wal_dir))
+        .await
+        .map_err(|_| Error::Closed)??;
+    let mut parked: HashMap<(String, String), u64> = HashMap::new();
+    // (seq, db, batch, parked)
+    let mut pending_replay: Vec<(u64, String, crate::model::WriteBatch, bool)> = Vec::new();
+    for p in parked_records {
+        let Some(table) = p.batch.tables.first().map(|t| t.table.clone()) else {
+            continue;
+        };
+        let key = (p.db.clone(), table);
+        if p.upto <= flushed.get(&key).copied().unwrap_or(0) {
+            // Flushed since it was parked; the flush could not delete the file.
+            let _ = std::fs::remove_file(&p.path);
+            continue;
+        }
+        tracing::warn!(db = %key.0, table = %key.1, upto = p.upto,
+            "replaying the parked rows of a table whose flush was failing");
+        last_seq = last_seq.max(p.upto);
+        parked.insert(key, p.upto);
+        pending_replay.push((p.upto, p.db, p.batch, true));
+    }
     let n_segments = segments.len();
-    let mut pending_replay: Vec<(u64, String, crate::model::WriteBatch)> = Vec::new();
     let mut removed: Vec<std::path::PathBuf> = Vec::new();
     for (i, seg) in segments.iter().enumerate() {
         let is_last = i + 1 == n_segments;
@@ -139,7 +163,7 @@ pub(crate) async fn open(
                 reason: format!("record {seq} passed its CRC but does not decode: {reason}"),
             })?;
             last_seq = last_seq.max(seq);
-            pending_replay.push((seq, db, batch));
+            pending_replay.push((seq, db, batch, false));
         }
     }
 
@@ -185,14 +209,19 @@ pub(crate) async fn open(
     // Apply the replayed records on `write`, in sequence order.
     let replay_engine = Arc::clone(&engine);
     let replayed = pending_replay.len();
+    // In sequence order, a parked record before the WAL record of the same number.
+    pending_replay.sort_by_key(|r| (r.0, !r.3));
+    let parked_tables = parked.clone();
     let task = runtimes.spawn(RuntimeName::Write, async move {
-        for (seq, db, mut batch) in pending_replay {
+        for (seq, db, mut batch, is_parked) in pending_replay {
             batch.tables.retain(|t| {
-                let flushed = flushed
-                    .get(&(db.clone(), t.table.clone()))
-                    .copied()
-                    .unwrap_or(0);
-                seq > flushed
+                let key = (db.clone(), t.table.clone());
+                let flushed = flushed.get(&key).copied().unwrap_or(0);
+                if is_parked {
+                    return seq > flushed;
+                }
+                // A parked record holds this table's rows up to its seq.
+                seq > flushed.max(parked.get(&key).copied().unwrap_or(0))
             });
             if batch.tables.is_empty() {
                 replay_engine
@@ -209,6 +238,11 @@ pub(crate) async fn open(
         Ok::<(), Error>(())
     });
     join(task).await??;
+    for ((db, table), upto) in parked_tables {
+        if let Some(t) = engine.table(&db, &table) {
+            t.state.lock().parked_upto = upto;
+        }
+    }
     engine
         .applied_seq
         .fetch_max(last_seq, std::sync::atomic::Ordering::SeqCst);

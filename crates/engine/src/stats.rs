@@ -21,6 +21,12 @@ pub struct TableStats {
     pub sst_bytes: u64,
     pub sst_rows: u64,
     pub flushed_seq: u64,
+    /// Flush attempts of this table that failed in a row (0 once one succeeds).
+    pub consecutive_flush_failures: u32,
+    /// The error of the last failed attempt, while they keep failing.
+    pub last_flush_error: Option<String>,
+    /// Its in-memory rows were parked (`park.rs`) so they do not pin the WAL.
+    pub parked: bool,
 }
 
 /// A point-in-time copy of the engine's counters.

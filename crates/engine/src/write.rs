@@ -39,8 +39,8 @@ pub(crate) async fn write(engine: &Engine, db: &str, batch: WriteBatch) -> Resul
     if batch.is_empty() {
         return Ok(());
     }
-    if db.is_empty() {
-        return Err(Error::InvalidInput("database name is empty".into()));
+    if let Err(e) = crate::names::check_database(db) {
+        return Err(Error::InvalidInput(format!("database name {e}")));
     }
     let engine = engine.arc()?;
     let db = db.to_string();
@@ -119,8 +119,8 @@ async fn admit(engine: &Engine) -> Result<()> {
 /// Checks that need no schema: names, at least one field, unique tag keys.
 fn validate_rows(batch: &WriteBatch) -> Result<()> {
     for t in &batch.tables {
-        if t.table.is_empty() {
-            return Err(Error::InvalidInput("table name is empty".into()));
+        if let Err(e) = crate::names::check_table(&t.table) {
+            return Err(Error::InvalidInput(format!("table name {e}")));
         }
         for row in &t.rows {
             if row.fields.is_empty() {
@@ -130,7 +130,13 @@ fn validate_rows(batch: &WriteBatch) -> Result<()> {
                 )));
             }
             for (k, _) in &row.tags {
-                if k.is_empty() || k == TIME_COLUMN {
+                if let Err(e) = crate::names::check_column(k) {
+                    return Err(Error::InvalidInput(format!(
+                        "a tag key of `{}` {e}",
+                        t.table
+                    )));
+                }
+                if k == TIME_COLUMN {
                     return Err(Error::InvalidInput(format!(
                         "invalid tag name `{k}` in `{}`",
                         t.table
@@ -138,7 +144,13 @@ fn validate_rows(batch: &WriteBatch) -> Result<()> {
                 }
             }
             for (k, _) in &row.fields {
-                if k.is_empty() || k == TIME_COLUMN {
+                if let Err(e) = crate::names::check_column(k) {
+                    return Err(Error::InvalidInput(format!(
+                        "a field key of `{}` {e}",
+                        t.table
+                    )));
+                }
+                if k == TIME_COLUMN {
                     return Err(Error::InvalidInput(format!(
                         "invalid field name `{k}` in `{}`",
                         t.table

@@ -34,8 +34,27 @@ pub trait WriteBackend: Send + Sync + 'static {
     /// Prometheus text (without the runtime metrics, which the server adds itself).
     fn metrics_text(&self) -> String;
 
+    /// Tables whose flushes keep failing, for `/health` (empty when every flush
+    /// succeeds). Cheap: `/health` is polled.
+    fn failing_flushes(&self) -> Vec<FailingFlush> {
+        Vec::new()
+    }
+
     /// Stop accepting writes and sync the WAL. Called once, after the servers drained.
     async fn close(&self) -> Result<(), bulkhead_engine::Error>;
+}
+
+/// A table whose last flush attempts failed (they are retried with backoff; its rows
+/// stay readable and durable, see `docs/reliability.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailingFlush {
+    pub db: String,
+    pub table: String,
+    /// Attempts that failed in a row.
+    pub consecutive_failures: u32,
+    pub last_error: String,
+    /// Its in-memory rows are parked, so it does not hold back WAL truncation.
+    pub parked: bool,
 }
 
 /// Tag and field columns of a table, as far as type checks of new lines need them.

@@ -48,6 +48,11 @@ pub fn line_protocol(data: &[u8]) {
     };
     for table in &parsed.batch.tables {
         assert!(!table.table.is_empty(), "empty measurement accepted");
+        assert_eq!(
+            bulkhead_engine::names::check_table(&table.table),
+            Ok(()),
+            "a measurement against the name rules accepted"
+        );
         for row in &table.rows {
             assert!(!row.fields.is_empty(), "row without fields accepted");
             assert!(row.tags.len() <= opts.max_tags && row.fields.len() <= opts.max_fields);
@@ -230,6 +235,11 @@ fn check_remote_write(result: Result<Decoded, promwrite::PromWriteError>, opts: 
     let mut request = WriteRequest::default();
     for table in &decoded.batch.tables {
         assert!(!table.table.is_empty(), "empty metric name accepted");
+        assert_eq!(
+            bulkhead_engine::names::check_table(&table.table),
+            Ok(()),
+            "a metric name against the name rules accepted"
+        );
         assert!(!table.rows.is_empty());
         for row in &table.rows {
             assert!(row.tags.len() <= opts.max_labels);

@@ -21,7 +21,8 @@ pub mod lineproto;
 pub mod promwrite;
 
 pub use backend::{
-    NoSqlBackend, QueryBackend, QueryError, QueryErrorKind, QueryOutput, TableColumns, WriteBackend,
+    FailingFlush, NoSqlBackend, QueryBackend, QueryError, QueryErrorKind, QueryOutput,
+    TableColumns, WriteBackend,
 };
 pub use config::{ServeArgs, ServerConfig};
 pub use error::ServerError;

@@ -2,7 +2,9 @@
 //! output) per table per time segment.
 //!
 //! Path: `{prefix}/data/{db}/{table}/{segment_start_ns}/{file_id}.parquet`, each part
-//! percent-encoded by `object_store::path`. `file_id` is 128 random bits in hex, so two
+//! percent-encoded by `object_store::path` (a name too long for a component, possible
+//! only from before the name limits, is shortened and hashed: `names::path_component`).
+//! `file_id` is 128 random bits in hex, so two
 //! writers (or a retried upload) never collide on a name.
 //!
 //! [`SstFile`] is the in-memory handle. The table's current version holds one `Arc` per
@@ -118,7 +120,12 @@ pub(crate) fn sst_path(
     segment_start: i64,
     file_id: &str,
 ) -> Path {
-    let mut p = base_path(prefix).join("data").join(db).join(table);
+    // Names too long for a path component (only from before the name limits) get a
+    // shortened, hashed component instead of failing every flush.
+    let mut p = base_path(prefix)
+        .join("data")
+        .join(crate::names::path_component(db).as_str())
+        .join(crate::names::path_component(table).as_str());
     p = p.join(segment_start.to_string().as_str());
     p.join(format!("{file_id}.parquet").as_str())
 }

@@ -81,9 +81,29 @@ pub(super) async fn compact(
     ))
 }
 
-/// `GET /health`: no auth, no backend call; 200 while the server accepts requests.
-pub(super) async fn health() -> Json<Value> {
-    Json(json!({ "status": "pass", "version": env!("CARGO_PKG_VERSION") }))
+/// `GET /health`: no auth; 200 while the server accepts requests. `status` is `pass`,
+/// or `warn` with a `flush` check listing the tables whose flushes keep failing (the
+/// server still serves reads and writes; those tables' rows are kept in memory and in
+/// the WAL or parked, see `docs/reliability.md`).
+pub(super) async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
+    let failing = state.writes.failing_flushes();
+    if failing.is_empty() {
+        return Json(json!({ "status": "pass", "version": env!("CARGO_PKG_VERSION") }));
+    }
+    Json(json!({
+        "status": "warn",
+        "version": env!("CARGO_PKG_VERSION"),
+        "checks": [{
+            "name": "flush",
+            "status": "warn",
+            "message": format!(
+                "the flush of {} table(s) keeps failing; their rows are kept and the \
+                 flush is retried",
+                failing.len()
+            ),
+            "tables": failing,
+        }],
+    }))
 }
 
 /// `GET /ping`: InfluxDB clients' liveness probe; 204, no auth.

@@ -39,6 +39,7 @@ pub(super) async fn prom_write(
             "missing query parameter `db` (the database to write to)".into(),
         ));
     }
+    super::write::check_database(&db)?;
     check_headers(&headers)?;
     let limit = state.limits.max_body_size.as_u64();
     // Held until the write is acknowledged (or refused).

@@ -68,6 +68,7 @@ async fn write(
             "the database name must not be empty".into(),
         ));
     }
+    check_database(&db)?;
     let precision =
         Precision::parse(precision.as_deref().unwrap_or("")).map_err(ServerError::BadRequest)?;
     let accept_partial = match accept_partial.as_deref() {
@@ -139,6 +140,13 @@ async fn write(
             written: rows,
         })
     }
+}
+
+/// The shared name rules (`bulkhead_engine::names`) for the database a write names:
+/// 400 naming the rule, before the body is read.
+pub(super) fn check_database(db: &str) -> Result<(), ServerError> {
+    bulkhead_engine::names::check_database(db)
+        .map_err(|e| ServerError::BadRequest(format!("database name {e}")))
 }
 
 fn now_nanos() -> i64 {

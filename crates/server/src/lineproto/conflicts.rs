@@ -19,6 +19,9 @@ pub fn reject_conflicting_rows(
     for (table, origins) in parsed.batch.tables.iter_mut().zip(&parsed.origins) {
         let existing = columns(&table.table).unwrap_or_default();
         let mut seen: foldhash::HashMap<&str, FieldType> = foldhash::HashMap::default();
+        // Tag keys of accepted rows: in a new table, the first line that uses a key
+        // decides whether it is a tag or a field, as it would in the engine.
+        let mut seen_tags: foldhash::HashSet<&str> = foldhash::HashSet::default();
         let mut keep = Vec::with_capacity(table.rows.len());
         // The last accepted row: a row with the same tag keys and the same field keys
         // and types in the same order cannot conflict either (`seen` only ever gains
@@ -34,7 +37,7 @@ pub fn reject_conflicting_rows(
             }
             let conflict = row.fields.iter().find_map(|(name, value)| {
                 let ty = value.field_type();
-                if existing.tags.contains(name.as_str()) {
+                if existing.tags.contains(name.as_str()) || seen_tags.contains(name.as_str()) {
                     return Some(format!("`{name}` is a tag of table `{}`, not a field", table.table));
                 }
                 let known = existing.fields.get(name.as_str()).or_else(|| seen.get(name.as_str()));
@@ -48,9 +51,9 @@ pub fn reject_conflicting_rows(
             });
             let conflict = conflict.or_else(|| {
                 row.tags.iter().find_map(|(name, _)| {
-                    existing.fields.contains_key(name.as_str()).then(|| {
-                        format!("`{name}` is a field of table `{}`, not a tag", table.table)
-                    })
+                    (existing.fields.contains_key(name.as_str())
+                        || seen.contains_key(name.as_str()))
+                    .then(|| format!("`{name}` is a field of table `{}`, not a tag", table.table))
                 })
             });
             match conflict {
@@ -64,6 +67,7 @@ pub fn reject_conflicting_rows(
                         seen.entry(name.as_str())
                             .or_insert_with(|| value.field_type());
                     }
+                    seen_tags.extend(row.tags.iter().map(|(name, _)| name.as_str()));
                     keep.push(true);
                     last_ok = Some(i);
                     continue;
@@ -148,6 +152,28 @@ mem free=2.5 5\ncpu,usage=a f=1 6\ncpu,host=d host2=1 7\n";
             kept,
             vec![("cpu".into(), 1), ("cpu".into(), 4), ("mem".into(), 3)]
         );
+    }
+
+    #[test]
+    fn a_key_used_as_tag_and_field_in_a_new_table_rejects_only_the_later_line() {
+        let body = b"n,k=a f=1 1\nn k=2 2\nn,f=b g=1 3\nn,k=c f=4 4\n";
+        let mut parsed = parse(body, &ParseOptions::default());
+        assert!(parsed.errors.is_empty());
+        reject_conflicting_rows(&mut parsed, body, |_| None);
+        let errs: Vec<(usize, &str)> = parsed
+            .errors
+            .iter()
+            .map(|e| (e.line_number, e.error_message.as_str()))
+            .collect();
+        assert_eq!(
+            errs,
+            vec![
+                (2, "`k` is a tag of table `n`, not a field"),
+                (3, "`f` is a field of table `n`, not a tag"),
+            ]
+        );
+        let kept: Vec<i64> = parsed.batch.tables[0].rows.iter().map(|r| r.time).collect();
+        assert_eq!(kept, vec![1, 4]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! A line whose tag and field keys repeat the previous line's skips the duplicate-key
 //! checks (the common case: one source sends the same shape over and over).
 
-use bulkhead_engine::{FieldValue, Row, SmolStr};
+use bulkhead_engine::{FieldValue, Row, SmolStr, names};
 
 use super::{LineError, LineOrigin, ParseOptions, Parsed, cut_line};
 
@@ -342,6 +342,7 @@ fn parse_line(
         return Err("missing measurement name".into());
     }
     let table = c.name(raw, MEASUREMENT_ESCAPES, "measurement")?;
+    names::check_table(&table).map_err(|e| format!("measurement name {e}"))?;
 
     // While the keys so far equal the previous line's, their checks (not `time`, no
     // duplicates) are already known to pass.
@@ -370,6 +371,7 @@ fn parse_line(
         let value = c.name(raw_value, KEY_ESCAPES, "tag value")?;
         same_shape = same;
         if !same_shape {
+            names::check_column(&key).map_err(|e| format!("tag key {e}"))?;
             if key == "time" {
                 return Err("`time` is reserved and cannot be a tag key".into());
             }
@@ -414,6 +416,7 @@ fn parse_line(
         if same_shape {
             fields.push((key, value));
         } else {
+            names::check_column(&key).map_err(|e| format!("field key {e}"))?;
             if key == "time" {
                 return Err("`time` is reserved and cannot be a field key".into());
             }

@@ -10,8 +10,10 @@ use super::{ParseOptions, parse};
 
 fn name() -> impl Strategy<Value = String> {
     // Printable ASCII plus a few multi-byte characters; no tabs or line breaks, which
-    // line protocol cannot carry in names.
-    proptest::string::string_regex("[a-zA-Z0-9 ,=\"\\\\_.#é✓-]{1,12}").expect("valid regex")
+    // line protocol cannot carry in names; not blank (the name rules refuse that).
+    proptest::string::string_regex("[a-zA-Z0-9 ,=\"\\\\_.#é✓-]{1,12}")
+        .expect("valid regex")
+        .prop_filter("not blank", |n| !n.trim().is_empty())
 }
 
 fn value() -> impl Strategy<Value = FieldValue> {

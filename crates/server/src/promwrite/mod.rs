@@ -11,7 +11,9 @@
 //! - every sample is one row with the float field `value`, its time in ns (ms × 10⁶);
 //! - staleness markers (the NaN with bits [`STALE_NAN_BITS`]) are dropped and counted:
 //!   they mark the end of a series, not a measurement; other NaNs and ±Inf are stored;
-//! - rejected (400): a missing or empty `__name__`, an empty label name, a label named
+//! - rejected (400): a missing or empty `__name__`, a metric or label name against the
+//!   name rules (`bulkhead_engine::names`: length, control characters), an empty label
+//!   name, a label named
 //!   `time` or `value` (the row's own columns), a label given twice, more labels than
 //!   `limits.max_tags_per_line`, a timestamp whose ns does not fit in an i64;
 //! - exemplars and native histograms are ignored (counted), metadata is skipped.
@@ -23,7 +25,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use bulkhead_engine::{FieldType, FieldValue, Row, SmolStr, TableWrite, WriteBatch};
+use bulkhead_engine::{FieldType, FieldValue, Row, SmolStr, TableWrite, WriteBatch, names};
 use prost::Message as _;
 
 pub use proto::{Label, Sample, TimeSeries, WriteRequest};
@@ -199,6 +201,11 @@ fn split_labels(labels: &[Label], max_labels: usize) -> Result<(&str, Tags), Pro
         if l.name.is_empty() {
             return Err(invalid("a label has an empty name".into()));
         }
+        if l.name != NAME_LABEL
+            && let Err(e) = names::check_column(&l.name)
+        {
+            return Err(invalid(format!("label name {e}")));
+        }
         if !seen.insert(l.name.as_str()) {
             return Err(invalid(format!("label `{}` appears twice", l.name)));
         }
@@ -222,6 +229,9 @@ fn split_labels(labels: &[Label], max_labels: usize) -> Result<(&str, Tags), Pro
         Some(_) => return Err(invalid("the metric name (`__name__`) is empty".into())),
         None => return Err(invalid("no metric name (`__name__` label)".into())),
     };
+    if let Err(e) = names::check_table(metric) {
+        return Err(invalid(format!("the metric name (`__name__`) {e}")));
+    }
     if tags.len() > max_labels {
         return Err(invalid(format!(
             "{} labels, more than the limit of {max_labels} (limits.max_tags_per_line)",
