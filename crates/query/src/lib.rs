@@ -15,6 +15,7 @@ mod pruning;
 mod stats;
 mod system;
 mod table;
+mod series_filter;
 
 use std::sync::Arc;
 

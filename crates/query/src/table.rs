@@ -15,7 +15,8 @@ use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use bulkhead_engine::{
-    Engine, ROLE_KEY, ScanRequest, SstMeta, TIME_COLUMN, TableSnapshot, TimeRange,
+    Engine, ROLE_KEY, ScanMetrics, ScanRequest, SstMeta, TIME_COLUMN, TableSnapshot, TagPredicate,
+    TimeRange,
 };
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -100,6 +101,7 @@ impl TableProvider for EngineTable {
             None => Arc::clone(&self.schema),
         };
         let pruning = Pruning::from_filters(filters, |c| self.is_tag(c));
+        let tag_predicate = crate::series_filter::tag_predicate(filters, |c| self.is_tag(c));
         if pruning.time.is_empty() || pruning.tags.values().any(BTreeSet::is_empty) {
             // The filters contradict each other: nothing can match, read nothing.
             return Ok(Arc::new(EmptyExec::new(projected)));
@@ -126,6 +128,7 @@ impl TableProvider for EngineTable {
             snapshot,
             projected,
             pruning,
+            tag_predicate,
             ScanCounts {
                 total: total_ssts,
                 by_time: total_ssts - in_range.len(),
@@ -177,6 +180,7 @@ pub(crate) struct EngineScanExec {
     snapshot: TableSnapshot,
     schema: SchemaRef,
     pruning: Pruning,
+    tag_predicate: Option<TagPredicate>,
     counts: ScanCounts,
     stats: Arc<QueryStats>,
     properties: Arc<PlanProperties>,
@@ -197,6 +201,7 @@ impl EngineScanExec {
         snapshot: TableSnapshot,
         schema: SchemaRef,
         pruning: Pruning,
+        tag_predicate: Option<TagPredicate>,
         counts: ScanCounts,
         stats: Arc<QueryStats>,
     ) -> Self {
@@ -210,6 +215,7 @@ impl EngineScanExec {
             snapshot,
             schema,
             pruning,
+            tag_predicate,
             counts,
             stats,
             properties: Arc::new(properties),
@@ -241,6 +247,9 @@ impl DisplayAs for EngineScanExec {
         }
         for (tag, values) in &self.pruning.tags {
             write!(f, ", {tag} in {values:?}")?;
+        }
+        if let Some(p) = &self.tag_predicate {
+            write!(f, ", series={p}")?;
         }
         if matches!(t, DisplayFormatType::Default | DisplayFormatType::Verbose) {
             let names: Vec<&str> = self
@@ -320,6 +329,7 @@ impl ExecutionPlan for EngineScanExec {
             .fetch_add((c.by_time + c.by_tags) as u64, Ordering::Relaxed);
 
         let selected = c.selected.clone();
+        let scan_metrics = Arc::new(ScanMetrics::default());
         // `count(*)` projects no column; read `time` (the cheapest) to count rows.
         let mut columns: Vec<String> = self
             .schema
@@ -335,10 +345,27 @@ impl ExecutionPlan for EngineScanExec {
             projection: Some(columns),
             sst_filter: Some(Arc::new(move |m: &SstMeta| selected.contains(&m.file_id))),
             tag_values: self.pruning.tags.clone(),
+            tag_predicate: self.tag_predicate.clone(),
+            metrics: Some(Arc::clone(&scan_metrics)),
         };
         let schema = Arc::clone(&self.schema);
         let out_schema = Arc::clone(&schema);
-        let stream = self.snapshot.scan(request).map(move |batch| {
+        // The engine's read counters become this plan's metrics when the scan ends
+        // (`EXPLAIN ANALYZE`), added once.
+        let counters: Vec<_> = ScanMetrics::default()
+            .snapshot()
+            .named()
+            .iter()
+            .map(|(name, _)| MetricBuilder::new(&self.metrics).global_counter(*name))
+            .collect();
+        let tail = futures::stream::once(async move {
+            for (c, (_, v)) in counters.iter().zip(scan_metrics.snapshot().named()) {
+                c.add(v as usize);
+            }
+        })
+        .filter_map(|()| async { None });
+        let scan = self.snapshot.scan(request).chain(tail);
+        let stream = scan.map(move |batch| {
             let batch = batch.map_err(|e| DataFusionError::External(Box::new(e)))?;
             // Same columns in the same order (none for `count(*)`); re-attach the plan's
             // exact schema and keep the row count.

@@ -264,21 +264,45 @@ pub(crate) async fn read(
     if !whole {
         builder = builder.with_row_selection(selection::to_selection(&md, &plan));
     }
-    // Rows outside the range exist only if the range cuts the file's time bounds.
+    // Rows outside the range exist only if the range cuts the file's time bounds. When
+    // it keeps a small part of the file's time span, or the series index already chose
+    // a few runs, the time filter runs inside the decoder (other columns are
+    // materialized only for rows in range); when it keeps most of a full scan, the
+    // fragmented selection would cost more than it saves, so rows are filtered after
+    // decoding.
     let cut = range.start > meta.min_time || range.last < meta.max_time;
-    if let (Some(t), true) = (time_idx, cut) {
+    let late =
+        cut && (series_rows.is_some() || kept_share(range, meta.min_time, meta.max_time) <= 0.5);
+    if let (Some(t), true) = (time_idx, late) {
         let predicate =
             ArrowPredicateFn::new(ProjectionMask::leaves(parquet_schema, [t]), move |b| {
                 time_mask(b.column(0).as_ref(), range)
             });
         builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
     }
-    let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
+    let mut batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
+    if cut && !late {
+        batches = batches
+            .iter()
+            .map(|b| filter_time(b, range))
+            .collect::<Result<_>>()?;
+    }
     let out: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
     let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
     ScanMetrics::add(&m.rows_output, rows);
     ScanMetrics::add(&m.rows_filtered_time, selected.saturating_sub(rows));
     Ok(out)
+}
+
+/// The share of the inclusive span `[min, max]` that `range` keeps (0 to 1).
+fn kept_share(range: TimeRange, min: i64, max: i64) -> f64 {
+    let lo = range.start.max(min);
+    let hi = range.last.min(max);
+    if hi < lo {
+        return 0.0;
+    }
+    let span = (max as f64 - min as f64) + 1.0;
+    ((hi as f64 - lo as f64) + 1.0) / span
 }
 
 /// The rows of a `time` column inside `range`.
