@@ -1,9 +1,9 @@
 //! Table, database, tag and field names at the edges: length, reserved names, control characters (issue 22).
 //!
 //! The table cases run in the shared harness (`main.rs`); the tests below need a server
-//! of their own: a table whose flush keeps failing (a file where its directory would
-//! be) must not pin the WAL, and a data directory whose WAL holds names from before the
-//! limits must start, keep those rows and flush them.
+//! of their own: a table whose flush keeps failing (a dangling symlink where its
+//! directory would be) must not pin the WAL, and a data directory whose WAL holds names
+//! from before the limits must start, keep those rows and flush them.
 
 use std::time::{Duration, Instant};
 
@@ -221,7 +221,8 @@ fn count(s: &TestServer, db: &str, table: &str) -> String {
     r.text()
 }
 
-/// One table's flush keeps failing (a file sits where its object directory would be):
+/// One table's flush keeps failing (a dangling symlink sits where its object directory
+/// would be):
 /// after three failed attempts its rows are parked, the WAL is truncated for the other
 /// tables, `/health` and `/metrics` name the table, and nothing is lost, through a
 /// `kill -9`, until the fault is gone and the flush succeeds.
@@ -232,7 +233,9 @@ fn a_table_whose_flush_keeps_failing_does_not_pin_the_wal() {
     let data = s.data_dir().join("data");
     let objects = data.join("objects").join("data").join("b");
     std::fs::create_dir_all(&objects).expect("mkdir");
-    std::fs::write(objects.join("stuck"), b"not a directory").expect("block");
+    // A dangling symlink: directories cannot be created under it, and the startup
+    // garbage collection does not list it (a plain file would be deleted as an orphan).
+    std::os::unix::fs::symlink("/nonexistent/bulkhead-test", objects.join("stuck")).expect("block");
 
     let mut t = 0;
     for _ in 0..50 {
