@@ -72,9 +72,11 @@ fn to_row(schema: &TableSchema, (a, b, time, fields): &Write) -> Row {
     }
 }
 
+/// A row's key: (tag values in tag-name order, time).
+type Key = (Vec<Option<String>>, i64);
+
 /// The old layout: per (series, time), a dense slot per field id, merged field by field.
-/// Keyed by (tag values in tag-name order, time).
-type Dense = BTreeMap<(Vec<Option<String>>, i64), Vec<Option<FieldValue>>>;
+type Dense = BTreeMap<Key, Vec<Option<FieldValue>>>;
 
 fn dense_insert(dense: &mut Dense, schema: &TableSchema, w: &Write) {
     let row = to_row(schema, w);
@@ -97,12 +99,9 @@ fn dense_insert(dense: &mut Dense, schema: &TableSchema, w: &Write) {
 }
 
 /// A batch as `(tag values, time) -> column name -> value` (non-null cells only).
-type Cells = BTreeMap<(Vec<Option<String>>, i64), BTreeMap<String, String>>;
+type Cells = BTreeMap<Key, BTreeMap<String, String>>;
 
-fn cells(
-    batch: Option<RecordBatch>,
-    schema: &TableSchema,
-) -> (Cells, Vec<(Vec<Option<String>>, i64)>) {
+fn cells(batch: Option<RecordBatch>, schema: &TableSchema) -> (Cells, Vec<Key>) {
     let mut out = Cells::new();
     let mut order = Vec::new();
     let Some(batch) = batch else {
