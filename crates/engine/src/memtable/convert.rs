@@ -394,8 +394,7 @@ fn output_schema(
         None => {
             let (mut tags, mut values) = (IdSet::default(), IdSet::default());
             for p in parts {
-                tags.union_with(p.tags_seen());
-                values.union_with(p.fields_seen());
+                p.ids_present(&mut tags, &mut values);
             }
             for id in schema.sorted_tag_ids() {
                 if tags.contains(id) {

@@ -7,9 +7,8 @@
 //! Rows are *sparse*: a row holds `(field id, value)` pairs for the fields written to
 //! it, sorted by id, and nothing for the others, so a row's memory is proportional to
 //! its values however many fields the table has (a dense slot per field id once let a
-//! table with 50,000 fields grow a 90 KB request into 2.4 GB). The memtable also
-//! records which tag and field ids it holds at all, so converting it to Arrow builds
-//! only those columns.
+//! table with 50,000 fields grow a 90 KB request into 2.4 GB). Converting it to Arrow
+//! builds only the columns asked for, or those it holds.
 //!
 //! A later write of the same (series, time) merges *field by field*: fields it carries
 //! replace the old values, fields it omits keep theirs (InfluxDB semantics; see
@@ -59,31 +58,18 @@ pub(crate) struct Series {
 pub(crate) struct IdSet(Vec<u64>);
 
 impl IdSet {
-    /// Add `id`; returns the bytes the bitmap grew by.
-    fn insert(&mut self, id: u32) -> usize {
+    fn insert(&mut self, id: u32) {
         let (word, bit) = ((id / 64) as usize, id % 64);
-        let mut grown = 0;
         if word >= self.0.len() {
-            grown = (word + 1 - self.0.len()) * 8;
             self.0.resize(word + 1, 0);
         }
         self.0[word] |= 1 << bit;
-        grown
     }
 
     pub(crate) fn contains(&self, id: u32) -> bool {
         self.0
             .get((id / 64) as usize)
             .is_some_and(|w| w & (1 << (id % 64)) != 0)
-    }
-
-    fn union_with(&mut self, other: &IdSet) {
-        if self.0.len() < other.0.len() {
-            self.0.resize(other.0.len(), 0);
-        }
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a |= b;
-        }
     }
 }
 
@@ -107,9 +93,6 @@ pub(crate) struct Memtable {
     key_buf: Vec<u8>,
     /// The segment of the previous insert (skips the set insert for runs).
     last_segment: Option<TimeRange>,
-    /// Tag and field ids that occur in some row.
-    tags_seen: IdSet,
-    fields_seen: IdSet,
 }
 
 impl Memtable {
@@ -155,14 +138,20 @@ impl Memtable {
         self.segments.iter().copied()
     }
 
-    /// Tag ids that occur in some series.
-    pub(crate) fn tags_seen(&self) -> &IdSet {
-        &self.tags_seen
-    }
-
-    /// Field ids that have a value in some row.
-    pub(crate) fn fields_seen(&self) -> &IdSet {
-        &self.fields_seen
+    /// Add the tag ids and field ids that occur in this memtable to `tags` and `fields`
+    /// (a pass over every value: for conversions without a projection, which visit
+    /// every value anyway; inserts stay free of it).
+    pub(crate) fn ids_present(&self, tags: &mut IdSet, fields: &mut IdSet) {
+        for s in self.series.values() {
+            for (id, _) in s.key.iter() {
+                tags.insert(*id);
+            }
+            for slots in s.rows.values() {
+                for (id, _) in slots {
+                    fields.insert(*id);
+                }
+            }
+        }
     }
 
     /// A copy of the rows in `range`, for a read snapshot (its segments are not
@@ -172,8 +161,6 @@ impl Memtable {
             min_seq: self.min_seq,
             max_seq: self.max_seq,
             created: self.created,
-            tags_seen: self.tags_seen.clone(),
-            fields_seen: self.fields_seen.clone(),
             min_time: i64::MAX,
             max_time: i64::MIN,
             ..Memtable::default()
@@ -276,9 +263,6 @@ impl Memtable {
             added += SERIES_OVERHEAD
                 + encoded.len()
                 + key.iter().map(|(_, v)| 24 + v.len()).sum::<usize>();
-            for (id, _) in key.iter() {
-                added += self.tags_seen.insert(*id);
-            }
             self.series.insert(
                 encoded.into(),
                 Series {
@@ -308,9 +292,6 @@ impl Memtable {
         for (id, value) in fields {
             if let FieldValue::Str(s) = &value {
                 added += s.len();
-            }
-            if !self.fields_seen.contains(id) {
-                added += self.fields_seen.insert(id);
             }
             set_field(slots, id, value);
         }
