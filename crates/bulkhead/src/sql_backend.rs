@@ -37,6 +37,7 @@ pub(crate) fn to_server_error(e: bulkhead_query::QueryError) -> QueryError {
         Q::Plan(_) => QueryErrorKind::Plan,
         Q::ResourcesExhausted(_) => QueryErrorKind::ResourcesExhausted,
         Q::DatabaseNotFound(_) => QueryErrorKind::NotFound,
+        Q::TooComplex(_) => QueryErrorKind::TooComplex,
         Q::Execution(_) | Q::Cancelled => QueryErrorKind::Execution,
     };
     QueryError::new(kind, e.to_string())

@@ -16,6 +16,12 @@ pub enum PgError {
     /// A bound parameter cannot be used (bad format, missing value).
     #[error("{0}")]
     Parameter(String),
+    /// A statement refers to a parameter past PostgreSQL's limit (`$65536` or more).
+    #[error(
+        "too many parameters: the statement refers to ${0}, but at most {max} are allowed",
+        max = crate::sql::MAX_PARAMETERS
+    )]
+    TooManyParameters(u64),
     /// A result column or value cannot be encoded for the wire.
     #[error("encoding the result failed: {0}")]
     Encode(String),
@@ -43,11 +49,13 @@ impl PgError {
                 QueryErrorKind::Plan => plan_sqlstate(&e.message),
                 QueryErrorKind::NotFound => "3D000", // invalid_catalog_name (database)
                 QueryErrorKind::ResourcesExhausted => "53200", // out_of_memory
+                QueryErrorKind::TooComplex => "54001", // statement_too_complex
                 QueryErrorKind::Unsupported => "0A000", // feature_not_supported
                 QueryErrorKind::Execution => "XX000", // internal_error
             },
             PgError::Stream(message) if is_memory_limit(message) => "53200",
             PgError::Parameter(_) => "22023", // invalid_parameter_value
+            PgError::TooManyParameters(_) => "54023", // too_many_arguments
             PgError::Encode(_) => "0A000",
             PgError::Runtime(RuntimeError::Cancelled(_)) => "57014", // query_canceled
             PgError::Stream(_) | PgError::Runtime(_) | PgError::Bind { .. } | PgError::Io(_) => {
@@ -137,6 +145,8 @@ mod tests {
         assert_eq!(state(QueryErrorKind::ResourcesExhausted, "x"), "53200");
         assert_eq!(state(QueryErrorKind::Execution, "x"), "XX000");
         assert_eq!(state(QueryErrorKind::NotFound, "x"), "3D000");
+        assert_eq!(state(QueryErrorKind::TooComplex, "x"), "54001");
+        assert_eq!(PgError::TooManyParameters(70_000).sqlstate(), "54023");
         assert_eq!(
             PgError::Stream("Resources exhausted: query exceeded".into()).sqlstate(),
             "53200"

@@ -271,7 +271,7 @@ impl ExtendedQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let db = database(client);
-        let count = sql::parameter_count(&target.statement);
+        let count = sql::parameter_count(&target.statement)?;
         // Parameter types: the client's where it gave them, else `unknown` (the client
         // then sends text, which is substituted as a literal).
         let types = (0..count.max(target.parameter_types.len()))
@@ -284,7 +284,7 @@ impl ExtendedQueryHandler for Handler {
                     .unwrap_or(Type::UNKNOWN)
             })
             .collect::<Vec<_>>();
-        let stmt = params::bind_nulls(&target.statement, count);
+        let stmt = params::bind_nulls(&target.statement, count)?;
         let fields = self.describe(&db, &stmt, &Format::UnifiedText).await?;
         if types.is_empty() && fields.is_empty() {
             return Ok(DescribeStatementResponse::no_data());
@@ -336,7 +336,12 @@ impl QueryParser for Parser {
         let mut stmts = sql::split_statements(sql);
         match stmts.len() {
             0 => Ok(None),
-            1 => Ok(stmts.pop()),
+            1 => {
+                // Refuse a `$n` past the limit at Parse, as PostgreSQL does, before
+                // Describe or Bind size anything from it.
+                sql::parameter_count(&stmts[0])?;
+                Ok(stmts.pop())
+            }
             _ => Err(PgError::Parameter(
                 "cannot insert multiple commands into a prepared statement".into(),
             )
@@ -345,7 +350,7 @@ impl QueryParser for Parser {
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        Ok(vec![Type::UNKNOWN; sql::parameter_count(stmt)])
+        Ok(vec![Type::UNKNOWN; sql::parameter_count(stmt)?])
     }
 
     fn get_result_schema(

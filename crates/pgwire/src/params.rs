@@ -28,18 +28,15 @@ pub(crate) fn bind(portal: &Portal<String>) -> Result<String, PgError> {
             literal(i + 1, &ty, binary, value.as_deref())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    sql::substitute(&stmt.statement, &values).map_err(|n| {
-        PgError::Parameter(format!(
-            "there is no parameter ${n} (the statement was bound with {} values)",
-            values.len()
-        ))
-    })
+    sql::substitute(&stmt.statement, &values)
 }
 
 /// `sql` with every parameter NULL: enough to plan it and learn its result columns.
-pub(crate) fn bind_nulls(stmt: &str, count: usize) -> String {
-    let nulls = vec!["NULL".to_owned(); count];
-    sql::substitute(stmt, &nulls).unwrap_or_else(|_| stmt.to_owned())
+/// `count` comes from [`sql::parameter_count`], so it is at most
+/// [`sql::MAX_PARAMETERS`].
+pub(crate) fn bind_nulls(stmt: &str, count: usize) -> Result<String, PgError> {
+    let nulls = vec!["NULL".to_owned(); count.min(sql::MAX_PARAMETERS)];
+    sql::substitute(stmt, &nulls)
 }
 
 /// One parameter as a SQL literal.

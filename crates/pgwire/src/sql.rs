@@ -2,6 +2,8 @@
 //! placeholders and their substitution with bound values, and the session commands
 //! (`SET`, `BEGIN`, ...) that are accepted without running anything.
 
+use crate::error::PgError;
+
 /// What a piece of SQL text is, for the scanner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok {
@@ -88,8 +90,14 @@ pub(crate) fn split_statements(sql: &str) -> Vec<String> {
     out
 }
 
-/// `$n` placeholders outside quotes: `(byte range, n)`.
-fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
+/// Most parameters a statement may have, as in PostgreSQL (the protocol counts them in
+/// an `Int16`). A higher `$n` is refused with SQLSTATE 54023 before anything is sized
+/// from it.
+pub(crate) const MAX_PARAMETERS: usize = 65_535;
+
+/// `$n` placeholders outside quotes: `(byte range, n)`. `n` is at most
+/// [`MAX_PARAMETERS`]; a higher one (or one too long to parse) is an error naming it.
+fn placeholders(sql: &str) -> Result<Vec<(std::ops::Range<usize>, usize)>, PgError> {
     let b = sql.as_bytes();
     let mut code = vec![false; b.len()];
     scan(sql, |i, tok| code[i] = tok == Tok::Code);
@@ -102,35 +110,53 @@ fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
             while j < b.len() && code[j] && b[j].is_ascii_digit() {
                 j += 1;
             }
-            if let Ok(n) = sql[i + 1..j].parse::<usize>()
-                && n > 0
-            {
-                out.push((i..j, n));
+            let digits = &sql[i + 1..j];
+            let significant = digits.trim_start_matches('0');
+            if !significant.is_empty() {
+                // Compare as text first: the number may not even fit in a u64.
+                let n = if significant.len() > 5 {
+                    None
+                } else {
+                    significant.parse::<usize>().ok()
+                };
+                match n {
+                    Some(n) if n <= MAX_PARAMETERS => out.push((i..j, n)),
+                    _ => {
+                        return Err(PgError::TooManyParameters(
+                            significant.parse::<u64>().unwrap_or(u64::MAX),
+                        ));
+                    }
+                }
                 i = j;
                 continue;
             }
         }
         i += 1;
     }
-    out
+    Ok(out)
 }
 
-/// The highest `$n` in `sql` (0 when it has none).
-pub(crate) fn parameter_count(sql: &str) -> usize {
-    placeholders(sql)
+/// The highest `$n` in `sql` (0 when it has none); at most [`MAX_PARAMETERS`].
+pub(crate) fn parameter_count(sql: &str) -> Result<usize, PgError> {
+    Ok(placeholders(sql)?
         .into_iter()
         .map(|(_, n)| n)
         .max()
-        .unwrap_or(0)
+        .unwrap_or(0))
 }
 
 /// Replace every `$n` with `values[n - 1]`, which must already be SQL literals.
-/// Returns the index of the first placeholder without a value, if any.
-pub(crate) fn substitute(sql: &str, values: &[String]) -> Result<String, usize> {
+/// Fails with the first placeholder without a value, if any.
+pub(crate) fn substitute(sql: &str, values: &[String]) -> Result<String, PgError> {
     let mut out = String::with_capacity(sql.len());
     let mut last = 0;
-    for (range, n) in placeholders(sql) {
-        let value = values.get(n - 1).ok_or(n)?;
+    for (range, n) in placeholders(sql)? {
+        let value = values.get(n - 1).ok_or_else(|| {
+            PgError::Parameter(format!(
+                "there is no parameter ${n} (the statement was bound with {} values)",
+                values.len()
+            ))
+        })?;
         out.push_str(&sql[last..range.start]);
         out.push_str(value);
         last = range.end;
@@ -196,16 +222,35 @@ mod tests {
     #[test]
     fn substitutes_placeholders_but_not_inside_literals() {
         let sql = "select '$1', a$1, $1 from t where b = $2 -- $3";
-        assert_eq!(parameter_count(sql), 2);
+        assert_eq!(parameter_count(sql).unwrap(), 2);
         let out = substitute(sql, &["10".into(), quote_literal("o'k")]).unwrap();
         assert_eq!(out, "select '$1', a$1, 10 from t where b = 'o''k' -- $3");
-        assert_eq!(substitute("select $2", &["1".into()]), Err(2));
+        let missing = substitute("select $2", &["1".into()]).unwrap_err();
+        assert!(missing.to_string().contains("no parameter $2"), "{missing}");
     }
 
     #[test]
     fn escape_strings_do_not_end_early() {
-        assert_eq!(parameter_count(r"select E'it\'s $1', $2"), 2);
-        assert_eq!(placeholders(r"select E'it\'s $1', $2").len(), 1);
+        assert_eq!(parameter_count(r"select E'it\'s $1', $2").unwrap(), 2);
+        assert_eq!(placeholders(r"select E'it\'s $1', $2").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn parameters_past_the_postgresql_limit_are_refused() {
+        assert_eq!(parameter_count("select $65535").unwrap(), 65_535);
+        assert_eq!(parameter_count("select $000007").unwrap(), 7);
+        for sql in [
+            "select $65536",
+            "select $100000000000",
+            "select $99999999999999999999999999999",
+        ] {
+            let e = parameter_count(sql).unwrap_err();
+            assert_eq!(e.sqlstate(), "54023", "{sql}");
+            assert!(e.to_string().contains("at most 65535"), "{e}");
+            assert!(substitute(sql, &[]).is_err());
+        }
+        // `$0` is not a parameter (as before): left alone.
+        assert_eq!(parameter_count("select $0").unwrap(), 0);
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub enum QueryError {
     /// The database named by the request does not exist (HTTP 404, SQLSTATE 3D000).
     #[error("database `{0}` not found")]
     DatabaseNotFound(String),
+    /// The statement nests too deeply or has too many operators to plan safely
+    /// (HTTP 400, SQLSTATE 54001); the message names the limit.
+    #[error("{0}")]
+    TooComplex(String),
     /// Something failed while running a valid plan (HTTP 500, SQLSTATE XX000).
     #[error("query execution failed: {0}")]
     Execution(String),

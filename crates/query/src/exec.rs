@@ -65,10 +65,16 @@ pub(crate) async fn run_sql(
             .with_allow_ddl(false)
             .with_allow_dml(false);
         let planned = async {
-            let df = ctx.sql_with_options(&sql, options).await?;
+            // What `SessionContext::sql_with_options` does, with the depth check
+            // between parsing and planning.
+            let state = ctx.state();
+            let statement = crate::depth::parse(&state, &sql)?;
+            let plan = state.statement_to_plan(statement).await?;
+            options.verify_plan(&plan)?;
+            let df = ctx.execute_logical_plan(plan).await?;
             let plan = df.create_physical_plan().await?;
             let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
-            Ok::<_, datafusion::error::DataFusionError>((plan.schema(), stream))
+            Ok::<_, QueryError>((plan.schema(), stream))
         }
         .await;
         let mut stream = match planned {
@@ -79,7 +85,7 @@ pub(crate) async fn run_sql(
                 stream
             }
             Err(e) => {
-                let _ = schema_tx.send(Err(QueryError::from(e)));
+                let _ = schema_tx.send(Err(e));
                 return;
             }
         };

@@ -8,14 +8,17 @@
 //! `io`) only receives finished batches (see [`exec`]).
 
 mod catalog;
+mod depth;
 mod error;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 mod functions;
 mod pruning;
+mod series_filter;
 mod stats;
 mod system;
 mod table;
-mod series_filter;
 
 use std::sync::Arc;
 
@@ -26,6 +29,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use catalog::CATALOG;
+pub use depth::{MAX_EXPR_DEPTH, MAX_OPERATORS, MAX_SET_OPERATIONS};
 pub use error::{QueryError, Result};
 pub use exec::QueryOutput;
 pub use stats::QueryStats;

@@ -108,6 +108,9 @@ pub enum QueryErrorKind {
     /// The query needs more memory (or other resources) than its limit. 400: retrying
     /// the same query will not help; the message names the limit.
     ResourcesExhausted,
+    /// The statement nests too deeply or is too large to plan safely. 400 (SQLSTATE
+    /// 54001, statement_too_complex); the message names the limit.
+    TooComplex,
     /// Execution failed for a reason that is not the client's. 500.
     Execution,
     /// This backend cannot run SQL at all. 501.
@@ -121,6 +124,7 @@ impl QueryErrorKind {
             QueryErrorKind::Plan => "plan",
             QueryErrorKind::NotFound => "not_found",
             QueryErrorKind::ResourcesExhausted => "resources_exhausted",
+            QueryErrorKind::TooComplex => "too_complex",
             QueryErrorKind::Execution => "execution",
             QueryErrorKind::Unsupported => "unsupported",
         }

@@ -99,9 +99,9 @@ impl ServerError {
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ServerError::Query(q) => match q.kind {
-                QueryErrorKind::Plan | QueryErrorKind::ResourcesExhausted => {
-                    StatusCode::BAD_REQUEST
-                }
+                QueryErrorKind::Plan
+                | QueryErrorKind::ResourcesExhausted
+                | QueryErrorKind::TooComplex => StatusCode::BAD_REQUEST,
                 QueryErrorKind::NotFound => StatusCode::NOT_FOUND,
                 QueryErrorKind::Execution => StatusCode::INTERNAL_SERVER_ERROR,
                 QueryErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
@@ -217,6 +217,7 @@ mod tests {
             (QueryErrorKind::Plan, StatusCode::BAD_REQUEST),
             (QueryErrorKind::NotFound, StatusCode::NOT_FOUND),
             (QueryErrorKind::ResourcesExhausted, StatusCode::BAD_REQUEST),
+            (QueryErrorKind::TooComplex, StatusCode::BAD_REQUEST),
             (QueryErrorKind::Execution, StatusCode::INTERNAL_SERVER_ERROR),
             (QueryErrorKind::Unsupported, StatusCode::NOT_IMPLEMENTED),
         ];

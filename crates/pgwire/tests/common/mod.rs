@@ -31,6 +31,7 @@ impl QueryBackend for Sql {
                 Q::Plan(_) => QueryErrorKind::Plan,
                 Q::ResourcesExhausted(_) => QueryErrorKind::ResourcesExhausted,
                 Q::DatabaseNotFound(_) => QueryErrorKind::NotFound,
+                Q::TooComplex(_) => QueryErrorKind::TooComplex,
                 Q::Execution(_) | Q::Cancelled => QueryErrorKind::Execution,
             };
             QueryError::new(kind, e.to_string())

@@ -1,0 +1,362 @@
+//! Bounded statement depth: SQL is parsed and checked here before DataFusion plans it,
+//! so that no statement can overflow a query thread's stack.
+//!
+//! sqlparser limits how deeply its parser recurses, but a chain of infix operators
+//! (`1+1+…+1`, `a OR b OR …`) is parsed in a loop into a left-deep tree of any depth,
+//! and DataFusion's planning, optimizer rules, `Clone`, `Drop` and evaluation of such a
+//! tree recurse once per level, only some of them behind stack growth. So, in order:
+//!
+//! 1. the statement's tokens are counted ([`MAX_OPERATORS`]): a bound on how deep the
+//!    parsed tree can be, checked before a tree is built at all;
+//! 2. the statement is parsed, and long `OR` chains are rebalanced into trees of
+//!    logarithmic depth (`OR` is associative, so the answer is the same: this is what
+//!    makes Grafana's "All" over thousands of values, a long `host = 'a' OR …`, work).
+//!    `AND` chains are not: DataFusion splits conjunctions and joins them again into a
+//!    left-deep chain while pushing filters down, so they count at their full length;
+//! 3. the depth of the remaining expression tree is measured; over
+//!    [`MAX_EXPR_DEPTH`] the statement is refused with [`QueryError::TooComplex`]
+//!    (HTTP 400, SQLSTATE 54001).
+//!
+//! Parsing, the walk and dropping a refused tree run on a thread with a large stack of
+//! its own ([`PARSE_STACK`]), so they do not depend on the thread they are called from.
+
+use std::ops::ControlFlow;
+
+use datafusion::execution::SessionState;
+use datafusion::sql::parser::{CopyToSource, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Query, Value, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::error::{QueryError, Result};
+
+/// How deeply expressions (and subqueries) may nest, once `OR` chains are rebalanced:
+/// `1+1+…+1` may have about this many terms. Planning and running a tree this deep fits
+/// the query threads' default 2 MiB stack, in a debug build too: `tests/depth.rs` runs
+/// the limit itself on the real `query` runtime, and DataFusion's own recursion
+/// protection grows the stack on the paths it covers.
+pub const MAX_EXPR_DEPTH: usize = 1_000;
+
+/// Most tokens that can add a level to the parse tree (operators, keywords) in one
+/// statement. Literals, plain identifiers, commas and parentheses are not counted, so
+/// a long `IN (…)` list or a wide `SELECT` list is not limited by this.
+pub const MAX_OPERATORS: usize = 200_000;
+
+/// Most set operations (`UNION`, `EXCEPT`, `INTERSECT`) in one statement: they form a
+/// chain of their own that the expression walk does not see.
+pub const MAX_SET_OPERATIONS: usize = MAX_EXPR_DEPTH;
+
+/// `OR` chains up to this length keep their shape (and so their column name); longer
+/// ones are rebalanced.
+const REBALANCE_OVER: usize = 64;
+
+/// The stack that parsing, the depth walk and dropping a refused tree run on. A tree
+/// of [`MAX_OPERATORS`] levels is dropped recursively; this is ample for that.
+const PARSE_STACK: usize = 256 * 1024 * 1024;
+
+/// Parse `sql` with the session's dialect and parser settings, check it against the
+/// limits above, and return it ready to plan.
+pub(crate) fn parse(state: &SessionState, sql: &str) -> Result<DfStatement> {
+    let options = &state.config().options().sql_parser;
+    let dialect = dialect_from_str(options.dialect.as_ref())
+        .ok_or_else(|| QueryError::Plan(format!("unsupported SQL dialect {}", options.dialect)))?;
+    check_tokens(dialect.as_ref(), sql)?;
+    // A thread of its own: its stack is reserved address space, and only the pages a
+    // statement touches are used. Spawning it costs tens of microseconds.
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("bh-query-parse".into())
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, || {
+                let mut statement = state.sql_to_statement(sql, &options.dialect)?;
+                check_statement(&mut statement)?;
+                Ok(statement)
+            })
+            .map_err(|e| QueryError::Execution(format!("cannot start the SQL parser: {e}")))?;
+        parser
+            .join()
+            .unwrap_or_else(|_| Err(QueryError::Execution("the SQL parser panicked".into())))
+    })
+}
+
+/// Step 1: a bound on the parse tree's depth from the tokens alone.
+fn check_tokens(dialect: &dyn Dialect, sql: &str) -> Result<()> {
+    // A statement that does not tokenize is left to the parser, which names the error.
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else {
+        return Ok(());
+    };
+    let mut operators = 0usize;
+    let mut set_operations = 0usize;
+    for token in &tokens {
+        if let Token::Word(w) = token
+            && w.quote_style.is_none()
+            && matches!(
+                w.keyword,
+                Keyword::UNION | Keyword::EXCEPT | Keyword::INTERSECT | Keyword::MINUS
+            )
+        {
+            set_operations += 1;
+        }
+        if adds_depth(token) {
+            operators += 1;
+        }
+    }
+    if operators > MAX_OPERATORS {
+        return Err(QueryError::TooComplex(format!(
+            "statement too complex: it has {operators} operators and keywords, over the \
+             limit of {MAX_OPERATORS}"
+        )));
+    }
+    if set_operations > MAX_SET_OPERATIONS {
+        return Err(QueryError::TooComplex(format!(
+            "statement too complex: it chains {set_operations} set operations (UNION, \
+             EXCEPT, INTERSECT), over the limit of {MAX_SET_OPERATIONS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `token` can add a level to the parse tree: everything but literals, plain
+/// identifiers and punctuation that only separates.
+fn adds_depth(token: &Token) -> bool {
+    match token {
+        Token::Word(w) => w.quote_style.is_none() && w.keyword != Keyword::NoKeyword,
+        Token::EOF
+        | Token::Whitespace(_)
+        | Token::Comma
+        | Token::SemiColon
+        | Token::LParen
+        | Token::RParen
+        | Token::Number(..)
+        | Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_)
+        | Token::TripleSingleQuotedByteStringLiteral(_)
+        | Token::TripleDoubleQuotedByteStringLiteral(_)
+        | Token::SingleQuotedRawStringLiteral(_)
+        | Token::DoubleQuotedRawStringLiteral(_)
+        | Token::TripleSingleQuotedRawStringLiteral(_)
+        | Token::TripleDoubleQuotedRawStringLiteral(_)
+        | Token::NationalStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_) => false,
+        _ => true,
+    }
+}
+
+/// Steps 2 and 3 on a parsed statement (and the statement an `EXPLAIN` or `COPY`
+/// wraps).
+fn check_statement(statement: &mut DfStatement) -> Result<()> {
+    let flow = match statement {
+        DfStatement::Statement(s) => s.visit(&mut Depth::default()),
+        DfStatement::Explain(explain) => return check_statement(&mut explain.statement),
+        DfStatement::CopyTo(copy) => match &mut copy.source {
+            CopyToSource::Query(query) => query.visit(&mut Depth::default()),
+            CopyToSource::Relation(_) => ControlFlow::Continue(()),
+        },
+        DfStatement::CreateExternalTable(_) | DfStatement::Reset(_) => ControlFlow::Continue(()),
+    };
+    match flow {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(QueryError::TooComplex(format!(
+            "expression too deep: it nests more than {MAX_EXPR_DEPTH} levels (a long \
+             chain of OR is fine; every other operator, function call and subquery \
+             adds a level)"
+        ))),
+    }
+}
+
+/// Measures nesting while rebalancing `OR` chains on the way down; stops at
+/// the first level past [`MAX_EXPR_DEPTH`], so its own recursion is bounded too.
+#[derive(Default)]
+struct Depth {
+    depth: usize,
+}
+
+impl Depth {
+    fn enter(&mut self) -> ControlFlow<()> {
+        self.depth += 1;
+        if self.depth > MAX_EXPR_DEPTH {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+impl VisitorMut for Depth {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.enter()
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // Before the walk descends into `expr`'s children: they are then the balanced
+        // ones.
+        rebalance(expr);
+        self.enter()
+    }
+
+    fn post_visit_expr(&mut self, _expr: &mut Expr) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+/// If `expr` heads a left-deep chain of more than [`REBALANCE_OVER`] `OR`s, replace
+/// it with a balanced tree of the same terms in the same order.
+fn rebalance(expr: &mut Expr) {
+    let op = match expr {
+        Expr::BinaryOp {
+            op: op @ BinaryOperator::Or,
+            ..
+        } => op.clone(),
+        _ => return,
+    };
+    // Measure the chain without moving anything: most are short.
+    let mut len = 1;
+    let mut cur = &*expr;
+    while let Expr::BinaryOp { left, op: o, .. } = cur
+        && *o == op
+    {
+        len += 1;
+        cur = left;
+        if len > REBALANCE_OVER {
+            break;
+        }
+    }
+    if len <= REBALANCE_OVER {
+        return;
+    }
+    let mut terms = Vec::new();
+    let mut cur = std::mem::replace(expr, Expr::value(Value::Null));
+    loop {
+        match cur {
+            Expr::BinaryOp { left, op: o, right } if o == op => {
+                terms.push(*right);
+                cur = *left;
+            }
+            other => {
+                terms.push(other);
+                break;
+            }
+        }
+    }
+    terms.reverse();
+    *expr = balanced(terms, &op);
+}
+
+/// `terms` joined by `op` into a tree of depth log2(len): recursion is shallow.
+fn balanced(mut terms: Vec<Expr>, op: &BinaryOperator) -> Expr {
+    if terms.len() == 1 {
+        return terms.pop().unwrap_or_else(|| unreachable!("one term"));
+    }
+    let right = terms.split_off(terms.len() / 2);
+    Expr::BinaryOp {
+        left: Box::new(balanced(terms, op)),
+        op: op.clone(),
+        right: Box::new(balanced(right, op)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    fn check(sql: &str) -> Result<DfStatement> {
+        parse(&SessionContext::new().state(), sql)
+    }
+
+    fn chain(op: &str, terms: usize) -> String {
+        let mut sql = String::from("select 1");
+        for _ in 1..terms {
+            sql.push_str(op);
+            sql.push('1');
+        }
+        sql
+    }
+
+    fn too_complex(r: Result<DfStatement>) -> String {
+        match r {
+            Err(QueryError::TooComplex(m)) => m,
+            other => panic!("expected TooComplex, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn chains_up_to_the_limit_parse_and_past_it_are_refused() {
+        // `select` + the chain: the projection item is the outermost expression.
+        check(&chain("+", MAX_EXPR_DEPTH - 10)).unwrap();
+        let m = too_complex(check(&chain("+", MAX_EXPR_DEPTH + 1)));
+        assert!(m.contains("nests more than 1000 levels"), "{m}");
+        // Nesting through function calls counts as well.
+        let nested = format!(
+            "select {}1{}",
+            "abs(1+".repeat(MAX_EXPR_DEPTH),
+            ")".repeat(MAX_EXPR_DEPTH)
+        );
+        // sqlparser's own recursion limit (50) answers this one first.
+        assert!(check(&nested).is_err());
+    }
+
+    #[test]
+    fn huge_chains_are_refused_from_their_tokens() {
+        let m = too_complex(check(&chain("+", MAX_OPERATORS + 1)));
+        assert!(m.contains("operators and keywords"), "{m}");
+        let unions = "select 1 union all ".repeat(MAX_SET_OPERATIONS + 1) + "select 1";
+        let m = too_complex(check(&unions));
+        assert!(m.contains("set operations"), "{m}");
+    }
+
+    #[test]
+    fn long_or_chains_are_rebalanced_in_order() {
+        let terms = 5_000;
+        let sql = format!(
+            "select * from t where {}",
+            (0..terms)
+                .map(|i| format!("host = 'h{i}'"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        let statement = check(&sql).unwrap();
+        let DfStatement::Statement(s) = statement else {
+            panic!("not a SQL statement")
+        };
+        let text = s.to_string();
+        // Same terms, same order; only the grouping changed.
+        let flat: String = text.replace(['(', ')'], "");
+        assert!(
+            flat.ends_with(&sql["select * from t where ".len()..]),
+            "{flat}"
+        );
+        assert!(text.contains("(host = 'h0' OR host = 'h1')"), "{text}");
+    }
+
+    #[test]
+    fn short_chains_keep_their_shape() {
+        let sql = "SELECT a OR b OR c FROM t";
+        let DfStatement::Statement(s) = check(sql).unwrap() else {
+            panic!("not a SQL statement")
+        };
+        assert_eq!(s.to_string(), sql);
+    }
+
+    #[test]
+    fn wide_lists_are_not_limited() {
+        let list = (0..50_000).map(|i| i.to_string()).collect::<Vec<_>>();
+        check(&format!("select 1 where 1 in ({})", list.join(","))).unwrap();
+    }
+}
