@@ -193,7 +193,7 @@ pub(crate) async fn read(
             ScanMetrics::add(&m.row_groups_skipped_stats, 1);
             continue;
         }
-        let mut ranges = vec![0..n];
+        let mut ranges: Vec<Range<usize>> = std::iter::once(0..n).collect();
         if let Some(rows) = &series_rows {
             ranges = selection::relative(rows, span);
             ScanMetrics::add(&m.rows_skipped_index, n - selection::count(&ranges));
