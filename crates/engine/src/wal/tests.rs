@@ -92,7 +92,7 @@ fn payload(i: usize, len: usize) -> Vec<u8> {
 fn a_full_disk_fails_the_group_and_leaves_no_hole() {
     let mut h = Harness::open(WalSync::Always, 1 << 20);
     let a = payload(1, 100);
-    assert!(h.group(&[a.clone()])[0].is_ok());
+    assert!(h.group(std::slice::from_ref(&a))[0].is_ok());
     // Room for 10 bytes: a short write of the next group, then ENOSPC.
     h.faults.space.store(10, Ordering::SeqCst);
     let failed = h.group(&[payload(2, 100), payload(3, 100)]);
@@ -110,7 +110,7 @@ fn a_full_disk_fails_the_group_and_leaves_no_hole() {
     // Space is back: the next group lands right after the first one.
     h.faults.space.store(-1, Ordering::SeqCst);
     let d = payload(4, 50);
-    assert_eq!(h.group(&[d.clone()]), vec![Ok(4)]);
+    assert_eq!(h.group(std::slice::from_ref(&d)), vec![Ok(4)]);
     assert_eq!(h.records(), vec![(1, a), (4, d)]);
 }
 
@@ -118,7 +118,7 @@ fn a_full_disk_fails_the_group_and_leaves_no_hole() {
 fn a_failed_repair_is_retried_before_each_group_until_it_succeeds() {
     let mut h = Harness::open(WalSync::Always, 1 << 20);
     let a = payload(1, 64);
-    assert!(h.group(&[a.clone()])[0].is_ok());
+    assert!(h.group(std::slice::from_ref(&a))[0].is_ok());
     // The write leaves 10 bytes of junk and the truncation that should remove them
     // fails twice: the group after it fails too (the segment is not trusted yet).
     h.faults.space.store(10, Ordering::SeqCst);
@@ -129,7 +129,7 @@ fn a_failed_repair_is_retried_before_each_group_until_it_succeeds() {
     assert!(e.message.contains("could not be repaired"), "{e}");
     h.faults.space.store(-1, Ordering::SeqCst);
     let d = payload(4, 64);
-    assert_eq!(h.group(&[d.clone()]), vec![Ok(4)]);
+    assert_eq!(h.group(std::slice::from_ref(&d)), vec![Ok(4)]);
     assert_eq!(h.records(), vec![(1, a), (4, d)]);
 }
 
@@ -137,7 +137,7 @@ fn a_failed_repair_is_retried_before_each_group_until_it_succeeds() {
 fn a_failed_fsync_fails_its_group_and_later_groups_land() {
     let mut h = Harness::open(WalSync::Always, 1 << 20);
     let a = payload(1, 80);
-    assert!(h.group(&[a.clone()])[0].is_ok());
+    assert!(h.group(std::slice::from_ref(&a))[0].is_ok());
     h.faults.failing_syncs.store(1, Ordering::SeqCst);
     let e = h
         .group(&[payload(2, 80)])
@@ -145,7 +145,7 @@ fn a_failed_fsync_fails_its_group_and_later_groups_land() {
         .expect_err("unsynced group");
     assert!(e.message.contains("fdatasync"), "{e}");
     let c = payload(3, 80);
-    assert_eq!(h.group(&[c.clone()]), vec![Ok(3)]);
+    assert_eq!(h.group(std::slice::from_ref(&c)), vec![Ok(3)]);
     assert_eq!(h.records(), vec![(1, a), (3, c)]);
 }
 
@@ -153,8 +153,8 @@ fn a_failed_fsync_fails_its_group_and_later_groups_land() {
 fn interval_mode_rewrites_acknowledged_records_after_a_failed_fsync() {
     let mut h = Harness::open(WalSync::Interval(Duration::from_secs(3600)), 1 << 20);
     let (a, b) = (payload(1, 70), payload(2, 90));
-    assert_eq!(h.group(&[a.clone()]), vec![Ok(1)]);
-    assert_eq!(h.group(&[b.clone()]), vec![Ok(2)]);
+    assert_eq!(h.group(std::slice::from_ref(&a)), vec![Ok(1)]);
+    assert_eq!(h.group(std::slice::from_ref(&b)), vec![Ok(2)]);
     // The sync fails and the injected failure zeroes the unsynced bytes in the file,
     // as Linux may drop dirty pages after a failed writeback. The repair re-writes
     // them from memory and syncs them, so the acknowledged records survive.
@@ -162,7 +162,7 @@ fn interval_mode_rewrites_acknowledged_records_after_a_failed_fsync() {
     h.writer.sync_now().expect("repaired");
     assert_eq!(h.records(), vec![(1, a.clone()), (2, b.clone())]);
     let c = payload(3, 10);
-    assert_eq!(h.group(&[c.clone()]), vec![Ok(3)]);
+    assert_eq!(h.group(std::slice::from_ref(&c)), vec![Ok(3)]);
     h.writer.sync_now().expect("sync");
     assert_eq!(h.records(), vec![(1, a), (2, b), (3, c)]);
 }
