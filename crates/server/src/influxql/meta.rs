@@ -355,10 +355,11 @@ pub(crate) async fn run(ctx: &Ctx, statement: Statement) -> StatementResult {
                 let columns: Vec<Vec<Option<String>>> =
                     (0..tags.len()).map(|i| strings(&batches, i)).collect();
                 let rows = columns.first().map_or(0, Vec::len);
+                #[allow(clippy::needless_range_loop)] // one row across the columns
                 for row in 0..rows {
                     let mut key = escape_key(&m, true);
-                    for (i, t) in tags.iter().enumerate() {
-                        if let Some(v) = columns[i][row].as_deref().filter(|v| !v.is_empty()) {
+                    for (column, t) in columns.iter().zip(&tags) {
+                        if let Some(v) = column[row].as_deref().filter(|v| !v.is_empty()) {
                             key.push(',');
                             key.push_str(&escape_key(t, false));
                             key.push('=');

@@ -293,7 +293,7 @@ impl<'a> Parser<'a> {
         if self.eat_keyword("TAG")? {
             if self.eat_keyword("KEYS")? {
                 let on = self.on()?;
-                let from = self.from_opt()?;
+                let from = self.optional_from()?;
                 let cond = self.where_clause()?;
                 let (limit, offset) = self.limit_offset()?;
                 return Ok(Statement::ShowTagKeys {
@@ -306,7 +306,7 @@ impl<'a> Parser<'a> {
             }
             if self.eat_keyword("VALUES")? {
                 let on = self.on()?;
-                let from = self.from_opt()?;
+                let from = self.optional_from()?;
                 self.expect_keyword("WITH")?;
                 self.expect_keyword("KEY")?;
                 let key = self.name_match(true)?;
@@ -327,7 +327,7 @@ impl<'a> Parser<'a> {
         if self.eat_keyword("FIELD")? {
             if self.eat_keyword("KEYS")? {
                 let on = self.on()?;
-                let from = self.from_opt()?;
+                let from = self.optional_from()?;
                 let (limit, offset) = self.limit_offset()?;
                 return Ok(Statement::ShowFieldKeys {
                     on,
@@ -341,7 +341,7 @@ impl<'a> Parser<'a> {
         }
         if self.eat_keyword("SERIES")? {
             let on = self.on()?;
-            let from = self.from_opt()?;
+            let from = self.optional_from()?;
             let cond = self.where_clause()?;
             let (limit, offset) = self.limit_offset()?;
             return Ok(Statement::ShowSeries {
@@ -427,7 +427,7 @@ impl<'a> Parser<'a> {
         Ok((limit, offset))
     }
 
-    fn from_opt(&mut self) -> Result<Vec<Source>, ParseError> {
+    fn optional_from(&mut self) -> Result<Vec<Source>, ParseError> {
         if self.eat_keyword("FROM")? {
             return self.sources();
         }

@@ -137,10 +137,10 @@ fn has_bare_var(e: &Expr) -> bool {
 
 fn fields_of(e: &Expr, cols: &Columns, out: &mut Vec<String>) {
     match e {
-        Expr::Var { name, .. } => {
-            if matches!(cols.get(name.as_str()), Some(Kind::Field(_))) && !out.contains(name) {
-                out.push(name.clone());
-            }
+        Expr::Var { name, .. }
+            if matches!(cols.get(name.as_str()), Some(Kind::Field(_))) && !out.contains(name) =>
+        {
+            out.push(name.clone());
         }
         Expr::Call { args, .. } => args.iter().for_each(|a| fields_of(a, cols, out)),
         Expr::Binary { lhs, rhs, .. } => {
@@ -296,10 +296,11 @@ fn aggregate_sql(name: &str, args: &[Expr], cols: &Columns) -> Result<String, St
         args: inner_args,
     } = &args[0]
     {
-        if name == "count" && inner == "distinct" && inner_args.len() == 1 {
-            if let Expr::Var { name: f, .. } = &inner_args[0] {
-                return Ok(format!("count(DISTINCT {})", var_sql(f, cols)));
-            }
+        if name == "count"
+            && inner == "distinct"
+            && let [Expr::Var { name: f, .. }] = inner_args.as_slice()
+        {
+            return Ok(format!("count(DISTINCT {})", var_sql(f, cols)));
         }
         return Err(format!("expected field argument in {name}()"));
     }
