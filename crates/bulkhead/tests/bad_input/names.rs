@@ -31,7 +31,6 @@ fn prom(labels: &[(&str, &str)]) -> Vec<u8> {
             }],
             ..Default::default()
         }],
-        ..Default::default()
     })
 }
 
