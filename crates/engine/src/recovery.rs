@@ -13,6 +13,9 @@
 //!    so sequence numbers never go backwards even if WAL files were lost.
 //! 5. Memtables rebuilt from the WAL count against the write buffer; the flush
 //!    scheduler flushes them as usual.
+//! 6. Parked rows (`park.rs`: a table whose flush kept failing) are applied as of their
+//!    sequence number unless the table is flushed past it, and that table's WAL records
+//!    at or below it are skipped (the parked record holds their merged rows).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
