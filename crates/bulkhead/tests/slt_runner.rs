@@ -85,7 +85,7 @@ struct Server {
 
 enum Backend {
     InProcess(InProcess),
-    Server(Server),
+    Server(Box<Server>),
 }
 
 /// What every connection of a file shares.
@@ -314,7 +314,7 @@ fn arrow_type(ty: &Type) -> Result<DataType, SltError> {
 impl Shared {
     fn open(mode: Mode) -> Arc<Self> {
         let backend = match mode {
-            Mode::Http | Mode::Pg => Backend::Server(Server::start()),
+            Mode::Http | Mode::Pg => Backend::Server(Box::new(Server::start())),
             Mode::Memtable | Mode::Mixed | Mode::Sst => Backend::InProcess(InProcess::open()),
         };
         Arc::new(Self {
