@@ -89,15 +89,7 @@ fn bench_ingest_reports_throughput() {
 fn bench_gen_is_deterministic() {
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_bulkhead-bench"))
-            .args([
-                "gen",
-                "--scale",
-                "3",
-                "--duration",
-                "1min",
-                "--seed",
-                "9",
-            ])
+            .args(["gen", "--scale", "3", "--duration", "1min", "--seed", "9"])
             .output()
             .expect("bench gen")
             .stdout

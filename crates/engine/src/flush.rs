@@ -28,8 +28,8 @@ use tokio::sync::watch;
 use crate::engine::{Engine, FrozenMemtable, Table, sleep_or_shutdown};
 use crate::error::{Error, Result};
 use crate::manifest::Action;
-use crate::park;
 use crate::memtable::{Memtable, TimeRange, merged_batch, merged_row_count, segment_of};
+use crate::park;
 use crate::sst::writer::{EncodeOptions, encode};
 use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
 

@@ -52,14 +52,14 @@ pub struct EngineStats {
     pub flush_duration_total: Duration,
     pub last_flush_duration: Duration,
     pub compaction: CompactionStats,
+    /// The SST metadata cache (`sst_metadata_cache_bytes`).
+    pub sst_metadata_cache: crate::sst::cache::MetadataCacheStats,
     pub tables: Vec<TableStats>,
 }
 
 /// Compaction and retention counters (since the process started).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactionStats {
-    /// The SST metadata cache (`sst_metadata_cache_bytes`).
-    pub sst_metadata_cache: crate::sst::cache::MetadataCacheStats,
     /// Compaction tasks committed.
     pub completed: u64,
     /// Compaction tasks that failed (their inputs stay live; they are retried later).
@@ -115,8 +115,8 @@ impl StatsCounters {
                 self.flush_nanos_last.load(Ordering::Relaxed),
             ),
             compaction: engine.compactor.stats(),
+            sst_metadata_cache: engine.purger.cache.stats(),
             tables,
         }
     }
 }
-            sst_metadata_cache: engine.purger.cache.stats(),

@@ -11,9 +11,9 @@ mod catalog;
 mod depth;
 mod error;
 pub mod exec;
+mod functions;
 #[doc(hidden)]
 pub mod fuzzing;
-mod functions;
 mod pruning;
 mod series_filter;
 mod stats;

@@ -12,14 +12,14 @@
 //! file (compaction, retention) the handle is marked deleted, and the object is deleted
 //! only when the last `Arc` drops: a file held by a snapshot stays readable.
 
-pub(crate) mod reader;
-pub(crate) mod writer;
 pub(crate) mod cache;
-
+pub(crate) mod reader;
 pub(crate) mod selection;
 pub(crate) mod series_index;
 #[cfg(test)]
 mod tsbs_size;
+pub(crate) mod writer;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -144,6 +144,7 @@ pub(crate) fn base_path(prefix: &str) -> Path {
 pub(crate) struct Purger {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) io: Handle,
+    pub(crate) cache: Arc<cache::MetadataCache>,
 }
 
 impl Purger {
@@ -151,7 +152,6 @@ impl Purger {
         let store = Arc::clone(&self.store);
         self.io.spawn(async move {
             match store.delete(&path).await {
-    pub(crate) cache: Arc<cache::MetadataCache>,
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                     tracing::debug!(%path, "deleted SST");
                 }
@@ -196,6 +196,7 @@ impl Drop for SstFile {
         if self.deleted.load(Ordering::SeqCst)
             && let Some(p) = &self.purger
         {
+            p.cache.remove(&self.meta.path);
             p.delete(self.meta.object_path());
         }
     }
@@ -203,7 +204,6 @@ impl Drop for SstFile {
 
 #[cfg(test)]
 mod tests {
-            p.cache.remove(&self.meta.path);
     use super::*;
 
     #[test]
