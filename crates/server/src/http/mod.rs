@@ -25,6 +25,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use bulkhead_runtime::Runtimes;
 
 use crate::backend::{QueryBackend, WriteBackend};
@@ -167,7 +168,15 @@ impl HttpServer {
             shutdown.await;
             let _ = fired_tx.send(());
         };
-        let serving = axum::serve(self.listener, router(self.state))
+        // Without TCP_NODELAY, a response written in parts (headers, chunks, the last
+        // chunk) waits for the client's delayed ACK, ~40 ms per query on a kept-alive
+        // connection (measured: 52 ms instead of 8 ms for a one-row answer).
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "HTTP: cannot set TCP_NODELAY");
+            }
+        });
+        let serving = axum::serve(listener, router(self.state))
             .with_graceful_shutdown(signal)
             .into_future();
         let deadline = async move {
