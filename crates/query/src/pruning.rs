@@ -182,7 +182,8 @@ fn as_nanos(v: &ScalarValue) -> Option<i64> {
     }
 }
 
-fn as_string(v: &ScalarValue) -> Option<String> {
+/// The text of a string literal (any string type, or a dictionary of one).
+pub(crate) fn as_string(v: &ScalarValue) -> Option<String> {
     match v {
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))

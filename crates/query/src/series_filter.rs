@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use bulkhead_engine::TagPredicate;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
 use datafusion::logical_expr::expr::{InList, Like};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+
+use crate::pruning::as_string;
 
 /// Deeper expressions are not translated (they become `Unknown`): a bound on the
 /// recursion, so a pathological filter cannot overflow the stack here.
@@ -187,16 +188,6 @@ fn string_literal(e: &Expr) -> Option<String> {
         _ => return None,
     };
     as_string(&v)
-}
-
-fn as_string(v: &ScalarValue) -> Option<String> {
-    match v {
-        ScalarValue::Utf8(Some(s))
-        | ScalarValue::LargeUtf8(Some(s))
-        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
-        ScalarValue::Dictionary(_, inner) => as_string(inner),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
