@@ -45,7 +45,10 @@ fn bench_interference_reports_both_modes() {
         "--rounds",
         "1",
     ]);
-    let modes = r["modes"].as_array().expect("modes");
+    let rates = r["rates"].as_array().expect("rates");
+    assert_eq!(rates.len(), 1, "--rate runs one rate");
+    assert_eq!(rates[0]["rate_rows_per_s"], 2000);
+    let modes = rates[0]["modes"].as_array().expect("modes");
     assert_eq!(modes.len(), 2);
     for (m, name) in modes.iter().zip(["isolated", "shared"]) {
         assert_eq!(m["mode"], name);
@@ -54,7 +57,19 @@ fn bench_interference_reports_both_modes() {
             assert!(m[phase]["flushes"]["count"].as_u64().unwrap() > 0, "{m}");
             assert_eq!(m[phase]["write_errors"], 0, "{m}");
         }
-        assert!(m["phase_b"]["queries"].as_u64().unwrap() > 0, "{m}");
+        assert!(
+            m["phase_b"]["queries"]["count"].as_u64().unwrap() > 0,
+            "{m}"
+        );
+        assert!(
+            m["phase_b"]["queries"]["p99_ms"].as_f64().unwrap() > 0.0,
+            "{m}"
+        );
+        // One round: its own ratio is both the median and the worst.
+        assert_eq!(
+            m["write_rounds"]["median"], m["write_rounds"]["worst"],
+            "{m}"
+        );
         assert!(m["phase_b"]["compactions"].as_u64().unwrap() > 0, "{m}");
         assert!(m["write_p99_ratio"].as_f64().is_some(), "{m}");
         assert_eq!(m["rounds"].as_array().map(Vec::len), Some(1), "{m}");

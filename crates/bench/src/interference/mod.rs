@@ -17,25 +17,30 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use parking_lot::Mutex;
-use serde::Serialize;
 use serde_json::json;
 
 use super::server::ChildServer;
-use super::stats::Dist;
 use super::tsbs;
+
+mod report;
+
+use report::{ModeResult, ModeRun, Sample, pool, print_table};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InterferenceArgs {
     /// Length of each phase.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     phase: Duration,
-    /// Repetitions of (isolated A, B, shared A, B); samples of all rounds are pooled.
-    /// Three by default: at half of capacity a single round's p99 is noisy.
-    #[arg(long, default_value_t = 3)]
+    /// Repetitions of (isolated A, B, shared A, B) at each rate. The report pools every
+    /// round's samples and also gives the median and the worst round.
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Ingest rate in rows/s; 0 = half of the capacity probed at the start.
+    /// Ingest rate in rows/s; 0 = the `--load-shares` of the capacity probed at the start.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Ingest rates to run, as shares of the probed capacity (ignored with `--rate`).
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.75")]
+    load_shares: Vec<f64>,
     /// Lines per write request (small, so a phase has many acks to take a p99 of).
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -65,120 +70,6 @@ enum PhaseBLoad {
     Query,
 }
 
-/// One timed event: when it started (s since the mode's start) and how long it took.
-#[derive(Debug, Clone, Copy, Serialize)]
-struct Sample {
-    at_s: f64,
-    ms: f64,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct Phase {
-    writes: Dist,
-    flushes: Dist,
-    write_errors: usize,
-    queries: usize,
-    compactions: usize,
-}
-
-#[derive(Debug, Clone, Copy, Serialize)]
-struct RoundRatios {
-    write_p99_ratio: f64,
-    flush_p99_ratio: f64,
-}
-
-/// What one (phase A, phase B) run of a mode recorded.
-struct ModeRun {
-    writes: Vec<Sample>,
-    flushes: Vec<Sample>,
-    b_span: (f64, f64),
-    errors: (usize, usize),
-    queries: usize,
-    compactions: usize,
-    stalls: Vec<(String, u64)>,
-}
-
-impl ModeRun {
-    fn split(v: &[Sample], b_start: f64, b: bool) -> Vec<f64> {
-        v.iter()
-            .filter(|s| (s.at_s >= b_start) == b)
-            .map(|s| s.ms)
-            .collect()
-    }
-}
-
-/// Pool the rounds of one mode: distributions over every round's samples together.
-fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
-    let mut w = (Vec::new(), Vec::new());
-    let mut f = (Vec::new(), Vec::new());
-    let mut rounds = Vec::new();
-    let mut stalls = serde_json::Map::new();
-    let (mut phase_a, mut phase_b) = (Phase::default(), Phase::default());
-    for r in runs {
-        let b0 = r.b_span.0;
-        let (wa, wb) = (
-            ModeRun::split(&r.writes, b0, false),
-            ModeRun::split(&r.writes, b0, true),
-        );
-        let (fa, fb) = (
-            ModeRun::split(&r.flushes, b0, false),
-            ModeRun::split(&r.flushes, b0, true),
-        );
-        rounds.push(RoundRatios {
-            write_p99_ratio: ratio(Dist::of(&wb).p99_ms, Dist::of(&wa).p99_ms),
-            flush_p99_ratio: ratio(Dist::of(&fb).p99_ms, Dist::of(&fa).p99_ms),
-        });
-        w.0.extend(wa);
-        w.1.extend(wb);
-        f.0.extend(fa);
-        f.1.extend(fb);
-        phase_a.write_errors += r.errors.0;
-        phase_b.write_errors += r.errors.1;
-        phase_b.queries += r.queries;
-        phase_b.compactions += r.compactions;
-        for (name, n) in &r.stalls {
-            let prev = stalls.get(name).and_then(|v| v.as_u64()).unwrap_or(0);
-            stalls.insert(name.clone(), json!(prev + n));
-        }
-    }
-    phase_a.writes = Dist::of(&w.0);
-    phase_a.flushes = Dist::of(&f.0);
-    phase_b.writes = Dist::of(&w.1);
-    phase_b.flushes = Dist::of(&f.1);
-    let last = runs.last();
-    ModeResult {
-        mode: mode.to_string(),
-        write_p99_ratio: ratio(phase_b.writes.p99_ms, phase_a.writes.p99_ms),
-        flush_p99_ratio: ratio(phase_b.flushes.p99_ms, phase_a.flushes.p99_ms),
-        phase_a,
-        phase_b,
-        stalls,
-        rounds,
-        write_samples: last.map(|r| r.writes.clone()).unwrap_or_default(),
-        phase_b_span: last.map(|r| r.b_span).unwrap_or_default(),
-    }
-}
-
-fn ratio(b: f64, a: f64) -> f64 {
-    if a > 0.0 { b / a } else { f64::NAN }
-}
-
-#[derive(Debug, Serialize)]
-struct ModeResult {
-    mode: String,
-    write_p99_ratio: f64,
-    flush_p99_ratio: f64,
-    phase_a: Phase,
-    phase_b: Phase,
-    stalls: serde_json::Map<String, serde_json::Value>,
-    /// Each round's own ratios; the headline ratios pool every round's samples.
-    rounds: Vec<RoundRatios>,
-    #[serde(skip)]
-    write_samples: Vec<Sample>,
-    #[serde(skip)]
-    phase_b_span: (f64, f64),
-}
-
 pub(crate) fn run(args: InterferenceArgs) -> anyhow::Result<()> {
     let rt = super::client_runtime(&args.out)?;
     rt.block_on(run_async(args))
@@ -186,71 +77,93 @@ pub(crate) fn run(args: InterferenceArgs) -> anyhow::Result<()> {
 
 async fn run_async(args: InterferenceArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let rate = if args.rate > 0 {
-        args.rate
+    // (rows/s, share of capacity)
+    let rates: Vec<(u64, Option<f64>)> = if args.rate > 0 {
+        vec![(args.rate, None)]
     } else {
         let capacity = probe_capacity(&client, &args).await?;
-        let rate = (capacity / 2.0) as u64;
-        eprintln!("capacity probe: {capacity:.0} rows/s -> ingest rate {rate} rows/s");
-        rate
+        let rates: Vec<_> = args
+            .load_shares
+            .iter()
+            .map(|&s| ((capacity * s) as u64, Some(s)))
+            .collect();
+        eprintln!(
+            "capacity probe: {capacity:.0} rows/s -> ingest rates {:?} rows/s",
+            rates.iter().map(|r| r.0).collect::<Vec<_>>()
+        );
+        rates
     };
     const MODES: [&str; 2] = ["isolated", "shared"];
-    let mut runs: [Vec<ModeRun>; 2] = [Vec::new(), Vec::new()];
-    for round in 0..args.rounds {
-        for (i, mode) in MODES.iter().enumerate() {
-            eprintln!("round {}/{}: mode {mode}", round + 1, args.rounds);
-            runs[i].push(run_mode(&client, &args, mode, rate).await?);
+    let mut per_rate = Vec::new();
+    let mut csv = String::from("rate,mode,round,at_s,phase,ms\n");
+    for (k, &(rate, share)) in rates.iter().enumerate() {
+        let mut runs: [Vec<ModeRun>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..args.rounds {
+            for (i, mode) in MODES.iter().enumerate() {
+                eprintln!(
+                    "rate {rate} rows/s, round {}/{}: mode {mode}",
+                    round + 1,
+                    args.rounds
+                );
+                runs[i].push(run_mode(&client, &args, mode, rate).await?);
+            }
         }
+        let results: Vec<ModeResult> = MODES
+            .iter()
+            .zip(&runs)
+            .map(|(mode, runs)| pool(mode, runs))
+            .collect();
+        print_table(&results, rate, share, &args.load);
+        // Every write ack of every round, for plotting or correlating elsewhere.
+        for (mode, runs) in MODES.iter().zip(&runs) {
+            for (round, r) in runs.iter().enumerate() {
+                for s in &r.writes {
+                    let phase = if s.at_s >= r.b_span.0 { "B" } else { "A" };
+                    csv.push_str(&format!(
+                        "{rate},{mode},{},{:.4},{phase},{:.3}\n",
+                        round + 1,
+                        s.at_s,
+                        s.ms
+                    ));
+                }
+            }
+        }
+        // The plot shows the last round of the first (lower) rate.
+        if k == 0 {
+            super::plot::latency_over_time(
+                &args.out.join("interference.svg"),
+                &results
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.mode.as_str(),
+                            r.write_samples.iter().map(|s| (s.at_s, s.ms)).collect(),
+                            r.phase_b_span,
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            )?;
+        }
+        per_rate.push(json!({
+            "rate_rows_per_s": rate,
+            "share_of_capacity": share,
+            "modes": results,
+        }));
     }
-    let results: Vec<ModeResult> = MODES
-        .iter()
-        .zip(&runs)
-        .map(|(mode, runs)| pool(mode, runs))
-        .collect();
-    print_table(&results, rate, &args.load);
     let json = json!({
         "benchmark": "interference",
-        "rate_rows_per_s": rate,
         "batch": args.batch,
         "phase_s": args.phase.as_secs_f64(),
         "rounds": args.rounds,
         "phase_b_load": args.load.iter().map(|l| format!("{l:?}").to_lowercase()).collect::<Vec<_>>(),
         "store_latency": args.store_latency,
-        "modes": results,
+        "rates": per_rate,
     });
     std::fs::write(
         args.out.join("results.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
-    // Every write ack of every round, for plotting or correlating elsewhere.
-    let mut csv = String::from("mode,round,at_s,phase,ms\n");
-    for (mode, runs) in MODES.iter().zip(&runs) {
-        for (round, r) in runs.iter().enumerate() {
-            for s in &r.writes {
-                let phase = if s.at_s >= r.b_span.0 { "B" } else { "A" };
-                csv.push_str(&format!(
-                    "{mode},{},{:.4},{phase},{:.3}\n",
-                    round + 1,
-                    s.at_s,
-                    s.ms
-                ));
-            }
-        }
-    }
     std::fs::write(args.out.join("write_samples.csv"), csv)?;
-    super::plot::latency_over_time(
-        &args.out.join("interference.svg"),
-        &results
-            .iter()
-            .map(|r| {
-                (
-                    r.mode.as_str(),
-                    r.write_samples.iter().map(|s| (s.at_s, s.ms)).collect(),
-                    r.phase_b_span,
-                )
-            })
-            .collect::<Vec<_>>(),
-    )?;
     eprintln!(
         "wrote {}/results.json, write_samples.csv and interference.svg",
         args.out.display()
@@ -372,9 +285,9 @@ async fn run_mode(
         Some(churn) => churn.await??,
         None => 0,
     };
-    let mut query_count = 0;
+    let mut queries_ms = Vec::new();
     for q in queries {
-        query_count += q.await??;
+        queries_ms.extend(q.await??);
     }
     writer.await??;
     flusher.await??;
@@ -398,7 +311,7 @@ async fn run_mode(
         flushes,
         b_span: (b_start, b_end),
         errors: (errors_a, errors_b),
-        queries: query_count,
+        queries_ms,
         compactions,
         stalls: stall_delta,
     })
@@ -563,16 +476,18 @@ async fn compaction_loop(
     Ok(compactions)
 }
 
+/// Loop a full-scan GROUP BY until the deadline; the latency of each completed query.
 async fn query_loop(
     client: reqwest::Client,
     base: String,
     deadline: Instant,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Vec<f64>> {
     let url = format!("{base}/api/v1/sql");
     let q = "select hostname, avg(usage_user), max(usage_system), min(usage_idle), count(*) \
              from cpu group by hostname order by hostname";
-    let mut n = 0;
+    let mut latencies = Vec::new();
     while Instant::now() < deadline {
+        let start = Instant::now();
         client
             .get(&url)
             .query(&[("db", "bench"), ("q", q), ("format", "csv")])
@@ -581,9 +496,9 @@ async fn query_loop(
             .error_for_status()?
             .bytes()
             .await?;
-        n += 1;
+        latencies.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(n)
+    Ok(latencies)
 }
 
 /// Watchdog stall counts per runtime, from `/debug/bulkheads`.
@@ -612,52 +527,4 @@ pub(super) async fn stalls(
                 .collect()
         })
         .unwrap_or_default())
-}
-
-fn print_table(results: &[ModeResult], rate: u64, load: &[PhaseBLoad]) {
-    let adds: Vec<&str> = load
-        .iter()
-        .map(|l| match l {
-            PhaseBLoad::Compaction => "saturated compaction",
-            PhaseBLoad::Query => "a looping heavy query",
-        })
-        .collect();
-    println!(
-        "bench interference: {rate} rows/s steady ingest; phase B adds {}; every round's samples pooled",
-        adds.join(" + ")
-    );
-    println!(
-        "{:<9} {:>22} {:>22} {:>9} {:>22} {:>22} {:>9}  stalls in B",
-        "mode",
-        "write p50/p99/max A",
-        "write p50/p99/max B",
-        "B/A p99",
-        "flush p50/p99/max A",
-        "flush p50/p99/max B",
-        "B/A p99"
-    );
-    let d = |x: &Dist| format!("{:.0}/{:.0}/{:.0}", x.p50_ms, x.p99_ms, x.max_ms);
-    for r in results {
-        println!(
-            "{:<9} {:>22} {:>22} {:>9.2} {:>22} {:>22} {:>9.2}  {}",
-            r.mode,
-            d(&r.phase_a.writes),
-            d(&r.phase_b.writes),
-            r.write_p99_ratio,
-            d(&r.phase_a.flushes),
-            d(&r.phase_b.flushes),
-            r.flush_p99_ratio,
-            serde_json::Value::Object(r.stalls.clone())
-        );
-        let per_round: Vec<String> = r
-            .rounds
-            .iter()
-            .map(|x| format!("{:.2}/{:.2}", x.write_p99_ratio, x.flush_p99_ratio))
-            .collect();
-        println!(
-            "{:<9} per round (write/flush B/A p99): {}",
-            "",
-            per_round.join("  ")
-        );
-    }
 }

@@ -1,0 +1,296 @@
+//! Pooling the rounds of `bench interference` and printing what they show: the pooled
+//! p99 ratio B/A, and next to it each round's ratio, their median and the worst round,
+//! with the number of samples behind every p99, so one lucky round cannot flatter.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::PhaseBLoad;
+use crate::stats::Dist;
+
+/// One timed event: when it started (s since the mode's start) and how long it took.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(super) struct Sample {
+    pub(super) at_s: f64,
+    pub(super) ms: f64,
+}
+
+/// What one (phase A, phase B) run of a mode recorded.
+pub(super) struct ModeRun {
+    pub(super) writes: Vec<Sample>,
+    pub(super) flushes: Vec<Sample>,
+    pub(super) b_span: (f64, f64),
+    pub(super) errors: (usize, usize),
+    /// Latency of every query completed in phase B (phase A runs none).
+    pub(super) queries_ms: Vec<f64>,
+    pub(super) compactions: usize,
+    pub(super) stalls: Vec<(String, u64)>,
+}
+
+impl ModeRun {
+    fn split(v: &[Sample], b_start: f64, b: bool) -> Vec<f64> {
+        v.iter()
+            .filter(|s| (s.at_s >= b_start) == b)
+            .map(|s| s.ms)
+            .collect()
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub(super) struct Phase {
+    writes: Dist,
+    flushes: Dist,
+    write_errors: usize,
+    /// Queries completed, and their latency (phase B only).
+    queries: Dist,
+    compactions: usize,
+}
+
+/// One round's own p99 ratios, with the samples behind each p99.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct RoundRatios {
+    write_p99_ratio: f64,
+    flush_p99_ratio: f64,
+    write_samples: (usize, usize),
+    flush_samples: (usize, usize),
+    queries: usize,
+}
+
+/// Median and worst of the rounds' ratios.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(super) struct Spread {
+    pub(super) median: f64,
+    pub(super) worst: f64,
+}
+
+impl Spread {
+    fn of(v: impl Iterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Self::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        Self {
+            median,
+            worst: v[v.len() - 1],
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct ModeResult {
+    pub(super) mode: String,
+    /// p99 of every round's phase-B samples over p99 of every round's phase-A samples.
+    pub(super) write_p99_ratio: f64,
+    pub(super) flush_p99_ratio: f64,
+    pub(super) write_rounds: Spread,
+    pub(super) flush_rounds: Spread,
+    phase_a: Phase,
+    phase_b: Phase,
+    stalls: serde_json::Map<String, serde_json::Value>,
+    rounds: Vec<RoundRatios>,
+    #[serde(skip)]
+    pub(super) write_samples: Vec<Sample>,
+    #[serde(skip)]
+    pub(super) phase_b_span: (f64, f64),
+}
+
+/// Pool the rounds of one mode: distributions over every round's samples together.
+pub(super) fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
+    let mut w = (Vec::new(), Vec::new());
+    let mut f = (Vec::new(), Vec::new());
+    let mut q = Vec::new();
+    let mut rounds = Vec::new();
+    let mut stalls = serde_json::Map::new();
+    let (mut phase_a, mut phase_b) = (Phase::default(), Phase::default());
+    for r in runs {
+        let b0 = r.b_span.0;
+        let (wa, wb) = (
+            ModeRun::split(&r.writes, b0, false),
+            ModeRun::split(&r.writes, b0, true),
+        );
+        let (fa, fb) = (
+            ModeRun::split(&r.flushes, b0, false),
+            ModeRun::split(&r.flushes, b0, true),
+        );
+        rounds.push(RoundRatios {
+            write_p99_ratio: ratio(Dist::of(&wb).p99_ms, Dist::of(&wa).p99_ms),
+            flush_p99_ratio: ratio(Dist::of(&fb).p99_ms, Dist::of(&fa).p99_ms),
+            write_samples: (wa.len(), wb.len()),
+            flush_samples: (fa.len(), fb.len()),
+            queries: r.queries_ms.len(),
+        });
+        w.0.extend(wa);
+        w.1.extend(wb);
+        f.0.extend(fa);
+        f.1.extend(fb);
+        q.extend_from_slice(&r.queries_ms);
+        phase_a.write_errors += r.errors.0;
+        phase_b.write_errors += r.errors.1;
+        phase_b.compactions += r.compactions;
+        for (name, n) in &r.stalls {
+            let prev = stalls.get(name).and_then(|v| v.as_u64()).unwrap_or(0);
+            stalls.insert(name.clone(), json!(prev + n));
+        }
+    }
+    phase_a.writes = Dist::of(&w.0);
+    phase_a.flushes = Dist::of(&f.0);
+    phase_b.writes = Dist::of(&w.1);
+    phase_b.flushes = Dist::of(&f.1);
+    phase_b.queries = Dist::of(&q);
+    let last = runs.last();
+    ModeResult {
+        mode: mode.to_string(),
+        write_p99_ratio: ratio(phase_b.writes.p99_ms, phase_a.writes.p99_ms),
+        flush_p99_ratio: ratio(phase_b.flushes.p99_ms, phase_a.flushes.p99_ms),
+        write_rounds: Spread::of(rounds.iter().map(|r| r.write_p99_ratio)),
+        flush_rounds: Spread::of(rounds.iter().map(|r| r.flush_p99_ratio)),
+        phase_a,
+        phase_b,
+        stalls,
+        rounds,
+        write_samples: last.map(|r| r.writes.clone()).unwrap_or_default(),
+        phase_b_span: last.map(|r| r.b_span).unwrap_or_default(),
+    }
+}
+
+fn ratio(b: f64, a: f64) -> f64 {
+    if a > 0.0 { b / a } else { f64::NAN }
+}
+
+/// The report of one rate: a row per mode, then each round's ratios.
+pub(super) fn print_table(
+    results: &[ModeResult],
+    rate: u64,
+    share: Option<f64>,
+    load: &[PhaseBLoad],
+) {
+    let adds: Vec<&str> = load
+        .iter()
+        .map(|l| match l {
+            PhaseBLoad::Compaction => "saturated compaction",
+            PhaseBLoad::Query => "a looping heavy query",
+        })
+        .collect();
+    let of_capacity = share.map_or(String::new(), |s| {
+        format!(" ({:.0}% of capacity)", s * 100.0)
+    });
+    println!(
+        "\nbench interference: {rate} rows/s steady ingest{of_capacity}; phase B adds {}",
+        adds.join(" + ")
+    );
+    println!(
+        "{:<9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14} {:>14}",
+        "mode",
+        "write B/A",
+        "median",
+        "worst",
+        "flush B/A",
+        "median",
+        "worst",
+        "write p99 A→B",
+        "flush p99 A→B"
+    );
+    for r in results {
+        println!(
+            "{:<9} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>14} {:>14}",
+            r.mode,
+            r.write_p99_ratio,
+            r.write_rounds.median,
+            r.write_rounds.worst,
+            r.flush_p99_ratio,
+            r.flush_rounds.median,
+            r.flush_rounds.worst,
+            format!(
+                "{:.1}→{:.1}",
+                r.phase_a.writes.p99_ms, r.phase_b.writes.p99_ms
+            ),
+            format!(
+                "{:.0}→{:.0}",
+                r.phase_a.flushes.p99_ms, r.phase_b.flushes.p99_ms
+            ),
+        );
+    }
+    println!(
+        "(B/A: p99 of every round's samples pooled; median and worst: of the rounds' own ratios)"
+    );
+    for r in results {
+        println!(
+            "{:<9} samples A/B: writes {}/{}, flushes {}/{}; write errors {}/{}; \
+             phase B: {} queries (p50 {:.0} ms, p99 {:.0} ms), {} compactions; stalls in B {}",
+            r.mode,
+            r.phase_a.writes.count,
+            r.phase_b.writes.count,
+            r.phase_a.flushes.count,
+            r.phase_b.flushes.count,
+            r.phase_a.write_errors,
+            r.phase_b.write_errors,
+            r.phase_b.queries.count,
+            r.phase_b.queries.p50_ms,
+            r.phase_b.queries.p99_ms,
+            r.phase_b.compactions,
+            serde_json::Value::Object(r.stalls.clone())
+        );
+        let per_round: Vec<String> = r
+            .rounds
+            .iter()
+            .map(|x| {
+                format!(
+                    "{:.2}/{:.2} ({}q)",
+                    x.write_p99_ratio, x.flush_p99_ratio, x.queries
+                )
+            })
+            .collect();
+        println!(
+            "{:<9} per round (write/flush B/A p99): {}",
+            "",
+            per_round.join("  ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_takes_median_and_worst_of_finite_ratios() {
+        let s = Spread::of([1.2, 0.9, f64::NAN, 1.6, 1.0].into_iter());
+        assert_eq!((s.median, s.worst), (1.1, 1.6));
+        let s = Spread::of([1.3, 0.8, 1.0].into_iter());
+        assert_eq!((s.median, s.worst), (1.0, 1.3));
+    }
+
+    #[test]
+    fn pool_counts_samples_and_queries_per_round() {
+        let run = |slow: f64| ModeRun {
+            writes: (0..200)
+                .map(|i| Sample {
+                    at_s: i as f64 / 10.0,
+                    ms: if i >= 100 { slow } else { 1.0 },
+                })
+                .collect(),
+            flushes: vec![],
+            b_span: (10.0, 20.0),
+            errors: (0, 0),
+            queries_ms: vec![5.0; 7],
+            compactions: 3,
+            stalls: vec![("write".into(), 1)],
+        };
+        let r = pool("isolated", &[run(2.0), run(4.0), run(1.0)]);
+        assert_eq!(r.rounds.len(), 3);
+        assert_eq!(r.rounds[0].write_samples, (100, 100));
+        assert_eq!((r.write_rounds.median, r.write_rounds.worst), (2.0, 4.0));
+        assert_eq!(r.phase_b.queries.count, 21);
+        assert_eq!(r.phase_b.compactions, 9);
+        assert_eq!(r.stalls["write"], json!(3));
+        // Pooled: phase B holds 100 samples each of 2, 4 and 1 ms, so its p99 is 4.
+        assert_eq!(r.write_p99_ratio, 4.0);
+    }
+}
