@@ -14,7 +14,7 @@ mod server;
 mod soak;
 mod stats;
 mod storage;
-mod tsbs;
+use bulkhead_tsbs as tsbs;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
-//! Hooks for the criterion benches (`benches/engine.rs`): a TSBS cpu-only row generator
-//! and direct access to memtable insert and SST encoding. Not a stable API.
+//! Hooks for the criterion benches (`benches/engine.rs`, feature `bench-support`): TSBS
+//! cpu-only rows from the shared generator and direct access to memtable insert and SST encoding. Not a stable API.
 
 use crate::error::Result;
 use crate::memtable::{Memtable, RowResolver, TimeRange};
@@ -7,101 +7,28 @@ use crate::model::{FieldType, FieldValue, Row, SmolStr};
 use crate::schema::TableSchema;
 use crate::sst::writer::{EncodeOptions, encode};
 
-const FIELDS: [&str; 10] = [
-    "usage_user",
-    "usage_system",
-    "usage_idle",
-    "usage_nice",
-    "usage_iowait",
-    "usage_irq",
-    "usage_softirq",
-    "usage_steal",
-    "usage_guest",
-    "usage_guest_nice",
-];
-const REGIONS: [&str; 9] = [
-    "us-east-1",
-    "us-west-1",
-    "us-west-2",
-    "eu-west-1",
-    "eu-central-1",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "ap-northeast-1",
-    "sa-east-1",
-];
-
-/// Deterministic xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// TSBS cpu-only rows: `hosts` hosts, one row per host every 10 s for `steps` steps,
-/// 10 tags, 10 integer fields doing a clamped random walk in 0..=100 (steps in -5..=5).
-/// Rows are in time order (all hosts at t0, then t1, ...), like the TSBS generator.
+/// TSBS cpu-only rows from the shared generator (`bulkhead-tsbs`): `hosts` hosts, one
+/// row per host every 10 s for `steps` steps, 10 tags, 10 integer fields. Rows are in
+/// time order (all hosts at t0, then t1, ...), like the TSBS generator.
 pub fn tsbs_cpu_rows(hosts: usize, steps: usize, seed: u64) -> Vec<Row> {
-    let mut rng = Rng(seed | 1);
-    let tags: Vec<Vec<(SmolStr, SmolStr)>> = (0..hosts)
-        .map(|h| {
-            let region = REGIONS[h % REGIONS.len()];
-            vec![
-                ("hostname", format!("host_{h}")),
-                ("region", region.into()),
-                (
-                    "datacenter",
-                    format!("{region}{}", (b'a' + (h % 3) as u8) as char),
-                ),
-                ("rack", (rng.below(100)).to_string()),
-                (
-                    "os",
-                    ["Ubuntu16.10", "Ubuntu16.04LTS", "Ubuntu15.10"][h % 3].into(),
-                ),
-                ("arch", ["x64", "x86"][h % 2].into()),
-                ("team", ["SF", "NYC", "LON", "CHI"][h % 4].into()),
-                ("service", (rng.below(20)).to_string()),
-                ("service_version", (rng.below(2)).to_string()),
-                (
-                    "service_environment",
-                    ["production", "staging", "test"][h % 3].into(),
-                ),
-            ]
-            .into_iter()
-            .map(|(k, v): (&str, String)| (SmolStr::new(k), SmolStr::from(v)))
-            .collect()
-        })
-        .collect();
-    let mut state: Vec<[i64; 10]> = (0..hosts)
-        .map(|_| std::array::from_fn(|_| rng.below(101) as i64))
-        .collect();
-    let start = 1_451_606_400_000_000_000i64;
+    let mut generator = bulkhead_tsbs::Generator::new(hosts, bulkhead_tsbs::DEFAULT_START_NS, seed);
     let mut rows = Vec::with_capacity(hosts * steps);
-    for step in 0..steps {
-        let time = start + step as i64 * 10_000_000_000;
-        for (h, values) in state.iter_mut().enumerate() {
-            for v in values.iter_mut() {
-                *v = (*v + rng.below(11) as i64 - 5).clamp(0, 100);
-            }
+    for _ in 0..steps {
+        generator.for_each_in_interval(|r| {
             rows.push(Row {
-                tags: tags[h].clone(),
-                fields: FIELDS
+                tags: r
+                    .tags
                     .iter()
-                    .zip(values.iter())
+                    .map(|(k, v)| (SmolStr::new_static(k), SmolStr::new(v)))
+                    .collect(),
+                fields: bulkhead_tsbs::FIELDS
+                    .iter()
+                    .zip(r.fields)
                     .map(|(n, v)| (SmolStr::new_static(n), FieldValue::I64(*v)))
                     .collect(),
-                time,
+                time: r.time,
             });
-        }
+        });
     }
     rows
 }

@@ -24,6 +24,7 @@
 //!
 //! This crate does not depend on DataFusion.
 
+#[cfg(feature = "bench-support")]
 #[doc(hidden)]
 pub mod bench_support;
 pub mod compaction;
@@ -31,6 +32,7 @@ mod config;
 mod engine;
 mod error;
 mod flush;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod manifest;

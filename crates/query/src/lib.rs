@@ -12,6 +12,7 @@ mod depth;
 mod error;
 pub mod exec;
 mod functions;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod pruning;

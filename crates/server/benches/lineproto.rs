@@ -1,5 +1,5 @@
 //! Line-protocol parsing: Bulkhead's parser vs the `influxdb-line-protocol` crate, on a
-//! TSBS cpu-only-like body (10 tags, 10 integer fields per line).
+//! TSBS cpu-only body from `bulkhead-tsbs` (10 tags, 10 integer fields per line).
 //!
 //! Our parser produces an owned `WriteBatch` (what the engine needs); the crate's
 //! yields borrowed tokens, so it is measured both alone and with the conversion to a
@@ -16,30 +16,12 @@ use bulkhead_engine::{FieldValue, Row, SmolStr, WriteBatch};
 use bulkhead_server::lineproto::{self, ParseOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// `lines` TSBS cpu-only lines (100 hosts per interval) from the shared generator.
 fn body(lines: usize) -> String {
+    let mut generator = bulkhead_tsbs::Generator::new(100, bulkhead_tsbs::DEFAULT_START_NS, 1);
     let mut out = String::new();
-    for i in 0..lines {
-        let host = i % 100;
-        out.push_str(&format!(
-            "cpu,hostname=host_{host},region=eu-west-{r},datacenter=eu-west-{r}c,rack={rack},os=Ubuntu16.10,\
-             arch=x64,team=SF,service={svc},service_version=0,service_environment=production \
-             usage_user={}i,usage_system={}i,usage_idle={}i,usage_nice={}i,usage_iowait={}i,usage_irq={}i,\
-             usage_softirq={}i,usage_steal={}i,usage_guest={}i,usage_guest_nice={}i {}\n",
-            i % 97,
-            i % 89,
-            i % 83,
-            i % 79,
-            i % 73,
-            i % 71,
-            i % 67,
-            i % 61,
-            i % 59,
-            i % 53,
-            1_700_000_000_000_000_000i64 + i as i64 * 10_000_000_000,
-            r = host % 3,
-            rack = host % 10,
-            svc = host % 20,
-        ));
+    for _ in 0..lines.div_ceil(100) {
+        generator.write_interval(&mut out);
     }
     out
 }

@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

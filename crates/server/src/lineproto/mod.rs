@@ -10,6 +10,7 @@ mod conflicts;
 mod parser;
 #[cfg(test)]
 mod proptests;
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod serialize;
 #[cfg(test)]
 mod tests;
