@@ -41,7 +41,8 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     );
 
     let url = config.storage.object_store_url();
-    let opened = crate::store::open(&url, &config.s3, &runtimes)?;
+    let cache = crate::store::cache_config(&config.cache, &config.storage.data_dir, &url);
+    let opened = crate::store::open(&url, &config.s3, cache, &runtimes)?;
     let store = Arc::clone(&opened.store);
     let probe_store = Arc::clone(&store);
     let allow_unconditional = config.storage.unsafe_no_conditional_put;
@@ -64,6 +65,7 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     opened.arm_faults();
     let writes = Arc::new(EngineBackend {
         engine: Arc::clone(&engine),
+        cache: opened.cache.clone(),
     });
 
     let query_engine = bulkhead_query::QueryEngine::new(
@@ -174,6 +176,7 @@ fn compaction_config(c: &CompactionSection) -> CompactionConfig {
 /// The storage engine as the HTTP API's [`WriteBackend`].
 struct EngineBackend {
     engine: Arc<bulkhead_engine::Engine>,
+    cache: Option<bulkhead_runtime::store::CachedStore>,
 }
 
 #[async_trait]
@@ -226,7 +229,11 @@ impl WriteBackend for EngineBackend {
     }
 
     fn metrics_text(&self) -> String {
-        crate::engine_metrics::render(&self.engine.stats())
+        let mut text = crate::engine_metrics::render(&self.engine.stats());
+        if let Some(cache) = &self.cache {
+            text.push_str(&cache.stats().prometheus());
+        }
+        text
     }
 
     fn failing_flushes(&self) -> Vec<bulkhead_server::FailingFlush> {

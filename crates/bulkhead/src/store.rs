@@ -9,7 +9,9 @@
 //!   `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, ...). Its HTTP connections are opened and driven
 //!   on the `io` runtime (the seed's connection-pool bug; see docs/lab.md).
 //!
-//! Whatever the backend, the store is wrapped so every call runs on `io`. Before the
+//! Whatever the backend, the store is wrapped so every call runs on `io`, and then in
+//! the SST block cache (`[cache]`: memory for every store, disk too for `s3://`; see
+//! docs/object-storage.md). Before the
 //! engine opens, [`check`] proves the store is reachable and writable, and that it
 //! enforces create-only puts, which the manifest's single-writer guarantee rests on.
 
@@ -19,9 +21,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use bulkhead_runtime::Runtimes;
 use bulkhead_runtime::store::{
-    DurableLocalStore, FaultConfig, FaultInjectingStore, IoObjectStore, io_http_connector,
+    CacheConfig, CachedStore, DiskCacheConfig, DurableLocalStore, FaultConfig, FaultInjectingStore,
+    IoObjectStore, io_http_connector,
 };
-use bulkhead_server::config::S3Config;
+use bulkhead_server::config::{CacheSection, S3Config};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -34,9 +37,15 @@ pub(crate) const INJECT_LATENCY_ENV: &str = "BULKHEAD_INJECT_LATENCY";
 /// probability, to show that injected errors lose nothing (tests/s3.rs).
 pub(crate) const INJECT_ERRORS_ENV: &str = "BULKHEAD_INJECT_ERRORS";
 
+/// Test knob, not a config option: the cache's block size in bytes (default 1 MiB), so
+/// tests can exercise eviction with little data (tests/s3_cache.rs).
+pub(crate) const CACHE_BLOCK_SIZE_ENV: &str = "BULKHEAD_CACHE_BLOCK_SIZE";
+
 /// An opened store, and the fault injector inside it when a test knob asked for one.
 pub(crate) struct OpenedStore {
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// The SST block cache (also `store`'s outermost layer), when enabled.
+    pub(crate) cache: Option<CachedStore>,
     faults: Option<(Arc<FaultInjectingStore>, FaultConfig)>,
 }
 
@@ -50,8 +59,50 @@ impl OpenedStore {
     }
 }
 
-/// Open `url` as an io-bound store.
-pub(crate) fn open(url: &str, s3: &S3Config, runtimes: &Runtimes) -> anyhow::Result<OpenedStore> {
+/// What `[cache]` asks for with the store `url`: the memory tier always, the disk tier
+/// only for a remote store (a `file://` store is local disk already).
+pub(crate) fn cache_config(
+    section: &CacheSection,
+    data_dir: &std::path::Path,
+    url: &str,
+) -> Option<CacheConfig> {
+    if !section.enabled {
+        return None;
+    }
+    let remote = !url.starts_with("file://");
+    let disk = (remote && section.disk_size.as_u64() > 0).then(|| DiskCacheConfig {
+        dir: section.disk_dir(data_dir),
+        bytes: section.disk_size.as_u64(),
+    });
+    if section.memory_size.as_u64() == 0 && disk.is_none() {
+        return None;
+    }
+    let mut config = CacheConfig {
+        memory_bytes: section.memory_size.as_u64(),
+        disk,
+        ..CacheConfig::default()
+    };
+    if let Some(size) = std::env::var(CACHE_BLOCK_SIZE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+    {
+        tracing::warn!(
+            size,
+            "{CACHE_BLOCK_SIZE_ENV} is set: cache blocks of {size} bytes (tests only)"
+        );
+        config.block_size = size;
+    }
+    Some(config)
+}
+
+/// Open `url` as an io-bound store, behind the block cache when `cache` is given.
+pub(crate) fn open(
+    url: &str,
+    s3: &S3Config,
+    cache: Option<CacheConfig>,
+    runtimes: &Runtimes,
+) -> anyhow::Result<OpenedStore> {
     let inner: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
         // Every put is fsynced, renamed into place, and its directory fsynced before it
         // returns: the manifest may only name objects a power loss cannot take back.
@@ -118,8 +169,32 @@ pub(crate) fn open(url: &str, s3: &S3Config, runtimes: &Runtimes) -> anyhow::Res
     } else {
         inner
     };
+    let io_bound: Arc<dyn ObjectStore> = Arc::new(IoObjectStore::new(inner, runtimes.io().clone()));
+    let (store, cache) =
+        match cache {
+            Some(config) => {
+                let cached = CachedStore::new(io_bound, runtimes.io().clone(), &config)
+                    .with_context(|| match &config.disk {
+                        Some(d) => format!("opening the cache directory {}", d.dir.display()),
+                        None => "opening the cache".to_string(),
+                    })?;
+                let stats = cached.stats();
+                tracing::info!(
+                    memory = config.memory_bytes,
+                    disk = ?config.disk.as_ref().map(|d| (d.dir.display().to_string(), d.bytes)),
+                    disk_blocks_found = stats.disk.map(|d| d.entries),
+                    "object-store cache on"
+                );
+                (
+                    Arc::new(cached.clone()) as Arc<dyn ObjectStore>,
+                    Some(cached),
+                )
+            }
+            None => (io_bound, None),
+        };
     Ok(OpenedStore {
-        store: Arc::new(IoObjectStore::new(inner, runtimes.io().clone())),
+        store,
+        cache,
         faults,
     })
 }
@@ -237,11 +312,28 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let runtimes = Runtimes::new(bulkhead_runtime::RuntimeConfig::default()).expect("runtimes");
         let url = format!("file://{}", dir.path().join("objects").display());
-        let opened = open(&url, &S3Config::default(), &runtimes).expect("open");
+        let opened = open(&url, &S3Config::default(), None, &runtimes).expect("open");
         let name = opened.store.to_string();
         assert!(
             name.starts_with("IoObjectStore(DurableLocalStore("),
             "serve's local store is {name}"
+        );
+        let cache = cache_config(&CacheSection::default(), dir.path(), &url);
+        assert!(
+            cache
+                .as_ref()
+                .is_some_and(|c| c.disk.is_none() && c.memory_bytes > 0)
+        );
+        let opened = open(&url, &S3Config::default(), cache, &runtimes).expect("open");
+        let name = opened.store.to_string();
+        assert!(
+            name.starts_with("CachedStore(IoObjectStore(DurableLocalStore("),
+            "serve's cached local store is {name}"
+        );
+        let remote = cache_config(&CacheSection::default(), dir.path(), "s3://b/p");
+        assert_eq!(
+            remote.and_then(|c| c.disk).map(|d| d.dir),
+            Some(dir.path().join("cache"))
         );
     }
 }

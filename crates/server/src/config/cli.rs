@@ -227,6 +227,19 @@ pub struct ServeArgs {
     /// [retention] ttl: drop data older than this, 0s = keep forever [default: 0s].
     #[arg(long, env = "BULKHEAD_RETENTION_TTL", value_name = "DURATION")]
     pub retention_ttl: Option<HumanDuration>,
+
+    /// [cache] enabled: cache SST blocks in memory (and on disk for s3://) [default: true].
+    #[arg(long, env = "BULKHEAD_CACHE_ENABLED", value_name = "BOOL")]
+    pub cache_enabled: Option<bool>,
+    /// [cache] memory_size: memory tier of the SST block cache, 0 = off [default: 256MiB].
+    #[arg(long, env = "BULKHEAD_CACHE_MEMORY_SIZE", value_name = "SIZE")]
+    pub cache_memory_size: Option<ByteSize>,
+    /// [cache] disk_size: disk tier of the SST block cache (remote stores only), 0 = off [default: 10GiB].
+    #[arg(long, env = "BULKHEAD_CACHE_DISK_SIZE", value_name = "SIZE")]
+    pub cache_disk_size: Option<ByteSize>,
+    /// [cache] disk_path: directory of the disk tier [default: <data-dir>/cache].
+    #[arg(long, env = "BULKHEAD_CACHE_DISK_PATH", value_name = "DIR")]
+    pub cache_disk_path: Option<String>,
 }
 
 impl ServeArgs {
@@ -323,5 +336,9 @@ impl ServeArgs {
         set(&mut c.grace_period, &self.compaction_grace_period);
         set(&mut c.check_interval, &self.compaction_check_interval);
         set(&mut cfg.retention.ttl, &self.retention_ttl);
+        set(&mut cfg.cache.enabled, &self.cache_enabled);
+        set(&mut cfg.cache.memory_size, &self.cache_memory_size);
+        set(&mut cfg.cache.disk_size, &self.cache_disk_size);
+        set(&mut cfg.cache.disk_path, &self.cache_disk_path);
     }
 }

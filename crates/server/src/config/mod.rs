@@ -5,6 +5,7 @@
 //! root lists them with their defaults and is parsed by a test so it cannot rot.
 
 mod background;
+mod cache;
 mod cli;
 mod units;
 
@@ -16,6 +17,7 @@ use bulkhead_runtime::{RuntimeConfig, RuntimeMode};
 use serde::{Deserialize, Serialize};
 
 pub use background::{CompactionSection, RetentionSection, S3Config};
+pub use cache::CacheSection;
 pub use cli::ServeArgs;
 pub use units::{ByteSize, HumanDuration, WalSyncSetting};
 
@@ -36,6 +38,7 @@ pub struct ServerConfig {
     pub limits: LimitsConfig,
     pub compaction: CompactionSection,
     pub retention: RetentionSection,
+    pub cache: CacheSection,
 }
 
 /// `[http]`: the HTTP API listener.
