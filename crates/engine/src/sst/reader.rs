@@ -75,6 +75,9 @@ pub(crate) struct Want<'a> {
     /// Series for which this may be TRUE (resolved against the SST's series index;
     /// the rows of other series are not read). `None`: every series.
     pub(crate) predicate: Option<&'a TagPredicate>,
+    /// Read exactly these rows (file-wide, sorted, disjoint) instead of resolving
+    /// `predicate`: e.g. the last row of each series, from the series index.
+    pub(crate) rows: Option<Vec<Range<usize>>>,
     pub(crate) metrics: &'a ScanMetrics,
 }
 
@@ -136,6 +139,7 @@ pub(crate) async fn read(
         range,
         tag_values,
         predicate,
+        rows: only_rows,
         metrics: m,
     } = want;
     let opened = open(store, meta, cache, m).await?;
@@ -150,6 +154,7 @@ pub(crate) async fn read(
 
     // Rows of the series the predicate may match (file-wide row numbers).
     let series_rows = match (predicate, &opened.index) {
+        _ if only_rows.is_some() => only_rows,
         (Some(p), Some(ix)) if !p.is_unknown() => {
             let (ranges, matched) = ix.select(p);
             ScanMetrics::add(&m.ssts_with_index, 1);
