@@ -5,7 +5,9 @@
 //! time: the same key merged field by field across sources (newer wins). Sources are
 //! visited newest time first. Each yields its candidates, its last row per series in
 //! range: an SST whose time span the range covers reads only the last row of each
-//! series' run (from its series index); other sources are read in range and reduced.
+//! series' run: from the last rows kept in its metadata (`sst/last_rows.rs`, no data
+//! page read), or by selecting those rows through its series index for files written
+//! before; other sources are read in range and reduced.
 //! An SST is skipped when every series its index lists (and the tag predicate admits)
 //! already has a candidate newer than the SST's newest row, so a lastpoint over a day
 //! of compacted segments opens one SST. The candidates of a series at its greatest
@@ -18,6 +20,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArr
 use arrow::compute::{cast, concat_batches, take_record_batch};
 use arrow::datatypes::DataType;
 
+use super::metrics::ScanMetrics;
 use super::{ScanCtx, Source, align};
 use crate::error::{Error, Result};
 use crate::memtable::Memtable;
@@ -26,6 +29,26 @@ use crate::sst::reader;
 
 /// A series: its value of each tag of the table, in the table's tag order.
 type Key = Vec<Option<String>>;
+
+impl ScanCtx {
+    /// The rows of `meta` in range (`rows`: exactly those file rows), with `columns`.
+    async fn read_sst(
+        &self,
+        meta: &crate::sst::SstMeta,
+        columns: &[String],
+        rows: Option<Vec<std::ops::Range<usize>>>,
+    ) -> Result<Vec<RecordBatch>> {
+        let want = reader::Want {
+            columns: Some(columns),
+            range: self.range,
+            tag_values: &self.tag_values,
+            predicate: self.tag_predicate.as_ref(),
+            rows,
+            metrics: &self.metrics,
+        };
+        reader::read(&self.store, meta, &self.cache, want).await
+    }
+}
 
 /// The latest row of each series of some batches, and each series' key and time.
 type Latest = (RecordBatch, Vec<(Key, i64)>);
@@ -69,43 +92,43 @@ impl ScanCtx {
                     let meta = f.meta();
                     let opened =
                         reader::open(&self.store, meta, &self.cache, &self.metrics).await?;
-                    let rows = match &opened.index {
+                    match &opened.index {
                         Some(ix) => {
                             let series =
                                 ix.last_rows(self.tag_predicate.as_ref(), &self.schema.tags);
                             // Nothing here can be the latest row of its series.
-                            if series
-                                .iter()
-                                .all(|(_, key)| best.get(key).is_some_and(|t| *t > meta.max_time))
-                            {
+                            if series.iter().all(|(_, _, key)| {
+                                best.get(key).is_some_and(|t| *t > meta.max_time)
+                            }) {
                                 continue;
                             }
                             // The range keeps the whole file: each series' last row is
                             // its latest in range.
                             let whole = self.range.start <= meta.min_time
                                 && self.range.last >= meta.max_time;
-                            whole.then(|| {
+                            if whole && let Some(last) = &opened.last_rows {
+                                // Kept in the file's metadata: no page is read.
+                                let runs = UInt32Array::from_iter_values(
+                                    series.iter().map(|(s, _, _)| *s as u32),
+                                );
+                                let rows = take_record_batch(last, &runs)?;
+                                ScanMetrics::add(&self.metrics.last_rows, rows.num_rows());
+                                vec![rows]
+                            } else if whole {
                                 let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
-                                for (row, _) in &series {
+                                for (_, row, _) in &series {
                                     match ranges.last_mut() {
                                         Some(last) if last.end == *row => last.end = row + 1,
                                         _ => ranges.push(*row..row + 1),
                                     }
                                 }
-                                ranges
-                            })
+                                self.read_sst(meta, &columns, Some(ranges)).await?
+                            } else {
+                                self.read_sst(meta, &columns, None).await?
+                            }
                         }
-                        None => None,
-                    };
-                    let want = reader::Want {
-                        columns: Some(&columns),
-                        range: self.range,
-                        tag_values: &self.tag_values,
-                        predicate: self.tag_predicate.as_ref(),
-                        rows,
-                        metrics: &self.metrics,
-                    };
-                    reader::read(&self.store, meta, &self.cache, want).await?
+                        None => self.read_sst(meta, &columns, None).await?,
+                    }
                 }
                 Source::Mem(..) => self.load(&sources[i], Some(&columns)).await?,
             };

@@ -36,6 +36,7 @@ use parquet::file::statistics::Statistics;
 
 use super::SstMeta;
 use super::cache::{MetadataCache, SstMetadata};
+use super::last_rows;
 use super::selection;
 use super::series_index::{self, SeriesIndex};
 use crate::error::{Error, Result};
@@ -118,7 +119,29 @@ pub(crate) async fn open(
                 None
             }
         });
-    let opened = SstMetadata { arrow, index };
+    // The last row of each series (lastpoint); only alongside a valid index.
+    let last_rows = index.as_ref().and_then(|ix| {
+        let text = arrow
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|e| e.key == last_rows::KEY)?
+            .value
+            .as_deref()?;
+        match last_rows::decode(text) {
+            Ok(rows) if rows.num_rows() == ix.series() => Some(rows),
+            Ok(_) | Err(_) => {
+                tracing::warn!(path = %meta.path, "SST last rows unreadable or not one per series; ignored");
+                None
+            }
+        }
+    });
+    let opened = SstMetadata {
+        arrow,
+        index,
+        last_rows,
+    };
     cache.insert(&meta.path, opened.clone());
     Ok(opened)
 }

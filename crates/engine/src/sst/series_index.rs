@@ -184,14 +184,19 @@ impl SeriesIndex {
         (out, matched)
     }
 
+    /// The last row (file-wide) of each run, in row order.
+    pub(crate) fn run_ends(&self) -> impl Iterator<Item = usize> + '_ {
+        self.starts.iter().skip(1).map(|&end| end as usize - 1)
+    }
+
     /// Per series for which `pred` may be TRUE (every series if `None`), in row order:
-    /// its last row (file-wide) and its value of each of `tags` (`None` = unset; a tag
-    /// the file does not have is unset).
+    /// its number (run), its last row (file-wide) and its value of each of `tags`
+    /// (`None` = unset; a tag the file does not have is unset).
     pub(crate) fn last_rows(
         &self,
         pred: Option<&TagPredicate>,
         tags: &[String],
-    ) -> Vec<(usize, Vec<Option<String>>)> {
+    ) -> Vec<(usize, usize, Vec<Option<String>>)> {
         let slots: HashMap<&str, usize> = self
             .tags
             .iter()
@@ -219,7 +224,7 @@ impl SeriesIndex {
                 .iter()
                 .map(|slot| slot.and_then(value).map(str::to_string))
                 .collect();
-            out.push((self.starts[s + 1] as usize - 1, key));
+            out.push((s, self.starts[s + 1] as usize - 1, key));
         }
         out
     }
