@@ -15,6 +15,7 @@ mod functions;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod lastpoint;
 mod pruning;
 mod series_filter;
 mod stats;
@@ -22,6 +23,7 @@ mod system;
 mod table;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bulkhead_engine::Engine;
 use bulkhead_runtime::Runtimes;
@@ -61,6 +63,8 @@ pub struct QueryEngine {
     env: Arc<RuntimeEnv>,
     config: QueryConfig,
     stats: Arc<QueryStats>,
+    /// Whether [`lastpoint::LastpointRule`] runs (tests turn it off to compare).
+    lastpoint: AtomicBool,
 }
 
 impl QueryEngine {
@@ -80,7 +84,15 @@ impl QueryEngine {
             env,
             config,
             stats: Arc::new(QueryStats::default()),
+            lastpoint: AtomicBool::new(true),
         })
+    }
+
+    /// Turn the lastpoint fast path (latest-row aggregates read only each series'
+    /// latest row) on or off for sessions created from now on; on by default. Tests
+    /// compare its answers with the full scan's.
+    pub fn set_lastpoint_fast_path(&self, on: bool) {
+        self.lastpoint.store(on, Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> &Arc<QueryStats> {
@@ -104,19 +116,18 @@ impl QueryEngine {
             }),
         );
         functions::register(&ctx);
+        if self.lastpoint.load(Ordering::Relaxed) {
+            ctx.add_optimizer_rule(Arc::new(lastpoint::LastpointRule));
+        }
         ctx
     }
 
     /// Plan and run `sql` with `db` as the default database, on the `query` runtime.
     pub async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput> {
-        self.stats
-            .queries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.queries.fetch_add(1, Ordering::Relaxed);
         let result = exec::run_sql(&self.runtimes, self.session(db), sql.to_string()).await;
         if result.is_err() {
-            self.stats
-                .query_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats.query_errors.fetch_add(1, Ordering::Relaxed);
         }
         result
     }

@@ -39,13 +39,15 @@ use crate::pruning::{Pruning, TimeBounds};
 use crate::stats::QueryStats;
 
 /// One engine table as a DataFusion table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct EngineTable {
     engine: Arc<Engine>,
     stats: Arc<QueryStats>,
     db: String,
     table: String,
     schema: SchemaRef,
+    /// Scans return only each series' latest row (set by [`crate::lastpoint`]).
+    last_per_series: bool,
 }
 
 impl EngineTable {
@@ -62,10 +64,23 @@ impl EngineTable {
             db,
             table,
             schema,
+            last_per_series: false,
         }
     }
 
-    fn is_tag(&self, column: &str) -> bool {
+    /// This table, with scans that return only each series' latest row in range.
+    pub(crate) fn with_last_per_series(&self) -> Self {
+        Self {
+            last_per_series: true,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn last_per_series(&self) -> bool {
+        self.last_per_series
+    }
+
+    pub(crate) fn is_tag(&self, column: &str) -> bool {
         self.schema
             .field_with_name(column)
             .is_ok_and(|f| f.metadata().get(ROLE_KEY).is_some_and(|r| r == "tag"))
@@ -129,6 +144,7 @@ impl TableProvider for EngineTable {
             projected,
             pruning,
             tag_predicate,
+            self.last_per_series,
             ScanCounts {
                 total: total_ssts,
                 by_time: total_ssts - in_range.len(),
@@ -181,6 +197,7 @@ pub(crate) struct EngineScanExec {
     schema: SchemaRef,
     pruning: Pruning,
     tag_predicate: Option<TagPredicate>,
+    last_per_series: bool,
     counts: ScanCounts,
     stats: Arc<QueryStats>,
     properties: Arc<PlanProperties>,
@@ -202,6 +219,7 @@ impl EngineScanExec {
         schema: SchemaRef,
         pruning: Pruning,
         tag_predicate: Option<TagPredicate>,
+        last_per_series: bool,
         counts: ScanCounts,
         stats: Arc<QueryStats>,
     ) -> Self {
@@ -216,6 +234,7 @@ impl EngineScanExec {
             schema,
             pruning,
             tag_predicate,
+            last_per_series,
             counts,
             stats,
             properties: Arc::new(properties),
@@ -250,6 +269,9 @@ impl DisplayAs for EngineScanExec {
         }
         if let Some(p) = &self.tag_predicate {
             write!(f, ", series={p}")?;
+        }
+        if self.last_per_series {
+            write!(f, ", last_per_series")?;
         }
         if matches!(t, DisplayFormatType::Default | DisplayFormatType::Verbose) {
             let names: Vec<&str> = self
@@ -347,6 +369,7 @@ impl ExecutionPlan for EngineScanExec {
             tag_values: self.pruning.tags.clone(),
             tag_predicate: self.tag_predicate.clone(),
             metrics: Some(Arc::clone(&scan_metrics)),
+            last_per_series: self.last_per_series,
         };
         let schema = Arc::clone(&self.schema);
         let out_schema = Arc::clone(&schema);

@@ -23,6 +23,7 @@ pub struct ScanMetrics {
     pub(crate) rows_selected: AtomicU64,
     pub(crate) rows_filtered_time: AtomicU64,
     pub(crate) rows_output: AtomicU64,
+    pub(crate) last_rows: AtomicU64,
 }
 
 /// A copy of [`ScanMetrics`] at one moment.
@@ -59,6 +60,9 @@ pub struct ScanMetricsSnapshot {
     pub rows_filtered_time: u64,
     /// Rows the SST reads returned.
     pub rows_output: u64,
+    /// Latest rows of series taken from SSTs' last-row metadata (lastpoint fast path),
+    /// without reading a data page.
+    pub last_rows: u64,
 }
 
 impl ScanMetrics {
@@ -87,13 +91,14 @@ impl ScanMetrics {
             rows_selected: g(&self.rows_selected),
             rows_filtered_time: g(&self.rows_filtered_time),
             rows_output: g(&self.rows_output),
+            last_rows: g(&self.last_rows),
         }
     }
 }
 
 impl ScanMetricsSnapshot {
     /// `(name, value)` of every counter, for `EXPLAIN ANALYZE`.
-    pub fn named(&self) -> [(&'static str, u64); 17] {
+    pub fn named(&self) -> [(&'static str, u64); 18] {
         [
             ("ssts_opened", self.ssts),
             ("ssts_with_series_index", self.ssts_with_index),
@@ -115,6 +120,7 @@ impl ScanMetricsSnapshot {
             ("rows_decoded", self.rows_selected),
             ("rows_filtered_by_time", self.rows_filtered_time),
             ("rows_read", self.rows_output),
+            ("rows_from_last_row_metadata", self.last_rows),
         ]
     }
 }

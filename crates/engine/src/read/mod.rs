@@ -8,6 +8,7 @@
 //! temporary memtable. Output batches are sorted by (series, time) within a batch; the
 //! order between batches is by time group, not globally sorted.
 
+mod last;
 pub(crate) mod metrics;
 pub(crate) mod predicate;
 
@@ -53,6 +54,10 @@ pub struct ScanRequest {
     pub tag_predicate: Option<TagPredicate>,
     /// Where the scan counts what it read and skipped (see [`ScanMetrics`]).
     pub metrics: Option<Arc<ScanMetrics>>,
+    /// Return only the latest row (greatest time in range) of every series, exactly as
+    /// a full scan would return it, reading as little history as possible (see
+    /// `read/last.rs`). For aggregates that only look at each series' latest row.
+    pub last_per_series: bool,
 }
 
 impl std::fmt::Debug for ScanRequest {
@@ -63,6 +68,7 @@ impl std::fmt::Debug for ScanRequest {
             .field("sst_filter", &self.sst_filter.is_some())
             .field("tag_values", &self.tag_values)
             .field("tag_predicate", &self.tag_predicate)
+            .field("last_per_series", &self.last_per_series)
             .finish()
     }
 }
@@ -233,6 +239,12 @@ impl TableSnapshot {
             cache: Arc::clone(&self.cache),
             segment_nanos: self.segment_nanos,
         });
+        if req.last_per_series {
+            return stream::once(async move { ctx.last_rows(sources).await })
+                .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
+                .try_flatten()
+                .boxed();
+        }
         stream::iter(overlap_groups(sources))
             .then(move |group| {
                 let ctx = Arc::clone(&ctx);
@@ -320,6 +332,7 @@ impl ScanCtx {
                     range: self.range,
                     tag_values: &self.tag_values,
                     predicate: self.tag_predicate.as_ref(),
+                    rows: None,
                     metrics: &self.metrics,
                 };
                 reader::read(&self.store, f.meta(), &self.cache, want).await

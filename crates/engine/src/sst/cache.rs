@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
+use arrow::record_batch::RecordBatch;
+
 use super::series_index::SeriesIndex;
 
 /// What opening an SST produces, shared between the cache and readers.
@@ -20,12 +22,19 @@ use super::series_index::SeriesIndex;
 pub(crate) struct SstMetadata {
     pub(crate) arrow: ArrowReaderMetadata,
     pub(crate) index: Option<Arc<SeriesIndex>>,
+    /// The last row of each series of the index, in run order (see `last_rows`).
+    pub(crate) last_rows: Option<RecordBatch>,
 }
 
 impl SstMetadata {
     /// Approximate heap bytes held.
     pub(crate) fn size(&self) -> usize {
-        self.arrow.metadata().memory_size() + self.index.as_ref().map_or(0, |i| i.heap_size())
+        self.arrow.metadata().memory_size()
+            + self.index.as_ref().map_or(0, |i| i.heap_size())
+            + self
+                .last_rows
+                .as_ref()
+                .map_or(0, RecordBatch::get_array_memory_size)
     }
 }
 

@@ -13,6 +13,7 @@
 //! only when the last `Arc` drops: a file held by a snapshot stays readable.
 
 pub(crate) mod cache;
+pub(crate) mod last_rows;
 pub(crate) mod reader;
 pub(crate) mod selection;
 pub(crate) mod series_index;

@@ -36,6 +36,7 @@ use parquet::file::statistics::Statistics;
 
 use super::SstMeta;
 use super::cache::{MetadataCache, SstMetadata};
+use super::last_rows;
 use super::selection;
 use super::series_index::{self, SeriesIndex};
 use crate::error::{Error, Result};
@@ -75,6 +76,9 @@ pub(crate) struct Want<'a> {
     /// Series for which this may be TRUE (resolved against the SST's series index;
     /// the rows of other series are not read). `None`: every series.
     pub(crate) predicate: Option<&'a TagPredicate>,
+    /// Read exactly these rows (file-wide, sorted, disjoint) instead of resolving
+    /// `predicate`: e.g. the last row of each series, from the series index.
+    pub(crate) rows: Option<Vec<Range<usize>>>,
     pub(crate) metrics: &'a ScanMetrics,
 }
 
@@ -115,7 +119,29 @@ pub(crate) async fn open(
                 None
             }
         });
-    let opened = SstMetadata { arrow, index };
+    // The last row of each series (lastpoint); only alongside a valid index.
+    let last_rows = index.as_ref().and_then(|ix| {
+        let text = arrow
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|e| e.key == last_rows::KEY)?
+            .value
+            .as_deref()?;
+        match last_rows::decode(text) {
+            Ok(rows) if rows.num_rows() == ix.series() => Some(rows),
+            Ok(_) | Err(_) => {
+                tracing::warn!(path = %meta.path, "SST last rows unreadable or not one per series; ignored");
+                None
+            }
+        }
+    });
+    let opened = SstMetadata {
+        arrow,
+        index,
+        last_rows,
+    };
     cache.insert(&meta.path, opened.clone());
     Ok(opened)
 }
@@ -136,6 +162,7 @@ pub(crate) async fn read(
         range,
         tag_values,
         predicate,
+        rows: only_rows,
         metrics: m,
     } = want;
     let opened = open(store, meta, cache, m).await?;
@@ -150,6 +177,7 @@ pub(crate) async fn read(
 
     // Rows of the series the predicate may match (file-wide row numbers).
     let series_rows = match (predicate, &opened.index) {
+        _ if only_rows.is_some() => only_rows,
         (Some(p), Some(ix)) if !p.is_unknown() => {
             let (ranges, matched) = ix.select(p);
             ScanMetrics::add(&m.ssts_with_index, 1);

@@ -184,6 +184,51 @@ impl SeriesIndex {
         (out, matched)
     }
 
+    /// The last row (file-wide) of each run, in row order.
+    pub(crate) fn run_ends(&self) -> impl Iterator<Item = usize> + '_ {
+        self.starts.iter().skip(1).map(|&end| end as usize - 1)
+    }
+
+    /// Per series for which `pred` may be TRUE (every series if `None`), in row order:
+    /// its number (run), its last row (file-wide) and its value of each of `tags`
+    /// (`None` = unset; a tag the file does not have is unset).
+    pub(crate) fn last_rows(
+        &self,
+        pred: Option<&TagPredicate>,
+        tags: &[String],
+    ) -> Vec<(usize, usize, Vec<Option<String>>)> {
+        let slots: HashMap<&str, usize> = self
+            .tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i))
+            .collect();
+        let wanted: Vec<Option<usize>> = tags
+            .iter()
+            .map(|t| slots.get(t.as_str()).copied())
+            .collect();
+        let mut out = Vec::new();
+        for s in 0..self.series() {
+            let value = |slot: usize| -> Option<&str> {
+                match self.ids[slot][s] {
+                    0 => None,
+                    id => Some(self.values[slot][id as usize - 1].as_str()),
+                }
+            };
+            if let Some(p) = pred
+                && !p.may_match(|tag: &str| value(*slots.get(tag)?))
+            {
+                continue;
+            }
+            let key = wanted
+                .iter()
+                .map(|slot| slot.and_then(value).map(str::to_string))
+                .collect();
+            out.push((s, self.starts[s + 1] as usize - 1, key));
+        }
+        out
+    }
+
     /// The index as key-value metadata text.
     pub(crate) fn encode(&self) -> String {
         let mut buf = vec![VERSION];

@@ -102,6 +102,8 @@ fn report(hosts: usize) -> (usize, usize, usize) {
     let index = SeriesIndex::build(std::slice::from_ref(&batch)).expect("index");
     assert_eq!(index.series(), hosts);
     let text = index.encode();
+    let last = super::last_rows::build(std::slice::from_ref(&batch), &index).expect("last rows");
+    let last = super::last_rows::encode(&last).expect("encode last rows");
     let opts = EncodeOptions {
         row_group_size: 256 * 1024,
         zstd_level: 3,
@@ -109,6 +111,16 @@ fn report(hosts: usize) -> (usize, usize, usize) {
     let ours = encode_with_pages(std::slice::from_ref(&batch), opts, PAGE_ROWS).expect("encode");
     let parquet_default =
         encode_with_pages(std::slice::from_ref(&batch), opts, 20_000).expect("encode");
+    println!(
+        "tsbs_size: {hosts} hosts: last rows {} B ({:.1} B/series, {:.2}% of the file)",
+        last.len(),
+        last.len() as f64 / hosts as f64,
+        100.0 * last.len() as f64 / ours.len() as f64,
+    );
+    assert!(
+        last.len() * 100 < ours.len() * 5,
+        "last rows over 5% of the file"
+    );
     println!(
         "tsbs_size: {hosts} hosts, {} rows: series index {} B ({:.2} B/series, {:.3}% of the file); \
          file {} B with {PAGE_ROWS}-row pages, {} B with 20000-row pages (+{:.2}%)",

@@ -157,6 +157,11 @@ pub(crate) fn encode_with_pages(
             super::series_index::KEY.to_string(),
             index.encode(),
         ));
+        let last = super::last_rows::build(batches, &index)?;
+        writer.append_key_value_metadata(KeyValue::new(
+            super::last_rows::KEY.to_string(),
+            super::last_rows::encode(&last)?,
+        ));
     }
     writer.close()?;
     Ok(Bytes::from(out))

@@ -25,6 +25,11 @@ impl Db {
     }
 
     pub fn open_with(query: QueryConfig) -> Self {
+        Self::open_with_engine(query, |_| {})
+    }
+
+    /// Like [`Db::open_with`], with the engine's config adjusted by `tweak`.
+    pub fn open_with_engine(query: QueryConfig, tweak: impl FnOnce(&mut EngineConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).unwrap();
         let objects = dir.path().join("objects");
@@ -33,7 +38,8 @@ impl Db {
             Arc::new(LocalFileSystem::new_with_prefix(&objects).unwrap()),
             runtimes.io().clone(),
         ));
-        let config = EngineConfig::with_dir(dir.path());
+        let mut config = EngineConfig::with_dir(dir.path());
+        tweak(&mut config);
         let rt = Arc::clone(&runtimes);
         let engine = runtimes
             .block_on(RuntimeName::Io, async move {

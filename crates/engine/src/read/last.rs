@@ -1,0 +1,236 @@
+//! The latest row of every series ("lastpoint"), without scanning history.
+//!
+//! A scan with [`super::ScanRequest::last_per_series`] returns, for every series with
+//! rows in range, exactly the row a full scan would return at that series' greatest
+//! time: the same key merged field by field across sources (newer wins). Sources are
+//! visited newest time first. Each yields its candidates, its last row per series in
+//! range: an SST whose time span the range covers reads only the last row of each
+//! series' run: from the last rows kept in its metadata (`sst/last_rows.rs`, no data
+//! page read), or by selecting those rows through its series index for files written
+//! before; other sources are read in range and reduced.
+//! An SST is skipped when every series its index lists (and the tag predicate admits)
+//! already has a candidate newer than the SST's newest row, so a lastpoint over a day
+//! of compacted segments opens one SST. The candidates of a series at its greatest
+//! time include every version of that key (any source holding the key has it as its
+//! last row in range), so merging the candidates gives the full scan's row.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray, UInt32Array};
+use arrow::compute::{cast, concat_batches, take_record_batch};
+use arrow::datatypes::DataType;
+
+use super::metrics::ScanMetrics;
+use super::{ScanCtx, Source, align};
+use crate::error::{Error, Result};
+use crate::memtable::Memtable;
+use crate::schema::TIME_COLUMN;
+use crate::sst::reader;
+
+/// A series: its value of each tag of the table, in the table's tag order.
+type Key = Vec<Option<String>>;
+
+impl ScanCtx {
+    /// The rows of `meta` in range (`rows`: exactly those file rows), with `columns`.
+    async fn read_sst(
+        &self,
+        meta: &crate::sst::SstMeta,
+        columns: &[String],
+        rows: Option<Vec<std::ops::Range<usize>>>,
+    ) -> Result<Vec<RecordBatch>> {
+        let want = reader::Want {
+            columns: Some(columns),
+            range: self.range,
+            tag_values: &self.tag_values,
+            predicate: self.tag_predicate.as_ref(),
+            rows,
+            metrics: &self.metrics,
+        };
+        reader::read(&self.store, meta, &self.cache, want).await
+    }
+}
+
+/// The latest row of each series of some batches, and each series' key and time.
+type Latest = (RecordBatch, Vec<(Key, i64)>);
+
+impl ScanCtx {
+    /// The latest row of every series in `sources` (oldest source first), projected to
+    /// the scan's columns.
+    pub(super) async fn last_rows(&self, sources: Vec<Source>) -> Result<Vec<RecordBatch>> {
+        // The merge needs the primary key (every tag, time) and the wanted fields.
+        let mut columns: Vec<String> = match &self.projection {
+            Some(p) => p.clone(),
+            None => self
+                .schema
+                .arrow_schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+        };
+        for c in self
+            .schema
+            .tags
+            .iter()
+            .map(String::as_str)
+            .chain([TIME_COLUMN])
+        {
+            if !columns.iter().any(|x| x == c) {
+                columns.push(c.to_string());
+            }
+        }
+        let merge_schema = self.schema.projected_schema(Some(&columns));
+
+        let mut order: Vec<usize> = (0..sources.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(sources[i].bounds().1));
+        // Greatest candidate time per series so far.
+        let mut best: HashMap<Key, i64> = HashMap::new();
+        let mut candidates: Vec<(usize, RecordBatch)> = Vec::new();
+        for i in order {
+            let batches = match &sources[i] {
+                Source::Sst(f) => {
+                    let meta = f.meta();
+                    let opened =
+                        reader::open(&self.store, meta, &self.cache, &self.metrics).await?;
+                    match &opened.index {
+                        Some(ix) => {
+                            let series =
+                                ix.last_rows(self.tag_predicate.as_ref(), &self.schema.tags);
+                            // Nothing here can be the latest row of its series.
+                            if series.iter().all(|(_, _, key)| {
+                                best.get(key).is_some_and(|t| *t > meta.max_time)
+                            }) {
+                                continue;
+                            }
+                            // The range keeps the whole file: each series' last row is
+                            // its latest in range.
+                            let whole = self.range.start <= meta.min_time
+                                && self.range.last >= meta.max_time;
+                            if whole && let Some(last) = &opened.last_rows {
+                                // Kept in the file's metadata: no page is read.
+                                let runs = UInt32Array::from_iter_values(
+                                    series.iter().map(|(s, _, _)| *s as u32),
+                                );
+                                let rows = take_record_batch(last, &runs)?;
+                                ScanMetrics::add(&self.metrics.last_rows, rows.num_rows());
+                                vec![rows]
+                            } else if whole {
+                                let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+                                for (_, row, _) in &series {
+                                    match ranges.last_mut() {
+                                        Some(last) if last.end == *row => last.end = row + 1,
+                                        _ => ranges.push(*row..row + 1),
+                                    }
+                                }
+                                self.read_sst(meta, &columns, Some(ranges)).await?
+                            } else {
+                                self.read_sst(meta, &columns, None).await?
+                            }
+                        }
+                        None => self.read_sst(meta, &columns, None).await?,
+                    }
+                }
+                Source::Mem(..) => self.load(&sources[i], Some(&columns)).await?,
+            };
+            let batches: Vec<RecordBatch> = batches
+                .iter()
+                .map(|b| align(b, &merge_schema))
+                .collect::<Result<_>>()?;
+            let Some(latest) = latest_per_series(&batches, &self.schema.tags)? else {
+                continue;
+            };
+            let (batch, keys) = latest;
+            for (key, t) in keys {
+                let e = best.entry(key).or_insert(t);
+                *e = (*e).max(t);
+            }
+            candidates.push((i, batch));
+        }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Merge the candidates like overlapping sources (newer source wins field by
+        // field), then keep each series' latest row.
+        candidates.sort_by_key(|(i, _)| *i);
+        let mut merged = Memtable::default();
+        for (i, batch) in &candidates {
+            merged.insert_batch(&self.schema, batch, *i as u64 + 1, self.segment_nanos)?;
+        }
+        let Some(all) = merged.to_batch(&self.schema, self.range, Some(&columns))? else {
+            return Ok(Vec::new());
+        };
+        let all = align(&all, &merge_schema)?;
+        match latest_per_series(std::slice::from_ref(&all), &self.schema.tags)? {
+            Some((batch, _)) => Ok(vec![align(&batch, &self.out_schema)?]),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The row with the greatest time of each series in `batches` (which share a schema
+/// holding every tag of `tags` and `time`), and each series' key and time.
+fn latest_per_series(batches: &[RecordBatch], tags: &[String]) -> Result<Option<Latest>> {
+    let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    let batch = concat_batches(&first.schema(), batches.iter().copied())?;
+    let times = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| Error::InvalidInput("batch without a time column".into()))?;
+    let tag_cols: Vec<ArrayRef> = tags
+        .iter()
+        .map(|t| {
+            let c = batch
+                .column_by_name(t)
+                .ok_or_else(|| Error::InvalidInput(format!("batch without tag column {t}")))?;
+            Ok(cast(c, &DataType::Utf8)?)
+        })
+        .collect::<Result<_>>()?;
+    let strings: Vec<_> = tag_cols.iter().map(|c| c.as_string::<i32>()).collect();
+    let key_of = |row: usize| -> Key {
+        strings
+            .iter()
+            .map(|c| c.is_valid(row).then(|| c.value(row).to_string()))
+            .collect()
+    };
+    let same_series = |a: usize, b: usize| {
+        strings
+            .iter()
+            .all(|c| c.is_valid(a) == c.is_valid(b) && (!c.is_valid(a) || c.value(a) == c.value(b)))
+    };
+    // Rows of a series are usually contiguous: a key is built once per run.
+    let mut latest: HashMap<Key, (i64, u32)> = HashMap::new();
+    let mut row = 0;
+    while row < batch.num_rows() {
+        let mut end = row + 1;
+        while end < batch.num_rows() && same_series(row, end) {
+            end += 1;
+        }
+        let (mut t, mut at) = (times.value(row), row);
+        for r in row + 1..end {
+            if times.value(r) > t {
+                (t, at) = (times.value(r), r);
+            }
+        }
+        latest
+            .entry(key_of(row))
+            .and_modify(|e| {
+                if t > e.0 {
+                    *e = (t, at as u32);
+                }
+            })
+            .or_insert((t, at as u32));
+        row = end;
+    }
+    let mut picked: Vec<(Key, i64, u32)> =
+        latest.into_iter().map(|(k, (t, r))| (k, t, r)).collect();
+    picked.sort_by_key(|(_, _, r)| *r);
+    let indices = UInt32Array::from_iter_values(picked.iter().map(|(_, _, r)| *r));
+    let out = take_record_batch(&batch, &indices)?;
+    Ok(Some((
+        out,
+        picked.into_iter().map(|(k, t, _)| (k, t)).collect(),
+    )))
+}

@@ -1,0 +1,210 @@
+//! The lastpoint fast path: aggregates that only look at each series' latest row read
+//! only those rows.
+//!
+//! [`LastpointRule`] is a logical optimizer rule. It matches an `Aggregate` directly
+//! over an engine table scan (through filters, aliases and projections of plain
+//! columns only) whose
+//! - grouping expressions are tag columns (any subset, or none),
+//! - aggregates are each `max(time)`, `last_value(x ORDER BY time [ASC])` or
+//!   `first_value(x ORDER BY time DESC)` (no `DISTINCT`, `FILTER` or `IGNORE NULLS`),
+//! - filters are each either on tags only (a series matches or not as a whole) or a
+//!   bound on `time` against a timestamp literal (`=`, `<`, `<=`, `>`, `>=`, `BETWEEN`),
+//!   which the scan's time range captures exactly.
+//!
+//! Every such aggregate's value for a group is its value on the latest row of one of
+//! the group's series (the one with the greatest time), so the scan may return only
+//! each series' latest row in range ([`bulkhead_engine::ScanRequest::last_per_series`]).
+//! The rule marks the scan; the engine finds those rows without reading history.
+
+use std::sync::Arc;
+
+use bulkhead_engine::TIME_COLUMN;
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::Transformed;
+use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::error::Result;
+use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, LogicalPlan, Operator, TableScan};
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::scalar::ScalarValue;
+
+use crate::table::EngineTable;
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct LastpointRule;
+
+impl OptimizerRule for LastpointRule {
+    fn name(&self) -> &str {
+        "bulkhead_lastpoint"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Aggregate(agg) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let Some(table) = engine_table(&agg.input) else {
+            return Ok(Transformed::no(plan));
+        };
+        if table.last_per_series() {
+            return Ok(Transformed::no(plan)); // already marked
+        }
+        let groups_are_tags = agg
+            .group_expr
+            .iter()
+            .all(|g| matches!(g, Expr::Column(c) if table.is_tag(&c.name)));
+        if !groups_are_tags
+            || agg.aggr_expr.is_empty()
+            || !agg.aggr_expr.iter().all(latest_row_aggregate)
+            || !filters_ok(&agg.input, &table)
+        {
+            return Ok(Transformed::no(plan));
+        }
+        let Some(input) = mark(&agg.input)? else {
+            return Ok(Transformed::no(plan));
+        };
+        let exprs = plan.expressions();
+        Ok(Transformed::yes(plan.with_new_exprs(exprs, vec![input])?))
+    }
+}
+
+/// The engine table under `plan`, if only filters and aliases stand between.
+fn engine_table(plan: &LogicalPlan) -> Option<Arc<EngineTable>> {
+    match plan {
+        LogicalPlan::Filter(f) => engine_table(&f.input),
+        LogicalPlan::SubqueryAlias(a) => engine_table(&a.input),
+        LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+            engine_table(&p.input)
+        }
+        LogicalPlan::TableScan(scan) if scan.fetch.is_none() => {
+            let provider: Arc<dyn TableProvider> = source_as_provider(&scan.source).ok()?;
+            let table = provider.downcast_ref::<EngineTable>()?;
+            Some(Arc::new(table.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// Whether every filter between the aggregate and the scan (and pushed into it) is on
+/// tags only or an exact time bound.
+fn filters_ok(plan: &LogicalPlan, table: &EngineTable) -> bool {
+    let ok = |e: &Expr| {
+        split_conjunction(e)
+            .into_iter()
+            .all(|c| time_bound(c) || tags_only(c, table))
+    };
+    match plan {
+        LogicalPlan::Filter(f) => ok(&f.predicate) && filters_ok(&f.input, table),
+        LogicalPlan::SubqueryAlias(a) => filters_ok(&a.input, table),
+        LogicalPlan::Projection(p) => filters_ok(&p.input, table),
+        LogicalPlan::TableScan(scan) => scan.filters.iter().all(ok),
+        _ => false,
+    }
+}
+
+/// `plan` with its engine scan marked to return only each series' latest row.
+fn mark(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    Ok(match plan {
+        LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) => {
+            let Some(input) = mark(plan.inputs()[0])? else {
+                return Ok(None);
+            };
+            Some(
+                plan.clone()
+                    .with_new_exprs(plan.expressions(), vec![input])?,
+            )
+        }
+        LogicalPlan::TableScan(scan) => {
+            let Some(table) = engine_table(plan) else {
+                return Ok(None);
+            };
+            let provider: Arc<dyn TableProvider> = Arc::new(table.with_last_per_series());
+            let mut scan: TableScan = scan.clone();
+            scan.source = provider_as_source(provider);
+            Some(LogicalPlan::TableScan(scan))
+        }
+        _ => None,
+    })
+}
+
+fn is_time(e: &Expr) -> bool {
+    matches!(e, Expr::Column(c) if c.name == TIME_COLUMN)
+}
+
+/// An aggregate whose value is that of the group's latest row.
+fn latest_row_aggregate(e: &Expr) -> bool {
+    let e = match e {
+        Expr::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
+        return false;
+    };
+    if params.distinct || params.filter.is_some() || params.args.len() != 1 {
+        return false;
+    }
+    if !matches!(params.args[0], Expr::Column(_)) {
+        return false;
+    }
+    let respects_nulls = !matches!(params.null_treatment, Some(NullTreatment::IgnoreNulls));
+    let by_time =
+        |asc: bool| matches!(params.order_by.as_slice(), [s] if is_time(&s.expr) && s.asc == asc);
+    match func.name() {
+        "max" => is_time(&params.args[0]) && params.order_by.is_empty(),
+        "last_value" => respects_nulls && by_time(true),
+        "first_value" => respects_nulls && by_time(false),
+        _ => false,
+    }
+}
+
+/// `time <op> literal` (or `literal <op> time`, or `time BETWEEN a AND b`): the scan's
+/// time range is then exactly the rows this keeps.
+fn time_bound(e: &Expr) -> bool {
+    let is_ts = |e: &Expr| {
+        matches!(
+            e,
+            Expr::Literal(
+                ScalarValue::TimestampNanosecond(Some(_), _)
+                    | ScalarValue::TimestampMicrosecond(Some(_), _)
+                    | ScalarValue::TimestampMillisecond(Some(_), _)
+                    | ScalarValue::TimestampSecond(Some(_), _),
+                _
+            )
+        )
+    };
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            matches!(
+                op,
+                Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+            ) && ((is_time(left) && is_ts(right)) || (is_ts(left) && is_time(right)))
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => is_time(expr) && is_ts(low) && is_ts(high),
+        _ => false,
+    }
+}
+
+/// An expression over tag columns only, deterministic: it keeps or drops whole series.
+fn tags_only(e: &Expr, table: &EngineTable) -> bool {
+    let columns = e.column_refs();
+    !columns.is_empty() && columns.iter().all(|c| table.is_tag(&c.name)) && !e.is_volatile()
+}
