@@ -16,6 +16,7 @@ pub use error::{Error, Result};
 pub use eval::{Data, Limits, evaluate};
 pub use plan::{EvalParams, Fetch, LabelMatcher, MatchKind, fetches};
 pub use promql_parser::parser::Expr;
+pub use promql_parser::parser::value::ValueType;
 pub use types::{Labels, NAME, RawSeries, StepSeries, Value, format_value, json_time};
 
 use serde_json::{Value as Json, json};

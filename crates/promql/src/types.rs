@@ -181,6 +181,9 @@ pub fn format_value(v: f64) -> String {
 
 /// A timestamp in ms as Prometheus' JSON number of seconds.
 pub fn json_time(ms: i64) -> serde_json::Value {
+    if ms % 1000 == 0 {
+        return serde_json::Value::from(ms / 1000);
+    }
     serde_json::Number::from_f64(ms as f64 / 1000.0)
         .map(serde_json::Value::Number)
         .unwrap_or(serde_json::Value::Null)
@@ -217,6 +220,7 @@ mod tests {
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_value(1e21), "1000000000000000000000");
         assert_eq!(json_time(1_500), serde_json::json!(1.5));
+        assert_eq!(json_time(2_000).to_string(), "2");
     }
 
     #[test]

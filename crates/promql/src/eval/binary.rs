@@ -86,6 +86,11 @@ pub(super) fn eval(ev: &Evaluator<'_>, b: &BinaryExpr) -> Result<Value> {
     }
 }
 
+/// Arithmetic drops the metric name (in Prometheus 2, `atan2` does not).
+fn drops_name(op: TokenId) -> bool {
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_MOD | T_POW)
+}
+
 fn is_comparison(op: TokenId) -> bool {
     matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
 }
@@ -117,7 +122,7 @@ fn vector_scalar(
     scalar_left: bool,
     return_bool: bool,
 ) -> Vec<StepSeries> {
-    let drop_name = !is_comparison(op) || return_bool;
+    let drop_name = drops_name(op) || return_bool;
     let out = v.into_iter().map(|series| StepSeries {
         labels: if drop_name {
             series.labels.without_name()
@@ -236,7 +241,7 @@ fn vector_vector(
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let many_sig: Vec<Labels> = many.iter().map(|s| sig(&s.labels)).collect();
     let one_sig: Vec<Labels> = one.iter().map(|s| sig(&s.labels)).collect();
-    let drop_name = !is_comparison(op) || return_bool;
+    let drop_name = drops_name(op) || return_bool;
     let result_labels = |m: &Labels, o: &Labels| -> Labels {
         let mut out = if drop_name {
             m.without_name()
