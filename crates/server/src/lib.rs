@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod http;
 mod influxql;
 pub mod lineproto;
+mod promquery;
 pub mod promwrite;
 
 pub use backend::{

@@ -13,6 +13,7 @@ pub(crate) mod encode;
 mod metrics;
 mod ops;
 mod prom;
+mod prom_api;
 pub(crate) mod sql;
 mod write;
 
@@ -97,6 +98,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/ping", get(ops::ping))
         .route("/metrics", get(ops::metrics))
         .route("/debug/bulkheads", get(ops::debug_bulkheads))
+        .merge(prom_api::routes())
         .fallback(ops::not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),

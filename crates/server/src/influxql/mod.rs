@@ -17,7 +17,7 @@ mod parser;
 mod response;
 mod select;
 pub(crate) mod sql;
-mod time;
+pub(crate) mod time;
 
 use std::collections::BTreeSet;
 use std::fmt;
