@@ -135,6 +135,8 @@ pub struct Engine {
     /// Held while a batch is validated and its new columns are added, so schema checks
     /// and additions of concurrent batches do not interleave.
     pub(crate) schema_lock: Mutex<()>,
+    /// Drops appended to the WAL and not yet committed (`drop_table.rs`).
+    pub(crate) pending_drops: crate::drop_table::PendingDrops,
     pub(crate) wal: Wal<PendingWrite>,
     pub(crate) manifest: Manifest,
     pub(crate) memory: Memory,
@@ -191,6 +193,23 @@ impl Engine {
             Ok::<(), Error>(())
         });
         join(task).await?
+    }
+
+    /// `DROP TABLE`: the table's rows, SSTs and schema are gone once this returns
+    /// (durable per the WAL sync mode); a later write of the name starts a new table.
+    /// With `if_exists`, a missing table is no error.
+    pub async fn drop_table(
+        &self,
+        db: &str,
+        table: &str,
+        if_exists: bool,
+    ) -> Result<crate::DropSummary> {
+        crate::write::drop_tables(self, db, Some(table), if_exists).await
+    }
+
+    /// `DROP DATABASE`: every table of `db`, as [`Engine::drop_table`] does for one.
+    pub async fn drop_database(&self, db: &str, if_exists: bool) -> Result<crate::DropSummary> {
+        crate::write::drop_tables(self, db, None, if_exists).await
     }
 
     /// Sync the WAL and stop background work. Memtables are not flushed (the WAL holds
@@ -427,6 +446,12 @@ impl Engine {
             .filter_map(|t| t.state.lock().min_unflushed_seq())
             .map(|s| s.saturating_sub(1))
             .fold(applied, u64::min)
+            // A drop's record stays until the drop is in the manifest.
+            .min(
+                self.pending_drops
+                    .min_seq()
+                    .map_or(u64::MAX, |s| s.saturating_sub(1)),
+            )
     }
 
     pub(crate) fn is_closed(&self) -> bool {

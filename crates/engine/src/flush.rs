@@ -35,6 +35,15 @@ use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
 
 /// Flush everything `table` holds in memory now. Runs on the `flush` runtime.
 pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
+    // A dropped table has nothing left to flush; a new table of a name being dropped
+    // flushes once the drop is committed, so its manifest edits come after the drop's.
+    let current = engine
+        .table(&table.db, &table.name)
+        .is_some_and(|t| std::ptr::eq(Arc::as_ptr(&t), table));
+    if !current {
+        return Ok(());
+    }
+    engine.pending_drops.wait_for(&table.db, &table.name).await;
     let _guard = table.flush_lock.lock().await;
     let frozen: Vec<Arc<FrozenMemtable>> = {
         let mut st = table.state.lock();

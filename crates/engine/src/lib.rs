@@ -29,6 +29,7 @@
 pub mod bench_support;
 pub mod compaction;
 mod config;
+mod drop_table;
 mod engine;
 mod error;
 mod flush;
@@ -50,6 +51,7 @@ mod write;
 
 pub use compaction::{CompactionConfig, CompactionSummary};
 pub use config::{EngineConfig, WalSync, default_write_buffer_size};
+pub use drop_table::DropSummary;
 pub use engine::Engine;
 pub use error::{Error, Result};
 pub use manifest::{Action, ManifestEdit, ManifestState, TableManifest};

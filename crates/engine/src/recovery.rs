@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestState};
 use crate::sst::{Purger, SstFile};
 use crate::stats::StatsCounters;
-use crate::wal::record::{MAGIC, decode_batch};
+use crate::wal::record::{MAGIC, Record, decode_record};
 use crate::wal::replay::{SegmentFile, list_segments, read_segment};
 use crate::wal::{Wal, WalOptions};
 use crate::write::{apply, evolve_schemas};
@@ -99,8 +99,8 @@ pub(crate) async fn open(
         .await
         .map_err(|_| Error::Closed)??;
     let mut parked: HashMap<(String, String), u64> = HashMap::new();
-    // (seq, db, batch, parked)
-    let mut pending_replay: Vec<(u64, String, crate::model::WriteBatch, bool)> = Vec::new();
+    // (seq, db, record, parked)
+    let mut pending_replay: Vec<(u64, String, Replayed, bool)> = Vec::new();
     for p in parked_records {
         let Some(table) = p.batch.tables.first().map(|t| t.table.clone()) else {
             continue;
@@ -115,7 +115,7 @@ pub(crate) async fn open(
             "replaying the parked rows of a table whose flush was failing");
         last_seq = last_seq.max(p.upto);
         parked.insert(key, p.upto);
-        pending_replay.push((p.upto, p.db, p.batch, true));
+        pending_replay.push((p.upto, p.db, Replayed::Write(p.batch), true));
     }
     let n_segments = segments.len();
     let mut removed: Vec<std::path::PathBuf> = Vec::new();
@@ -160,13 +160,17 @@ pub(crate) async fn open(
         let (contents, removed_path) = contents;
         removed.extend(removed_path);
         for (offset, seq, payload) in contents.records {
-            let (db, batch) = decode_batch(&payload).map_err(|reason| Error::WalCorruption {
+            let record = decode_record(&payload).map_err(|reason| Error::WalCorruption {
                 file: seg.path.display().to_string(),
                 offset,
                 reason: format!("record {seq} passed its CRC but does not decode: {reason}"),
             })?;
             last_seq = last_seq.max(seq);
-            pending_replay.push((seq, db, batch, false));
+            let (db, record) = match record {
+                Record::Write(db, batch) => (db, Replayed::Write(batch)),
+                Record::Drop(op) => (op.db.clone(), Replayed::Drop(op)),
+            };
+            pending_replay.push((seq, db, record, false));
         }
     }
 
@@ -191,6 +195,7 @@ pub(crate) async fn open(
         me: Weak::clone(me),
         catalog: RwLock::new(catalog),
         schema_lock: Mutex::new(()),
+        pending_drops: Default::default(),
         wal,
         manifest,
         memory: Memory {
@@ -216,7 +221,22 @@ pub(crate) async fn open(
     pending_replay.sort_by_key(|r| (r.0, !r.3));
     let parked_tables = parked.clone();
     let task = runtimes.spawn(RuntimeName::Write, async move {
-        for (seq, db, mut batch, is_parked) in pending_replay {
+        for (seq, db, record, is_parked) in pending_replay {
+            let mut batch = match record {
+                Replayed::Write(batch) => batch,
+                Replayed::Drop(mut op) => {
+                    // Tables whose drop the manifest already has (or that flushed past
+                    // it under a new table of the name) are left alone.
+                    op.tables.retain(|t| {
+                        seq > flushed.get(&(db.clone(), t.clone())).copied().unwrap_or(0)
+                    });
+                    crate::drop_table::replay(&replay_engine, op, seq).await?;
+                    replay_engine
+                        .applied_seq
+                        .fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
+                    continue;
+                }
+            };
             batch.tables.retain(|t| {
                 let key = (db.clone(), t.table.clone());
                 let flushed = flushed.get(&key).copied().unwrap_or(0);
@@ -236,7 +256,7 @@ pub(crate) async fn open(
                 let _guard = replay_engine.schema_lock.lock();
                 evolve_schemas(&replay_engine, &db, &batch)?;
             }
-            apply(&replay_engine, &db, &batch, seq)?;
+            apply(&replay_engine, &db, &batch, seq, None)?;
         }
         Ok::<(), Error>(())
     });
@@ -332,6 +352,12 @@ async fn lock_wal_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     }
 }
 
+/// A WAL (or parked) record waiting to be replayed.
+enum Replayed {
+    Write(crate::model::WriteBatch),
+    Drop(crate::wal::record::DropOp),
+}
+
 /// Tables as the manifest knows them: schema, SSTs, flushed sequence; empty memtables.
 fn catalog_from(
     state: &ManifestState,
@@ -339,7 +365,7 @@ fn catalog_from(
 ) -> BTreeMap<String, BTreeMap<String, Arc<Table>>> {
     let mut catalog: BTreeMap<String, BTreeMap<String, Arc<Table>>> = BTreeMap::new();
     for (db, tables) in &state.tables {
-        for (name, m) in tables {
+        for (name, m) in tables.iter().filter(|(_, m)| !m.is_dropped()) {
             let mut ssts: Vec<Arc<SstFile>> = m
                 .ssts
                 .values()

@@ -19,17 +19,28 @@ use std::time::Instant;
 use bulkhead_runtime::RuntimeName;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{Engine, join};
+use crate::drop_table::{DropSummary, PendingDrop};
+use crate::engine::{Engine, Table, join};
 use crate::error::{Error, Result};
 use crate::model::{FieldType, SmolStr, WriteBatch};
 use crate::schema::{TIME_COLUMN, TableSchema};
 use crate::wal::{Appended, record, wal_io_error};
 
-/// A batch travelling through the WAL thread to the applier.
+/// A record travelling through the WAL thread to the applier.
 pub(crate) struct PendingWrite {
     pub(crate) db: String,
-    pub(crate) batch: WriteBatch,
+    pub(crate) op: WalOp,
     pub(crate) done: oneshot::Sender<Result<()>>,
+}
+
+pub(crate) enum WalOp {
+    /// `tables[i]` is the table `batch.tables[i]` was evolved into (`None` for a table
+    /// without rows): its rows go there even if the name was dropped meanwhile.
+    Write {
+        batch: WriteBatch,
+        tables: Vec<Option<Arc<Table>>>,
+    },
+    Drop(PendingDrop),
 }
 
 pub(crate) async fn write(engine: &Engine, db: &str, batch: WriteBatch) -> Result<()> {
@@ -56,21 +67,66 @@ pub(crate) async fn write(engine: &Engine, db: &str, batch: WriteBatch) -> Resul
 async fn write_on_write_runtime(engine: &Engine, db: String, batch: WriteBatch) -> Result<()> {
     admit(engine).await?;
     validate_rows(&batch)?;
-    {
-        let _guard = engine.schema_lock.lock();
-        evolve_schemas(engine, &db, &batch)?;
-    }
     let payload = record::encode_batch(&db, &batch);
     let (tx, rx) = oneshot::channel();
-    engine.wal.append(
-        payload,
-        PendingWrite {
-            db,
-            batch,
-            done: tx,
-        },
-    )?;
+    {
+        // Schemas evolve and records enter the WAL in one order, so a drop (which
+        // takes this lock too) is either before or after the whole batch.
+        let _guard = engine.schema_lock.lock();
+        evolve_schemas(engine, &db, &batch)?;
+        let tables = batch
+            .tables
+            .iter()
+            .map(|t| engine.table(&db, &t.table))
+            .collect();
+        engine.wal.append(
+            payload,
+            PendingWrite {
+                db,
+                op: WalOp::Write { batch, tables },
+                done: tx,
+            },
+        )?;
+    }
     rx.await.map_err(|_| Error::Closed)?
+}
+
+/// `DROP TABLE` (`table: Some`) or `DROP DATABASE` (`None`); see `drop_table.rs`.
+pub(crate) async fn drop_tables(
+    engine: &Engine,
+    db: &str,
+    table: Option<&str>,
+    if_exists: bool,
+) -> Result<DropSummary> {
+    if engine.is_closed() {
+        return Err(Error::Closed);
+    }
+    let engine = engine.arc()?;
+    let (db, table) = (db.to_string(), table.map(str::to_string));
+    let runtimes = Arc::clone(&engine.runtimes);
+    let task = runtimes.spawn(RuntimeName::Write, async move {
+        let (tx, rx) = oneshot::channel();
+        let tables = {
+            let _guard = engine.schema_lock.lock();
+            let pending = crate::drop_table::detach(&engine, &db, table.as_deref(), if_exists)?;
+            if pending.op.tables.is_empty() {
+                return Ok(DropSummary::default());
+            }
+            let tables = pending.op.tables.clone();
+            engine.wal.append(
+                record::encode_drop(&pending.op),
+                PendingWrite {
+                    db,
+                    op: WalOp::Drop(pending),
+                    done: tx,
+                },
+            )?;
+            tables
+        };
+        rx.await.map_err(|_| Error::Closed)??;
+        Ok(DropSummary { tables })
+    });
+    join(task).await?
 }
 
 /// Backpressure: stall while memtables hold the write buffer, reject at twice it.
@@ -286,13 +342,27 @@ fn all_known(schema: &TableSchema, db: &str, t: &crate::model::TableWrite) -> Re
     Ok(known)
 }
 
-/// Insert a committed batch into the memtables. Returns bytes added.
-pub(crate) fn apply(engine: &Engine, db: &str, batch: &WriteBatch, seq: u64) -> Result<usize> {
+/// Insert a committed batch into the memtables. Returns bytes added. `handles` are
+/// the tables the write evolved (see [`WalOp::Write`]); a replay looks them up by name.
+pub(crate) fn apply(
+    engine: &Engine,
+    db: &str,
+    batch: &WriteBatch,
+    seq: u64,
+    handles: Option<&[Option<Arc<Table>>]>,
+) -> Result<usize> {
     let seg = engine.config.segment_nanos();
     let mut added = 0usize;
     let mut rows = 0u64;
-    for t in batch.tables.iter().filter(|t| !t.rows.is_empty()) {
-        let Some(table) = engine.table(db, &t.table) else {
+    for (i, t) in batch.tables.iter().enumerate() {
+        if t.rows.is_empty() {
+            continue;
+        }
+        let handle = match handles {
+            Some(h) => h.get(i).cloned().flatten(),
+            None => engine.table(db, &t.table),
+        };
+        let Some(table) = handle else {
             return Err(Error::TableNotFound {
                 db: db.to_string(),
                 table: t.table.clone(),
@@ -329,17 +399,36 @@ pub(crate) async fn run_applier(
     mut rx: mpsc::UnboundedReceiver<Appended<PendingWrite>>,
 ) {
     while let Some(Appended { result, item }) = rx.recv().await {
-        let reply = match result {
-            Err(msg) => Err(wal_io_error(msg)),
-            Ok(seq) => match engine.upgrade() {
-                None => Err(Error::Closed),
-                Some(engine) => {
-                    engine.counters.writes.fetch_add(1, Ordering::Relaxed);
-                    apply(&engine, &item.db, &item.batch, seq).map(|_| ())
-                }
-            },
+        let PendingWrite { db, op, done } = item;
+        let Some(engine) = engine.upgrade() else {
+            let _ = done.send(Err(Error::Closed));
+            continue;
         };
-        let _ = item.done.send(reply);
+        match (result, op) {
+            (Err(msg), WalOp::Write { .. }) => {
+                let _ = done.send(Err(wal_io_error(msg)));
+            }
+            (Ok(seq), WalOp::Write { batch, tables }) => {
+                engine.counters.writes.fetch_add(1, Ordering::Relaxed);
+                let reply = apply(&engine, &db, &batch, seq, Some(&tables)).map(|_| ());
+                let _ = done.send(reply);
+            }
+            (Err(msg), WalOp::Drop(pending)) => {
+                crate::drop_table::reattach(&engine, pending);
+                let _ = done.send(Err(wal_io_error(msg)));
+            }
+            (Ok(seq), WalOp::Drop(pending)) => {
+                // Every earlier record is applied; the rest of the drop (waiting for a
+                // running flush, the manifest commit) must not hold up later writes.
+                crate::drop_table::reached(&engine, &pending, seq);
+                engine.applied_seq.fetch_max(seq, Ordering::SeqCst);
+                let runtimes = Arc::clone(&engine.runtimes);
+                runtimes.spawn(RuntimeName::Write, async move {
+                    let reply = crate::drop_table::finish(&engine, pending, seq).await;
+                    let _ = done.send(reply);
+                });
+            }
+        }
     }
 }
 

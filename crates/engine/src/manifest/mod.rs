@@ -47,6 +47,14 @@ pub enum Action {
         table: String,
         seq: u64,
     },
+    /// The table was dropped by the WAL record `seq`: its SSTs and schema are gone, and
+    /// its WAL records up to `seq` are never replayed. The entry stays, empty, to keep
+    /// that sequence number; a later write of the name starts a new table.
+    DropTable {
+        db: String,
+        table: String,
+        seq: u64,
+    },
 }
 
 /// Actions committed together: either all of them are in the manifest, or none.
@@ -62,8 +70,15 @@ pub struct TableManifest {
     pub schema: TableSchema,
     /// Live SSTs by file id.
     pub ssts: BTreeMap<String, SstMeta>,
-    /// WAL records up to this sequence are in SSTs.
+    /// WAL records up to this sequence are in SSTs (or were dropped).
     pub flushed_seq: u64,
+}
+
+impl TableManifest {
+    /// A dropped table not written since: no schema and no SSTs.
+    pub fn is_dropped(&self) -> bool {
+        self.ssts.is_empty() && self.schema.tags.is_empty() && self.schema.fields.is_empty()
+    }
 }
 
 /// The manifest's full state at `version`.
@@ -93,6 +108,12 @@ impl ManifestState {
                 }
                 Action::Flushed { db, table, seq } => {
                     let t = self.table_mut(db, table);
+                    t.flushed_seq = t.flushed_seq.max(*seq);
+                }
+                Action::DropTable { db, table, seq } => {
+                    let t = self.table_mut(db, table);
+                    t.ssts.clear();
+                    t.schema = TableSchema::default();
                     t.flushed_seq = t.flushed_seq.max(*seq);
                 }
             }

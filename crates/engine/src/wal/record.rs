@@ -159,6 +159,73 @@ impl Names {
     }
 }
 
+/// First bytes of a drop payload (`DROP TABLE`/`DROP DATABASE`): then the database,
+/// whether the database itself goes, and the tables dropped (varint count + names).
+pub(crate) const DROP_MARKER: &[u8; 5] = b"\xff\xff\xff\xff\x10";
+
+/// What one WAL record holds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Record {
+    Write(String, WriteBatch),
+    Drop(DropOp),
+}
+
+/// Tables dropped at a record's sequence number: every row of theirs with a lower
+/// sequence number is gone; later writes of the same names make new tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DropOp {
+    pub(crate) db: String,
+    pub(crate) tables: Vec<String>,
+    /// `DROP DATABASE`: the database no longer exists once its tables are gone.
+    pub(crate) database: bool,
+}
+
+/// Encode a drop.
+pub(crate) fn encode_drop(op: &DropOp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + op.tables.iter().map(|t| t.len() + 2).sum::<usize>());
+    out.extend_from_slice(DROP_MARKER);
+    put_bytes(&mut out, op.db.as_bytes());
+    out.push(u8::from(op.database));
+    put_varint(&mut out, op.tables.len() as u64);
+    for t in &op.tables {
+        put_bytes(&mut out, t.as_bytes());
+    }
+    out
+}
+
+/// Decode any record payload: a write batch (either version) or a drop.
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, String> {
+    let Some(rest) = bytes.strip_prefix(DROP_MARKER.as_slice()) else {
+        return decode_batch(bytes).map(|(db, batch)| Record::Write(db, batch));
+    };
+    let mut c = Cursor {
+        bytes: rest,
+        pos: 0,
+    };
+    let db = c.v_str()?.to_string();
+    let database = match c.u8()? {
+        0 => false,
+        1 => true,
+        b => return Err(format!("bad drop-database flag {b}")),
+    };
+    let n = c.count()?;
+    let mut tables = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        tables.push(c.v_str()?.to_string());
+    }
+    if c.pos != rest.len() {
+        return Err(format!(
+            "{} trailing bytes in drop payload",
+            rest.len() - c.pos
+        ));
+    }
+    Ok(Record::Drop(DropOp {
+        db,
+        tables,
+        database,
+    }))
+}
+
 /// Decode a payload written by [`encode_batch`] (either version).
 pub(crate) fn decode_batch(bytes: &[u8]) -> Result<(String, WriteBatch), String> {
     match bytes.strip_prefix(V2_MARKER.as_slice()) {
@@ -582,5 +649,28 @@ mod tests {
         assert_eq!(out.len(), HEADER_LEN + 3);
         let crc = u32::from_le_bytes([out[4], out[5], out[6], out[7]]);
         assert_eq!(crc, checksum(9, b"abc"));
+    }
+
+    #[test]
+    fn drops_round_trip_and_are_told_apart_from_writes() {
+        let op = DropOp {
+            db: "db".into(),
+            tables: vec!["cpu".into(), "mem ü".into()],
+            database: true,
+        };
+        let bytes = encode_drop(&op);
+        assert_eq!(decode_record(&bytes), Ok(Record::Drop(op.clone())));
+        let batch = sample();
+        assert_eq!(
+            decode_record(&encode_batch("db", &batch)),
+            Ok(Record::Write("db".into(), batch))
+        );
+        // Damage is an error, never a panic or a different drop.
+        for cut in 0..bytes.len() {
+            assert!(decode_record(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(decode_record(&long).is_err());
     }
 }
