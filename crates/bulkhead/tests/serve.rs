@@ -363,3 +363,89 @@ fn env_beats_file_beats_default() {
         "file applies: {data}"
     );
 }
+
+/// `DROP TABLE` and `DROP DATABASE` over HTTP SQL and psql: dropped rows stay gone
+/// after kill -9, other tables keep theirs, and the name takes a new schema.
+#[test]
+fn drop_table_and_database_survive_kill9() {
+    let mut s = TestServer::start(&[]);
+    let write = |s: &TestServer, body: &str| {
+        let r = s.post("/api/v2/write?bucket=demo", body);
+        assert_eq!(r.status, 204, "{}", r.text());
+    };
+    write(
+        &s,
+        "cpu,host=a usage=1 1\ncpu,host=b usage=2 2\nmem,host=a used=5 1\n",
+    );
+    assert_eq!(s.post("/api/v1/flush?db=demo", "").status, 200);
+    write(&s, "cpu,host=c usage=3 3\n");
+    write(&s, "disk,host=a free=1 1\n");
+    let r = s.post("/write?db=other", "t,k=v f=1 1\n");
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    let r = s.sql("demo", "DROP TABLE cpu", "csv");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text().trim(), "dropped\ndemo.cpu");
+    let r = s.sql("demo", "select count(*) from cpu", "csv");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = s.sql("demo", "drop table cpu", "csv");
+    assert_eq!(
+        r.status,
+        400,
+        "a second drop names the missing table: {}",
+        r.text()
+    );
+    assert!(r.text().contains("demo.cpu"), "{}", r.text());
+    assert_eq!(s.sql("demo", "drop table if exists cpu", "csv").status, 200);
+    let r = s.sql("demo", "drop view v", "csv");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("DROP TABLE, DROP DATABASE"),
+        "{}",
+        r.text()
+    );
+
+    // psql over the PG wire drops `disk`.
+    let out = Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &s.pg_addr.port().to_string()])
+        .args([
+            "-U",
+            "bulkhead",
+            "-d",
+            "demo",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+        ])
+        .args(["-c", "drop table disk"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "demo.disk");
+
+    // The name comes back with another schema: `usage` is now a string.
+    write(&s, "cpu,host=z usage=\"high\" 10\n");
+    let r = s.sql("demo", "drop database other", "csv");
+    assert_eq!(r.text().trim(), "dropped\nother.t");
+
+    s.kill9_and_restart();
+    let r = s.sql("demo", "select host, usage from cpu", "csv");
+    assert_eq!(r.text().trim(), "host,usage\nz,high", "after kill -9");
+    let r = s.sql("demo", "select count(*) as n from mem", "csv");
+    assert_eq!(r.text().trim(), "n\n1");
+    let r = s.sql("demo", "select count(*) from disk", "csv");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = s.sql("other", "select * from t", "csv");
+    assert!(r.status >= 400, "a dropped database is gone: {}", r.text());
+    let r = s.sql(
+        "demo",
+        "select schema_name from information_schema.schemata where schema_name = 'other'",
+        "csv",
+    );
+    assert_eq!(r.text().trim(), "schema_name", "{}", r.text());
+}

@@ -8,6 +8,7 @@
 //! `io`) only receives finished batches (see [`exec`]).
 
 mod catalog;
+mod ddl;
 mod depth;
 mod error;
 pub mod exec;
@@ -125,7 +126,10 @@ impl QueryEngine {
     /// Plan and run `sql` with `db` as the default database, on the `query` runtime.
     pub async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput> {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let result = exec::run_sql(&self.runtimes, self.session(db), sql.to_string()).await;
+        let result = match ddl::try_run(&self.engine, db, sql).await {
+            Some(result) => result,
+            None => exec::run_sql(&self.runtimes, self.session(db), sql.to_string()).await,
+        };
         if result.is_err() {
             self.stats.query_errors.fetch_add(1, Ordering::Relaxed);
         }

@@ -1,0 +1,192 @@
+//! The statements that change the catalog rather than read it: `DROP TABLE` and
+//! `DROP DATABASE` (also spelled `DROP SCHEMA`). They run on the engine directly;
+//! DataFusion's own DDL stays disabled. Everything else goes to the planner.
+
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use bulkhead_engine::{Engine, Error as EngineError};
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
+use futures::StreamExt;
+
+use crate::catalog::CATALOG;
+use crate::error::{QueryError, Result};
+use crate::exec::QueryOutput;
+
+/// Whether `sql` starts with the keyword `DROP` (after blanks and `--`/`/* */`
+/// comments): only those are parsed here, so every other statement pays nothing.
+fn starts_with_drop(sql: &str) -> bool {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            break;
+        }
+    }
+    rest.get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("drop"))
+        && !rest[4..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+}
+
+/// Run `sql` if it is a drop; `None` for every other statement.
+pub(crate) async fn try_run(engine: &Engine, db: &str, sql: &str) -> Option<Result<QueryOutput>> {
+    if !starts_with_drop(sql) {
+        return None;
+    }
+    Some(run(engine, db, sql).await)
+}
+
+async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
+    let mut statements =
+        DFParser::parse_sql(sql).map_err(|e| QueryError::Plan(format!("SQL error: {e}")))?;
+    if statements.len() != 1 {
+        return Err(QueryError::Plan(format!(
+            "expected one statement, found {}",
+            statements.len()
+        )));
+    }
+    let Some(DfStatement::Statement(statement)) = statements.pop_front() else {
+        return Err(QueryError::Plan("unsupported DROP statement".into()));
+    };
+    let Statement::Drop {
+        object_type,
+        if_exists,
+        names,
+        ..
+    } = *statement
+    else {
+        return Err(QueryError::Plan("unsupported DROP statement".into()));
+    };
+    let mut dropped = Vec::new();
+    match object_type {
+        ObjectType::Table => {
+            for name in &names {
+                let (table_db, table) = table_name(db, name)?;
+                let summary = engine
+                    .drop_table(&table_db, &table, if_exists)
+                    .await
+                    .map_err(engine_error)?;
+                dropped.extend(
+                    summary
+                        .tables
+                        .into_iter()
+                        .map(|t| format!("{table_db}.{t}")),
+                );
+            }
+        }
+        ObjectType::Database | ObjectType::Schema => {
+            for name in &names {
+                let target = database_name(name)?;
+                let summary = engine
+                    .drop_database(&target, if_exists)
+                    .await
+                    .map_err(engine_error)?;
+                dropped.extend(summary.tables.into_iter().map(|t| format!("{target}.{t}")));
+            }
+        }
+        other => {
+            return Err(QueryError::Plan(format!(
+                "DROP {other} is not supported: Bulkhead has tables and databases \
+                 (DROP TABLE, DROP DATABASE)"
+            )));
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "dropped",
+        DataType::Utf8,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(StringArray::from(dropped))],
+    )
+    .map_err(|e| QueryError::Execution(e.to_string()))?;
+    Ok(QueryOutput {
+        schema,
+        batches: futures::stream::iter([Ok(batch)]).boxed(),
+    })
+}
+
+/// `t`, `db.t` or `bulkhead.db.t` -> (db, t), as the planner resolves table names.
+fn table_name(default_db: &str, name: &ObjectName) -> Result<(String, String)> {
+    let parts = idents(name)?;
+    match parts.as_slice() {
+        [t] => Ok((default_db.to_string(), t.clone())),
+        [d, t] => Ok((d.clone(), t.clone())),
+        [c, d, t] if c == CATALOG => Ok((d.clone(), t.clone())),
+        _ => Err(QueryError::Plan(format!(
+            "table name `{name}`: expected table, db.table or {CATALOG}.db.table"
+        ))),
+    }
+}
+
+fn database_name(name: &ObjectName) -> Result<String> {
+    match idents(name)?.as_slice() {
+        [d] => Ok(d.clone()),
+        [c, d] if c == CATALOG => Ok(d.clone()),
+        _ => Err(QueryError::Plan(format!(
+            "database name `{name}`: expected db or {CATALOG}.db"
+        ))),
+    }
+}
+
+/// Name parts, unquoted identifiers folded to lower case as the planner does.
+fn idents(name: &ObjectName) -> Result<Vec<String>> {
+    name.0
+        .iter()
+        .map(|part| {
+            let ident = part
+                .as_ident()
+                .ok_or_else(|| QueryError::Plan(format!("unsupported name `{name}`")))?;
+            Ok(if ident.quote_style.is_some() {
+                ident.value.clone()
+            } else {
+                ident.value.to_lowercase()
+            })
+        })
+        .collect()
+}
+
+fn engine_error(e: EngineError) -> QueryError {
+    match e {
+        EngineError::DatabaseNotFound(db) => QueryError::DatabaseNotFound(db),
+        EngineError::TableNotFound { db, table } => {
+            QueryError::Plan(format!("table `{db}.{table}` not found"))
+        }
+        EngineError::InvalidInput(msg) => QueryError::Plan(msg),
+        other => QueryError::Execution(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::starts_with_drop;
+
+    #[test]
+    fn only_drop_statements_are_intercepted() {
+        for sql in [
+            "drop table cpu",
+            "  DROP TABLE cpu",
+            "-- why\n drop database x",
+            "/* c */Drop table t",
+        ] {
+            assert!(starts_with_drop(sql), "{sql}");
+        }
+        for sql in [
+            "select 1",
+            "dropx",
+            "drop_it",
+            "select * from drop_log",
+            "-- drop table x\nselect 1",
+            "",
+        ] {
+            assert!(!starts_with_drop(sql), "{sql}");
+        }
+    }
+}
