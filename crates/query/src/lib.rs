@@ -60,6 +60,8 @@ pub struct QueryEngine {
     env: Arc<RuntimeEnv>,
     config: QueryConfig,
     stats: Arc<QueryStats>,
+    /// The object-store block cache, shown as `system.cache`.
+    cache: Option<bulkhead_runtime::store::CachedStore>,
 }
 
 impl QueryEngine {
@@ -79,11 +81,18 @@ impl QueryEngine {
             env,
             config,
             stats: Arc::new(QueryStats::default()),
+            cache: None,
         })
     }
 
     pub fn stats(&self) -> &Arc<QueryStats> {
         &self.stats
+    }
+
+    /// Show `cache`'s state as `system.cache`.
+    pub fn with_cache(mut self, cache: Option<bulkhead_runtime::store::CachedStore>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// A session whose default schema is `db` (unqualified table names resolve there).
@@ -100,6 +109,7 @@ impl QueryEngine {
                 engine: Arc::clone(&self.engine),
                 runtimes: Arc::clone(&self.runtimes),
                 stats: Arc::clone(&self.stats),
+                cache: self.cache.clone(),
             }),
         );
         functions::register(&ctx);
