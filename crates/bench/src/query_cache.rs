@@ -68,33 +68,41 @@ pub(crate) fn run(b: CacheBench) -> anyhow::Result<()> {
         })?;
     }
 
-    // One query: its latency in ms.
-    let query = |base: &str, sql: &str| -> anyhow::Result<f64> {
+    // One query: its latency in ms and its row count.
+    let query = |base: &str, sql: &str| -> anyhow::Result<(f64, usize)> {
         let t = Instant::now();
-        rt.block_on(load::sql(&client, base, "bench", sql))?;
-        Ok(t.elapsed().as_secs_f64() * 1e3)
+        let rows = rt.block_on(load::sql(&client, base, "bench", sql))?.len();
+        Ok((t.elapsed().as_secs_f64() * 1e3, rows))
     };
-    // A warm-up round, then `runs` recorded rounds of every type.
-    let rounds = |base: &str| -> anyhow::Result<Vec<Vec<f64>>> {
+    // A warm-up round, then `runs` recorded rounds of every type; and the row counts
+    // of the last round, which every configuration must agree on.
+    let rounds = |base: &str| -> anyhow::Result<(Vec<Vec<f64>>, Vec<usize>)> {
         let mut samples = vec![Vec::new(); b.kinds.len()];
+        let mut rows = vec![0; b.kinds.len()];
         let mut rng = SplitMix64(b.seed);
         for round in 0..=b.runs {
             for (k, &kind) in b.kinds.iter().enumerate() {
                 let inst = instance(kind, &mut rng, b.scale, span_ns);
-                let ms = query(base, &inst.sql)?;
+                let (ms, n) = query(base, &inst.sql)?;
+                rows[k] = n;
                 if round > 0 {
                     samples[k].push(ms);
                 }
             }
         }
-        Ok(samples)
+        Ok((samples, rows))
     };
     let mut results: Vec<Vec<Vec<f64>>> = Vec::new();
+    let mut row_counts: Vec<(&str, Vec<usize>)> = Vec::new();
 
     eprintln!("local disk, cache (memory tier) on");
-    results.push(rounds(&ChildServer::start(root, &[], &[])?.base)?);
+    let (samples, rows) = rounds(&ChildServer::start(root, &[], &[])?.base)?;
+    results.push(samples);
+    row_counts.push(("local", rows));
     eprintln!("local disk, cache off");
-    results.push(rounds(&ChildServer::start(root, &no_cache, &[])?.base)?);
+    let (samples, rows) = rounds(&ChildServer::start(root, &no_cache, &[])?.base)?;
+    results.push(samples);
+    row_counts.push(("local-nocache", rows));
 
     eprintln!(
         "latency {}: cold (restart, empty cache) per sample",
@@ -107,16 +115,30 @@ pub(crate) fn run(b: CacheBench) -> anyhow::Result<()> {
             let inst = instance(kind, &mut rng, b.scale, span_ns);
             wipe_cache(root)?;
             let server = ChildServer::start(root, &[], &latency_env)?;
-            cold[k].push(query(&server.base, &inst.sql)?);
+            cold[k].push(query(&server.base, &inst.sql)?.0);
         }
     }
     results.push(cold);
     eprintln!("latency {}: warm", b.latency);
-    results.push(rounds(&ChildServer::start(root, &[], &latency_env)?.base)?);
+    let (samples, rows) = rounds(&ChildServer::start(root, &[], &latency_env)?.base)?;
+    results.push(samples);
+    row_counts.push(("warm", rows));
     eprintln!("latency {}: cache off", b.latency);
-    results.push(rounds(
-        &ChildServer::start(root, &no_cache, &latency_env)?.base,
-    )?);
+    let (samples, rows) = rounds(&ChildServer::start(root, &no_cache, &latency_env)?.base)?;
+    results.push(samples);
+    row_counts.push(("remote-nocache", rows));
+    // The cache must not change an answer: the same row counts everywhere.
+    for (config, rows) in &row_counts[1..] {
+        if *rows != row_counts[0].1 {
+            anyhow::bail!(
+                "{config} returned other row counts than {}: {rows:?} vs {:?} (query types {:?})",
+                row_counts[0].0,
+                row_counts[0].1,
+                b.names
+            );
+        }
+    }
+    let rows = row_counts[0].1.clone();
 
     let dists: Vec<Vec<Dist>> = results
         .iter()
@@ -130,6 +152,7 @@ pub(crate) fn run(b: CacheBench) -> anyhow::Result<()> {
         .map(|(k, name)| {
             let mut o = serde_json::Map::new();
             o.insert("query".into(), json!(name));
+            o.insert("rows".into(), json!(rows[k]));
             for (c, config) in CONFIGS.iter().enumerate() {
                 o.insert((*config).into(), json!(dists[c][k]));
             }
