@@ -126,6 +126,7 @@ fn results_equal_without_the_cache_and_survive_corruption_and_restarts(weed: &We
         m(&text, "bulkhead_cache_hits_total{tier=\"memory\"}") > 0.0,
         "{text}"
     );
+    common::assert_prometheus_text(&text);
     let table = s
         .sql(
             "db",
