@@ -10,6 +10,7 @@ mod load;
 mod peers;
 mod plot;
 mod query;
+mod query_cache;
 mod server;
 mod soak;
 mod stats;

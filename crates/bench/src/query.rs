@@ -68,11 +68,20 @@ pub(crate) struct QueryArgs {
     /// Directory for results.json and query.svg.
     #[arg(long, default_value = "bench-out/query")]
     out: PathBuf,
+    /// Object-store cache mode: the same data on local disk and on a store with this
+    /// injected latency per call (e.g. `20ms..80ms`, S3-like); reports local-disk,
+    /// cold-cache and warm-cache medians per query type (see query_cache.rs).
+    #[arg(long)]
+    object_store_latency: Option<String>,
+    /// Cold runs per query type in the cache mode (each one after a restart with an
+    /// empty cache).
+    #[arg(long, default_value_t = 3)]
+    cold_runs: usize,
 }
 
 /// What a TSBS query type asks.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
+pub(super) enum Kind {
     /// max of `metrics` metrics per minute, for `hosts` hosts over `hours`.
     SingleGroupby {
         metrics: usize,
@@ -91,7 +100,7 @@ enum Kind {
     GroupbyOrderbyLimit,
 }
 
-fn parse_kind(name: &str) -> anyhow::Result<Kind> {
+pub(super) fn parse_kind(name: &str) -> anyhow::Result<Kind> {
     let nums =
         |rest: &str| -> Option<Vec<u64>> { rest.split('-').map(|p| p.parse().ok()).collect() };
     let kind = if let Some(rest) = name.strip_prefix("single-groupby-") {
@@ -138,8 +147,8 @@ fn parse_kind(name: &str) -> anyhow::Result<Kind> {
 }
 
 /// One query instance: the same question in SQL and in InfluxQL.
-struct Instance {
-    sql: String,
+pub(super) struct Instance {
+    pub(super) sql: String,
     influxql: String,
 }
 
@@ -166,7 +175,7 @@ fn window(rng: &mut SplitMix64, span_ns: i64, hours: u64) -> (i64, i64) {
     (start, start + len)
 }
 
-fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: i64) -> Instance {
+pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: i64) -> Instance {
     let sql_hosts = |h: &[String]| {
         let list: Vec<String> = h.iter().map(|h| format!("'{h}'")).collect();
         format!("hostname in ({})", list.join(", "))
@@ -341,6 +350,19 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
     let span_ns = i64::try_from(args.span.as_nanos()).context("--span too long")?;
     if span_ns < tsbs::INTERVAL_NS {
         bail!("--span must be at least 10s (one TSBS interval)");
+    }
+    if let Some(latency) = &args.object_store_latency {
+        return super::query_cache::run(super::query_cache::CacheBench {
+            names,
+            kinds,
+            latency: latency.clone(),
+            scale: args.scale,
+            span: args.span,
+            runs: args.runs,
+            cold_runs: args.cold_runs.max(1),
+            seed: args.seed,
+            out: args.out.clone(),
+        });
     }
     let rt = super::client_runtime(&args.out)?;
     let client = reqwest::Client::new();

@@ -202,3 +202,39 @@ fn bench_query_rejects_unknown_query_types() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown query type \"nope\""), "{err}");
 }
+
+#[test]
+fn bench_query_cache_mode_reports_every_configuration() {
+    let r = bench(&[
+        "query",
+        "--scale",
+        "5",
+        "--span",
+        "1h",
+        "--runs",
+        "2",
+        "--cold-runs",
+        "1",
+        "--queries",
+        "single-groupby-1-1-1,lastpoint",
+        "--object-store-latency",
+        "2ms..5ms",
+    ]);
+    assert_eq!(r["benchmark"], "query-object-store-cache");
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{r}");
+    for q in results {
+        for (config, count) in [
+            ("local", 2),
+            ("local-nocache", 2),
+            ("cold", 1),
+            ("warm", 2),
+            ("remote-nocache", 2),
+        ] {
+            assert_eq!(q[config]["count"], count, "{config}: {q}");
+            assert!(q[config]["p50_ms"].as_f64().unwrap() > 0.0, "{config}: {q}");
+        }
+        let expect = if q["query"] == "lastpoint" { 5 } else { 60 };
+        assert_eq!(q["rows"], expect, "{q}");
+    }
+}

@@ -76,7 +76,8 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
             target_partitions: runtimes.config().query_threads,
         },
     )
-    .context("starting the query layer")?;
+    .context("starting the query layer")?
+    .with_cache(opened.cache.clone());
     let queries = Arc::new(SqlBackend(Arc::new(query_engine)));
 
     // The PostgreSQL wire listener: bound on `io` (its socket registers with io's

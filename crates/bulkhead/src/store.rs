@@ -60,7 +60,8 @@ impl OpenedStore {
 }
 
 /// What `[cache]` asks for with the store `url`: the memory tier always, the disk tier
-/// only for a remote store (a `file://` store is local disk already).
+/// only for a remote store (a `file://` store is local disk already, unless
+/// `BULKHEAD_INJECT_LATENCY` makes it play S3 for a benchmark).
 pub(crate) fn cache_config(
     section: &CacheSection,
     data_dir: &std::path::Path,
@@ -69,7 +70,7 @@ pub(crate) fn cache_config(
     if !section.enabled {
         return None;
     }
-    let remote = !url.starts_with("file://");
+    let remote = !url.starts_with("file://") || std::env::var_os(INJECT_LATENCY_ENV).is_some();
     let disk = (remote && section.disk_size.as_u64() > 0).then(|| DiskCacheConfig {
         dir: section.disk_dir(data_dir),
         bytes: section.disk_size.as_u64(),

@@ -126,6 +126,18 @@ fn results_equal_without_the_cache_and_survive_corruption_and_restarts(weed: &We
         m(&text, "bulkhead_cache_hits_total{tier=\"memory\"}") > 0.0,
         "{text}"
     );
+    common::assert_prometheus_text(&text);
+    let table = s
+        .sql(
+            "db",
+            "select tier, capacity_bytes, hits > 0 as hit from system.cache order by tier",
+            "csv",
+        )
+        .text();
+    assert_eq!(
+        table,
+        "tier,capacity_bytes,hit\ndisk,10737418240,true\nmemory,268435456,true\n"
+    );
     s.terminate(Duration::from_secs(30));
 
     // The same data without the cache.
@@ -134,6 +146,10 @@ fn results_equal_without_the_cache_and_survive_corruption_and_restarts(weed: &We
     let mut plain = serve_on_s3(weed, "cache-eq", Some(dir.path()), &plain_flags, &[]);
     assert_eq!(answers(&plain), cold, "with and without the cache");
     assert!(metric(&metrics(&plain), "bulkhead_cache_bytes{tier=\"memory\"}").is_none());
+    let table = plain
+        .sql("db", "select count(*) as n from system.cache", "csv")
+        .text();
+    assert_eq!(table, "n\n0\n", "no cache, no rows");
     plain.terminate(Duration::from_secs(30));
 
     // A restart keeps the disk tier: the first queries fetch nothing.

@@ -23,6 +23,7 @@ pub(crate) struct BulkheadCatalog {
     pub(crate) engine: Arc<Engine>,
     pub(crate) runtimes: Arc<Runtimes>,
     pub(crate) stats: Arc<QueryStats>,
+    pub(crate) cache: Option<bulkhead_runtime::store::CachedStore>,
 }
 
 impl CatalogProvider for BulkheadCatalog {
@@ -37,6 +38,7 @@ impl CatalogProvider for BulkheadCatalog {
             return Some(Arc::new(SystemSchema {
                 engine: Arc::clone(&self.engine),
                 runtimes: Arc::clone(&self.runtimes),
+                cache: self.cache.clone(),
             }));
         }
         // Unknown databases are empty schemas: `select * from t` then fails with

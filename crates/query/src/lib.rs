@@ -66,6 +66,8 @@ pub struct QueryEngine {
     stats: Arc<QueryStats>,
     /// Whether [`lastpoint::LastpointRule`] runs (tests turn it off to compare).
     lastpoint: AtomicBool,
+    /// The object-store block cache, shown as `system.cache`.
+    cache: Option<bulkhead_runtime::store::CachedStore>,
 }
 
 impl QueryEngine {
@@ -86,6 +88,7 @@ impl QueryEngine {
             config,
             stats: Arc::new(QueryStats::default()),
             lastpoint: AtomicBool::new(true),
+            cache: None,
         })
     }
 
@@ -98,6 +101,12 @@ impl QueryEngine {
 
     pub fn stats(&self) -> &Arc<QueryStats> {
         &self.stats
+    }
+
+    /// Show `cache`'s state as `system.cache`.
+    pub fn with_cache(mut self, cache: Option<bulkhead_runtime::store::CachedStore>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// A session whose default schema is `db` (unqualified table names resolve there).
@@ -114,6 +123,7 @@ impl QueryEngine {
                 engine: Arc::clone(&self.engine),
                 runtimes: Arc::clone(&self.runtimes),
                 stats: Arc::clone(&self.stats),
+                cache: self.cache.clone(),
             }),
         );
         functions::register(&ctx);

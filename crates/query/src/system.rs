@@ -1,4 +1,5 @@
-//! The `system` schema: `system.tables`, `system.sst_files`, `system.runtimes`.
+//! The `system` schema: `system.tables`, `system.sst_files`, `system.runtimes`,
+//! `system.cache`.
 //!
 //! Each is rebuilt from live state whenever a query plans against it, so it is always
 //! current; they are small (one row per table, SST or runtime).
@@ -16,12 +17,13 @@ use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::error::Result;
 
 pub(crate) const SYSTEM_SCHEMA: &str = "system";
-const TABLES: [&str; 3] = ["tables", "sst_files", "runtimes"];
+const TABLES: [&str; 4] = ["tables", "sst_files", "runtimes", "cache"];
 
 #[derive(Debug)]
 pub(crate) struct SystemSchema {
     pub(crate) engine: Arc<Engine>,
     pub(crate) runtimes: Arc<Runtimes>,
+    pub(crate) cache: Option<bulkhead_runtime::store::CachedStore>,
 }
 
 #[async_trait]
@@ -35,6 +37,7 @@ impl SchemaProvider for SystemSchema {
             "tables" => tables(&self.engine)?,
             "sst_files" => sst_files(&self.engine)?,
             "runtimes" => runtimes(&self.runtimes)?,
+            "cache" => cache(self.cache.as_ref())?,
             _ => return Ok(None),
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
@@ -198,6 +201,57 @@ fn runtimes(runtimes: &Runtimes) -> Result<RecordBatch> {
             Arc::new(Float64Array::from_iter_values(
                 r.iter().map(|r| r.max_stall_ms),
             )),
+        ],
+    )
+}
+
+/// One row per tier of the object-store block cache (none when it is off); the same
+/// numbers as `bulkhead_cache_*` on `/metrics`. `fetches`, `fetched_bytes` and
+/// `corrupt` are the cache's totals, repeated on each row.
+fn cache(cache: Option<&bulkhead_runtime::store::CachedStore>) -> Result<RecordBatch> {
+    let stats = cache.map(|c| c.stats());
+    let mut tiers = Vec::new();
+    if let Some(s) = &stats {
+        tiers.push(("memory", s.memory.clone()));
+        if let Some(d) = &s.disk {
+            tiers.push(("disk", d.clone()));
+        }
+    }
+    let total = |f: fn(&bulkhead_runtime::store::CacheStats) -> u64| -> ArrayRef {
+        let v = stats.as_ref().map(f).unwrap_or(0);
+        Arc::new(UInt64Array::from_iter_values(tiers.iter().map(|_| v)))
+    };
+    let col = |f: fn(&bulkhead_runtime::store::cache::TierStats) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(
+            tiers.iter().map(|(_, t)| f(t)),
+        ))
+    };
+    batch(
+        vec![
+            utf8("tier"),
+            u64f("hits"),
+            u64f("misses"),
+            u64f("evictions"),
+            u64f("fill_bytes"),
+            u64f("bytes"),
+            u64f("capacity_bytes"),
+            u64f("entries"),
+            u64f("fetches"),
+            u64f("fetched_bytes"),
+            u64f("corrupt"),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(tiers.iter().map(|(n, _)| *n))),
+            col(|t| t.hits),
+            col(|t| t.misses),
+            col(|t| t.evictions),
+            col(|t| t.filled_bytes),
+            col(|t| t.bytes),
+            col(|t| t.capacity),
+            col(|t| t.entries),
+            total(|s| s.fetches),
+            total(|s| s.fetched_bytes),
+            total(|s| s.corrupt),
         ],
     )
 }
