@@ -108,6 +108,10 @@ pub struct RuntimeConfig {
     /// heavy query on a small machine yields the CPU to write acks and flushes, which
     /// hold clients and memory; queries still get most of a core.
     pub query_nice: i32,
+    /// Run `query` threads under `SCHED_IDLE` (Linux) instead of `query_nice`, like
+    /// `compact_sched_idle`: a waking write or flush thread preempts a query at once.
+    /// Off by default: under sustained 100 % CPU from other threads, queries starve.
+    pub query_sched_idle: bool,
     /// A single poll longer than this counts as a slow poll.
     pub slow_poll_threshold: Duration,
     /// A runtime that does not answer the watchdog within this is counted as stalled.
@@ -142,6 +146,7 @@ impl RuntimeConfig {
             compact_nice: 10,
             compact_sched_idle: true,
             query_nice: 5,
+            query_sched_idle: false,
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),

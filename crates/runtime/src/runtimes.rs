@@ -74,6 +74,7 @@ impl Runtimes {
                     let priority = match name {
                         RuntimeName::Compact if config.compact_sched_idle => Priority::Idle,
                         RuntimeName::Compact => Priority::Nice(config.compact_nice),
+                        RuntimeName::Query if config.query_sched_idle => Priority::Idle,
                         RuntimeName::Query => Priority::Nice(config.query_nice),
                         _ => Priority::Nice(0),
                     };

@@ -155,6 +155,9 @@ pub struct ServeArgs {
     /// [runtime] compact_sched_idle: run compaction threads under SCHED_IDLE [default: true].
     #[arg(long, env = "BULKHEAD_COMPACT_SCHED_IDLE", value_name = "BOOL")]
     pub compact_sched_idle: Option<bool>,
+    /// [runtime] query_sched_idle: run query threads under SCHED_IDLE [default: false].
+    #[arg(long, env = "BULKHEAD_QUERY_SCHED_IDLE", value_name = "BOOL")]
+    pub query_sched_idle: Option<bool>,
     /// [runtime] slow_poll_threshold [default: 10ms].
     #[arg(long, env = "BULKHEAD_SLOW_POLL_THRESHOLD", value_name = "DURATION")]
     pub slow_poll_threshold: Option<HumanDuration>,
@@ -305,6 +308,7 @@ impl ServeArgs {
             &mut cfg.runtime.compact_sched_idle,
             &self.compact_sched_idle,
         );
+        set(&mut cfg.runtime.query_sched_idle, &self.query_sched_idle);
         set(
             &mut cfg.runtime.slow_poll_threshold,
             &self.slow_poll_threshold,

@@ -201,6 +201,8 @@ pub struct RuntimeSection {
     pub query_nice: i32,
     /// Run the `compact` threads under SCHED_IDLE (Linux) instead of `compact_nice`.
     pub compact_sched_idle: bool,
+    /// Run the `query` threads under SCHED_IDLE (Linux) instead of `query_nice`.
+    pub query_sched_idle: bool,
     /// A single poll longer than this counts as a slow poll.
     pub slow_poll_threshold: HumanDuration,
     /// A runtime that does not answer the watchdog within this counts as stalled.
@@ -222,6 +224,7 @@ impl Default for RuntimeSection {
             compact_nice: 10,
             query_nice: 5,
             compact_sched_idle: true,
+            query_sched_idle: false,
             slow_poll_threshold: HumanDuration::millis(10),
             watchdog_threshold: HumanDuration::millis(100),
             watchdog_interval: HumanDuration::millis(20),
@@ -382,6 +385,7 @@ impl ServerConfig {
         rc.compact_nice = r.compact_nice;
         rc.query_nice = r.query_nice;
         rc.compact_sched_idle = r.compact_sched_idle;
+        rc.query_sched_idle = r.query_sched_idle;
         rc.slow_poll_threshold = r.slow_poll_threshold.get();
         rc.watchdog_threshold = r.watchdog_threshold.get();
         rc.watchdog_interval = r.watchdog_interval.get();

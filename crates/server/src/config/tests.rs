@@ -102,6 +102,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "--compact-sched-idle",
         "false",
     ),
+    ("runtime.query_sched_idle", "--query-sched-idle", "true"),
     (
         "runtime.slow_poll_threshold",
         "--slow-poll-threshold",
