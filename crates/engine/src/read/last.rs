@@ -149,6 +149,10 @@ impl ScanCtx {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
+        if let [(_, only)] = candidates.as_slice() {
+            // One source: its rows are deduplicated already, nothing to merge.
+            return Ok(vec![align(only, &self.out_schema)?]);
+        }
         // Merge the candidates like overlapping sources (newer source wins field by
         // field), then keep each series' latest row.
         candidates.sort_by_key(|(i, _)| *i);
