@@ -6,7 +6,9 @@
 //! columns only) whose
 //! - grouping expressions are tag columns (any subset, or none),
 //! - aggregates are each `max(time)`, `last_value(x ORDER BY time [ASC])` or
-//!   `first_value(x ORDER BY time DESC)` (no `DISTINCT`, `FILTER` or `IGNORE NULLS`),
+//!   `first_value(x ORDER BY time DESC)` (no `DISTINCT`, `FILTER` or `IGNORE NULLS`;
+//!   the ordering may start with grouping columns, which is how DataFusion plans
+//!   `DISTINCT ON (tags) ... ORDER BY tags, time DESC`),
 //! - filters are each either on tags only (a series matches or not as a whole) or a
 //!   bound on `time` against a timestamp literal (`=`, `<`, `<=`, `>`, `>=`, `BETWEEN`),
 //!   which the scan's time range captures exactly.
@@ -69,7 +71,10 @@ impl OptimizerRule for LastpointRule {
             .all(|g| matches!(g, Expr::Column(c) if table.is_tag(&c.name)));
         if !groups_are_tags
             || agg.aggr_expr.is_empty()
-            || !agg.aggr_expr.iter().all(latest_row_aggregate)
+            || !agg
+                .aggr_expr
+                .iter()
+                .all(|e| latest_row_aggregate(e, &agg.group_expr))
             || !filters_ok(&agg.input, &table)
         {
             return Ok(Transformed::no(plan));
@@ -145,8 +150,10 @@ fn is_time(e: &Expr) -> bool {
     matches!(e, Expr::Column(c) if c.name == TIME_COLUMN)
 }
 
-/// An aggregate whose value is that of the group's latest row.
-fn latest_row_aggregate(e: &Expr) -> bool {
+/// An aggregate whose value is that of the group's latest row. Its ordering may start
+/// with grouping columns (constant within a group; `DISTINCT ON (tags) ... ORDER BY
+/// tags, time DESC` is planned that way) before `time`.
+fn latest_row_aggregate(e: &Expr, groups: &[Expr]) -> bool {
     let e = match e {
         Expr::Alias(a) => a.expr.as_ref(),
         e => e,
@@ -161,8 +168,16 @@ fn latest_row_aggregate(e: &Expr) -> bool {
         return false;
     }
     let respects_nulls = !matches!(params.null_treatment, Some(NullTreatment::IgnoreNulls));
-    let by_time =
-        |asc: bool| matches!(params.order_by.as_slice(), [s] if is_time(&s.expr) && s.asc == asc);
+    let by_time = |asc: bool| {
+        let keys: Vec<&Expr> = params
+            .order_by
+            .iter()
+            .map(|s| &s.expr)
+            .skip_while(|k| groups.contains(k))
+            .collect();
+        let last = params.order_by.last();
+        matches!(keys.as_slice(), [k] if is_time(k)) && last.is_some_and(|s| s.asc == asc)
+    };
     match func.name() {
         "max" => is_time(&params.args[0]) && params.order_by.is_empty(),
         "last_value" => respects_nulls && by_time(true),

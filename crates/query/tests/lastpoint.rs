@@ -122,6 +122,10 @@ const QUERIES: &[&str] = &[
      and host != 'host_3' group by host order by host",
     "select c.host, last_value(c.f order by c.time) as f from cpu as c \
      where c.host in ('host_1', 'host_2', 'host_11') group by c.host order by c.host",
+    "select distinct on (host, dc) host, dc, time, f, g from cpu \
+     order by host, dc, time desc",
+    "select distinct on (host) host, time, g from cpu where host != 'host_2' \
+     order by host, time desc",
 ];
 
 fn check(db: &Db, mid: i64) {
@@ -182,6 +186,8 @@ fn other_shapes_keep_the_full_scan() {
         "select host, last_value(f order by g) from cpu group by host",
         "select host, last_value(f order by time) ignore nulls from cpu group by host",
         "select host, count(*), max(time) from cpu group by host",
+        // The latest row of each dc, not of each series: dc is not grouped.
+        "select distinct on (dc) dc, time from cpu order by dc, host, time desc",
         // Grouping on a non-tag.
         "select g, max(time) from cpu group by g",
         // A time filter the scan's range does not capture exactly.

@@ -14,8 +14,6 @@
 //! time include every version of that key (any source holding the key has it as its
 //! last row in range), so merging the candidates gives the full scan's row.
 
-use std::collections::HashMap;
-
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray, UInt32Array};
 use arrow::compute::{cast, concat_batches, take_record_batch};
 use arrow::datatypes::DataType;
@@ -26,9 +24,13 @@ use crate::error::{Error, Result};
 use crate::memtable::Memtable;
 use crate::schema::TIME_COLUMN;
 use crate::sst::reader;
+use crate::sst::series_index::series_key;
 
-/// A series: its value of each tag of the table, in the table's tag order.
-type Key = Vec<Option<String>>;
+/// A series: [`series_key`] over the table's tags, in the table's tag order.
+type Key = Vec<u8>;
+
+/// Hash maps keyed by series (foldhash: keys are hashed once per series and source).
+type Map<V> = foldhash::HashMap<Key, V>;
 
 impl ScanCtx {
     /// The rows of `meta` in range (`rows`: exactly those file rows), with `columns`.
@@ -84,7 +86,7 @@ impl ScanCtx {
         let mut order: Vec<usize> = (0..sources.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(sources[i].bounds().1));
         // Greatest candidate time per series so far.
-        let mut best: HashMap<Key, i64> = HashMap::new();
+        let mut best: Map<i64> = Map::default();
         let mut candidates: Vec<(usize, RecordBatch)> = Vec::new();
         for i in order {
             let batches = match &sources[i] {
@@ -149,6 +151,10 @@ impl ScanCtx {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
+        if let [(_, only)] = candidates.as_slice() {
+            // One source: its rows are deduplicated already, nothing to merge.
+            return Ok(vec![align(only, &self.out_schema)?]);
+        }
         // Merge the candidates like overlapping sources (newer source wins field by
         // field), then keep each series' latest row.
         candidates.sort_by_key(|(i, _)| *i);
@@ -190,10 +196,11 @@ fn latest_per_series(batches: &[RecordBatch], tags: &[String]) -> Result<Option<
         .collect::<Result<_>>()?;
     let strings: Vec<_> = tag_cols.iter().map(|c| c.as_string::<i32>()).collect();
     let key_of = |row: usize| -> Key {
-        strings
-            .iter()
-            .map(|c| c.is_valid(row).then(|| c.value(row).to_string()))
-            .collect()
+        series_key(
+            strings
+                .iter()
+                .map(|c| c.is_valid(row).then(|| c.value(row))),
+        )
     };
     let same_series = |a: usize, b: usize| {
         strings
@@ -201,7 +208,7 @@ fn latest_per_series(batches: &[RecordBatch], tags: &[String]) -> Result<Option<
             .all(|c| c.is_valid(a) == c.is_valid(b) && (!c.is_valid(a) || c.value(a) == c.value(b)))
     };
     // Rows of a series are usually contiguous: a key is built once per run.
-    let mut latest: HashMap<Key, (i64, u32)> = HashMap::new();
+    let mut latest: Map<(i64, u32)> = Map::default();
     let mut row = 0;
     while row < batch.num_rows() {
         let mut end = row + 1;

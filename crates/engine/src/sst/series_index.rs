@@ -51,6 +51,23 @@ pub(crate) struct SeriesIndex {
     ids: Vec<Vec<u32>>,
 }
 
+/// A series as bytes, from its value of each tag in a fixed tag order (`None` =
+/// unset): equal keys, equal series, whichever file or batch they come from.
+pub(crate) fn series_key<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<u8> {
+    let mut key = Vec::new();
+    for v in values {
+        match v {
+            None => key.push(0),
+            Some(v) => {
+                key.push(1);
+                key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                key.extend_from_slice(v.as_bytes());
+            }
+        }
+    }
+    key
+}
+
 /// Incremental builder over the sorted batches of one SST.
 struct Builder {
     tags: Vec<String>,
@@ -190,13 +207,13 @@ impl SeriesIndex {
     }
 
     /// Per series for which `pred` may be TRUE (every series if `None`), in row order:
-    /// its number (run), its last row (file-wide) and its value of each of `tags`
-    /// (`None` = unset; a tag the file does not have is unset).
+    /// its number (run), its last row (file-wide) and its [`series_key`] over `tags`
+    /// (a tag the file does not have is unset).
     pub(crate) fn last_rows(
         &self,
         pred: Option<&TagPredicate>,
         tags: &[String],
-    ) -> Vec<(usize, usize, Vec<Option<String>>)> {
+    ) -> Vec<(usize, usize, Vec<u8>)> {
         let slots: HashMap<&str, usize> = self
             .tags
             .iter()
@@ -220,10 +237,7 @@ impl SeriesIndex {
             {
                 continue;
             }
-            let key = wanted
-                .iter()
-                .map(|slot| slot.and_then(value).map(str::to_string))
-                .collect();
+            let key = series_key(wanted.iter().map(|slot| slot.and_then(value)));
             out.push((s, self.starts[s + 1] as usize - 1, key));
         }
         out
