@@ -599,6 +599,59 @@ fn promql_answers_match_prometheus() {
         assert_eq!(sorted(&b), sorted(&r), "{p}");
         assert!(!sorted(&b).is_empty(), "{p}");
     }
+
+    // Random selectors: what the matchers pushed down into SQL select (absent labels,
+    // empty values, regexes matching "" or not) must be what Prometheus selects.
+    let mut rng = Lcg(7);
+    let names = ["job", "instance", "code", "room", "le", "nope"];
+    let values = [
+        "api", "web", "a:1", "c:1", "200", "404", "x", "", "0.5", "+Inf",
+    ];
+    let regexes = [
+        "a.*",
+        "(api|web)",
+        ".+",
+        "",
+        "[xy]",
+        "b:.*|c:1",
+        ".*",
+        "2..",
+    ];
+    let mut non_empty = 0;
+    for _ in 0..40 {
+        let mut matchers = vec!["__name__=~\".+\"".to_string()];
+        for _ in 0..1 + rng.next(3) {
+            let name = names[rng.next(names.len() as u64) as usize];
+            let (op, value) = match rng.next(4) {
+                0 => ("=", values[rng.next(values.len() as u64) as usize]),
+                1 => ("!=", values[rng.next(values.len() as u64) as usize]),
+                2 => ("=~", regexes[rng.next(regexes.len() as u64) as usize]),
+                _ => ("!~", regexes[rng.next(regexes.len() as u64) as usize]),
+            };
+            matchers.push(format!("{name}{op}{value:?}"));
+        }
+        let selector = format!("{{{}}}", matchers.join(","));
+        let p = format!("/api/v1/series?match[]={}", url_encode(&selector));
+        let (bs, b) = get(bulkhead.http_addr, &p);
+        let (ps, r) = get(prom.addr, &p);
+        assert_eq!((bs, ps), (200, 200), "{selector}: {b} / {r}");
+        let sorted = |v: &Value| {
+            let mut items: Vec<String> = v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_string())
+                .collect();
+            items.sort();
+            items
+        };
+        assert_eq!(sorted(&b), sorted(&r), "{selector}");
+        non_empty += usize::from(!sorted(&r).is_empty());
+    }
+    assert!(
+        non_empty >= 10,
+        "only {non_empty} random selectors selected anything"
+    );
 }
 
 #[test]
