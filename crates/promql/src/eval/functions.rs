@@ -197,6 +197,7 @@ fn range_call(ev: &Evaluator<'_>, name: &str, args: &[&Expr]) -> Result<Value> {
     let keep_name = name == "last_over_time";
     let mut out = Vec::new();
     for s in arg.series.iter() {
+        ev.check(0)?;
         let mut values = Vec::with_capacity(n);
         for i in 0..n {
             let step_time = arg.at.unwrap_or(ev.ts(i));
