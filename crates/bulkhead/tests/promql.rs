@@ -38,14 +38,16 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start() -> Self {
+    /// `extra`: more YAML for the config (e.g. `remote_read`).
+    fn start(extra: &str) -> Self {
         let binary = which("prometheus").unwrap_or_else(|| {
             panic!("`prometheus` is not installed (scripts/test installs the Debian package)")
         });
         let dir = tempfile::tempdir().expect("tempdir");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 15s\n").expect("config");
+        std::fs::write(&config, format!("global:\n  scrape_interval: 15s\n{extra}"))
+            .expect("config");
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
@@ -468,9 +470,9 @@ fn path(kind: &str, query: &str, extra: &str) -> String {
     format!("/api/v1/{kind}?query={}{extra}", url_encode(query))
 }
 
-#[test]
-fn promql_answers_match_prometheus() {
-    let prom = Prometheus::start();
+/// A Prometheus (remote-write receiver) and Bulkhead fed the same [`dataset`]; its `t0`.
+fn setup() -> (Prometheus, TestServer, i64) {
+    let prom = Prometheus::start("");
     let bulkhead = TestServer::start(&[]);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -488,8 +490,17 @@ fn promql_answers_match_prometheus() {
     );
     let r = remote_write(bulkhead.http_addr, "/api/v1/prom/write?db=prom", &body);
     assert_eq!(r.status, 204, "bulkhead: {}", r.text());
+    (prom, bulkhead, t0)
+}
 
-    let secs = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
+fn secs(ms: i64) -> String {
+    format!("{:.3}", ms as f64 / 1000.0)
+}
+
+#[test]
+fn promql_answers_match_prometheus() {
+    let (prom, bulkhead, t0) = setup();
+
     let at = secs(t0 + 20 * 60_000 + 500);
     let instants = [t0 + 20 * 60_000 + 123, t0 + 44 * 60_000, t0 + 49 * 60_000];
     let ranges = [
@@ -588,4 +599,189 @@ fn promql_answers_match_prometheus() {
         assert_eq!(sorted(&b), sorted(&r), "{p}");
         assert!(!sorted(&b).is_empty(), "{p}");
     }
+
+    // Random selectors: what the matchers pushed down into SQL select (absent labels,
+    // empty values, regexes matching "" or not) must be what Prometheus selects.
+    let mut rng = Lcg(7);
+    let names = ["job", "instance", "code", "room", "le", "nope"];
+    let values = [
+        "api", "web", "a:1", "c:1", "200", "404", "x", "", "0.5", "+Inf",
+    ];
+    let regexes = [
+        "a.*",
+        "(api|web)",
+        ".+",
+        "",
+        "[xy]",
+        "b:.*|c:1",
+        ".*",
+        "2..",
+    ];
+    let mut non_empty = 0;
+    for _ in 0..40 {
+        let mut matchers = vec!["__name__=~\".+\"".to_string()];
+        for _ in 0..1 + rng.next(3) {
+            let name = names[rng.next(names.len() as u64) as usize];
+            let (op, value) = match rng.next(4) {
+                0 => ("=", values[rng.next(values.len() as u64) as usize]),
+                1 => ("!=", values[rng.next(values.len() as u64) as usize]),
+                2 => ("=~", regexes[rng.next(regexes.len() as u64) as usize]),
+                _ => ("!~", regexes[rng.next(regexes.len() as u64) as usize]),
+            };
+            matchers.push(format!("{name}{op}{value:?}"));
+        }
+        let selector = format!("{{{}}}", matchers.join(","));
+        let p = format!("/api/v1/series?match[]={}", url_encode(&selector));
+        let (bs, b) = get(bulkhead.http_addr, &p);
+        let (ps, r) = get(prom.addr, &p);
+        assert_eq!((bs, ps), (200, 200), "{selector}: {b} / {r}");
+        let sorted = |v: &Value| {
+            let mut items: Vec<String> = v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_string())
+                .collect();
+            items.sort();
+            items
+        };
+        assert_eq!(sorted(&b), sorted(&r), "{selector}");
+        non_empty += usize::from(!sorted(&r).is_empty());
+    }
+    assert!(
+        non_empty >= 10,
+        "only {non_empty} random selectors selected anything"
+    );
+}
+
+#[test]
+fn remote_read_promtool_and_errors() {
+    let (reference, bulkhead, t0) = setup();
+    // A second Prometheus with no data of its own reads Bulkhead through remote read.
+    let reader = Prometheus::start(&format!(
+        "remote_read:\n  - url: \"http://{}/api/v1/prom/read?db=prom\"\n    read_recent: true\n",
+        bulkhead.http_addr
+    ));
+    let t = secs(t0 + 30 * 60_000);
+    for expr in [
+        "http_requests_total",
+        "sum by (job) (rate(http_requests_total[5m]))",
+        "temperature_celsius{room=\"x\"}",
+        "histogram_quantile(0.9, rate(request_duration_seconds_bucket[5m]))",
+    ] {
+        let p = path("query", expr, &format!("&time={t}"));
+        let (rs, r) = get(reader.addr, &p);
+        let (es, e) = get(reference.addr, &p);
+        assert_eq!((rs, es), (200, 200), "{expr}: {r} / {e}\n{}", reader.log());
+        assert!(
+            !e["data"]["result"].as_array().unwrap().is_empty(),
+            "{expr}: {e}"
+        );
+        compare(&e["data"], &r["data"], false)
+            .unwrap_or_else(|d| panic!("{expr} through remote read: {d}\n{}", reader.log()));
+    }
+    let range = path(
+        "query_range",
+        "rate(http_requests_total[2m])",
+        &format!(
+            "&start={}&end={}&step=30",
+            secs(t0 + 60_000),
+            secs(t0 + 40 * 60_000)
+        ),
+    );
+    let (r, e) = (get(reader.addr, &range), get(reference.addr, &range));
+    assert_eq!((r.0, e.0), (200, 200), "{r:?} / {e:?}");
+    compare(&e.1["data"], &r.1["data"], false).unwrap_or_else(|d| panic!("range: {d}"));
+
+    // promtool against Bulkhead (database `prom`, the default).
+    let server = format!("http://{}", bulkhead.http_addr);
+    let out = Command::new("promtool")
+        .args(["query", "instant", "--time", &t, &server])
+        .arg("sum by (job) (http_requests_total)")
+        .output()
+        .expect("run promtool");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "promtool: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("{job=\"api\"} =>") && text.contains("{job=\"web\"} =>"),
+        "{text}"
+    );
+    let out = Command::new("promtool")
+        .args([
+            "query",
+            "range",
+            "--start",
+            &secs(t0 + 60_000),
+            "--end",
+            &t,
+            "--step",
+            "5m",
+        ])
+        .arg(&server)
+        .arg("max(temperature_celsius)")
+        .output()
+        .expect("run promtool");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "promtool: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("{} =>") && text.matches(" @[").count() >= 6,
+        "{text}"
+    );
+
+    // Errors in Prometheus' format, with its status codes.
+    for (p, status, kind) in [
+        (path("query", "sum(", ""), 400, "bad_data"),
+        (
+            path(
+                "query",
+                "temperature_celsius + on() http_requests_total",
+                &format!("&time={t}"),
+            ),
+            422,
+            "execution",
+        ),
+        (
+            path("query_range", "up", "&start=10&end=5&step=1"),
+            400,
+            "bad_data",
+        ),
+        (
+            path("query_range", "up", "&start=0&end=100000&step=1"),
+            400,
+            "bad_data",
+        ),
+        (
+            path("query_range", "up[5m]", "&start=0&end=10&step=1"),
+            400,
+            "bad_data",
+        ),
+        (path("query", "histogram_count(up)", ""), 400, "bad_data"),
+        ("/api/v1/series".to_string(), 400, "bad_data"),
+    ] {
+        let (s, body) = get(bulkhead.http_addr, &p);
+        assert_eq!(s, status, "{p}: {body}");
+        assert_eq!(body["status"], "error", "{p}: {body}");
+        assert_eq!(body["errorType"], kind, "{p}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    }
+    let (s, body) = get(bulkhead.http_addr, "/api/v1/status/buildinfo");
+    assert_eq!(s, 200, "{body}");
+    assert!(body["data"]["version"].is_string(), "{body}");
+    let (s, body) = get(bulkhead.http_addr, "/api/v1/query_exemplars?query=up");
+    assert_eq!(
+        (s, body["data"].clone()),
+        (200, serde_json::json!([])),
+        "{body}"
+    );
 }

@@ -160,3 +160,48 @@ fn range_query_steps_and_subqueries() {
     let err = run("histogram_count(reqs)", EvalParams::instant(0)).unwrap_err();
     assert!(err.to_string().contains("native histograms"), "{err}");
 }
+
+#[test]
+fn limits_stop_evaluation() {
+    let expr = parse("sum(rate(reqs[5m]))").unwrap();
+    let params = EvalParams::range(0, 600_000, 15_000);
+    let data = Data::new();
+    let past = Limits {
+        deadline: Some(std::time::Instant::now() - std::time::Duration::from_millis(1)),
+        ..Limits::default()
+    };
+    assert_eq!(
+        evaluate(&expr, &params, &data, past)
+            .unwrap_err()
+            .error_type(),
+        "timeout"
+    );
+    let expr = parse("reqs").unwrap();
+    let mut data = Data::new();
+    let all = store();
+    for f in fetches(&expr, &params).unwrap() {
+        data.insert(f.key.clone(), all.clone());
+    }
+    let tiny = Limits {
+        deadline: None,
+        max_points: 10,
+    };
+    let err = evaluate(&expr, &params, &data, tiny).unwrap_err();
+    assert!(matches!(err, Error::TooManySamples(_)), "{err}");
+    assert!(evaluate(&expr, &params, &data, Limits::default()).is_ok());
+}
+
+#[test]
+fn smoothing_factors_are_checked() {
+    let err = run(
+        "double_exponential_smoothing(temp[5m], 1.5, 0.5)",
+        EvalParams::instant(300_000),
+    )
+    .unwrap_err();
+    assert_eq!(err.error_type(), "bad_data", "{err}");
+    assert_eq!(
+        instant("double_exponential_smoothing(temp[5m], 0.5, 0.5)", 300).len(),
+        1
+    );
+    assert_eq!(instant("mad_over_time(temp[5m])", 300).len(), 1);
+}

@@ -175,14 +175,29 @@ fn range_call(ev: &Evaluator<'_>, name: &str, args: &[&Expr]) -> Result<Value> {
     let n = ev.steps();
     let (matrix, param) = match name {
         "quantile_over_time" => (args[1], Some(ev.scalar_arg(args[0])?)),
-        "predict_linear" => (args[0], Some(ev.scalar_arg(args[1])?)),
+        "predict_linear" | "double_exponential_smoothing" => {
+            (args[0], Some(ev.scalar_arg(args[1])?))
+        }
         _ => (args[0], None),
     };
+    let param2 = match name {
+        "double_exponential_smoothing" => Some(ev.scalar_arg(args[2])?),
+        _ => None,
+    };
+    if name == "double_exponential_smoothing" {
+        let factors = param.iter().flatten().chain(param2.iter().flatten());
+        if let Some(f) = factors.into_iter().find(|f| !(**f > 0.0 && **f < 1.0)) {
+            return Err(Error::BadData(format!(
+                "invalid smoothing or trend factor: expected 0 < factor < 1, got {f}"
+            )));
+        }
+    }
     let arg = ev.range_arg(matrix)?;
     ev.check(arg.series.len().saturating_mul(n))?;
     let keep_name = name == "last_over_time";
     let mut out = Vec::new();
     for s in arg.series.iter() {
+        ev.check(0)?;
         let mut values = Vec::with_capacity(n);
         for i in 0..n {
             let step_time = arg.at.unwrap_or(ev.ts(i));
@@ -201,6 +216,7 @@ fn range_call(ev: &Evaluator<'_>, name: &str, args: &[&Expr]) -> Result<Value> {
                         range_end: end,
                         step_time,
                         param: param.as_ref().map_or(0.0, |p| p[i]),
+                        param2: param2.as_ref().map_or(0.0, |p| p[i]),
                     },
                 )
             });

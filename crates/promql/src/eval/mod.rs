@@ -203,6 +203,7 @@ impl<'a> Evaluator<'a> {
         self.check(series.len().saturating_mul(n))?;
         let mut out = Vec::with_capacity(series.len());
         for s in series {
+            self.check(0)?;
             let mut values = Vec::with_capacity(n);
             let mut any = false;
             for i in 0..n {

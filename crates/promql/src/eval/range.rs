@@ -11,8 +11,11 @@ pub(crate) struct Window<'s> {
     pub range_end: i64,
     /// The evaluation step's time (ms), before offset.
     pub step_time: i64,
-    /// The scalar argument, if any (quantile's φ, predict_linear's t).
+    /// The scalar argument, if any (quantile's φ, predict_linear's t, the smoothing
+    /// factor of double_exponential_smoothing).
     pub param: f64,
+    /// A second scalar argument (double_exponential_smoothing's trend factor).
+    pub param2: f64,
 }
 
 /// Whether `name` is a range-vector function this module computes.
@@ -38,6 +41,8 @@ pub(crate) fn is_range_function(name: &str) -> bool {
             | "stddev_over_time"
             | "stdvar_over_time"
             | "present_over_time"
+            | "mad_over_time"
+            | "double_exponential_smoothing"
     )
 }
 
@@ -91,6 +96,14 @@ pub(crate) fn apply(name: &str, w: &Window<'_>) -> Option<f64> {
         "quantile_over_time" => Some(quantile(w.param, v.to_vec())),
         "stddev_over_time" => Some(stdvar(v).sqrt()),
         "stdvar_over_time" => Some(stdvar(v)),
+        "mad_over_time" => {
+            let median = quantile(0.5, v.to_vec());
+            Some(quantile(
+                0.5,
+                v.iter().map(|x| (x - median).abs()).collect(),
+            ))
+        }
+        "double_exponential_smoothing" => (n >= 2).then(|| smooth(v, w.param, w.param2)),
         _ => None,
     }
 }
@@ -141,6 +154,21 @@ fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<
         result /= (w.range_end - w.range_start) as f64 / 1000.0;
     }
     Some(result)
+}
+
+/// Holt's double exponential smoothing (Prometheus' `holt_winters`, renamed in 3.0):
+/// the smoothed value at the last sample, for smoothing factor `sf` and trend factor `tf`.
+fn smooth(v: &[f64], sf: f64, tf: f64) -> f64 {
+    let (mut s0, mut s1) = (0.0, v[0]);
+    let mut b = v[1] - v[0];
+    for (i, &x) in v.iter().enumerate().skip(1) {
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let next = sf * x + (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, next);
+    }
+    s1
 }
 
 /// Kahan-compensated sum.
@@ -262,6 +290,7 @@ mod tests {
             range_end: end,
             step_time: end,
             param: 0.5,
+            param2: 0.5,
         }
     }
 
@@ -296,5 +325,24 @@ mod tests {
         let (slope, intercept) = linear_regression(&[0, 1000, 2000], &[1.0, 3.0, 5.0], 0);
         assert!((slope - 2.0).abs() < 1e-12 && (intercept - 1.0).abs() < 1e-12);
         assert_eq!(stdvar(&[1.0, 3.0]), 1.0);
+    }
+
+    #[test]
+    fn mad_and_smoothing() {
+        let t = [0, 1, 2, 3, 4];
+        let v = [1.0, 2.0, 3.0, 4.0, 100.0];
+        // Median 3, absolute deviations 2 1 0 1 97: median 1.
+        assert_eq!(apply("mad_over_time", &w(&t, &v, 0, 4)), Some(1.0));
+        // A straight line is smoothed to itself.
+        let line = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let s = apply("double_exponential_smoothing", &w(&t, &line, 0, 4)).unwrap();
+        assert!((s - 5.0).abs() < 1e-12, "{s}");
+        // sf = tf = 0.5 by hand: s1 = 0.5*3 + 0.5*(1+2) = 3 for [1, 3, 2] (b = 2).
+        let s = apply(
+            "double_exponential_smoothing",
+            &w(&t[..3], &[1.0, 3.0, 2.0], 0, 2),
+        );
+        // i=1: s1 = 1.5 + 0.5*(1+2) = 3; i=2: b = 0.5*(3-1) + 0.5*2 = 2, s1 = 1 + 0.5*(3+2) = 3.5.
+        assert_eq!(s, Some(3.5));
     }
 }

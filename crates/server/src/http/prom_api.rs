@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use bulkhead_promql::{
     Data, Error, EvalParams, Fetch, LabelMatcher, Labels, Limits, MatchKind, NAME, ValueType,
 };
@@ -24,7 +24,7 @@ use super::ServerState;
 use super::body::read_limited;
 use crate::influxql::sql::url_decode;
 use crate::influxql::time::parse_rfc3339;
-use crate::promquery::Reader;
+use crate::promquery::{Reader, remote_read};
 
 /// The database queried when a request names none.
 pub(crate) const DEFAULT_DB: &str = "prom";
@@ -46,6 +46,8 @@ pub(super) fn routes() -> Router<Arc<ServerState>> {
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/prom/read", post(remote_read))
+        .route("/api/v1/read", post(remote_read))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
 }
 
@@ -480,6 +482,39 @@ async fn label_values(
     values.sort();
     values.dedup();
     Ok(success(json!(values)))
+}
+
+/// Remote read: a snappy protobuf `ReadRequest` in, a `ReadResponse` of samples out.
+async fn remote_read(
+    State(state): State<Arc<ServerState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = state.limits.max_body_size.as_u64();
+    let raw = read_limited(&headers, body, limit)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let db = Params::parse(&uri, &headers, b"")?.db();
+    let queries = Arc::clone(&state.queries);
+    let max = max_samples(&state);
+    let bytes = on_query(&state, DEFAULT_TIMEOUT, async move {
+        let request = remote_read::decode(&raw, limit)?;
+        let mut reader = Reader::new(queries.as_ref(), &db, max).await?;
+        Ok(remote_read::answer(&mut reader, &request).await?)
+    })
+    .await?;
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-protobuf"),
+    );
+    h.insert(
+        header::CONTENT_ENCODING,
+        header::HeaderValue::from_static("snappy"),
+    );
+    Ok(response)
 }
 
 async fn metadata() -> Response {

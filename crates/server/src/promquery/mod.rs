@@ -4,6 +4,8 @@
 //! and the label matchers pushed into its `WHERE` (so the series index and the time
 //! pruning of the read path apply). Everything here runs on the `query` runtime.
 
+pub(crate) mod remote_read;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use arrow::array::{Array, AsArray, RecordBatch};
