@@ -14,6 +14,7 @@ pub mod exec;
 mod functions;
 #[doc(hidden)]
 pub mod fuzzing;
+mod pg;
 mod pruning;
 mod series_filter;
 mod stats;
@@ -26,12 +27,14 @@ use bulkhead_engine::Engine;
 use bulkhead_runtime::Runtimes;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use catalog::CATALOG;
 pub use depth::{MAX_EXPR_DEPTH, MAX_OPERATORS, MAX_SET_OPERATIONS};
 pub use error::{QueryError, Result};
 pub use exec::QueryOutput;
+pub use pg::{PG_VERSION, pg_type_name, setting as pg_setting, version as pg_version};
 pub use stats::QueryStats;
 
 /// Settings of the query layer.
@@ -60,6 +63,18 @@ pub struct QueryEngine {
     env: Arc<RuntimeEnv>,
     config: QueryConfig,
     stats: Arc<QueryStats>,
+    pg: Arc<pg::PgCompat>,
+}
+
+/// Which SQL a session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// DataFusion's SQL (HTTP, InfluxQL's translation, ...).
+    #[default]
+    Plain,
+    /// A PostgreSQL client's: `pg_catalog`, PostgreSQL's functions and the rewriting
+    /// of PostgreSQL-only syntax (see `crate::pg`).
+    Postgres,
 }
 
 impl QueryEngine {
@@ -73,12 +88,21 @@ impl QueryEngine {
             )
             .build_arc()
             .map_err(QueryError::from)?;
+        let stats = Arc::new(QueryStats::default());
+        let base = Arc::new(catalog::BulkheadCatalog {
+            engine: Arc::clone(&engine),
+            runtimes: Arc::clone(&runtimes),
+            stats: Arc::clone(&stats),
+            pg_catalog: None,
+        });
+        let pg = Arc::new(pg::PgCompat::new(base).map_err(QueryError::from)?);
         Ok(Self {
             engine,
             runtimes,
             env,
             config,
-            stats: Arc::new(QueryStats::default()),
+            stats,
+            pg,
         })
     }
 
@@ -88,30 +112,60 @@ impl QueryEngine {
 
     /// A session whose default schema is `db` (unqualified table names resolve there).
     pub fn session(&self, db: &str) -> SessionContext {
+        self.session_with(db, Flavor::Plain)
+    }
+
+    /// A session whose default schema is `db`, speaking `flavor`.
+    pub fn session_with(&self, db: &str, flavor: Flavor) -> SessionContext {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, db)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(self.config.target_partitions.max(1));
-        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.env));
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.env))
+            .with_default_features();
+        if flavor == Flavor::Postgres {
+            // `regclass`, `regproc`, `oid`, ... as cast targets.
+            state = state.with_type_planner(Arc::new(
+                datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner,
+            ));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
         ctx.register_catalog(
             CATALOG,
             Arc::new(catalog::BulkheadCatalog {
                 engine: Arc::clone(&self.engine),
                 runtimes: Arc::clone(&self.runtimes),
                 stats: Arc::clone(&self.stats),
+                pg_catalog: (flavor == Flavor::Postgres).then(|| self.pg.schema()),
             }),
         );
         functions::register(&ctx);
+        if flavor == Flavor::Postgres {
+            self.pg.register(&ctx, db);
+        }
         ctx
     }
 
     /// Plan and run `sql` with `db` as the default database, on the `query` runtime.
     pub async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput> {
+        self.sql_with(db, sql, Flavor::Plain).await
+    }
+
+    /// Plan and run `sql`, written in `flavor`, with `db` as the default database.
+    pub async fn sql_with(&self, db: &str, sql: &str, flavor: Flavor) -> Result<QueryOutput> {
         self.stats
             .queries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let result = exec::run_sql(&self.runtimes, self.session(db), sql.to_string()).await;
+        let result = exec::run_sql(
+            &self.runtimes,
+            self.session_with(db, flavor),
+            sql.to_string(),
+            (flavor == Flavor::Postgres).then(|| Arc::clone(&self.pg)),
+        )
+        .await;
         if result.is_err() {
             self.stats
                 .query_errors
