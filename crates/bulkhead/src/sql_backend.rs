@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow::error::ArrowError;
 use async_trait::async_trait;
-use bulkhead_query::QueryEngine;
+use bulkhead_query::{Flavor, QueryEngine};
 use bulkhead_server::{QueryBackend, QueryError, QueryErrorKind, QueryOutput};
 use futures::StreamExt;
 
@@ -15,19 +15,29 @@ pub(crate) struct SqlBackend(pub(crate) Arc<QueryEngine>);
 #[async_trait]
 impl QueryBackend for SqlBackend {
     async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
-        let out = self.0.sql(db, sql).await.map_err(to_server_error)?;
-        Ok(QueryOutput {
-            schema: out.schema,
-            batches: out
-                .batches
-                .map(|b| b.map_err(|e| ArrowError::from(to_server_error(e))))
-                .boxed(),
-        })
+        output(self.0.sql(db, sql).await)
+    }
+
+    async fn pg_sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        output(self.0.sql_with(db, sql, Flavor::Postgres).await)
     }
 
     fn metrics_text(&self) -> String {
         self.0.stats().to_prometheus()
     }
+}
+
+fn output(
+    out: bulkhead_query::Result<bulkhead_query::QueryOutput>,
+) -> Result<QueryOutput, QueryError> {
+    let out = out.map_err(to_server_error)?;
+    Ok(QueryOutput {
+        schema: out.schema,
+        batches: out
+            .batches
+            .map(|b| b.map_err(|e| ArrowError::from(to_server_error(e))))
+            .boxed(),
+    })
 }
 
 /// One place maps query-layer errors to the servers' kinds (and so HTTP status / SQLSTATE).

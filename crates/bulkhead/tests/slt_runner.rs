@@ -461,6 +461,9 @@ fn runner(mode: Mode) -> Runner<Conn, impl sqllogictest::MakeConnection<Conn = C
     if mode == Mode::Pg {
         runner.with_normalizer(microsecond_normalizer);
     }
+    // `onlyif pg` / `skipif pg`: what differs over the PostgreSQL wire on purpose (its
+    // catalog speaks PostgreSQL's type names).
+    runner.add_label(if mode == Mode::Pg { "pg" } else { "arrow" });
     runner
 }
 

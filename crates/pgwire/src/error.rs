@@ -34,6 +34,17 @@ pub enum PgError {
         #[source]
         source: std::io::Error,
     },
+    /// `DECLARE` of a cursor name that is already open.
+    #[error("cursor \"{0}\" already exists")]
+    DuplicateCursor(String),
+    /// `FETCH` or `CLOSE` of a cursor that is not open.
+    #[error("cursor \"{0}\" does not exist")]
+    NoSuchCursor(String),
+    /// `DECLARE ... CURSOR` (without `WITH HOLD`) outside `BEGIN ... COMMIT`.
+    #[error(
+        "DECLARE CURSOR can only be used in transaction blocks (BEGIN first, or declare it WITH HOLD)"
+    )]
+    NoTransaction,
     #[error("PostgreSQL listener IO error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -57,6 +68,9 @@ impl PgError {
             PgError::Parameter(_) => "22023", // invalid_parameter_value
             PgError::TooManyParameters(_) => "54023", // too_many_arguments
             PgError::Encode(_) => "0A000",
+            PgError::DuplicateCursor(_) => "42P03", // duplicate_cursor
+            PgError::NoSuchCursor(_) => "34000",    // invalid_cursor_name
+            PgError::NoTransaction => "25P01",      // no_active_sql_transaction
             PgError::Runtime(RuntimeError::Cancelled(_)) => "57014", // query_canceled
             PgError::Stream(_) | PgError::Runtime(_) | PgError::Bind { .. } | PgError::Io(_) => {
                 "XX000"

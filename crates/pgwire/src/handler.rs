@@ -25,8 +25,9 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
 use tokio::task::JoinHandle;
 
+use crate::cursor::{self, CursorCommand, Cursors};
 use crate::error::PgError;
-use crate::{catalog, params, sql};
+use crate::{catalog, copy, params, sql};
 
 /// Rows encoded per message on the channel from `query` to `io` are one batch's worth;
 /// this many batches may be buffered.
@@ -48,16 +49,42 @@ impl Handler {
         }
     }
 
-    /// Run one statement: a session command is acknowledged, a client catalog query
-    /// answered from Bulkhead's own catalog, anything else goes to the query layer.
-    pub(crate) async fn execute(
+    /// Run one statement: a session command is acknowledged, a cursor or `COPY`
+    /// statement handled here, a client catalog query answered from Bulkhead's own
+    /// catalog, anything else goes to the query layer. `tx` is whether the client is in
+    /// a transaction block, updated by `BEGIN` / `COMMIT`.
+    pub(crate) async fn execute<C: ClientInfo>(
         &self,
+        client: &C,
+        tx: &mut bool,
         db: &str,
         stmt: &str,
         format: &Format,
     ) -> Result<Response, PgError> {
-        if let Some(tag) = sql::session_command(stmt) {
-            return Ok(Response::Execution(Tag::new(tag)));
+        tracing::debug!(db, stmt, "PG statement");
+        if let Some((tag, kind)) = sql::session_command(stmt) {
+            return Ok(match kind {
+                sql::Session::Other => Response::Execution(Tag::new(tag)),
+                sql::Session::Begin => {
+                    *tx = true;
+                    Response::TransactionStart(Tag::new(tag))
+                }
+                sql::Session::End => {
+                    *tx = false;
+                    Cursors::of(client).end_transaction().await;
+                    Response::TransactionEnd(Tag::new(tag))
+                }
+            });
+        }
+        if let Some(command) = cursor::parse(stmt) {
+            return self.cursor(client, *tx, db, command?, format).await;
+        }
+        if let Some(copy) = copy::parse(stmt) {
+            let copy = copy?;
+            let output = self.run(db, &copy.query).await?;
+            let response =
+                copy::respond(&self.runtimes, &copy.format, output.schema, output.batches)?;
+            return Ok(Response::CopyOut(response));
         }
         if let Some(answer) = catalog::show(db, stmt) {
             return Ok(answer.into_response(format));
@@ -69,15 +96,60 @@ impl Handler {
         self.respond(output, format)
     }
 
-    /// The result columns `stmt` would have, by planning and starting it (then dropping
-    /// it, which aborts the query task before it does real work).
-    async fn describe(
+    async fn cursor<C: ClientInfo>(
         &self,
+        client: &C,
+        tx: bool,
+        db: &str,
+        command: CursorCommand,
+        format: &Format,
+    ) -> Result<Response, PgError> {
+        let cursors = Cursors::of(client);
+        match command {
+            CursorCommand::Declare {
+                name,
+                query,
+                hold,
+                binary: _,
+            } => {
+                if !hold && !tx {
+                    return Err(PgError::NoTransaction);
+                }
+                let output = self.run(db, &query).await?;
+                cursors.declare(name, query, hold, output).await?;
+                Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+            }
+            CursorCommand::Fetch { name, count } => cursors.fetch(&name, count, format).await,
+            CursorCommand::Close(name) => {
+                cursors.close(name.as_deref()).await?;
+                Ok(Response::Execution(Tag::new("CLOSE CURSOR")))
+            }
+        }
+    }
+
+    /// The result columns `stmt` would have: by planning it (then dropping it, which
+    /// aborts the query task before it does real work); a `FETCH` has its cursor's
+    /// columns; other commands have none (and are not run).
+    async fn describe<C: ClientInfo>(
+        &self,
+        client: &C,
         db: &str,
         stmt: &str,
         format: &Format,
     ) -> Result<Vec<FieldInfo>, PgError> {
-        match self.execute(db, stmt, format).await? {
+        let query = match cursor::parse(stmt) {
+            Some(Ok(CursorCommand::Fetch { name, .. })) => Cursors::of(client)
+                .query(&name)
+                .await
+                .ok_or(PgError::NoSuchCursor(name))?,
+            Some(_) => return Ok(Vec::new()),
+            None if copy::parse(stmt).is_some() || sql::session_command(stmt).is_some() => {
+                return Ok(Vec::new());
+            }
+            None => stmt.to_owned(),
+        };
+        let mut tx = true;
+        match self.execute(client, &mut tx, db, &query, format).await? {
             Response::Query(q) => Ok(q.row_schema().as_ref().clone()),
             _ => Ok(Vec::new()),
         }
@@ -89,10 +161,9 @@ impl Handler {
         let (db, stmt) = (db.to_owned(), stmt.to_owned());
         let output = self
             .runtimes
-            .run(
-                RuntimeName::Query,
-                async move { backend.sql(&db, &stmt).await },
-            )
+            .run(RuntimeName::Query, async move {
+                backend.pg_sql(&db, &stmt).await
+            })
             .await??;
         Ok(output)
     }
@@ -107,7 +178,7 @@ impl Handler {
         let (db, stmt) = (db.to_owned(), stmt.to_owned());
         self.runtimes
             .run(RuntimeName::Query, async move {
-                let mut batches = backend.sql(&db, &stmt).await?.batches;
+                let mut batches = backend.pg_sql(&db, &stmt).await?.batches;
                 let mut out = Vec::new();
                 while let Some(batch) = batches.next().await {
                     out.push(batch.map_err(|e| PgError::Stream(e.to_string()))?);
@@ -178,7 +249,7 @@ fn encode_on_query(
     .flatten()
 }
 
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -207,8 +278,12 @@ impl SimpleQueryHandler for Handler {
     {
         let db = database(client);
         let mut responses = Vec::new();
+        let mut tx = cursor::in_transaction(client);
         for stmt in sql::split_statements(query) {
-            match self.execute(&db, &stmt, &Format::UnifiedText).await {
+            match self
+                .execute(client, &mut tx, &db, &stmt, &Format::UnifiedText)
+                .await
+            {
                 Ok(response) => responses.push(response),
                 Err(e) => {
                     // Like PostgreSQL: the failing statement ends the query string.
@@ -254,9 +329,19 @@ impl ExtendedQueryHandler for Handler {
     {
         let db = database(client);
         let stmt = params::bind(portal)?;
-        Ok(self
-            .execute(&db, &stmt, &portal.result_column_format)
-            .await?)
+        let mut tx = cursor::in_transaction(client);
+        let response = self
+            .execute(client, &mut tx, &db, &stmt, &portal.result_column_format)
+            .await?;
+        // A declared cursor is also a portal of the protocol: psycopg describes it by
+        // name (Describe Portal) to learn its columns.
+        if let Some(Ok(CursorCommand::Declare { name, query, .. })) = cursor::parse(&stmt) {
+            let statement = Arc::new(StoredStatement::new(name.clone(), query, Vec::new()));
+            client
+                .portal_store()
+                .put_portal(Arc::new(Portal::new_cursor(name, statement)));
+        }
+        Ok(response)
     }
 
     async fn do_describe_statement<C>(
@@ -285,7 +370,9 @@ impl ExtendedQueryHandler for Handler {
             })
             .collect::<Vec<_>>();
         let stmt = params::bind_nulls(&target.statement, count)?;
-        let fields = self.describe(&db, &stmt, &Format::UnifiedText).await?;
+        let fields = self
+            .describe(client, &db, &stmt, &Format::UnifiedText)
+            .await?;
         if types.is_empty() && fields.is_empty() {
             return Ok(DescribeStatementResponse::no_data());
         }
@@ -306,7 +393,7 @@ impl ExtendedQueryHandler for Handler {
         let db = database(client);
         let stmt = params::bind(portal)?;
         let fields = self
-            .describe(&db, &stmt, &portal.result_column_format)
+            .describe(client, &db, &stmt, &portal.result_column_format)
             .await?;
         if fields.is_empty() {
             return Ok(DescribePortalResponse::no_data());

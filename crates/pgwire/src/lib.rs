@@ -10,6 +10,8 @@
 //! in one place ([`error`]).
 
 mod catalog;
+mod copy;
+mod cursor;
 pub mod error;
 mod handler;
 mod params;

@@ -70,7 +70,8 @@ fn scan(sql: &str, mut f: impl FnMut(usize, Tok)) {
 }
 
 /// Split a simple-protocol query string into statements at top-level `;`, dropping
-/// empty ones.
+/// empty ones (only whitespace and comments, such as pgx's `-- ping`: a query string
+/// of nothing else gets EmptyQueryResponse, as in PostgreSQL).
 pub(crate) fn split_statements(sql: &str) -> Vec<String> {
     let mut cuts = Vec::new();
     scan(sql, |i, tok| {
@@ -82,12 +83,47 @@ pub(crate) fn split_statements(sql: &str) -> Vec<String> {
     let mut start = 0;
     for cut in cuts.into_iter().chain(std::iter::once(sql.len())) {
         let stmt = sql[start..cut].trim();
-        if !stmt.is_empty() {
+        if !is_blank(stmt) {
             out.push(stmt.to_string());
         }
         start = (cut + 1).min(sql.len());
     }
     out
+}
+
+/// Whether `sql` has nothing but whitespace and comments.
+fn is_blank(sql: &str) -> bool {
+    let mut blank = true;
+    scan(sql, |i, tok| {
+        if tok == Tok::Code && !sql.as_bytes()[i].is_ascii_whitespace() {
+            blank = false;
+        }
+    });
+    blank
+}
+
+/// The byte index of the `)` that closes the `(` at the start of `sql`, skipping
+/// quotes and comments.
+pub(crate) fn matching_paren(sql: &str) -> Option<usize> {
+    let b = sql.as_bytes();
+    let mut depth = 0usize;
+    let mut found = None;
+    scan(sql, |i, tok| {
+        if found.is_some() || tok != Tok::Code {
+            return;
+        }
+        match b[i] {
+            b'(' => depth += 1,
+            b')' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    found = Some(i);
+                }
+            }
+            _ => {}
+        }
+    });
+    found
 }
 
 /// Most parameters a statement may have, as in PostgreSQL (the protocol counts them in
@@ -181,23 +217,40 @@ pub(crate) fn normalize_whitespace(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// What a session command does to the transaction state the client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Session {
+    /// No change (`SET`, `DISCARD`, ...).
+    Other,
+    /// `BEGIN`, `START TRANSACTION`.
+    Begin,
+    /// `COMMIT`, `END`, `ROLLBACK`, `ABORT`.
+    End,
+}
+
 /// Session commands drivers send on connect, or around their queries, that Bulkhead
-/// accepts without effect (there are no sessions variables or transactions to keep):
-/// returns the command tag to answer with.
-pub(crate) fn session_command(sql: &str) -> Option<&'static str> {
-    let first = sql.split_whitespace().next()?.to_ascii_uppercase();
+/// accepts without effect (there are no session variables, and every statement is a
+/// read, so a transaction has nothing to commit): the command tag to answer with.
+pub(crate) fn session_command(sql: &str) -> Option<(&'static str, Session)> {
+    let mut words = sql.split_whitespace();
+    let first = words.next()?.to_ascii_uppercase();
     let first = first.trim_end_matches(';');
+    // `ROLLBACK TO [SAVEPOINT] x` stays in the transaction.
+    let to_savepoint = words.next().is_some_and(|w| w.eq_ignore_ascii_case("to"));
     Some(match first {
-        "SET" => "SET",
-        "RESET" => "RESET",
-        "BEGIN" => "BEGIN",
-        "START" => "START TRANSACTION",
-        "COMMIT" | "END" => "COMMIT",
-        "ROLLBACK" | "ABORT" => "ROLLBACK",
-        "DISCARD" => "DISCARD ALL",
-        "DEALLOCATE" => "DEALLOCATE",
-        "LISTEN" => "LISTEN",
-        "UNLISTEN" => "UNLISTEN",
+        "SAVEPOINT" => ("SAVEPOINT", Session::Other),
+        "RELEASE" => ("RELEASE", Session::Other),
+        "ROLLBACK" | "ABORT" if to_savepoint => ("ROLLBACK", Session::Other),
+        "SET" => ("SET", Session::Other),
+        "RESET" => ("RESET", Session::Other),
+        "BEGIN" => ("BEGIN", Session::Begin),
+        "START" => ("START TRANSACTION", Session::Begin),
+        "COMMIT" | "END" => ("COMMIT", Session::End),
+        "ROLLBACK" | "ABORT" => ("ROLLBACK", Session::End),
+        "DISCARD" => ("DISCARD ALL", Session::Other),
+        "DEALLOCATE" => ("DEALLOCATE", Session::Other),
+        "LISTEN" => ("LISTEN", Session::Other),
+        "UNLISTEN" => ("UNLISTEN", Session::Other),
         _ => return None,
     })
 }
@@ -214,9 +267,12 @@ mod tests {
             vec![
                 "set a = 'x;y'".to_string(),
                 "select \"a;b\" -- c;d\n from t".to_string(),
-                "/* ; */".to_string()
             ]
         );
+        assert!(split_statements("-- ping").is_empty());
+        assert!(split_statements(" /* a */ ; -- b\n ;").is_empty());
+        assert_eq!(matching_paren("(a, ')', (b)) x"), Some(12));
+        assert_eq!(matching_paren("(a"), None);
     }
 
     #[test]
@@ -255,8 +311,20 @@ mod tests {
 
     #[test]
     fn session_commands_are_recognised() {
-        assert_eq!(session_command("SET extra_float_digits = 3"), Some("SET"));
-        assert_eq!(session_command("  begin"), Some("BEGIN"));
+        assert_eq!(
+            session_command("SET extra_float_digits = 3"),
+            Some(("SET", Session::Other))
+        );
+        assert_eq!(session_command("  begin"), Some(("BEGIN", Session::Begin)));
+        assert_eq!(session_command("abort"), Some(("ROLLBACK", Session::End)));
+        assert_eq!(
+            session_command("ROLLBACK TO SAVEPOINT \"_pg3_1\""),
+            Some(("ROLLBACK", Session::Other))
+        );
+        assert_eq!(
+            session_command("SAVEPOINT x"),
+            Some(("SAVEPOINT", Session::Other))
+        );
         assert_eq!(session_command("select 1"), None);
         assert_eq!(session_command("settings"), None);
     }

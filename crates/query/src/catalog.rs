@@ -24,16 +24,26 @@ pub(crate) struct BulkheadCatalog {
     pub(crate) runtimes: Arc<Runtimes>,
     pub(crate) stats: Arc<QueryStats>,
     pub(crate) cache: Option<bulkhead_runtime::store::CachedStore>,
+    /// PostgreSQL's catalog tables, in sessions of the PG protocol ([`crate::pg`]).
+    pub(crate) pg_catalog: Option<Arc<dyn SchemaProvider>>,
 }
 
 impl CatalogProvider for BulkheadCatalog {
     fn schema_names(&self) -> Vec<String> {
         let mut names = self.engine.databases();
         names.push(SYSTEM_SCHEMA.to_string());
+        if self.pg_catalog.is_some() {
+            names.push(crate::pg::PG_CATALOG.to_string());
+        }
         names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == crate::pg::PG_CATALOG
+            && let Some(pg) = &self.pg_catalog
+        {
+            return Some(Arc::clone(pg));
+        }
         if name == SYSTEM_SCHEMA {
             return Some(Arc::new(SystemSchema {
                 engine: Arc::clone(&self.engine),

@@ -56,8 +56,13 @@ const REBALANCE_OVER: usize = 64;
 const PARSE_STACK: usize = 256 * 1024 * 1024;
 
 /// Parse `sql` with the session's dialect and parser settings, check it against the
-/// limits above, and return it ready to plan.
-pub(crate) fn parse(state: &SessionState, sql: &str) -> Result<DfStatement> {
+/// limits above, and return it ready to plan. With `pg`, a plain SQL statement is
+/// rewritten from PostgreSQL's idioms first (see [`crate::pg`]).
+pub(crate) fn parse(
+    state: &SessionState,
+    sql: &str,
+    pg: Option<&crate::pg::PgCompat>,
+) -> Result<DfStatement> {
     let options = &state.config().options().sql_parser;
     let dialect = dialect_from_str(options.dialect.as_ref())
         .ok_or_else(|| QueryError::Plan(format!("unsupported SQL dialect {}", options.dialect)))?;
@@ -70,6 +75,11 @@ pub(crate) fn parse(state: &SessionState, sql: &str) -> Result<DfStatement> {
             .stack_size(PARSE_STACK)
             .spawn_scoped(scope, || {
                 let mut statement = state.sql_to_statement(sql, &options.dialect)?;
+                if let (Some(pg), DfStatement::Statement(_)) = (pg, &statement)
+                    && let Some(rewritten) = pg.rewrite(sql)
+                {
+                    statement = DfStatement::Statement(Box::new(rewritten));
+                }
                 check_statement(&mut statement)?;
                 Ok(statement)
             })
@@ -277,7 +287,7 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     fn check(sql: &str) -> Result<DfStatement> {
-        parse(&SessionContext::new().state(), sql)
+        parse(&SessionContext::new().state(), sql, None)
     }
 
     fn chain(op: &str, terms: usize) -> String {

@@ -57,6 +57,7 @@ pub(crate) async fn run_sql(
     runtimes: &Runtimes,
     ctx: SessionContext,
     sql: String,
+    pg: Option<Arc<crate::pg::PgCompat>>,
 ) -> Result<QueryOutput> {
     let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
     let (mut tx, rx) = futures::channel::mpsc::channel(BATCH_BUFFER);
@@ -68,7 +69,7 @@ pub(crate) async fn run_sql(
             // What `SessionContext::sql_with_options` does, with the depth check
             // between parsing and planning.
             let state = ctx.state();
-            let statement = crate::depth::parse(&state, &sql)?;
+            let statement = crate::depth::parse(&state, &sql, pg.as_deref())?;
             let plan = state.statement_to_plan(statement).await?;
             options.verify_plan(&plan)?;
             let df = ctx.execute_logical_plan(plan).await?;

@@ -17,6 +17,7 @@ mod functions;
 #[doc(hidden)]
 pub mod fuzzing;
 mod lastpoint;
+mod pg;
 mod pruning;
 mod series_filter;
 mod stats;
@@ -30,12 +31,14 @@ use bulkhead_engine::Engine;
 use bulkhead_runtime::Runtimes;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use catalog::CATALOG;
 pub use depth::{MAX_EXPR_DEPTH, MAX_OPERATORS, MAX_SET_OPERATIONS};
 pub use error::{QueryError, Result};
 pub use exec::QueryOutput;
+pub use pg::{PG_VERSION, pg_type_name, setting as pg_setting, version as pg_version};
 pub use stats::QueryStats;
 
 /// Settings of the query layer.
@@ -68,6 +71,18 @@ pub struct QueryEngine {
     lastpoint: AtomicBool,
     /// The object-store block cache, shown as `system.cache`.
     cache: Option<bulkhead_runtime::store::CachedStore>,
+    pg: Arc<pg::PgCompat>,
+}
+
+/// Which SQL a session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// DataFusion's SQL (HTTP, InfluxQL's translation, ...).
+    #[default]
+    Plain,
+    /// A PostgreSQL client's: `pg_catalog`, PostgreSQL's functions and the rewriting
+    /// of PostgreSQL-only syntax (see `crate::pg`).
+    Postgres,
 }
 
 impl QueryEngine {
@@ -81,12 +96,22 @@ impl QueryEngine {
             )
             .build_arc()
             .map_err(QueryError::from)?;
+        let stats = Arc::new(QueryStats::default());
+        let base = Arc::new(catalog::BulkheadCatalog {
+            engine: Arc::clone(&engine),
+            runtimes: Arc::clone(&runtimes),
+            stats: Arc::clone(&stats),
+            cache: None,
+            pg_catalog: None,
+        });
+        let pg = Arc::new(pg::PgCompat::new(base).map_err(QueryError::from)?);
         Ok(Self {
             engine,
             runtimes,
             env,
             config,
-            stats: Arc::new(QueryStats::default()),
+            stats,
+            pg,
             lastpoint: AtomicBool::new(true),
             cache: None,
         })
@@ -111,12 +136,27 @@ impl QueryEngine {
 
     /// A session whose default schema is `db` (unqualified table names resolve there).
     pub fn session(&self, db: &str) -> SessionContext {
+        self.session_with(db, Flavor::Plain)
+    }
+
+    /// A session whose default schema is `db`, speaking `flavor`.
+    pub fn session_with(&self, db: &str, flavor: Flavor) -> SessionContext {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, db)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(self.config.target_partitions.max(1));
-        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.env));
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.env))
+            .with_default_features();
+        if flavor == Flavor::Postgres {
+            // `regclass`, `regproc`, `oid`, ... as cast targets.
+            state = state.with_type_planner(Arc::new(
+                datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner,
+            ));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
         ctx.register_catalog(
             CATALOG,
             Arc::new(catalog::BulkheadCatalog {
@@ -124,9 +164,13 @@ impl QueryEngine {
                 runtimes: Arc::clone(&self.runtimes),
                 stats: Arc::clone(&self.stats),
                 cache: self.cache.clone(),
+                pg_catalog: (flavor == Flavor::Postgres).then(|| self.pg.schema()),
             }),
         );
         functions::register(&ctx);
+        if flavor == Flavor::Postgres {
+            self.pg.register(&ctx, db);
+        }
         if self.lastpoint.load(Ordering::Relaxed) {
             ctx.add_optimizer_rule(Arc::new(lastpoint::LastpointRule));
         }
@@ -135,10 +179,23 @@ impl QueryEngine {
 
     /// Plan and run `sql` with `db` as the default database, on the `query` runtime.
     pub async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput> {
+        self.sql_with(db, sql, Flavor::Plain).await
+    }
+
+    /// Plan and run `sql`, written in `flavor`, with `db` as the default database.
+    pub async fn sql_with(&self, db: &str, sql: &str, flavor: Flavor) -> Result<QueryOutput> {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         let result = match ddl::try_run(&self.engine, db, sql).await {
             Some(result) => result,
-            None => exec::run_sql(&self.runtimes, self.session(db), sql.to_string()).await,
+            None => {
+                exec::run_sql(
+                    &self.runtimes,
+                    self.session_with(db, flavor),
+                    sql.to_string(),
+                    (flavor == Flavor::Postgres).then(|| Arc::clone(&self.pg)),
+                )
+                .await
+            }
         };
         if result.is_err() {
             self.stats.query_errors.fetch_add(1, Ordering::Relaxed);

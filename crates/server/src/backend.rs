@@ -92,6 +92,12 @@ pub trait QueryBackend: Send + Sync + 'static {
     /// Plan `sql` against database `db`. Called on the `query` runtime.
     async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError>;
 
+    /// Plan `sql` from a PostgreSQL client (the PG wire protocol): PostgreSQL's catalog
+    /// and functions are there too. Defaults to [`QueryBackend::sql`].
+    async fn pg_sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        self.sql(db, sql).await
+    }
+
     /// Prometheus text of the query layer (added to `/metrics`).
     fn metrics_text(&self) -> String {
         String::new()

@@ -58,6 +58,9 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("no route for {0}")]
     NotFound(String),
+    /// The route exists, not for this method (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// Write admission control: too many request bytes are already being parsed or
     /// waiting for the engine (503 + Retry-After, nothing written).
     #[error(
@@ -79,6 +82,7 @@ impl ServerError {
             ServerError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ServerError::WritesInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } | EngineError::InvalidInput(_) => {
@@ -124,6 +128,7 @@ impl ServerError {
             ServerError::PayloadTooLarge { .. } => "payload_too_large",
             ServerError::LineProtocol { .. } => "line_protocol",
             ServerError::NotFound(_) => "not_found",
+            ServerError::MethodNotAllowed(_) => "method_not_allowed",
             ServerError::WritesInFlight { .. } => "overloaded",
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } => "schema_conflict",

@@ -25,8 +25,23 @@ struct Sql(Arc<QueryEngine>);
 #[async_trait]
 impl QueryBackend for Sql {
     async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        self.run(db, sql, bulkhead_query::Flavor::Plain).await
+    }
+
+    async fn pg_sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        self.run(db, sql, bulkhead_query::Flavor::Postgres).await
+    }
+}
+
+impl Sql {
+    async fn run(
+        &self,
+        db: &str,
+        sql: &str,
+        flavor: bulkhead_query::Flavor,
+    ) -> Result<QueryOutput, QueryError> {
         use bulkhead_query::QueryError as Q;
-        let out = self.0.sql(db, sql).await.map_err(|e| {
+        let out = self.0.sql_with(db, sql, flavor).await.map_err(|e| {
             let kind = match &e {
                 Q::Plan(_) => QueryErrorKind::Plan,
                 Q::ResourcesExhausted(_) => QueryErrorKind::ResourcesExhausted,
@@ -61,8 +76,12 @@ fn record(threads: &Mutex<Vec<String>>) {
 #[async_trait]
 impl QueryBackend for Recording {
     async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        self.pg_sql(db, sql).await
+    }
+
+    async fn pg_sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
         record(&self.threads);
-        let out = self.inner.sql(db, sql).await?;
+        let out = self.inner.pg_sql(db, sql).await?;
         let threads = Arc::clone(&self.threads);
         let mut batches = out.batches;
         Ok(QueryOutput {

@@ -1,5 +1,5 @@
 //! Token auth: `Authorization: Token|Bearer <t>`, basic auth (password = token), or the
-//! InfluxDB v1 `p` query parameter. Everything but `/health` requires it when set.
+//! InfluxDB v1 `p` query parameter. Everything but `/health`, `/ready` and `/ping` requires it when set.
 
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ pub(super) async fn require_token(
     let Some(token) = state.token.as_deref() else {
         return next.run(req).await;
     };
-    if matches!(req.uri().path(), "/health" | "/ping") {
+    if matches!(req.uri().path(), "/health" | "/ready" | "/ping") {
         return next.run(req).await;
     }
     match check(token, req.headers(), req.uri()) {

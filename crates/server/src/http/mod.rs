@@ -10,6 +10,7 @@ mod admission;
 mod auth;
 mod body;
 pub(crate) mod encode;
+mod gzip;
 mod metrics;
 mod ops;
 mod prom;
@@ -87,7 +88,15 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v2/write", post(write::write_v2))
         .route("/write", post(write::write_v1))
         .route("/api/v1/prom/write", post(prom::prom_write))
-        .route("/api/v1/sql", get(sql::sql_get).post(sql::sql_post))
+        .route(
+            "/api/v1/sql",
+            get(sql::sql_get)
+                .post(sql::sql_post)
+                .layer(middleware::from_fn_with_state(
+                    Arc::clone(&state),
+                    gzip::compress,
+                )),
+        )
         .route(
             "/query",
             get(crate::influxql::query_get).post(crate::influxql::query_post),
@@ -95,11 +104,13 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/flush", post(ops::flush))
         .route("/api/v1/compact", post(ops::compact))
         .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
         .route("/ping", get(ops::ping))
         .route("/metrics", get(ops::metrics))
         .route("/debug/bulkheads", get(ops::debug_bulkheads))
         .merge(prom_api::routes())
         .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_token,

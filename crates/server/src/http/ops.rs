@@ -88,9 +88,17 @@ pub(super) async fn compact(
 pub(super) async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
     let failing = state.writes.failing_flushes();
     if failing.is_empty() {
-        return Json(json!({ "status": "pass", "version": env!("CARGO_PKG_VERSION") }));
+        return Json(json!({
+            "name": "bulkhead",
+            "message": "ready for queries and writes",
+            "status": "pass",
+            "checks": [],
+            "version": env!("CARGO_PKG_VERSION"),
+        }));
     }
     Json(json!({
+        "name": "bulkhead",
+        "message": "some flushes keep failing",
         "status": "warn",
         "version": env!("CARGO_PKG_VERSION"),
         "checks": [{
@@ -104,6 +112,16 @@ pub(super) async fn health(State(state): State<Arc<ServerState>>) -> Json<Value>
             "tables": failing,
         }],
     }))
+}
+
+/// `GET /ready`: InfluxDB 2's readiness probe; 200 once the server serves, no auth.
+pub(super) async fn ready() -> Json<Value> {
+    Json(json!({ "status": "ready", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// A route that exists but not for this method: 405 with a JSON body naming it.
+pub(super) async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ServerError {
+    ServerError::MethodNotAllowed(format!("method {method} is not allowed for {}", uri.path()))
 }
 
 /// `GET /ping`: InfluxDB clients' liveness probe; 204, no auth.
