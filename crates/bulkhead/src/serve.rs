@@ -76,6 +76,12 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     )
     .context("starting the query layer")?;
     let queries = Arc::new(SqlBackend(Arc::new(query_engine)));
+    let state = ServerState::new(
+        &config,
+        Arc::clone(&runtimes),
+        Arc::clone(&writes) as Arc<dyn WriteBackend>,
+        Arc::clone(&queries) as Arc<dyn bulkhead_server::QueryBackend>,
+    );
 
     // The PostgreSQL wire listener: bound on `io` (its socket registers with io's
     // driver); its queries run on `query` through the same backend as HTTP.
@@ -92,18 +98,16 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
                     backend,
                 ),
             )?
-            .context("starting the PostgreSQL wire listener")?;
+            .context("starting the PostgreSQL wire listener")?
+            .with_limits(bulkhead_pgwire::PgLimits {
+                query_timeout: config.limits.query_timeout.get(),
+                trips: Arc::clone(&state.trips),
+            });
         Some(runtimes.spawn_io(server.serve(bulkhead_server::shutdown_signal())))
     } else {
         None
     };
 
-    let state = ServerState::new(
-        &config,
-        Arc::clone(&runtimes),
-        Arc::clone(&writes) as Arc<dyn WriteBackend>,
-        queries,
-    );
     let addr = config.http.addr;
     let drain = config.http.shutdown_timeout.get();
     let served = runtimes.block_on(RuntimeName::Io, async move {

@@ -19,6 +19,7 @@ mod series_filter;
 mod stats;
 mod system;
 mod table;
+pub mod yielding;
 
 use std::sync::Arc;
 

@@ -219,6 +219,7 @@ fn build_one(
     priority: Priority,
     config: &RuntimeConfig,
 ) -> Result<BuiltRuntime, RuntimeError> {
+    let serves_query = names.contains(&RuntimeName::Query);
     let stats = Arc::new(RuntimeStats::new(
         label.to_string(),
         names,
@@ -233,6 +234,15 @@ fn build_one(
         builder.enable_all();
     } else {
         builder.enable_time();
+    }
+    if serves_query {
+        // Query plans yield every few ms (`bulkhead_query::yielding`). Tokio's defaults
+        // assume short polls: it looks at tasks sent from other runtimes (a new query,
+        // a result encoder) and at its timers (query deadlines) only every 61 polls,
+        // which is 300 ms behind one heavy query and seconds for a `select 1` that
+        // takes three such hops. Check both every few polls instead.
+        builder.global_queue_interval(QUERY_GLOBAL_QUEUE_INTERVAL);
+        builder.event_interval(QUERY_EVENT_INTERVAL);
     }
     let counter = Arc::new(AtomicUsize::new(0));
     let prefix = format!("bh-{label}");
@@ -257,6 +267,13 @@ fn build_one(
         stats,
     })
 }
+
+/// Polls between two looks at the `query` runtime's queue of tasks sent from other
+/// runtimes (tokio's default self-tunes between 2 and 127).
+const QUERY_GLOBAL_QUEUE_INTERVAL: u32 = 2;
+
+/// Polls between two looks at the `query` runtime's timers (tokio's default: 61).
+const QUERY_EVENT_INTERVAL: u32 = 4;
 
 /// The OS priority given to a runtime's threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

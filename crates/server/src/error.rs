@@ -103,6 +103,7 @@ impl ServerError {
                 | QueryErrorKind::ResourcesExhausted
                 | QueryErrorKind::TooComplex => StatusCode::BAD_REQUEST,
                 QueryErrorKind::NotFound => StatusCode::NOT_FOUND,
+                QueryErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 QueryErrorKind::Execution => StatusCode::INTERNAL_SERVER_ERROR,
                 QueryErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
             },
@@ -218,6 +219,7 @@ mod tests {
             (QueryErrorKind::NotFound, StatusCode::NOT_FOUND),
             (QueryErrorKind::ResourcesExhausted, StatusCode::BAD_REQUEST),
             (QueryErrorKind::TooComplex, StatusCode::BAD_REQUEST),
+            (QueryErrorKind::Timeout, StatusCode::GATEWAY_TIMEOUT),
             (QueryErrorKind::Execution, StatusCode::INTERNAL_SERVER_ERROR),
             (QueryErrorKind::Unsupported, StatusCode::NOT_IMPLEMENTED),
         ];

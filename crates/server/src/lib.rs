@@ -17,6 +17,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 mod influxql;
+pub mod limits;
 pub mod lineproto;
 pub mod promwrite;
 

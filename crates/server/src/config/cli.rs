@@ -193,6 +193,9 @@ pub struct ServeArgs {
     /// [limits] query_memory: memory one SQL query may use [default: 1GiB].
     #[arg(long, env = "BULKHEAD_QUERY_MEMORY", value_name = "SIZE")]
     pub query_memory: Option<ByteSize>,
+    /// [limits] query_timeout: longest a SQL query may run [default: 5m].
+    #[arg(long, env = "BULKHEAD_QUERY_TIMEOUT", value_name = "DURATION")]
+    pub query_timeout: Option<HumanDuration>,
 
     /// [compaction] enabled: compact in the background [default: true].
     #[arg(long, env = "BULKHEAD_COMPACTION_ENABLED", value_name = "BOOL")]
@@ -314,6 +317,7 @@ impl ServeArgs {
             &self.max_fields_per_line,
         );
         set(&mut cfg.limits.query_memory, &self.query_memory);
+        set(&mut cfg.limits.query_timeout, &self.query_timeout);
         let c = &mut cfg.compaction;
         set(&mut c.enabled, &self.compaction_enabled);
         set(&mut c.trigger, &self.compaction_trigger);

@@ -47,6 +47,8 @@ pub struct ServerState {
     pub(crate) write_admission: admission::WriteAdmission,
     /// InfluxQL's `CREATE DATABASE` bookkeeping (`/query`).
     pub(crate) influxql: crate::influxql::InfluxqlState,
+    /// Limits that tripped, HTTP and PG (shared with the PG server).
+    pub trips: Arc<crate::limits::LimitTrips>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -76,6 +78,7 @@ impl ServerState {
                 config.limits.max_inflight_write_bytes.as_u64(),
             ),
             influxql: Default::default(),
+            trips: Default::default(),
         })
     }
 }
