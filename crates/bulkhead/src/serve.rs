@@ -31,6 +31,11 @@ pub(crate) struct ServeCmd {
 
 pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     let config = ServerConfig::load(&cmd.args)?;
+    // Every connection is a descriptor: a soft limit of 1024 made the server
+    // unreachable with 1,100 idle connections although the hard limit allows more.
+    if let Some((old, new)) = bulkhead_runtime::raise_open_files_limit() {
+        tracing::info!(old, new, "raised the open-files soft limit (RLIMIT_NOFILE)");
+    }
     let runtimes = Runtimes::new(config.runtime_config()).context("building the runtimes")?;
     tracing::info!(
         mode = %config.runtime.mode,

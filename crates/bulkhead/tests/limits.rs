@@ -326,3 +326,37 @@ fn select_1_answers_while_a_query_that_never_ends_runs() {
         );
     }
 }
+
+#[test]
+fn stalled_uploads_do_not_block_other_writers() {
+    let server = start(&["--body-read-timeout", "3s"]);
+    // Four uploads that declare the whole body limit (64 MiB), send a few bytes, stall.
+    let mut stalled: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.http_addr).unwrap();
+            write!(
+                s,
+                "POST /api/v2/write?bucket=demo HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\nm v=1"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Before, every write got 503 while they were open.
+    for i in 0..20 {
+        let r = server.post("/api/v2/write?bucket=demo", format!("m v={i} {}\n", 10 + i));
+        assert_eq!(r.status, 204, "write {i}: {}", r.text());
+    }
+    // Each stalled upload gets 408 once it has sent nothing for 3 s.
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+        assert!(reply.contains("body_timeout"), "{reply}");
+    }
+    assert_eq!(trips(&server, "body_read_timeout", "http"), 4.0);
+    let r = server.sql("demo", "select count(*) as n from m", "json");
+    assert_eq!(r.json()[0]["n"], 21, "{}", r.text());
+}

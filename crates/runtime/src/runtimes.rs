@@ -359,3 +359,56 @@ impl<T> Drop for RunHandle<T> {
         self.handle.abort();
     }
 }
+
+/// Raise the soft limit on open files to the hard limit (Linux and other Unixes), so
+/// that connections, WAL segments and SSTs are not capped by a default of 1024 while
+/// the hard limit allows far more. Returns the (old, new) soft limit when it changed.
+#[cfg(unix)]
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the plain struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return None;
+        }
+        let old = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "could not raise the open-files limit");
+            return None;
+        }
+        Some((old, lim.rlim_cur))
+    }
+}
+
+#[cfg(not(unix))]
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    None
+}
+
+#[cfg(all(test, unix))]
+mod fd_limit_tests {
+    #[test]
+    fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as in `raise_open_files_limit`.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+            if lim.rlim_max <= 256 {
+                return; // nothing to lower and raise
+            }
+            let hard = lim.rlim_max;
+            lim.rlim_cur = 256;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+            assert_eq!(super::raise_open_files_limit(), Some((256, hard)));
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+            assert_eq!(lim.rlim_cur, hard);
+        }
+    }
+}

@@ -65,6 +65,12 @@ pub enum ServerError {
          limits.max_inflight_write_bytes; retry later"
     )]
     WritesInFlight { limit: u64 },
+    /// The client sent nothing of its body for `timeout` (408; the bytes it had sent are
+    /// no longer charged to write admission).
+    #[error("the request body stalled: no bytes for {timeout} (limits.body_read_timeout)")]
+    BodyTimeout {
+        timeout: crate::config::HumanDuration,
+    },
 }
 
 impl ServerError {
@@ -80,6 +86,7 @@ impl ServerError {
             ServerError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::WritesInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } | EngineError::InvalidInput(_) => {
                     StatusCode::BAD_REQUEST
@@ -126,6 +133,7 @@ impl ServerError {
             ServerError::LineProtocol { .. } => "line_protocol",
             ServerError::NotFound(_) => "not_found",
             ServerError::WritesInFlight { .. } => "overloaded",
+            ServerError::BodyTimeout { .. } => "body_timeout",
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } => "schema_conflict",
                 EngineError::InvalidInput(_) => "invalid_input",

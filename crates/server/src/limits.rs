@@ -98,16 +98,24 @@ pub enum Limit {
     ClientGone,
     /// A query was stopped by a PG CancelRequest.
     CancelRequest,
+    /// A request body stalled past `limits.body_read_timeout`.
+    BodyReadTimeout,
 }
 
 impl Limit {
-    const ALL: [Limit; 3] = [Limit::QueryTimeout, Limit::ClientGone, Limit::CancelRequest];
+    const ALL: [Limit; 4] = [
+        Limit::QueryTimeout,
+        Limit::ClientGone,
+        Limit::CancelRequest,
+        Limit::BodyReadTimeout,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
             Limit::QueryTimeout => "query_timeout",
             Limit::ClientGone => "query_client_gone",
             Limit::CancelRequest => "query_cancel_request",
+            Limit::BodyReadTimeout => "body_read_timeout",
         }
     }
 }

@@ -271,6 +271,9 @@ pub struct LimitsConfig {
     /// Longest a SQL query may run, planning included; a request may only lower it
     /// (HTTP `timeout=`, PG `SET statement_timeout`).
     pub query_timeout: HumanDuration,
+    /// Longest wait for the next bytes of a request body; a stalled upload then gets
+    /// 408 and stops holding write admission.
+    pub body_read_timeout: HumanDuration,
 }
 
 impl Default for LimitsConfig {
@@ -283,6 +286,7 @@ impl Default for LimitsConfig {
             max_fields_per_line: 1024,
             query_memory: ByteSize::gib(1),
             query_timeout: HumanDuration::secs(300),
+            body_read_timeout: HumanDuration::secs(10),
         }
     }
 }

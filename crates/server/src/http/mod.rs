@@ -120,7 +120,7 @@ pub(crate) async fn read_body(
     body: axum::body::Body,
     state: &ServerState,
 ) -> Result<bytes::Bytes, ServerError> {
-    body::read_limited(headers, body, state.limits.max_body_size.as_u64()).await
+    body::read_limited(state, headers, body, state.limits.max_body_size.as_u64()).await
 }
 
 /// A bound (not yet serving) HTTP listener.

@@ -58,7 +58,7 @@ pub(super) async fn sql_post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServerError> {
-    let raw = read_limited(&headers, body, state.limits.max_body_size.as_u64()).await?;
+    let raw = read_limited(&state, &headers, body, state.limits.max_body_size.as_u64()).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
