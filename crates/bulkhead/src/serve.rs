@@ -31,6 +31,11 @@ pub(crate) struct ServeCmd {
 
 pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     let config = ServerConfig::load(&cmd.args)?;
+    // Every connection is a descriptor: a soft limit of 1024 made the server
+    // unreachable with 1,100 idle connections although the hard limit allows more.
+    if let Some((old, new)) = bulkhead_runtime::raise_open_files_limit() {
+        tracing::info!(old, new, "raised the open-files soft limit (RLIMIT_NOFILE)");
+    }
     let runtimes = Runtimes::new(config.runtime_config()).context("building the runtimes")?;
     tracing::info!(
         mode = %config.runtime.mode,
@@ -79,6 +84,12 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     .context("starting the query layer")?
     .with_cache(opened.cache.clone());
     let queries = Arc::new(SqlBackend(Arc::new(query_engine)));
+    let state = ServerState::new(
+        &config,
+        Arc::clone(&runtimes),
+        Arc::clone(&writes) as Arc<dyn WriteBackend>,
+        Arc::clone(&queries) as Arc<dyn bulkhead_server::QueryBackend>,
+    );
 
     // The PostgreSQL wire listener: bound on `io` (its socket registers with io's
     // driver); its queries run on `query` through the same backend as HTTP.
@@ -95,18 +106,16 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
                     backend,
                 ),
             )?
-            .context("starting the PostgreSQL wire listener")?;
+            .context("starting the PostgreSQL wire listener")?
+            .with_limits(bulkhead_pgwire::PgLimits {
+                query_timeout: config.limits.query_timeout.get(),
+                trips: Arc::clone(&state.trips),
+            });
         Some(runtimes.spawn_io(server.serve(bulkhead_server::shutdown_signal())))
     } else {
         None
     };
 
-    let state = ServerState::new(
-        &config,
-        Arc::clone(&runtimes),
-        Arc::clone(&writes) as Arc<dyn WriteBackend>,
-        queries,
-    );
     let addr = config.http.addr;
     let drain = config.http.shutdown_timeout.get();
     let served = runtimes.block_on(RuntimeName::Io, async move {

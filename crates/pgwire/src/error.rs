@@ -50,6 +50,20 @@ pub enum PgError {
 }
 
 impl PgError {
+    /// The error a result stream failed with, keeping its [`QueryErrorKind`] when the
+    /// backend classified it.
+    pub fn from_stream(e: arrow::error::ArrowError) -> Self {
+        match e {
+            arrow::error::ArrowError::ExternalError(inner) => {
+                match inner.downcast::<QueryError>() {
+                    Ok(q) => PgError::Query(*q),
+                    Err(other) => PgError::Stream(other.to_string()),
+                }
+            }
+            other => PgError::Stream(other.to_string()),
+        }
+    }
+
     /// The SQLSTATE a client sees for this error: the one place where that is decided.
     ///
     /// Plan errors carry only DataFusion's message, so the undefined-table, undefined-
@@ -62,6 +76,7 @@ impl PgError {
                 QueryErrorKind::ResourcesExhausted => "53200", // out_of_memory
                 QueryErrorKind::TooComplex => "54001", // statement_too_complex
                 QueryErrorKind::Unsupported => "0A000", // feature_not_supported
+                QueryErrorKind::Timeout => "57014",  // query_canceled
                 QueryErrorKind::Execution => "XX000", // internal_error
             },
             PgError::Stream(message) if is_memory_limit(message) => "53200",

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::cursor::{self, CursorCommand, Cursors};
 use crate::error::PgError;
-use crate::{catalog, copy, params, sql};
+use crate::{catalog, copy, params, session, sql};
 
 /// Rows encoded per message on the channel from `query` to `io` are one batch's worth;
 /// this many batches may be buffered.
@@ -62,6 +62,9 @@ impl Handler {
         format: &Format,
     ) -> Result<Response, PgError> {
         tracing::debug!(db, stmt, "PG statement");
+        if let Some(tag) = session::set_command(stmt)? {
+            return Ok(Response::Execution(Tag::new(tag)));
+        }
         if let Some((tag, kind)) = sql::session_command(stmt) {
             return Ok(match kind {
                 sql::Session::Other => Response::Execution(Tag::new(tag)),
@@ -155,17 +158,19 @@ impl Handler {
         }
     }
 
-    /// Plan and start `stmt` on the `query` runtime.
+    /// Plan and start `stmt` on the `query` runtime, under the session's timeout.
     pub(crate) async fn run(&self, db: &str, stmt: &str) -> Result<QueryOutput, PgError> {
         let backend = Arc::clone(&self.backend);
         let (db, stmt) = (db.to_owned(), stmt.to_owned());
-        let output = self
-            .runtimes
-            .run(RuntimeName::Query, async move {
-                backend.pg_sql(&db, &stmt).await
-            })
-            .await??;
-        Ok(output)
+        let deadline = session::deadline();
+        let planning = self.runtimes.run(RuntimeName::Query, async move {
+            backend.pg_sql(&db, &stmt).await
+        });
+        let output = deadline
+            .plan(planning)
+            .await
+            .inspect_err(|_| session::trip_timeout())???;
+        Ok(deadline.bound(output))
     }
 
     /// Run `stmt` and collect its (small) result, all on `query`: for catalog answers.
@@ -190,7 +195,11 @@ impl Handler {
 
     fn respond(&self, output: QueryOutput, format: &Format) -> Result<Response, PgError> {
         let fields = Arc::new(pg_fields(&output.schema, format)?);
-        let rows = encode_on_query(&self.runtimes, output.batches, Arc::clone(&fields));
+        let rows = session::cancellable(encode_on_query(
+            &self.runtimes,
+            output.batches,
+            Arc::clone(&fields),
+        ));
         Ok(Response::Query(QueryResponse::new(fields, rows)))
     }
 }
@@ -219,7 +228,7 @@ fn encode_on_query(
                 Ok(batch) => {
                     arrow_pg::datatypes::encode_recordbatch(Arc::clone(&fields), batch).collect()
                 }
-                Err(e) => vec![Err(PgError::Stream(e.to_string()).into_pgwire())],
+                Err(e) => vec![Err(PgError::from_stream(e).into_pgwire())],
             };
             let failed = rows.iter().any(Result::is_err);
             if tx.send(Some(rows)).await.is_err() || failed {

@@ -16,7 +16,9 @@ pub mod error;
 mod handler;
 mod params;
 mod server;
+mod session;
 mod sql;
 
 pub use error::PgError;
 pub use server::{PgServer, serve};
+pub use session::PgLimits;

@@ -26,11 +26,13 @@ use tokio::net::TcpListener;
 
 use crate::error::PgError;
 use crate::handler::Handler;
+use crate::session::{CONNECTION, PgLimits, Session, Sessions};
 
 /// A bound PostgreSQL wire-protocol listener. Create and serve it on the `io` runtime.
 pub struct PgServer {
     listener: TcpListener,
     handlers: Arc<Handlers>,
+    limits: Arc<PgLimits>,
 }
 
 impl std::fmt::Debug for PgServer {
@@ -55,15 +57,28 @@ impl PgServer {
             .map_err(|source| PgError::Bind { addr, source })?;
         let mut params = DefaultServerParameterProvider::default();
         params.server_version = format!("16.6 (Bulkhead {})", env!("CARGO_PKG_VERSION"));
+        let sessions = Arc::new(Sessions::default());
         let handlers = Arc::new(Handlers {
             query: Arc::new(Handler::new(runtimes, backend)),
             startup: Arc::new(Startup {
                 token,
                 params,
                 keys: RandomPidSecretKeyGenerator::default(),
+                sessions: Arc::clone(&sessions),
             }),
+            sessions,
         });
-        Ok(Self { listener, handlers })
+        Ok(Self {
+            listener,
+            handlers,
+            limits: Arc::default(),
+        })
+    }
+
+    /// Apply `limits` (query timeout, counters) to every connection.
+    pub fn with_limits(mut self, limits: PgLimits) -> Self {
+        self.limits = Arc::new(limits);
+        self
     }
 
     /// The bound address (useful with port 0).
@@ -97,12 +112,19 @@ impl PgServer {
                 tracing::debug!(%peer, error = %e, "PG: cannot set TCP_NODELAY");
             }
             let handlers = Arc::clone(&self.handlers);
+            let session = Session::new(Arc::clone(&self.limits), &socket);
             // The connection task runs on the runtime serving this listener (`io`);
             // its queries are sent to `query` by the handler.
             tokio::spawn(async move {
-                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                let sessions = Arc::clone(&handlers.sessions);
+                let served = CONNECTION.scope(
+                    Arc::clone(&session),
+                    pgwire::tokio::process_socket(socket, None, handlers),
+                );
+                if let Err(e) = served.await {
                     tracing::debug!(%peer, error = %e, "PG connection ended with an error");
                 }
+                sessions.remove(&session);
             });
         }
     }
@@ -125,6 +147,7 @@ pub async fn serve(
 struct Handlers {
     query: Arc<Handler>,
     startup: Arc<Startup>,
+    sessions: Arc<Sessions>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -139,6 +162,10 @@ impl PgWireServerHandlers for Handlers {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::clone(&self.startup)
     }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.sessions)
+    }
 }
 
 /// Trust, or cleartext password equal to the token.
@@ -146,6 +173,7 @@ struct Startup {
     token: Option<String>,
     params: DefaultServerParameterProvider,
     keys: RandomPidSecretKeyGenerator,
+    sessions: Arc<Sessions>,
 }
 
 #[async_trait]
@@ -165,6 +193,8 @@ impl StartupHandler for Startup {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 let (pid, key) = self.keys.generate(client);
+                // Cancel requests name the connection by this BackendKeyData.
+                self.sessions.register(pid, key.to_bytes().to_vec());
                 client.set_pid_and_secret_key(pid, key);
                 if self.token.is_some() {
                     client.set_state(PgWireConnectionState::AuthenticationInProgress);

@@ -74,6 +74,9 @@ pub(crate) async fn run_sql(
             options.verify_plan(&plan)?;
             let df = ctx.execute_logical_plan(plan).await?;
             let plan = df.create_physical_plan().await?;
+            // Time-sliced: the query yields every few ms, so others run and an abort
+            // (client gone, cancel, timeout) takes effect within a bounded time.
+            let plan = crate::yielding::guard_plan(plan)?;
             let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
             Ok::<_, QueryError>((plan.schema(), stream))
         }

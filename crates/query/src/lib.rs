@@ -23,6 +23,7 @@ mod series_filter;
 mod stats;
 mod system;
 mod table;
+pub mod yielding;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -19,7 +19,7 @@ mod watchdog;
 
 pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};
 pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label};
-pub use runtimes::{RunHandle, RuntimeError, Runtimes};
+pub use runtimes::{RunHandle, RuntimeError, Runtimes, raise_open_files_limit};
 #[cfg(target_os = "linux")]
 pub use runtimes::{current_thread_is_sched_idle, current_thread_nice};
 pub use watchdog::StallEvent;

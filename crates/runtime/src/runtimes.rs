@@ -220,6 +220,7 @@ fn build_one(
     priority: Priority,
     config: &RuntimeConfig,
 ) -> Result<BuiltRuntime, RuntimeError> {
+    let serves_query = names.contains(&RuntimeName::Query);
     let stats = Arc::new(RuntimeStats::new(
         label.to_string(),
         names,
@@ -234,6 +235,15 @@ fn build_one(
         builder.enable_all();
     } else {
         builder.enable_time();
+    }
+    if serves_query {
+        // Query plans yield every few ms (`bulkhead_query::yielding`). Tokio's defaults
+        // assume short polls: it looks at tasks sent from other runtimes (a new query,
+        // a result encoder) and at its timers (query deadlines) only every 61 polls,
+        // which is 300 ms behind one heavy query and seconds for a `select 1` that
+        // takes three such hops. Check both every few polls instead.
+        builder.global_queue_interval(QUERY_GLOBAL_QUEUE_INTERVAL);
+        builder.event_interval(QUERY_EVENT_INTERVAL);
     }
     let counter = Arc::new(AtomicUsize::new(0));
     let prefix = format!("bh-{label}");
@@ -258,6 +268,13 @@ fn build_one(
         stats,
     })
 }
+
+/// Polls between two looks at the `query` runtime's queue of tasks sent from other
+/// runtimes (tokio's default self-tunes between 2 and 127).
+const QUERY_GLOBAL_QUEUE_INTERVAL: u32 = 2;
+
+/// Polls between two looks at the `query` runtime's timers (tokio's default: 61).
+const QUERY_EVENT_INTERVAL: u32 = 4;
 
 /// The OS priority given to a runtime's threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,5 +358,58 @@ impl<T> Future for RunHandle<T> {
 impl<T> Drop for RunHandle<T> {
     fn drop(&mut self) {
         self.handle.abort();
+    }
+}
+
+/// Raise the soft limit on open files to the hard limit (Linux and other Unixes), so
+/// that connections, WAL segments and SSTs are not capped by a default of 1024 while
+/// the hard limit allows far more. Returns the (old, new) soft limit when it changed.
+#[cfg(unix)]
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the plain struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return None;
+        }
+        let old = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "could not raise the open-files limit");
+            return None;
+        }
+        Some((old, lim.rlim_cur))
+    }
+}
+
+#[cfg(not(unix))]
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    None
+}
+
+#[cfg(all(test, unix))]
+mod fd_limit_tests {
+    #[test]
+    fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as in `raise_open_files_limit`.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+            if lim.rlim_max <= 256 {
+                return; // nothing to lower and raise
+            }
+            let hard = lim.rlim_max;
+            lim.rlim_cur = 256;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+            assert_eq!(super::raise_open_files_limit(), Some((256, hard)));
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+            assert_eq!(lim.rlim_cur, hard);
+        }
     }
 }

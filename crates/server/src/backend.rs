@@ -117,6 +117,9 @@ pub enum QueryErrorKind {
     /// The statement nests too deeply or is too large to plan safely. 400 (SQLSTATE
     /// 54001, statement_too_complex); the message names the limit.
     TooComplex,
+    /// The query ran past its time limit (`limits.query_timeout` or the request's own,
+    /// lower one) and was stopped. 504 (SQLSTATE 57014); the message names the limit.
+    Timeout,
     /// Execution failed for a reason that is not the client's. 500.
     Execution,
     /// This backend cannot run SQL at all. 501.
@@ -131,6 +134,7 @@ impl QueryErrorKind {
             QueryErrorKind::NotFound => "not_found",
             QueryErrorKind::ResourcesExhausted => "resources_exhausted",
             QueryErrorKind::TooComplex => "too_complex",
+            QueryErrorKind::Timeout => "query_timeout",
             QueryErrorKind::Execution => "execution",
             QueryErrorKind::Unsupported => "unsupported",
         }

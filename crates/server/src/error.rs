@@ -68,6 +68,12 @@ pub enum ServerError {
          limits.max_inflight_write_bytes; retry later"
     )]
     WritesInFlight { limit: u64 },
+    /// The client sent nothing of its body for `timeout` (408; the bytes it had sent are
+    /// no longer charged to write admission).
+    #[error("the request body stalled: no bytes for {timeout} (limits.body_read_timeout)")]
+    BodyTimeout {
+        timeout: crate::config::HumanDuration,
+    },
 }
 
 impl ServerError {
@@ -84,6 +90,7 @@ impl ServerError {
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ServerError::WritesInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } | EngineError::InvalidInput(_) => {
                     StatusCode::BAD_REQUEST
@@ -107,6 +114,7 @@ impl ServerError {
                 | QueryErrorKind::ResourcesExhausted
                 | QueryErrorKind::TooComplex => StatusCode::BAD_REQUEST,
                 QueryErrorKind::NotFound => StatusCode::NOT_FOUND,
+                QueryErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 QueryErrorKind::Execution => StatusCode::INTERNAL_SERVER_ERROR,
                 QueryErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
             },
@@ -130,6 +138,7 @@ impl ServerError {
             ServerError::NotFound(_) => "not_found",
             ServerError::MethodNotAllowed(_) => "method_not_allowed",
             ServerError::WritesInFlight { .. } => "overloaded",
+            ServerError::BodyTimeout { .. } => "body_timeout",
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } => "schema_conflict",
                 EngineError::InvalidInput(_) => "invalid_input",
@@ -223,6 +232,7 @@ mod tests {
             (QueryErrorKind::NotFound, StatusCode::NOT_FOUND),
             (QueryErrorKind::ResourcesExhausted, StatusCode::BAD_REQUEST),
             (QueryErrorKind::TooComplex, StatusCode::BAD_REQUEST),
+            (QueryErrorKind::Timeout, StatusCode::GATEWAY_TIMEOUT),
             (QueryErrorKind::Execution, StatusCode::INTERNAL_SERVER_ERROR),
             (QueryErrorKind::Unsupported, StatusCode::NOT_IMPLEMENTED),
         ];

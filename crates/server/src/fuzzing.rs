@@ -175,7 +175,11 @@ pub fn sql_params(data: &[u8]) {
         Format::Csv => "csv",
         Format::Arrow => "arrow",
     };
-    let json = serde_json::json!({ "db": req.db, "q": req.q, "format": format });
+    let timeout = req
+        .timeout
+        .map(|t| crate::config::HumanDuration(t).to_string());
+    let json =
+        serde_json::json!({ "db": req.db, "q": req.q, "format": format, "timeout": timeout });
     let plain = Uri::from_static("/api/v1/sql");
     let again = parse_request(
         &plain,
@@ -184,11 +188,14 @@ pub fn sql_params(data: &[u8]) {
     )
     .expect("a request re-sent as JSON parses");
     assert_eq!(again, req);
-    let uri = format!(
+    let mut uri = format!(
         "/api/v1/sql?db={}&q={}&format={format}",
         percent_encode(&req.db),
         percent_encode(&req.q)
     );
+    if let Some(t) = &timeout {
+        uri.push_str(&format!("&timeout={t}"));
+    }
     let uri = Uri::try_from(uri).expect("a percent-encoded query string is a valid URI");
     let again = parse_request(&uri, None, b"").expect("a request re-sent as GET parses");
     assert_eq!(again, req);

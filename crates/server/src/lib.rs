@@ -18,6 +18,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 mod influxql;
+pub mod limits;
 pub mod lineproto;
 mod promquery;
 pub mod promwrite;

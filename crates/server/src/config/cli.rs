@@ -196,6 +196,12 @@ pub struct ServeArgs {
     /// [limits] query_memory: memory one SQL query may use [default: 1GiB].
     #[arg(long, env = "BULKHEAD_QUERY_MEMORY", value_name = "SIZE")]
     pub query_memory: Option<ByteSize>,
+    /// [limits] query_timeout: longest a SQL query may run [default: 5m].
+    #[arg(long, env = "BULKHEAD_QUERY_TIMEOUT", value_name = "DURATION")]
+    pub query_timeout: Option<HumanDuration>,
+    /// [limits] body_read_timeout: longest wait for a request body's next bytes [default: 10s].
+    #[arg(long, env = "BULKHEAD_BODY_READ_TIMEOUT", value_name = "DURATION")]
+    pub body_read_timeout: Option<HumanDuration>,
 
     /// [compaction] enabled: compact in the background [default: true].
     #[arg(long, env = "BULKHEAD_COMPACTION_ENABLED", value_name = "BOOL")]
@@ -331,6 +337,8 @@ impl ServeArgs {
             &self.max_fields_per_line,
         );
         set(&mut cfg.limits.query_memory, &self.query_memory);
+        set(&mut cfg.limits.query_timeout, &self.query_timeout);
+        set(&mut cfg.limits.body_read_timeout, &self.body_read_timeout);
         let c = &mut cfg.compaction;
         set(&mut c.enabled, &self.compaction_enabled);
         set(&mut c.trigger, &self.compaction_trigger);

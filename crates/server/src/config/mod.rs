@@ -274,6 +274,12 @@ pub struct LimitsConfig {
     pub max_fields_per_line: usize,
     /// Memory one SQL query may use before it fails with "resources exhausted".
     pub query_memory: ByteSize,
+    /// Longest a SQL query may run, planning included; a request may only lower it
+    /// (HTTP `timeout=`, PG `SET statement_timeout`).
+    pub query_timeout: HumanDuration,
+    /// Longest wait for the next bytes of a request body; a stalled upload then gets
+    /// 408 and stops holding write admission.
+    pub body_read_timeout: HumanDuration,
 }
 
 impl Default for LimitsConfig {
@@ -285,6 +291,8 @@ impl Default for LimitsConfig {
             max_tags_per_line: 256,
             max_fields_per_line: 1024,
             query_memory: ByteSize::gib(1),
+            query_timeout: HumanDuration::secs(300),
+            body_read_timeout: HumanDuration::secs(10),
         }
     }
 }

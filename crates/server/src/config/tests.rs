@@ -121,6 +121,8 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("limits.max_tags_per_line", "--max-tags-per-line", "3"),
     ("limits.max_fields_per_line", "--max-fields-per-line", "4"),
     ("limits.query_memory", "--query-memory", "2GiB"),
+    ("limits.query_timeout", "--query-timeout", "30s"),
+    ("limits.body_read_timeout", "--body-read-timeout", "3s"),
 ];
 
 fn repo_root() -> PathBuf {

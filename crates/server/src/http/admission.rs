@@ -13,36 +13,40 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ServerState;
-use super::body::{declared_length, read_limited};
+use super::body::{declared_length, read_charged, read_limited};
 use crate::error::ServerError;
 
-/// Read a write request's body under admission control: admitted before reading when
-/// its size is declared (so a refused request is not even read), else once it is
-/// known. The caller holds the permit until the write is acknowledged or refused.
+/// Read a write request's body under admission control. It is admitted before reading
+/// (1 KiB, so a full budget refuses it without reading it), then charged its bytes as
+/// they arrive, not as declared: four clients that declare 64 MiB and stall hold a
+/// few KiB, not the whole budget (and `limits.body_read_timeout` ends them). The caller
+/// holds the permit until the write is acknowledged or refused.
 pub(super) async fn read_admitted(
     state: &ServerState,
     headers: &HeaderMap,
     body: Body,
     limit: u64,
 ) -> Result<(Bytes, OwnedSemaphorePermit), ServerError> {
-    match declared_length(headers) {
-        Some(n) if n <= limit => match state.write_admission.admit(n) {
-            Ok(permit) => Ok((read_limited(headers, body, limit).await?, permit)),
-            Err(refused) => {
-                // Read and discard the body (never buffered), so the 503 goes back on a
-                // connection the client can keep using; answering before the body is
-                // read makes the server close it, and a client still sending sees a
-                // reset instead of the 503.
-                let _ = read_limited(headers, drain(body), limit).await;
-                Err(refused)
-            }
-        },
-        _ => {
-            let raw = read_limited(headers, body, limit).await?;
-            let permit = state.write_admission.admit(raw.len() as u64)?;
-            Ok((raw, permit))
-        }
+    if declared_length(headers).is_some_and(|n| n > limit) {
+        return Err(ServerError::PayloadTooLarge { limit });
     }
+    let mut permit = match state.write_admission.admit(0) {
+        Ok(permit) => permit,
+        Err(refused) => {
+            // Read and discard the body (never buffered), so the 503 goes back on a
+            // connection the client can keep using; answering before the body is
+            // read makes the server close it, and a client still sending sees a
+            // reset instead of the 503.
+            let _ = read_limited(state, headers, drain(body), limit).await;
+            return Err(refused);
+        }
+    };
+    let admission = &state.write_admission;
+    let raw = read_charged(state, headers, body, limit, |bytes| {
+        admission.grow(&mut permit, bytes)
+    })
+    .await?;
+    Ok((raw, permit))
 }
 
 /// `body` with every chunk dropped as it arrives (nothing is kept in memory).

@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, header};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
+use super::ServerState;
 use crate::error::ServerError;
+use crate::limits::{Limit, Protocol};
 
 /// The body size the client declared (`Content-Length`), if any.
 pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -17,21 +19,46 @@ pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Read `body` (on `io`; this is network IO), failing with 413 past `limit` bytes.
+/// Read `body` (on `io`; this is network IO), failing with 413 past `limit` bytes and
+/// with 408 when no bytes arrive for `limits.body_read_timeout`.
 pub(super) async fn read_limited(
+    state: &ServerState,
     headers: &HeaderMap,
     body: Body,
     limit: u64,
+) -> Result<Bytes, ServerError> {
+    read_charged(state, headers, body, limit, |_| Ok(())).await
+}
+
+/// [`read_limited`], calling `charge` with the bytes received so far after every chunk
+/// (write admission grows its permit there, or refuses the request).
+pub(super) async fn read_charged(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    mut charge: impl FnMut(u64) -> Result<(), ServerError>,
 ) -> Result<Bytes, ServerError> {
     let too_large = || ServerError::PayloadTooLarge { limit };
     let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
+    // Reserve what was declared only up to what has arrived so far: a client that
+    // declares 64 MiB and stalls does not hold 64 MiB.
+    let capacity = usize::try_from(declared.unwrap_or(0).min(limit).min(1 << 20)).unwrap_or(0);
     let mut buf = BytesMut::with_capacity(capacity);
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let idle = state.limits.body_read_timeout;
+    loop {
+        let next = match tokio::time::timeout(idle.get(), stream.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                state.trips.trip(Limit::BodyReadTimeout, Protocol::Http);
+                return Err(ServerError::BodyTimeout { timeout: idle });
+            }
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             ServerError::BadRequest(format!("reading the request body failed: {e}"))
         })?;
@@ -39,6 +66,7 @@ pub(super) async fn read_limited(
             return Err(too_large());
         }
         buf.extend_from_slice(&chunk);
+        charge(buf.len() as u64)?;
     }
     Ok(buf.freeze())
 }

@@ -49,6 +49,8 @@ pub struct ServerState {
     pub(crate) write_admission: admission::WriteAdmission,
     /// InfluxQL's `CREATE DATABASE` bookkeeping (`/query`).
     pub(crate) influxql: crate::influxql::InfluxqlState,
+    /// Limits that tripped, HTTP and PG (shared with the PG server).
+    pub trips: Arc<crate::limits::LimitTrips>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -78,6 +80,7 @@ impl ServerState {
                 config.limits.max_inflight_write_bytes.as_u64(),
             ),
             influxql: Default::default(),
+            trips: Default::default(),
         })
     }
 }
@@ -130,7 +133,7 @@ pub(crate) async fn read_body(
     body: axum::body::Body,
     state: &ServerState,
 ) -> Result<bytes::Bytes, ServerError> {
-    body::read_limited(headers, body, state.limits.max_body_size.as_u64()).await
+    body::read_limited(state, headers, body, state.limits.max_body_size.as_u64()).await
 }
 
 /// A bound (not yet serving) HTTP listener.

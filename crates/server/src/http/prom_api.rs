@@ -238,7 +238,7 @@ async fn read_params(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Params, ApiError> {
-    let raw = read_limited(headers, body, state.limits.max_body_size.as_u64())
+    let raw = read_limited(state, headers, body, state.limits.max_body_size.as_u64())
         .await
         .map_err(|e| bad(e.to_string()))?;
     Params::parse(uri, headers, &raw)
@@ -492,7 +492,7 @@ async fn remote_read(
     body: Body,
 ) -> Result<Response, ApiError> {
     let limit = state.limits.max_body_size.as_u64();
-    let raw = read_limited(&headers, body, limit)
+    let raw = read_limited(&state, &headers, body, limit)
         .await
         .map_err(|e| bad(e.to_string()))?;
     let db = Params::parse(&uri, &headers, b"")?.db();

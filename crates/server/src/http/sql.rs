@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use arrow::error::ArrowError;
 use axum::body::Body;
@@ -20,14 +21,17 @@ use super::ServerState;
 use super::body::read_limited;
 use super::encode::{Encoder, Format};
 use crate::backend::{QueryError, QueryErrorKind, QueryOutput};
+use crate::config::HumanDuration;
 use crate::error::ServerError;
+use crate::limits::{Deadline, Limit, Protocol};
 
-/// `db`, `q` and `format`, from the query string or a JSON body.
+/// `db`, `q`, `format` and `timeout`, from the query string or a JSON body.
 #[derive(Debug, Default, Deserialize)]
 struct SqlParams {
     db: Option<String>,
     q: Option<String>,
     format: Option<String>,
+    timeout: Option<String>,
 }
 
 /// A validated SQL request: what [`run`] executes.
@@ -36,6 +40,9 @@ pub(crate) struct SqlRequest {
     pub(crate) db: String,
     pub(crate) q: String,
     pub(crate) format: Format,
+    /// The request's own timeout (`timeout=30s`); it can only lower
+    /// `limits.query_timeout`.
+    pub(crate) timeout: Option<Duration>,
 }
 
 pub(super) async fn sql_get(
@@ -51,7 +58,7 @@ pub(super) async fn sql_post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServerError> {
-    let raw = read_limited(&headers, body, state.limits.max_body_size.as_u64()).await?;
+    let raw = read_limited(&state, &headers, body, state.limits.max_body_size.as_u64()).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -80,6 +87,7 @@ pub(crate) fn parse_request(
             p.db = b.db.or(p.db);
             p.q = b.q.or(p.q);
             p.format = b.format.or(p.format);
+            p.timeout = b.timeout.or(p.timeout);
         } else {
             p.q = Some(text.to_string());
         }
@@ -92,23 +100,55 @@ pub(crate) fn parse_request(
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ServerError::BadRequest("missing parameter `q` (the SQL query)".into()))?;
     let format = Format::parse(p.format.as_deref()).map_err(ServerError::BadRequest)?;
-    Ok(SqlRequest { db, q, format })
+    let timeout = p
+        .timeout
+        .map(|t| match t.parse::<HumanDuration>() {
+            Ok(d) if d.get() <= MAX_REQUEST_TIMEOUT => Ok(d.get()),
+            _ => Err(ServerError::BadRequest(format!(
+                "invalid parameter `timeout`: `{t}` (expected a duration up to a year, such as \
+                 `500ms`, `30s` or `2m`; it can only lower limits.query_timeout)"
+            ))),
+        })
+        .transpose()?;
+    Ok(SqlRequest {
+        db,
+        q,
+        format,
+        timeout,
+    })
 }
+
+/// Longest `timeout` a request may name (it is capped by `limits.query_timeout` anyway).
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
 
 /// Messages from the encoding task to the response body.
 type Chunk = Result<Bytes, ServerError>;
 
 async fn run(state: Arc<ServerState>, req: SqlRequest) -> Result<Response, ServerError> {
-    let SqlRequest { db, q, format } = req;
+    let SqlRequest {
+        db,
+        q,
+        format,
+        timeout,
+    } = req;
+    let limit = state.limits.query_timeout.get();
+    let deadline = match timeout {
+        Some(t) if !t.is_zero() && t < limit => Deadline::after(t, "the request's `timeout`"),
+        _ => Deadline::after(limit, "limits.query_timeout"),
+    };
     let queries = Arc::clone(&state.queries);
-    let output = state
-        .runtimes
-        .run(
-            RuntimeName::Query,
-            async move { queries.sql(&db, &q).await },
-        )
-        .await?
-        .map_err(|e| ServerError::Query(memory_limit_message(e, &state)))?;
+    let planning = state.runtimes.run(
+        RuntimeName::Query,
+        async move { queries.sql(&db, &q).await },
+    );
+    let output = match deadline.plan(planning).await {
+        Ok(planned) => planned?.map_err(|e| ServerError::Query(memory_limit_message(e, &state)))?,
+        Err(timed_out) => {
+            state.trips.trip(Limit::QueryTimeout, Protocol::Http);
+            return Err(ServerError::Query(timed_out));
+        }
+    };
+    let output = deadline.bound(output);
 
     let (tx, mut rx) = mpsc::channel::<Chunk>(4);
     let task_state = Arc::clone(&state);
@@ -159,7 +199,19 @@ async fn encode_task(
     };
     let mut pending = encoder.take();
     let mut sent_first = false;
-    while let Some(next) = batches.next().await {
+    loop {
+        // Watch the client while the query runs, not only when a batch is ready: the
+        // response body (or, before the first batch, the handler) is dropped when the
+        // client disconnects, and returning drops the query stream, which aborts it.
+        let next = tokio::select! {
+            next = batches.next() => next,
+            () = tx.closed() => {
+                state.trips.trip(Limit::ClientGone, Protocol::Http);
+                tracing::debug!("SQL client went away; cancelling its query");
+                return;
+            }
+        };
+        let Some(next) = next else { break };
         let chunk = match next {
             Ok(batch) => {
                 state
@@ -170,10 +222,13 @@ async fn encode_task(
                     .write(&batch)
                     .map_err(|e| ServerError::Encode(e.to_string()))
             }
-            Err(e) => Err(ServerError::Query(memory_limit_message(
-                classify(e),
-                &state,
-            ))),
+            Err(e) => {
+                let e = classify(e);
+                if e.kind == QueryErrorKind::Timeout {
+                    state.trips.trip(Limit::QueryTimeout, Protocol::Http);
+                }
+                Err(ServerError::Query(memory_limit_message(e, &state)))
+            }
         };
         let chunk = match chunk {
             Ok(bytes) if !sent_first => {
