@@ -370,6 +370,7 @@ impl ExecutionPlan for EngineScanExec {
             tag_predicate: self.tag_predicate.clone(),
             metrics: Some(Arc::clone(&scan_metrics)),
             last_per_series: self.last_per_series,
+            ignore_last_row_metadata: false,
         };
         let schema = Arc::clone(&self.schema);
         let out_schema = Arc::clone(&schema);

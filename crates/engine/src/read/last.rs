@@ -108,7 +108,8 @@ impl ScanCtx {
                             // its latest in range.
                             let whole = self.range.start <= meta.min_time
                                 && self.range.last >= meta.max_time;
-                            if whole && let Some(last) = &opened.last_rows {
+                            let kept = opened.last_rows.as_ref().filter(|_| self.use_last_rows);
+                            if whole && let Some(last) = kept {
                                 // Kept in the file's metadata: no page is read.
                                 let runs = UInt32Array::from_iter_values(
                                     series.iter().map(|(s, _, _)| *s as u32),

@@ -58,6 +58,10 @@ pub struct ScanRequest {
     /// a full scan would return it, reading as little history as possible (see
     /// `read/last.rs`). For aggregates that only look at each series' latest row.
     pub last_per_series: bool,
+    /// With `last_per_series`: do not use SSTs' last-row metadata, select those rows
+    /// through the series index instead (as for files written without it). For tests
+    /// that compare the two.
+    pub ignore_last_row_metadata: bool,
 }
 
 impl std::fmt::Debug for ScanRequest {
@@ -69,6 +73,7 @@ impl std::fmt::Debug for ScanRequest {
             .field("tag_values", &self.tag_values)
             .field("tag_predicate", &self.tag_predicate)
             .field("last_per_series", &self.last_per_series)
+            .field("ignore_last_row_metadata", &self.ignore_last_row_metadata)
             .finish()
     }
 }
@@ -235,6 +240,7 @@ impl TableSnapshot {
             tag_values: req.tag_values,
             tag_predicate: req.tag_predicate,
             metrics: req.metrics.unwrap_or_default(),
+            use_last_rows: !req.ignore_last_row_metadata,
             store: Arc::clone(&self.store),
             cache: Arc::clone(&self.cache),
             segment_nanos: self.segment_nanos,
@@ -264,6 +270,8 @@ struct ScanCtx {
     tag_values: BTreeMap<String, BTreeSet<String>>,
     tag_predicate: Option<TagPredicate>,
     metrics: Arc<ScanMetrics>,
+    /// Whether `last_per_series` may use SSTs' last-row metadata.
+    use_last_rows: bool,
     store: Arc<dyn ObjectStore>,
     cache: Arc<MetadataCache>,
     segment_nanos: i64,
