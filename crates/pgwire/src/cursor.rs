@@ -243,7 +243,7 @@ impl Cursors {
         cursors.insert(
             name,
             Cursor {
-                schema: output.schema.clone(),
+                schema: Arc::clone(&output.schema),
                 query,
                 hold,
                 output,

@@ -287,7 +287,7 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     fn check(sql: &str) -> Result<DfStatement> {
-        parse(&SessionContext::new().state(), sql)
+        parse(&SessionContext::new().state(), sql, None)
     }
 
     fn chain(op: &str, terms: usize) -> String {
