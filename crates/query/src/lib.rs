@@ -7,6 +7,7 @@
 //! `system.runtimes` expose live state. Plans run on `query`; the caller (HTTP or PG on
 //! `io`) only receives finished batches (see [`exec`]).
 
+mod capped;
 mod catalog;
 mod depth;
 mod error;
@@ -104,6 +105,7 @@ impl QueryEngine {
             }),
         );
         functions::register(&ctx);
+        capped::register(&ctx, self.config.memory_limit);
         ctx
     }
 
