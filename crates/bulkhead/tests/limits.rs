@@ -360,3 +360,30 @@ fn stalled_uploads_do_not_block_other_writers() {
     let r = server.sql("demo", "select count(*) as n from m", "json");
     assert_eq!(r.json()[0]["n"], 21, "{}", r.text());
 }
+
+#[test]
+fn functions_that_build_huge_values_are_refused_under_the_memory_limit() {
+    let server = start(&[]);
+    for q in [
+        "select length(repeat('x', 1000000000))",
+        "select sum(length(repeat('x', 10000000 + value))) from generate_series(1, 200)",
+        "select cardinality(array_repeat(1, 200000000))",
+    ] {
+        let r = server.sql("demo", q, "json");
+        assert_eq!(r.status, 400, "{q}: {}", r.text());
+        assert_eq!(r.json()["code"], "resources_exhausted", "{q}: {}", r.text());
+        assert!(
+            r.text().contains("limits.query_memory"),
+            "{q}: {}",
+            r.text()
+        );
+    }
+    let out = psql(&server, &["-c", "select length(repeat('x', 1000000000))"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("53200") && err.contains("repeat()"), "{err}");
+    // Small values are unaffected.
+    let r = server.sql("demo", "select repeat('ab', 3) as r", "json");
+    assert_eq!(r.json()[0]["r"], "ababab", "{}", r.text());
+}

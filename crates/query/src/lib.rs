@@ -7,6 +7,7 @@
 //! `system.runtimes` expose live state. Plans run on `query`; the caller (HTTP or PG on
 //! `io`) only receives finished batches (see [`exec`]).
 
+mod capped;
 mod catalog;
 mod ddl;
 mod depth;
@@ -175,6 +176,7 @@ impl QueryEngine {
         if self.lastpoint.load(Ordering::Relaxed) {
             ctx.add_optimizer_rule(Arc::new(lastpoint::LastpointRule));
         }
+        capped::register(&ctx, self.config.memory_limit);
         ctx
     }
 

@@ -172,10 +172,16 @@ struct YieldStream {
 }
 
 impl YieldStream {
-    fn next_slice(&mut self, rows: usize) -> Option<RecordBatch> {
+    fn next_slice(&mut self, rows: usize) -> Option<Result<RecordBatch>> {
         let (batch, offset) = self.pending.take()?;
         let len = rows.min(batch.num_rows() - offset);
-        let slice = batch.slice(offset, len);
+        // Copied, not a zero-copy slice: a join passes probe columns through to its
+        // output, and a slice would report (and keep alive) the whole batch's buffers,
+        // so a join that buffers that output (the build side of another join) would be
+        // charged 128x its memory.
+        let indices =
+            arrow::array::UInt32Array::from_iter_values(offset as u32..(offset + len) as u32);
+        let slice = arrow::compute::take_record_batch(&batch, &indices).map_err(Into::into);
         if offset + len < batch.num_rows() {
             self.pending = Some((batch, offset + len));
         }
@@ -197,7 +203,7 @@ impl Stream for YieldStream {
         if let Some(rows) = self.split_rows
             && let Some(slice) = self.next_slice(rows)
         {
-            return Poll::Ready(Some(Ok(slice)));
+            return Poll::Ready(Some(slice));
         }
         match self.inner.poll_next_unpin(cx) {
             Poll::Pending => {
@@ -207,7 +213,7 @@ impl Stream for YieldStream {
             Poll::Ready(Some(Ok(batch))) => match self.split_rows {
                 Some(rows) if batch.num_rows() > rows => {
                     self.pending = Some((batch, 0));
-                    Poll::Ready(self.next_slice(rows).map(Ok))
+                    Poll::Ready(self.next_slice(rows))
                 }
                 _ => Poll::Ready(Some(Ok(batch))),
             },
