@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, free_port, url_encode};
+use common::{TestServer, free_port_pair, url_encode};
 use serde_json::Value;
 
 const DATA: &str = "\
@@ -42,7 +42,7 @@ impl Influx {
             panic!("influxd not found: install the Debian package `influxdb` (scripts/test does)")
         });
         let dir = tempfile::tempdir().unwrap();
-        let (http, rpc) = (free_port(), free_port());
+        let (http, rpc) = free_port_pair();
         let d = dir.path().display();
         let conf = dir.path().join("influxdb.conf");
         std::fs::write(

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::weed::{Weed, serve_on_s3 as serve};
-use common::{TestServer, free_port};
+use common::{TestServer, free_port, free_port_pair};
 
 fn serve_on_s3(weed: &Weed, prefix: &str, dir: Option<&Path>) -> TestServer {
     serve(weed, prefix, dir, &[], &[])
@@ -157,15 +157,16 @@ fn injected_errors_and_multipart_uploads_lose_nothing(weed: &Weed) {
 #[test]
 fn an_unreachable_store_stops_startup_with_a_clear_message() {
     let port = free_port();
+    let (http, pg) = free_port_pair();
     let out = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
         .args([
             "serve",
             "--object-store",
             "s3://nobucket/x",
             "--http-addr",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{http}"),
             "--pg-addr",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{pg}"),
         ])
         .arg("--data-dir")
         .arg(tempfile::tempdir().expect("tempdir").path())

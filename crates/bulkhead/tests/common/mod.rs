@@ -77,6 +77,16 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Two distinct free ports (HTTP, PG). Both listeners are held until both ports are
+/// known: two `free_port()` calls in a row can return the same just-released port, and
+/// the server then fails to bind its second listener.
+pub fn free_port_pair() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
+    (port(&a), port(&b))
+}
+
 impl TestServer {
     /// Start with default options plus `args` (e.g. `["--auth-token", "t"]`).
     pub fn start(args: &[&str]) -> Self {
@@ -86,11 +96,12 @@ impl TestServer {
     /// Start with extra flags and environment variables.
     pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let ports = free_port_pair();
         let mut s = Self {
             child: None,
             data: DataDir::Owned(dir),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            pg_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], ports.0)),
+            pg_addr: SocketAddr::from(([127, 0, 0, 1], ports.1)),
             args: args.iter().map(|a| a.to_string()).collect(),
             envs: envs
                 .iter()
@@ -110,11 +121,12 @@ impl TestServer {
 
     /// Start on an existing data dir with extra environment variables.
     pub fn start_in_with_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let ports = free_port_pair();
         let mut s = Self {
             child: None,
             data: DataDir::Borrowed(dir.to_path_buf()),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            pg_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], ports.0)),
+            pg_addr: SocketAddr::from(([127, 0, 0, 1], ports.1)),
             args: args.iter().map(|a| a.to_string()).collect(),
             envs: envs
                 .iter()
