@@ -22,7 +22,7 @@ use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 
 use crate::error::PgError;
-use crate::handler::{AbortOnDrop, pg_fields};
+use crate::handler::pg_fields;
 use crate::sql::{matching_paren, quote_ident};
 
 /// The formats of `COPY ... TO STDOUT`.
@@ -316,25 +316,7 @@ pub(crate) fn respond(
         }
         let _ = tx.send(None).await;
     });
-    let state = (rx, AbortOnDrop(task), false);
-    let data = futures::stream::unfold(state, |(mut rx, guard, done)| async move {
-        if done {
-            return None;
-        }
-        match rx.next().await {
-            Some(Some(items)) => Some((futures::stream::iter(items), (rx, guard, false))),
-            Some(None) => None,
-            None => {
-                let err =
-                    PgError::Stream("the query task ended before its result was complete".into());
-                Some((
-                    futures::stream::iter(vec![Err(err.into_pgwire())]),
-                    (rx, guard, true),
-                ))
-            }
-        }
-    })
-    .flatten();
+    let data = crate::handler::relay(rx, task);
     Ok(CopyResponse::new(i8::from(binary), columns, data))
 }
 

@@ -237,13 +237,23 @@ fn encode_on_query(
         }
         let _ = tx.send(None).await;
     });
+    relay(rx, task)
+}
+
+/// The connection's side of a result produced by a task on `query`: the items of each
+/// chunk in order, then the end; an error if the task ended without its clean-end
+/// marker (`None`). Dropping the stream aborts the task.
+pub(crate) fn relay<T: Send + 'static>(
+    rx: futures::channel::mpsc::Receiver<Option<Vec<PgWireResult<T>>>>,
+    task: JoinHandle<()>,
+) -> impl Stream<Item = PgWireResult<T>> + Send + 'static {
     let state = (rx, AbortOnDrop(task), false);
     futures::stream::unfold(state, |(mut rx, guard, done)| async move {
         if done {
             return None;
         }
         match rx.next().await {
-            Some(Some(rows)) => Some((futures::stream::iter(rows), (rx, guard, false))),
+            Some(Some(items)) => Some((futures::stream::iter(items), (rx, guard, false))),
             Some(None) => None,
             None => {
                 let err =
