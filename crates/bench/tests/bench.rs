@@ -73,6 +73,24 @@ fn bench_interference_reports_both_modes() {
         assert!(m["phase_b"]["compactions"].as_u64().unwrap() > 0, "{m}");
         assert!(m["write_p99_ratio"].as_f64().is_some(), "{m}");
         assert_eq!(m["rounds"].as_array().map(Vec::len), Some(1), "{m}");
+        // The server's write stages, diffed per phase: every ack went through each.
+        let stages = m["stages"].as_array().expect("stages");
+        let names: Vec<&str> = stages
+            .iter()
+            .map(|s| s["stage"].as_str().unwrap())
+            .collect();
+        for want in ["http_handler", "wal", "wal_io", "lock_wait", "total"] {
+            assert!(names.contains(&want), "{want} missing: {names:?}");
+        }
+        // (The server splits the phases when the bench asks, the bench by when each
+        // request was due, so only the sums must agree.)
+        let total = stages.iter().find(|s| s["stage"] == "total").unwrap();
+        let server: u64 = (0..2).map(|p| total["count"][p].as_u64().unwrap()).sum();
+        let client: u64 = ["phase_a", "phase_b"]
+            .iter()
+            .map(|p| m[p]["writes"]["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(server, client, "{m}");
         assert!(
             m["stalls"].as_object().is_some_and(|s| !s.is_empty()),
             "{m}"

@@ -14,6 +14,7 @@ use bulkhead_engine::{
     CompactionConfig, EngineConfig, Error as EngineError, FieldType, ROLE_KEY, Scope, WalSync,
     WriteBatch, arrow_type,
 };
+use bulkhead_runtime::latency::HistogramSnapshot;
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use bulkhead_server::config::{CompactionSection, WalSyncSetting};
 use bulkhead_server::{
@@ -147,6 +148,7 @@ fn engine_config(config: &ServerConfig) -> EngineConfig {
             WalSyncSetting::None => WalSync::None,
         },
         wal_segment_size: config.wal.segment_size.as_u64(),
+        wal_preallocate: config.wal.preallocate,
         table_flush_threshold: config.memtable.table_flush_size.as_usize(),
         write_buffer_size: config.memtable.write_buffer.as_usize(),
         max_memtable_age: config.memtable.flush_interval.get(),
@@ -236,6 +238,10 @@ impl WriteBackend for EngineBackend {
             }
         }
         Some(columns)
+    }
+
+    fn write_stages(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        self.engine.write_stages()
     }
 
     fn metrics_text(&self) -> String {

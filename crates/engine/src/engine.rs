@@ -24,6 +24,7 @@ use crate::sst::{Purger, SstFile, SstMeta};
 use crate::stats::{EngineStats, StatsCounters, TableStats};
 use crate::wal::Wal;
 use crate::write::PendingWrite;
+use bulkhead_runtime::latency::HistogramSnapshot;
 
 /// A memtable that no longer takes writes and waits to be flushed (or a read
 /// snapshot's copy of active rows). Readers convert it to Arrow per scan, with the
@@ -296,6 +297,14 @@ impl Engine {
     }
 
     /// Counters for `/metrics`.
+    /// Latency histograms of the write path's stages (see [`crate::stats::WriteStages`]).
+    pub fn write_stages(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        let mut stages = self.counters.stages.snapshot();
+        // Inside `wal`: the WAL thread writing (and syncing) one group.
+        stages.insert(3, ("wal_io", self.wal.counters.group_io.snapshot()));
+        stages
+    }
+
     pub fn stats(&self) -> EngineStats {
         let tables = self
             .all_tables()

@@ -184,6 +184,11 @@ pub(crate) async fn open(
                 .into_iter()
                 .filter(|s| !removed.contains(&s.path))
                 .collect(),
+            preallocate: config.wal_preallocate,
+            latency_slice: match runtimes.mode() {
+                bulkhead_runtime::RuntimeMode::Isolated => runtimes.config().latency_slice,
+                bulkhead_runtime::RuntimeMode::Shared => std::time::Duration::ZERO,
+            },
         },
         out_tx,
     )?;

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bulkhead_runtime::latency::{HistogramSnapshot, LatencyHistogram};
 use serde::Serialize;
 
 use crate::engine::Engine;
@@ -57,6 +58,42 @@ pub struct EngineStats {
     pub tables: Vec<TableStats>,
 }
 
+/// Latency of each stage of a write, from `Engine::write` to its acknowledgement, and
+/// of the table-lock sections that readers take; see `docs/observability.md`.
+#[derive(Debug, Default)]
+pub(crate) struct WriteStages {
+    /// From `Engine::write` until its task first runs on `write` (queueing for a CPU).
+    pub(crate) queue: LatencyHistogram,
+    /// Admission, validation, encoding and schema evolution, up to the WAL hand-off.
+    pub(crate) prepare: LatencyHistogram,
+    /// From the WAL hand-off until the applier takes the committed batch (group commit,
+    /// fsync, and the applier's backlog).
+    pub(crate) wal: LatencyHistogram,
+    /// The applier waiting for table locks (held by readers taking snapshots, flushes).
+    pub(crate) lock_wait: LatencyHistogram,
+    /// Inserting the batch into memtables, lock waits included.
+    pub(crate) apply: LatencyHistogram,
+    /// `Engine::write` from start to acknowledgement.
+    pub(crate) total: LatencyHistogram,
+    /// How long a reader holds a table's lock to take a snapshot.
+    pub(crate) snapshot_lock_hold: LatencyHistogram,
+}
+
+impl WriteStages {
+    /// Every histogram by name, in pipeline order.
+    pub(crate) fn snapshot(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        vec![
+            ("queue", self.queue.snapshot()),
+            ("prepare", self.prepare.snapshot()),
+            ("wal", self.wal.snapshot()),
+            ("lock_wait", self.lock_wait.snapshot()),
+            ("apply", self.apply.snapshot()),
+            ("total", self.total.snapshot()),
+            ("snapshot_lock_hold", self.snapshot_lock_hold.snapshot()),
+        ]
+    }
+}
+
 /// Compaction and retention counters (since the process started).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactionStats {
@@ -76,6 +113,8 @@ pub struct CompactionStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct StatsCounters {
+    /// Where a write's time goes, stage by stage (`/debug/latency`).
+    pub(crate) stages: WriteStages,
     pub(crate) writes: AtomicU64,
     pub(crate) rows_written: AtomicU64,
     pub(crate) stalled: AtomicU64,

@@ -31,6 +31,8 @@ pub(crate) struct PendingWrite {
     pub(crate) db: String,
     pub(crate) op: WalOp,
     pub(crate) done: oneshot::Sender<Result<()>>,
+    /// When it was handed to the WAL (for the `wal` stage's latency).
+    pub(crate) appended_at: Instant,
 }
 
 pub(crate) enum WalOp {
@@ -58,13 +60,19 @@ pub(crate) async fn write(engine: &Engine, db: &str, batch: WriteBatch) -> Resul
     // Spawned (not `run`): a caller that goes away must not cancel a batch half way
     // between the WAL and the memtables.
     let runtimes = Arc::clone(&engine.runtimes);
+    let start = Instant::now();
+    let stages_of = Arc::clone(&engine);
     let task = runtimes.spawn(RuntimeName::Write, async move {
+        engine.counters.stages.queue.record(start.elapsed());
         write_on_write_runtime(&engine, db, batch).await
     });
-    join(task).await?
+    let reply = join(task).await?;
+    stages_of.counters.stages.total.record(start.elapsed());
+    reply
 }
 
 async fn write_on_write_runtime(engine: &Engine, db: String, batch: WriteBatch) -> Result<()> {
+    let start = Instant::now();
     admit(engine).await?;
     validate_rows(&batch)?;
     let payload = record::encode_batch(&db, &batch);
@@ -79,12 +87,15 @@ async fn write_on_write_runtime(engine: &Engine, db: String, batch: WriteBatch) 
             .iter()
             .map(|t| engine.table(&db, &t.table))
             .collect();
+        let appended_at = Instant::now();
+        engine.counters.stages.prepare.record(appended_at - start);
         engine.wal.append(
             payload,
             PendingWrite {
                 db,
                 op: WalOp::Write { batch, tables },
                 done: tx,
+                appended_at,
             },
         )?;
     }
@@ -119,6 +130,7 @@ pub(crate) async fn drop_tables(
                     db,
                     op: WalOp::Drop(pending),
                     done: tx,
+                    appended_at: Instant::now(),
                 },
             )?;
             tables
@@ -368,7 +380,9 @@ pub(crate) fn apply(
                 table: t.table.clone(),
             });
         };
+        let wait = Instant::now();
         let mut st = table.state.lock();
+        engine.counters.stages.lock_wait.record(wait.elapsed());
         let schema = Arc::clone(&st.schema);
         let mut table_added = 0;
         let mut resolver = crate::memtable::RowResolver::new(&schema);
@@ -399,7 +413,12 @@ pub(crate) async fn run_applier(
     mut rx: mpsc::UnboundedReceiver<Appended<PendingWrite>>,
 ) {
     while let Some(Appended { result, item }) = rx.recv().await {
-        let PendingWrite { db, op, done } = item;
+        let PendingWrite {
+            db,
+            op,
+            done,
+            appended_at,
+        } = item;
         let Some(engine) = engine.upgrade() else {
             let _ = done.send(Err(Error::Closed));
             continue;
@@ -410,7 +429,11 @@ pub(crate) async fn run_applier(
             }
             (Ok(seq), WalOp::Write { batch, tables }) => {
                 engine.counters.writes.fetch_add(1, Ordering::Relaxed);
+                let applying = Instant::now();
+                let stages = &engine.counters.stages;
+                stages.wal.record(applying - appended_at);
                 let reply = apply(&engine, &db, &batch, seq, Some(&tables)).map(|_| ());
+                stages.apply.record(applying.elapsed());
                 let _ = done.send(reply);
             }
             (Err(msg), WalOp::Drop(pending)) => {

@@ -112,6 +112,11 @@ pub struct RuntimeConfig {
     /// `compact_sched_idle`: a waking write or flush thread preempts a query at once.
     /// Off by default: under sustained 100 % CPU from other threads, queries starve.
     pub query_sched_idle: bool,
+    /// The time slice asked of the OS for `io`, `write` and `flush` threads and the WAL
+    /// thread (Linux ≥ 6.12, EEVDF; zero = the kernel's default). Shorter than the
+    /// default (0.75–3 ms), a waking write preempts a running query or compaction
+    /// thread at once instead of queueing behind its slice.
+    pub latency_slice: Duration,
     /// A single poll longer than this counts as a slow poll.
     pub slow_poll_threshold: Duration,
     /// A runtime that does not answer the watchdog within this is counted as stalled.
@@ -147,6 +152,7 @@ impl RuntimeConfig {
             compact_sched_idle: true,
             query_nice: 5,
             query_sched_idle: false,
+            latency_slice: Duration::ZERO,
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),

@@ -12,14 +12,19 @@
 //! per runtime, and [`Runtimes::snapshot`] exposes the metrics.
 
 mod config;
+pub mod latency;
 mod metrics;
+mod priority;
 mod runtimes;
 pub mod store;
 mod watchdog;
 
 pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};
 pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label};
-pub use runtimes::{RunHandle, RuntimeError, Runtimes, raise_open_files_limit};
+pub use priority::set_current_thread_latency_slice;
 #[cfg(target_os = "linux")]
-pub use runtimes::{current_thread_is_sched_idle, current_thread_nice};
+pub use priority::{
+    current_thread_is_sched_idle, current_thread_latency_slice, current_thread_nice,
+};
+pub use runtimes::{RunHandle, RuntimeError, Runtimes, raise_open_files_limit};
 pub use watchdog::StallEvent;

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{RuntimeConfig, RuntimeMode, RuntimeName};
 use crate::metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, RuntimeStats};
+use crate::priority::Priority;
 use crate::watchdog::Watchdog;
 
 /// Errors from running work on a bulkhead.
@@ -76,7 +77,9 @@ impl Runtimes {
                         RuntimeName::Compact => Priority::Nice(config.compact_nice),
                         RuntimeName::Query if config.query_sched_idle => Priority::Idle,
                         RuntimeName::Query => Priority::Nice(config.query_nice),
-                        _ => Priority::Nice(0),
+                        RuntimeName::Io | RuntimeName::Write | RuntimeName::Flush => {
+                            Priority::Latency(config.latency_slice)
+                        }
                     };
                     built.push(build_one(
                         name.as_str(),
@@ -251,11 +254,7 @@ fn build_one(
     let start_stats = Arc::clone(&stats);
     builder.on_thread_start(move || {
         start_stats.register_current_thread();
-        match priority {
-            Priority::Nice(0) => {}
-            Priority::Nice(nice) => set_current_thread_nice(nice),
-            Priority::Idle => set_current_thread_sched_idle(),
-        }
+        priority.apply();
     });
     builder.on_thread_stop(RuntimeStats::unregister_current_thread);
     let runtime = builder.build().map_err(|source| RuntimeError::Build {
@@ -275,64 +274,6 @@ const QUERY_GLOBAL_QUEUE_INTERVAL: u32 = 2;
 
 /// Polls between two looks at the `query` runtime's timers (tokio's default: 61).
 const QUERY_EVENT_INTERVAL: u32 = 4;
-
-/// The OS priority given to a runtime's threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Priority {
-    /// SCHED_OTHER with this nice value.
-    Nice(i32),
-    /// SCHED_IDLE: runs only when no other thread wants the CPU.
-    Idle,
-}
-
-/// Put the calling thread under `SCHED_IDLE` (Linux). A thread waking up on a CPU that
-/// runs only idle-policy threads preempts them at once, and the kernel counts such a
-/// CPU as idle when placing wakeups. Plain nice does not give that under EEVDF: a
-/// waking write thread was seen queued 5 ms behind a nice-10 compaction thread.
-#[cfg(target_os = "linux")]
-fn set_current_thread_sched_idle() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: a syscall on the calling thread (pid 0) with a valid, initialised param.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    if rc != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "could not set SCHED_IDLE");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_current_thread_sched_idle() {
-    tracing::debug!("SCHED_IDLE is only applied on Linux");
-}
-
-/// Whether the calling thread runs under `SCHED_IDLE` (Linux), for tests.
-#[cfg(target_os = "linux")]
-pub fn current_thread_is_sched_idle() -> bool {
-    // SAFETY: reads the calling thread's own policy.
-    unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
-}
-
-/// Lower (or raise) the OS priority of the calling thread. On Linux, `setpriority` with
-/// a thread id applies to that thread only.
-#[cfg(target_os = "linux")]
-fn set_current_thread_nice(nice: i32) {
-    // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-    if rc != 0 {
-        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "could not set thread priority");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_current_thread_nice(nice: i32) {
-    tracing::debug!(nice, "thread priorities are only applied on Linux");
-}
-
-/// The current OS nice value of the calling thread (Linux), for tests and diagnostics.
-#[cfg(target_os = "linux")]
-pub fn current_thread_nice() -> i32 {
-    // SAFETY: see `set_current_thread_nice`.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-}
 
 /// A task running on a bulkhead, awaited from elsewhere; aborts the task when dropped.
 #[derive(Debug)]

@@ -8,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use async_trait::async_trait;
 use bulkhead_engine::{FieldType, Scope, WriteBatch};
+use bulkhead_runtime::latency::HistogramSnapshot;
 use futures::stream::BoxStream;
 
 /// Writes, admin and storage metrics: implemented by the storage engine.
@@ -33,6 +34,12 @@ pub trait WriteBackend: Send + Sync + 'static {
 
     /// Prometheus text (without the runtime metrics, which the server adds itself).
     fn metrics_text(&self) -> String;
+
+    /// Latency histograms of the storage's write stages, by name, in pipeline order
+    /// (`/debug/latency`, `/metrics`); empty if the backend has none.
+    fn write_stages(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        Vec::new()
+    }
 
     /// Tables whose flushes keep failing, for `/health` (empty when every flush
     /// succeeds). Cheap: `/health` is polled.

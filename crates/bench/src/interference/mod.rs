@@ -24,6 +24,7 @@ use super::tsbs;
 
 mod report;
 
+use bulkhead_runtime::latency::HistogramSnapshot;
 use report::{ModeResult, ModeRun, Sample, pool, print_table};
 
 #[derive(Debug, clap::Args)]
@@ -238,6 +239,7 @@ async fn run_mode(
     // Written before phase A, so both phases see the same ingest; phase B differs only
     // by the compaction (and query) work.
     prepare_churn(client, &base).await?;
+    let stages_start = write_stages(client, &base).await?;
     let t0 = Instant::now();
     let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
     let writes: Arc<Mutex<Vec<Sample>>> = Arc::default();
@@ -268,6 +270,7 @@ async fn run_mode(
     let errors_a = errors.load(std::sync::atomic::Ordering::Relaxed);
     let b_start = t0.elapsed().as_secs_f64();
     let stalls_before = stalls(client, &base).await?;
+    let stages_mid = write_stages(client, &base).await?;
     let b_deadline = Instant::now() + args.phase;
     let churn = args
         .load
@@ -293,6 +296,7 @@ async fn run_mode(
     flusher.await??;
     let b_end = t0.elapsed().as_secs_f64();
     let stalls_after = stalls(client, &base).await?;
+    let stages_end = write_stages(client, &base).await?;
     let errors_b = errors.load(std::sync::atomic::Ordering::Relaxed) - errors_a;
     drop(server);
 
@@ -306,7 +310,17 @@ async fn run_mode(
     }
     let writes = writes.lock().clone();
     let flushes = flushes.lock().clone();
+    // Each stage's latencies in phase A and in phase B (the server's histograms diffed).
+    let stages = stages_end
+        .into_iter()
+        .filter_map(|(name, end)| {
+            let start = stages_start.iter().find(|(n, _)| *n == name)?;
+            let mid = stages_mid.iter().find(|(n, _)| *n == name)?;
+            Some((name, mid.1.since(&start.1), end.since(&mid.1)))
+        })
+        .collect();
     Ok(ModeRun {
+        stages,
         writes,
         flushes,
         b_span: (b_start, b_end),
@@ -499,6 +513,36 @@ async fn query_loop(
         latencies.push(start.elapsed().as_secs_f64() * 1e3);
     }
     Ok(latencies)
+}
+
+/// The server's write-stage latency histograms, from `/debug/latency`.
+async fn write_stages(
+    client: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<Vec<(String, HistogramSnapshot)>> {
+    let body = client
+        .get(format!("{base}/debug/latency"))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    #[derive(serde::Deserialize)]
+    struct Stage {
+        stage: String,
+        #[serde(flatten)]
+        hist: HistogramSnapshot,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        write_stages: Vec<Stage>,
+    }
+    let body: Body = serde_json::from_slice(&body)?;
+    Ok(body
+        .write_stages
+        .into_iter()
+        .map(|s| (s.stage, s.hist))
+        .collect())
 }
 
 /// Watchdog stall counts per runtime, from `/debug/bulkheads`.

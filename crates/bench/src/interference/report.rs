@@ -2,6 +2,7 @@
 //! p99 ratio B/A, and next to it each round's ratio, their median and the worst round,
 //! with the number of samples behind every p99, so one lucky round cannot flatter.
 
+use bulkhead_runtime::latency::HistogramSnapshot;
 use serde::Serialize;
 use serde_json::json;
 
@@ -25,6 +26,8 @@ pub(super) struct ModeRun {
     pub(super) queries_ms: Vec<f64>,
     pub(super) compactions: usize,
     pub(super) stalls: Vec<(String, u64)>,
+    /// The server's write-stage latencies: (stage, phase A, phase B).
+    pub(super) stages: Vec<(String, HistogramSnapshot, HistogramSnapshot)>,
 }
 
 impl ModeRun {
@@ -83,6 +86,48 @@ impl Spread {
     }
 }
 
+/// One write stage's latency in both phases (from the server's histograms, so each
+/// figure is a bucket's upper bound, at most 9 % above the exact value).
+#[derive(Debug, Clone, Serialize)]
+struct StageLatency {
+    stage: String,
+    p50_ms: (f64, f64),
+    p99_ms: (f64, f64),
+    count: (u64, u64),
+}
+
+/// Pools every round's stage histograms per phase.
+fn pool_stages(runs: &[ModeRun]) -> Vec<StageLatency> {
+    let mut pooled: Vec<(String, HistogramSnapshot, HistogramSnapshot)> = Vec::new();
+    for r in runs {
+        for (name, a, b) in &r.stages {
+            match pooled.iter_mut().find(|(n, ..)| n == name) {
+                Some((_, pa, pb)) => {
+                    add(pa, a);
+                    add(pb, b);
+                }
+                None => pooled.push((name.clone(), a.clone(), b.clone())),
+            }
+        }
+    }
+    fn add(into: &mut HistogramSnapshot, h: &HistogramSnapshot) {
+        into.counts.resize(into.counts.len().max(h.counts.len()), 0);
+        for (i, c) in h.counts.iter().enumerate() {
+            into.counts[i] += c;
+        }
+        into.sum_nanos += h.sum_nanos;
+    }
+    pooled
+        .into_iter()
+        .map(|(stage, a, b)| StageLatency {
+            stage,
+            p50_ms: (a.quantile_ms(0.5), b.quantile_ms(0.5)),
+            p99_ms: (a.quantile_ms(0.99), b.quantile_ms(0.99)),
+            count: (a.count(), b.count()),
+        })
+        .collect()
+}
+
 #[derive(Debug, Serialize)]
 pub(super) struct ModeResult {
     pub(super) mode: String,
@@ -94,6 +139,9 @@ pub(super) struct ModeResult {
     phase_a: Phase,
     phase_b: Phase,
     stalls: serde_json::Map<String, serde_json::Value>,
+    /// Each write stage's p50/p99 in phase A and B, every round pooled: where a late
+    /// ack spent its time.
+    stages: Vec<StageLatency>,
     rounds: Vec<RoundRatios>,
     #[serde(skip)]
     pub(super) write_samples: Vec<Sample>,
@@ -154,6 +202,7 @@ pub(super) fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
         phase_a,
         phase_b,
         stalls,
+        stages: pool_stages(runs),
         rounds,
         write_samples: last.map(|r| r.writes.clone()).unwrap_or_default(),
         phase_b_span: last.map(|r| r.b_span).unwrap_or_default(),
@@ -252,6 +301,12 @@ pub(super) fn print_table(
             "",
             per_round.join("  ")
         );
+        let stages: Vec<String> = r
+            .stages
+            .iter()
+            .map(|s| format!("{} {:.2}→{:.2}", s.stage, s.p99_ms.0, s.p99_ms.1))
+            .collect();
+        println!("{:<9} stage p99 ms A→B: {}", "", stages.join(", "));
     }
 }
 
@@ -282,6 +337,7 @@ mod tests {
             queries_ms: vec![5.0; 7],
             compactions: 3,
             stalls: vec![("write".into(), 1)],
+            stages: vec![],
         };
         let r = pool("isolated", &[run(2.0), run(4.0), run(1.0)]);
         assert_eq!(r.rounds.len(), 3);

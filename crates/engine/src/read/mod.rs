@@ -125,6 +125,9 @@ impl TableSnapshot {
     pub(crate) fn take(engine: &Engine, table: &Table, range: TimeRange) -> Result<Self> {
         let (schema, frozen, active, mut ssts) = {
             let mut st = table.state.lock();
+            // Recorded when dropped, just before `st` (declared first, dropped last).
+            let _hold =
+                (engine.counters.stages.snapshot_lock_hold).timer_from(std::time::Instant::now());
             // A large active memtable is sealed (made immutable, a new one takes writes)
             // so that it is converted outside the lock and writers are not held up for
             // the copy; a small one is copied right here. The flush merges sealed

@@ -14,6 +14,7 @@
 //! before the next one is created, which is why recovery may treat damage in any but the
 //! last segment as corruption (see [`replay`]).
 
+mod prealloc;
 pub(crate) mod record;
 pub(crate) mod replay;
 pub(crate) mod segment;
@@ -69,6 +70,8 @@ pub(crate) struct WalCounters {
     pub(crate) segments: AtomicU64,
     pub(crate) syncs: AtomicU64,
     pub(crate) appends: AtomicU64,
+    /// Writing one group, and syncing it when the sync mode asks (the `wal_io` stage).
+    pub(crate) group_io: bulkhead_runtime::latency::LatencyHistogram,
 }
 
 /// Handle to the WAL thread.
@@ -86,6 +89,10 @@ pub(crate) struct WalOptions {
     pub(crate) next_seq: u64,
     /// Segments left from before (already replayed), oldest first.
     pub(crate) existing: Vec<SegmentFile>,
+    /// Zero-fill segments ahead of time (see `prealloc.rs`).
+    pub(crate) preallocate: bool,
+    /// The WAL thread's OS time slice (`runtime.latency_slice`; zero = default).
+    pub(crate) latency_slice: std::time::Duration,
 }
 
 impl<T: Send + 'static> Wal<T> {
@@ -95,11 +102,18 @@ impl<T: Send + 'static> Wal<T> {
         out: tmpsc::UnboundedSender<Appended<T>>,
     ) -> Result<Self> {
         let counters = Arc::new(WalCounters::default());
+        let slice = opts.latency_slice;
         let mut writer = Writer::open(opts, Arc::clone(&counters))?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("bh-wal".into())
-            .spawn(move || writer.run(rx, out))
+            .spawn(move || {
+                // Every write ack waits for this thread: it preempts queries at once.
+                if !slice.is_zero() {
+                    bulkhead_runtime::set_current_thread_latency_slice(slice);
+                }
+                writer.run(rx, out)
+            })
             .map_err(|source| Error::Io {
                 op: "spawn WAL thread",
                 source,
@@ -159,6 +173,8 @@ struct Writer {
     /// When the last sync (or sync attempt) happened.
     last_sync: Instant,
     counters: Arc<WalCounters>,
+    /// The next segment, zero-filled ahead of time (`None`: `wal_preallocate = false`).
+    spare: Option<prealloc::Spare>,
 }
 
 fn policy(sync: WalSync) -> SyncPolicy {
@@ -184,6 +200,10 @@ impl Writer {
             let len = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(0);
             sealed.push_back((s, len));
         }
+        let segment_size = opts.segment_size.max(4096);
+        let spare = opts
+            .preallocate
+            .then(|| prealloc::Spare::new(&opts.dir, segment_size));
         let (active, file) =
             create_segment(&opts.dir, opts.next_seq).map_err(|source| Error::Io {
                 op: "create WAL segment",
@@ -199,12 +219,13 @@ impl Writer {
         Ok(Self {
             dir: opts.dir,
             sync: opts.sync,
-            segment_size: opts.segment_size.max(4096),
+            segment_size,
             next_seq: opts.next_seq,
             sealed,
             active: ActiveSegment::new(active, file, MAGIC.len() as u64, policy(opts.sync)),
             last_sync: Instant::now(),
             counters,
+            spare,
         })
     }
 
@@ -221,12 +242,18 @@ impl Writer {
                     match rx.recv_timeout(wait.max(Duration::from_micros(100))) {
                         Ok(c) => Some(c),
                         Err(mpsc::RecvTimeoutError::Timeout) => None,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => return self.finish(),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            let _ = self.finish();
+                            return;
+                        }
                     }
                 }
                 _ => match rx.recv() {
                     Ok(c) => Some(c),
-                    Err(_) => return self.finish(),
+                    Err(_) => {
+                        let _ = self.finish();
+                        return;
+                    }
                 },
             };
             let Some(first) = first else {
@@ -276,7 +303,9 @@ impl Writer {
             }
         }
         if !items.is_empty() {
+            let started = Instant::now();
             let result = self.write_group(&buf);
+            self.counters.group_io.record(started.elapsed());
             self.counters
                 .appends
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
@@ -284,8 +313,8 @@ impl Writer {
                 let result = result.clone().map(|()| seq);
                 let _ = out.send(Appended { result, item });
             }
-            if self.active.len() >= self.segment_size
-                && !self.active.is_broken()
+            if !self.active.is_broken()
+                && (self.active.len() >= self.segment_size || self.spare_wanted())
                 && let Err(e) = self.rotate()
             {
                 tracing::error!(error = %e, "WAL segment rotation failed");
@@ -295,7 +324,7 @@ impl Writer {
             match cmd {
                 Command::Truncate { upto } => self.truncate(upto),
                 Command::Shutdown(reply) => {
-                    let _ = reply.send(self.sync_now());
+                    let _ = reply.send(self.finish());
                     return true;
                 }
                 Command::Append { .. } => {}
@@ -342,12 +371,45 @@ impl Writer {
         Ok(())
     }
 
-    /// Seal the active segment (synced first) and start a new one.
+    /// Whether to move off a segment that grows as it is written: once the WAL sees
+    /// traffic, a spare is prepared, and the rotation onto it happens when it is ready.
+    fn spare_wanted(&mut self) -> bool {
+        let Some(spare) = &mut self.spare else {
+            return false;
+        };
+        if self.active.is_preallocated() || self.active.len() < prealloc::TRAFFIC_THRESHOLD {
+            return false;
+        }
+        spare.prepare();
+        spare.is_ready()
+    }
+
+    /// Seal the active segment (synced, and trimmed if preallocated) and start a new
+    /// one: the spare if one is ready, else a new file.
     fn rotate(&mut self) -> std::result::Result<(), WalError> {
         self.sync_now()?;
-        let (seg, file) = create_segment(&self.dir, self.next_seq)
-            .map_err(|e| WalError::io("create", &segment_path(&self.dir, self.next_seq), &e))?;
+        self.active.trim()?;
+        let path = segment_path(&self.dir, self.next_seq);
+        let spare = self.spare.as_mut().and_then(|s| s.take(&path));
+        let preallocated = spare.is_some();
+        let (seg, file) = match spare {
+            Some(file) => (
+                replay::SegmentFile {
+                    first_seq: self.next_seq,
+                    path,
+                },
+                file,
+            ),
+            None => create_segment(&self.dir, self.next_seq)
+                .map_err(|e| WalError::io("create", &path, &e))?,
+        };
+        if let Some(spare) = &mut self.spare {
+            spare.prepare();
+        }
         let mut next = ActiveSegment::new(seg, file, MAGIC.len() as u64, policy(self.sync));
+        if preallocated {
+            next = next.preallocated();
+        }
         next.faults = Arc::clone(&self.active.faults);
         let old = std::mem::replace(&mut self.active, next);
         let old_len = old.len();
@@ -386,8 +448,16 @@ impl Writer {
         }
     }
 
-    fn finish(&mut self) {
-        let _ = self.sync_now();
+    /// At shutdown: sync, trim a preallocated segment, delete the spare.
+    fn finish(&mut self) -> std::result::Result<(), WalError> {
+        let synced = self.sync_now();
+        if let Err(e) = self.active.trim() {
+            tracing::warn!(error = %e, "could not trim the preallocated WAL segment; recovery cuts its zeros off");
+        }
+        if let Some(spare) = &mut self.spare {
+            spare.discard();
+        }
+        synced
     }
 }
 

@@ -85,6 +85,8 @@ pub(crate) struct ActiveSegment {
     dirty: bool,
     /// Why the segment needs a repair before the next write.
     broken: Option<WalError>,
+    /// The file was zero-filled past `len` (`prealloc.rs`): trim it before sealing.
+    preallocated: bool,
     /// Pass-through outside tests; injected failures in them.
     pub(crate) faults: Arc<Faults>,
 }
@@ -125,8 +127,33 @@ impl ActiveSegment {
             unsynced: Vec::new(),
             dirty: false,
             broken: None,
+            preallocated: false,
             faults: Default::default(),
         }
+    }
+
+    /// Marks the file as zero-filled past the header (a spare from `prealloc.rs`).
+    pub(crate) fn preallocated(mut self) -> Self {
+        self.preallocated = true;
+        self
+    }
+
+    pub(crate) fn is_preallocated(&self) -> bool {
+        self.preallocated
+    }
+
+    /// Cut a preallocated file's zeros off (the file then holds exactly the accepted
+    /// bytes, synced), before it is sealed or at shutdown; a no-op otherwise.
+    pub(crate) fn trim(&mut self) -> Result<(), WalError> {
+        if !self.preallocated || self.broken.is_some() {
+            return Ok(());
+        }
+        let path = self.seg.path.clone();
+        self.set_len(self.len)
+            .map_err(|e| self.fail(WalError::io("truncate", &path, &e)))?;
+        self.preallocated = false;
+        self.dirty = true;
+        self.sync()
     }
 
     /// Bytes of accepted groups in the file.
@@ -234,6 +261,7 @@ impl ActiveSegment {
         }
         self.set_len(self.len)
             .map_err(|e| WalError::io("truncate", &path, &e))?;
+        self.preallocated = false;
         self.sync_data()
             .map_err(|e| WalError::io("fdatasync", &path, &e))?;
         self.synced();

@@ -178,3 +178,40 @@ async fn replaced_sst_stays_readable_while_a_snapshot_holds_it() {
     );
     assert_eq!(read_all(&engine, "db", "m").await.len(), 10);
 }
+
+/// The write-stage histograms (`Engine::write_stages`, `/debug/latency`) count every
+/// write once per stage, and every snapshot's hold of the table lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_stages_count_every_write_and_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = local_store(dir.path());
+    let engine = open(config(dir.path()), &store).await;
+    for t in 0..5 {
+        let mut b = WriteBatch::default();
+        b.push(
+            "cpu",
+            row(&[("host", "a")], vec![("u", FieldValue::I64(t))], t),
+        );
+        engine.write("db", b).await.expect("write");
+    }
+    for _ in 0..2 {
+        engine
+            .snapshot("db", "cpu", TimeRange::ALL)
+            .expect("snapshot");
+    }
+    let stages = engine.write_stages();
+    let count = |name: &str| {
+        stages
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no stage {name}: {stages:?}"))
+            .1
+            .count()
+    };
+    for stage in ["queue", "prepare", "wal", "lock_wait", "apply", "total"] {
+        assert_eq!(count(stage), 5, "{stage}");
+    }
+    // Sequential writes: one WAL group each.
+    assert_eq!(count("wal_io"), 5);
+    assert_eq!(count("snapshot_lock_hold"), 2);
+}

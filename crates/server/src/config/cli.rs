@@ -104,6 +104,9 @@ pub struct ServeArgs {
     /// [wal] segment_size: WAL segment file size [default: 64MiB].
     #[arg(long, env = "BULKHEAD_WAL_SEGMENT_SIZE", value_name = "SIZE")]
     pub wal_segment_size: Option<ByteSize>,
+    /// [wal] preallocate: zero-fill the next segment ahead of time [default: true].
+    #[arg(long, env = "BULKHEAD_WAL_PREALLOCATE", value_name = "BOOL")]
+    pub wal_preallocate: Option<bool>,
 
     /// [memtable] write_buffer: memory for all memtables [default: 256MiB].
     #[arg(long, env = "BULKHEAD_WRITE_BUFFER", value_name = "SIZE")]
@@ -158,6 +161,9 @@ pub struct ServeArgs {
     /// [runtime] query_sched_idle: run query threads under SCHED_IDLE [default: false].
     #[arg(long, env = "BULKHEAD_QUERY_SCHED_IDLE", value_name = "BOOL")]
     pub query_sched_idle: Option<bool>,
+    /// [runtime] latency_slice: OS time slice of io/write/flush/WAL threads, 0 = kernel default [default: 0s].
+    #[arg(long, env = "BULKHEAD_LATENCY_SLICE", value_name = "DURATION")]
+    pub latency_slice: Option<HumanDuration>,
     /// [runtime] slow_poll_threshold [default: 10ms].
     #[arg(long, env = "BULKHEAD_SLOW_POLL_THRESHOLD", value_name = "DURATION")]
     pub slow_poll_threshold: Option<HumanDuration>,
@@ -298,6 +304,7 @@ impl ServeArgs {
         set(&mut cfg.s3.connect_timeout, &self.s3_connect_timeout);
         set(&mut cfg.wal.sync, &self.wal_sync);
         set(&mut cfg.wal.segment_size, &self.wal_segment_size);
+        set(&mut cfg.wal.preallocate, &self.wal_preallocate);
         set(&mut cfg.memtable.write_buffer, &self.write_buffer);
         set(&mut cfg.memtable.table_flush_size, &self.table_flush_size);
         set(&mut cfg.memtable.flush_interval, &self.flush_interval);
@@ -315,6 +322,7 @@ impl ServeArgs {
             &self.compact_sched_idle,
         );
         set(&mut cfg.runtime.query_sched_idle, &self.query_sched_idle);
+        set(&mut cfg.runtime.latency_slice, &self.latency_slice);
         set(
             &mut cfg.runtime.slow_poll_threshold,
             &self.slow_poll_threshold,

@@ -149,6 +149,9 @@ pub struct WalConfig {
     pub sync: WalSyncSetting,
     /// Roll over to a new WAL segment file past this size.
     pub segment_size: ByteSize,
+    /// Zero-fill the next segment ahead of time, so that a sync writes data only and
+    /// does not wait for other files' writeback (one spare segment of disk space).
+    pub preallocate: bool,
 }
 
 impl Default for WalConfig {
@@ -156,6 +159,7 @@ impl Default for WalConfig {
         Self {
             sync: WalSyncSetting::Always,
             segment_size: ByteSize::mib(64),
+            preallocate: true,
         }
     }
 }
@@ -203,6 +207,9 @@ pub struct RuntimeSection {
     pub compact_sched_idle: bool,
     /// Run the `query` threads under SCHED_IDLE (Linux) instead of `query_nice`.
     pub query_sched_idle: bool,
+    /// OS time slice asked for the `io`, `write` and `flush` threads and the WAL thread
+    /// (Linux ≥ 6.12; 0 = the kernel's default).
+    pub latency_slice: HumanDuration,
     /// A single poll longer than this counts as a slow poll.
     pub slow_poll_threshold: HumanDuration,
     /// A runtime that does not answer the watchdog within this counts as stalled.
@@ -225,6 +232,7 @@ impl Default for RuntimeSection {
             query_nice: 5,
             compact_sched_idle: true,
             query_sched_idle: false,
+            latency_slice: HumanDuration::millis(0),
             slow_poll_threshold: HumanDuration::millis(10),
             watchdog_threshold: HumanDuration::millis(100),
             watchdog_interval: HumanDuration::millis(20),
@@ -394,6 +402,7 @@ impl ServerConfig {
         rc.query_nice = r.query_nice;
         rc.compact_sched_idle = r.compact_sched_idle;
         rc.query_sched_idle = r.query_sched_idle;
+        rc.latency_slice = r.latency_slice.get();
         rc.slow_poll_threshold = r.slow_poll_threshold.get();
         rc.watchdog_threshold = r.watchdog_threshold.get();
         rc.watchdog_interval = r.watchdog_interval.get();

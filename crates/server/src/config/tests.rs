@@ -85,6 +85,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("cache.disk_path", "--cache-disk-path", "/tmp/bh-cache"),
     ("wal.sync", "--wal-sync", "250ms"),
     ("wal.segment_size", "--wal-segment-size", "8MiB"),
+    ("wal.preallocate", "--wal-preallocate", "false"),
     ("memtable.write_buffer", "--write-buffer", "1GiB"),
     ("memtable.table_flush_size", "--table-flush-size", "16MiB"),
     ("memtable.flush_interval", "--flush-interval", "30s"),
@@ -103,6 +104,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "false",
     ),
     ("runtime.query_sched_idle", "--query-sched-idle", "true"),
+    ("runtime.latency_slice", "--latency-slice", "200us"),
     (
         "runtime.slow_poll_threshold",
         "--slow-poll-threshold",

@@ -10,6 +10,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use bulkhead_runtime::latency::{HistogramSnapshot, LatencyHistogram};
 use std::sync::Mutex;
 
 use super::ServerState;
@@ -53,9 +54,24 @@ pub struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     /// route -> latency.
     latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Write requests: from the body being read until parsing starts on `write`.
+    pub(super) write_parse_queue: LatencyHistogram,
+    /// Write requests: decompressing and parsing the line protocol.
+    pub(super) write_parse: LatencyHistogram,
+    /// Write requests: from the body being read until the answer (parse, engine, ack).
+    pub(super) write_handler: LatencyHistogram,
 }
 
 impl HttpMetrics {
+    /// The HTTP layer's write stages, by name, in pipeline order.
+    pub(super) fn write_stages(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        vec![
+            ("http_parse_queue", self.write_parse_queue.snapshot()),
+            ("http_parse", self.write_parse.snapshot()),
+            ("http_handler", self.write_handler.snapshot()),
+        ]
+    }
+
     pub(super) fn record(&self, route: &str, method: &str, status: u16, secs: f64) {
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((route.to_string(), method.to_string(), status))

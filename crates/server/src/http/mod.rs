@@ -111,6 +111,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/ping", get(ops::ping))
         .route("/metrics", get(ops::metrics))
         .route("/debug/bulkheads", get(ops::debug_bulkheads))
+        .route("/debug/latency", get(ops::debug_latency))
         .merge(prom_api::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -8,6 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::{Uri, header};
 use axum::response::IntoResponse;
 use bulkhead_engine::Scope;
+use bulkhead_runtime::latency::HistogramSnapshot;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -155,6 +156,16 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoR
         }
     }
     text.push_str(&state.trips.render());
+    text.push_str(
+        "# HELP bulkhead_write_stage_seconds Latency of each stage of a write request (see /debug/latency).\n\
+         # TYPE bulkhead_write_stage_seconds histogram\n",
+    );
+    for (stage, hist) in write_stages(&state) {
+        text.push_str(&hist.to_prometheus(
+            "bulkhead_write_stage_seconds",
+            &format!("stage=\"{stage}\""),
+        ));
+    }
     text.push_str(&state.runtimes.snapshot().to_prometheus());
     (
         [(
@@ -163,6 +174,26 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoR
         )],
         text,
     )
+}
+
+/// Every write-stage histogram: the HTTP layer's, then the storage's.
+fn write_stages(state: &ServerState) -> Vec<(&'static str, HistogramSnapshot)> {
+    let mut stages = state.metrics.write_stages();
+    stages.extend(state.writes.write_stages());
+    stages
+}
+
+/// `GET /debug/latency`: the write stages' latency histograms as JSON,
+/// `{"write_stages": [{"stage", "counts", "sum_nanos"}, ...]}` (buckets as in
+/// [`HistogramSnapshot`]); `bench interference` diffs two of them per phase.
+pub(super) async fn debug_latency(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    let stages: Vec<_> = write_stages(&state)
+        .into_iter()
+        .map(|(stage, h)| {
+            serde_json::json!({"stage": stage, "counts": h.counts, "sum_nanos": h.sum_nanos})
+        })
+        .collect();
+    Json(serde_json::json!({ "write_stages": stages }))
 }
 
 /// `GET /debug/bulkheads`: the runtimes' metrics and recent stalls as JSON.

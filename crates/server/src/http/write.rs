@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -95,9 +95,15 @@ async fn write(
     // Decompression, parsing and type checks are CPU work: on `write`, never on `io`.
     let backend = Arc::clone(&state.writes);
     let db_name = db.clone();
+    let read_at = Instant::now();
+    let _handler = state.metrics.write_handler.timer_from(read_at);
+    let stages = Arc::clone(&state);
     let parsed = state
         .runtimes
         .run(RuntimeName::Write, async move {
+            let parsing = Instant::now();
+            stages.metrics.write_parse_queue.record(parsing - read_at);
+            let _parse = stages.metrics.write_parse.timer_from(parsing);
             let text = decode(raw, encoding, limit)?;
             let mut parsed = lineproto::parse(&text, &opts);
             lineproto::reject_conflicting_rows(&mut parsed, &text, |table| {

@@ -190,6 +190,26 @@ async fn ops_endpoints() {
         .map(|r| r["runtime"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["io", "write", "flush", "query", "compact"]);
+    // The one write above went through every HTTP write stage once.
+    assert!(
+        text.contains("bulkhead_write_stage_seconds_count{stage=\"http_handler\"} 1"),
+        "{text}"
+    );
+    let r = h.get("/debug/latency").await;
+    let stages = r.json()["write_stages"].as_array().unwrap().clone();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["http_parse_queue", "http_parse", "http_handler"]);
+    for s in &stages {
+        let counts = s["counts"].as_array().unwrap();
+        assert_eq!(
+            counts.iter().map(|c| c.as_u64().unwrap()).sum::<u64>(),
+            1,
+            "{s}"
+        );
+    }
     let r = h.get("/no/such/thing").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["code"], "not_found");
