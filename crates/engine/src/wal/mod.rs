@@ -377,7 +377,8 @@ impl Writer {
         let Some(spare) = &mut self.spare else {
             return false;
         };
-        if self.active.is_preallocated() || self.active.len() < prealloc::TRAFFIC_THRESHOLD {
+        let traffic = prealloc::TRAFFIC_THRESHOLD.min(self.segment_size / 2);
+        if self.active.is_preallocated() || self.active.len() < traffic {
             return false;
         }
         spare.prepare();

@@ -26,8 +26,9 @@ const SPARE_NAME: &str = "spare.wal.tmp";
 const FILL_CHUNK: usize = 1 << 20;
 const FILL_SYNC_EVERY: u64 = 8 << 20;
 
-/// A WAL that has written this much into a segment that is not preallocated starts
-/// preparing a spare (short-lived engines, as in tests, never do).
+/// A WAL that has written this much (or half a segment, if less) into a segment that is
+/// not preallocated starts preparing a spare (short-lived engines, as in most tests,
+/// never do; the crash harness's 128 KiB segments always do).
 pub(crate) const TRAFFIC_THRESHOLD: u64 = 1 << 20;
 
 /// The spare segment being prepared, or ready.
