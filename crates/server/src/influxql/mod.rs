@@ -10,6 +10,7 @@
 
 mod ast;
 mod cond;
+mod distinct;
 mod fill;
 mod lexer;
 mod meta;
@@ -240,6 +241,27 @@ async fn execute(ctx: &Ctx, statement: Statement) -> StatementResult {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(name);
+            Ok(Vec::new())
+        }
+        Statement::DropDatabase(name) => {
+            ctx.state
+                .influxql
+                .created
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            let sql = format!("DROP DATABASE IF EXISTS {}", sql::ident(&name));
+            sql::collect(ctx, &name, &sql).await?;
+            Ok(Vec::new())
+        }
+        Statement::DropMeasurement(name) => {
+            // InfluxDB answers a measurement that does not exist with success too.
+            let db = ctx.database(None)?;
+            if !database_exists(ctx, &db).await? {
+                return Err(format!("database not found: {db}"));
+            }
+            let sql = format!("DROP TABLE IF EXISTS {}", sql::table(&db, &name));
+            sql::collect(ctx, &db, &sql).await?;
             Ok(Vec::new())
         }
         Statement::ShowDatabases => {

@@ -10,7 +10,7 @@ use super::ast::{Dimension, Expr, NameMatch, Select, Source};
 use super::cond::{Columns, Kind, TimeRange, arith_sql, split_time, where_sql};
 use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
 use super::sql::{cell, collect, ident, table};
-use super::{Ctx, Series, StatementResult, database_exists, meta};
+use super::{Ctx, Series, StatementResult, database_exists, distinct, meta};
 
 const AGGREGATES: &[&str] = &[
     "count",
@@ -27,7 +27,6 @@ const AGGREGATES: &[&str] = &[
 ];
 const SELECTORS: &[&str] = &["min", "max", "first", "last", "percentile"];
 const NOT_YET: &[&str] = &[
-    "distinct",
     "integral",
     "mode",
     "sample",
@@ -83,20 +82,48 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
             out.extend(measurement(ctx, s, &db, &m, &cols, range, rest.as_ref()).await?);
         }
     }
-    // InfluxDB orders the series of all sources by measurement name.
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    // SLIMIT and SOFFSET count series in InfluxDB 1.6's series-key order (tags with an
+    // empty value left out, so `host=h3` comes after `dc=d1,host=h2`)...
+    out.sort_by_cached_key(|series| (series.name.clone(), series_key(series)));
     let skip = s.soffset.unwrap_or(0) as usize;
     let take = s
         .slimit
         .filter(|l| *l > 0)
         .map_or(usize::MAX, |l| l as usize);
-    Ok(out.into_iter().skip(skip).take(take).collect())
+    let mut out: Vec<Series> = out.into_iter().skip(skip).take(take).collect();
+    // ... and the answer lists them by measurement, then tag values.
+    out.sort_by(|a, b| (&a.name, tag_values(a)).cmp(&(&b.name, tag_values(b))));
+    Ok(out)
+}
+
+/// `k1=v1,k2=v2` of a series' non-empty tags.
+fn series_key(series: &Series) -> String {
+    let tags = series.tags.iter().flatten();
+    let pairs: Vec<String> = tags
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    pairs.join(",")
+}
+
+fn tag_values(series: &Series) -> Vec<&str> {
+    let tags = series.tags.iter().flatten();
+    tags.map(|(_, v)| v.as_str()).collect()
+}
+
+/// A row's time as epoch nanoseconds, in SQL.
+pub(super) const TIME_INT: &str = "CAST(\"time\" AS BIGINT)";
+
+/// SQL of the start of the `GROUP BY time(iv, off)` bucket of a row.
+pub(super) fn bucket_sql(iv: i64, off: i64) -> String {
+    let t = TIME_INT;
+    format!("({t} - ((({t} - {off}) % {iv}) + {iv}) % {iv})")
 }
 
 /// One output column: its expression and its InfluxDB name.
-struct OutField {
-    expr: Expr,
-    name: String,
+pub(super) struct OutField {
+    pub(super) expr: Expr,
+    pub(super) name: String,
 }
 
 /// InfluxDB's column name of a field without alias.
@@ -246,7 +273,7 @@ async fn expand_fields(
 }
 
 /// The SQL of a field reference in a SELECT list.
-fn var_sql(name: &str, cols: &Columns) -> String {
+pub(super) fn var_sql(name: &str, cols: &Columns) -> String {
     match cols.get(name) {
         Some(Kind::Tag) => format!("CAST({} AS VARCHAR)", ident(name)),
         Some(_) => ident(name),
@@ -439,6 +466,18 @@ async fn measurement(
         .map(|f| format!("{} IS NOT NULL", ident(f)))
         .collect();
     conds.push(format!("({})", any_field.join(" OR ")));
+    if distinct::is_distinct(&fields)? {
+        let q = distinct::Query {
+            db,
+            m,
+            cols,
+            group_tags: &group_tags,
+            time_dim,
+            conds,
+            range,
+        };
+        return distinct::series(ctx, s, q, &fields[0]).await;
+    }
 
     let mut select = Vec::new();
     let mut group = Vec::new();
@@ -449,9 +488,9 @@ async fn measurement(
             group.push(e);
         }
     }
-    let time_int = "CAST(\"time\" AS BIGINT)";
+    let time_int = TIME_INT;
     if let Some((iv, off)) = time_dim {
-        let b = format!("({time_int} - ((({time_int} - {off}) % {iv}) + {iv}) % {iv})");
+        let b = bucket_sql(iv, off);
         select.push(b.clone());
         group.push(b);
     } else if !aggregate {
@@ -596,7 +635,7 @@ async fn measurement(
     Ok(out)
 }
 
-fn arith_sql_boxed(e: &Expr, cols: &Columns) -> Result<String, String> {
+pub(super) fn arith_sql_boxed(e: &Expr, cols: &Columns) -> Result<String, String> {
     arith_sql(e, &mut |e| match e {
         Expr::Var { name, .. } => Some(Ok(var_sql(name, cols))),
         Expr::Call { name, args } if !MATH.contains(&name.as_str()) => {
