@@ -592,6 +592,51 @@ fn random_queries() -> Vec<String> {
         q.push(format!("SELECT distinct(i) FROM rnd WHERE {HOUR}{tail}"));
     }
     q.push("SELECT distinct(s) FROM rnd GROUP BY host".into());
+    // Transformations, over aggregates from a start inside the data (InfluxDB reads one
+    // interval more for them) and over raw points.
+    const MID: &str = "time >= '2016-01-01T00:20:00Z' AND time < '2016-01-01T00:40:00Z'";
+    for call in [
+        "derivative(mean(f))",
+        "derivative(max(i), 1s)",
+        "non_negative_derivative(mean(f), 1m)",
+        "difference(max(i))",
+        "non_negative_difference(sum(i))",
+        "cumulative_sum(count(f))",
+        "moving_average(mean(f), 3)",
+        "elapsed(max(i), 1s)",
+        "derivative(count(b))",
+    ] {
+        for tail in [
+            "GROUP BY time(5m)",
+            "GROUP BY time(2m), host fill(none)",
+            "GROUP BY time(3m) fill(0)",
+            "GROUP BY time(1m) fill(previous) LIMIT 5 OFFSET 2",
+            "GROUP BY time(4m) ORDER BY time DESC",
+        ] {
+            q.push(format!("SELECT {call} FROM rnd WHERE {MID} {tail}"));
+        }
+    }
+    for call in [
+        "derivative(f)",
+        "derivative(i, 1m)",
+        "non_negative_derivative(f)",
+        "difference(i)",
+        "non_negative_difference(f)",
+        "cumulative_sum(i)",
+        "moving_average(f, 4)",
+        "elapsed(f, 1s)",
+    ] {
+        q.push(format!(
+            "SELECT {call} FROM rnd WHERE host = 'h2' AND time < '2016-01-01T00:10:00Z'"
+        ));
+        q.push(format!("SELECT {call} FROM rnd GROUP BY host LIMIT 5"));
+    }
+    q.push(
+        "SELECT derivative(f, 1m), difference(i), non_negative_difference(i) AS nn FROM rnd \
+         WHERE host = 'h1' LIMIT 4"
+            .into(),
+    );
+    q.push("SELECT difference(i) FROM rnd WHERE host = 'h0' ORDER BY time DESC LIMIT 10".into());
     for cond in [
         "host = 'h1'",
         "host != 'h1' AND dc = 'd1'",
@@ -636,6 +681,9 @@ fn random_queries() -> Vec<String> {
             "SELECT mean(\"f\") FROM \"autogen\".\"rnd\" WHERE {TF} GROUP BY time(2m) fill(null)"
         ),
         format!("SELECT last(\"f\") FROM \"rnd\" WHERE {TF} GROUP BY \"host\""),
+        format!(
+            "SELECT non_negative_derivative(mean(\"f\"), 1s) FROM \"rnd\" WHERE {TF} GROUP BY time(1m), \"host\" fill(null)"
+        ),
         format!("SELECT count(\"i\") FROM \"rnd\" WHERE {TF} GROUP BY time(10m) fill(0)"),
         format!(
             "SELECT max(\"i\") FROM \"rnd\" WHERE (\"dc\" = 'd0') AND {TF} GROUP BY time(5m) fill(previous)"

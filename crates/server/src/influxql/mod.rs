@@ -19,6 +19,7 @@ mod response;
 mod select;
 pub(crate) mod sql;
 pub(crate) mod time;
+mod transform;
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -10,7 +10,7 @@ use super::ast::{Dimension, Expr, NameMatch, Select, Source};
 use super::cond::{Columns, Kind, TimeRange, arith_sql, split_time, where_sql};
 use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
 use super::sql::{cell, collect, ident, table};
-use super::{Ctx, Series, StatementResult, database_exists, distinct, meta};
+use super::{Ctx, Series, StatementResult, database_exists, distinct, meta, transform};
 
 const AGGREGATES: &[&str] = &[
     "count",
@@ -32,13 +32,6 @@ const NOT_YET: &[&str] = &[
     "sample",
     "top",
     "bottom",
-    "derivative",
-    "non_negative_derivative",
-    "difference",
-    "non_negative_difference",
-    "moving_average",
-    "cumulative_sum",
-    "elapsed",
     "holt_winters",
     "holt_winters_with_fit",
     "chande_momentum_oscillator",
@@ -65,6 +58,7 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
         return Err(format!("tz('{tz}') is not supported yet (only UTC)"));
     }
     let (range, rest) = split_time(s.cond.as_ref(), ctx.now)?;
+    let transforms = transform::plan(s)?;
     let mut out = Vec::new();
     for source in &s.from {
         let db = match source {
@@ -79,7 +73,15 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
             return Err(format!("database not found: {db}"));
         }
         for (m, cols) in meta::measurements(ctx, &db, std::slice::from_ref(source)).await? {
-            out.extend(measurement(ctx, s, &db, &m, &cols, range, rest.as_ref()).await?);
+            let rest = rest.as_ref();
+            out.extend(match &transforms {
+                None => measurement(ctx, s, &db, &m, &cols, range, rest).await?,
+                Some(t) => {
+                    let read =
+                        measurement(ctx, &t.inner, &db, &m, &cols, t.read_range(range), rest);
+                    t.apply(read.await?, range)
+                }
+            });
         }
     }
     // SLIMIT and SOFFSET count series in InfluxDB 1.6's series-key order (tags with an
@@ -497,9 +499,10 @@ async fn measurement(
         select.push(time_int.to_string());
     }
     let first_value = select.len();
-    for f in &fields {
+    for (i, f) in fields.iter().enumerate() {
+        // Aliased: the same field may be selected twice (`difference(i), elapsed(i)`).
         let sql = arith_sql_boxed(&f.expr, cols)?;
-        select.push(sql);
+        select.push(format!("{sql} AS \"__f{i}\""));
     }
     // A lone selector without GROUP BY time reports the time of its point.
     let selector_time = match (&fields[..], time_dim) {
