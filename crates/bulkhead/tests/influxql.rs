@@ -542,6 +542,15 @@ fn random_data(seed: u64) -> String {
     out
 }
 
+/// `GROUP BY tags ORDER BY time DESC LIMIT 1`, which Bulkhead answers with the engine's
+/// lastpoint path (with `LIMIT 2`, the plain path).
+const LATEST: [&str; 4] = [
+    "SELECT * FROM rnd GROUP BY host ORDER BY time DESC LIMIT 1",
+    "SELECT f, i, s FROM rnd GROUP BY * ORDER BY time DESC LIMIT 1",
+    "SELECT i FROM rnd WHERE time < '2016-01-01T00:30:00Z' GROUP BY dc ORDER BY time DESC LIMIT 1",
+    "SELECT f * 2, host FROM rnd WHERE host =~ /h[12]/ GROUP BY dc ORDER BY time DESC LIMIT 1",
+];
+
 /// The queries over [`random_data`]: every aggregate and selector in each grouping,
 /// conditions, fill modes, and the shapes Grafana's InfluxQL editor sends.
 fn random_queries() -> Vec<String> {
@@ -608,6 +617,9 @@ fn random_queries() -> Vec<String> {
         q.push(format!("SELECT distinct(i) FROM rnd WHERE {HOUR}{tail}"));
     }
     q.push("SELECT distinct(s) FROM rnd GROUP BY host".into());
+    q.push(format!(
+        "SELECT mean(f), count(i) FROM rnd WHERE {HOUR} GROUP BY time(20m), host ORDER BY time DESC"
+    ));
     // Transformations, over aggregates from a start inside the data (InfluxDB reads one
     // interval more for them) and over raw points.
     const MID: &str = "time >= '2016-01-01T00:20:00Z' AND time < '2016-01-01T00:40:00Z'";
@@ -688,6 +700,8 @@ fn random_queries() -> Vec<String> {
     ] {
         q.push(raw.to_string());
     }
+    // The latest row per series (the lastpoint fast path), next to the plain path.
+    q.extend(LATEST.iter().map(|l| l.to_string()));
     // Grafana's query editor and template variables.
     for g in [
         format!(
@@ -753,4 +767,19 @@ fn random_data_like_influxdb_1_6() {
         queries.len(),
         failures.join("\n")
     );
+
+    // The lastpoint path (LIMIT 1) gives the first row of the plain path (LIMIT 2).
+    for q in LATEST {
+        let (_, fast) = query(&base, "test", q, "");
+        let (_, mut plain) = query(&base, "test", &q.replace("LIMIT 1", "LIMIT 2"), "");
+        let series = plain["results"][0]["series"].as_array_mut().unwrap();
+        assert!(!series.is_empty(), "{q}");
+        for s in series {
+            s["values"].as_array_mut().unwrap().truncate(1);
+        }
+        assert!(
+            same(&fast, &plain),
+            "{q}\n  LIMIT 1: {fast}\n  LIMIT 2: {plain}"
+        );
+    }
 }

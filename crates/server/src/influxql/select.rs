@@ -69,10 +69,23 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
                 return Err("subqueries are not supported by Bulkhead yet".into());
             }
         };
-        if !database_exists(ctx, &db).await? {
-            return Err(format!("database not found: {db}"));
-        }
-        for (m, cols) in meta::measurements(ctx, &db, std::slice::from_ref(source)).await? {
+        // A named measurement's columns come from the catalog, without a query.
+        let known = match source {
+            Source::Measurement { name, .. } => {
+                meta::table_columns(ctx, &db, name).map(|cols| (name.clone(), cols))
+            }
+            _ => None,
+        };
+        let found = match known {
+            Some(one) => std::iter::once(one).collect(),
+            None => {
+                if !database_exists(ctx, &db).await? {
+                    return Err(format!("database not found: {db}"));
+                }
+                meta::measurements(ctx, &db, std::slice::from_ref(source)).await?
+            }
+        };
+        for (m, cols) in found {
             let rest = rest.as_ref();
             out.extend(match &transforms {
                 None => measurement(ctx, s, &db, &m, &cols, range, rest).await?,
@@ -93,8 +106,12 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
         .filter(|l| *l > 0)
         .map_or(usize::MAX, |l| l as usize);
     let mut out: Vec<Series> = out.into_iter().skip(skip).take(take).collect();
-    // ... and the answer lists them by measurement, then tag values.
+    // ... and the answer lists them by measurement, then tag values (backwards with
+    // ORDER BY time DESC, as InfluxDB 1.6 does).
     out.sort_by(|a, b| (&a.name, tag_values(a)).cmp(&(&b.name, tag_values(b))));
+    if s.order_desc {
+        out.reverse();
+    }
     Ok(out)
 }
 
@@ -463,11 +480,19 @@ async fn measurement(
     if let Some(e) = rest {
         conds.push(where_sql(e, cols)?);
     }
-    let any_field: Vec<String> = referenced
+    // Rows where some selected field is set; every row is when all fields are selected
+    // (a point has at least one field).
+    let all_fields = cols
         .iter()
-        .map(|f| format!("{} IS NOT NULL", ident(f)))
-        .collect();
-    conds.push(format!("({})", any_field.join(" OR ")));
+        .filter(|(_, k)| matches!(k, Kind::Field(_)))
+        .all(|(n, _)| referenced.contains(n));
+    if !all_fields {
+        let any_field: Vec<String> = referenced
+            .iter()
+            .map(|f| format!("{} IS NOT NULL", ident(f)))
+            .collect();
+        conds.push(format!("({})", any_field.join(" OR ")));
+    }
     if distinct::is_distinct(&fields)? {
         let q = distinct::Query {
             db,
@@ -520,16 +545,50 @@ async fn measurement(
         }
         select.push("count(*)".into());
     }
+    // The latest row of each series (`GROUP BY tags ORDER BY time DESC LIMIT 1`): as
+    // aggregates the engine's lastpoint path answers from each series' last row.
+    let lastpoint = !aggregate
+        && time_dim.is_none()
+        && !group.is_empty()
+        && s.order_desc
+        && s.limit == Some(1)
+        && s.offset.unwrap_or(0) == 0;
+    if lastpoint {
+        select.truncate(group_tags.len());
+        group = group_tags
+            .iter()
+            .filter(|t| cols.contains_key(*t))
+            .map(|t| ident(t))
+            .collect();
+        select.push("CAST(max(\"time\") AS BIGINT)".into());
+        for (i, f) in fields.iter().enumerate() {
+            let last = |x: String| format!("last_value({x} ORDER BY \"time\")");
+            let sql = match &f.expr {
+                Expr::Var { name, .. } => match cols.get(name.as_str()) {
+                    Some(Kind::Tag) => format!("CAST({} AS VARCHAR)", last(ident(name))),
+                    Some(_) => last(ident(name)),
+                    None => "NULL".into(),
+                },
+                other => last(arith_sql_boxed(other, cols)?),
+            };
+            select.push(format!("{sql} AS \"__f{i}\""));
+        }
+    }
+    if conds.is_empty() {
+        conds.push("true".into());
+    }
     let mut sql = format!(
         "SELECT {} FROM {} WHERE {}",
         select.join(", "),
         table(db, m),
         conds.join(" AND ")
     );
-    if aggregate && !group.is_empty() {
+    if lastpoint {
+        sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
+    } else if aggregate && !group.is_empty() {
         sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
     }
-    if !aggregate {
+    if !aggregate && !lastpoint {
         let dir = if s.order_desc { "DESC" } else { "ASC" };
         sql.push_str(&format!(" ORDER BY {time_int} {dir}"));
         if group_tags.is_empty()
