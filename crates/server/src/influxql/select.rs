@@ -583,9 +583,7 @@ async fn measurement(
         table(db, m),
         conds.join(" AND ")
     );
-    if lastpoint {
-        sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
-    } else if aggregate && !group.is_empty() {
+    if lastpoint || aggregate && !group.is_empty() {
         sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
     }
     if !aggregate && !lastpoint {
