@@ -60,6 +60,9 @@ pub(crate) struct QueryArgs {
     /// Peers: only `influxdb` (queried with InfluxQL).
     #[arg(long, value_delimiter = ',')]
     peers: Vec<Peer>,
+    /// Also ask Bulkhead every question in InfluxQL (on `/query`), next to its SQL.
+    #[arg(long)]
+    influxql: bool,
     /// Query a running Bulkhead at this base URL (e.g. `http://127.0.0.1:5440`) instead
     /// of starting one. The data is loaded into its database `bench` (table `cpu`), which
     /// should not exist yet, then flushed and compacted.
@@ -407,7 +410,15 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         peers.push((p, dir));
     }
 
-    let systems = 1 + peers.len();
+    // Bulkhead in SQL, optionally Bulkhead in InfluxQL, then the peers (InfluxQL).
+    let mut targets: Vec<(String, &str, String)> = vec![("bulkhead".into(), "sql", base.clone())];
+    if args.influxql {
+        targets.push(("bulkhead".into(), "influxql", base.clone()));
+    }
+    for ((p, _), peer) in peers.iter().zip(&args.peers) {
+        targets.push((peer.name().into(), "influxql", p.base.clone()));
+    }
+    let systems = targets.len();
     let mut samples = vec![vec![Vec::new(); kinds.len()]; systems];
     let mut last = vec![vec![(0usize, String::new()); kinds.len()]; systems];
     let mut rng = SplitMix64(args.seed);
@@ -420,25 +431,21 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         for (k, &kind) in kinds.iter().enumerate() {
             let inst = instance(kind, &mut rng, args.scale, span_ns);
             bar.set_message(names[k].clone());
-            let t = Instant::now();
-            let rows = rt
-                .block_on(load::sql(&client, &base, "bench", &inst.sql))?
-                .len();
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            bar.inc(1);
-            if round > 0 {
-                samples[0][k].push(ms);
-            }
-            last[0][k] = (rows, inst.sql.clone());
-            for (s, (p, _)) in peers.iter().enumerate() {
+            for (s, (_, language, url)) in targets.iter().enumerate() {
                 let t = Instant::now();
-                let rows = rt.block_on(influxql(&client, &p.base, &inst.influxql))?;
+                let (rows, text) = if *language == "sql" {
+                    let rows = rt.block_on(load::sql(&client, url, "bench", &inst.sql))?;
+                    (rows.len(), &inst.sql)
+                } else {
+                    let rows = rt.block_on(influxql(&client, url, &inst.influxql))?;
+                    (rows, &inst.influxql)
+                };
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 bar.inc(1);
                 if round > 0 {
-                    samples[s + 1][k].push(ms);
+                    samples[s][k].push(ms);
                 }
-                last[s + 1][k] = (rows, inst.influxql.clone());
+                last[s][k] = (rows, text.clone());
             }
         }
     }
@@ -447,14 +454,10 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for s in 0..systems {
-        let (system, language) = if s == 0 {
-            ("bulkhead", "sql")
-        } else {
-            (args.peers[s - 1].name(), "influxql")
-        };
+        let (system, language, _) = &targets[s];
         results.push(SystemResult {
-            system: system.into(),
-            language: language.into(),
+            system: system.clone(),
+            language: language.to_string(),
             queries: names
                 .iter()
                 .enumerate()
@@ -532,11 +535,11 @@ async fn influxql(client: &reqwest::Client, base: &str, q: &str) -> anyhow::Resu
 fn print_table(results: &[SystemResult]) {
     print!("{:<24}", "query");
     for r in results {
-        print!(" {:>22}", format!("{} p50/p99 ms", r.system));
+        print!(" {:>31}", format!("{} {} p50/p99 ms", r.system, r.language));
         print!(" {:>8}", "rows");
     }
     if results.len() > 1 {
-        print!("  peer p50 / bulkhead p50");
+        print!("  p50 / bulkhead sql p50");
     }
     println!();
     for k in 0..results[0].queries.len() {
@@ -544,7 +547,7 @@ fn print_table(results: &[SystemResult]) {
         for r in results {
             let q = &r.queries[k];
             print!(
-                " {:>22} {:>8}",
+                " {:>31} {:>8}",
                 format!("{:.1}/{:.1}", q.latency.p50_ms, q.latency.p99_ms),
                 q.rows
             );

@@ -5,6 +5,10 @@
 pub(crate) enum Statement {
     Select(Box<Select>),
     CreateDatabase(String),
+    /// `DROP DATABASE name`: the engine's drop (idempotent, as in InfluxDB).
+    DropDatabase(String),
+    /// `DROP MEASUREMENT name`: the engine's drop of the measurement's table.
+    DropMeasurement(String),
     ShowDatabases,
     ShowRetentionPolicies(Option<String>),
     ShowMeasurements {

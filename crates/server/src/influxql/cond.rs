@@ -96,9 +96,12 @@ pub(crate) fn split_time(
             (flipped, lhs)
         } else {
             if mentions_time(c) {
-                return Err(format!(
-                    "invalid time condition {c:?}: time may only be compared with AND at the top level"
-                ));
+                return Err(
+                    "time conditions under OR (or inside other expressions) are not \
+                     supported by Bulkhead: join them to the rest with AND at the top level, \
+                     e.g. `time > now() - 1h AND (host = 'a' OR v > 1)`"
+                        .into(),
+                );
             }
             rest.push(c.clone());
             continue;

@@ -18,17 +18,27 @@ pub(crate) fn bucket_start(t: i64, interval: i64, offset: i64) -> i64 {
 }
 
 /// The rows of one series over buckets `first..=last` (bucket starts), from the buckets
-/// that have data. Each row is `[time, values...]`. `zero_when_empty[i]` marks columns
-/// (counts) that read `0` rather than null in a bucket without data under `fill(null)`.
+/// that have data. Each row is `[time, values...]`. `counts[i]` marks count columns:
+/// as in InfluxDB, a count of `0` (a bucket where other fields have points) is a missing
+/// value that `fill` fills, `fill(null)` shows missing counts as `0`, and a fill number
+/// is truncated to an integer for them.
 pub(crate) fn fill_series(
-    data: BTreeMap<i64, Vec<Value>>,
+    mut data: BTreeMap<i64, Vec<Value>>,
     first: i64,
     last: i64,
     interval: i64,
     width: usize,
     fill: Fill,
-    zero_when_empty: &[bool],
+    counts: &[bool],
 ) -> Vec<Vec<Value>> {
+    let is_count = |i: usize| counts.get(i).copied().unwrap_or(false);
+    for row in data.values_mut() {
+        for (i, cell) in row.iter_mut().enumerate() {
+            if is_count(i) && cell.as_i64() == Some(0) {
+                *cell = Value::Null;
+            }
+        }
+    }
     if fill == Fill::None {
         return data
             .into_iter()
@@ -45,28 +55,26 @@ pub(crate) fn fill_series(
         let mut row = vec![Value::from(t)];
         match data.get(&t) {
             Some(values) => row.extend(values.iter().cloned()),
-            None => row.extend((0..width).map(|i| {
-                if fill == Fill::Null && zero_when_empty.get(i).copied().unwrap_or(false) {
-                    Value::from(0)
-                } else {
-                    Value::Null
-                }
-            })),
+            None => row.extend((0..width).map(|_| Value::Null)),
         }
         rows.push(row);
         t += interval;
     }
     match fill {
         Fill::Value(v) => {
-            let v = if v.fract() == 0.0 && v.abs() < 9e15 {
+            let float = if v.fract() == 0.0 && v.abs() < 9e15 {
                 Value::from(v as i64)
             } else {
                 serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
             };
             for row in &mut rows {
-                for cell in row.iter_mut().skip(1) {
+                for (i, cell) in row.iter_mut().skip(1).enumerate() {
                     if cell.is_null() {
-                        *cell = v.clone();
+                        *cell = if is_count(i) {
+                            Value::from(v as i64)
+                        } else {
+                            float.clone()
+                        };
                     }
                 }
             }
@@ -88,7 +96,16 @@ pub(crate) fn fill_series(
                 linear(&mut rows, col);
             }
         }
-        Fill::Null | Fill::None => {}
+        Fill::Null => {
+            for row in &mut rows {
+                for (i, cell) in row.iter_mut().skip(1).enumerate() {
+                    if is_count(i) && cell.is_null() {
+                        *cell = Value::from(0);
+                    }
+                }
+            }
+        }
+        Fill::None => {}
     }
     rows
 }
@@ -107,7 +124,8 @@ fn linear(rows: &mut [Vec<Value>], col: usize) {
         for (i, row) in rows.iter_mut().enumerate().take(b).skip(a + 1) {
             let frac = (i - a) as f64 / (b - a) as f64;
             row[col] = match (va.as_i64(), vb.as_i64()) {
-                (Some(x), Some(y)) => Value::from(x + ((y - x) as f64 * frac) as i64),
+                // InfluxDB's linearInteger: int64(slope * dx + previous).
+                (Some(x), Some(y)) => Value::from(((y - x) as f64 * frac + x as f64) as i64),
                 _ => {
                     let (x, y) = (va.as_f64().unwrap_or(0.0), vb.as_f64().unwrap_or(0.0));
                     serde_json::Number::from_f64(x + (y - x) * frac)
@@ -169,5 +187,33 @@ mod tests {
             &[false],
         ));
         assert_eq!(num[0], Value::from(-1));
+    }
+
+    #[test]
+    fn a_zero_count_is_missing() {
+        // Two columns: a count (0 where only the other field had points) and a value.
+        let data: BTreeMap<i64, Vec<Value>> = [
+            (0, vec![Value::from(5), Value::from(1.0)]),
+            (10, vec![Value::from(0), Value::from(2.0)]),
+            (20, vec![Value::from(1), Value::from(3.0)]),
+        ]
+        .into_iter()
+        .collect();
+        let counts = [true, false];
+        let fill = |f| col(&fill_series(data.clone(), 0, 30, 10, 2, f, &counts));
+        assert_eq!(fill(Fill::None)[1], Value::Null);
+        assert_eq!(fill(Fill::Null)[1], Value::from(0));
+        assert_eq!(fill(Fill::Null)[3], Value::from(0));
+        assert_eq!(fill(Fill::Previous)[1], Value::from(5));
+        assert_eq!(fill(Fill::Linear)[1], Value::from(3));
+        assert_eq!(fill(Fill::Value(-1.5))[1], Value::from(-1));
+        assert_eq!(fill(Fill::Value(-1.5))[3], Value::from(-1));
+        // Integers interpolate as InfluxDB truncates them: 2 -> 1 gives 1, not 2.
+        let down: BTreeMap<i64, Vec<Value>> =
+            [(0, vec![Value::from(2)]), (20, vec![Value::from(1)])]
+                .into_iter()
+                .collect();
+        let lin = col(&fill_series(down, 0, 20, 10, 1, Fill::Linear, &[false]));
+        assert_eq!(lin[1], Value::from(1));
     }
 }

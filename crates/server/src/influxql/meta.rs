@@ -49,6 +49,26 @@ fn kind_of(data_type: &str) -> Option<Kind> {
     })
 }
 
+/// The columns of measurement `m` of `db`, from the engine's catalog without a query
+/// (`None`: no such measurement, or a backend that does not say).
+pub(crate) fn table_columns(ctx: &Ctx, db: &str, m: &str) -> Option<Columns> {
+    use bulkhead_engine::FieldType;
+    let t = ctx.state.writes.table_columns(db, m)?;
+    let mut cols: Columns = t.tags.into_iter().map(|n| (n, Kind::Tag)).collect();
+    for (n, ty) in t.fields {
+        let name = match ty {
+            FieldType::F64 => "float",
+            FieldType::I64 => "integer",
+            FieldType::U64 => "unsigned",
+            FieldType::Bool => "boolean",
+            FieldType::Str => "string",
+        };
+        cols.insert(n, Kind::Field(name));
+    }
+    cols.insert("time".into(), Kind::Time);
+    Some(cols)
+}
+
 /// The measurements of `db` named by `from` (all when empty), with their columns.
 /// Sources that name no existing measurement are skipped, as InfluxDB does.
 pub(crate) async fn measurements(

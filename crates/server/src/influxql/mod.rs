@@ -10,6 +10,8 @@
 
 mod ast;
 mod cond;
+mod csv;
+mod distinct;
 mod fill;
 mod lexer;
 mod meta;
@@ -18,6 +20,7 @@ mod response;
 mod select;
 pub(crate) mod sql;
 pub(crate) mod time;
+mod transform;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -114,10 +117,18 @@ struct Params {
     db: Option<String>,
     epoch: Option<String>,
     pretty: bool,
+    /// `Accept: application/csv`.
+    csv: bool,
 }
 
-fn params(uri: &Uri, form: Option<&str>) -> Params {
-    let mut p = Params::default();
+fn params(uri: &Uri, headers: &HeaderMap, form: Option<&str>) -> Params {
+    let mut p = Params {
+        csv: headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/csv") || a.contains("text/csv")),
+        ..Params::default()
+    };
     let pairs = uri
         .query()
         .into_iter()
@@ -137,8 +148,12 @@ fn params(uri: &Uri, form: Option<&str>) -> Params {
     p
 }
 
-pub(crate) async fn query_get(State(state): State<Arc<ServerState>>, uri: Uri) -> Response {
-    handle(state, params(&uri, None)).await
+pub(crate) async fn query_get(
+    State(state): State<Arc<ServerState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    handle(state, params(&uri, &headers, None)).await
 }
 
 pub(crate) async fn query_post(
@@ -156,14 +171,21 @@ pub(crate) async fn query_post(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     let text = String::from_utf8_lossy(&raw);
-    let mut p = params(&uri, form.then_some(&*text));
+    let mut p = params(&uri, &headers, form.then_some(&*text));
     if !form && p.q.is_none() && !text.trim().is_empty() {
         p.q = Some(text.into_owned());
     }
     handle(state, p).await
 }
 
-fn error_response(status: StatusCode, message: String) -> Response {
+fn error_response(status: StatusCode, message: String, csv: bool) -> Response {
+    if csv {
+        let mut response = (status, csv::error(&message)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+        return response;
+    }
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
@@ -172,6 +194,7 @@ async fn handle(state: Arc<ServerState>, p: Params) -> Response {
         return error_response(
             StatusCode::BAD_REQUEST,
             "missing required parameter \"q\"".into(),
+            p.csv,
         );
     };
     let unit = match p.epoch.as_deref() {
@@ -182,6 +205,7 @@ async fn handle(state: Arc<ServerState>, p: Params) -> Response {
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     format!("invalid epoch {e:?} (expected ns, u, µ, ms, s, m or h)"),
+                    p.csv,
                 );
             }
         },
@@ -189,7 +213,11 @@ async fn handle(state: Arc<ServerState>, p: Params) -> Response {
     let statements = match parser::parse(&q) {
         Ok(s) => s,
         Err(e) => {
-            return error_response(StatusCode::BAD_REQUEST, format!("error parsing query: {e}"));
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("error parsing query: {e}"),
+                p.csv,
+            );
         }
     };
     let ctx = Ctx {
@@ -198,9 +226,15 @@ async fn handle(state: Arc<ServerState>, p: Params) -> Response {
         now: now_nanos(),
     };
     let run = state.runtimes.run(RuntimeName::Query, async move {
-        let mut results = Vec::with_capacity(statements.len());
+        // As InfluxDB 1.x: the statements after a failed one are not executed.
+        let mut results: Vec<StatementResult> = Vec::with_capacity(statements.len());
         for statement in statements {
-            results.push(execute(&ctx, statement).await);
+            let failed = results.last().is_some_and(|r| r.is_err());
+            results.push(if failed {
+                Err("not executed".into())
+            } else {
+                execute(&ctx, statement).await
+            });
         }
         results
     });
@@ -208,12 +242,18 @@ async fn handle(state: Arc<ServerState>, p: Params) -> Response {
         Ok(r) => r,
         Err(e) => return ServerError::from(e).into_response(),
     };
-    let body = response::encode(&results, unit, p.pretty);
+    let (body, content_type) = if p.csv {
+        (csv::encode(&results, unit), "text/csv")
+    } else {
+        (
+            response::encode(&results, unit, p.pretty),
+            "application/json",
+        )
+    };
     let mut response = (StatusCode::OK, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response.headers_mut().insert(
         "X-Influxdb-Version",
         HeaderValue::from_static("1.8-bulkhead"),
@@ -240,6 +280,27 @@ async fn execute(ctx: &Ctx, statement: Statement) -> StatementResult {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(name);
+            Ok(Vec::new())
+        }
+        Statement::DropDatabase(name) => {
+            ctx.state
+                .influxql
+                .created
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            let sql = format!("DROP DATABASE IF EXISTS {}", sql::ident(&name));
+            sql::collect(ctx, &name, &sql).await?;
+            Ok(Vec::new())
+        }
+        Statement::DropMeasurement(name) => {
+            // InfluxDB answers a measurement that does not exist with success too.
+            let db = ctx.database(None)?;
+            if !database_exists(ctx, &db).await? {
+                return Err(format!("database not found: {db}"));
+            }
+            let sql = format!("DROP TABLE IF EXISTS {}", sql::table(&db, &name));
+            sql::collect(ctx, &db, &sql).await?;
             Ok(Vec::new())
         }
         Statement::ShowDatabases => {

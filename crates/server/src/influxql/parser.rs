@@ -1,5 +1,5 @@
-//! Recursive-descent InfluxQL parser (SELECT, SHOW, CREATE DATABASE; other statements are
-//! recognised and reported as unsupported). Expression nesting is bounded by
+//! Recursive-descent InfluxQL parser (SELECT, SHOW, CREATE/DROP DATABASE, DROP
+//! MEASUREMENT; other statements are recognised and reported as unsupported). Expression nesting is bounded by
 //! [`MAX_DEPTH`] so a hostile query cannot overflow the stack.
 
 use super::ParseError;
@@ -208,8 +208,18 @@ impl<'a> Parser<'a> {
             let what = self.words(2)?;
             return self.unsupported(&format!("CREATE {what}"));
         }
+        if self.eat_keyword("DROP")? {
+            if self.eat_keyword("DATABASE")? {
+                return Ok(Statement::DropDatabase(self.ident()?));
+            }
+            if self.eat_keyword("MEASUREMENT")? {
+                return Ok(Statement::DropMeasurement(self.ident()?));
+            }
+            let what = self.words(2)?;
+            return self.unsupported(&format!("DROP {what}"));
+        }
         for verb in [
-            "DROP", "DELETE", "ALTER", "GRANT", "REVOKE", "KILL", "SET", "EXPLAIN",
+            "DELETE", "ALTER", "GRANT", "REVOKE", "KILL", "SET", "EXPLAIN",
         ] {
             if self.eat_keyword(verb)? {
                 let what = if verb == "DELETE" {
@@ -740,6 +750,17 @@ impl<'a> Parser<'a> {
                     return Ok(Expr::Call {
                         name: name.to_ascii_lowercase(),
                         args,
+                    });
+                }
+                if !quoted
+                    && name.eq_ignore_ascii_case("distinct")
+                    && matches!(self.peek, Token::Ident { .. })
+                {
+                    // `DISTINCT f` is `distinct(f)`.
+                    let field = self.ident()?;
+                    return Ok(Expr::Call {
+                        name: "distinct".into(),
+                        args: vec![Expr::var(&field)],
                     });
                 }
                 if !quoted && name.eq_ignore_ascii_case("true") {

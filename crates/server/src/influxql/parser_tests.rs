@@ -169,15 +169,34 @@ fn show_statements() {
         one("CREATE DATABASE \"my db\""),
         Statement::CreateDatabase("my db".into())
     );
+    assert_eq!(
+        one("DROP DATABASE \"my db\""),
+        Statement::DropDatabase("my db".into())
+    );
+    assert_eq!(
+        one("drop measurement cpu"),
+        Statement::DropMeasurement("cpu".into())
+    );
+    assert!(err("DROP MEASUREMENT").contains("expected identifier"));
+}
+
+#[test]
+fn distinct_without_parentheses() {
+    let s = select("SELECT DISTINCT v FROM m");
+    assert_eq!(
+        s.fields[0].expr,
+        Expr::Call {
+            name: "distinct".into(),
+            args: vec![Expr::var("v")]
+        }
+    );
 }
 
 #[test]
 fn unsupported_statements_are_named() {
     for (q, name) in [
-        ("DROP MEASUREMENT cpu", "DROP MEASUREMENT"),
         ("DROP SERIES FROM /c/ WHERE a = 'b'", "DROP SERIES"),
         ("DELETE FROM cpu WHERE time < now()", "DELETE"),
-        ("DROP DATABASE x", "DROP DATABASE"),
         ("SHOW SERIES CARDINALITY", "SHOW SERIES CARDINALITY"),
         ("SHOW USERS", "SHOW USERS"),
         ("CREATE USER a WITH PASSWORD 'x'", "CREATE USER"),

@@ -10,7 +10,7 @@ use super::ast::{Dimension, Expr, NameMatch, Select, Source};
 use super::cond::{Columns, Kind, TimeRange, arith_sql, split_time, where_sql};
 use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
 use super::sql::{cell, collect, ident, table};
-use super::{Ctx, Series, StatementResult, database_exists, meta};
+use super::{Ctx, Series, StatementResult, database_exists, distinct, meta, transform};
 
 const AGGREGATES: &[&str] = &[
     "count",
@@ -27,19 +27,11 @@ const AGGREGATES: &[&str] = &[
 ];
 const SELECTORS: &[&str] = &["min", "max", "first", "last", "percentile"];
 const NOT_YET: &[&str] = &[
-    "distinct",
     "integral",
     "mode",
     "sample",
     "top",
     "bottom",
-    "derivative",
-    "non_negative_derivative",
-    "difference",
-    "non_negative_difference",
-    "moving_average",
-    "cumulative_sum",
-    "elapsed",
     "holt_winters",
     "holt_winters_with_fit",
     "chande_momentum_oscillator",
@@ -66,6 +58,7 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
         return Err(format!("tz('{tz}') is not supported yet (only UTC)"));
     }
     let (range, rest) = split_time(s.cond.as_ref(), ctx.now)?;
+    let transforms = transform::plan(s)?;
     let mut out = Vec::new();
     for source in &s.from {
         let db = match source {
@@ -76,27 +69,80 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
                 return Err("subqueries are not supported by Bulkhead yet".into());
             }
         };
-        if !database_exists(ctx, &db).await? {
-            return Err(format!("database not found: {db}"));
-        }
-        for (m, cols) in meta::measurements(ctx, &db, std::slice::from_ref(source)).await? {
-            out.extend(measurement(ctx, s, &db, &m, &cols, range, rest.as_ref()).await?);
+        // A named measurement's columns come from the catalog, without a query.
+        let known = match source {
+            Source::Measurement { name, .. } => {
+                meta::table_columns(ctx, &db, name).map(|cols| (name.clone(), cols))
+            }
+            _ => None,
+        };
+        let found = match known {
+            Some(one) => std::iter::once(one).collect(),
+            None => {
+                if !database_exists(ctx, &db).await? {
+                    return Err(format!("database not found: {db}"));
+                }
+                meta::measurements(ctx, &db, std::slice::from_ref(source)).await?
+            }
+        };
+        for (m, cols) in found {
+            let rest = rest.as_ref();
+            out.extend(match &transforms {
+                None => measurement(ctx, s, &db, &m, &cols, range, rest).await?,
+                Some(t) => {
+                    let read =
+                        measurement(ctx, &t.inner, &db, &m, &cols, t.read_range(range), rest);
+                    t.apply(read.await?, range)
+                }
+            });
         }
     }
-    // InfluxDB orders the series of all sources by measurement name.
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    // SLIMIT and SOFFSET count series in InfluxDB 1.6's series-key order (tags with an
+    // empty value left out, so `host=h3` comes after `dc=d1,host=h2`)...
+    out.sort_by_cached_key(|series| (series.name.clone(), series_key(series)));
     let skip = s.soffset.unwrap_or(0) as usize;
     let take = s
         .slimit
         .filter(|l| *l > 0)
         .map_or(usize::MAX, |l| l as usize);
-    Ok(out.into_iter().skip(skip).take(take).collect())
+    let mut out: Vec<Series> = out.into_iter().skip(skip).take(take).collect();
+    // ... and the answer lists them by measurement, then tag values (backwards with
+    // ORDER BY time DESC, as InfluxDB 1.6 does).
+    out.sort_by(|a, b| (&a.name, tag_values(a)).cmp(&(&b.name, tag_values(b))));
+    if s.order_desc {
+        out.reverse();
+    }
+    Ok(out)
+}
+
+/// `k1=v1,k2=v2` of a series' non-empty tags.
+fn series_key(series: &Series) -> String {
+    let tags = series.tags.iter().flatten();
+    let pairs: Vec<String> = tags
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    pairs.join(",")
+}
+
+fn tag_values(series: &Series) -> Vec<&str> {
+    let tags = series.tags.iter().flatten();
+    tags.map(|(_, v)| v.as_str()).collect()
+}
+
+/// A row's time as epoch nanoseconds, in SQL.
+pub(super) const TIME_INT: &str = "CAST(\"time\" AS BIGINT)";
+
+/// SQL of the start of the `GROUP BY time(iv, off)` bucket of a row.
+pub(super) fn bucket_sql(iv: i64, off: i64) -> String {
+    let t = TIME_INT;
+    format!("({t} - ((({t} - {off}) % {iv}) + {iv}) % {iv})")
 }
 
 /// One output column: its expression and its InfluxDB name.
-struct OutField {
-    expr: Expr,
-    name: String,
+pub(super) struct OutField {
+    pub(super) expr: Expr,
+    pub(super) name: String,
 }
 
 /// InfluxDB's column name of a field without alias.
@@ -246,7 +292,7 @@ async fn expand_fields(
 }
 
 /// The SQL of a field reference in a SELECT list.
-fn var_sql(name: &str, cols: &Columns) -> String {
+pub(super) fn var_sql(name: &str, cols: &Columns) -> String {
     match cols.get(name) {
         Some(Kind::Tag) => format!("CAST({} AS VARCHAR)", ident(name)),
         Some(_) => ident(name),
@@ -434,11 +480,31 @@ async fn measurement(
     if let Some(e) = rest {
         conds.push(where_sql(e, cols)?);
     }
-    let any_field: Vec<String> = referenced
+    // Rows where some selected field is set; every row is when all fields are selected
+    // (a point has at least one field).
+    let all_fields = cols
         .iter()
-        .map(|f| format!("{} IS NOT NULL", ident(f)))
-        .collect();
-    conds.push(format!("({})", any_field.join(" OR ")));
+        .filter(|(_, k)| matches!(k, Kind::Field(_)))
+        .all(|(n, _)| referenced.contains(n));
+    if !all_fields {
+        let any_field: Vec<String> = referenced
+            .iter()
+            .map(|f| format!("{} IS NOT NULL", ident(f)))
+            .collect();
+        conds.push(format!("({})", any_field.join(" OR ")));
+    }
+    if distinct::is_distinct(&fields)? {
+        let q = distinct::Query {
+            db,
+            m,
+            cols,
+            group_tags: &group_tags,
+            time_dim,
+            conds,
+            range,
+        };
+        return distinct::series(ctx, s, q, &fields[0]).await;
+    }
 
     let mut select = Vec::new();
     let mut group = Vec::new();
@@ -449,18 +515,19 @@ async fn measurement(
             group.push(e);
         }
     }
-    let time_int = "CAST(\"time\" AS BIGINT)";
+    let time_int = TIME_INT;
     if let Some((iv, off)) = time_dim {
-        let b = format!("({time_int} - ((({time_int} - {off}) % {iv}) + {iv}) % {iv})");
+        let b = bucket_sql(iv, off);
         select.push(b.clone());
         group.push(b);
     } else if !aggregate {
         select.push(time_int.to_string());
     }
     let first_value = select.len();
-    for f in &fields {
+    for (i, f) in fields.iter().enumerate() {
+        // Aliased: the same field may be selected twice (`difference(i), elapsed(i)`).
         let sql = arith_sql_boxed(&f.expr, cols)?;
-        select.push(sql);
+        select.push(format!("{sql} AS \"__f{i}\""));
     }
     // A lone selector without GROUP BY time reports the time of its point.
     let selector_time = match (&fields[..], time_dim) {
@@ -478,16 +545,48 @@ async fn measurement(
         }
         select.push("count(*)".into());
     }
+    // The latest row of each series (`GROUP BY tags ORDER BY time DESC LIMIT 1`): as
+    // aggregates the engine's lastpoint path answers from each series' last row.
+    let lastpoint = !aggregate
+        && time_dim.is_none()
+        && !group.is_empty()
+        && s.order_desc
+        && s.limit == Some(1)
+        && s.offset.unwrap_or(0) == 0;
+    if lastpoint {
+        select.truncate(group_tags.len());
+        group = group_tags
+            .iter()
+            .filter(|t| cols.contains_key(*t))
+            .map(|t| ident(t))
+            .collect();
+        select.push("CAST(max(\"time\") AS BIGINT)".into());
+        for (i, f) in fields.iter().enumerate() {
+            let last = |x: String| format!("last_value({x} ORDER BY \"time\")");
+            let sql = match &f.expr {
+                Expr::Var { name, .. } => match cols.get(name.as_str()) {
+                    Some(Kind::Tag) => format!("CAST({} AS VARCHAR)", last(ident(name))),
+                    Some(_) => last(ident(name)),
+                    None => "NULL".into(),
+                },
+                other => last(arith_sql_boxed(other, cols)?),
+            };
+            select.push(format!("{sql} AS \"__f{i}\""));
+        }
+    }
+    if conds.is_empty() {
+        conds.push("true".into());
+    }
     let mut sql = format!(
         "SELECT {} FROM {} WHERE {}",
         select.join(", "),
         table(db, m),
         conds.join(" AND ")
     );
-    if aggregate && !group.is_empty() {
+    if lastpoint || aggregate && !group.is_empty() {
         sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
     }
-    if !aggregate {
+    if !aggregate && !lastpoint {
         let dir = if s.order_desc { "DESC" } else { "ASC" };
         sql.push_str(&format!(" ORDER BY {time_int} {dir}"));
         if group_tags.is_empty()
@@ -596,7 +695,7 @@ async fn measurement(
     Ok(out)
 }
 
-fn arith_sql_boxed(e: &Expr, cols: &Columns) -> Result<String, String> {
+pub(super) fn arith_sql_boxed(e: &Expr, cols: &Columns) -> Result<String, String> {
     arith_sql(e, &mut |e| match e {
         Expr::Var { name, .. } => Some(Ok(var_sql(name, cols))),
         Expr::Call { name, args } if !MATH.contains(&name.as_str()) => {
