@@ -11,6 +11,7 @@ mod peers;
 mod plot;
 mod query;
 mod query_cache;
+mod query_duckdb;
 mod server;
 mod soak;
 mod stats;

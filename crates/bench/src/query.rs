@@ -1,10 +1,12 @@
 //! `bench query`: the TSBS cpu-only query types, median and p99 latency over N runs.
 //!
 //! TSBS cpu-only data is loaded into Bulkhead (then flushed and compacted: the steady
-//! state) and, with `--peers influxdb`, into InfluxDB 1.x (then fully compacted). Each
+//! state); with `--peers influxdb`, into InfluxDB 1.x (then fully compacted); with
+//! `--peers duckdb`, Bulkhead's compacted SSTs into DuckDB (`query_duckdb.rs`). Each
 //! round runs every query type once, on every system, with the same random hosts and
-//! time window (seeded), over HTTP: SQL for Bulkhead, the equivalent InfluxQL for
-//! InfluxDB. A first round warms caches and is not recorded.
+//! time window (seeded): SQL over HTTP for Bulkhead, the equivalent InfluxQL over HTTP
+//! for InfluxDB, the same SQL for DuckDB, whose rows are checked equal to Bulkhead's in
+//! every run. A first round warms caches and is not recorded.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use serde_json::json;
 
 use super::load::{self, Chunks};
 use super::peers::{Peer, PeerServer};
+use super::query_duckdb::{self, DuckDb};
 use super::server::ChildServer;
 use super::stats::Dist;
 use super::tsbs::{self, FIELDS, SplitMix64};
@@ -57,9 +60,10 @@ pub(crate) struct QueryArgs {
     /// Seed of the random hosts and time windows.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Peers: only `influxdb` (queried with InfluxQL).
+    /// Peers: `influxdb` (queried with InfluxQL), `duckdb` (SQL, over Bulkhead's SSTs;
+    /// needs `pip install duckdb`).
     #[arg(long, value_delimiter = ',')]
-    peers: Vec<Peer>,
+    peers: Vec<QueryPeer>,
     /// Also ask Bulkhead every question in InfluxQL (on `/query`), next to its SQL.
     #[arg(long)]
     influxql: bool,
@@ -80,6 +84,36 @@ pub(crate) struct QueryArgs {
     /// empty cache).
     #[arg(long, default_value_t = 3)]
     cold_runs: usize,
+}
+
+/// A system `bench query` compares Bulkhead with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum QueryPeer {
+    /// InfluxDB 1.x, queried with InfluxQL.
+    Influxdb,
+    /// DuckDB over Bulkhead's compacted SSTs, queried with the same SQL.
+    Duckdb,
+    /// VictoriaMetrics (not supported here yet: it speaks PromQL/MetricsQL).
+    Victoriametrics,
+}
+
+impl QueryPeer {
+    fn name(self) -> &'static str {
+        match self {
+            QueryPeer::Influxdb => "influxdb",
+            QueryPeer::Duckdb => "duckdb",
+            QueryPeer::Victoriametrics => "victoriametrics",
+        }
+    }
+}
+
+/// A peer started for the queries.
+enum Running {
+    Influx {
+        server: PeerServer,
+        _dir: tempfile::TempDir,
+    },
+    Duck(DuckDb),
 }
 
 /// What a TSBS query type asks.
@@ -319,8 +353,11 @@ pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: 
 struct QueryResult {
     query: String,
     latency: Dist,
-    /// Rows (Bulkhead) or points (InfluxDB) returned by the last run.
+    /// Rows (Bulkhead, DuckDB) or points (InfluxDB) returned by the last run.
     rows: usize,
+    /// DuckDB: whether its rows equalled Bulkhead's in every run (else how they differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<String>,
     /// The last run's query text.
     example: String,
 }
@@ -342,10 +379,13 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         .iter()
         .map(|n| parse_kind(n))
         .collect::<anyhow::Result<_>>()?;
-    if args.peers.contains(&Peer::Victoriametrics) {
+    if args.peers.contains(&QueryPeer::Victoriametrics) {
         bail!(
-            "bench query supports only --peers influxdb (VictoriaMetrics speaks PromQL, not SQL or InfluxQL)"
+            "bench query supports --peers influxdb,duckdb (VictoriaMetrics speaks PromQL, not SQL or InfluxQL; not translated yet)"
         );
+    }
+    if args.peers.contains(&QueryPeer::Duckdb) && args.target.is_some() {
+        bail!("--peers duckdb reads the SSTs of the Bulkhead it starts: not with --target");
     }
     if args.scale == 0 || args.runs == 0 {
         bail!("--scale and --runs must be > 0");
@@ -397,8 +437,19 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
     })?;
     let mut peers = Vec::new();
     for &peer in &args.peers {
+        if peer == QueryPeer::Duckdb {
+            let ssts = rt.block_on(load::sst_files(&client, &base, "bench", "cpu"))?;
+            let names: Vec<String> = ssts.into_iter().map(|s| s.0).collect();
+            let data_dir = child
+                .as_ref()
+                .map(|(_, dir): &(ChildServer, tempfile::TempDir)| dir.path().join("data"))
+                .context("no data directory")?;
+            let files = query_duckdb::sst_paths(&data_dir, &names)?;
+            peers.push(Running::Duck(DuckDb::start(&files)?));
+            continue;
+        }
         let dir = tempfile::tempdir()?;
-        let p = PeerServer::start_with(peer, dir.path(), true)?;
+        let p = PeerServer::start_with(Peer::Influxdb, dir.path(), true)?;
         rt.block_on(async {
             let bar = load::rows_bar(peer.name(), rows_total);
             for (bodies, _) in Chunks::new(args.scale, args.span, Duration::from_secs(3600), 5000) {
@@ -407,20 +458,19 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
             bar.finish_and_clear();
             p.settle(&client).await
         })?;
-        peers.push((p, dir));
+        peers.push(Running::Influx {
+            server: p,
+            _dir: dir,
+        });
     }
 
-    // Bulkhead in SQL, optionally Bulkhead in InfluxQL, then the peers (InfluxQL).
-    let mut targets: Vec<(String, &str, String)> = vec![("bulkhead".into(), "sql", base.clone())];
-    if args.influxql {
-        targets.push(("bulkhead".into(), "influxql", base.clone()));
-    }
-    for ((p, _), peer) in peers.iter().zip(&args.peers) {
-        targets.push((peer.name().into(), "influxql", p.base.clone()));
-    }
-    let systems = targets.len();
+    // Bulkhead in SQL, optionally Bulkhead in InfluxQL, then the peers.
+    let first_peer = 1 + usize::from(args.influxql);
+    let systems = first_peer + peers.len();
     let mut samples = vec![vec![Vec::new(); kinds.len()]; systems];
     let mut last = vec![vec![(0usize, String::new()); kinds.len()]; systems];
+    // Per system and type: runs whose rows differed from Bulkhead's, and the first diff.
+    let mut differ = vec![vec![(0usize, String::new()); kinds.len()]; systems];
     let mut rng = SplitMix64(args.seed);
     let bar = ProgressBar::new(((args.runs + 1) * kinds.len() * systems) as u64).with_style(
         ProgressStyle::with_template("{prefix:>16} [{bar:40}] {pos}/{len} queries {msg}")
@@ -431,21 +481,50 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         for (k, &kind) in kinds.iter().enumerate() {
             let inst = instance(kind, &mut rng, args.scale, span_ns);
             bar.set_message(names[k].clone());
-            for (s, (_, language, url)) in targets.iter().enumerate() {
+            let t = Instant::now();
+            let answer = rt.block_on(load::sql(&client, &base, "bench", &inst.sql))?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            bar.inc(1);
+            if round > 0 {
+                samples[0][k].push(ms);
+            }
+            last[0][k] = (answer.len(), inst.sql.clone());
+            if args.influxql {
                 let t = Instant::now();
-                let (rows, text) = if *language == "sql" {
-                    let rows = rt.block_on(load::sql(&client, url, "bench", &inst.sql))?;
-                    (rows.len(), &inst.sql)
-                } else {
-                    let rows = rt.block_on(influxql(&client, url, &inst.influxql))?;
-                    (rows, &inst.influxql)
+                let rows = rt.block_on(influxql(&client, &base, &inst.influxql))?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                bar.inc(1);
+                if round > 0 {
+                    samples[1][k].push(ms);
+                }
+                last[1][k] = (rows, inst.influxql.clone());
+            }
+            for (i, peer) in peers.iter_mut().enumerate() {
+                let s = first_peer + i;
+                let t = Instant::now();
+                let (rows, text) = match peer {
+                    Running::Influx { server, .. } => (
+                        rt.block_on(influxql(&client, &server.base, &inst.influxql))?,
+                        inst.influxql.clone(),
+                    ),
+                    Running::Duck(d) => {
+                        let rows = d.query(&inst.sql)?;
+                        if let Err(e) = query_duckdb::same_answer(&answer, &rows) {
+                            let d = &mut differ[s][k];
+                            d.0 += 1;
+                            if d.1.is_empty() {
+                                d.1 = e;
+                            }
+                        }
+                        (rows.len(), query_duckdb::translate(&inst.sql))
+                    }
                 };
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 bar.inc(1);
                 if round > 0 {
                     samples[s][k].push(ms);
                 }
-                last[s][k] = (rows, text.clone());
+                last[s][k] = (rows, text);
             }
         }
     }
@@ -454,10 +533,17 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for s in 0..systems {
-        let (system, language, _) = &targets[s];
+        let peer = s.checked_sub(first_peer).map(|i| args.peers[i]);
+        let (system, language) = match (s, peer) {
+            (0, _) => ("bulkhead", "sql"),
+            (_, None) => ("bulkhead", "influxql"),
+            (_, Some(QueryPeer::Duckdb)) => ("duckdb", "sql"),
+            (_, Some(p)) => (p.name(), "influxql"),
+        };
+        let checked = peer == Some(QueryPeer::Duckdb);
         results.push(SystemResult {
-            system: system.clone(),
-            language: language.to_string(),
+            system: system.into(),
+            language: language.into(),
             queries: names
                 .iter()
                 .enumerate()
@@ -465,6 +551,10 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
                     query: name.clone(),
                     latency: Dist::of(&samples[s][k]),
                     rows: last[s][k].0,
+                    check: checked.then(|| match &differ[s][k] {
+                        (0, _) => format!("same rows as bulkhead in all {} runs", args.runs + 1),
+                        (n, first) => format!("DIFFERS from bulkhead in {n} runs: {first}"),
+                    }),
                     example: last[s][k].1.clone(),
                 })
                 .collect(),
@@ -503,6 +593,19 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         &bars,
     )?;
     eprintln!("wrote {}/results.json and query.svg", args.out.display());
+    let wrong: Vec<String> = results
+        .iter()
+        .flat_map(|r| {
+            r.queries.iter().filter_map(move |q| {
+                let c = q.check.as_deref()?;
+                c.starts_with("DIFFERS")
+                    .then(|| format!("{} {}: {c}", r.system, q.query))
+            })
+        })
+        .collect();
+    if !wrong.is_empty() {
+        bail!("answers differ:\n{}", wrong.join("\n"));
+    }
     Ok(())
 }
 
@@ -559,6 +662,26 @@ fn print_table(results: &[SystemResult]) {
             );
         }
         println!();
+    }
+    for r in &results[1..] {
+        let checks: Vec<(&str, &str)> = r
+            .queries
+            .iter()
+            .filter_map(|q| Some((q.query.as_str(), q.check.as_deref()?)))
+            .collect();
+        let bad: Vec<_> = checks
+            .iter()
+            .filter(|(_, c)| c.starts_with("DIFFERS"))
+            .collect();
+        if !checks.is_empty() && bad.is_empty() {
+            println!(
+                "{}: same rows as bulkhead in every run of every type",
+                r.system
+            );
+        }
+        for (q, c) in bad {
+            println!("{} {q}: {c}", r.system);
+        }
     }
 }
 

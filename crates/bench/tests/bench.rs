@@ -210,6 +210,32 @@ fn bench_query_reports_every_tsbs_query_type() {
     }
 }
 
+/// DuckDB (PyPI `duckdb`, installed by scripts/test) answers every type over
+/// Bulkhead's SSTs, and its rows equal Bulkhead's in every run.
+#[test]
+fn bench_query_with_duckdb_checks_every_answer() {
+    let r = bench(&[
+        "query", "--scale", "10", "--span", "2h", "--runs", "1", "--peers", "duckdb",
+    ]);
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{r}");
+    assert_eq!(results[1]["system"], "duckdb");
+    let (ours, duck) = (
+        results[0]["queries"].as_array().expect("queries"),
+        results[1]["queries"].as_array().expect("queries"),
+    );
+    assert_eq!(duck.len(), 15, "{r}");
+    for (a, b) in ours.iter().zip(duck) {
+        assert_eq!(a["query"], b["query"]);
+        assert_eq!(a["rows"], b["rows"], "{b}");
+        assert_eq!(
+            b["check"], "same rows as bulkhead in all 2 runs",
+            "{}: {b}",
+            b["query"]
+        );
+    }
+}
+
 #[test]
 fn bench_query_rejects_unknown_query_types() {
     let out = Command::new(env!("CARGO_BIN_EXE_bulkhead-bench"))

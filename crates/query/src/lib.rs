@@ -26,14 +26,15 @@ mod system;
 mod table;
 pub mod yielding;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bulkhead_engine::Engine;
 use bulkhead_runtime::Runtimes;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use catalog::CATALOG;
@@ -74,10 +75,17 @@ pub struct QueryEngine {
     /// The object-store block cache, shown as `system.cache`.
     cache: Option<bulkhead_runtime::store::CachedStore>,
     pg: Arc<pg::PgCompat>,
+    /// Built sessions by (database, flavor, lastpoint rule on): building one (every
+    /// built-in function, the rules, the catalog, Bulkhead's functions) costs more than
+    /// planning a small query, so each query starts from a clone of a built one.
+    states: Mutex<HashMap<(String, Flavor, bool), Arc<SessionState>>>,
 }
 
+/// Built sessions kept at most; past it the map starts over (databases are few).
+const MAX_CACHED_STATES: usize = 64;
+
 /// Which SQL a session speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Flavor {
     /// DataFusion's SQL (HTTP, InfluxQL's translation, ...).
     #[default]
@@ -116,6 +124,7 @@ impl QueryEngine {
             pg,
             lastpoint: AtomicBool::new(true),
             cache: None,
+            states: Mutex::new(HashMap::new()),
         })
     }
 
@@ -133,6 +142,7 @@ impl QueryEngine {
     /// Show `cache`'s state as `system.cache`.
     pub fn with_cache(mut self, cache: Option<bulkhead_runtime::store::CachedStore>) -> Self {
         self.cache = cache;
+        self.states_lock().clear(); // their catalogs show the old cache
         self
     }
 
@@ -141,8 +151,34 @@ impl QueryEngine {
         self.session_with(db, Flavor::Plain)
     }
 
-    /// A session whose default schema is `db`, speaking `flavor`.
+    /// A session whose default schema is `db`, speaking `flavor`: a clone of the one
+    /// built for the first query of (`db`, `flavor`), so statements that change a
+    /// session (`SET ...`) never leak into another query.
     pub fn session_with(&self, db: &str, flavor: Flavor) -> SessionContext {
+        let lastpoint = self.lastpoint.load(Ordering::Relaxed);
+        let key = (db.to_string(), flavor, lastpoint);
+        let cached = self.states_lock().get(&key).cloned();
+        if let Some(state) = cached {
+            return SessionContext::new_with_state(SessionState::clone(&state));
+        }
+        let ctx = self.build_session(db, flavor, lastpoint);
+        let mut states = self.states_lock();
+        if states.len() >= MAX_CACHED_STATES {
+            states.clear();
+        }
+        states.insert(key, Arc::new(ctx.state()));
+        ctx
+    }
+
+    fn states_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, Flavor, bool), Arc<SessionState>>> {
+        // A panic while holding the lock left the map whole (inserts and clears only).
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Build a session from nothing: the slow path of [`Self::session_with`].
+    fn build_session(&self, db: &str, flavor: Flavor, lastpoint: bool) -> SessionContext {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, db)
             .with_create_default_catalog_and_schema(false)
@@ -173,7 +209,7 @@ impl QueryEngine {
         if flavor == Flavor::Postgres {
             self.pg.register(&ctx, db);
         }
-        if self.lastpoint.load(Ordering::Relaxed) {
+        if lastpoint {
             ctx.add_optimizer_rule(Arc::new(lastpoint::LastpointRule));
         }
         capped::register(&ctx, self.config.memory_limit);

@@ -327,3 +327,35 @@ fn a_heavy_query_does_not_delay_small_writes() {
     );
     drop(running);
 }
+
+/// Each query starts from a clone of a session built once per database: what one
+/// query sets stays in that query, and each database keeps its own default schema.
+#[test]
+fn reused_sessions_are_isolated_per_query_and_per_database() {
+    let db = Db::open();
+    db.write(
+        "one",
+        vec![("cpu", row(&[("host", "a")], &[("usage", f(1.0))], 10))],
+    );
+    db.write(
+        "two",
+        vec![("cpu", row(&[("host", "b")], &[("usage", f(2.0))], 10))],
+    );
+    let show = "show datafusion.execution.batch_size";
+    let default = db.table("one", show);
+    assert!(!default.contains("1234"), "{default}");
+    db.sql("one", "set datafusion.execution.batch_size = 1234")
+        .unwrap();
+    assert_eq!(db.table("one", show), default);
+    for _ in 0..2 {
+        assert!(db.table("one", "select host from cpu").contains("| a "));
+        assert!(db.table("two", "select host from cpu").contains("| b "));
+    }
+    // A column written after the sessions were built is visible to the next query.
+    db.write(
+        "two",
+        vec![("cpu", row(&[("host", "c")], &[("idle", f(3.0))], 20))],
+    );
+    let out = db.table("two", "select host, idle from cpu where idle is not null");
+    assert!(out.contains("| c    | 3.0  |"), "{out}");
+}

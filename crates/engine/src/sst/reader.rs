@@ -293,14 +293,16 @@ pub(crate) async fn read(
         builder = builder.with_row_selection(selection::to_selection(&md, &plan));
     }
     // Rows outside the range exist only if the range cuts the file's time bounds. When
-    // it keeps a small part of the file's time span, or the series index already chose
-    // a few runs, the time filter runs inside the decoder (other columns are
-    // materialized only for rows in range); when it keeps most of a full scan, the
-    // fragmented selection would cost more than it saves, so rows are filtered after
-    // decoding.
+    // it keeps a small part of the file's time span, the time filter runs inside the
+    // decoder (other columns are materialized only for rows in range). When it keeps
+    // most of a full scan, the fragmented selection would cost more than it saves; and
+    // when the series index chose the rows, the time pages above already cut each run
+    // to within a page of the range, so a second pass over the time column (its own
+    // column chunk reader, zstd contexts and decode) costs more than the few extra rows
+    // it would drop. In both cases rows are filtered after decoding.
     let cut = range.start > meta.min_time || range.last < meta.max_time;
     let late =
-        cut && (series_rows.is_some() || kept_share(range, meta.min_time, meta.max_time) <= 0.5);
+        cut && series_rows.is_none() && kept_share(range, meta.min_time, meta.max_time) <= 0.5;
     if let (Some(t), true) = (time_idx, late) {
         let predicate =
             ArrowPredicateFn::new(ProjectionMask::leaves(parquet_schema, [t]), move |b| {
