@@ -29,6 +29,7 @@
 pub mod bench_support;
 pub mod compaction;
 mod config;
+mod delete;
 mod drop_table;
 mod engine;
 mod error;
@@ -51,6 +52,7 @@ mod write;
 
 pub use compaction::{CompactionConfig, CompactionSummary};
 pub use config::{EngineConfig, WalSync, default_write_buffer_size};
+pub use delete::{DeletePredicate, DeleteRequest, DeleteSummary, Tombstone};
 pub use drop_table::DropSummary;
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ mod common;
 mod backpressure;
 mod compaction;
 mod concurrency;
+mod delete;
 mod drop;
 mod failing_store;
 mod fencing;
