@@ -199,6 +199,14 @@ impl WriteBackend for EngineBackend {
         self.engine.flush(&scope).await
     }
 
+    async fn delete(
+        &self,
+        db: &str,
+        req: bulkhead_engine::DeleteRequest,
+    ) -> Result<bulkhead_engine::DeleteSummary, EngineError> {
+        self.engine.delete(db, req).await
+    }
+
     async fn compact(&self, scope: Scope, rewrite: bool) -> Result<(), EngineError> {
         let summary = if rewrite {
             self.engine.rewrite(&scope).await?

@@ -344,6 +344,8 @@ impl Engine {
                     consecutive_flush_failures: st.flush_failures,
                     last_flush_error: st.last_flush_error.clone(),
                     parked: st.parked_upto > 0,
+                    tombstones: st.tombstones.len(),
+                    columns: st.schema.tags.len() + st.schema.fields.len(),
                 }
             })
             .collect();

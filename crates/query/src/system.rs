@@ -63,7 +63,9 @@ fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
 }
 
 /// One row per table. `rows` counts stored rows (SSTs + memtables) before
-/// deduplication, so an overwritten key counts once per copy until compaction merges it.
+/// deduplication, so an overwritten key counts once per copy until compaction merges it
+/// (and deleted rows until compaction removes them). `columns`: tags and fields;
+/// `tombstones`: deletes not yet applied to every file.
 fn tables(engine: &Engine) -> Result<RecordBatch> {
     let stats = engine.stats().tables;
     batch(
@@ -74,6 +76,8 @@ fn tables(engine: &Engine) -> Result<RecordBatch> {
             u64f("bytes"),
             u64f("sst_count"),
             u64f("memtable_bytes"),
+            u64f("columns"),
+            u64f("tombstones"),
         ],
         vec![
             Arc::new(StringArray::from_iter_values(
@@ -93,6 +97,12 @@ fn tables(engine: &Engine) -> Result<RecordBatch> {
             )),
             Arc::new(UInt64Array::from_iter_values(
                 stats.iter().map(|s| s.memtable_bytes as u64),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                stats.iter().map(|s| s.columns as u64),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                stats.iter().map(|s| s.tombstones as u64),
             )),
         ],
     )
