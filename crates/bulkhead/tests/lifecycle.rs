@@ -292,7 +292,7 @@ fn deletes_equal_a_model_over_http_psql_and_v2_across_kill9() {
     assert_eq!(rows(&s, "cpu"), model, "after the final compaction");
     let r = s.sql(
         "demo",
-        "select tombstones from system.tables where "table" = 'cpu'",
+        r#"select tombstones from system.tables where "table" = 'cpu'"#,
         "csv",
     );
     assert_eq!(r.text().trim(), "tombstones\n0", "{}", r.text());

@@ -273,6 +273,15 @@ impl Columns<'_> {
     /// The predicate of a condition on tags.
     fn predicate(&self, e: &Expr) -> Result<DeletePredicate> {
         Ok(match unnest(e) {
+            Expr::BinaryOp { left, right, .. }
+                if [left, right]
+                    .iter()
+                    .any(|x| column(x).as_deref() == Some(TIME_COLUMN)) =>
+            {
+                return Err(plan(
+                    "DELETE: conditions on time must be top-level AND terms (not under OR or NOT)",
+                ));
+            }
             Expr::BinaryOp { left, op, right } => match op {
                 BinaryOperator::And => {
                     DeletePredicate::And(vec![self.predicate(left)?, self.predicate(right)?])
