@@ -162,6 +162,12 @@ fn engine_config(config: &ServerConfig) -> EngineConfig {
             .iter()
             .map(|(k, v)| (k.clone(), v.get()))
             .collect(),
+        limits: bulkhead_engine::CatalogLimits {
+            max_databases: config.limits.max_databases,
+            max_tables_per_database: config.limits.max_tables_per_database,
+            max_columns_per_table: config.limits.max_columns_per_table,
+            max_series_per_table: config.limits.max_series_per_table,
+        },
         ..EngineConfig::default()
     }
 }

@@ -139,6 +139,8 @@ pub struct Engine {
     pub(crate) schema_lock: Mutex<()>,
     /// Drops appended to the WAL and not yet committed (`drop_table.rs`).
     pub(crate) pending_drops: crate::drop_table::PendingDrops,
+    /// Known series per table, for `limits.max_series_per_table` (`limits.rs`).
+    pub(crate) series: crate::limits::SeriesSets,
     pub(crate) wal: Wal<PendingWrite>,
     pub(crate) manifest: Manifest,
     pub(crate) memory: Memory,

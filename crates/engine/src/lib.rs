@@ -34,6 +34,7 @@ mod drop_table;
 mod engine;
 mod error;
 mod flush;
+mod limits;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -56,6 +57,7 @@ pub use delete::{DeletePredicate, DeleteRequest, DeleteSummary, Tombstone};
 pub use drop_table::DropSummary;
 pub use engine::Engine;
 pub use error::{Error, Result};
+pub use limits::CatalogLimits;
 pub use manifest::{Action, ManifestEdit, ManifestState, TableManifest};
 pub use memtable::TimeRange;
 pub use model::{FieldType, FieldValue, Row, Scope, SmolStr, TableWrite, WriteBatch};

@@ -197,6 +197,7 @@ pub(crate) async fn open(
         catalog: RwLock::new(catalog),
         schema_lock: Mutex::new(()),
         pending_drops: Default::default(),
+        series: Default::default(),
         wal,
         manifest,
         memory: Memory {
