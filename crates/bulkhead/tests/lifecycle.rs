@@ -351,3 +351,80 @@ fn bad_deletes_are_refused_with_the_reason() {
     let r = s.sql("demo", "select count(*) as n from cpu", "csv");
     assert_eq!(r.text().trim(), "n\n1");
 }
+
+/// Each catalog limit refuses the write that would pass it with a 400 naming the limit
+/// and its value, writes within them still work, and the series limit still holds
+/// after `kill -9` (the count comes back from the stored data). `system.tables` shows
+/// series and column counts.
+#[test]
+fn catalog_limits_are_enforced_with_a_clear_error() {
+    let mut s = TestServer::start(&[
+        "--max-databases",
+        "2",
+        "--max-tables-per-database",
+        "2",
+        "--max-columns-per-table",
+        "4",
+        "--max-series-per-table",
+        "3",
+    ]);
+    let write = |s: &TestServer, db: &str, body: &str| {
+        s.post(&format!("/api/v2/write?bucket={db}"), body.to_string())
+    };
+    let refused = |r: common::Reply, limit: &str, value: &str| {
+        assert_eq!(r.status, 400, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["code"], "limit_exceeded", "{body}");
+        let msg = body["error"].as_str().unwrap_or_default().to_string();
+        assert!(
+            msg.contains(&format!("limits.{limit} = {value}")),
+            "{limit}: {msg}"
+        );
+    };
+    assert_eq!(write(&s, "d1", "cpu,host=a v=1 1\n").status, 204);
+    assert_eq!(write(&s, "d2", "cpu,host=a v=1 1\n").status, 204);
+    refused(write(&s, "d3", "cpu,host=a v=1 1\n"), "max_databases", "2");
+    assert_eq!(write(&s, "d1", "mem,host=a v=1 1\n").status, 204);
+    refused(
+        write(&s, "d1", "disk,host=a v=1 1\n"),
+        "max_tables_per_database",
+        "2",
+    );
+    // 4 columns: host, dc, v, w; a fifth is refused, the whole batch with it.
+    assert_eq!(write(&s, "d1", "cpu,host=b,dc=x v=1,w=2 2\n").status, 204);
+    refused(
+        write(&s, "d1", "cpu,host=c v=1 3\ncpu,host=a v=1,z=1 3\n"),
+        "max_columns_per_table",
+        "4",
+    );
+    // Series: (host=a), (host=b,dc=x); one more fits, a fourth does not.
+    assert_eq!(write(&s, "d1", "cpu,host=c v=1 4\n").status, 204);
+    refused(
+        write(&s, "d1", "cpu,host=d v=1 5\n"),
+        "max_series_per_table",
+        "3",
+    );
+    // Existing series still take writes.
+    assert_eq!(write(&s, "d1", "cpu,host=a v=2 6\n").status, 204);
+    assert_eq!(s.post("/api/v1/flush?db=d1", "").status, 200);
+    assert_eq!(write(&s, "d1", "cpu,host=b,dc=x v=3 7\n").status, 204);
+    s.kill9_and_restart();
+    refused(
+        write(&s, "d1", "cpu,host=e v=1 8\n"),
+        "max_series_per_table",
+        "3",
+    );
+    assert_eq!(write(&s, "d1", "cpu,host=c v=2 9\n").status, 204);
+    let r = s.sql(
+        "d1",
+        r#"select "table", series, columns from system.tables where database = 'd1' order by "table""#,
+        "csv",
+    );
+    assert_eq!(r.text().trim(), "table,series,columns\ncpu,3,4\nmem,1,2", "{}", r.text());
+    // Nothing of a refused write was applied.
+    let r = s.sql("d1", "select count(*) as n from cpu where host in ('d', 'e')", "csv");
+    assert_eq!(r.text().trim(), "n\n0");
+    // A dropped table frees its slot and its series.
+    assert_eq!(s.sql("d1", "drop table mem", "csv").status, 200);
+    assert_eq!(write(&s, "d1", "disk,host=a v=1 1\n").status, 204);
+}
