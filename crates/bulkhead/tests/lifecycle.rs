@@ -34,11 +34,13 @@ const HOSTS: [&str; 3] = ["a", "b", "c"];
 const REGIONS: [&str; 2] = ["r1", "r2"];
 const TIMES: u64 = 200;
 
-/// A condition on tags: its SQL text and its value for a row (SQL three-valued logic,
-/// `None` = NULL).
+/// A condition's value for a row's (host, region): SQL three-valued logic, `None` = NULL.
+type Eval = Box<dyn Fn(&str, Option<&str>) -> Option<bool>>;
+
+/// A condition on tags: its SQL text and its value for a row.
 struct Cond {
     sql: String,
-    eval: Box<dyn Fn(&str, Option<&str>) -> Option<bool>>,
+    eval: Eval,
 }
 
 fn leaf(rng: &mut Rng) -> Cond {
@@ -128,7 +130,11 @@ fn write_random(s: &TestServer, rng: &mut Rng, model: &mut Model, mem: &mut Mode
             None => format!("host={host}"),
         };
         body.push_str(&format!("{table},{tags} v={v}i {time}\n"));
-        let m = if table == "cpu" { &mut *model } else { &mut *mem };
+        let m = if table == "cpu" {
+            &mut *model
+        } else {
+            &mut *mem
+        };
         m.insert((host.to_string(), region.map(str::to_string), time), v);
     }
     let r = s.post("/api/v2/write?bucket=demo", body);
@@ -185,7 +191,15 @@ fn latest(model: &Model) -> Model {
 fn psql(s: &TestServer, sql: &str) -> std::process::Output {
     Command::new("psql")
         .args(["-X", "-h", "127.0.0.1", "-p", &s.pg_addr.port().to_string()])
-        .args(["-U", "bulkhead", "-d", "demo", "-v", "ON_ERROR_STOP=1", "-At"])
+        .args([
+            "-U",
+            "bulkhead",
+            "-d",
+            "demo",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+        ])
         .args(["-c", sql])
         .env("PGCONNECT_TIMEOUT", "10")
         .output()
@@ -220,10 +234,7 @@ fn deletes_equal_a_model_over_http_psql_and_v2_across_kill9() {
             0 => (String::new(), (i64::MIN, i64::MAX)),
             1 => (format!("time >= {lo} AND time < {hi}"), (lo, hi - 1)),
             2 => (format!("time BETWEEN {lo} AND {hi}"), (lo, hi)),
-            _ => (
-                format!("time > '{}'", rfc3339(lo)),
-                (lo + 1, i64::MAX),
-            ),
+            _ => (format!("time > '{}'", rfc3339(lo)), (lo + 1, i64::MAX)),
         };
         let how = rng.below(6);
         let op = if how <= 2 {
@@ -281,7 +292,11 @@ fn deletes_equal_a_model_over_http_psql_and_v2_across_kill9() {
             s.kill9_and_restart();
         }
         assert_eq!(rows(&s, "cpu"), model, "step {step} after {op}");
-        assert_eq!(lastpoint(&s), latest(&model), "lastpoint, step {step} after {op}");
+        assert_eq!(
+            lastpoint(&s),
+            latest(&model),
+            "lastpoint, step {step} after {op}"
+        );
         assert_eq!(rows(&s, "mem"), mem, "untouched table, step {step}");
     }
     assert!(deleted_rows > 0, "the run deleted nothing");
@@ -305,14 +320,22 @@ fn bad_deletes_are_refused_with_the_reason() {
     assert_eq!(r.status, 204);
     for (sql, status, says) in [
         ("DELETE FROM cpu WHERE usage = 1", 400, "`usage` is a field"),
-        ("DELETE FROM cpu WHERE dc = 'x'", 400, "column `dc` not found"),
+        (
+            "DELETE FROM cpu WHERE dc = 'x'",
+            400,
+            "column `dc` not found",
+        ),
         ("DELETE FROM nope", 400, "demo.nope"),
         (
             "DELETE FROM cpu WHERE host = 'a' OR time > 5",
             400,
             "time must be top-level AND terms",
         ),
-        ("DELETE FROM cpu WHERE host LIKE 'a%'", 400, "unsupported condition"),
+        (
+            "DELETE FROM cpu WHERE host LIKE 'a%'",
+            400,
+            "unsupported condition",
+        ),
         ("DELETE FROM cpu WHERE time > 'yesterday'", 400, "yesterday"),
     ] {
         let r = s.sql("demo", sql, "csv");
@@ -368,9 +391,8 @@ fn catalog_limits_are_enforced_with_a_clear_error() {
         "--max-series-per-table",
         "3",
     ]);
-    let write = |s: &TestServer, db: &str, body: &str| {
-        s.post(&format!("/api/v2/write?bucket={db}"), body.to_string())
-    };
+    let write =
+        |s: &TestServer, db: &str, body: &str| s.post(&format!("/api/v2/write?bucket={db}"), body);
     let refused = |r: common::Reply, limit: &str, value: &str| {
         assert_eq!(r.status, 400, "{}", r.text());
         let body = r.json();
@@ -420,9 +442,18 @@ fn catalog_limits_are_enforced_with_a_clear_error() {
         r#"select "table", series, columns from system.tables where database = 'd1' order by "table""#,
         "csv",
     );
-    assert_eq!(r.text().trim(), "table,series,columns\ncpu,3,4\nmem,1,2", "{}", r.text());
+    assert_eq!(
+        r.text().trim(),
+        "table,series,columns\ncpu,3,4\nmem,1,2",
+        "{}",
+        r.text()
+    );
     // Nothing of a refused write was applied.
-    let r = s.sql("d1", "select count(*) as n from cpu where host in ('d', 'e')", "csv");
+    let r = s.sql(
+        "d1",
+        "select count(*) as n from cpu where host in ('d', 'e')",
+        "csv",
+    );
     assert_eq!(r.text().trim(), "n\n0");
     // A dropped table frees its slot and its series.
     assert_eq!(s.sql("d1", "drop table mem", "csv").status, 200);

@@ -271,8 +271,9 @@ mod tests {
     use arrow::datatypes::{Field, Int32Type, Schema, TimeUnit};
 
     fn batch() -> RecordBatch {
-        let host: DictionaryArray<Int32Type> =
-            vec![Some("a"), Some("b"), None, Some("a")].into_iter().collect();
+        let host: DictionaryArray<Int32Type> = vec![Some("a"), Some("b"), None, Some("a")]
+            .into_iter()
+            .collect();
         let schema = Schema::new(vec![
             Field::new(
                 "host",
@@ -341,7 +342,10 @@ mod tests {
         assert_eq!(kept(&[tomb(0, 100, or)]), vec![1.0, 4.0]);
         let in_ = DeletePredicate::In("host".into(), vec!["a".into(), "b".into()]);
         assert_eq!(kept(&[tomb(0, 100, in_)]), vec![3.0]);
-        assert_eq!(kept(&[tomb(0, 15, eq("a")), tomb(25, 100, DeletePredicate::All)]), vec![2.0]);
+        assert_eq!(
+            kept(&[tomb(0, 15, eq("a")), tomb(25, 100, DeletePredicate::All)]),
+            vec![2.0]
+        );
     }
 
     #[test]

@@ -160,7 +160,15 @@ async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable
     let kept = crate::delete::without_deleted(parts, &tombs, engine.config.segment_nanos())?;
     let mems: Vec<&Memtable> = kept.iter().map(|p| &p.mem).collect();
     let applied = crate::delete::newest(&tombs);
-    let metas = write_ssts(engine, &table.db, &table.name, &mems, &schema, (max_seq, applied)).await?;
+    let metas = write_ssts(
+        engine,
+        &table.db,
+        &table.name,
+        &mems,
+        &schema,
+        (max_seq, applied),
+    )
+    .await?;
     let mut actions = vec![Action::SetSchema {
         db: table.db.clone(),
         table: table.name.clone(),

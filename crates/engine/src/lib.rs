@@ -34,10 +34,10 @@ mod drop_table;
 mod engine;
 mod error;
 mod flush;
-mod limits;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod limits;
 mod manifest;
 mod memtable;
 mod model;

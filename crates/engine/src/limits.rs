@@ -57,7 +57,11 @@ pub(crate) struct SeriesSet {
 pub(crate) type SeriesSets = parking_lot::Mutex<HashMap<(String, String), SeriesSet>>;
 
 fn series_hash(row: &Row) -> u64 {
-    let mut tags: Vec<(&str, &str)> = row.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut tags: Vec<(&str, &str)> = row
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     tags.sort_unstable();
     let mut h = foldhash::quality::FixedState::with_seed(0x6c69_6d69_7473).build_hasher();
     for (k, v) in tags {
@@ -123,7 +127,12 @@ async fn scan_series(engine: &Engine, db: &str, table: &str) -> Result<HashSet<u
         let tags: Vec<String> = schema
             .fields()
             .iter()
-            .filter(|f| f.metadata().get(crate::schema::ROLE_KEY).map(String::as_str) == Some("tag"))
+            .filter(|f| {
+                f.metadata()
+                    .get(crate::schema::ROLE_KEY)
+                    .map(String::as_str)
+                    == Some("tag")
+            })
             .map(|f| f.name().clone())
             .collect();
         let snap = engine.snapshot(db, table, TimeRange::ALL)?;
@@ -140,7 +149,10 @@ async fn scan_series(engine: &Engine, db: &str, table: &str) -> Result<HashSet<u
                 .iter()
                 .filter_map(|n| {
                     let c = b.column_by_name(n)?;
-                    Some((n.clone(), arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok()?))
+                    Some((
+                        n.clone(),
+                        arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok()?,
+                    ))
                 })
                 .collect();
             for i in 0..b.num_rows() {
@@ -167,9 +179,32 @@ fn exceeded(limit: &'static str, value: usize, what: String) -> Error {
     Error::LimitExceeded { limit, value, what }
 }
 
+/// The series hashes of each table of `batch` (distinct, in no order), computed before
+/// `schema_lock` so the lock only looks them up. Empty when the series limit is off.
+pub(crate) fn batch_series(engine: &Engine, batch: &WriteBatch) -> Vec<Vec<u64>> {
+    if engine.config.limits.max_series_per_table == 0 {
+        return Vec::new();
+    }
+    batch
+        .tables
+        .iter()
+        .map(|t| {
+            let mut hashes: Vec<u64> = t.rows.iter().map(series_hash).collect();
+            hashes.sort_unstable();
+            hashes.dedup();
+            hashes
+        })
+        .collect()
+}
+
 /// Under `schema_lock`, before the batch's schemas evolve: refuse the batch if it
-/// would pass a limit; otherwise count its series.
-pub(crate) fn check(engine: &Engine, db: &str, batch: &WriteBatch) -> Result<()> {
+/// would pass a limit; otherwise count its series (`series`: from [`batch_series`]).
+pub(crate) fn check(
+    engine: &Engine,
+    db: &str,
+    batch: &WriteBatch,
+    series: &[Vec<u64>],
+) -> Result<()> {
     let l = &engine.config.limits;
     let (db_exists, n_dbs, mut n_tables) = {
         let cat = engine.catalog.read();
@@ -188,7 +223,10 @@ pub(crate) fn check(engine: &Engine, db: &str, batch: &WriteBatch) -> Result<()>
     }
     let mut new_series: HashMap<&str, HashSet<u64>> = HashMap::new();
     let mut seen_new_tables: Vec<&str> = Vec::new();
-    for t in batch.tables.iter().filter(|t| !t.rows.is_empty()) {
+    for (i, t) in batch.tables.iter().enumerate() {
+        if t.rows.is_empty() {
+            continue;
+        }
         let schema = engine
             .table(db, &t.table)
             .map(|tb| std::sync::Arc::clone(&tb.state.lock().schema));
@@ -197,7 +235,10 @@ pub(crate) fn check(engine: &Engine, db: &str, batch: &WriteBatch) -> Result<()>
                 return Err(exceeded(
                     "max_tables_per_database",
                     l.max_tables_per_database,
-                    format!("`{db}` has {n_tables} tables; `{}` would be a new one", t.table),
+                    format!(
+                        "`{db}` has {n_tables} tables; `{}` would be a new one",
+                        t.table
+                    ),
                 ));
             }
             n_tables += 1;
@@ -225,10 +266,9 @@ pub(crate) fn check(engine: &Engine, db: &str, batch: &WriteBatch) -> Result<()>
             let sets = engine.series.lock();
             let known = sets.get(&(db.to_string(), t.table.clone()));
             let fresh = new_series.entry(t.table.as_str()).or_default();
-            for row in &t.rows {
-                let h = series_hash(row);
-                if !known.is_some_and(|k| k.hashes.contains(&h)) {
-                    fresh.insert(h);
+            for h in series.get(i).into_iter().flatten() {
+                if !known.is_some_and(|k| k.hashes.contains(h)) {
+                    fresh.insert(*h);
                 }
             }
             let counted = known.map_or(0, |k| k.hashes.len());

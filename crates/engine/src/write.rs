@@ -73,13 +73,14 @@ async fn write_on_write_runtime(engine: &Engine, db: String, batch: WriteBatch) 
     admit(engine).await?;
     validate_rows(&batch)?;
     crate::limits::load_series(engine, &db, &batch).await?;
+    let series = crate::limits::batch_series(engine, &batch);
     let payload = record::encode_batch(&db, &batch);
     let (tx, rx) = oneshot::channel();
     {
         // Schemas evolve and records enter the WAL in one order, so a drop (which
         // takes this lock too) is either before or after the whole batch.
         let _guard = engine.schema_lock.lock();
-        crate::limits::check(engine, &db, &batch)?;
+        crate::limits::check(engine, &db, &batch, &series)?;
         evolve_schemas(engine, &db, &batch)?;
         let tables = batch
             .tables

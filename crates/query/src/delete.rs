@@ -43,16 +43,21 @@ pub(crate) async fn run(engine: &Engine, db: &str, delete: Delete) -> Result<Que
         return Err(plan("DELETE takes no joins"));
     }
     let (table_db, table) = crate::ddl::table_name(db, name)?;
-    let schema = engine
-        .table_schema(&table_db, &table)
-        .ok_or_else(|| match engine.databases().contains(&table_db) {
+    let schema = engine.table_schema(&table_db, &table).ok_or_else(|| {
+        match engine.databases().contains(&table_db) {
             true => plan(format!("table `{table_db}.{table}` not found")),
             false => QueryError::DatabaseNotFound(table_db.clone()),
-        })?;
+        }
+    })?;
     let tags: Vec<String> = schema
         .fields()
         .iter()
-        .filter(|f| f.metadata().get(bulkhead_engine::ROLE_KEY).map(String::as_str) == Some("tag"))
+        .filter(|f| {
+            f.metadata()
+                .get(bulkhead_engine::ROLE_KEY)
+                .map(String::as_str)
+                == Some("tag")
+        })
         .map(|f| f.name().clone())
         .collect();
     let columns = Columns {
@@ -266,8 +271,7 @@ impl Columns<'_> {
     }
 
     fn value(e: &Expr) -> Result<String> {
-        string_literal(e)
-            .ok_or_else(|| plan(format!("DELETE: `{e}` is not a string literal")))
+        string_literal(e).ok_or_else(|| plan(format!("DELETE: `{e}` is not a string literal")))
     }
 
     /// The predicate of a condition on tags.

@@ -73,8 +73,7 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<Option
     let mut merged = Memtable::default();
     for (m, bytes) in inputs {
         // Each input loses its deleted rows before it merges with newer ones.
-        let deletes =
-            crate::delete::applicable(&tombs, m.deletes_seen(), m.min_time, m.max_time);
+        let deletes = crate::delete::applicable(&tombs, m.deletes_seen(), m.min_time, m.max_time);
         for batch in reader::decode(bytes, None, TimeRange::ALL)? {
             let batch = crate::delete::filter_batch(&batch, &deletes)?;
             if batch.num_rows() > 0 {
@@ -143,8 +142,13 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<Option
         max_seq: task.inputs.iter().map(|m| m.max_seq).max().unwrap_or(0),
         level: task.inputs.iter().map(|m| m.level).max().unwrap_or(0) + 1,
         tag_ranges: tags,
-        tombstones_applied: crate::delete::newest(&tombs)
-            .max(task.inputs.iter().map(|m| m.tombstones_applied).max().unwrap_or(0)),
+        tombstones_applied: crate::delete::newest(&tombs).max(
+            task.inputs
+                .iter()
+                .map(|m| m.tombstones_applied)
+                .max()
+                .unwrap_or(0),
+        ),
     };
     crate::sst::writer::upload(
         &engine.store,

@@ -22,8 +22,8 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
-use crate::engine::{Engine, FrozenMemtable, Table};
 use crate::delete::Tombstone;
+use crate::engine::{Engine, FrozenMemtable, Table};
 use crate::error::Result;
 use crate::memtable::{Memtable, TimeRange, merged_batch};
 use crate::schema::{TIME_COLUMN, TableSchema};

@@ -61,7 +61,9 @@ fn leaf() -> impl Strategy<Value = DeletePredicate> {
 fn predicate() -> impl Strategy<Value = DeletePredicate> {
     leaf().prop_recursive(2, 6, 3, |inner| {
         prop_oneof![
-            inner.clone().prop_map(|p| DeletePredicate::Not(Box::new(p))),
+            inner
+                .clone()
+                .prop_map(|p| DeletePredicate::Not(Box::new(p))),
             proptest::collection::vec(inner.clone(), 1..3).prop_map(DeletePredicate::And),
             proptest::collection::vec(inner, 1..3).prop_map(DeletePredicate::Or),
         ]
@@ -112,16 +114,26 @@ fn eval(p: &DeletePredicate, tags: &[(String, String)]) -> Option<bool> {
         DeletePredicate::In(t, vs) => get(t).map(|x| vs.iter().any(|v| v == x)),
         DeletePredicate::IsNull(t) => Some(get(t).is_none()),
         DeletePredicate::Not(p) => eval(p, tags).map(|b| !b),
-        DeletePredicate::And(ps) => ps.iter().fold(Some(true), |acc, p| match (acc, eval(p, tags)) {
-            (Some(false), _) | (_, Some(false)) => Some(false),
-            (Some(true), Some(true)) => Some(true),
-            _ => None,
-        }),
-        DeletePredicate::Or(ps) => ps.iter().fold(Some(false), |acc, p| match (acc, eval(p, tags)) {
-            (Some(true), _) | (_, Some(true)) => Some(true),
-            (Some(false), Some(false)) => Some(false),
-            _ => None,
-        }),
+        DeletePredicate::And(ps) => {
+            let vals: Vec<Option<bool>> = ps.iter().map(|p| eval(p, tags)).collect();
+            if vals.contains(&Some(false)) {
+                Some(false)
+            } else if vals.iter().all(|v| *v == Some(true)) {
+                Some(true)
+            } else {
+                None
+            }
+        }
+        DeletePredicate::Or(ps) => {
+            let vals: Vec<Option<bool>> = ps.iter().map(|p| eval(p, tags)).collect();
+            if vals.contains(&Some(true)) {
+                Some(true)
+            } else if vals.iter().all(|v| *v == Some(false)) {
+                Some(false)
+            } else {
+                None
+            }
+        }
     }
 }
 
@@ -200,7 +212,9 @@ async fn check(engine: &bulkhead_engine::Engine, models: &[Rows; 2]) -> Result<(
         for b in &batches {
             prop_assert_eq!(b.num_columns(), 2);
             for ((_, time), f) in batch_rows(b) {
-                let FieldValue::I64(v) = f["v"] else { panic!("v") };
+                let FieldValue::I64(v) = f["v"] else {
+                    panic!("v")
+                };
                 projected.push((time, v));
             }
         }
@@ -346,7 +360,10 @@ async fn errors_rewrites_and_crash() {
     ));
     let mut b = WriteBatch::default();
     for t in 0..10 {
-        b.push("cpu", row(&[("host", "a")], vec![("v", FieldValue::I64(t))], t));
+        b.push(
+            "cpu",
+            row(&[("host", "a")], vec![("v", FieldValue::I64(t))], t),
+        );
     }
     engine.write("db", b).await.expect("write");
     assert!(matches!(
@@ -371,7 +388,10 @@ async fn errors_rewrites_and_crash() {
     );
     assert_eq!(read_all(&engine, "db", "cpu").await.len(), 6);
     let mut b = WriteBatch::default();
-    b.push("cpu", row(&[("host", "a")], vec![("v", FieldValue::I64(40))], 4));
+    b.push(
+        "cpu",
+        row(&[("host", "a")], vec![("v", FieldValue::I64(40))], 4),
+    );
     engine.write("db", b).await.expect("rewrite");
     let rows = read_all(&engine, "db", "cpu").await;
     assert_eq!(rows.len(), 7);

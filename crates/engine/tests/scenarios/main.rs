@@ -13,6 +13,7 @@ mod drop;
 mod failing_store;
 mod fencing;
 mod flush_triggers;
+mod limits;
 mod model;
 mod object_io;
 mod recovery;

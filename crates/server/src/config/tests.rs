@@ -126,8 +126,16 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "--max-tables-per-database",
         "8",
     ),
-    ("limits.max_columns_per_table", "--max-columns-per-table", "9"),
-    ("limits.max_series_per_table", "--max-series-per-table", "10"),
+    (
+        "limits.max_columns_per_table",
+        "--max-columns-per-table",
+        "9",
+    ),
+    (
+        "limits.max_series_per_table",
+        "--max-series-per-table",
+        "10",
+    ),
     ("limits.query_memory", "--query-memory", "2GiB"),
     ("limits.query_timeout", "--query-timeout", "30s"),
     ("limits.body_read_timeout", "--body-read-timeout", "3s"),

@@ -104,7 +104,11 @@ pub(crate) fn parse_predicate(s: &str) -> Result<(Option<String>, DeletePredicat
         };
         let value = match tokens.get(i + 2) {
             Some(Token::Quoted(v)) => v.clone(),
-            Some(t) => return Err(format!("expected a double-quoted value after `{key}`, found {t}")),
+            Some(t) => {
+                return Err(format!(
+                    "expected a double-quoted value after `{key}`, found {t}"
+                ));
+            }
             None => return Err(format!("expected a value after `{key}`")),
         };
         i += 3;
