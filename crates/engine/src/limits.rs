@@ -175,7 +175,7 @@ async fn scan_series(engine: &Engine, db: &str, table: &str) -> Result<HashSet<u
     Ok(found)
 }
 
-fn exceeded(limit: &'static str, value: usize, what: String) -> Error {
+pub(crate) fn exceeded(limit: &'static str, value: usize, what: String) -> Error {
     Error::LimitExceeded { limit, value, what }
 }
 
@@ -198,7 +198,8 @@ pub(crate) fn batch_series(engine: &Engine, batch: &WriteBatch) -> Vec<Vec<u64>>
 }
 
 /// Under `schema_lock`, before the batch's schemas evolve: refuse the batch if it
-/// would pass a limit; otherwise count its series (`series`: from [`batch_series`]).
+/// would pass a limit (columns are checked by `write::evolve_schemas`, which already
+/// knows which are new); otherwise count its series (`series`: from [`batch_series`]).
 pub(crate) fn check(
     engine: &Engine,
     db: &str,
@@ -244,24 +245,6 @@ pub(crate) fn check(
             n_tables += 1;
             seen_new_tables.push(&t.table);
         }
-        if l.max_columns_per_table > 0 {
-            let mut cols: HashSet<&str> = HashSet::new();
-            if let Some(s) = &schema {
-                cols.extend(s.tags.iter().map(String::as_str));
-                cols.extend(s.fields.iter().map(|(n, _)| n.as_str()));
-            }
-            for row in &t.rows {
-                cols.extend(row.tags.iter().map(|(k, _)| k.as_str()));
-                cols.extend(row.fields.iter().map(|(k, _)| k.as_str()));
-            }
-            if cols.len() > l.max_columns_per_table {
-                return Err(exceeded(
-                    "max_columns_per_table",
-                    l.max_columns_per_table,
-                    format!("`{db}.{}` would have {} columns", t.table, cols.len()),
-                ));
-            }
-        }
         if l.max_series_per_table > 0 {
             let sets = engine.series.lock();
             let known = sets.get(&(db.to_string(), t.table.clone()));
@@ -274,7 +257,7 @@ pub(crate) fn check(
             let counted = known.map_or(0, |k| k.hashes.len());
             // Only a complete set can prove the table full.
             let complete = known.is_some_and(|k| k.complete) || schema.is_none();
-            if complete && counted + fresh.len() > l.max_series_per_table {
+            if complete && !fresh.is_empty() && counted + fresh.len() > l.max_series_per_table {
                 return Err(exceeded(
                     "max_series_per_table",
                     l.max_series_per_table,

@@ -265,7 +265,7 @@ pub(crate) async fn open(
             }
             {
                 let _guard = replay_engine.schema_lock.lock();
-                evolve_schemas(&replay_engine, &db, &batch)?;
+                evolve_schemas(&replay_engine, &db, &batch, 0)?;
             }
             apply(&replay_engine, &db, &batch, seq, None)?;
         }

@@ -81,7 +81,12 @@ async fn write_on_write_runtime(engine: &Engine, db: String, batch: WriteBatch) 
         // takes this lock too) is either before or after the whole batch.
         let _guard = engine.schema_lock.lock();
         crate::limits::check(engine, &db, &batch, &series)?;
-        evolve_schemas(engine, &db, &batch)?;
+        evolve_schemas(
+            engine,
+            &db,
+            &batch,
+            engine.config.limits.max_columns_per_table,
+        )?;
         let tables = batch
             .tables
             .iter()
@@ -360,8 +365,14 @@ fn has_duplicate_key(tags: &[(SmolStr, SmolStr)]) -> bool {
 
 /// Check every column of `batch` against the table schemas and add the new ones.
 /// All-or-nothing: conflicts are found before anything changes. Caller holds
-/// `schema_lock`. Also used by WAL replay.
-pub(crate) fn evolve_schemas(engine: &Engine, db: &str, batch: &WriteBatch) -> Result<()> {
+/// `schema_lock`. Also used by WAL replay (with `max_columns` 0: no limit). A table
+/// that would get new columns past `max_columns` (tags + fields) refuses the batch.
+pub(crate) fn evolve_schemas(
+    engine: &Engine,
+    db: &str,
+    batch: &WriteBatch,
+    max_columns: usize,
+) -> Result<()> {
     // Phase 1: compute the new schema of every touched table, without publishing.
     let mut planned: HashMap<&str, TableSchema> = HashMap::new();
     for t in batch.tables.iter().filter(|t| !t.rows.is_empty()) {
@@ -417,6 +428,22 @@ pub(crate) fn evolve_schemas(engine: &Engine, db: &str, batch: &WriteBatch) -> R
                         schema.add_field(k, ty);
                     }
                 }
+            }
+        }
+    }
+    if max_columns > 0 {
+        for (name, schema) in &planned {
+            let before = engine.table(db, name).map_or(0, |t| {
+                let s = &t.state.lock().schema;
+                s.tags.len() + s.fields.len()
+            });
+            let after = schema.tags.len() + schema.fields.len();
+            if after > before && after > max_columns {
+                return Err(crate::limits::exceeded(
+                    "max_columns_per_table",
+                    max_columns,
+                    format!("`{db}.{name}` would have {after} columns"),
+                ));
             }
         }
     }
