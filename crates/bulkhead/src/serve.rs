@@ -164,6 +164,12 @@ fn engine_config(config: &ServerConfig) -> EngineConfig {
             .iter()
             .map(|(k, v)| (k.clone(), v.get()))
             .collect(),
+        limits: bulkhead_engine::CatalogLimits {
+            max_databases: config.limits.max_databases,
+            max_tables_per_database: config.limits.max_tables_per_database,
+            max_columns_per_table: config.limits.max_columns_per_table,
+            max_series_per_table: config.limits.max_series_per_table,
+        },
         ..EngineConfig::default()
     }
 }
@@ -199,6 +205,14 @@ impl WriteBackend for EngineBackend {
 
     async fn flush(&self, scope: Scope) -> Result<(), EngineError> {
         self.engine.flush(&scope).await
+    }
+
+    async fn delete(
+        &self,
+        db: &str,
+        req: bulkhead_engine::DeleteRequest,
+    ) -> Result<bulkhead_engine::DeleteSummary, EngineError> {
+        self.engine.delete(db, req).await
     }
 
     async fn compact(&self, scope: Scope, rewrite: bool) -> Result<(), EngineError> {

@@ -3,7 +3,9 @@
 //! moment, restarted on the same data, and checked: every acknowledged row is there
 //! with its acknowledged value (or a later, unacknowledged attempt's value), no row
 //! appears twice, nothing appears that was never sent, and the recovery time
-//! (spawn -> `/health` OK -> first query answered) is reported.
+//! (spawn -> `/health` OK -> first query answered) is reported. Deletes are in the mix:
+//! now and then a writer deletes a time range of one of its series through
+//! `/api/v2/delete`; an acknowledged delete's keys must stay gone (until written again).
 //!
 //! Runs on local disk and on a real S3 server (SeaweedFS). `BULKHEAD_CRASH_CYCLES`
 //! (default 10) and `BULKHEAD_CRASH_SEED` (default: from the clock; always printed)
@@ -124,6 +126,7 @@ struct Writer {
     unknown_requests: u64,
     overloaded: u64,
     rows_acked: u64,
+    deletes_acked: u64,
 }
 
 impl Writer {
@@ -155,6 +158,22 @@ impl Writer {
             sent.push((key, v));
         }
         (lines, sent)
+    }
+
+    /// A delete of series `s`, time indexes `a..=b`: acknowledged, the keys are gone;
+    /// unknown, each may be gone or keep its value.
+    fn record_delete(&mut self, w: u64, s: u64, (a, b): (u64, u64), acked: bool) {
+        for (key, st) in self.keys.iter_mut() {
+            if key.0 != w || key.1 != s || key.2 < a || key.2 > b {
+                continue;
+            }
+            if acked {
+                st.acked = None;
+                st.unknown.clear();
+            } else if let Some(v) = st.acked.take() {
+                st.unknown.push(v);
+            }
+        }
     }
 
     fn record(&mut self, sent: Vec<(Key, i64)>, acked: bool) {
@@ -274,7 +293,8 @@ fn run(label: &str, server: &mut TestServer) {
     let ingest: Duration = measured.iter().map(|c| c.ran_for).sum();
     eprintln!(
         "[crash {label}] RESULT seed {seed}: {cycles} cycles in {:.1?} ({:.1?} of ingest), \
-         no acknowledged row lost or duplicated; {} requests acked ({rows_acked} rows), \
+         no acknowledged row lost or duplicated, no deleted row back; {} requests acked \
+         ({rows_acked} rows), {} deletes acked, \
          {} unknown, {} overloaded (503); {keys} distinct keys; >= {flushes} flushes, \
          >= {compactions} compactions seen in /metrics before the kills; recovery \
          (spawn -> /health OK) min/median/max {:?}/{:?}/{:?}; (spawn -> first query) \
@@ -282,6 +302,7 @@ fn run(label: &str, server: &mut TestServer) {
         started.elapsed(),
         ingest,
         sum(|w| w.acked_requests),
+        sum(|w| w.deletes_acked),
         sum(|w| w.unknown_requests),
         sum(|w| w.overloaded),
         health[0],
@@ -305,6 +326,43 @@ fn write_loop(
 ) {
     let path = format!("/api/v2/write?bucket={DB}&precision=s");
     while !stop.load(Ordering::SeqCst) {
+        if rng.below(12) == 0 {
+            let s = rng.below(SERIES);
+            let a = rng.below(TIMES);
+            let range = (a, (a + rng.below(TIMES / 10)).min(TIMES - 1));
+            let body = format!(
+                r#"{{"start":"{}","stop":"{}","predicate":"_measurement=\"{TABLE}\" AND w=\"w{w}\" AND s=\"s{s}\""}}"#,
+                rfc3339(BASE_SECS + range.0 * STEP_SECS),
+                rfc3339(BASE_SECS + range.1 * STEP_SECS),
+            );
+            let outcome = server.try_request(
+                "POST",
+                &format!("/api/v2/delete?bucket={DB}"),
+                &[],
+                body.as_bytes(),
+            );
+            match &outcome {
+                Ok(r) if r.status == 204 => {
+                    writer.deletes_acked += 1;
+                    writer.record_delete(w, s, range, true);
+                }
+                // No table yet: nothing to delete.
+                Ok(r) if r.status == 404 => {}
+                // The disk is full (ENOSPC mode) or the server is shedding load.
+                Ok(r) if r.status == 507 || r.status == 503 => {
+                    writer.record_delete(w, s, range, false);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(r) => panic!(
+                    "writer {w}: delete answered {} {}\n{}",
+                    r.status,
+                    r.text(),
+                    server.log()
+                ),
+                Err(_) => writer.record_delete(w, s, range, false),
+            }
+            continue;
+        }
         let (body, sent) = writer.batch(w, &mut rng);
         let outcome = server.try_request("POST", &path, &[], body.as_bytes());
         let acked = matches!(&outcome, Ok(r) if r.status == 204);
@@ -347,6 +405,35 @@ fn write_loop(
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// `secs` since the epoch as RFC 3339 (UTC), for `/api/v2/delete`.
+fn rfc3339(secs: u64) -> String {
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn rfc3339_of_known_instants() {
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    assert_eq!(rfc3339(BASE_SECS), "2020-09-13T12:26:40Z");
+    assert_eq!(rfc3339(951_825_600), "2000-02-29T12:00:00Z");
 }
 
 /// Until `stop`: now and then force a flush or a compaction (on top of the automatic

@@ -86,6 +86,8 @@ pub struct EngineConfig {
     /// Per-database (`"db"`) or per-table (`"db.table"`) retention, overriding `ttl`
     /// (zero: keep forever).
     pub ttl_overrides: std::collections::BTreeMap<String, Duration>,
+    /// Databases, tables, columns and series a write may create (`limits.rs`).
+    pub limits: crate::limits::CatalogLimits,
 }
 
 impl Default for EngineConfig {
@@ -115,6 +117,7 @@ impl Default for EngineConfig {
             compaction: crate::compaction::CompactionConfig::default(),
             ttl: None,
             ttl_overrides: std::collections::BTreeMap::new(),
+            limits: crate::limits::CatalogLimits::default(),
         }
     }
 }

@@ -153,6 +153,7 @@ pub(crate) fn detach(
         database: table.is_none(),
     };
     engine.pending_drops.add(db, &op.tables);
+    crate::limits::forget(engine, db, &op.tables);
     Ok(PendingDrop { op, old })
 }
 

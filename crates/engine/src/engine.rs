@@ -60,6 +60,8 @@ pub(crate) struct TableState {
     /// Rows up to this sequence number are durable in the table's parked file
     /// (`park.rs`), so its memtables up to it no longer hold back WAL truncation.
     pub(crate) parked_upto: u64,
+    /// Deletes not yet applied to every SST and memtable, oldest first (`delete.rs`).
+    pub(crate) tombstones: Vec<Arc<crate::delete::Tombstone>>,
 }
 
 impl TableState {
@@ -138,6 +140,8 @@ pub struct Engine {
     pub(crate) schema_lock: Mutex<()>,
     /// Drops appended to the WAL and not yet committed (`drop_table.rs`).
     pub(crate) pending_drops: crate::drop_table::PendingDrops,
+    /// Known series per table, for `limits.max_series_per_table` (`limits.rs`).
+    pub(crate) series: crate::limits::SeriesSets,
     pub(crate) wal: Wal<PendingWrite>,
     pub(crate) manifest: Manifest,
     pub(crate) memory: Memory,
@@ -211,6 +215,32 @@ impl Engine {
     /// `DROP DATABASE`: every table of `db`, as [`Engine::drop_table`] does for one.
     pub async fn drop_database(&self, db: &str, if_exists: bool) -> Result<crate::DropSummary> {
         crate::write::drop_tables(self, db, None, if_exists).await
+    }
+
+    /// Delete the rows of `db` that `req` selects: durable (per the WAL sync mode) and
+    /// invisible to every read once this returns. Rows written later are not affected;
+    /// compaction removes the deleted rows from the SSTs. Errors if the named table
+    /// (or the database) does not exist, or the predicate tests a field.
+    pub async fn delete(
+        &self,
+        db: &str,
+        req: crate::delete::DeleteRequest,
+    ) -> Result<crate::delete::DeleteSummary> {
+        crate::write::delete(self, db, req).await
+    }
+
+    /// Live tombstones of `db.table` (for tests and `system.tables`).
+    pub fn tombstones(&self, db: &str, table: &str) -> Vec<crate::delete::Tombstone> {
+        self.table(db, table)
+            .map(|t| {
+                t.state
+                    .lock()
+                    .tombstones
+                    .iter()
+                    .map(|x| (**x).clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Sync the WAL and stop background work. Memtables are not flushed (the WAL holds
@@ -325,6 +355,8 @@ impl Engine {
                     consecutive_flush_failures: st.flush_failures,
                     last_flush_error: st.last_flush_error.clone(),
                     parked: st.parked_upto > 0,
+                    tombstones: st.tombstones.len(),
+                    columns: st.schema.tags.len() + st.schema.fields.len(),
                 }
             })
             .collect();

@@ -26,6 +26,13 @@ pub enum Error {
         used_bytes: usize,
         limit_bytes: usize,
     },
+    /// A catalog limit (`limits.rs`) would be passed: nothing of the write is applied.
+    #[error("limit exceeded: limits.{limit} = {value}: {what}")]
+    LimitExceeded {
+        limit: &'static str,
+        value: usize,
+        what: String,
+    },
     #[error("database `{0}` not found")]
     DatabaseNotFound(String),
     #[error("table `{db}.{table}` not found")]

@@ -114,7 +114,11 @@ async fn park_table(engine: &Engine, table: &Table, frozen: &[Arc<FrozenMemtable
     if upto <= table.state.lock().parked_upto {
         return Ok(()); // nothing new since the last parking
     }
-    let rows = park::rows_of(frozen)?;
+    // A replay applies the parked rows as of `upto`, after every tombstone they
+    // predate: deleted rows must not be in them.
+    let tombs = table.state.lock().tombstones.clone();
+    let kept = crate::delete::without_deleted(frozen, &tombs, engine.config.segment_nanos())?;
+    let rows = park::rows_of(&kept)?;
     let n = rows.len();
     let (dir, db, name) = (
         engine.config.wal_dir.clone(),
@@ -150,9 +154,21 @@ async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable
         .map(|p| Arc::clone(&p.schema))
         .max_by_key(|s| s.tags.len() + s.fields.len())
         .unwrap_or_default();
-    let mems: Vec<&Memtable> = parts.iter().map(|p| &p.mem).collect();
-    let max_seq = mems.iter().map(|m| m.max_seq()).max().unwrap_or(0);
-    let metas = write_ssts(engine, &table.db, &table.name, &mems, &schema, max_seq).await?;
+    let max_seq = parts.iter().map(|p| p.mem.max_seq()).max().unwrap_or(0);
+    // Deleted rows leave before the parts merge (`delete.rs`).
+    let tombs = table.state.lock().tombstones.clone();
+    let kept = crate::delete::without_deleted(parts, &tombs, engine.config.segment_nanos())?;
+    let mems: Vec<&Memtable> = kept.iter().map(|p| &p.mem).collect();
+    let applied = crate::delete::newest(&tombs);
+    let metas = write_ssts(
+        engine,
+        &table.db,
+        &table.name,
+        &mems,
+        &schema,
+        (max_seq, applied),
+    )
+    .await?;
     let mut actions = vec![Action::SetSchema {
         db: table.db.clone(),
         table: table.name.clone(),
@@ -181,22 +197,23 @@ async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable
         st.frozen
             .retain(|x| !parts.iter().any(|p| Arc::ptr_eq(p, x)));
         st.flushed_seq = st.flushed_seq.max(max_seq);
-        mems.iter().map(|m| m.bytes()).sum::<usize>()
+        parts.iter().map(|p| p.mem.bytes()).sum::<usize>()
     };
     engine.memory.release(released);
     Ok(())
 }
 
 /// Encode and upload one SST per time segment of `mems` (merged, later ones winning);
-/// `max_seq` is the highest sequence number in them.
+/// `seqs`: the highest sequence number in them, and the newest tombstone applied.
 async fn write_ssts(
     engine: &Engine,
     db: &str,
     table: &str,
     mems: &[&Memtable],
     schema: &crate::schema::TableSchema,
-    max_seq: u64,
+    seqs: (u64, u64),
 ) -> Result<Vec<SstMeta>> {
+    let (max_seq, tombstones_applied) = seqs;
     let seg_nanos = engine.config.segment_nanos();
     let opts = EncodeOptions {
         row_group_size: engine.config.sst_row_group_size,
@@ -254,6 +271,7 @@ async fn write_ssts(
             max_seq,
             level: 0,
             tag_ranges,
+            tombstones_applied,
         });
     }
     if written != expected {

@@ -29,6 +29,7 @@
 pub mod bench_support;
 pub mod compaction;
 mod config;
+mod delete;
 mod drop_table;
 mod engine;
 mod error;
@@ -36,6 +37,7 @@ mod flush;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod limits;
 mod manifest;
 mod memtable;
 mod model;
@@ -51,9 +53,11 @@ mod write;
 
 pub use compaction::{CompactionConfig, CompactionSummary};
 pub use config::{EngineConfig, WalSync, default_write_buffer_size};
+pub use delete::{DeletePredicate, DeleteRequest, DeleteSummary, Tombstone};
 pub use drop_table::DropSummary;
 pub use engine::Engine;
 pub use error::{Error, Result};
+pub use limits::CatalogLimits;
 pub use manifest::{Action, ManifestEdit, ManifestState, TableManifest};
 pub use memtable::TimeRange;
 pub use model::{FieldType, FieldValue, Row, Scope, SmolStr, TableWrite, WriteBatch};

@@ -169,6 +169,7 @@ pub(crate) async fn open(
             let (db, record) = match record {
                 Record::Write(db, batch) => (db, Replayed::Write(batch)),
                 Record::Drop(op) => (op.db.clone(), Replayed::Drop(op)),
+                Record::Delete(op) => (op.db.clone(), Replayed::Delete(op)),
             };
             pending_replay.push((seq, db, record, false));
         }
@@ -201,6 +202,7 @@ pub(crate) async fn open(
         catalog: RwLock::new(catalog),
         schema_lock: Mutex::new(()),
         pending_drops: Default::default(),
+        series: Default::default(),
         wal,
         manifest,
         memory: Memory {
@@ -229,6 +231,15 @@ pub(crate) async fn open(
         for (seq, db, record, is_parked) in pending_replay {
             let mut batch = match record {
                 Replayed::Write(batch) => batch,
+                Replayed::Delete(op) => {
+                    let tables: Vec<Arc<Table>> = op
+                        .tables
+                        .iter()
+                        .filter_map(|t| replay_engine.table(&db, t))
+                        .collect();
+                    crate::write::apply_delete(&replay_engine, &op, &tables, seq).await?;
+                    continue;
+                }
                 Replayed::Drop(mut op) => {
                     // Tables whose drop the manifest already has (or that flushed past
                     // it under a new table of the name) are left alone.
@@ -259,7 +270,7 @@ pub(crate) async fn open(
             }
             {
                 let _guard = replay_engine.schema_lock.lock();
-                evolve_schemas(&replay_engine, &db, &batch)?;
+                evolve_schemas(&replay_engine, &db, &batch, 0)?;
             }
             apply(&replay_engine, &db, &batch, seq, None)?;
         }
@@ -361,6 +372,7 @@ async fn lock_wal_dir(dir: &std::path::Path) -> Result<std::fs::File> {
 enum Replayed {
     Write(crate::model::WriteBatch),
     Drop(crate::wal::record::DropOp),
+    Delete(crate::delete::DeleteOp),
 }
 
 /// Tables as the manifest knows them: schema, SSTs, flushed sequence; empty memtables.
@@ -384,6 +396,7 @@ fn catalog_from(
                     schema: Arc::new(m.schema.clone()),
                     ssts,
                     flushed_seq: m.flushed_seq,
+                    tombstones: m.tombstones.iter().cloned().map(Arc::new).collect(),
                     ..TableState::default()
                 }),
                 flush_lock: tokio::sync::Mutex::new(()),

@@ -28,6 +28,10 @@ pub struct TableStats {
     pub last_flush_error: Option<String>,
     /// Its in-memory rows were parked (`park.rs`) so they do not pin the WAL.
     pub parked: bool,
+    /// Deletes not yet applied to every file (`delete.rs`).
+    pub tombstones: usize,
+    /// Tag and field columns (without `time`).
+    pub columns: usize,
 }
 
 /// A point-in-time copy of the engine's counters.

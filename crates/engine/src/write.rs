@@ -43,6 +43,11 @@ pub(crate) enum WalOp {
         tables: Vec<Option<Arc<Table>>>,
     },
     Drop(PendingDrop),
+    /// A delete and the tables it applies to (resolved when it was appended).
+    Delete {
+        op: crate::delete::DeleteOp,
+        tables: Vec<Arc<Table>>,
+    },
 }
 
 pub(crate) async fn write(engine: &Engine, db: &str, batch: WriteBatch) -> Result<()> {
@@ -75,13 +80,21 @@ async fn write_on_write_runtime(engine: &Engine, db: String, batch: WriteBatch) 
     let start = Instant::now();
     admit(engine).await?;
     validate_rows(&batch)?;
+    crate::limits::load_series(engine, &db, &batch).await?;
+    let series = crate::limits::batch_series(engine, &batch);
     let payload = record::encode_batch(&db, &batch);
     let (tx, rx) = oneshot::channel();
     {
         // Schemas evolve and records enter the WAL in one order, so a drop (which
         // takes this lock too) is either before or after the whole batch.
         let _guard = engine.schema_lock.lock();
-        evolve_schemas(engine, &db, &batch)?;
+        crate::limits::check(engine, &db, &batch, &series)?;
+        evolve_schemas(
+            engine,
+            &db,
+            &batch,
+            engine.config.limits.max_columns_per_table,
+        )?;
         let tables = batch
             .tables
             .iter()
@@ -139,6 +152,120 @@ pub(crate) async fn drop_tables(
         Ok(DropSummary { tables })
     });
     join(task).await?
+}
+
+/// Delete by predicate; see `delete.rs`.
+pub(crate) async fn delete(
+    engine: &Engine,
+    db: &str,
+    req: crate::delete::DeleteRequest,
+) -> Result<crate::delete::DeleteSummary> {
+    if engine.is_closed() {
+        return Err(Error::Closed);
+    }
+    if req.min_time > req.max_time {
+        return Err(Error::InvalidInput(format!(
+            "delete range is empty: start {} is after stop {}",
+            req.min_time, req.max_time
+        )));
+    }
+    let engine = engine.arc()?;
+    let db = db.to_string();
+    let runtimes = Arc::clone(&engine.runtimes);
+    let task = runtimes.spawn(RuntimeName::Write, async move {
+        let (tx, rx) = oneshot::channel();
+        let names = {
+            let _guard = engine.schema_lock.lock();
+            let tables: Vec<Arc<Table>> = match &req.table {
+                Some(name) => match engine.table(&db, name) {
+                    Some(t) => vec![t],
+                    None if engine.catalog.read().contains_key(&db) => {
+                        return Err(Error::TableNotFound {
+                            db: db.clone(),
+                            table: name.clone(),
+                        });
+                    }
+                    None => return Err(Error::DatabaseNotFound(db.clone())),
+                },
+                None => {
+                    let cat = engine.catalog.read();
+                    let d = cat
+                        .get(&db)
+                        .ok_or_else(|| Error::DatabaseNotFound(db.clone()))?;
+                    d.values().cloned().collect()
+                }
+            };
+            for t in &tables {
+                let schema = Arc::clone(&t.state.lock().schema);
+                crate::delete::check(&schema, &req.predicate)?;
+            }
+            if tables.is_empty() {
+                return Ok(crate::delete::DeleteSummary::default());
+            }
+            let op = crate::delete::DeleteOp {
+                db: db.clone(),
+                tables: tables.iter().map(|t| t.name.clone()).collect(),
+                min_time: req.min_time,
+                max_time: req.max_time,
+                predicate: req.predicate,
+            };
+            let names = op.tables.clone();
+            engine.wal.append(
+                record::encode_delete(&op),
+                PendingWrite {
+                    db,
+                    op: WalOp::Delete { op, tables },
+                    done: tx,
+                    appended_at: Instant::now(),
+                },
+            )?;
+            names
+        };
+        rx.await.map_err(|_| Error::Closed)??;
+        Ok(crate::delete::DeleteSummary { tables: names })
+    });
+    join(task).await?
+}
+
+/// Put the tombstone of the delete record `seq` in each table's state and commit it
+/// to the manifest. Retries the commit until it succeeds or the engine closes: later
+/// records must not be applied (nor flushed) before the tombstone is in the manifest,
+/// or a replay after a crash would skip the delete for tables flushed past it.
+pub(crate) async fn apply_delete(
+    engine: &Engine,
+    op: &crate::delete::DeleteOp,
+    tables: &[Arc<Table>],
+    seq: u64,
+) -> Result<()> {
+    let tomb = Arc::new(op.tombstone(seq));
+    let mut actions = Vec::new();
+    for t in tables {
+        let mut st = t.state.lock();
+        if seq <= st.flushed_seq || st.tombstones.iter().any(|x| x.seq == seq) {
+            continue; // replay: already applied, or compacted away
+        }
+        st.tombstones.push(Arc::clone(&tomb));
+        actions.push(crate::manifest::Action::AddTombstone {
+            db: op.db.clone(),
+            table: t.name.clone(),
+            tombstone: (*tomb).clone(),
+        });
+    }
+    let mut backoff = std::time::Duration::from_millis(50);
+    while !actions.is_empty() {
+        match engine.manifest.commit(actions.clone()).await {
+            Ok(_) => break,
+            Err(e) if engine.is_closed() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, seq, "could not commit a delete to the manifest; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+    engine.applied_seq.fetch_max(seq, Ordering::SeqCst);
+    engine.compactor.wake.notify_one();
+    Ok(())
 }
 
 /// Backpressure: stall while memtables hold the write buffer, reject at twice it.
@@ -251,8 +378,14 @@ fn has_duplicate_key(tags: &[(SmolStr, SmolStr)]) -> bool {
 
 /// Check every column of `batch` against the table schemas and add the new ones.
 /// All-or-nothing: conflicts are found before anything changes. Caller holds
-/// `schema_lock`. Also used by WAL replay.
-pub(crate) fn evolve_schemas(engine: &Engine, db: &str, batch: &WriteBatch) -> Result<()> {
+/// `schema_lock`. Also used by WAL replay (with `max_columns` 0: no limit). A table
+/// that would get new columns past `max_columns` (tags + fields) refuses the batch.
+pub(crate) fn evolve_schemas(
+    engine: &Engine,
+    db: &str,
+    batch: &WriteBatch,
+    max_columns: usize,
+) -> Result<()> {
     // Phase 1: compute the new schema of every touched table, without publishing.
     let mut planned: HashMap<&str, TableSchema> = HashMap::new();
     for t in batch.tables.iter().filter(|t| !t.rows.is_empty()) {
@@ -308,6 +441,22 @@ pub(crate) fn evolve_schemas(engine: &Engine, db: &str, batch: &WriteBatch) -> R
                         schema.add_field(k, ty);
                     }
                 }
+            }
+        }
+    }
+    if max_columns > 0 {
+        for (name, schema) in &planned {
+            let before = engine.table(db, name).map_or(0, |t| {
+                let s = &t.state.lock().schema;
+                s.tags.len() + s.fields.len()
+            });
+            let after = schema.tags.len() + schema.fields.len();
+            if after > before && after > max_columns {
+                return Err(crate::limits::exceeded(
+                    "max_columns_per_table",
+                    max_columns,
+                    format!("`{db}.{name}` would have {after} columns"),
+                ));
             }
         }
     }
@@ -383,6 +532,15 @@ pub(crate) fn apply(
         let wait = Instant::now();
         let mut st = table.state.lock();
         engine.counters.stages.lock_wait.record(wait.elapsed());
+        // A memtable never holds rows from both sides of a delete (`delete.rs`).
+        if !st.active.is_empty()
+            && crate::delete::separates(&st.tombstones, st.active.max_seq(), seq)
+        {
+            let mem = std::mem::take(&mut st.active);
+            let schema = Arc::clone(&st.schema);
+            st.frozen
+                .push(Arc::new(crate::engine::FrozenMemtable::new(mem, schema)));
+        }
         let schema = Arc::clone(&st.schema);
         let mut table_added = 0;
         let mut resolver = crate::memtable::RowResolver::new(&schema);
@@ -434,6 +592,13 @@ pub(crate) async fn run_applier(
                 stages.wal.record(applying - appended_at);
                 let reply = apply(&engine, &db, &batch, seq, Some(&tables)).map(|_| ());
                 stages.apply.record(applying.elapsed());
+                let _ = done.send(reply);
+            }
+            (Err(msg), WalOp::Delete { .. }) => {
+                let _ = done.send(Err(wal_io_error(msg)));
+            }
+            (Ok(seq), WalOp::Delete { op, tables }) => {
+                let reply = apply_delete(&engine, &op, &tables, seq).await;
                 let _ = done.send(reply);
             }
             (Err(msg), WalOp::Drop(pending)) => {

@@ -1,6 +1,6 @@
-//! The statements that change the catalog rather than read it: `DROP TABLE` and
-//! `DROP DATABASE` (also spelled `DROP SCHEMA`). They run on the engine directly;
-//! DataFusion's own DDL stays disabled. Everything else goes to the planner.
+//! The statements that change data rather than read it: `DROP TABLE`, `DROP DATABASE`
+//! (also spelled `DROP SCHEMA`) and `DELETE` (`delete.rs`). They run on the engine
+//! directly; DataFusion's own DDL stays disabled. Everything else goes to the planner.
 
 use std::sync::Arc;
 
@@ -15,9 +15,13 @@ use crate::catalog::CATALOG;
 use crate::error::{QueryError, Result};
 use crate::exec::QueryOutput;
 
-/// Whether `sql` starts with the keyword `DROP` (after blanks and `--`/`/* */`
+/// Whether `sql` starts with the keyword `DROP` or `DELETE` (after blanks and `--`/`/* */`
 /// comments): only those are parsed here, so every other statement pays nothing.
 fn starts_with_drop(sql: &str) -> bool {
+    starts_with(sql, "drop") || starts_with(sql, "delete")
+}
+
+fn starts_with(sql: &str, keyword: &str) -> bool {
     let mut rest = sql;
     loop {
         rest = rest.trim_start();
@@ -29,9 +33,10 @@ fn starts_with_drop(sql: &str) -> bool {
             break;
         }
     }
-    rest.get(..4)
-        .is_some_and(|w| w.eq_ignore_ascii_case("drop"))
-        && !rest[4..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+    let n = keyword.len();
+    rest.get(..n)
+        .is_some_and(|w| w.eq_ignore_ascii_case(keyword))
+        && !rest[n..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
 }
 
 /// Run `sql` if it is a drop; `None` for every other statement.
@@ -54,6 +59,9 @@ async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
     let Some(DfStatement::Statement(statement)) = statements.pop_front() else {
         return Err(QueryError::Plan("unsupported DROP statement".into()));
     };
+    if let Statement::Delete(delete) = *statement {
+        return crate::delete::run(engine, db, delete).await;
+    }
     let Statement::Drop {
         object_type,
         if_exists,
@@ -114,7 +122,7 @@ async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
 }
 
 /// `t`, `db.t` or `bulkhead.db.t` -> (db, t), as the planner resolves table names.
-fn table_name(default_db: &str, name: &ObjectName) -> Result<(String, String)> {
+pub(crate) fn table_name(default_db: &str, name: &ObjectName) -> Result<(String, String)> {
     let parts = idents(name)?;
     match parts.as_slice() {
         [t] => Ok((default_db.to_string(), t.clone())),
@@ -153,7 +161,7 @@ fn idents(name: &ObjectName) -> Result<Vec<String>> {
         .collect()
 }
 
-fn engine_error(e: EngineError) -> QueryError {
+pub(crate) fn engine_error(e: EngineError) -> QueryError {
     match e {
         EngineError::DatabaseNotFound(db) => QueryError::DatabaseNotFound(db),
         EngineError::TableNotFound { db, table } => {
@@ -175,6 +183,8 @@ mod tests {
             "  DROP TABLE cpu",
             "-- why\n drop database x",
             "/* c */Drop table t",
+            "delete from cpu",
+            " DELETE FROM cpu WHERE host = 'a'",
         ] {
             assert!(starts_with_drop(sql), "{sql}");
         }
@@ -183,6 +193,7 @@ mod tests {
             "dropx",
             "drop_it",
             "select * from drop_log",
+            "deleted",
             "-- drop table x\nselect 1",
             "",
         ] {

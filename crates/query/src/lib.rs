@@ -10,6 +10,7 @@
 mod capped;
 mod catalog;
 mod ddl;
+mod delete;
 mod depth;
 mod error;
 pub mod exec;

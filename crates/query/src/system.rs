@@ -34,7 +34,7 @@ impl SchemaProvider for SystemSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let batch = match name {
-            "tables" => tables(&self.engine)?,
+            "tables" => tables(&self.engine).await?,
             "sst_files" => sst_files(&self.engine)?,
             "runtimes" => runtimes(&self.runtimes)?,
             "cache" => cache(self.cache.as_ref())?,
@@ -63,9 +63,20 @@ fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
 }
 
 /// One row per table. `rows` counts stored rows (SSTs + memtables) before
-/// deduplication, so an overwritten key counts once per copy until compaction merges it.
-fn tables(engine: &Engine) -> Result<RecordBatch> {
+/// deduplication, so an overwritten key counts once per copy until compaction merges it
+/// (and deleted rows until compaction removes them). `series`: distinct tag sets;
+/// `columns`: tags and fields;
+/// `tombstones`: deletes not yet applied to every file.
+async fn tables(engine: &Engine) -> Result<RecordBatch> {
     let stats = engine.stats().tables;
+    let mut series = Vec::with_capacity(stats.len());
+    for s in &stats {
+        let n = engine
+            .series_count(&s.db, &s.table)
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        series.push(n as u64);
+    }
     batch(
         vec![
             utf8("database"),
@@ -74,6 +85,9 @@ fn tables(engine: &Engine) -> Result<RecordBatch> {
             u64f("bytes"),
             u64f("sst_count"),
             u64f("memtable_bytes"),
+            u64f("series"),
+            u64f("columns"),
+            u64f("tombstones"),
         ],
         vec![
             Arc::new(StringArray::from_iter_values(
@@ -93,6 +107,13 @@ fn tables(engine: &Engine) -> Result<RecordBatch> {
             )),
             Arc::new(UInt64Array::from_iter_values(
                 stats.iter().map(|s| s.memtable_bytes as u64),
+            )),
+            Arc::new(UInt64Array::from(series)),
+            Arc::new(UInt64Array::from_iter_values(
+                stats.iter().map(|s| s.columns as u64),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                stats.iter().map(|s| s.tombstones as u64),
             )),
         ],
     )

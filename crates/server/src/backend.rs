@@ -18,6 +18,18 @@ pub trait WriteBackend: Send + Sync + 'static {
     /// the batch is durable (in the WAL, synced unless `wal.sync = false`).
     async fn write(&self, db: &str, batch: WriteBatch) -> Result<(), bulkhead_engine::Error>;
 
+    /// Delete the rows `req` selects from `db` (durable and invisible to reads once this
+    /// returns).
+    async fn delete(
+        &self,
+        _db: &str,
+        _req: bulkhead_engine::DeleteRequest,
+    ) -> Result<bulkhead_engine::DeleteSummary, bulkhead_engine::Error> {
+        Err(bulkhead_engine::Error::InvalidInput(
+            "this server does not support deletes".into(),
+        ))
+    }
+
     /// Flush the memtables in `scope`; returns once the flush is committed.
     async fn flush(&self, scope: Scope) -> Result<(), bulkhead_engine::Error>;
 

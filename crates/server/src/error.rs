@@ -92,9 +92,9 @@ impl ServerError {
             ServerError::WritesInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ServerError::Engine(e) => match e {
-                EngineError::SchemaConflict { .. } | EngineError::InvalidInput(_) => {
-                    StatusCode::BAD_REQUEST
-                }
+                EngineError::SchemaConflict { .. }
+                | EngineError::InvalidInput(_)
+                | EngineError::LimitExceeded { .. } => StatusCode::BAD_REQUEST,
                 EngineError::DatabaseNotFound(_) | EngineError::TableNotFound { .. } => {
                     StatusCode::NOT_FOUND
                 }
@@ -142,6 +142,7 @@ impl ServerError {
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } => "schema_conflict",
                 EngineError::InvalidInput(_) => "invalid_input",
+                EngineError::LimitExceeded { .. } => "limit_exceeded",
                 EngineError::Overloaded { .. } => "overloaded",
                 EngineError::DatabaseNotFound(_) | EngineError::TableNotFound { .. } => "not_found",
                 EngineError::Closed => "shutting_down",

@@ -46,38 +46,56 @@ impl FailPoints {
     }
 }
 
-/// Merge `task`'s inputs into one SST and commit the swap. Runs on `compact`.
-pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<SstMeta> {
+/// Merge `task`'s inputs into one SST and commit the swap. Runs on `compact`. Rows
+/// that tombstones delete are left out (`delete.rs`); `None` if none remain (the
+/// inputs are removed and nothing is added).
+pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<Option<SstMeta>> {
     let table = engine
         .table(&task.db, &task.table)
         .ok_or_else(|| Error::TableNotFound {
             db: task.db.clone(),
             table: task.table.clone(),
         })?;
-    let schema = Arc::clone(&table.state.lock().schema);
+    let (schema, tombs) = {
+        let st = table.state.lock();
+        (Arc::clone(&st.schema), st.tombstones.clone())
+    };
 
     // 1. IO first, all of it: the CPU work below never waits on the network.
-    let mut inputs: Vec<(u64, Bytes)> = Vec::with_capacity(task.inputs.len());
+    let mut inputs: Vec<(&SstMeta, Bytes)> = Vec::with_capacity(task.inputs.len());
     for m in &task.inputs {
         let bytes = reader::fetch(&engine.store, m).await?;
-        inputs.push((m.max_seq, bytes));
+        inputs.push((m, bytes));
     }
 
     // 2. CPU: oldest input first, so newer rows overwrite older ones field by field.
     let seg_nanos = engine.config.segment_nanos();
     let mut merged = Memtable::default();
-    for (seq, bytes) in inputs {
+    for (m, bytes) in inputs {
+        // Each input loses its deleted rows before it merges with newer ones.
+        let deletes = crate::delete::applicable(&tombs, m.deletes_seen(), m.min_time, m.max_time);
         for batch in reader::decode(bytes, None, TimeRange::ALL)? {
-            merged.insert_batch(&schema, &batch, seq, seg_nanos)?;
+            let batch = crate::delete::filter_batch(&batch, &deletes)?;
+            if batch.num_rows() > 0 {
+                merged.insert_batch(&schema, &batch, m.max_seq, seg_nanos)?;
+            }
         }
     }
     let range = segment_of(task.segment_start, seg_nanos);
-    let batch = merged.to_batch(&schema, range, None)?.ok_or_else(|| {
-        Error::Manifest(format!(
-            "compaction of {}.{} produced no rows",
-            task.db, task.table
-        ))
-    })?;
+    let remove: Vec<String> = task.inputs.iter().map(|m| m.file_id.clone()).collect();
+    let Some(batch) = merged.to_batch(&schema, range, None)? else {
+        if merged.rows() > 0 {
+            return Err(Error::Manifest(format!(
+                "compaction of {}.{} segment {}: no row falls in the segment",
+                task.db, task.table, task.segment_start
+            )));
+        }
+        // Every row was deleted.
+        engine
+            .replace_ssts(&task.db, &task.table, &remove, Vec::new())
+            .await?;
+        return Ok(None);
+    };
     let rows = batch.num_rows() as u64;
     // The inputs are dropped once the output commits: it must hold every row of them.
     if rows != merged.rows() as u64 {
@@ -124,6 +142,13 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<SstMet
         max_seq: task.inputs.iter().map(|m| m.max_seq).max().unwrap_or(0),
         level: task.inputs.iter().map(|m| m.level).max().unwrap_or(0) + 1,
         tag_ranges: tags,
+        tombstones_applied: crate::delete::newest(&tombs).max(
+            task.inputs
+                .iter()
+                .map(|m| m.tombstones_applied)
+                .max()
+                .unwrap_or(0),
+        ),
     };
     crate::sst::writer::upload(
         &engine.store,
@@ -140,9 +165,8 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<SstMet
     }
 
     // 4. One manifest edit swaps inputs for output; 5. inputs go when unreferenced.
-    let remove: Vec<String> = task.inputs.iter().map(|m| m.file_id.clone()).collect();
     engine
         .replace_ssts(&task.db, &task.table, &remove, vec![meta.clone()])
         .await?;
-    Ok(meta)
+    Ok(Some(meta))
 }

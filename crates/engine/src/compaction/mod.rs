@@ -8,12 +8,14 @@
 //!   one manifest edit that removes the inputs and adds the output.
 //! - [`scheduler`]: runs the picker after flushes and on a timer, bounded by a
 //!   concurrency cap and a memory budget; applies retention (TTL); manual compaction.
+//! - [`purge`]: rewrites the files deletes apply to and drops applied tombstones.
 //! - [`gc`]: at startup, deletes SST objects the manifest does not reference (left by
 //!   a crash between upload and commit, or between commit and delete).
 
 pub(crate) mod executor;
 pub(crate) mod gc;
 pub mod picker;
+pub(crate) mod purge;
 pub(crate) mod scheduler;
 
 use std::time::Duration;

@@ -171,6 +171,7 @@ mod tests {
             max_seq: seq,
             level: 0,
             tag_ranges: Default::default(),
+            tombstones_applied: 0,
         }
     }
 

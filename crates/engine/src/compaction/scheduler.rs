@@ -89,6 +89,8 @@ pub struct CompactionSummary {
     pub expired_files: usize,
     /// Files left alone because alone they exceed the memory budget or output cap.
     pub oversized_files: usize,
+    /// Files rewritten without the rows deletes removed (`purge.rs`).
+    pub purged_files: usize,
 }
 
 pub(crate) fn now_nanos() -> i64 {
@@ -132,11 +134,11 @@ impl Engine {
             let mut stale = false;
             for task in tasks {
                 match self.run_compaction(task.clone()).await? {
-                    Some(out) => {
+                    Some(out_bytes) => {
                         summary.tasks += 1;
                         summary.input_files += task.inputs.len();
                         summary.input_bytes += task.input_bytes();
-                        summary.output_bytes += out.bytes;
+                        summary.output_bytes += out_bytes;
                     }
                     None => stale = true,
                 }
@@ -153,6 +155,7 @@ impl Engine {
             )
             .tasks;
         }
+        summary.purged_files = self.purge_deletes(scope).await?;
         Ok(summary)
     }
 
@@ -223,9 +226,10 @@ impl Engine {
         Ok(dropped)
     }
 
-    /// Run one task on `compact` within the concurrency and memory limits. `None` if
-    /// the task went stale (another compaction replaced some of its inputs first).
-    async fn run_compaction(&self, task: CompactionTask) -> Result<Option<SstMeta>> {
+    /// Run one task on `compact` within the concurrency and memory limits; returns the
+    /// output's bytes. `None` if the task went stale (another compaction replaced some
+    /// of its inputs first).
+    pub(crate) async fn run_compaction(&self, task: CompactionTask) -> Result<Option<u64>> {
         let c = &self.compactor;
         let key = (task.db.clone(), task.table.clone());
         let table_lock = Arc::clone(c.running.lock().entry(key.clone()).or_default());
@@ -259,12 +263,15 @@ impl Engine {
                 executor::run(&engine, &task).await
             })
             .await;
-        let result = result.map_err(Error::from).and_then(|r| r);
+        let result = result
+            .map_err(Error::from)
+            .and_then(|r| r)
+            .map(|out| out.map_or(0, |m| m.bytes));
         match &result {
-            Ok(out) => {
+            Ok(out_bytes) => {
                 c.compactions.fetch_add(1, Ordering::Relaxed);
                 c.input_bytes.fetch_add(input_bytes, Ordering::Relaxed);
-                c.output_bytes.fetch_add(out.bytes, Ordering::Relaxed);
+                c.output_bytes.fetch_add(*out_bytes, Ordering::Relaxed);
                 c.duration_nanos
                     .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
@@ -317,6 +324,9 @@ pub(crate) async fn run_scheduler(engine: Weak<Engine>, mut shutdown: watch::Rec
             }
             // Errors are logged and counted; the next round retries.
             let _ = e.run_compaction(task).await;
+        }
+        if let Err(err) = e.purge_deletes(&Scope::All).await {
+            tracing::warn!(error = %err, "applying deletes failed");
         }
     }
 }

@@ -21,6 +21,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::delete::Tombstone;
 use crate::error::{Error, Result};
 use crate::schema::TableSchema;
 use crate::sst::{SstMeta, base_path};
@@ -55,6 +56,19 @@ pub enum Action {
         table: String,
         seq: u64,
     },
+    /// A delete (`delete.rs`): rows of records before `tombstone.seq` matching it are
+    /// gone, in every SST it still applies to.
+    AddTombstone {
+        db: String,
+        table: String,
+        tombstone: Tombstone,
+    },
+    /// Compaction applied these tombstones everywhere; they are no longer needed.
+    RemoveTombstones {
+        db: String,
+        table: String,
+        seqs: Vec<u64>,
+    },
 }
 
 /// Actions committed together: either all of them are in the manifest, or none.
@@ -72,6 +86,9 @@ pub struct TableManifest {
     pub ssts: BTreeMap<String, SstMeta>,
     /// WAL records up to this sequence are in SSTs (or were dropped).
     pub flushed_seq: u64,
+    /// Deletes not yet applied to every SST, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tombstones: Vec<Tombstone>,
 }
 
 impl TableManifest {
@@ -113,8 +130,25 @@ impl ManifestState {
                 Action::DropTable { db, table, seq } => {
                     let t = self.table_mut(db, table);
                     t.ssts.clear();
+                    t.tombstones.clear();
                     t.schema = TableSchema::default();
                     t.flushed_seq = t.flushed_seq.max(*seq);
+                }
+                Action::AddTombstone {
+                    db,
+                    table,
+                    tombstone,
+                } => {
+                    let t = self.table_mut(db, table);
+                    if !t.tombstones.iter().any(|x| x.seq == tombstone.seq) {
+                        t.tombstones.push(tombstone.clone());
+                        t.tombstones.sort_by_key(|x| x.seq);
+                    }
+                }
+                Action::RemoveTombstones { db, table, seqs } => {
+                    self.table_mut(db, table)
+                        .tombstones
+                        .retain(|x| !seqs.contains(&x.seq));
                 }
             }
         }

@@ -90,6 +90,11 @@ impl ScanCtx {
         let mut candidates: Vec<(usize, RecordBatch)> = Vec::new();
         for i in order {
             let batches = match &sources[i] {
+                // Deletes apply to this file: its last rows may be deleted ones, so it
+                // is read in range without them.
+                Source::Sst(_) if !self.tombstones_for(&sources[i]).is_empty() => {
+                    self.load(&sources[i], Some(&columns)).await?
+                }
                 Source::Sst(f) => {
                     let meta = f.meta();
                     let opened =

@@ -22,6 +22,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
+use crate::delete::Tombstone;
 use crate::engine::{Engine, FrozenMemtable, Table};
 use crate::error::Result;
 use crate::memtable::{Memtable, TimeRange, merged_batch};
@@ -108,6 +109,8 @@ pub struct TableSnapshot {
     store: Arc<dyn ObjectStore>,
     cache: Arc<MetadataCache>,
     segment_nanos: i64,
+    /// The table's live tombstones: each source is read without the rows they delete.
+    tombstones: Vec<Arc<Tombstone>>,
 }
 
 impl std::fmt::Debug for TableSnapshot {
@@ -123,7 +126,7 @@ impl std::fmt::Debug for TableSnapshot {
 
 impl TableSnapshot {
     pub(crate) fn take(engine: &Engine, table: &Table, range: TimeRange) -> Result<Self> {
-        let (schema, frozen, active, mut ssts) = {
+        let (schema, frozen, active, mut ssts, tombstones) = {
             let mut st = table.state.lock();
             // Recorded when dropped, just before `st` (declared first, dropped last).
             let _hold =
@@ -149,6 +152,7 @@ impl TableSnapshot {
                     .filter(|f| range.overlaps(f.meta().min_time, f.meta().max_time))
                     .cloned()
                     .collect::<Vec<_>>(),
+                st.tombstones.clone(),
             )
         };
         ssts.sort_by_key(|f| f.meta().max_seq);
@@ -171,6 +175,7 @@ impl TableSnapshot {
             store: Arc::clone(&engine.store),
             cache: Arc::clone(&engine.purger.cache),
             segment_nanos: engine.config.segment_nanos(),
+            tombstones,
         })
     }
 
@@ -247,6 +252,7 @@ impl TableSnapshot {
             store: Arc::clone(&self.store),
             cache: Arc::clone(&self.cache),
             segment_nanos: self.segment_nanos,
+            tombstones: self.tombstones.clone(),
         });
         if req.last_per_series {
             return stream::once(async move { ctx.last_rows(sources).await })
@@ -278,9 +284,23 @@ struct ScanCtx {
     store: Arc<dyn ObjectStore>,
     cache: Arc<MetadataCache>,
     segment_nanos: i64,
+    tombstones: Vec<Arc<Tombstone>>,
 }
 
 impl ScanCtx {
+    /// The tombstones that remove rows of `source`.
+    fn tombstones_for(&self, source: &Source) -> Vec<Arc<Tombstone>> {
+        if self.tombstones.is_empty() {
+            return Vec::new();
+        }
+        let seq = match source {
+            Source::Sst(f) => f.meta().deletes_seen(),
+            Source::Mem(m, ..) => m.mem.max_seq(),
+        };
+        let (lo, hi) = source.bounds();
+        crate::delete::applicable(&self.tombstones, seq, lo, hi)
+    }
+
     async fn read_group(&self, group: Vec<Source>) -> Result<Vec<RecordBatch>> {
         if group.len() == 1 {
             // Already sorted and deduplicated: just filter, project and align.
@@ -330,10 +350,22 @@ impl ScanCtx {
         {
             w.push(TIME_COLUMN.to_string());
         }
-        match source {
+        let tombs = self.tombstones_for(source);
+        if let Some(w) = &mut wanted
+            && !tombs.is_empty()
+        {
+            // The predicates read tags the projection may not name (callers align
+            // the batches to their schema, which drops them again).
+            for t in &self.schema.tags {
+                if !w.contains(t) {
+                    w.push(t.clone());
+                }
+            }
+        }
+        let batches = match source {
             Source::Mem(m, ..) => {
                 let b = merged_batch(&[&m.mem], &m.schema, self.range, wanted.as_deref())?;
-                Ok(b.into_iter().collect())
+                b.into_iter().collect()
             }
             Source::Sst(f) => {
                 // Skipping a series' rows is safe in merges too: every version of a
@@ -346,9 +378,16 @@ impl ScanCtx {
                     rows: None,
                     metrics: &self.metrics,
                 };
-                reader::read(&self.store, f.meta(), &self.cache, want).await
+                reader::read(&self.store, f.meta(), &self.cache, want).await?
             }
+        };
+        if tombs.is_empty() {
+            return Ok(batches);
         }
+        batches
+            .iter()
+            .map(|b| crate::delete::filter_batch(b, &tombs))
+            .collect()
     }
 }
 

@@ -59,9 +59,23 @@ pub struct SstMeta {
     /// unset are not counted). Lets queries skip files by tag (`host = 'a'`).
     #[serde(default)]
     pub tag_ranges: std::collections::BTreeMap<String, (String, String)>,
+    /// Every tombstone up to this sequence number was applied to the file's rows when
+    /// it was written (`delete.rs`), so only newer ones still apply to it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tombstones_applied: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl SstMeta {
+    /// Rows of records up to this sequence number are in the file as the deletes
+    /// left them: tombstones newer than it still apply.
+    pub fn deletes_seen(&self) -> u64 {
+        self.max_seq.max(self.tombstones_applied)
+    }
+
     /// `path` as an object-store path (it is stored already encoded).
     pub fn object_path(&self) -> Path {
         Path::parse(&self.path).unwrap_or_else(|_| Path::from(self.path.as_str()))

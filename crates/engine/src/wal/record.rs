@@ -168,6 +168,18 @@ pub(crate) const DROP_MARKER: &[u8; 5] = b"\xff\xff\xff\xff\x10";
 pub(crate) enum Record {
     Write(String, WriteBatch),
     Drop(DropOp),
+    Delete(crate::delete::DeleteOp),
+}
+
+/// First bytes of a delete payload: then the [`crate::delete::DeleteOp`] as JSON.
+pub(crate) const DELETE_MARKER: &[u8; 5] = b"\xff\xff\xff\xff\x11";
+
+/// Encode a delete.
+pub(crate) fn encode_delete(op: &crate::delete::DeleteOp) -> Vec<u8> {
+    let mut out = DELETE_MARKER.to_vec();
+    // Serializing plain strings and integers cannot fail.
+    out.extend(serde_json::to_vec(op).unwrap_or_default());
+    out
 }
 
 /// Tables dropped at a record's sequence number: every row of theirs with a lower
@@ -195,6 +207,11 @@ pub(crate) fn encode_drop(op: &DropOp) -> Vec<u8> {
 
 /// Decode any record payload: a write batch (either version) or a drop.
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, String> {
+    if let Some(rest) = bytes.strip_prefix(DELETE_MARKER.as_slice()) {
+        return serde_json::from_slice(rest)
+            .map(Record::Delete)
+            .map_err(|e| format!("bad delete payload: {e}"));
+    }
     let Some(rest) = bytes.strip_prefix(DROP_MARKER.as_slice()) else {
         return decode_batch(bytes).map(|(db, batch)| Record::Write(db, batch));
     };

@@ -199,6 +199,18 @@ pub struct ServeArgs {
     /// [limits] max_fields_per_line [default: 1024].
     #[arg(long, env = "BULKHEAD_MAX_FIELDS_PER_LINE", value_name = "N")]
     pub max_fields_per_line: Option<usize>,
+    /// [limits] max_databases (0 = no limit) [default: 1000].
+    #[arg(long, env = "BULKHEAD_MAX_DATABASES", value_name = "N")]
+    pub max_databases: Option<usize>,
+    /// [limits] max_tables_per_database (0 = no limit) [default: 100000].
+    #[arg(long, env = "BULKHEAD_MAX_TABLES_PER_DATABASE", value_name = "N")]
+    pub max_tables_per_database: Option<usize>,
+    /// [limits] max_columns_per_table: tags plus fields (0 = no limit) [default: 2000].
+    #[arg(long, env = "BULKHEAD_MAX_COLUMNS_PER_TABLE", value_name = "N")]
+    pub max_columns_per_table: Option<usize>,
+    /// [limits] max_series_per_table (0 = no limit) [default: 1000000].
+    #[arg(long, env = "BULKHEAD_MAX_SERIES_PER_TABLE", value_name = "N")]
+    pub max_series_per_table: Option<usize>,
     /// [limits] query_memory: memory one SQL query may use [default: 1GiB].
     #[arg(long, env = "BULKHEAD_QUERY_MEMORY", value_name = "SIZE")]
     pub query_memory: Option<ByteSize>,
@@ -343,6 +355,19 @@ impl ServeArgs {
         set(
             &mut cfg.limits.max_fields_per_line,
             &self.max_fields_per_line,
+        );
+        set(&mut cfg.limits.max_databases, &self.max_databases);
+        set(
+            &mut cfg.limits.max_tables_per_database,
+            &self.max_tables_per_database,
+        );
+        set(
+            &mut cfg.limits.max_columns_per_table,
+            &self.max_columns_per_table,
+        );
+        set(
+            &mut cfg.limits.max_series_per_table,
+            &self.max_series_per_table,
         );
         set(&mut cfg.limits.query_memory, &self.query_memory);
         set(&mut cfg.limits.query_timeout, &self.query_timeout);

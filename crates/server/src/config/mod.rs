@@ -288,10 +288,20 @@ pub struct LimitsConfig {
     /// Longest wait for the next bytes of a request body; a stalled upload then gets
     /// 408 and stops holding write admission.
     pub body_read_timeout: HumanDuration,
+    /// Databases a write may create (0 = no limit).
+    pub max_databases: usize,
+    /// Tables in one database (0 = no limit).
+    pub max_tables_per_database: usize,
+    /// Tag plus field columns in one table (0 = no limit).
+    pub max_columns_per_table: usize,
+    /// Distinct tag sets (series) in one table (0 = no limit).
+    pub max_series_per_table: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        // The engine's defaults, one place.
+        let catalog = bulkhead_engine::CatalogLimits::default();
         Self {
             max_body_size: ByteSize::mib(64),
             max_inflight_write_bytes: ByteSize::mib(256),
@@ -301,6 +311,10 @@ impl Default for LimitsConfig {
             query_memory: ByteSize::gib(1),
             query_timeout: HumanDuration::secs(300),
             body_read_timeout: HumanDuration::secs(10),
+            max_databases: catalog.max_databases,
+            max_tables_per_database: catalog.max_tables_per_database,
+            max_columns_per_table: catalog.max_columns_per_table,
+            max_series_per_table: catalog.max_series_per_table,
         }
     }
 }

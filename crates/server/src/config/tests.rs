@@ -122,6 +122,22 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("limits.max_line_length", "--max-line-length", "1KiB"),
     ("limits.max_tags_per_line", "--max-tags-per-line", "3"),
     ("limits.max_fields_per_line", "--max-fields-per-line", "4"),
+    ("limits.max_databases", "--max-databases", "7"),
+    (
+        "limits.max_tables_per_database",
+        "--max-tables-per-database",
+        "8",
+    ),
+    (
+        "limits.max_columns_per_table",
+        "--max-columns-per-table",
+        "9",
+    ),
+    (
+        "limits.max_series_per_table",
+        "--max-series-per-table",
+        "10",
+    ),
     ("limits.query_memory", "--query-memory", "2GiB"),
     ("limits.query_timeout", "--query-timeout", "30s"),
     ("limits.body_read_timeout", "--body-read-timeout", "3s"),

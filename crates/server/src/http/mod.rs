@@ -9,6 +9,7 @@
 mod admission;
 mod auth;
 mod body;
+mod delete;
 pub(crate) mod encode;
 mod gzip;
 mod metrics;
@@ -89,6 +90,7 @@ impl ServerState {
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/api/v2/write", post(write::write_v2))
+        .route("/api/v2/delete", post(delete::delete_v2))
         .route("/write", post(write::write_v1))
         .route("/api/v1/prom/write", post(prom::prom_write))
         .route(
