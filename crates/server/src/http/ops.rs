@@ -155,6 +155,7 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoR
         }
     }
     text.push_str(&state.trips.render());
+    text.push_str(&state.connections.render());
     text.push_str(&state.runtimes.snapshot().to_prometheus());
     (
         [(
