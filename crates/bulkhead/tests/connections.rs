@@ -45,7 +45,10 @@ fn wait_http_open(server: &TestServer, n: usize) {
         if open == Some(n as f64 + 1.0) {
             return;
         }
-        assert!(Instant::now() < deadline, "open HTTP connections stay at {open:?}");
+        assert!(
+            Instant::now() < deadline,
+            "open HTTP connections stay at {open:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -153,7 +156,11 @@ fn http_max_connections_refuses_with_503_and_frees_slots() {
     let refused = read_answer(&mut fifth);
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert!(refused.head.contains("retry-after: 1"), "{}", refused.head);
-    assert!(refused.head.contains("connection: close"), "{}", refused.head);
+    assert!(
+        refused.head.contains("connection: close"),
+        "{}",
+        refused.head
+    );
     assert!(
         refused.body.contains("too_many_connections")
             && refused.body.contains("http.max_connections"),
@@ -183,7 +190,10 @@ fn http_max_connections_refuses_with_503_and_frees_slots() {
         if metric(&text, "bulkhead_connections_open{protocol=\"http\"}") == Some(3.0) {
             break;
         }
-        assert!(Instant::now() < deadline, "the closed connection's slot was never freed");
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection's slot was never freed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(server.get("/health").status, 200);
@@ -207,7 +217,8 @@ fn slowloris_and_idle_http_connections_are_closed_but_busy_ones_are_not() {
             let addr = server.http_addr;
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(addr).unwrap();
-                s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
                 let _ = write!(s, "GET /health HTTP/1.1\r\nHost: x\r\n");
                 let started = Instant::now();
                 let mut buf = [0u8; 64];
@@ -366,12 +377,20 @@ fn auth_failures_are_delayed_counted_and_p_is_v1_only() {
     let server = TestServer::start(&["--auth-token", "s3cret", "--auth-failure-delay", "300ms"]);
     let auth = ("Authorization", "Token s3cret");
     let started = Instant::now();
-    let wrong = server.request("GET", "/api/v1/sql?db=demo&q=select%201", &[("Authorization", "Token nope")], b"");
+    let wrong = server.request(
+        "GET",
+        "/api/v1/sql?db=demo&q=select%201",
+        &[("Authorization", "Token nope")],
+        b"",
+    );
     assert_eq!(wrong.status, 401, "{}", wrong.text());
     // The delay is a floor: the answer cannot come sooner.
     assert!(started.elapsed() >= Duration::from_millis(300));
     // `p=` with the right token: refused on SQL and admin, accepted on /write and /query.
-    for path in ["/api/v1/sql?db=demo&q=select%201&p=s3cret", "/api/v1/flush?p=s3cret"] {
+    for path in [
+        "/api/v1/sql?db=demo&q=select%201&p=s3cret",
+        "/api/v1/flush?p=s3cret",
+    ] {
         let r = server.request("POST", path, &[], b"");
         assert_eq!(r.status, 401, "{path}: {}", r.text());
         assert!(r.text().contains("only accepted"), "{}", r.text());
@@ -420,7 +439,14 @@ fn self_signed(dir: &Path) -> (String, String) {
     let cert = dir.join("cert.pem").display().to_string();
     let key = dir.join("key.pem").display().to_string();
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .args(["-keyout", &key, "-out", &cert])
@@ -458,14 +484,33 @@ fn tls_on_http_and_pg_with_curl_psql_and_psycopg() {
         ok(&out)
     };
     // The certificate verifies (no -k), and the API works over it.
-    let w = curl(&["-w", "%{http_code}", "--data-binary", "m v=5 1", &format!("{base}/api/v2/write?bucket=demo")]);
+    let w = curl(&[
+        "-w",
+        "%{http_code}",
+        "--data-binary",
+        "m v=5 1",
+        &format!("{base}/api/v2/write?bucket=demo"),
+    ]);
     assert_eq!(w.trim(), "204", "{w}");
-    let q = curl(&[&format!("{base}/api/v1/sql?db=demo&q=select%20v%20from%20m")]);
+    let q = curl(&[&format!(
+        "{base}/api/v1/sql?db=demo&q=select%20v%20from%20m"
+    )]);
     assert!(q.contains('5'), "{q}");
     // Plaintext HTTP on the TLS port gets no answer.
     let plain = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"])
-        .arg(format!("http://127.0.0.1:{}/health", server.http_addr.port()))
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+        ])
+        .arg(format!(
+            "http://127.0.0.1:{}/health",
+            server.http_addr.port()
+        ))
         .output()
         .unwrap();
     assert_ne!(String::from_utf8_lossy(&plain.stdout).trim(), "200");

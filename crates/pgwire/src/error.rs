@@ -94,9 +94,7 @@ impl PgError {
             | PgError::Runtime(_)
             | PgError::Bind { .. }
             | PgError::Tls(_)
-            | PgError::Io(_) => {
-                "XX000"
-            }
+            | PgError::Io(_) => "XX000",
         }
     }
 

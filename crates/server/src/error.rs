@@ -70,9 +70,7 @@ pub enum ServerError {
     WritesInFlight { limit: u64 },
     /// The listener already serves `http.max_connections` connections (503 +
     /// Retry-After; the connection is then closed).
-    #[error(
-        "too many connections: {limit} are open (http.max_connections); retry later"
-    )]
+    #[error("too many connections: {limit} are open (http.max_connections); retry later")]
     TooManyConnections { limit: usize },
     /// The client sent nothing of its body for `timeout` (408; the bytes it had sent are
     /// no longer charged to write admission).

@@ -9,7 +9,11 @@ pub struct ConnectionArgs {
     #[arg(long, env = "BULKHEAD_HTTP_MAX_CONNECTIONS", value_name = "N")]
     pub http_max_connections: Option<usize>,
     /// [http] header_read_timeout: longest a request head may take [default: 10s].
-    #[arg(long, env = "BULKHEAD_HTTP_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "BULKHEAD_HTTP_HEADER_READ_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub http_header_read_timeout: Option<HumanDuration>,
     /// [http] idle_timeout: close a kept-alive connection idle this long, 0 = never [default: 2m].
     #[arg(long, env = "BULKHEAD_HTTP_IDLE_TIMEOUT", value_name = "DURATION")]

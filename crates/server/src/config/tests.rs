@@ -125,7 +125,11 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("limits.body_read_timeout", "--body-read-timeout", "3s"),
     ("limits.tcp_keepalive", "--tcp-keepalive", "5m"),
     ("http.max_connections", "--http-max-connections", "10"),
-    ("http.header_read_timeout", "--http-header-read-timeout", "2s"),
+    (
+        "http.header_read_timeout",
+        "--http-header-read-timeout",
+        "2s",
+    ),
     ("http.idle_timeout", "--http-idle-timeout", "0s"),
     ("http.tls_cert", "--http-tls-cert", "/etc/bh/cert.pem"),
     ("http.tls_key", "--http-tls-key", "/etc/bh/key.pem"),

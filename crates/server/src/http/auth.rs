@@ -35,9 +35,10 @@ pub(super) async fn require_token(
     match check(token, req.headers(), req.uri()) {
         Ok(()) => next.run(req).await,
         Err(e) => {
-            state
-                .trips
-                .trip(crate::limits::Limit::AuthFailure, crate::limits::Protocol::Http);
+            state.trips.trip(
+                crate::limits::Limit::AuthFailure,
+                crate::limits::Protocol::Http,
+            );
             tokio::time::sleep(state.auth_failure_delay).await;
             e.into_response()
         }
@@ -147,7 +148,10 @@ mod tests {
         let v1: axum::http::Uri = "/write?db=x&p=nope".parse().unwrap();
         assert!(check("s3cret", &HeaderMap::new(), &v1).is_err());
         // The right token, but as `p=` on an endpoint that is not InfluxDB v1's.
-        for path in ["/api/v1/sql?q=select%201&p=s3cret", "/api/v1/flush?p=s3cret"] {
+        for path in [
+            "/api/v1/sql?q=select%201&p=s3cret",
+            "/api/v1/flush?p=s3cret",
+        ] {
             let uri: axum::http::Uri = path.parse().unwrap();
             let err = check("s3cret", &HeaderMap::new(), &uri).unwrap_err();
             assert!(err.to_string().contains("only accepted"), "{path}: {err}");

@@ -139,7 +139,12 @@ async fn http1<S>(
         let mut router = router.clone();
         async move {
             let response = if refuse {
-                ServerError::TooManyConnections { limit }.into_response()
+                let mut r = ServerError::TooManyConnections { limit }.into_response();
+                r.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                r
             } else {
                 match router.call(req).await {
                     Ok(r) => r,

@@ -169,11 +169,14 @@ impl HttpServer {
         let tls = if state.http.tls_cert.is_empty() {
             None
         } else {
-            let acceptor =
-                crate::net::tls::acceptor(&state.http.tls_cert, &state.http.tls_key, &[b"http/1.1"])
-                    .map_err(|message| ServerError::Config {
-                        message: format!("http.tls_cert / http.tls_key: {message}"),
-                    })?;
+            let acceptor = crate::net::tls::acceptor(
+                &state.http.tls_cert,
+                &state.http.tls_key,
+                &[b"http/1.1"],
+            )
+            .map_err(|message| ServerError::Config {
+                message: format!("http.tls_cert / http.tls_key: {message}"),
+            })?;
             Some(acceptor)
         };
         let listener = tokio::net::TcpListener::bind(addr)

@@ -193,6 +193,10 @@ mod tests {
         drop(a);
         assert_eq!(counts.open(Protocol::Pg), 1);
         assert!(matches!(gate.admit(), Admission::Serve(_)));
-        assert!(counts.render().contains("bulkhead_connections_open{protocol=\"pg\"} 2"));
+        assert!(
+            counts
+                .render()
+                .contains("bulkhead_connections_open{protocol=\"pg\"} 2")
+        );
     }
 }

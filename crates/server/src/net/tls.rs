@@ -7,13 +7,19 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The rustls acceptor for `cert` and `key` (PEM files), with `alpn` protocols offered.
 /// Errors name the file and what is wrong with it.
-pub fn acceptor(cert: &str, key: &str, alpn: &[&[u8]]) -> Result<tokio_rustls::TlsAcceptor, String> {
+pub fn acceptor(
+    cert: &str,
+    key: &str,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::TlsAcceptor, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("TLS certificate {cert}: {e}"))?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("TLS certificate {cert}: {e}"))?;
     if certs.is_empty() {
-        return Err(format!("TLS certificate {cert}: no CERTIFICATE block found"));
+        return Err(format!(
+            "TLS certificate {cert}: no CERTIFICATE block found"
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {key}: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
