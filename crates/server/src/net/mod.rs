@@ -192,7 +192,8 @@ mod tests {
         drop(refused);
         drop(a);
         assert_eq!(counts.open(Protocol::Pg), 1);
-        assert!(matches!(gate.admit(), Admission::Serve(_)));
+        let c = gate.admit();
+        assert!(matches!(c, Admission::Serve(_)));
         assert!(
             counts
                 .render()
