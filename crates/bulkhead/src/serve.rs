@@ -111,7 +111,20 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
             .with_limits(bulkhead_pgwire::PgLimits {
                 query_timeout: config.limits.query_timeout.get(),
                 trips: Arc::clone(&state.trips),
+                max_connections: config.pg.max_connections,
+                startup_timeout: config.pg.startup_timeout.get(),
+                idle_timeout: Some(config.pg.idle_timeout.get()).filter(|d| !d.is_zero()),
+                tcp_keepalive: config.limits.tcp_keepalive.get(),
+                auth_failure_delay: config.auth.failure_delay.get(),
+                connections: Arc::clone(&state.connections),
             });
+        let server = if config.pg.tls_cert.is_empty() {
+            server
+        } else {
+            server
+                .with_tls(&config.pg.tls_cert, &config.pg.tls_key)
+                .context("starting the PostgreSQL wire listener")?
+        };
         Some(runtimes.spawn_io(server.serve(bulkhead_server::shutdown_signal())))
     } else {
         None

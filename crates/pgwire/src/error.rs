@@ -34,6 +34,9 @@ pub enum PgError {
         #[source]
         source: std::io::Error,
     },
+    /// `pg.tls_cert` / `pg.tls_key` could not be loaded (startup stops).
+    #[error("pg.tls_cert / pg.tls_key: {0}")]
+    Tls(String),
     /// `DECLARE` of a cursor name that is already open.
     #[error("cursor \"{0}\" already exists")]
     DuplicateCursor(String),
@@ -87,9 +90,11 @@ impl PgError {
             PgError::NoSuchCursor(_) => "34000",    // invalid_cursor_name
             PgError::NoTransaction => "25P01",      // no_active_sql_transaction
             PgError::Runtime(RuntimeError::Cancelled(_)) => "57014", // query_canceled
-            PgError::Stream(_) | PgError::Runtime(_) | PgError::Bind { .. } | PgError::Io(_) => {
-                "XX000"
-            }
+            PgError::Stream(_)
+            | PgError::Runtime(_)
+            | PgError::Bind { .. }
+            | PgError::Tls(_)
+            | PgError::Io(_) => "XX000",
         }
     }
 

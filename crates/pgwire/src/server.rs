@@ -1,6 +1,13 @@
 //! The listener: accepts connections on `io`, authenticates them (cleartext password
 //! equal to the API token, or trust when no token is configured) and hands each one to
 //! its own task, so a misbehaving client only ever loses its own connection.
+//!
+//! Bounds: at most `pg.max_connections` sessions (the next ones get FATAL 53300 at
+//! startup, while a CancelRequest on such a connection still works), a startup deadline
+//! (`pg.startup_timeout`, TLS handshake and authentication included), an idle deadline
+//! (`pg.idle_timeout`, as PostgreSQL's `idle_session_timeout`), TCP keepalive, and a
+//! delay before a wrong password is answered. TLS is offered (SSLRequest answered `S`)
+//! when a certificate is configured.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -19,26 +26,31 @@ use pgwire::api::{
     ClientInfo, METADATA_USER, PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
     RandomPidSecretKeyGenerator,
 };
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 
 use crate::error::PgError;
 use crate::handler::Handler;
-use crate::session::{CONNECTION, PgLimits, Session, Sessions};
+use bulkhead_server::limits::{Limit, Protocol};
+use bulkhead_server::net::{Activity, Admission, ConnectionGate, Expired, Timeouts};
+
+use crate::session::{self, CONNECTION, PgLimits, Session, Sessions};
 
 /// A bound PostgreSQL wire-protocol listener. Create and serve it on the `io` runtime.
 pub struct PgServer {
     listener: TcpListener,
     handlers: Arc<Handlers>,
     limits: Arc<PgLimits>,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for PgServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgServer")
             .field("addr", &self.listener.local_addr().ok())
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -72,7 +84,17 @@ impl PgServer {
             listener,
             handlers,
             limits: Arc::default(),
+            tls: None,
         })
+    }
+
+    /// Offer TLS with the PEM certificate chain `cert` and key `key`: SSLRequest is
+    /// then answered `S` (`sslmode=require` works); plaintext clients are still served.
+    pub fn with_tls(mut self, cert: &str, key: &str) -> Result<Self, PgError> {
+        let acceptor = bulkhead_server::net::tls::acceptor(cert, key, &[b"postgresql"])
+            .map_err(PgError::Tls)?;
+        self.tls = Some(acceptor);
+        Ok(self)
     }
 
     /// Apply `limits` (query timeout, counters) to every connection.
@@ -90,7 +112,19 @@ impl PgServer {
     /// for: they end when the runtime shuts down (a PG client reconnects).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), PgError> {
         let addr = self.local_addr()?;
-        tracing::info!(%addr, "PostgreSQL wire protocol listening");
+        tracing::info!(%addr, tls = self.tls.is_some(), "PostgreSQL wire protocol listening");
+        let limits = &self.limits;
+        let gate = ConnectionGate::new(
+            Protocol::Pg,
+            limits.max_connections,
+            Arc::clone(&limits.connections),
+            Arc::clone(&limits.trips),
+        );
+        let timeouts = Timeouts {
+            startup: limits.startup_timeout,
+            receiving: None,
+            idle: limits.idle_timeout,
+        };
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
@@ -106,23 +140,48 @@ impl PgServer {
                     }
                 },
             };
-            // Without TCP_NODELAY, a reply written in two parts waits for the client's
-            // delayed ACK (~40 ms) on every query of a kept-open connection.
-            if let Err(e) = socket.set_nodelay(true) {
-                tracing::debug!(%peer, error = %e, "PG: cannot set TCP_NODELAY");
-            }
+            let (slot, refused) = match gate.admit() {
+                Admission::Serve(slot) => (slot, false),
+                Admission::Refuse(slot) => (slot, true),
+                Admission::Drop => {
+                    tracing::debug!(%peer, "PG connection dropped: too many being refused");
+                    continue;
+                }
+            };
+            bulkhead_server::net::prepare_socket(&socket, limits.tcp_keepalive);
             let handlers = Arc::clone(&self.handlers);
-            let session = Session::new(Arc::clone(&self.limits), &socket);
+            let activity = Activity::new(timeouts);
+            let session = Session::new(
+                Arc::clone(&self.limits),
+                &socket,
+                Arc::clone(&activity),
+                refused,
+            );
+            let tls = self.tls.clone();
+            let trips = Arc::clone(&limits.trips);
             // The connection task runs on the runtime serving this listener (`io`);
             // its queries are sent to `query` by the handler.
             tokio::spawn(async move {
+                let _slot = slot;
                 let sessions = Arc::clone(&handlers.sessions);
                 let served = CONNECTION.scope(
                     Arc::clone(&session),
-                    pgwire::tokio::process_socket(socket, None, handlers),
+                    pgwire::tokio::process_socket(socket, tls, handlers),
                 );
-                if let Err(e) = served.await {
-                    tracing::debug!(%peer, error = %e, "PG connection ended with an error");
+                tokio::select! {
+                    served = served => if let Err(e) = served {
+                        tracing::debug!(%peer, error = %e, "PG connection ended with an error");
+                    },
+                    expired = activity.expired() => {
+                        let limit = match expired {
+                            Expired::Startup | Expired::Receiving => Limit::StartupTimeout,
+                            Expired::Idle => Limit::IdleTimeout,
+                        };
+                        if !refused {
+                            trips.trip(limit, Protocol::Pg);
+                        }
+                        tracing::debug!(%peer, ?expired, "PG connection closed by its deadline");
+                    }
                 }
                 sessions.remove(&session);
             });
@@ -190,6 +249,18 @@ impl StartupHandler for Startup {
     {
         match message {
             PgWireFrontendMessage::Startup(ref startup) => {
+                let session = session::current();
+                if let Some(s) = session.as_ref().filter(|s| s.refused) {
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".to_owned(),
+                        "53300".to_owned(), // too_many_connections
+                        format!(
+                            "sorry, too many clients already: {} connections are open \
+                             (pg.max_connections)",
+                            s.limits().max_connections
+                        ),
+                    ))));
+                }
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 let (pid, key) = self.keys.generate(client);
@@ -205,6 +276,9 @@ impl StartupHandler for Startup {
                         .await?;
                 } else {
                     finish_authentication(client, &self.params).await?;
+                    if let Some(s) = session {
+                        s.activity.ready();
+                    }
                 }
             }
             PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
@@ -213,11 +287,20 @@ impl StartupHandler for Startup {
                     .token
                     .as_deref()
                     .is_some_and(|t| constant_time_eq(t.as_bytes(), pwd.password.as_bytes()));
+                let session = session::current();
                 if !ok {
+                    if let Some(s) = &session {
+                        let limits = s.limits();
+                        limits.trips.trip(Limit::AuthFailure, Protocol::Pg);
+                        tokio::time::sleep(limits.auth_failure_delay).await;
+                    }
                     let user = client.metadata().get(METADATA_USER).cloned();
                     return Err(PgWireError::InvalidPassword(user.unwrap_or_default()));
                 }
                 finish_authentication(client, &self.params).await?;
+                if let Some(s) = session {
+                    s.activity.ready();
+                }
             }
             _ => {}
         }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bulkhead_server::limits::{Deadline, Limit, LimitTrips, Protocol, effective_timeout};
+use bulkhead_server::net::{Activity, BusyGuard, ConnectionCounts};
 use futures::{Stream, StreamExt};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -30,6 +31,18 @@ pub struct PgLimits {
     pub query_timeout: Duration,
     /// Shared with the HTTP server's `/metrics`.
     pub trips: Arc<LimitTrips>,
+    /// `pg.max_connections`: past it, a new connection gets 53300.
+    pub max_connections: usize,
+    /// `pg.startup_timeout`: from accept to authenticated.
+    pub startup_timeout: Duration,
+    /// `pg.idle_timeout`: no query and no message for this long closes the session.
+    pub idle_timeout: Option<Duration>,
+    /// `limits.tcp_keepalive` (zero: off).
+    pub tcp_keepalive: Duration,
+    /// `auth.failure_delay`: a wrong password waits this long for its error.
+    pub auth_failure_delay: Duration,
+    /// Open connections, shared with the HTTP server's `/metrics`.
+    pub connections: Arc<ConnectionCounts>,
 }
 
 impl Default for PgLimits {
@@ -37,6 +50,12 @@ impl Default for PgLimits {
         Self {
             query_timeout: Duration::from_secs(300),
             trips: Arc::default(),
+            max_connections: 256,
+            startup_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(3600)),
+            tcp_keepalive: Duration::from_secs(60),
+            auth_failure_delay: Duration::from_millis(500),
+            connections: Arc::default(),
         }
     }
 }
@@ -64,13 +83,23 @@ pub(crate) struct Session {
     statement_timeout: Mutex<Option<Duration>>,
     /// The BackendKeyData, once startup assigned it.
     key: OnceLock<BackendKey>,
+    /// Startup, idle and busy phases, for the startup and idle timeouts.
+    pub(crate) activity: Arc<Activity>,
+    /// Set when the connection is over `pg.max_connections`: its startup is answered
+    /// 53300 (a CancelRequest on it still works).
+    pub(crate) refused: bool,
     /// The socket, to see the peer close it while a query runs (Linux).
     #[cfg(target_os = "linux")]
     fd: std::os::fd::RawFd,
 }
 
 impl Session {
-    pub(crate) fn new(limits: Arc<PgLimits>, socket: &tokio::net::TcpStream) -> Arc<Self> {
+    pub(crate) fn new(
+        limits: Arc<PgLimits>,
+        socket: &tokio::net::TcpStream,
+        activity: Arc<Activity>,
+        refused: bool,
+    ) -> Arc<Self> {
         #[cfg(not(target_os = "linux"))]
         let _ = socket;
         Arc::new(Self {
@@ -78,9 +107,15 @@ impl Session {
             cancels: watch::Sender::new(0),
             statement_timeout: Mutex::new(None),
             key: OnceLock::new(),
+            activity,
+            refused,
             #[cfg(target_os = "linux")]
             fd: std::os::fd::AsRawFd::as_raw_fd(socket),
         })
+    }
+
+    pub(crate) fn limits(&self) -> &PgLimits {
+        &self.limits
     }
 
     fn set_statement_timeout(&self, timeout: Option<Duration>) {
@@ -265,7 +300,12 @@ fn parse_timeout(value: &str) -> Result<Option<Duration>, PgError> {
 /// limits outside a connection task).
 pub(crate) fn deadline() -> Deadline {
     match current() {
-        Some(s) => s.deadline(),
+        Some(s) => {
+            // A query starts: the session is not idle (its rows keep it busy, see
+            // `cancellable`).
+            s.activity.touch();
+            s.deadline()
+        }
         None => {
             let limits = PgLimits::default();
             Deadline::after(limits.query_timeout, "limits.query_timeout")
@@ -294,8 +334,10 @@ where
     };
     let mut cancels = session.cancels.subscribe();
     cancels.mark_unchanged();
+    let busy = session.activity.busy();
     Box::pin(Cancellable {
         rows: Some(rows.boxed()),
+        _busy: busy,
         session,
         cancels: Box::pin(async move {
             let _ = cancels.changed().await;
@@ -306,6 +348,8 @@ where
 
 struct Cancellable {
     rows: Option<Pin<Box<dyn Stream<Item = PgWireResult<DataRow>> + Send>>>,
+    /// The session is busy (never idle-timed-out) while its rows stream.
+    _busy: BusyGuard,
     session: Arc<Session>,
     cancels: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     tick: tokio::time::Interval,

@@ -68,6 +68,10 @@ pub enum ServerError {
          limits.max_inflight_write_bytes; retry later"
     )]
     WritesInFlight { limit: u64 },
+    /// The listener already serves `http.max_connections` connections (503 +
+    /// Retry-After; the connection is then closed).
+    #[error("too many connections: {limit} are open (http.max_connections); retry later")]
+    TooManyConnections { limit: usize },
     /// The client sent nothing of its body for `timeout` (408; the bytes it had sent are
     /// no longer charged to write admission).
     #[error("the request body stalled: no bytes for {timeout} (limits.body_read_timeout)")]
@@ -89,7 +93,9 @@ impl ServerError {
             ServerError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ServerError::WritesInFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::WritesInFlight { .. } | ServerError::TooManyConnections { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ServerError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. }
@@ -139,6 +145,7 @@ impl ServerError {
             ServerError::MethodNotAllowed(_) => "method_not_allowed",
             ServerError::WritesInFlight { .. } => "overloaded",
             ServerError::BodyTimeout { .. } => "body_timeout",
+            ServerError::TooManyConnections { .. } => "too_many_connections",
             ServerError::Engine(e) => match e {
                 EngineError::SchemaConflict { .. } => "schema_conflict",
                 EngineError::InvalidInput(_) => "invalid_input",

@@ -20,6 +20,7 @@ pub mod http;
 mod influxql;
 pub mod limits;
 pub mod lineproto;
+pub mod net;
 mod promquery;
 pub mod promwrite;
 

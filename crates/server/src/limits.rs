@@ -100,14 +100,29 @@ pub enum Limit {
     CancelRequest,
     /// A request body stalled past `limits.body_read_timeout`.
     BodyReadTimeout,
+    /// A connection was refused: `max_connections` were open.
+    MaxConnections,
+    /// A connection was closed: no complete request head in `http.header_read_timeout`.
+    HeaderReadTimeout,
+    /// A connection was closed: not authenticated within `pg.startup_timeout`.
+    StartupTimeout,
+    /// An idle connection was closed (`http.idle_timeout`, `pg.idle_timeout`).
+    IdleTimeout,
+    /// A wrong or missing token or password (answered after `auth.failure_delay`).
+    AuthFailure,
 }
 
 impl Limit {
-    const ALL: [Limit; 4] = [
+    const ALL: [Limit; 9] = [
         Limit::QueryTimeout,
         Limit::ClientGone,
         Limit::CancelRequest,
         Limit::BodyReadTimeout,
+        Limit::MaxConnections,
+        Limit::HeaderReadTimeout,
+        Limit::StartupTimeout,
+        Limit::IdleTimeout,
+        Limit::AuthFailure,
     ];
 
     fn as_str(self) -> &'static str {
@@ -116,6 +131,11 @@ impl Limit {
             Limit::ClientGone => "query_client_gone",
             Limit::CancelRequest => "query_cancel_request",
             Limit::BodyReadTimeout => "body_read_timeout",
+            Limit::MaxConnections => "max_connections",
+            Limit::HeaderReadTimeout => "header_read_timeout",
+            Limit::StartupTimeout => "startup_timeout",
+            Limit::IdleTimeout => "idle_timeout",
+            Limit::AuthFailure => "auth_failure",
         }
     }
 }

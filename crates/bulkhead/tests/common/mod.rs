@@ -191,9 +191,7 @@ impl TestServer {
                     self.log()
                 );
             }
-            if let Ok(r) = self.try_request("GET", "/health", &[], b"")
-                && r.status == 200
-            {
+            if self.healthy() {
                 return;
             }
             if Instant::now() > deadline {
@@ -204,6 +202,20 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `/health` answers 200: over plain HTTP, or with `curl -k` when the server was
+    /// started with `--http-tls-cert` (HTTPS only).
+    fn healthy(&self) -> bool {
+        if self.args.iter().any(|a| a == "--http-tls-cert") {
+            let url = format!("https://{}/health", self.http_addr);
+            return Command::new("curl")
+                .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", &url])
+                .output()
+                .is_ok_and(|o| o.stdout == b"200");
+        }
+        self.try_request("GET", "/health", &[], b"")
+            .is_ok_and(|r| r.status == 200)
     }
 
     /// The server's stderr/stdout so far.

@@ -267,6 +267,9 @@ pub struct ServeArgs {
     /// [cache] disk_path: directory of the disk tier [default: <data-dir>/cache].
     #[arg(long, env = "BULKHEAD_CACHE_DISK_PATH", value_name = "DIR")]
     pub cache_disk_path: Option<String>,
+
+    #[command(flatten)]
+    pub connections: super::ConnectionArgs,
 }
 
 impl ServeArgs {
@@ -277,6 +280,7 @@ impl ServeArgs {
                 *dst = v.clone();
             }
         }
+        self.connections.apply(cfg);
         set(&mut cfg.http.addr, &self.http_addr);
         set(&mut cfg.http.shutdown_timeout, &self.shutdown_timeout);
         set(&mut cfg.pg.enabled, &self.pg_enabled);

@@ -7,6 +7,7 @@
 mod background;
 mod cache;
 mod cli;
+mod connections;
 mod units;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use background::{CompactionSection, RetentionSection, S3Config};
 pub use cache::CacheSection;
 pub use cli::ServeArgs;
+pub use connections::ConnectionArgs;
 pub use units::{ByteSize, HumanDuration, WalSyncSetting};
 
 use crate::error::ServerError;
@@ -50,6 +52,17 @@ pub struct HttpConfig {
     /// On SIGINT/SIGTERM, wait at most this long for in-flight requests before closing
     /// the engine anyway (their clients then see the connection close, never an ack).
     pub shutdown_timeout: HumanDuration,
+    /// Most open connections; past it a new one is answered 503 + Retry-After and closed.
+    pub max_connections: usize,
+    /// Longest a request head may take: from the connection's opening (TLS handshake
+    /// included) or its first byte after a response, to its last header line.
+    pub header_read_timeout: HumanDuration,
+    /// A kept-alive connection with no request for this long is closed (0 = never).
+    pub idle_timeout: HumanDuration,
+    /// PEM certificate chain: with `tls_key`, the listener speaks HTTPS only.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
 }
 
 impl Default for HttpConfig {
@@ -57,6 +70,11 @@ impl Default for HttpConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 5440)),
             shutdown_timeout: HumanDuration::secs(30),
+            max_connections: 1024,
+            header_read_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(120),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -69,6 +87,17 @@ pub struct PgConfig {
     pub enabled: bool,
     /// Address of the PostgreSQL wire-protocol listener.
     pub addr: SocketAddr,
+    /// Most open connections; past it a new one gets SQLSTATE 53300 and is closed.
+    pub max_connections: usize,
+    /// Longest from connecting to authenticated (TLS handshake included).
+    pub startup_timeout: HumanDuration,
+    /// A session with no query running and no message for this long is closed, as
+    /// PostgreSQL's `idle_session_timeout` (0 = never).
+    pub idle_timeout: HumanDuration,
+    /// PEM certificate chain: with `tls_key`, SSLRequest is answered `S`.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
 }
 
 impl Default for PgConfig {
@@ -76,6 +105,11 @@ impl Default for PgConfig {
         Self {
             enabled: true,
             addr: SocketAddr::from(([127, 0, 0, 1], 5433)),
+            max_connections: 256,
+            startup_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(3600),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -241,11 +275,22 @@ impl Default for RuntimeSection {
 }
 
 /// `[auth]`: the API token.
-#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// When non-empty, every endpoint except `/health` and `/ping` (and the PG wire) requires it.
     pub token: String,
+    /// A wrong or missing token is answered only after this long (HTTP 401, PG 28P01).
+    pub failure_delay: HumanDuration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            token: String::new(),
+            failure_delay: HumanDuration::millis(500),
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -255,7 +300,10 @@ impl std::fmt::Debug for AuthConfig {
         } else {
             "<redacted>"
         };
-        f.debug_struct("AuthConfig").field("token", &shown).finish()
+        f.debug_struct("AuthConfig")
+            .field("token", &shown)
+            .field("failure_delay", &self.failure_delay)
+            .finish()
     }
 }
 
@@ -296,6 +344,9 @@ pub struct LimitsConfig {
     pub max_columns_per_table: usize,
     /// Distinct tag sets (series) in one table (0 = no limit).
     pub max_series_per_table: usize,
+    /// TCP keepalive probes on accepted HTTP and PG sockets start after this much
+    /// silence, so a peer that vanished (NAT, power loss) is noticed (0 = off).
+    pub tcp_keepalive: HumanDuration,
 }
 
 impl Default for LimitsConfig {
@@ -315,6 +366,7 @@ impl Default for LimitsConfig {
             max_tables_per_database: catalog.max_tables_per_database,
             max_columns_per_table: catalog.max_columns_per_table,
             max_series_per_table: catalog.max_series_per_table,
+            tcp_keepalive: HumanDuration::secs(60),
         }
     }
 }
@@ -392,6 +444,32 @@ impl ServerConfig {
         }
         if self.compaction.check_interval.0.is_zero() {
             return Err("compaction.check_interval must be positive".into());
+        }
+        for (key, n) in [
+            ("http.max_connections", self.http.max_connections),
+            ("pg.max_connections", self.pg.max_connections),
+        ] {
+            if n == 0 {
+                return Err(format!("{key} must be positive"));
+            }
+        }
+        for (key, d) in [
+            ("http.header_read_timeout", self.http.header_read_timeout),
+            ("pg.startup_timeout", self.pg.startup_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(format!("{key} must be positive"));
+            }
+        }
+        for (section, cert, key) in [
+            ("http", &self.http.tls_cert, &self.http.tls_key),
+            ("pg", &self.pg.tls_cert, &self.pg.tls_key),
+        ] {
+            if cert.is_empty() != key.is_empty() {
+                return Err(format!(
+                    "{section}.tls_cert and {section}.tls_key must be set together"
+                ));
+            }
         }
         if self.runtime.watchdog_interval.0.is_zero() {
             return Err("runtime.watchdog_interval must be positive".into());

@@ -141,6 +141,22 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("limits.query_memory", "--query-memory", "2GiB"),
     ("limits.query_timeout", "--query-timeout", "30s"),
     ("limits.body_read_timeout", "--body-read-timeout", "3s"),
+    ("limits.tcp_keepalive", "--tcp-keepalive", "5m"),
+    ("http.max_connections", "--http-max-connections", "10"),
+    (
+        "http.header_read_timeout",
+        "--http-header-read-timeout",
+        "2s",
+    ),
+    ("http.idle_timeout", "--http-idle-timeout", "0s"),
+    ("http.tls_cert", "--http-tls-cert", "/etc/bh/cert.pem"),
+    ("http.tls_key", "--http-tls-key", "/etc/bh/key.pem"),
+    ("pg.max_connections", "--pg-max-connections", "10"),
+    ("pg.startup_timeout", "--pg-startup-timeout", "3s"),
+    ("pg.idle_timeout", "--pg-idle-timeout", "10m"),
+    ("pg.tls_cert", "--pg-tls-cert", "/etc/bh/cert.pem"),
+    ("pg.tls_key", "--pg-tls-key", "/etc/bh/key.pem"),
+    ("auth.failure_delay", "--auth-failure-delay", "1s"),
 ];
 
 fn repo_root() -> PathBuf {

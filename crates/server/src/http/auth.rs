@@ -1,5 +1,8 @@
 //! Token auth: `Authorization: Token|Bearer <t>`, basic auth (password = token), or the
-//! InfluxDB v1 `p` query parameter. Everything but `/health`, `/ready` and `/ping` requires it when set.
+//! InfluxDB v1 `p` query parameter (only on `/write` and `/query`, the v1 endpoints:
+//! anywhere else it would end up in proxy logs). Everything but `/health`, `/ready` and
+//! `/ping` requires it when set. A failed check is counted and answered only after
+//! `auth.failure_delay`, so guessing costs the guesser time.
 
 use std::sync::Arc;
 
@@ -31,7 +34,14 @@ pub(super) async fn require_token(
     }
     match check(token, req.headers(), req.uri()) {
         Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            state.trips.trip(
+                crate::limits::Limit::AuthFailure,
+                crate::limits::Protocol::Http,
+            );
+            tokio::time::sleep(state.auth_failure_delay).await;
+            e.into_response()
+        }
     }
 }
 
@@ -65,7 +75,14 @@ fn check(token: &str, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<(), 
             Err(ServerError::Unauthorized("invalid token"))
         };
     }
+    let v1_endpoint = matches!(uri.path(), "/write" | "/query");
     if let Ok(Query(V1Credentials { p: Some(p) })) = Query::<V1Credentials>::try_from_uri(uri) {
+        if !v1_endpoint {
+            return Err(ServerError::Unauthorized(
+                "the `p` query parameter is only accepted on the InfluxDB v1 endpoints \
+                 /write and /query: send `Authorization: Token <token>`",
+            ));
+        }
         return if constant_time_eq(p.as_bytes(), token.as_bytes()) {
             Ok(())
         } else {
@@ -130,6 +147,17 @@ mod tests {
         assert!(check("s3cret", &HeaderMap::new(), &uri).is_err());
         let v1: axum::http::Uri = "/write?db=x&p=nope".parse().unwrap();
         assert!(check("s3cret", &HeaderMap::new(), &v1).is_err());
+        // The right token, but as `p=` on an endpoint that is not InfluxDB v1's.
+        for path in [
+            "/api/v1/sql?q=select%201&p=s3cret",
+            "/api/v1/flush?p=s3cret",
+        ] {
+            let uri: axum::http::Uri = path.parse().unwrap();
+            let err = check("s3cret", &HeaderMap::new(), &uri).unwrap_err();
+            assert!(err.to_string().contains("only accepted"), "{path}: {err}");
+        }
+        let v1_query: axum::http::Uri = "/query?q=show%20databases&p=s3cret".parse().unwrap();
+        assert!(check("s3cret", &HeaderMap::new(), &v1_query).is_ok());
         assert!(!constant_time_eq(b"abc", b"abd"));
     }
 }

@@ -166,6 +166,7 @@ pub(super) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoR
             &format!("stage=\"{stage}\""),
         ));
     }
+    text.push_str(&state.connections.render());
     text.push_str(&state.runtimes.snapshot().to_prometheus());
     (
         [(
