@@ -168,8 +168,11 @@ impl PgServer {
                     Arc::clone(&session),
                     pgwire::tokio::process_socket(socket, tls, handlers),
                 );
+                // Pinned out here so that a deadline's trip is counted before the socket
+                // closes (when `served` is dropped at the end of the task).
+                tokio::pin!(served);
                 tokio::select! {
-                    served = served => if let Err(e) = served {
+                    served = &mut served => if let Err(e) = served {
                         tracing::debug!(%peer, error = %e, "PG connection ended with an error");
                     },
                     expired = activity.expired() => {

@@ -79,8 +79,11 @@ pub(super) async fn run(
         tokio::spawn(async move {
             let _slot = slot;
             let served = serve_connection(stream, router, refuse, &settings, watcher, &activity);
+            // Pinned out here so that a deadline's trip is counted before the socket
+            // closes (when `served` is dropped at the end of the task).
+            tokio::pin!(served);
             tokio::select! {
-                () = served => {}
+                () = &mut served => {}
                 expired = activity.expired() => {
                     let limit = match expired {
                         Expired::Startup | Expired::Receiving => Limit::HeaderReadTimeout,
