@@ -62,6 +62,11 @@ pub(crate) struct TableState {
     pub(crate) parked_upto: u64,
     /// Deletes not yet applied to every SST and memtable, oldest first (`delete.rs`).
     pub(crate) tombstones: Vec<Arc<crate::delete::Tombstone>>,
+    /// Those of `tombstones` not yet in the manifest: their commit failed (a full disk,
+    /// an unreachable store). The table's next flush commits them in its own edit,
+    /// before the flushed sequence passes them, and until then their WAL records stay
+    /// (`min_unflushed_seq`), so a crash replays them.
+    pub(crate) uncommitted_tombstones: Vec<Arc<crate::delete::Tombstone>>,
 }
 
 impl TableState {
@@ -81,15 +86,17 @@ impl TableState {
     }
 
     /// Lowest WAL sequence number whose data is only in memory (not in SSTs, not
-    /// parked), if any.
+    /// parked), or whose delete is not in the manifest yet, if any.
     pub(crate) fn min_unflushed_seq(&self) -> Option<u64> {
-        self.frozen
+        let rows = self
+            .frozen
             .iter()
             .map(|f| &f.mem)
             .chain(std::iter::once(&self.active))
             .filter(|m| !m.is_empty() && m.max_seq() > self.parked_upto)
-            .map(|m| m.min_seq())
-            .min()
+            .map(|m| m.min_seq());
+        let deletes = self.uncommitted_tombstones.iter().map(|t| t.seq);
+        rows.chain(deletes).min()
     }
 }
 

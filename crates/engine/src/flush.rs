@@ -55,7 +55,7 @@ pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
         st.frozen.clone()
     };
     if frozen.is_empty() {
-        return Ok(());
+        return commit_tombstones(engine, table).await;
     }
     // Every frozen memtable (sealed by readers, or left by failed flushes) goes into
     // this one flush: one SST per segment, their rows merged while converting.
@@ -184,7 +184,15 @@ async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable
     if engine.is_closed() {
         return Err(Error::Closed);
     }
-    engine.manifest.commit(actions).await?;
+    // Deletes whose own commit failed go in first: the flushed sequence must not pass
+    // a tombstone the manifest does not hold (`write::apply_delete`).
+    let tombs = std::mem::take(&mut table.state.lock().uncommitted_tombstones);
+    let mut edit = tombstone_actions(table, &tombs);
+    edit.extend(actions);
+    if let Err(e) = engine.manifest.commit(edit).await {
+        restore_tombstones(table, tombs);
+        return Err(e);
+    }
     engine.compactor.wake.notify_one();
     let released = {
         let mut st = table.state.lock();
@@ -201,6 +209,52 @@ async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable
     };
     engine.memory.release(released);
     Ok(())
+}
+
+/// Commit the tombstones of `table` whose own commit failed, when it has nothing in
+/// memory to flush them with (the caller holds the flush lock).
+async fn commit_tombstones(engine: &Engine, table: &Table) -> Result<()> {
+    let tombs = std::mem::take(&mut table.state.lock().uncommitted_tombstones);
+    if tombs.is_empty() || engine.is_closed() {
+        restore_tombstones(table, tombs);
+        return Ok(());
+    }
+    match engine
+        .manifest
+        .commit(tombstone_actions(table, &tombs))
+        .await
+    {
+        Ok(_) => {
+            // The WAL records of these deletes may go now.
+            engine.wal.truncate(engine.truncatable_seq());
+            Ok(())
+        }
+        Err(e) => {
+            restore_tombstones(table, tombs);
+            Err(e)
+        }
+    }
+}
+
+fn tombstone_actions(table: &Table, tombs: &[Arc<crate::delete::Tombstone>]) -> Vec<Action> {
+    tombs
+        .iter()
+        .map(|t| Action::AddTombstone {
+            db: table.db.clone(),
+            table: table.name.clone(),
+            tombstone: (**t).clone(),
+        })
+        .collect()
+}
+
+/// Put back tombstones whose commit failed (oldest first, before any added since).
+fn restore_tombstones(table: &Table, mut tombs: Vec<Arc<crate::delete::Tombstone>>) {
+    if tombs.is_empty() {
+        return;
+    }
+    let mut st = table.state.lock();
+    tombs.append(&mut st.uncommitted_tombstones);
+    st.uncommitted_tombstones = tombs;
 }
 
 /// Encode and upload one SST per time segment of `mems` (merged, later ones winning);
@@ -304,6 +358,11 @@ fn pick(engine: &Engine) -> Vec<Arc<Table>> {
         let st = t.state.lock();
         let bytes = st.mem_bytes();
         if bytes == 0 {
+            // Nothing in memory, but deletes to commit (their own commit failed).
+            if !st.uncommitted_tombstones.is_empty() {
+                drop(st);
+                picked.push(t);
+            }
             continue;
         }
         let aged = st

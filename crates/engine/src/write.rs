@@ -227,10 +227,11 @@ pub(crate) async fn delete(
     join(task).await?
 }
 
-/// Put the tombstone of the delete record `seq` in each table's state and commit it
-/// to the manifest. Retries the commit until it succeeds or the engine closes: later
-/// records must not be applied (nor flushed) before the tombstone is in the manifest,
-/// or a replay after a crash would skip the delete for tables flushed past it.
+/// Put the tombstone of the delete record `seq` in each table's state and try once to
+/// commit it to the manifest. A failed commit (a full disk) does not hold up the write
+/// pipeline: the tombstone is kept as uncommitted, and the table's next flush commits
+/// it in the same edit that advances its flushed sequence past it (`flush.rs`); until
+/// then its WAL record is kept, so a crash replays the delete.
 pub(crate) async fn apply_delete(
     engine: &Engine,
     op: &crate::delete::DeleteOp,
@@ -238,32 +239,42 @@ pub(crate) async fn apply_delete(
     seq: u64,
 ) -> Result<()> {
     let tomb = Arc::new(op.tombstone(seq));
-    let mut actions = Vec::new();
+    let mut added = Vec::new();
     for t in tables {
         let mut st = t.state.lock();
         if seq <= st.flushed_seq || st.tombstones.iter().any(|x| x.seq == seq) {
             continue; // replay: already applied, or compacted away
         }
         st.tombstones.push(Arc::clone(&tomb));
-        actions.push(crate::manifest::Action::AddTombstone {
-            db: op.db.clone(),
-            table: t.name.clone(),
-            tombstone: (*tomb).clone(),
-        });
+        st.uncommitted_tombstones.push(Arc::clone(&tomb));
+        added.push(Arc::clone(t));
     }
-    let mut backoff = std::time::Duration::from_millis(50);
-    while !actions.is_empty() {
-        match engine.manifest.commit(actions.clone()).await {
-            Ok(_) => break,
-            Err(e) if engine.is_closed() => return Err(e),
+    engine.applied_seq.fetch_max(seq, Ordering::SeqCst);
+    if !added.is_empty() && !engine.is_closed() {
+        let actions = added
+            .iter()
+            .map(|t| crate::manifest::Action::AddTombstone {
+                db: op.db.clone(),
+                table: t.name.clone(),
+                tombstone: (*tomb).clone(),
+            })
+            .collect();
+        match engine.manifest.commit(actions).await {
+            Ok(_) => {
+                for t in &added {
+                    t.state
+                        .lock()
+                        .uncommitted_tombstones
+                        .retain(|x| x.seq != seq);
+                }
+            }
             Err(e) => {
-                tracing::warn!(error = %e, seq, "could not commit a delete to the manifest; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                tracing::warn!(error = %e, seq, "could not commit a delete to the manifest; \
+                    it stays in the WAL and is committed with the next flush");
+                engine.flush_wanted.notify_one();
             }
         }
     }
-    engine.applied_seq.fetch_max(seq, Ordering::SeqCst);
     engine.compactor.wake.notify_one();
     Ok(())
 }

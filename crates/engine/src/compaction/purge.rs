@@ -84,6 +84,8 @@ impl Engine {
             }
             st.tombstones
                 .iter()
+                // Not in the manifest yet: the flush that commits it must find it.
+                .filter(|t| !st.uncommitted_tombstones.iter().any(|u| u.seq == t.seq))
                 .filter(|t| {
                     st.ssts.iter().all(|f| {
                         let m = f.meta();

@@ -402,3 +402,110 @@ async fn errors_rewrites_and_crash() {
     assert_eq!(read_all(&engine, "db", "cpu").await, rows);
     engine.close().await.expect("close");
 }
+
+/// A delete whose manifest commit fails (the store is down, as on a full disk) is
+/// acknowledged anyway and does not hold up later writes. Its WAL record stays until
+/// the table's next flush commits the tombstone: a crash before that replays it, and
+/// after that flush the delete holds without the WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_while_the_manifest_cannot_commit() {
+    use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
+    use object_store::ObjectStore;
+    use object_store::local::LocalFileSystem;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("store")).expect("mkdir");
+    let fs: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("store")).expect("fs"));
+    let faults = Arc::new(FaultInjectingStore::new(fs, FaultConfig::default()));
+    let store = io_bound(Arc::clone(&faults) as Arc<dyn ObjectStore>);
+    let write = |host: &str, times: std::ops::Range<i64>| {
+        let mut b = WriteBatch::default();
+        for t in times {
+            b.push(
+                "cpu",
+                row(&[("host", host)], vec![("v", FieldValue::I64(t))], t),
+            );
+        }
+        b
+    };
+    let hosts = |rows: &Rows| {
+        let mut v: Vec<(String, i64)> = rows
+            .keys()
+            .map(|(tags, t)| (tags[0].1.clone(), *t))
+            .collect();
+        v.sort();
+        v
+    };
+    let delete = |host: &str, min_time: i64, max_time: i64| DeleteRequest {
+        table: Some("cpu".into()),
+        min_time,
+        max_time,
+        predicate: DeletePredicate::Eq("host".into(), host.into()),
+    };
+    // A hang, the old behaviour (retrying the commit in the write pipeline), fails here.
+    let bounded = Duration::from_secs(60);
+
+    let engine = open(config(dir.path()), &store).await;
+    engine
+        .write("db", write("a", 0..10))
+        .await
+        .expect("write a");
+    engine
+        .write("db", write("b", 0..10))
+        .await
+        .expect("write b");
+    engine.flush(&Scope::All).await.expect("flush");
+
+    faults.set_down(true);
+    tokio::time::timeout(
+        bounded,
+        engine.delete("db", delete("a", i64::MIN, i64::MAX)),
+    )
+    .await
+    .expect("the delete returns while the store is down")
+    .expect("the delete is acknowledged: its WAL record is durable");
+    tokio::time::timeout(bounded, engine.write("db", write("b", 10..20)))
+        .await
+        .expect("a later write is not held up")
+        .expect("a later write is acknowledged");
+    assert_eq!(engine.tombstones("db", "cpu").len(), 1);
+    drop(engine); // crash: the tombstone is only in the WAL
+    faults.set_down(false);
+
+    let engine = open(config(dir.path()), &store).await;
+    let only_b: Vec<(String, i64)> = (0..20).map(|t| ("b".to_string(), t)).collect();
+    assert_eq!(hosts(&read_all(&engine, "db", "cpu").await), only_b);
+
+    faults.set_down(true);
+    tokio::time::timeout(bounded, engine.delete("db", delete("b", 0, 4)))
+        .await
+        .expect("the delete returns while the store is down")
+        .expect("the delete is acknowledged");
+    faults.set_down(false);
+    engine
+        .flush(&Scope::All)
+        .await
+        .expect("a flush commits the tombstone with the rows");
+    // Nothing in memory now: the flush commits the tombstone alone.
+    faults.set_down(true);
+    tokio::time::timeout(bounded, engine.delete("db", delete("b", 5, 6)))
+        .await
+        .expect("the delete returns while the store is down")
+        .expect("the delete is acknowledged");
+    faults.set_down(false);
+    engine
+        .flush(&Scope::All)
+        .await
+        .expect("a flush commits the tombstone alone");
+    engine.close().await.expect("close");
+    // The manifest alone must hold the delete now.
+    for segment in wal_segments(dir.path()) {
+        std::fs::remove_file(segment).expect("remove a WAL segment");
+    }
+    let engine = open(config(dir.path()), &store).await;
+    let expected: Vec<(String, i64)> = (7..20).map(|t| ("b".to_string(), t)).collect();
+    assert_eq!(hosts(&read_all(&engine, "db", "cpu").await), expected);
+    engine.close().await.expect("close");
+}
