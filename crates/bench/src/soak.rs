@@ -400,7 +400,7 @@ async fn overload_phase(
                         3
                     }
                     Err(e) => {
-                        note(&others, format!("client error: {e:#}"));
+                        note(&others, format!("client error: {}", error_chain(&e)));
                         3
                     }
                 };
@@ -488,4 +488,16 @@ fn print_report(windows: &[Window], v: &Verdict, overload: Option<&Overload>) {
             o.server_alive
         );
     }
+}
+
+/// `e` and its sources, `: `-separated (reqwest's own message names none of them).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

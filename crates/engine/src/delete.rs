@@ -29,11 +29,11 @@ use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::FrozenMemtable;
 use crate::error::{Error, Result};
 use crate::memtable::{Memtable, TimeRange, merged_batch};
 use crate::read::predicate::{TagPredicate, Tri};
 use crate::schema::{TIME_COLUMN, TableSchema};
+use crate::table::FrozenMemtable;
 
 /// Which rows of a table a delete removes, by tag values. Evaluated with SQL's
 /// three-valued logic: a row goes only if the predicate is TRUE for it (`host = 'a'`

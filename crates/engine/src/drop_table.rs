@@ -20,9 +20,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::engine::{Engine, Table};
+use crate::core::EngineCore;
 use crate::error::{Error, Result};
 use crate::manifest::Action;
+use crate::table::Table;
 use crate::wal::record::DropOp;
 
 /// A name being dropped: how many drops of it are pending, and the lowest record
@@ -111,7 +112,7 @@ pub(crate) struct PendingDrop {
 /// drops the whole database. Errors if nothing by that name exists (and `if_exists`
 /// is false).
 pub(crate) fn detach(
-    engine: &Engine,
+    engine: &EngineCore,
     db: &str,
     table: Option<&str>,
     if_exists: bool,
@@ -159,7 +160,7 @@ pub(crate) fn detach(
 
 /// The drop record could not be written: put the tables back where their names are
 /// still free, so the live state matches what a replay will see.
-pub(crate) fn reattach(engine: &Engine, pending: PendingDrop) {
+pub(crate) fn reattach(engine: &EngineCore, pending: PendingDrop) {
     {
         let mut cat = engine.catalog.write();
         for t in &pending.old {
@@ -178,14 +179,14 @@ pub(crate) fn reattach(engine: &Engine, pending: PendingDrop) {
 }
 
 /// Step 2, once the applier reaches the drop record `seq`.
-pub(crate) fn reached(engine: &Engine, pending: &PendingDrop, seq: u64) {
+pub(crate) fn reached(engine: &EngineCore, pending: &PendingDrop, seq: u64) {
     engine
         .pending_drops
         .reached(&pending.op.db, &pending.op.tables, seq);
 }
 
 /// Step 3: release the old tables, commit the drop to the manifest, delete their SSTs.
-pub(crate) async fn finish(engine: &Engine, pending: PendingDrop, seq: u64) -> Result<()> {
+pub(crate) async fn finish(engine: &EngineCore, pending: PendingDrop, seq: u64) -> Result<()> {
     let result = commit(engine, &pending, seq).await;
     engine
         .pending_drops
@@ -193,7 +194,7 @@ pub(crate) async fn finish(engine: &Engine, pending: PendingDrop, seq: u64) -> R
     result
 }
 
-async fn commit(engine: &Engine, pending: &PendingDrop, seq: u64) -> Result<()> {
+async fn commit(engine: &EngineCore, pending: &PendingDrop, seq: u64) -> Result<()> {
     // Hold every old table's flush lock: a flush or compaction of it that is running
     // commits first, and none starts before the drop is committed.
     let mut guards = Vec::with_capacity(pending.old.len());
@@ -234,7 +235,7 @@ async fn commit(engine: &Engine, pending: &PendingDrop, seq: u64) -> Result<()> 
 
 /// Replay a drop record (recovery, before background work starts): the listed tables
 /// that exist leave the catalog, and the drop is committed as live.
-pub(crate) async fn replay(engine: &Engine, op: DropOp, seq: u64) -> Result<()> {
+pub(crate) async fn replay(engine: &EngineCore, op: DropOp, seq: u64) -> Result<()> {
     let pending = {
         let _guard = engine.schema_lock.lock();
         let mut cat = engine.catalog.write();

@@ -25,16 +25,18 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::engine::{Engine, FrozenMemtable, Table, sleep_or_shutdown};
+use crate::core::{EngineCore, sleep_or_shutdown};
 use crate::error::{Error, Result};
+use crate::flush_policy::{self, TableUsage, Thresholds};
 use crate::manifest::Action;
 use crate::memtable::{Memtable, TimeRange, merged_batch, merged_row_count, segment_of};
 use crate::park;
 use crate::sst::writer::{EncodeOptions, encode};
 use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
+use crate::table::{FrozenMemtable, Table};
 
 /// Flush everything `table` holds in memory now. Runs on the `flush` runtime.
-pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
+pub(crate) async fn flush_table(engine: &EngineCore, table: &Table) -> Result<()> {
     // A dropped table has nothing left to flush; a new table of a name being dropped
     // flushes once the drop is committed, so its manifest edits come after the drop's.
     let current = engine
@@ -109,7 +111,11 @@ pub(crate) async fn flush_table(engine: &Engine, table: &Table) -> Result<()> {
 
 /// Park the rows of `frozen` (every in-memory row of `table` when its flush began;
 /// the caller holds the flush lock) so they stop pinning the WAL (`park.rs`).
-async fn park_table(engine: &Engine, table: &Table, frozen: &[Arc<FrozenMemtable>]) -> Result<()> {
+async fn park_table(
+    engine: &EngineCore,
+    table: &Table,
+    frozen: &[Arc<FrozenMemtable>],
+) -> Result<()> {
     let upto = frozen.iter().map(|f| f.mem.max_seq()).max().unwrap_or(0);
     if upto <= table.state.lock().parked_upto {
         return Ok(()); // nothing new since the last parking
@@ -136,7 +142,7 @@ async fn park_table(engine: &Engine, table: &Table, frozen: &[Arc<FrozenMemtable
 }
 
 /// After a committed flush: the parked file of `table`, if any, is covered by SSTs now.
-fn unpark_if_flushed(engine: &Engine, table: &Table) {
+fn unpark_if_flushed(engine: &EngineCore, table: &Table) {
     let mut st = table.state.lock();
     if st.parked_upto > 0 && st.flushed_seq >= st.parked_upto {
         st.parked_upto = 0;
@@ -147,7 +153,11 @@ fn unpark_if_flushed(engine: &Engine, table: &Table) {
 
 /// Write `parts` (oldest first, a prefix of the table's frozen list) as SSTs, commit
 /// them, and drop the parts from the table.
-async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable>]) -> Result<()> {
+async fn flush_parts(
+    engine: &EngineCore,
+    table: &Table,
+    parts: &[Arc<FrozenMemtable>],
+) -> Result<()> {
     // Column ids only grow, so the widest schema covers every part.
     let schema = parts
         .iter()
@@ -213,7 +223,7 @@ async fn flush_parts(engine: &Engine, table: &Table, parts: &[Arc<FrozenMemtable
 
 /// Commit the tombstones of `table` whose own commit failed, when it has nothing in
 /// memory to flush them with (the caller holds the flush lock).
-async fn commit_tombstones(engine: &Engine, table: &Table) -> Result<()> {
+async fn commit_tombstones(engine: &EngineCore, table: &Table) -> Result<()> {
     let tombs = std::mem::take(&mut table.state.lock().uncommitted_tombstones);
     if tombs.is_empty() || engine.is_closed() {
         restore_tombstones(table, tombs);
@@ -260,7 +270,7 @@ fn restore_tombstones(table: &Table, mut tombs: Vec<Arc<crate::delete::Tombstone
 /// Encode and upload one SST per time segment of `mems` (merged, later ones winning);
 /// `seqs`: the highest sequence number in them, and the newest tombstone applied.
 async fn write_ssts(
-    engine: &Engine,
+    engine: &EngineCore,
     db: &str,
     table: &str,
     mems: &[&Memtable],
@@ -348,47 +358,31 @@ pub(crate) fn batch_time_bounds(batch: &arrow::record_batch::RecordBatch) -> Opt
     (!times.is_empty()).then_some((min, max))
 }
 
-/// Tables that should be flushed now, most urgent first.
-fn pick(engine: &Engine) -> Vec<Arc<Table>> {
-    let cfg = &engine.config;
-    let over_global = engine.memory.used() >= engine.memory.limit;
-    let mut candidates: Vec<(usize, Arc<Table>)> = Vec::new();
-    let mut picked = Vec::new();
-    for t in engine.all_tables() {
-        let st = t.state.lock();
-        let bytes = st.mem_bytes();
-        if bytes == 0 {
-            // Nothing in memory, but deletes to commit (their own commit failed).
-            if !st.uncommitted_tombstones.is_empty() {
-                drop(st);
-                picked.push(t);
+/// Tables that should be flushed now, most urgent first (`flush_policy.rs`).
+fn pick(engine: &EngineCore) -> Vec<Arc<Table>> {
+    let tables = engine.all_tables();
+    let usages: Vec<TableUsage> = tables
+        .iter()
+        .map(|t| {
+            let st = t.state.lock();
+            TableUsage {
+                bytes: st.mem_bytes(),
+                age: st.oldest_created().map(|c| c.elapsed()),
+                flush_failed: st.flush_failed,
+                uncommitted_tombstones: !st.uncommitted_tombstones.is_empty(),
             }
-            continue;
-        }
-        let aged = st
-            .oldest_created()
-            .is_some_and(|c| c.elapsed() >= cfg.max_memtable_age);
-        let pending = st.flush_failed;
-        drop(st);
-        if bytes >= cfg.table_flush_threshold || aged || pending {
-            picked.push(Arc::clone(&t));
-        } else if over_global {
-            candidates.push((bytes, t));
-        }
-    }
-    if over_global {
-        // Largest first until what remains is under half the buffer.
-        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-        let mut remaining = engine.memory.used();
-        for (bytes, t) in candidates {
-            if remaining < engine.memory.limit / 2 {
-                break;
-            }
-            remaining = remaining.saturating_sub(bytes);
-            picked.push(t);
-        }
-    }
-    picked
+        })
+        .collect();
+    let thresholds = Thresholds {
+        table_bytes: engine.config.table_flush_threshold,
+        max_age: engine.config.max_memtable_age,
+        memory_used: engine.memory.used(),
+        memory_limit: engine.memory.limit,
+    };
+    flush_policy::pick(&usages, &thresholds)
+        .into_iter()
+        .map(|i| Arc::clone(&tables[i]))
+        .collect()
 }
 
 /// The background flush scheduler, on the `flush` runtime: wakes on demand (a table or
@@ -396,7 +390,7 @@ fn pick(engine: &Engine) -> Vec<Arc<Table>> {
 /// retries), flushes what [`pick`] returns, and backs off exponentially while flushes
 /// fail. The backoff is capped, so once the store recovers the next attempt comes
 /// within `flush_retry_max_backoff` and stalled writers resume.
-pub(crate) async fn run_scheduler(engine: Weak<Engine>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run_scheduler(engine: Weak<EngineCore>, mut shutdown: watch::Receiver<bool>) {
     let (interval, initial, max_backoff) = match engine.upgrade() {
         Some(e) => (
             e.config.flush_check_interval,

@@ -29,11 +29,13 @@
 pub mod bench_support;
 pub mod compaction;
 mod config;
+mod core;
 mod delete;
 mod drop_table;
 mod engine;
 mod error;
 mod flush;
+mod flush_policy;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -48,6 +50,7 @@ mod recovery;
 mod schema;
 mod sst;
 mod stats;
+mod table;
 mod wal;
 mod write;
 

@@ -17,7 +17,7 @@ use std::hash::{BuildHasher, Hasher};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
+use crate::core::EngineCore;
 use crate::error::{Error, Result};
 use crate::memtable::TimeRange;
 use crate::model::{Row, WriteBatch};
@@ -75,7 +75,7 @@ fn series_hash(row: &Row) -> u64 {
 
 /// Before `schema_lock`: fill the series sets of the batch's existing tables that the
 /// engine has not counted yet.
-pub(crate) async fn load_series(engine: &Engine, db: &str, batch: &WriteBatch) -> Result<()> {
+pub(crate) async fn load_series(engine: &EngineCore, db: &str, batch: &WriteBatch) -> Result<()> {
     if engine.config.limits.max_series_per_table == 0 {
         return Ok(());
     }
@@ -87,7 +87,7 @@ pub(crate) async fn load_series(engine: &Engine, db: &str, batch: &WriteBatch) -
 
 /// Fill the series set of `db.table` if it is not complete yet (a missing table has
 /// nothing to count: its set starts complete when a checked write creates it).
-async fn ensure_series(engine: &Engine, db: &str, table: &str) -> Result<()> {
+async fn ensure_series(engine: &EngineCore, db: &str, table: &str) -> Result<()> {
     let key = (db.to_string(), table.to_string());
     if engine.series.lock().get(&key).is_some_and(|s| s.complete) {
         return Ok(());
@@ -100,25 +100,23 @@ async fn ensure_series(engine: &Engine, db: &str, table: &str) -> Result<()> {
     Ok(())
 }
 
-impl Engine {
-    /// Distinct series (tag sets) of `db.table` (0 if it does not exist). Counted from
-    /// the series set the limit keeps, or by a scan of each series' latest row when
-    /// `max_series_per_table` is off.
-    pub async fn series_count(&self, db: &str, table: &str) -> Result<usize> {
-        if self.config.limits.max_series_per_table == 0 {
-            return Ok(scan_series(self, db, table).await?.len());
-        }
-        ensure_series(self, db, table).await?;
-        Ok(self
-            .series
-            .lock()
-            .get(&(db.to_string(), table.to_string()))
-            .map_or(0, |s| s.hashes.len()))
+/// Distinct series (tag sets) of `db.table` (0 if it does not exist). Counted from
+/// the series set the limit keeps, or by a scan of each series' latest row when
+/// `max_series_per_table` is off.
+pub(crate) async fn series_count(engine: &EngineCore, db: &str, table: &str) -> Result<usize> {
+    if engine.config.limits.max_series_per_table == 0 {
+        return Ok(scan_series(engine, db, table).await?.len());
     }
+    ensure_series(engine, db, table).await?;
+    Ok(engine
+        .series
+        .lock()
+        .get(&(db.to_string(), table.to_string()))
+        .map_or(0, |s| s.hashes.len()))
 }
 
 /// The series of `db.table`, by a `last_per_series` scan (SSTs' last-row metadata).
-async fn scan_series(engine: &Engine, db: &str, table: &str) -> Result<HashSet<u64>> {
+async fn scan_series(engine: &EngineCore, db: &str, table: &str) -> Result<HashSet<u64>> {
     let mut found = HashSet::new();
     {
         let Some(schema) = engine.table_schema(db, table) else {
@@ -181,7 +179,7 @@ pub(crate) fn exceeded(limit: &'static str, value: usize, what: String) -> Error
 
 /// The series hashes of each table of `batch` (distinct, in no order), computed before
 /// `schema_lock` so the lock only looks them up. Empty when the series limit is off.
-pub(crate) fn batch_series(engine: &Engine, batch: &WriteBatch) -> Vec<Vec<u64>> {
+pub(crate) fn batch_series(engine: &EngineCore, batch: &WriteBatch) -> Vec<Vec<u64>> {
     if engine.config.limits.max_series_per_table == 0 {
         return Vec::new();
     }
@@ -201,7 +199,7 @@ pub(crate) fn batch_series(engine: &Engine, batch: &WriteBatch) -> Vec<Vec<u64>>
 /// would pass a limit (columns are checked by `write::evolve_schemas`, which already
 /// knows which are new); otherwise count its series (`series`: from [`batch_series`]).
 pub(crate) fn check(
-    engine: &Engine,
+    engine: &EngineCore,
     db: &str,
     batch: &WriteBatch,
     series: &[Vec<u64>],
@@ -284,7 +282,7 @@ pub(crate) fn check(
 }
 
 /// A dropped table's series no longer count.
-pub(crate) fn forget(engine: &Engine, db: &str, tables: &[String]) {
+pub(crate) fn forget(engine: &EngineCore, db: &str, tables: &[String]) {
     let mut sets = engine.series.lock();
     for t in tables {
         sets.remove(&(db.to_string(), t.clone()));

@@ -8,7 +8,7 @@
 //! record to `{wal_dir}/parked/{hash}.wal`, tmp file + fsync + rename + directory
 //! fsync. The record's sequence number is the highest one in those rows (`upto`); from
 //! then on the table's memtables up to `upto` no longer hold back WAL truncation
-//! ([`crate::engine::TableState::min_unflushed_seq`]). Nothing is dropped: the rows stay
+//! ([`crate::table::TableState::min_unflushed_seq`]). Nothing is dropped: the rows stay
 //! in memory and readable, the flush keeps being retried, and a newer parking of the
 //! same table replaces the file. Once a flush commits past `upto`, the file is deleted.
 //!
@@ -22,11 +22,11 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampNanosecondType, UInt64Type};
 
-use crate::engine::FrozenMemtable;
 use crate::error::{Error, Result};
 use crate::memtable::{Memtable, TimeRange, merged_batch};
 use crate::model::{FieldValue, Row, SmolStr, TableWrite, WriteBatch};
 use crate::schema::ROLE_KEY;
+use crate::table::FrozenMemtable;
 use crate::wal::record::{MAGIC, decode_batch, encode_batch, frame};
 use crate::wal::replay::parse_segment;
 

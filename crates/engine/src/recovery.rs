@@ -19,8 +19,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Weak};
 
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use object_store::ObjectStore;
@@ -28,11 +28,12 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::EngineConfig;
-use crate::engine::{Engine, Memory, Table, TableState, join};
+use crate::core::{EngineCore, Memory, join};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestState};
 use crate::sst::{Purger, SstFile};
 use crate::stats::StatsCounters;
+use crate::table::{Table, TableState};
 use crate::wal::record::{MAGIC, Record, decode_record};
 use crate::wal::replay::{SegmentFile, list_segments, read_segment};
 use crate::wal::{Wal, WalOptions};
@@ -42,7 +43,7 @@ pub(crate) async fn open(
     config: EngineConfig,
     store: Arc<dyn ObjectStore>,
     runtimes: Arc<Runtimes>,
-) -> Result<Arc<Engine>> {
+) -> Result<Arc<EngineCore>> {
     // One engine per WAL directory: a second one would interleave records.
     let wal_lock = lock_wal_dir(&config.wal_dir).await?;
     let (manifest, state) = Manifest::load(
@@ -194,11 +195,10 @@ pub(crate) async fn open(
         out_tx,
     )?;
     let compactor = crate::compaction::Compactor::new(&config.compaction);
-    let engine = Arc::new_cyclic(|me| Engine {
+    let engine = Arc::new(EngineCore {
         config,
         store,
         runtimes: Arc::clone(&runtimes),
-        me: Weak::clone(me),
         catalog: RwLock::new(catalog),
         schema_lock: Mutex::new(()),
         pending_drops: Default::default(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bulkhead_runtime::latency::{HistogramSnapshot, LatencyHistogram};
 use serde::Serialize;
 
-use crate::engine::Engine;
+use crate::core::EngineCore;
 
 /// Per-table numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -136,7 +136,7 @@ impl StatsCounters {
         self.flush_nanos_last.store(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, engine: &Engine, tables: Vec<TableStats>) -> EngineStats {
+    pub(crate) fn snapshot(&self, engine: &EngineCore, tables: Vec<TableStats>) -> EngineStats {
         let wal = &engine.wal.counters;
         EngineStats {
             memtable_bytes: engine.memory.used(),

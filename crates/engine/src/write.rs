@@ -19,11 +19,12 @@ use std::time::Instant;
 use bulkhead_runtime::RuntimeName;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::core::{EngineCore, join};
 use crate::drop_table::{DropSummary, PendingDrop};
-use crate::engine::{Engine, Table, join};
 use crate::error::{Error, Result};
 use crate::model::{FieldType, SmolStr, WriteBatch};
 use crate::schema::{TIME_COLUMN, TableSchema};
+use crate::table::Table;
 use crate::wal::{Appended, record, wal_io_error};
 
 /// A record travelling through the WAL thread to the applier.
@@ -50,7 +51,7 @@ pub(crate) enum WalOp {
     },
 }
 
-pub(crate) async fn write(engine: &Engine, db: &str, batch: WriteBatch) -> Result<()> {
+pub(crate) async fn write(engine: &Arc<EngineCore>, db: &str, batch: WriteBatch) -> Result<()> {
     if engine.is_closed() {
         return Err(Error::Closed);
     }
@@ -60,7 +61,7 @@ pub(crate) async fn write(engine: &Engine, db: &str, batch: WriteBatch) -> Resul
     if let Err(e) = crate::names::check_database(db) {
         return Err(Error::InvalidInput(format!("database name {e}")));
     }
-    let engine = engine.arc()?;
+    let engine = Arc::clone(engine);
     let db = db.to_string();
     // Spawned (not `run`): a caller that goes away must not cancel a batch half way
     // between the WAL and the memtables.
@@ -76,7 +77,7 @@ pub(crate) async fn write(engine: &Engine, db: &str, batch: WriteBatch) -> Resul
     reply
 }
 
-async fn write_on_write_runtime(engine: &Engine, db: String, batch: WriteBatch) -> Result<()> {
+async fn write_on_write_runtime(engine: &EngineCore, db: String, batch: WriteBatch) -> Result<()> {
     let start = Instant::now();
     admit(engine).await?;
     validate_rows(&batch)?;
@@ -117,7 +118,7 @@ async fn write_on_write_runtime(engine: &Engine, db: String, batch: WriteBatch) 
 
 /// `DROP TABLE` (`table: Some`) or `DROP DATABASE` (`None`); see `drop_table.rs`.
 pub(crate) async fn drop_tables(
-    engine: &Engine,
+    engine: &Arc<EngineCore>,
     db: &str,
     table: Option<&str>,
     if_exists: bool,
@@ -125,7 +126,7 @@ pub(crate) async fn drop_tables(
     if engine.is_closed() {
         return Err(Error::Closed);
     }
-    let engine = engine.arc()?;
+    let engine = Arc::clone(engine);
     let (db, table) = (db.to_string(), table.map(str::to_string));
     let runtimes = Arc::clone(&engine.runtimes);
     let task = runtimes.spawn(RuntimeName::Write, async move {
@@ -156,7 +157,7 @@ pub(crate) async fn drop_tables(
 
 /// Delete by predicate; see `delete.rs`.
 pub(crate) async fn delete(
-    engine: &Engine,
+    engine: &Arc<EngineCore>,
     db: &str,
     req: crate::delete::DeleteRequest,
 ) -> Result<crate::delete::DeleteSummary> {
@@ -169,7 +170,7 @@ pub(crate) async fn delete(
             req.min_time, req.max_time
         )));
     }
-    let engine = engine.arc()?;
+    let engine = Arc::clone(engine);
     let db = db.to_string();
     let runtimes = Arc::clone(&engine.runtimes);
     let task = runtimes.spawn(RuntimeName::Write, async move {
@@ -233,7 +234,7 @@ pub(crate) async fn delete(
 /// it in the same edit that advances its flushed sequence past it (`flush.rs`); until
 /// then its WAL record is kept, so a crash replays the delete.
 pub(crate) async fn apply_delete(
-    engine: &Engine,
+    engine: &EngineCore,
     op: &crate::delete::DeleteOp,
     tables: &[Arc<Table>],
     seq: u64,
@@ -284,7 +285,7 @@ pub(crate) async fn apply_delete(
 /// A stalled writer wakes whenever memory is released or a flush attempt ends (also a
 /// failed one), re-checks, and gives up with `Overloaded` after `max_write_stall`, so
 /// it can never wait forever on a flush that keeps failing (GreptimeDB #4012).
-async fn admit(engine: &Engine) -> Result<()> {
+async fn admit(engine: &EngineCore) -> Result<()> {
     let limit = engine.memory.limit;
     let mut stalled_since: Option<Instant> = None;
     loop {
@@ -392,7 +393,7 @@ fn has_duplicate_key(tags: &[(SmolStr, SmolStr)]) -> bool {
 /// `schema_lock`. Also used by WAL replay (with `max_columns` 0: no limit). A table
 /// that would get new columns past `max_columns` (tags + fields) refuses the batch.
 pub(crate) fn evolve_schemas(
-    engine: &Engine,
+    engine: &EngineCore,
     db: &str,
     batch: &WriteBatch,
     max_columns: usize,
@@ -517,7 +518,7 @@ fn all_known(schema: &TableSchema, db: &str, t: &crate::model::TableWrite) -> Re
 /// Insert a committed batch into the memtables. Returns bytes added. `handles` are
 /// the tables the write evolved (see [`WalOp::Write`]); a replay looks them up by name.
 pub(crate) fn apply(
-    engine: &Engine,
+    engine: &EngineCore,
     db: &str,
     batch: &WriteBatch,
     seq: u64,
@@ -550,7 +551,7 @@ pub(crate) fn apply(
             let mem = std::mem::take(&mut st.active);
             let schema = Arc::clone(&st.schema);
             st.frozen
-                .push(Arc::new(crate::engine::FrozenMemtable::new(mem, schema)));
+                .push(Arc::new(crate::table::FrozenMemtable::new(mem, schema)));
         }
         let schema = Arc::clone(&st.schema);
         let mut table_added = 0;
@@ -578,7 +579,7 @@ pub(crate) fn apply(
 
 /// The applier: receives WAL outcomes in sequence order, applies and acknowledges.
 pub(crate) async fn run_applier(
-    engine: Weak<Engine>,
+    engine: Weak<EngineCore>,
     mut rx: mpsc::UnboundedReceiver<Appended<PendingWrite>>,
 ) {
     while let Some(Appended { result, item }) = rx.recv().await {

@@ -14,12 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
+use object_store::ObjectStore;
 
-use crate::engine::Engine;
+use crate::core::EngineCore;
+use crate::delete::Tombstone;
 use crate::error::{Error, Result};
 use crate::flush::batch_time_bounds;
 use crate::memtable::{Memtable, TimeRange, segment_of};
-use crate::sst::writer::{EncodeOptions, encode};
+use crate::schema::TableSchema;
+use crate::sst::writer::{EncodeOptions, UploadOptions, encode};
 use crate::sst::{SstMeta, new_file_id, reader, sst_path, tag_ranges};
 
 use super::picker::CompactionTask;
@@ -46,10 +49,38 @@ impl FailPoints {
     }
 }
 
+/// What running a compaction needs besides its task, the table schema and the
+/// tombstones: no engine. A remote compaction worker would need exactly this.
+pub(crate) struct CompactionContext<'a> {
+    pub(crate) store: &'a Arc<dyn ObjectStore>,
+    pub(crate) store_prefix: &'a str,
+    pub(crate) segment_nanos: i64,
+    pub(crate) encode: EncodeOptions,
+    pub(crate) upload: UploadOptions,
+    pub(crate) fail_points: &'a FailPoints,
+}
+
+impl<'a> CompactionContext<'a> {
+    /// The context of compactions run by `engine`.
+    pub(crate) fn of(engine: &'a EngineCore) -> Self {
+        Self {
+            store: &engine.store,
+            store_prefix: &engine.config.store_prefix,
+            segment_nanos: engine.config.segment_nanos(),
+            encode: EncodeOptions {
+                row_group_size: engine.config.sst_row_group_size,
+                zstd_level: engine.config.sst_zstd_level,
+            },
+            upload: engine.config.upload_options(),
+            fail_points: &engine.compactor.fail_points,
+        }
+    }
+}
+
 /// Merge `task`'s inputs into one SST and commit the swap. Runs on `compact`. Rows
 /// that tombstones delete are left out (`delete.rs`); `None` if none remain (the
 /// inputs are removed and nothing is added).
-pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<Option<SstMeta>> {
+pub(crate) async fn run(engine: &EngineCore, task: &CompactionTask) -> Result<Option<SstMeta>> {
     let table = engine
         .table(&task.db, &task.table)
         .ok_or_else(|| Error::TableNotFound {
@@ -60,41 +91,53 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<Option
         let st = table.state.lock();
         (Arc::clone(&st.schema), st.tombstones.clone())
     };
+    let output = execute(&CompactionContext::of(engine), task, &schema, &tombs).await?;
+    // 4. One manifest edit swaps inputs for output; 5. inputs go when unreferenced.
+    let remove: Vec<String> = task.inputs.iter().map(|m| m.file_id.clone()).collect();
+    let add: Vec<SstMeta> = output.iter().cloned().collect();
+    engine
+        .replace_ssts(&task.db, &task.table, &remove, add)
+        .await?;
+    Ok(output)
+}
 
+/// Steps 1 to 3: fetch, merge and encode `task`'s inputs and upload the output;
+/// `None` if every row was deleted.
+async fn execute(
+    ctx: &CompactionContext<'_>,
+    task: &CompactionTask,
+    schema: &TableSchema,
+    tombs: &[Arc<Tombstone>],
+) -> Result<Option<SstMeta>> {
     // 1. IO first, all of it: the CPU work below never waits on the network.
     let mut inputs: Vec<(&SstMeta, Bytes)> = Vec::with_capacity(task.inputs.len());
     for m in &task.inputs {
-        let bytes = reader::fetch(&engine.store, m).await?;
+        let bytes = reader::fetch(ctx.store, m).await?;
         inputs.push((m, bytes));
     }
 
     // 2. CPU: oldest input first, so newer rows overwrite older ones field by field.
-    let seg_nanos = engine.config.segment_nanos();
+    let seg_nanos = ctx.segment_nanos;
     let mut merged = Memtable::default();
     for (m, bytes) in inputs {
         // Each input loses its deleted rows before it merges with newer ones.
-        let deletes = crate::delete::applicable(&tombs, m.deletes_seen(), m.min_time, m.max_time);
+        let deletes = crate::delete::applicable(tombs, m.deletes_seen(), m.min_time, m.max_time);
         for batch in reader::decode(bytes, None, TimeRange::ALL)? {
             let batch = crate::delete::filter_batch(&batch, &deletes)?;
             if batch.num_rows() > 0 {
-                merged.insert_batch(&schema, &batch, m.max_seq, seg_nanos)?;
+                merged.insert_batch(schema, &batch, m.max_seq, seg_nanos)?;
             }
         }
     }
     let range = segment_of(task.segment_start, seg_nanos);
-    let remove: Vec<String> = task.inputs.iter().map(|m| m.file_id.clone()).collect();
-    let Some(batch) = merged.to_batch(&schema, range, None)? else {
+    let Some(batch) = merged.to_batch(schema, range, None)? else {
         if merged.rows() > 0 {
             return Err(Error::Manifest(format!(
                 "compaction of {}.{} segment {}: no row falls in the segment",
                 task.db, task.table, task.segment_start
             )));
         }
-        // Every row was deleted.
-        engine
-            .replace_ssts(&task.db, &task.table, &remove, Vec::new())
-            .await?;
-        return Ok(None);
+        return Ok(None); // every row was deleted
     };
     let rows = batch.num_rows() as u64;
     // The inputs are dropped once the output commits: it must hold every row of them.
@@ -112,18 +155,12 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<Option
     let (min_time, max_time) =
         batch_time_bounds(&batch).unwrap_or((task.segment_start, task.segment_start));
     let tags = tag_ranges(&batch);
-    let encoded = encode(
-        &[batch],
-        EncodeOptions {
-            row_group_size: engine.config.sst_row_group_size,
-            zstd_level: engine.config.sst_zstd_level,
-        },
-    )?;
+    let encoded = encode(&[batch], ctx.encode)?;
 
     // 3. Upload through the io-bound store.
     let file_id = new_file_id();
     let path = sst_path(
-        &engine.config.store_prefix,
+        ctx.store_prefix,
         &task.db,
         &task.table,
         task.segment_start,
@@ -142,7 +179,7 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<Option
         max_seq: task.inputs.iter().map(|m| m.max_seq).max().unwrap_or(0),
         level: task.inputs.iter().map(|m| m.level).max().unwrap_or(0) + 1,
         tag_ranges: tags,
-        tombstones_applied: crate::delete::newest(&tombs).max(
+        tombstones_applied: crate::delete::newest(tombs).max(
             task.inputs
                 .iter()
                 .map(|m| m.tombstones_applied)
@@ -151,22 +188,17 @@ pub(crate) async fn run(engine: &Engine, task: &CompactionTask) -> Result<Option
         ),
     };
     crate::sst::writer::upload(
-        &engine.store,
+        ctx.store,
         &path,
         encoded,
-        engine.config.upload_options(),
+        ctx.upload,
         "upload compacted SST",
     )
     .await?;
-    if engine.compactor.fail_points.hit(FailPoint::AfterUpload) {
+    if ctx.fail_points.hit(FailPoint::AfterUpload) {
         return Err(Error::Manifest(
             "injected failure after upload, before commit".into(),
         ));
     }
-
-    // 4. One manifest edit swaps inputs for output; 5. inputs go when unreferenced.
-    engine
-        .replace_ssts(&task.db, &task.table, &remove, vec![meta.clone()])
-        .await?;
     Ok(Some(meta))
 }

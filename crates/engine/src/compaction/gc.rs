@@ -12,13 +12,13 @@ use std::collections::HashSet;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
-use crate::engine::Engine;
+use crate::core::EngineCore;
 use crate::manifest::ManifestState;
 use crate::sst::base_path;
 
 /// Delete unreferenced objects under the SST data prefix; returns how many. Errors are
 /// logged, never fatal: garbage is only wasted space.
-pub(crate) async fn delete_orphans(engine: &Engine, state: &ManifestState) -> usize {
+pub(crate) async fn delete_orphans(engine: &EngineCore, state: &ManifestState) -> usize {
     let live: HashSet<&str> = state
         .tables
         .values()

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::core::EngineCore;
 use crate::delete::applicable;
-use crate::engine::{Engine, Table};
 use crate::error::Result;
 use crate::manifest::Action;
 use crate::model::Scope;
+use crate::table::Table;
 
 use super::picker::CompactionTask;
 
@@ -16,10 +17,10 @@ use super::picker::CompactionTask;
 /// merge memtable; the picker estimates merges the same way).
 const MEMORY_PER_FILE_BYTE: u64 = 8;
 
-impl Engine {
+impl EngineCore {
     /// Rewrite the SSTs in `scope` that tombstones apply to and drop the tombstones
     /// applied everywhere. Returns how many files were rewritten.
-    pub(crate) async fn purge_deletes(&self, scope: &Scope) -> Result<usize> {
+    pub(crate) async fn purge_deletes(self: &Arc<Self>, scope: &Scope) -> Result<usize> {
         let tables: Vec<Arc<Table>> = self
             .all_tables()
             .into_iter()

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bulkhead_runtime::RuntimeName;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::engine::{Engine, sleep_or_shutdown};
+use crate::core::{EngineCore, now_nanos, sleep_or_shutdown};
 use crate::error::{Error, Result};
 use crate::memtable::segment_of;
 use crate::model::Scope;
@@ -93,28 +93,13 @@ pub struct CompactionSummary {
     pub purged_files: usize,
 }
 
-pub(crate) fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-impl Engine {
-    /// Compact `scope` now, ignoring the trigger and the hot-segment grace period:
-    /// every segment with two or more files is merged (within the size caps), and
-    /// expired segments are dropped. Returns when done.
-    pub async fn compact(&self, scope: &Scope) -> Result<CompactionSummary> {
-        self.compact_scope(scope, PickMode::Forced).await
-    }
-
-    /// Like [`Engine::compact`], but every SST in `scope` is rewritten, even one alone
-    /// in its segment: re-encodes old data with the current SST settings (zstd level,
-    /// row group size). Returns when done.
-    pub async fn rewrite(&self, scope: &Scope) -> Result<CompactionSummary> {
-        self.compact_scope(scope, PickMode::Rewrite).await
-    }
-
-    async fn compact_scope(&self, scope: &Scope, mode: PickMode) -> Result<CompactionSummary> {
+impl EngineCore {
+    /// Compact `scope` now (`Forced` or `Rewrite`), then apply retention and deletes.
+    pub(crate) async fn compact_scope(
+        self: &Arc<Self>,
+        scope: &Scope,
+        mode: PickMode,
+    ) -> Result<CompactionSummary> {
         let mut summary = CompactionSummary {
             expired_files: self.apply_retention(scope).await?,
             ..CompactionSummary::default()
@@ -157,23 +142,6 @@ impl Engine {
         }
         summary.purged_files = self.purge_deletes(scope).await?;
         Ok(summary)
-    }
-
-    /// Inject failures into compactions (tests of crash safety).
-    pub fn compaction_fail_points(&self) -> &FailPoints {
-        &self.compactor.fail_points
-    }
-
-    /// The TTL of `db.table`: a per-table override, else a per-database one, else the
-    /// default. A zero override means "keep forever" (it exempts the table or database
-    /// from a default TTL).
-    pub fn ttl(&self, db: &str, table: &str) -> Option<Duration> {
-        let o = &self.config.ttl_overrides;
-        match o.get(&format!("{db}.{table}")).or_else(|| o.get(db)) {
-            Some(d) if d.is_zero() => None,
-            Some(d) => Some(*d),
-            None => self.config.ttl.filter(|d| !d.is_zero()),
-        }
     }
 
     /// Live SSTs of the tables in `scope`.
@@ -229,7 +197,10 @@ impl Engine {
     /// Run one task on `compact` within the concurrency and memory limits; returns the
     /// output's bytes. `None` if the task went stale (another compaction replaced some
     /// of its inputs first).
-    pub(crate) async fn run_compaction(&self, task: CompactionTask) -> Result<Option<u64>> {
+    pub(crate) async fn run_compaction(
+        self: &Arc<Self>,
+        task: CompactionTask,
+    ) -> Result<Option<u64>> {
         let c = &self.compactor;
         let key = (task.db.clone(), task.table.clone());
         let table_lock = Arc::clone(c.running.lock().entry(key.clone()).or_default());
@@ -254,7 +225,7 @@ impl Engine {
             .acquire_many(permits)
             .await
             .map_err(|_| Error::Closed)?;
-        let engine = self.arc()?;
+        let engine = Arc::clone(self);
         let input_bytes = task.input_bytes();
         let start = Instant::now();
         let result = self
@@ -286,7 +257,7 @@ impl Engine {
 
 /// The background loop: woken after flushes, and every `check_interval`.
 /// Holds only a weak reference between rounds: dropping the engine stops it.
-pub(crate) async fn run_scheduler(engine: Weak<Engine>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run_scheduler(engine: Weak<EngineCore>, mut shutdown: watch::Receiver<bool>) {
     let Some((wake, interval, enabled)) = engine.upgrade().map(|e| {
         let c = &e.config.compaction;
         (Arc::clone(&e.compactor.wake), c.check_interval, c.enabled)

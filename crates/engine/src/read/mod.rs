@@ -22,13 +22,14 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
+use crate::core::EngineCore;
 use crate::delete::Tombstone;
-use crate::engine::{Engine, FrozenMemtable, Table};
 use crate::error::Result;
 use crate::memtable::{Memtable, TimeRange, merged_batch};
 use crate::schema::{TIME_COLUMN, TableSchema};
 use crate::sst::cache::MetadataCache;
 use crate::sst::{SstFile, SstMeta, reader};
+use crate::table::{FrozenMemtable, Table};
 use metrics::ScanMetrics;
 use predicate::TagPredicate;
 
@@ -125,7 +126,7 @@ impl std::fmt::Debug for TableSnapshot {
 }
 
 impl TableSnapshot {
-    pub(crate) fn take(engine: &Engine, table: &Table, range: TimeRange) -> Result<Self> {
+    pub(crate) fn take(engine: &EngineCore, table: &Table, range: TimeRange) -> Result<Self> {
         let (schema, frozen, active, mut ssts, tombstones) = {
             let mut st = table.state.lock();
             // Recorded when dropped, just before `st` (declared first, dropped last).
