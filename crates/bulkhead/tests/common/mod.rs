@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod influx;
 pub mod tmpfs;
 pub mod weed;
 

@@ -47,6 +47,17 @@ pub(crate) enum Statement {
         limit: Option<u64>,
         offset: Option<u64>,
     },
+    /// `DELETE [FROM sources] [WHERE tags and time]`: rows of the matching series in
+    /// the time range, from each measurement (every one of the database without FROM).
+    Delete {
+        from: Vec<Source>,
+        cond: Option<Expr>,
+    },
+    /// `DROP SERIES [FROM sources] [WHERE tags]`: every row of the matching series.
+    DropSeries {
+        from: Vec<Source>,
+        cond: Option<Expr>,
+    },
     /// A statement InfluxQL has and Bulkhead does not (yet): the name says which.
     Unsupported(String),
 }

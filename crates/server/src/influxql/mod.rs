@@ -11,6 +11,7 @@
 mod ast;
 mod cond;
 mod csv;
+mod delete;
 mod distinct;
 mod fill;
 mod lexer;
@@ -323,6 +324,12 @@ async fn execute(ctx: &Ctx, statement: Statement) -> StatementResult {
                 values: names.into_iter().map(|n| vec![Value::String(n)]).collect(),
                 time_column: false,
             }])
+        }
+        Statement::Delete { from, cond } => {
+            delete::run(ctx, delete::DeleteKind::Delete, &from, cond.as_ref()).await
+        }
+        Statement::DropSeries { from, cond } => {
+            delete::run(ctx, delete::DeleteKind::DropSeries, &from, cond.as_ref()).await
         }
         Statement::Unsupported(what) => Err(format!(
             "{what} is not supported by Bulkhead yet (see docs/influxql.md)"

@@ -215,24 +215,37 @@ impl<'a> Parser<'a> {
             if self.eat_keyword("MEASUREMENT")? {
                 return Ok(Statement::DropMeasurement(self.ident()?));
             }
+            if self.eat_keyword("SERIES")? {
+                let (from, cond) = self.delete_target("DROP SERIES")?;
+                return Ok(Statement::DropSeries { from, cond });
+            }
             let what = self.words(2)?;
             return self.unsupported(&format!("DROP {what}"));
         }
-        for verb in [
-            "DELETE", "ALTER", "GRANT", "REVOKE", "KILL", "SET", "EXPLAIN",
-        ] {
+        if self.eat_keyword("DELETE")? {
+            let (from, cond) = self.delete_target("DELETE")?;
+            return Ok(Statement::Delete { from, cond });
+        }
+        for verb in ["ALTER", "GRANT", "REVOKE", "KILL", "SET", "EXPLAIN"] {
             if self.eat_keyword(verb)? {
-                let what = if verb == "DELETE" {
-                    String::new()
-                } else {
-                    self.words(2)?
-                };
+                let what = self.words(2)?;
                 return self.unsupported(format!("{verb} {what}").trim());
             }
         }
         Err(self.unexpected(
             "SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL",
         ))
+    }
+
+    /// `[FROM sources] [WHERE cond]` of `DELETE` and `DROP SERIES`: at least one of them,
+    /// as InfluxDB requires.
+    fn delete_target(&mut self, what: &str) -> Result<(Vec<Source>, Option<Expr>), ParseError> {
+        let from = self.optional_from()?;
+        let cond = self.where_clause()?;
+        if from.is_empty() && cond.is_none() {
+            return Err(self.unexpected(&format!("FROM or WHERE after {what}")));
+        }
+        Ok((from, cond))
     }
 
     /// Up to `n` upper-cased keywords (to name an unsupported statement).

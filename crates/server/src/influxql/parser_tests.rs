@@ -195,8 +195,6 @@ fn distinct_without_parentheses() {
 #[test]
 fn unsupported_statements_are_named() {
     for (q, name) in [
-        ("DROP SERIES FROM /c/ WHERE a = 'b'", "DROP SERIES"),
-        ("DELETE FROM cpu WHERE time < now()", "DELETE"),
         ("SHOW SERIES CARDINALITY", "SHOW SERIES CARDINALITY"),
         ("SHOW USERS", "SHOW USERS"),
         ("CREATE USER a WITH PASSWORD 'x'", "CREATE USER"),
@@ -236,4 +234,36 @@ fn nesting_is_bounded() {
     assert!(err(&deep).contains("nested more than"));
     let ok = format!("SELECT {}v{} FROM m", "(".repeat(20), ")".repeat(20));
     assert!(parse(&ok).is_ok());
+}
+
+#[test]
+fn delete_and_drop_series_take_from_and_where() {
+    let Statement::Delete { from, cond } = one("DELETE FROM cpu WHERE time < now()") else {
+        panic!("not a DELETE");
+    };
+    assert_eq!(
+        from,
+        vec![Source::Measurement {
+            db: None,
+            name: "cpu".into()
+        }]
+    );
+    assert!(cond.is_some());
+    let Statement::Delete { from, cond } = one("DELETE WHERE host = 'a'") else {
+        panic!("not a DELETE");
+    };
+    assert!(from.is_empty() && cond.is_some());
+    let Statement::DropSeries { from, cond } = one("DROP SERIES FROM /c/ WHERE a = 'b'") else {
+        panic!("not a DROP SERIES");
+    };
+    assert_eq!(
+        from,
+        vec![Source::Regex {
+            db: None,
+            regex: "c".into()
+        }]
+    );
+    assert!(cond.is_some());
+    assert!(err("DELETE").contains("expected FROM or WHERE after DELETE"));
+    assert!(err("DROP SERIES").contains("expected FROM or WHERE after DROP SERIES"));
 }
