@@ -393,6 +393,11 @@ fn functions_that_build_huge_values_are_refused_under_the_memory_limit() {
         "select length(repeat('x', 1000000000))",
         "select sum(length(repeat('x', 10000000 + value))) from generate_series(1, 200)",
         "select cardinality(array_repeat(1, 200000000))",
+        // A 1 MB constant copied into 3,000 rows: 3 GB (it overflowed Arrow's offsets).
+        "select length(string_agg(repeat('x', 1000000), ',')) from generate_series(1, 3000)",
+        // Each row's value is small, their aggregate is 2 GB: the memory pool refuses it.
+        "select length(string_agg(repeat('x', 20000 + value % 2), ',')) \
+         from generate_series(1, 100000)",
     ] {
         let r = server.sql("demo", q, "json");
         assert_eq!(r.status, 400, "{q}: {}", r.text());

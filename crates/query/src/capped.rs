@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, FieldRef, Int64Type};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature,
+    Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 
@@ -33,8 +33,17 @@ enum Estimate {
 pub(crate) fn register(ctx: &SessionContext, memory_limit: usize) {
     let cap = (memory_limit / 4).max(1 << 20) as u64;
     let wrap = |inner: Arc<ScalarUDF>, estimate| {
+        // Volatile, so constant arguments are not folded into one literal at planning:
+        // a folded 1 MiB literal is then copied into every row of every batch (8 GiB
+        // for a batch of 8192) and overflows Arrow's offsets. Evaluated per batch, the
+        // call sees how many rows it builds for.
+        let signature = Signature {
+            volatility: Volatility::Volatile,
+            ..inner.signature().clone()
+        };
         ScalarUDF::new_from_impl(Capped {
             inner,
+            signature,
             estimate,
             cap,
         })
@@ -55,6 +64,8 @@ pub(crate) fn register(ctx: &SessionContext, memory_limit: usize) {
 #[derive(Debug)]
 struct Capped {
     inner: Arc<ScalarUDF>,
+    /// The inner function's signature, made volatile.
+    signature: Signature,
     estimate: Estimate,
     /// Largest output of one call, in bytes.
     cap: u64,
@@ -113,12 +124,13 @@ fn counts(value: &ColumnarValue, rows: usize) -> Result<Vec<u64>> {
 }
 
 impl Capped {
-    /// Upper estimate of the bytes one call with `args` builds.
+    /// Upper estimate of the bytes one call with `args` builds for `rows` rows. With
+    /// constant arguments the value is built once, but it is copied into each of the
+    /// rows when the batch is materialized, so it counts `rows` times.
     fn output_bytes(&self, args: &[ColumnarValue], rows: usize) -> Result<u64> {
-        let rows = match args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-            true => 1,
-            false => rows,
-        };
+        let constant = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let copies = if constant { rows.max(1) as u64 } else { 1 };
+        let rows = if constant { 1 } else { rows };
         let (Some(first), Some(second)) = (args.first(), args.get(1)) else {
             return Ok(0);
         };
@@ -135,7 +147,8 @@ impl Capped {
         Ok(per_row
             .iter()
             .zip(&n)
-            .fold(0u64, |acc, (b, n)| acc.saturating_add(b.saturating_mul(*n))))
+            .fold(0u64, |acc, (b, n)| acc.saturating_add(b.saturating_mul(*n)))
+            .saturating_mul(copies))
     }
 }
 
@@ -149,7 +162,7 @@ impl ScalarUDFImpl for Capped {
     }
 
     fn signature(&self) -> &Signature {
-        self.inner.signature()
+        &self.signature
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
@@ -233,6 +246,9 @@ mod tests {
             "select length(lpad('x', 100000000))",
             "select length(rpad('x', 100000000, 'ab'))",
             "select cardinality(array_repeat(1, 200000000))",
+            // 1 MB each, copied into 3,000 rows (and aggregated): 3 GB.
+            "select length(string_agg(repeat('x', 1000000), ',')) from generate_series(1, 3000)",
+            "select length(repeat('x', 100000)) from generate_series(1, 3000)",
         ] {
             let err = run(&ctx, sql).await.unwrap_err();
             assert!(
