@@ -174,6 +174,14 @@ pub(crate) fn render(s: &EngineStats) -> String {
         "SSTs whose metadata is cached.",
         m.entries as f64,
     );
+    let name = "bulkhead_catalog_limit_rejections_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Writes refused (400 limit_exceeded) by each catalog limit.\n# TYPE {name} counter"
+    );
+    for (limit, n) in &s.limit_rejections {
+        let _ = writeln!(out, "{name}{{limit=\"{limit}\"}} {n}");
+    }
     let per_table: [(&str, &str, TableGauge); 5] = [
         (
             "bulkhead_table_flush_failures",

@@ -437,6 +437,16 @@ fn catalog_limits_are_enforced_with_a_clear_error() {
         "3",
     );
     assert_eq!(write(&s, "d1", "cpu,host=c v=2 9\n").status, 204);
+    // Each refusal since the restart is counted under its limit.
+    let text = s.get("/metrics").text();
+    let rejections = |limit: &str| {
+        common::metric(
+            &text,
+            &format!("bulkhead_catalog_limit_rejections_total{{limit=\"{limit}\"}}"),
+        )
+    };
+    assert_eq!(rejections("max_series_per_table"), Some(1.0), "{text}");
+    assert_eq!(rejections("max_databases"), Some(0.0), "{text}");
     let r = s.sql(
         "d1",
         r#"select "table", series, columns from system.tables where database = 'd1' order by "table""#,

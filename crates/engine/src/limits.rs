@@ -173,6 +173,23 @@ async fn scan_series(engine: &EngineCore, db: &str, table: &str) -> Result<HashS
     Ok(found)
 }
 
+/// The catalog limits, as named in config and errors.
+pub(crate) const NAMES: [&str; 4] = [
+    "max_databases",
+    "max_tables_per_database",
+    "max_columns_per_table",
+    "max_series_per_table",
+];
+
+/// Count a write refused by `err`'s catalog limit, if it is one.
+pub(crate) fn count(engine: &EngineCore, err: &Error) {
+    if let Error::LimitExceeded { limit, .. } = err
+        && let Some(i) = NAMES.iter().position(|n| n == limit)
+    {
+        engine.counters.limit_rejections[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(crate) fn exceeded(limit: &'static str, value: usize, what: String) -> Error {
     Error::LimitExceeded { limit, value, what }
 }

@@ -52,6 +52,8 @@ pub struct EngineStats {
     pub stalled_writes: u64,
     /// Writes rejected with `Overloaded`.
     pub rejected_writes: u64,
+    /// Writes refused by each catalog limit (`limits.max_databases`, ...).
+    pub limit_rejections: Vec<(&'static str, u64)>,
     pub flush_count: u64,
     pub flush_failures: u64,
     pub flush_duration_total: Duration,
@@ -123,6 +125,8 @@ pub(crate) struct StatsCounters {
     pub(crate) rows_written: AtomicU64,
     pub(crate) stalled: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    /// Writes refused by each catalog limit, in [`crate::limits::NAMES`] order.
+    pub(crate) limit_rejections: [AtomicU64; crate::limits::NAMES.len()],
     pub(crate) flushes: AtomicU64,
     pub(crate) flush_failures: AtomicU64,
     flush_nanos_total: AtomicU64,
@@ -149,6 +153,11 @@ impl StatsCounters {
             rows_written: self.rows_written.load(Ordering::Relaxed),
             stalled_writes: self.stalled.load(Ordering::Relaxed),
             rejected_writes: self.rejected.load(Ordering::Relaxed),
+            limit_rejections: crate::limits::NAMES
+                .iter()
+                .zip(&self.limit_rejections)
+                .map(|(name, n)| (*name, n.load(Ordering::Relaxed)))
+                .collect(),
             flush_count: self.flushes.load(Ordering::Relaxed),
             flush_failures: self.flush_failures.load(Ordering::Relaxed),
             flush_duration_total: Duration::from_nanos(

@@ -74,6 +74,9 @@ pub(crate) async fn write(engine: &Arc<EngineCore>, db: &str, batch: WriteBatch)
     });
     let reply = join(task).await?;
     stages_of.counters.stages.total.record(start.elapsed());
+    if let Err(e) = &reply {
+        crate::limits::count(&stages_of, e);
+    }
     reply
 }
 
