@@ -4,6 +4,7 @@
 //! or the peers' drivers. It starts the `bulkhead` binary it finds next to itself (both
 //! are built into the same target directory) or the one named by `BULKHEAD_BIN`.
 
+mod hostile;
 mod ingest;
 mod interference;
 mod load;

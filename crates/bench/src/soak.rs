@@ -56,6 +56,10 @@ pub(crate) struct SoakArgs {
     /// (`--max-inflight-write-bytes`): small, so overload reaches backpressure quickly.
     #[arg(long, default_value = "64MiB")]
     write_buffer: String,
+    /// How long each half of the hostile-client phase runs (quiet, then beside stalled
+    /// uploads, slowloris, a heavy-join loop and a wrong-token loop); 0 skips it.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    hostile_duration: Duration,
     /// Report the verdicts but exit 0 even if one fails (for smoke tests).
     #[arg(long)]
     report_only: bool,
@@ -112,10 +116,18 @@ async fn run_async(args: SoakArgs) -> anyhow::Result<()> {
             &args.write_buffer,
             "--max-inflight-write-bytes",
             &args.write_buffer,
+            // So the hostile phase's wrong-token loop meets the failed-auth delay.
+            "--auth-token",
+            super::hostile::TOKEN,
         ],
         &[],
     )?;
-    let client = reqwest::Client::new();
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Token {}", super::hostile::TOKEN).parse()?,
+    );
+    let client = reqwest::Client::builder().default_headers(auth).build()?;
     let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
 
     eprintln!("measuring capacity (5 s, 4 closed-loop clients)...");
@@ -129,6 +141,22 @@ async fn run_async(args: SoakArgs) -> anyhow::Result<()> {
     let windows = steady(&client, &server, &gen_, rate, &args).await?;
     let steady_verdict = verdict(&windows);
     let soak_peak = windows.iter().map(|w| w.rss_bytes).max().unwrap_or(0);
+
+    let hostile = if args.hostile_duration.is_zero() {
+        None
+    } else {
+        Some(
+            super::hostile::run(
+                &client,
+                &server,
+                &gen_,
+                rate,
+                args.batch,
+                args.hostile_duration,
+            )
+            .await?,
+        )
+    };
 
     let overload = if args.overload > 0.0 {
         let write_buffer: u64 = args
@@ -149,6 +177,10 @@ async fn run_async(args: SoakArgs) -> anyhow::Result<()> {
 
     print_report(&windows, &steady_verdict, overload.as_ref());
     let mut failures = steady_verdict.failures.clone();
+    if let Some(h) = &hostile {
+        print_hostile(h);
+        failures.extend(h.failures());
+    }
     if let Some(o) = &overload {
         if o.other_errors > 0 || o.rejected_without_retry_after > 0 {
             failures.push(format!(
@@ -175,6 +207,7 @@ async fn run_async(args: SoakArgs) -> anyhow::Result<()> {
         "windows": windows,
         "flat": steady_verdict.failures.is_empty(),
         "checks": steady_verdict.checks,
+        "hostile": hostile,
         "overload": overload,
         "failures": failures,
     });
@@ -488,6 +521,21 @@ fn print_report(windows: &[Window], v: &Verdict, overload: Option<&Overload>) {
             o.server_alive
         );
     }
+}
+
+fn print_hostile(h: &super::hostile::Hostile) {
+    println!(
+        "hostile clients: write p99 {:.1} -> {:.1} ms ({:.2}x), query p99 {:.1} -> {:.1} ms \
+         ({:.2}x), peak RSS {} MiB, server alive: {}",
+        h.quiet_write_p99(),
+        h.hostile_write_p99(),
+        h.write_p99_ratio,
+        h.quiet_query_p99(),
+        h.hostile_query_p99(),
+        h.query_p99_ratio,
+        h.peak_rss_bytes >> 20,
+        h.server_alive
+    );
 }
 
 /// `e` and its sources, `: `-separated (reqwest's own message names none of them).

@@ -16,6 +16,8 @@ fn bench_soak_samples_windows_and_overload_gets_only_503s() {
             "1s",
             "--overload-duration",
             "3s",
+            "--hostile-duration",
+            "2s",
             "--hosts",
             "10",
             "--batch",
@@ -55,4 +57,28 @@ fn bench_soak_samples_windows_and_overload_gets_only_503s() {
     assert_eq!(o["rejected_without_retry_after"], 0, "{o}");
     assert!(o["accepted"].as_u64().unwrap() > 0, "{o}");
     assert!(stdout.contains("overload"), "{stdout}");
+
+    // The hostile phase ran its attackers and the well-behaved clients got through.
+    let h = &r["hostile"];
+    assert_eq!(h["server_alive"], true, "{h}");
+    for half in ["quiet", "hostile"] {
+        assert!(h[half]["writes"]["count"].as_u64().unwrap() > 0, "{h}");
+        assert!(h[half]["queries"]["count"].as_u64().unwrap() > 0, "{h}");
+    }
+    let a = &h["attackers"];
+    assert!(
+        a["stalled_upload_connections"].as_u64().unwrap() >= 4,
+        "{a}"
+    );
+    assert!(a["slowloris_connections"].as_u64().unwrap() >= 50, "{a}");
+    // Every wrong token is refused, every heavy join ends by its timeout.
+    let wrong = a["wrong_tokens"].as_object().unwrap();
+    assert!(
+        wrong.get("401").is_some_and(|n| n.as_u64() > Some(0)),
+        "{a}"
+    );
+    assert!(wrong.keys().all(|k| k == "401"), "{a}");
+    let heavy = a["heavy_queries"].as_object().unwrap();
+    assert!(heavy.keys().all(|k| k == "504"), "{a}");
+    assert!(stdout.contains("hostile clients"), "{stdout}");
 }
