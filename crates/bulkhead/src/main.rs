@@ -3,6 +3,7 @@
 
 mod admin;
 mod engine_metrics;
+mod flight;
 mod lab;
 mod serve;
 mod sql_backend;

@@ -2,7 +2,7 @@
 //!
 //! Startup order: load and validate the config (flags > env > file > defaults), build the
 //! bulkheads, open the object store (wrapped so its IO runs on `io`), open the engine
-//! (WAL replay), then bind and serve HTTP on `io`. Shutdown order on SIGINT/SIGTERM:
+//! (WAL replay), then bind and serve HTTP (and PG, Flight SQL) on `io`. Shutdown order on SIGINT/SIGTERM:
 //! stop accepting, let in-flight requests finish, then close the engine, which syncs
 //! the WAL, so every acknowledged write is durable before the process exits 0.
 
@@ -130,6 +130,12 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
         None
     };
 
+    let flight = if config.flight_sql.enabled {
+        Some(crate::flight::start(&config, &runtimes, &queries)?)
+    } else {
+        None
+    };
+
     let addr = config.http.addr;
     let drain = config.http.shutdown_timeout.get();
     let served = runtimes.block_on(RuntimeName::Io, async move {
@@ -141,6 +147,9 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
 
     if let Some(pg) = pg {
         pg.abort();
+    }
+    if let Some(flight) = flight {
+        flight.abort();
     }
     // Servers drained (or failed to start): close the engine either way so the WAL is
     // synced, then report the server error if there was one.

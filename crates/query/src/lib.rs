@@ -45,6 +45,10 @@ pub use exec::QueryOutput;
 pub use pg::{PG_VERSION, pg_type_name, setting as pg_setting, version as pg_version};
 pub use stats::QueryStats;
 
+/// The session time zone: what `now()` and `timestamptz` values carry (the `time`
+/// column is UTC too).
+pub const TIME_ZONE: &str = "UTC";
+
 /// Settings of the query layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryConfig {
@@ -180,11 +184,15 @@ impl QueryEngine {
 
     /// Build a session from nothing: the slow path of [`Self::session_with`].
     fn build_session(&self, db: &str, flavor: Flavor, lastpoint: bool) -> SessionContext {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, db)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(self.config.target_partitions.max(1));
+        // `now()`, `timestamptz` literals and casts keep a time zone, UTC like the
+        // `time` column (DataFusion's default is none: they came back as naive
+        // timestamps, `timestamp` rather than `timestamptz` over PG).
+        config.options_mut().execution.time_zone = Some(TIME_ZONE.to_owned());
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.env))

@@ -29,6 +29,16 @@ pub struct ServeArgs {
     #[arg(long, env = "BULKHEAD_PG_ADDR", value_name = "ADDR")]
     pub pg_addr: Option<SocketAddr>,
 
+    /// [flight_sql] enabled: serve Arrow Flight SQL [default: false].
+    #[arg(long, env = "BULKHEAD_FLIGHT_SQL_ENABLED", value_name = "BOOL")]
+    pub flight_sql_enabled: Option<bool>,
+    /// [flight_sql] addr: address of the Flight SQL listener [default: 127.0.0.1:5441].
+    #[arg(long, env = "BULKHEAD_FLIGHT_SQL_ADDR", value_name = "ADDR")]
+    pub flight_sql_addr: Option<SocketAddr>,
+    /// [flight_sql] database: database of calls without a `database` header [default: none].
+    #[arg(long, env = "BULKHEAD_FLIGHT_SQL_DATABASE", value_name = "NAME")]
+    pub flight_sql_database: Option<String>,
+
     /// [storage] data_dir: root of local state [default: ./bulkhead-data].
     #[arg(long, env = "BULKHEAD_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -285,6 +295,9 @@ impl ServeArgs {
         set(&mut cfg.http.shutdown_timeout, &self.shutdown_timeout);
         set(&mut cfg.pg.enabled, &self.pg_enabled);
         set(&mut cfg.pg.addr, &self.pg_addr);
+        set(&mut cfg.flight_sql.enabled, &self.flight_sql_enabled);
+        set(&mut cfg.flight_sql.addr, &self.flight_sql_addr);
+        set(&mut cfg.flight_sql.database, &self.flight_sql_database);
         set(&mut cfg.storage.data_dir, &self.data_dir);
         set(&mut cfg.storage.wal_dir, &self.wal_dir);
         set(&mut cfg.storage.object_store, &self.object_store);

@@ -31,6 +31,7 @@ use crate::error::ServerError;
 pub struct ServerConfig {
     pub http: HttpConfig,
     pub pg: PgConfig,
+    pub flight_sql: FlightSqlConfig,
     pub storage: StorageConfig,
     pub s3: S3Config,
     pub wal: WalConfig,
@@ -110,6 +111,30 @@ impl Default for PgConfig {
             idle_timeout: HumanDuration::secs(3600),
             tls_cert: String::new(),
             tls_key: String::new(),
+        }
+    }
+}
+
+/// `[flight_sql]`: the Arrow Flight SQL listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlightSqlConfig {
+    /// Whether to serve Arrow Flight SQL.
+    pub enabled: bool,
+    /// Address of the Flight SQL (gRPC) listener.
+    pub addr: SocketAddr,
+    /// Database of calls that send no `database` header; empty: they must send one.
+    pub database: String,
+}
+
+impl Default for FlightSqlConfig {
+    fn default() -> Self {
+        // Off by default: every process that starts a server (tests, benchmarks, a
+        // second instance) would otherwise need a free port for it too.
+        Self {
+            enabled: false,
+            addr: SocketAddr::from(([127, 0, 0, 1], 5441)),
+            database: String::new(),
         }
     }
 }

@@ -13,6 +13,9 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("http.shutdown_timeout", "--shutdown-timeout", "5s"),
     ("pg.enabled", "--pg-enabled", "false"),
     ("pg.addr", "--pg-addr", "127.0.0.1:6543"),
+    ("flight_sql.enabled", "--flight-sql-enabled", "true"),
+    ("flight_sql.addr", "--flight-sql-addr", "127.0.0.1:6544"),
+    ("flight_sql.database", "--flight-sql-database", "demo"),
     ("storage.data_dir", "--data-dir", "/tmp/bh"),
     ("storage.wal_dir", "--wal-dir", "/tmp/wal"),
     (

@@ -1,0 +1,41 @@
+//! Starting the Arrow Flight SQL listener of `bulkhead serve`: bound and served on `io`,
+//! its queries through the same backend (and so the same `query` runtime, limits and
+//! memory pool) as HTTP and PG.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use bulkhead_runtime::{RuntimeName, Runtimes};
+use bulkhead_server::ServerConfig;
+use tokio::task::JoinHandle;
+
+use crate::sql_backend::SqlBackend;
+
+/// Bind `[flight_sql] addr` and serve it until the shutdown signal.
+pub(crate) fn start(
+    config: &ServerConfig,
+    runtimes: &Arc<Runtimes>,
+    queries: &Arc<SqlBackend>,
+) -> anyhow::Result<JoinHandle<Result<(), bulkhead_flightsql::FlightSqlError>>> {
+    let options = bulkhead_flightsql::FlightSqlOptions {
+        token: config.auth.token().map(str::to_owned),
+        database: Some(config.flight_sql.database.clone()),
+        query_timeout: config.limits.query_timeout.get(),
+    };
+    let backend = Arc::clone(queries) as Arc<dyn bulkhead_server::QueryBackend>;
+    let server = runtimes
+        .block_on(
+            RuntimeName::Io,
+            bulkhead_flightsql::FlightSqlServer::bind(
+                config.flight_sql.addr,
+                options,
+                Arc::clone(runtimes),
+                backend,
+            ),
+        )?
+        .context("starting the Arrow Flight SQL listener")?;
+    // Logged before HTTP starts, so a client that waited for `/health` finds the port
+    // (with `--flight-sql-addr 127.0.0.1:0`) in the log.
+    tracing::info!(addr = %server.local_addr()?, "Arrow Flight SQL listening");
+    Ok(runtimes.spawn_io(server.serve(bulkhead_server::shutdown_signal())))
+}

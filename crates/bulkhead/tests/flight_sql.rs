@@ -1,0 +1,316 @@
+//! Arrow Flight SQL against the real `bulkhead serve` binary, with the real ADBC Flight
+//! SQL driver (`adbc_driver_flightsql`, installed by `scripts/test`): query results equal
+//! the HTTP SQL results (as Arrow) on the same random data, prepared statements with
+//! parameters, the catalog calls ADBC makes, auth, database selection, bad queries and
+//! the query timeout.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::TestServer;
+use rand::{Rng, SeedableRng};
+
+const TOKEN: &str = "fl1ght-t0ken";
+
+/// A server with Flight SQL on an ephemeral port, and that port (from its log).
+fn start(extra: &[&str]) -> (TestServer, u16) {
+    let mut args = vec![
+        "--flight-sql-enabled",
+        "true",
+        "--flight-sql-addr",
+        "127.0.0.1:0",
+        "--auth-token",
+        TOKEN,
+    ];
+    args.extend_from_slice(extra);
+    let server = TestServer::start(&args);
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Arrow Flight SQL listening"))
+        .unwrap_or_else(|| panic!("no Flight SQL address in the log:\n{log}"));
+    // `addr=127.0.0.1:PORT` (the log may be colored).
+    let port = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line}"));
+    (server, port)
+}
+
+/// `cpu` in `demo`: `n` random rows (seeded), several hosts and regions, floats with
+/// fractions, integers, a few booleans and strings.
+fn write_random(server: &TestServer, n: usize, seed: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let start: i64 = 1_767_225_600_000_000_000;
+    let mut body = String::new();
+    for i in 0..n {
+        let host = ["a", "b", "c", "d'x"][rng.random_range(0..4)];
+        let region = ["eu", "us"][rng.random_range(0..2)];
+        let usage: f64 = rng.random_range(-1000.0..1000.0);
+        let cores: i64 = rng.random_range(-5..64);
+        let up = rng.random_bool(0.5);
+        let ts = start + i as i64 * 1_000_000_000 + rng.random_range(0..999_999_999);
+        body.push_str(&format!(
+            "cpu,host={},region={region} usage={usage},cores={cores}i,up={up},note=\"n{}\" {ts}\n",
+            host.replace('\'', "\\'"),
+            i % 7
+        ));
+    }
+    let reply = server.post("/api/v2/write?bucket=demo", body);
+    assert_eq!(reply.status, 204, "{}", reply.text());
+}
+
+/// Run Python `code` with `PORT` (Flight SQL), `HTTP` (the HTTP base URL), `TOKEN`,
+/// and helpers: `connect(**db_kwargs)` (ADBC, database `demo`, bearer token) and
+/// `http_arrow(sql)` (the same query over HTTP as an Arrow table).
+fn python(server: &TestServer, port: u16, code: &str) -> Output {
+    let script = format!(
+        r#"
+import json, urllib.parse, urllib.request
+import pyarrow as pa
+import adbc_driver_flightsql as fs
+import adbc_driver_flightsql.dbapi as flight
+PORT = {port}
+HTTP = "http://{http}"
+TOKEN = "{TOKEN}"
+URI = f"grpc://127.0.0.1:{{PORT}}"
+HEADER = fs.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value
+def connect(**kw):
+    opts = {{HEADER + "database": "demo", fs.DatabaseOptions.AUTHORIZATION_HEADER.value: "Bearer " + TOKEN}}
+    opts.update(kw)
+    opts = {{k: v for k, v in opts.items() if v is not None}}
+    return flight.connect(URI, db_kwargs=opts)
+def http_arrow(sql):
+    q = urllib.parse.urlencode({{"db": "demo", "q": sql, "format": "arrow"}})
+    req = urllib.request.Request(f"{{HTTP}}/api/v1/sql?{{q}}", headers={{"Authorization": "Bearer " + TOKEN}})
+    with urllib.request.urlopen(req) as r:
+        return pa.ipc.open_stream(r.read()).read_all()
+def same(a, b, what):
+    assert a.schema.equals(b.schema), f"{{what}}: schemas differ:\n{{a.schema}}\n{{b.schema}}"
+    assert a.combine_chunks().equals(b.combine_chunks()), f"{{what}}: rows differ:\n{{a}}\n{{b}}"
+{code}
+"#,
+        http = server.http_addr,
+    );
+    Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("running python3")
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "client failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn adbc_queries_equal_http_results_on_random_data() {
+    let (server, port) = start(&[]);
+    write_random(&server, 3000, 18);
+    let out = ok(python(
+        &server,
+        port,
+        r#"
+queries = [
+    "select * from cpu order by time",
+    "select host, region, count(*) as n, avg(usage) as mean, min(cores), max(time) from cpu group by host, region order by host, region",
+    "select date_bin(interval '5 minutes', time) as t, sum(usage) from cpu where up group by 1 order by 1",
+    "select host, note, usage * cores as x from cpu where usage > 500 order by time limit 37",
+    "select 1 as one, 'two' as two, arrow_cast(3, 'Int8') as three",
+    "select * from cpu where false",
+]
+with connect() as conn, conn.cursor() as cur:
+    for sql in queries:
+        cur.execute(sql)
+        got = cur.fetch_arrow_table()
+        want = http_arrow(sql)
+        same(got, want, sql)
+        print(sql[:30], got.num_rows)
+"#,
+    ));
+    // Row counts are what the data says (not zero by accident).
+    assert!(out.contains("select * from cpu order by tim 3000"), "{out}");
+    assert!(out.contains("select * from cpu where false 0"), "{out}");
+    assert!(out.contains("select 1 as one, 'two' as two, 1"), "{out}");
+}
+
+#[test]
+fn adbc_prepared_statements_bind_parameters() {
+    let (server, port) = start(&[]);
+    write_random(&server, 500, 7);
+    let out = ok(python(
+        &server,
+        port,
+        r#"
+with connect() as conn, conn.cursor() as cur:
+    # `?` parameters of several types, a quote inside a string parameter.
+    cur.execute("select time, host, usage from cpu where host = ? and usage > ? and cores >= ? order by time",
+                parameters=("d'x", -200.5, 3))
+    got = cur.fetch_arrow_table()
+    want = http_arrow("select time, host, usage from cpu where host = 'd''x' and usage > -200.5 and cores >= 3 order by time")
+    same(got, want, "bound")
+    assert got.num_rows > 0, "the filter should match rows"
+    # The same prepared statement again with other values (ADBC re-binds).
+    for host in ["a", "b"]:
+        cur.execute("select count(*) as n from cpu where host = ?", parameters=(host,))
+        got = cur.fetch_arrow_table()
+        want = http_arrow(f"select count(*) as n from cpu where host = '{host}'")
+        same(got, want, host)
+        print("count", host, got.column(0)[0].as_py())
+    # A timestamp parameter compares with the time column.
+    first = http_arrow("select min(time) as t from cpu").column(0)[0].as_py()
+    cur.execute("select count(*) as n from cpu where time > ?", parameters=(first,))
+    n = cur.fetch_arrow_table().column(0)[0].as_py()
+    assert n == 499, n
+    # Preparing describes the result before it runs.
+    cur.adbc_prepare("select host, usage from cpu where cores = ?")
+    print("prepared ok")
+    # Too few parameters is a clear error, not a wrong answer.
+    try:
+        cur.execute("select * from cpu where host = ? and cores = ?", parameters=("a",))
+        raise SystemExit("expected an error for a missing parameter")
+    except Exception as e:
+        print("missing:", e)
+"#,
+    ));
+    assert!(out.contains("count a "), "{out}");
+    assert!(out.contains("prepared ok"), "{out}");
+    assert!(
+        out.contains("missing:") && out.contains("parameter 2"),
+        "a missing parameter names itself: {out}"
+    );
+}
+
+#[test]
+fn adbc_catalog_calls_auth_and_errors() {
+    let (server, port) = start(&[]);
+    write_random(&server, 50, 3);
+    let out = ok(python(
+        &server,
+        port,
+        r#"
+with connect() as conn:
+    info = conn.adbc_get_info()
+    print("info:", info.get("vendor_name"), info.get("driver_name"))
+    assert info.get("vendor_name") == "Bulkhead", info
+    types = conn.adbc_get_table_types()
+    assert "TABLE" in types, types
+    objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+    catalogs = {c["catalog_name"]: c for c in objects}
+    assert "bulkhead" in catalogs, list(catalogs)
+    schemas = {s["db_schema_name"]: s for s in catalogs["bulkhead"]["catalog_db_schemas"]}
+    assert "demo" in schemas, list(schemas)
+    tables = {t["table_name"]: t for t in schemas["demo"]["db_schema_tables"]}
+    assert tables["cpu"]["table_type"] == "TABLE", tables["cpu"]
+    columns = [c["column_name"] for c in tables["cpu"]["table_columns"]]
+    print("columns:", sorted(columns))
+    schema = conn.adbc_get_table_schema("cpu", db_schema_filter="demo")
+    want = http_arrow("select * from cpu limit 0").schema
+    assert schema.equals(want), f"{schema}\n{want}"
+    # Filters: a table pattern that matches nothing.
+    none = conn.adbc_get_objects(depth="tables", table_name_filter="nomatch%").read_all().to_pylist()
+    left = [t for c in none for s in (c["catalog_db_schemas"] or []) for t in (s["db_schema_tables"] or [])]
+    assert left == [], left
+    # A bad query: a clear error naming the column, as INVALID_ARGUMENT.
+    with conn.cursor() as cur:
+        cur.execute("select now() as n, timestamptz '2024-01-01 12:00:00+02' as l")
+        t = cur.fetch_arrow_table()
+        print("now type:", t.schema.field("n").type, "literal:", t.column("l")[0].as_py().isoformat())
+        try:
+            cur.execute("select nope from cpu")
+            cur.fetch_arrow_table()
+            raise SystemExit("expected an error")
+        except flight.Error as e:
+            print("bad query:", type(e).__name__, e)
+# Wrong token, no token, and basic auth with the token as the password.
+for kw in [{fs.DatabaseOptions.AUTHORIZATION_HEADER.value: "Bearer wrong"},
+           {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: None}]:
+    try:
+        with connect(**kw) as conn, conn.cursor() as cur:
+            cur.execute("select 1")
+            cur.fetch_arrow_table()
+        raise SystemExit(f"expected an auth error with {kw}")
+    except flight.Error as e:
+        print("auth:", e)
+with connect(**{fs.DatabaseOptions.AUTHORIZATION_HEADER.value: None, "username": "me", "password": TOKEN}) as conn, conn.cursor() as cur:
+    cur.execute("select count(*) as n from cpu")
+    print("basic auth rows:", cur.fetch_arrow_table().column(0)[0].as_py())
+# No database header: a clear error.
+with connect(**{HEADER + "database": None}) as conn, conn.cursor() as cur:
+    try:
+        cur.execute("select * from cpu")
+        cur.fetch_arrow_table()
+        raise SystemExit("expected a database error")
+    except flight.Error as e:
+        print("no db:", e)
+    # Fully qualified names need no database.
+    cur.execute("select count(*) from bulkhead.demo.cpu")
+    print("qualified rows:", cur.fetch_arrow_table().column(0)[0].as_py())
+"#,
+    ));
+    assert!(out.contains("info: Bulkhead"), "{out}");
+    assert!(
+        out.contains("now type: timestamp[ns, tz=UTC] literal: 2024-01-01T10:00:00+00:00"),
+        "{out}"
+    );
+    assert!(
+        out.contains("columns: ['cores', 'host', 'note', 'region', 'time', 'up', 'usage']"),
+        "{out}"
+    );
+    let bad = out.lines().find(|l| l.starts_with("bad query:")).unwrap_or_default();
+    assert!(bad.contains("nope") && bad.contains("INVALID_ARGUMENT"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("auth:") && l.contains("UNAUTHENTICATED")).count(),
+        2,
+        "{out}"
+    );
+    assert!(out.contains("basic auth rows: 50"), "{out}");
+    assert!(out.contains("no db:") && out.contains("no database selected"), "{out}");
+    assert!(out.contains("qualified rows: 50"), "{out}");
+}
+
+#[test]
+fn a_query_past_the_timeout_is_stopped() {
+    let (server, port) = start(&["--query-timeout", "1s"]);
+    let out = ok(python(
+        &server,
+        port,
+        r#"
+with connect() as conn, conn.cursor() as cur:
+    try:
+        cur.execute("select count(*) from generate_series(1, 1000000000000)")
+        cur.fetch_arrow_table()
+        raise SystemExit("expected a timeout")
+    except flight.Error as e:
+        print("timeout:", e)
+    cur.execute("select 41 + 1 as x")
+    print("after:", cur.fetch_arrow_table().column(0)[0].as_py())
+"#,
+    ));
+    assert!(
+        out.contains("timeout:")
+            && out.contains("DEADLINE_EXCEEDED")
+            && out.contains("limits.query_timeout"),
+        "{out}"
+    );
+    assert!(out.contains("after: 42"), "{out}");
+}
+
+#[test]
+fn flight_sql_is_off_unless_enabled() {
+    let server = TestServer::start(&[]);
+    assert!(
+        !server.log().contains("Arrow Flight SQL listening"),
+        "{}",
+        server.log()
+    );
+}

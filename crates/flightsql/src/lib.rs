@@ -1,0 +1,21 @@
+//! Arrow Flight SQL over Bulkhead's query layer.
+//!
+//! Data flow: the gRPC server (tonic, via `arrow-flight`'s `FlightSqlService`) accepts
+//! connections and drives them on `io` ([`server`]). Every call is authenticated like
+//! the other listeners ([`auth`]). A statement's `GetFlightInfo` returns a ticket
+//! carrying its database and SQL; `DoGet` plans it through the same
+//! [`bulkhead_server::QueryBackend`] as HTTP and PG, on the `query` runtime, under
+//! `limits.query_timeout`, and encodes the Arrow batches to Flight data on `query` too
+//! ([`service`]). Prepared statements bind one row of parameters as SQL literals
+//! ([`params`]). The catalog calls read `information_schema` ([`metadata`]). Query
+//! errors become gRPC codes in one place ([`error`]).
+
+mod auth;
+pub mod error;
+mod metadata;
+mod params;
+mod server;
+mod service;
+
+pub use error::FlightSqlError;
+pub use server::{FlightSqlOptions, FlightSqlServer};

@@ -1,0 +1,540 @@
+//! The Flight SQL service: statements, prepared statements and the catalog calls, each
+//! authenticated, with its SQL planned and run through the [`QueryBackend`] on `query`.
+//!
+//! Statements are stateless: `GetFlightInfo` checks the caller and returns a ticket that
+//! carries the database and the SQL; `DoGet` plans and runs it once (so a `DROP` runs
+//! once, and a bad query fails there, with its gRPC code). Prepared statement handles
+//! carry the same, plus the bound parameters once bound (Flight SQL's updated handle);
+//! the last bound parameters are also kept by handle id for clients that keep the old
+//! handle.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use bulkhead_runtime::{RuntimeName, Runtimes};
+use bulkhead_server::limits::Deadline;
+use bulkhead_server::{QueryBackend, QueryOutput};
+use futures::{Stream, StreamExt, TryStreamExt};
+use parking_lot::Mutex;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::{flight_status, query_status};
+use crate::{auth, metadata, params};
+
+type DoGetStream = <Service as FlightService>::DoGetStream;
+
+/// Most prepared statements whose bound parameters are kept at once.
+const MAX_PREPARED: usize = 10_000;
+
+/// Request headers that name the database, in order: InfluxDB 3's clients send
+/// `database`; v2-style clients `bucket` / `bucket-name`.
+const DATABASE_HEADERS: [&str; 3] = ["database", "bucket", "bucket-name"];
+
+/// What the service needs, handed in by `bulkhead serve`.
+pub(crate) struct Service {
+    pub(crate) runtimes: Arc<Runtimes>,
+    pub(crate) backend: Arc<dyn QueryBackend>,
+    pub(crate) token: Option<String>,
+    /// Database of calls that send no database header (`flight_sql.database`).
+    pub(crate) default_database: Option<String>,
+    pub(crate) query_timeout: Duration,
+    prepared: Mutex<HashMap<u64, Vec<String>>>,
+    next_id: AtomicU64,
+}
+
+/// A statement ticket: what `DoGet` runs.
+#[derive(Debug, Serialize, Deserialize)]
+struct StatementHandle {
+    db: String,
+    sql: String,
+}
+
+/// A prepared statement's handle.
+#[derive(Debug, Serialize, Deserialize)]
+struct PreparedHandle {
+    id: u64,
+    db: String,
+    sql: String,
+    /// Placeholders in `sql`.
+    count: usize,
+    /// The bound row as SQL literals, once bound.
+    params: Option<Vec<String>>,
+}
+
+impl Service {
+    pub(crate) fn new(
+        runtimes: Arc<Runtimes>,
+        backend: Arc<dyn QueryBackend>,
+        token: Option<String>,
+        default_database: Option<String>,
+        query_timeout: Duration,
+    ) -> Self {
+        Self {
+            runtimes,
+            backend,
+            token,
+            default_database,
+            query_timeout,
+            prepared: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        auth::check(self.token.as_deref(), metadata)
+    }
+
+    /// The call's database: a database header, else `flight_sql.database`.
+    #[allow(clippy::result_large_err)]
+    fn database(&self, metadata: &MetadataMap) -> Result<String, Status> {
+        for name in DATABASE_HEADERS {
+            if let Some(v) = metadata.get(name) {
+                let db = v
+                    .to_str()
+                    .map_err(|_| Status::invalid_argument(format!("header `{name}` is not ASCII")))?
+                    .trim();
+                if !db.is_empty() {
+                    return Ok(db.to_owned());
+                }
+            }
+        }
+        self.default_database.clone().ok_or_else(|| {
+            Status::invalid_argument(
+                "no database selected: send the `database` header (InfluxDB 3 clients do; \
+                 ADBC: adbc.flight.sql.rpc.call_header.database) or set flight_sql.database",
+            )
+        })
+    }
+
+    /// Plan `sql` on `query` within the query timeout; the output is bounded by the
+    /// same deadline.
+    async fn plan(&self, db: String, sql: String) -> Result<QueryOutput, Status> {
+        let deadline = Deadline::after(self.query_timeout, "limits.query_timeout");
+        let backend = Arc::clone(&self.backend);
+        let planning = self
+            .runtimes
+            .run(RuntimeName::Query, async move { backend.sql(&db, &sql).await });
+        match deadline.plan(planning).await {
+            Ok(Ok(Ok(output))) => Ok(deadline.bound(output)),
+            Ok(Ok(Err(e))) | Err(e) => Err(query_status(&e)),
+            Ok(Err(runtime)) => Err(Status::internal(runtime.to_string())),
+        }
+    }
+
+    /// Run `sql` and stream its result: the batches are polled and IPC-encoded on
+    /// `query`; the gRPC stream (on `io`) only forwards the encoded messages. When the
+    /// client goes away the stream is dropped, which stops the query.
+    async fn execute(&self, db: String, sql: String) -> Result<Response<DoGetStream>, Status> {
+        let QueryOutput { schema, batches } = self.plan(db, sql).await?;
+        let (tx, rx) = mpsc::channel(2);
+        self.runtimes.spawn(RuntimeName::Query, async move {
+            let mut encoded = FlightDataEncoderBuilder::new()
+                .with_schema(schema)
+                .build(batches.map_err(FlightError::Arrow));
+            loop {
+                let next = tokio::select! {
+                    next = encoded.next() => next,
+                    () = tx.closed() => {
+                        tracing::debug!("Flight SQL client went away; cancelling its query");
+                        return;
+                    }
+                };
+                let Some(next) = next else { return };
+                let failed = next.is_err();
+                if tx.send(next.map_err(flight_status)).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx).boxed()))
+    }
+
+    /// Run `sql` on `query` and collect its (small) result: the catalog calls.
+    pub(crate) async fn collect(&self, sql: String) -> Result<Vec<RecordBatch>, Status> {
+        let QueryOutput { batches, .. } = self
+            .plan(metadata::CATALOG_DB.to_owned(), sql)
+            .await?;
+        let collecting = self.runtimes.run(RuntimeName::Query, batches.try_collect());
+        match collecting.await {
+            Ok(Ok(batches)) => Ok(batches),
+            Ok(Err(e)) => Err(query_status(&crate::error::classify(e))),
+            Err(runtime) => Err(Status::internal(runtime.to_string())),
+        }
+    }
+
+    /// The result schema of a table (planned, not run).
+    pub(crate) async fn table_schema(&self, sql: String) -> Result<Arc<Schema>, Status> {
+        Ok(self
+            .plan(metadata::CATALOG_DB.to_owned(), sql)
+            .await?
+            .schema)
+    }
+}
+
+/// A FlightInfo whose one endpoint's ticket is `ticket`.
+fn flight_info(ticket: Vec<u8>, descriptor: FlightDescriptor, schema: Option<&Schema>) -> Result<FlightInfo, Status> {
+    let mut info = FlightInfo::new()
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor);
+    if let Some(schema) = schema {
+        info = info
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(format!("cannot encode the schema: {e}")))?;
+    }
+    Ok(info)
+}
+
+fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let message = IpcMessage::try_from(SchemaAsIpc::new(schema, &IpcWriteOptions::default()))
+        .map_err(|e| Status::internal(format!("cannot encode the schema: {e}")))?;
+    Ok(message.0)
+}
+
+#[allow(clippy::result_large_err)]
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Status> {
+    serde_json::from_slice(bytes)
+        .map_err(|_| Status::invalid_argument(format!("invalid {what}: not issued by this server")))
+}
+
+fn encode<T: Serialize>(value: &T) -> bytes::Bytes {
+    serde_json::to_vec(value)
+        .expect("handles serialize")
+        .into()
+}
+
+/// Whether planning `sql` only reads (queries, EXPLAIN, SHOW): only such statements are
+/// planned to describe them, since planning a `DROP` runs it.
+fn is_read_only(sql: &str) -> bool {
+    use sqlparser::ast::Statement;
+    use sqlparser::dialect::GenericDialect;
+    match sqlparser::parser::Parser::parse_sql(&GenericDialect {}, sql) {
+        Ok(statements) => statements.iter().all(|s| {
+            matches!(
+                s,
+                Statement::Query(_)
+                    | Statement::Explain { .. }
+                    | Statement::ShowTables { .. }
+                    | Statement::ShowColumns { .. }
+                    | Statement::ShowVariable { .. }
+            )
+        }),
+        // Not readable by the generic dialect: let the query layer report the error.
+        Err(_) => true,
+    }
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for Service {
+    type FlightService = Service;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        self.authorize(request.metadata())?;
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: bytes::Bytes::new(),
+        };
+        let mut response: Response<Pin<Box<dyn Stream<Item = _> + Send>>> =
+            Response::new(Box::pin(futures::stream::iter([Ok(reply)])));
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::internal("the token is not a valid header value"))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(request.metadata())?;
+        let db = self.database(request.metadata())?;
+        let handle = encode(&StatementHandle {
+            db,
+            sql: query.query,
+        });
+        let ticket = TicketStatementQuery {
+            statement_handle: handle,
+        };
+        let info = flight_info(ticket.as_any().encode_to_vec(), request.into_inner(), None)?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.authorize(request.metadata())?;
+        let handle: StatementHandle = decode(&ticket.statement_handle, "statement ticket")?;
+        self.execute(handle.db, handle.sql).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        self.authorize(request.metadata())?;
+        let db = self.database(request.metadata())?;
+        let sql = query.query;
+        let count = params::placeholder_count(&sql)?;
+        let dataset_schema = if is_read_only(&sql) {
+            // Described with every parameter NULL; the stream is dropped unpolled.
+            let nulls = vec!["NULL".to_owned(); count];
+            let planned = params::substitute(&sql, &nulls)?;
+            schema_bytes(&self.plan(db.clone(), planned).await?.schema)?
+        } else {
+            bytes::Bytes::new()
+        };
+        let handle = PreparedHandle {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            db,
+            sql,
+            count,
+            params: None,
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: encode(&handle),
+            dataset_schema,
+            parameter_schema: bytes::Bytes::new(),
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.authorize(request.metadata())?;
+        let mut handle: PreparedHandle =
+            decode(&query.prepared_statement_handle, "prepared statement handle")?;
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("cannot read the parameters: {e}")))?;
+        let literals = params::row_literals(&batches)?;
+        // Fail at bind time when the row does not fit the statement.
+        params::substitute(&handle.sql, &literals)?;
+        {
+            let mut prepared = self.prepared.lock();
+            if prepared.len() >= MAX_PREPARED && !prepared.contains_key(&handle.id) {
+                return Err(Status::resource_exhausted(format!(
+                    "more than {MAX_PREPARED} prepared statements hold parameters; close some"
+                )));
+            }
+            prepared.insert(handle.id, literals.clone());
+        }
+        handle.params = Some(literals);
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(encode(&handle)),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(request.metadata())?;
+        let _: PreparedHandle =
+            decode(&cmd.prepared_statement_handle, "prepared statement handle")?;
+        let info = flight_info(cmd.as_any().encode_to_vec(), request.into_inner(), None)?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.authorize(request.metadata())?;
+        let handle: PreparedHandle =
+            decode(&cmd.prepared_statement_handle, "prepared statement handle")?;
+        let bound = handle
+            .params
+            .or_else(|| self.prepared.lock().get(&handle.id).cloned());
+        let sql = match bound {
+            Some(values) => params::substitute(&handle.sql, &values)?,
+            None if handle.count == 0 => handle.sql,
+            None => {
+                return Err(Status::invalid_argument(format!(
+                    "the prepared statement has {} parameter(s): bind them before executing it",
+                    handle.count
+                )));
+            }
+        };
+        self.execute(handle.db, sql).await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        self.authorize(request.metadata())?;
+        let handle: PreparedHandle =
+            decode(&query.prepared_statement_handle, "prepared statement handle")?;
+        self.prepared.lock().remove(&handle.id);
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.authorize(request.metadata())?;
+        let batch = metadata::catalogs(self, query).await?;
+        Ok(Response::new(one_batch(Ok(batch))))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.authorize(request.metadata())?;
+        let batch = metadata::schemas(self, query).await?;
+        Ok(Response::new(one_batch(Ok(batch))))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.authorize(request.metadata())?;
+        let batch = metadata::tables(self, query).await?;
+        Ok(Response::new(one_batch(Ok(batch))))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.authorize(request.metadata())?;
+        Ok(Response::new(one_batch(metadata::table_types(query))))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.authorize(request.metadata())?;
+        let schema = query.clone().into_builder(metadata::sql_info()).schema();
+        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.authorize(request.metadata())?;
+        let batch = query
+            .into_builder(metadata::sql_info())
+            .build()
+            .map_err(|e| Status::internal(e.to_string()));
+        Ok(Response::new(one_batch(batch)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// One small batch (a catalog answer) as a Flight data stream.
+fn one_batch(batch: Result<RecordBatch, Status>) -> DoGetStream {
+    match batch {
+        Ok(batch) => FlightDataEncoderBuilder::new()
+            .with_schema(batch.schema())
+            .build(futures::stream::once(async { Ok(batch) }))
+            .map_err(flight_status)
+            .boxed(),
+        Err(status) => futures::stream::once(async { Err(status) }).boxed(),
+    }
+}
