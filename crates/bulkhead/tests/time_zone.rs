@@ -11,7 +11,16 @@ fn psql(server: &TestServer, sql: &str) -> String {
     let out = Command::new("psql")
         .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p"])
         .arg(server.pg_addr.port().to_string())
-        .args(["-U", "bulkhead", "-d", "demo", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            "-U",
+            "bulkhead",
+            "-d",
+            "demo",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .env("PGCONNECT_TIMEOUT", "10")
         .env_remove("PGPASSWORD")
         .output()
@@ -63,7 +72,10 @@ fn now_and_timestamptz_keep_their_time_zone() {
     );
     assert_eq!(rows[0]["n"], 1, "{rows}");
     // A timestamp without a time zone stays one.
-    let rows = http_json(&server, "select arrow_typeof(timestamp '2024-01-01 12:00:00') as t");
+    let rows = http_json(
+        &server,
+        "select arrow_typeof(timestamp '2024-01-01 12:00:00') as t",
+    );
     assert_eq!(rows[0]["t"], "Timestamp(ns)", "{rows}");
 
     // PG: `timestamp with time zone`, printed with its offset like `time`.
@@ -85,7 +97,10 @@ fn now_and_timestamptz_keep_their_time_zone() {
     let now = psql(&server, "select now()");
     assert!(now.ends_with("+00"), "now() over PG: {now}");
     assert_eq!(
-        psql(&server, "select count(*) from cpu where time < now() - interval '1 day'"),
+        psql(
+            &server,
+            "select count(*) from cpu where time < now() - interval '1 day'"
+        ),
         "1"
     );
 }

@@ -32,7 +32,7 @@ pub(crate) async fn catalogs(
                 "select distinct catalog_name from information_schema.schemata order by 1".into(),
             )
             .await?,
-    );
+    )?;
     let mut builder = query.into_builder();
     for row in rows {
         builder.append(&row[0]);
@@ -51,7 +51,7 @@ pub(crate) async fn schemas(
                     .into(),
             )
             .await?,
-    );
+    )?;
     let mut builder = query.into_builder();
     for row in rows {
         builder.append(&row[0], &row[1]);
@@ -84,7 +84,7 @@ pub(crate) async fn tables(
         "select table_catalog, table_schema, table_name, table_type \
          from information_schema.tables{filter} order by 1, 2, 3"
     );
-    let rows = strings(service.collect(sql).await?);
+    let rows = strings(service.collect(sql).await?)?;
     let include_schema = query.include_schema;
     let mut builder = query.into_builder();
     for row in rows {
@@ -99,9 +99,9 @@ pub(crate) async fn tables(
                 ident(schema),
                 ident(table)
             );
-            service.table_schema(sql).await?
+            service.result_schema(CATALOG_DB.to_owned(), sql).await?
         } else {
-            std::sync::Arc::new(arrow::datatypes::Schema::empty())
+            arrow::datatypes::Schema::empty()
         };
         builder
             .append(catalog, schema, table, kind, &table_schema)
@@ -143,7 +143,7 @@ pub(crate) fn sql_info() -> &'static SqlInfoData {
 }
 
 /// Every row of `batches`, each column as text (the catalog columns are strings).
-fn strings(batches: Vec<RecordBatch>) -> Vec<Vec<String>> {
+fn strings(batches: Vec<RecordBatch>) -> Result<Vec<Vec<String>>, Status> {
     let mut rows = Vec::new();
     for batch in batches {
         let columns: Vec<_> = batch
@@ -151,7 +151,7 @@ fn strings(batches: Vec<RecordBatch>) -> Vec<Vec<String>> {
             .iter()
             .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8))
             .collect::<Result<_, _>>()
-            .unwrap_or_default();
+            .map_err(|e| Status::internal(format!("reading information_schema: {e}")))?;
         for i in 0..batch.num_rows() {
             rows.push(
                 columns
@@ -161,7 +161,7 @@ fn strings(batches: Vec<RecordBatch>) -> Vec<Vec<String>> {
             );
         }
     }
-    rows
+    Ok(rows)
 }
 
 fn quote(s: &str) -> String {

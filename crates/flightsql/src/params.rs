@@ -145,14 +145,10 @@ fn literal(n: usize, array: &dyn Array) -> Result<String, FlightSqlError> {
         DataType::Timestamp(..) => {
             // The instant, exactly: nanoseconds from the epoch (a zone only changes
             // how it is displayed).
-            let cast = arrow::compute::cast(
-                array,
-                &DataType::Timestamp(TimeUnit::Nanosecond, None),
-            )
-            .map_err(|e| FlightSqlError::Parameter(format!("parameter {n}: {e}")))?;
-            let nanos = cast
-                .as_primitive::<TimestampNanosecondType>()
-                .value(0);
+            let cast =
+                arrow::compute::cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, None))
+                    .map_err(|e| FlightSqlError::Parameter(format!("parameter {n}: {e}")))?;
+            let nanos = cast.as_primitive::<TimestampNanosecondType>().value(0);
             format!("to_timestamp_nanos({nanos})")
         }
         other => {

@@ -30,8 +30,8 @@ use arrow_flight::sql::{
     TicketStatementQuery,
 };
 use arrow_flight::{
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
 };
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use bulkhead_server::limits::Deadline;
@@ -139,9 +139,11 @@ impl Service {
     async fn plan(&self, db: String, sql: String) -> Result<QueryOutput, Status> {
         let deadline = Deadline::after(self.query_timeout, "limits.query_timeout");
         let backend = Arc::clone(&self.backend);
-        let planning = self
-            .runtimes
-            .run(RuntimeName::Query, async move { backend.sql(&db, &sql).await });
+        let planning =
+            self.runtimes.run(
+                RuntimeName::Query,
+                async move { backend.sql(&db, &sql).await },
+            );
         match deadline.plan(planning).await {
             Ok(Ok(Ok(output))) => Ok(deadline.bound(output)),
             Ok(Ok(Err(e))) | Err(e) => Err(query_status(&e)),
@@ -179,9 +181,7 @@ impl Service {
 
     /// Run `sql` on `query` and collect its (small) result: the catalog calls.
     pub(crate) async fn collect(&self, sql: String) -> Result<Vec<RecordBatch>, Status> {
-        let QueryOutput { batches, .. } = self
-            .plan(metadata::CATALOG_DB.to_owned(), sql)
-            .await?;
+        let QueryOutput { batches, .. } = self.plan(metadata::CATALOG_DB.to_owned(), sql).await?;
         let collecting = self.runtimes.run(RuntimeName::Query, batches.try_collect());
         match collecting.await {
             Ok(Ok(batches)) => Ok(batches),
@@ -190,17 +190,18 @@ impl Service {
         }
     }
 
-    /// The result schema of a table (planned, not run).
-    pub(crate) async fn table_schema(&self, sql: String) -> Result<Arc<Schema>, Status> {
-        Ok(self
-            .plan(metadata::CATALOG_DB.to_owned(), sql)
-            .await?
-            .schema)
+    /// The result schema of a query (planned, not run), as `DoGet` sends it.
+    pub(crate) async fn result_schema(&self, db: String, sql: String) -> Result<Schema, Status> {
+        Ok(hydrated(&self.plan(db, sql).await?.schema))
     }
 }
 
 /// A FlightInfo whose one endpoint's ticket is `ticket`.
-fn flight_info(ticket: Vec<u8>, descriptor: FlightDescriptor, schema: Option<&Schema>) -> Result<FlightInfo, Status> {
+fn flight_info(
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+    schema: Option<&Schema>,
+) -> Result<FlightInfo, Status> {
     let mut info = FlightInfo::new()
         .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
         .with_descriptor(descriptor);
@@ -210,6 +211,23 @@ fn flight_info(ticket: Vec<u8>, descriptor: FlightDescriptor, schema: Option<&Sc
             .map_err(|e| Status::internal(format!("cannot encode the schema: {e}")))?;
     }
     Ok(info)
+}
+
+/// `schema` with dictionary columns (Bulkhead's tags) as their value type: the
+/// encoder sends their values (not every Flight client reads dictionary batches), so
+/// every schema the service describes says the same.
+pub(crate) fn hydrated(schema: &Schema) -> Schema {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            arrow::datatypes::DataType::Dictionary(_, value) => {
+                Arc::new(f.as_ref().clone().with_data_type(value.as_ref().clone()))
+            }
+            _ => Arc::clone(f),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
@@ -225,9 +243,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
 }
 
 fn encode<T: Serialize>(value: &T) -> bytes::Bytes {
-    serde_json::to_vec(value)
-        .expect("handles serialize")
-        .into()
+    serde_json::to_vec(value).expect("handles serialize").into()
 }
 
 /// Whether planning `sql` only reads (queries, EXPLAIN, SHOW): only such statements are
@@ -319,7 +335,7 @@ impl FlightSqlService for Service {
             // Described with every parameter NULL; the stream is dropped unpolled.
             let nulls = vec!["NULL".to_owned(); count];
             let planned = params::substitute(&sql, &nulls)?;
-            schema_bytes(&self.plan(db.clone(), planned).await?.schema)?
+            schema_bytes(&self.result_schema(db.clone(), planned).await?)?
         } else {
             bytes::Bytes::new()
         };
@@ -343,8 +359,10 @@ impl FlightSqlService for Service {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         self.authorize(request.metadata())?;
-        let mut handle: PreparedHandle =
-            decode(&query.prepared_statement_handle, "prepared statement handle")?;
+        let mut handle: PreparedHandle = decode(
+            &query.prepared_statement_handle,
+            "prepared statement handle",
+        )?;
         let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
         )
@@ -411,8 +429,10 @@ impl FlightSqlService for Service {
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
         self.authorize(request.metadata())?;
-        let handle: PreparedHandle =
-            decode(&query.prepared_statement_handle, "prepared statement handle")?;
+        let handle: PreparedHandle = decode(
+            &query.prepared_statement_handle,
+            "prepared statement handle",
+        )?;
         self.prepared.lock().remove(&handle.id);
         Ok(())
     }
@@ -424,7 +444,11 @@ impl FlightSqlService for Service {
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        let info = flight_info(
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+            Some(&schema),
+        )?;
         Ok(Response::new(info))
     }
 
@@ -445,7 +469,11 @@ impl FlightSqlService for Service {
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        let info = flight_info(
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+            Some(&schema),
+        )?;
         Ok(Response::new(info))
     }
 
@@ -466,7 +494,11 @@ impl FlightSqlService for Service {
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        let info = flight_info(
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+            Some(&schema),
+        )?;
         Ok(Response::new(info))
     }
 
@@ -487,7 +519,11 @@ impl FlightSqlService for Service {
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(request.metadata())?;
         let schema = query.clone().into_builder().schema();
-        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        let info = flight_info(
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+            Some(&schema),
+        )?;
         Ok(Response::new(info))
     }
 
@@ -507,7 +543,11 @@ impl FlightSqlService for Service {
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize(request.metadata())?;
         let schema = query.clone().into_builder(metadata::sql_info()).schema();
-        let info = flight_info(query.as_any().encode_to_vec(), request.into_inner(), Some(&schema))?;
+        let info = flight_info(
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+            Some(&schema),
+        )?;
         Ok(Response::new(info))
     }
 
@@ -536,5 +576,49 @@ fn one_batch(batch: Result<RecordBatch, Status>) -> DoGetStream {
             .map_err(flight_status)
             .boxed(),
         Err(status) => futures::stream::once(async { Err(status) }).boxed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field};
+
+    #[test]
+    fn only_reads_are_planned_to_describe_them() {
+        assert!(is_read_only("select * from cpu where host = ?"));
+        assert!(is_read_only("with t as (select 1) select * from t"));
+        assert!(is_read_only("explain select 1"));
+        assert!(!is_read_only("drop table cpu"));
+        assert!(!is_read_only("select 1; drop table cpu"));
+    }
+
+    #[test]
+    fn described_schemas_send_tags_as_values() {
+        let tag = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let schema = Schema::new(vec![
+            Field::new("host", tag, true),
+            Field::new("usage", DataType::Float64, true),
+        ]);
+        let plain = hydrated(&schema);
+        assert_eq!(plain.field(0).data_type(), &DataType::Utf8);
+        assert_eq!(plain.field(0).name(), "host");
+        assert_eq!(plain.field(1), schema.field(1));
+    }
+
+    #[test]
+    fn handles_from_elsewhere_are_refused() {
+        let err = decode::<PreparedHandle>(b"garbage", "prepared statement handle").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        let handle = PreparedHandle {
+            id: 3,
+            db: "demo".into(),
+            sql: "select ?".into(),
+            count: 1,
+            params: Some(vec!["1".into()]),
+        };
+        let back: PreparedHandle = decode(&encode(&handle), "handle").unwrap();
+        assert_eq!(back.params, Some(vec!["1".to_owned()]));
+        assert_eq!((back.id, back.db.as_str(), back.count), (3, "demo", 1));
     }
 }
