@@ -1,12 +1,13 @@
 //! Starting the Arrow Flight SQL listener of `bulkhead serve`: bound and served on `io`,
 //! its queries through the same backend (and so the same `query` runtime, limits and
-//! memory pool) as HTTP and PG.
+//! memory pool) as HTTP and PG, its tripped limits counted with theirs.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use bulkhead_server::ServerConfig;
+use bulkhead_server::limits::LimitTrips;
 use tokio::task::JoinHandle;
 
 use crate::sql_backend::SqlBackend;
@@ -16,11 +17,14 @@ pub(crate) fn start(
     config: &ServerConfig,
     runtimes: &Arc<Runtimes>,
     queries: &Arc<SqlBackend>,
+    trips: &Arc<LimitTrips>,
 ) -> anyhow::Result<JoinHandle<Result<(), bulkhead_flightsql::FlightSqlError>>> {
     let options = bulkhead_flightsql::FlightSqlOptions {
         token: config.auth.token().map(str::to_owned),
         database: Some(config.flight_sql.database.clone()),
         query_timeout: config.limits.query_timeout.get(),
+        auth_failure_delay: config.auth.failure_delay.get(),
+        trips: Arc::clone(trips),
     };
     let backend = Arc::clone(queries) as Arc<dyn bulkhead_server::QueryBackend>;
     let server = runtimes

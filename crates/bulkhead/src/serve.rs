@@ -2,9 +2,9 @@
 //!
 //! Startup order: load and validate the config (flags > env > file > defaults), build the
 //! bulkheads, open the object store (wrapped so its IO runs on `io`), open the engine
-//! (WAL replay), then bind and serve HTTP (and PG, Flight SQL) on `io`. Shutdown order on SIGINT/SIGTERM:
-//! stop accepting, let in-flight requests finish, then close the engine, which syncs
-//! the WAL, so every acknowledged write is durable before the process exits 0.
+//! (WAL replay), then bind and serve HTTP (and PG, Flight SQL) on `io`. Shutdown order on
+//! SIGINT/SIGTERM: stop accepting, let in-flight requests finish, then close the engine,
+//! which syncs the WAL, so every acknowledged write is durable before the process exits 0.
 
 use std::sync::Arc;
 
@@ -131,7 +131,12 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     };
 
     let flight = if config.flight_sql.enabled {
-        Some(crate::flight::start(&config, &runtimes, &queries)?)
+        Some(crate::flight::start(
+            &config,
+            &runtimes,
+            &queries,
+            &state.trips,
+        )?)
     } else {
         None
     };

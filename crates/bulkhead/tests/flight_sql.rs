@@ -2,7 +2,8 @@
 //! SQL driver (`adbc_driver_flightsql`, installed by `scripts/test`): query results equal
 //! the HTTP SQL results (as Arrow) on the same random data, prepared statements with
 //! parameters, the catalog calls ADBC makes, auth, database selection, bad queries and
-//! the query timeout.
+//! the query timeout; pyarrow's Flight client by hand (handshake, raw commands); and
+//! InfluxDB 3's Python client (`influxdb3-python`), which sends JSON tickets.
 
 mod common;
 
@@ -59,11 +60,17 @@ fn write_random(server: &TestServer, n: usize, seed: u64) {
         let ts = start + i as i64 * 1_000_000_000 + rng.random_range(0..999_999_999);
         body.push_str(&format!(
             "cpu,host={},region={region} usage={usage},cores={cores}i,up={up},note=\"n{}\" {ts}\n",
-            host.replace('\'', "\\'"),
+            host,
             i % 7
         ));
     }
-    let reply = server.post("/api/v2/write?bucket=demo", body);
+    let auth = format!("Bearer {TOKEN}");
+    let reply = server.request(
+        "POST",
+        "/api/v2/write?bucket=demo",
+        &[("Authorization", &auth)],
+        body.as_bytes(),
+    );
     assert_eq!(reply.status, 204, "{}", reply.text());
 }
 
@@ -173,11 +180,14 @@ with connect() as conn, conn.cursor() as cur:
         want = http_arrow(f"select count(*) as n from cpu where host = '{host}'")
         same(got, want, host)
         print("count", host, got.column(0)[0].as_py())
-    # A timestamp parameter compares with the time column.
-    first = http_arrow("select min(time) as t from cpu").column(0)[0].as_py()
-    cur.execute("select count(*) as n from cpu where time > ?", parameters=(first,))
+    # A timestamp parameter compares with the time column (row i is in second i of
+    # 2026-01-01, so 250 rows are past 00:04:10).
+    import datetime
+    at = datetime.datetime(2026, 1, 1, 0, 4, 10, tzinfo=datetime.timezone.utc)
+    cur.execute("select count(*) as n from cpu where time > ?", parameters=(at,))
     n = cur.fetch_arrow_table().column(0)[0].as_py()
-    assert n == 499, n
+    want = http_arrow("select count(*) as n from cpu where time > '2026-01-01T00:04:10Z'").column(0)[0].as_py()
+    assert n == want == 250, (n, want)
     # Preparing describes the result before it runs.
     cur.adbc_prepare("select host, usage from cpu where cores = ?")
     print("prepared ok")
@@ -187,6 +197,12 @@ with connect() as conn, conn.cursor() as cur:
         raise SystemExit("expected an error for a missing parameter")
     except Exception as e:
         print("missing:", e)
+# A statement run for its effect (ADBC's execute_update: Flight SQL's DoPut update).
+with connect() as conn, conn.cursor() as cur:
+    cur.adbc_statement.set_sql_query("delete from cpu where host = 'a'")
+    print("update count:", cur.adbc_statement.execute_update())
+    cur.execute("select count(*) as n from cpu where host = 'a'")
+    print("after delete:", cur.fetch_arrow_table().column(0)[0].as_py())
 "#,
     ));
     assert!(out.contains("count a "), "{out}");
@@ -195,6 +211,8 @@ with connect() as conn, conn.cursor() as cur:
         out.contains("missing:") && out.contains("parameter 2"),
         "a missing parameter names itself: {out}"
     );
+    assert!(out.contains("update count: -1"), "{out}");
+    assert!(out.contains("after delete: 0"), "{out}");
 }
 
 #[test]
@@ -316,11 +334,111 @@ with connect() as conn, conn.cursor() as cur:
     ));
     assert!(
         out.contains("timeout:")
-            && out.contains("DEADLINE_EXCEEDED")
+            && out.contains("DeadlineExceeded")
             && out.contains("limits.query_timeout"),
         "{out}"
     );
     assert!(out.contains("after: 42"), "{out}");
+}
+
+#[test]
+fn pyarrow_flight_client_speaks_flight_sql_with_basic_auth() {
+    let (server, port) = start(&[]);
+    write_random(&server, 200, 11);
+    let out = ok(python(
+        &server,
+        port,
+        r#"
+import pyarrow.flight as pf
+# Flight SQL commands by hand: a protobuf Any around the command message.
+def varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+def field(num, data):
+    return varint(num << 3 | 2) + varint(len(data)) + data
+def command(name, body=b""):
+    url = f"type.googleapis.com/arrow.flight.protocol.sql.{name}".encode()
+    return pf.FlightDescriptor.for_command(field(1, url) + field(2, body))
+client = pf.FlightClient(URI)
+try:
+    client.authenticate_basic_token(b"me", b"wrong")
+    raise SystemExit("expected a handshake error")
+except pf.FlightUnauthenticatedError as e:
+    print("bad password:", e)
+# The handshake checks the password and answers with the bearer header to send.
+auth = client.authenticate_basic_token(b"me", TOKEN.encode())
+print("handshake header:", auth[0].decode())
+opts = pf.FlightCallOptions(headers=[auth, (b"database", b"demo")])
+sql = "select host, count(*) as n, sum(usage) as s from cpu group by host order by host"
+info = client.get_flight_info(command("CommandStatementQuery", field(1, sql.encode())), opts)
+got = client.do_get(info.endpoints[0].ticket, opts).read_all()
+same(got, http_arrow(sql), sql)
+print("statement rows:", got.num_rows)
+info = client.get_flight_info(command("CommandGetCatalogs"), opts)
+catalogs = client.do_get(info.endpoints[0].ticket, opts).read_all()
+assert info.schema.equals(catalogs.schema), f"{info.schema}\n{catalogs.schema}"
+print("catalogs:", catalogs.column("catalog_name").to_pylist())
+# Without the header the same ticket is refused.
+try:
+    client.do_get(info.endpoints[0].ticket).read_all()
+    raise SystemExit("expected an auth error")
+except pf.FlightUnauthenticatedError as e:
+    print("no token:", e)
+"#,
+    ));
+    assert!(out.contains("bad password:"), "{out}");
+    assert!(out.contains("handshake header: authorization"), "{out}");
+    assert!(out.contains("statement rows: 4"), "{out}");
+    assert!(out.contains("catalogs: ['bulkhead']"), "{out}");
+    assert!(out.contains("no token:"), "{out}");
+}
+
+/// InfluxDB 3's own Python client (`influxdb3-python`): it sends a JSON ticket straight
+/// to `DoGet`, with the database in the ticket and named `$parameters`.
+#[test]
+fn influxdb3_python_client_queries() {
+    let (server, port) = start(&[]);
+    write_random(&server, 300, 5);
+    let out = ok(python(
+        &server,
+        port,
+        r#"
+from influxdb_client_3 import InfluxDBClient3
+client = InfluxDBClient3(host=HTTP, token=TOKEN, database="demo", query_port_overwrite=PORT)
+sql = "select host, count(*) as n, max(usage) as m from cpu group by host order by host"
+got = client.query(sql)
+same(got, http_arrow(sql), sql)
+print("rows:", got.num_rows)
+got = client.query("select count(*) as n from cpu where host = $host and cores >= $cores",
+                   query_parameters={"host": "d'x", "cores": 3})
+want = http_arrow("select count(*) as n from cpu where host = 'd''x' and cores >= 3")
+same(got, want, "parameters")
+print("with parameters:", got.column(0)[0].as_py())
+try:
+    client.query("select * from cpu", language="influxql")
+    raise SystemExit("expected InfluxQL to be refused")
+except Exception as e:
+    print("influxql:", e)
+bad = InfluxDBClient3(host=HTTP, token="wrong", database="demo", query_port_overwrite=PORT)
+try:
+    bad.query("select 1")
+    raise SystemExit("expected an auth error")
+except Exception as e:
+    print("bad token:", e)
+"#,
+    ));
+    assert!(out.contains("rows: 4"), "{out}");
+    assert!(out.contains("with parameters:"), "{out}");
+    assert!(out.contains("influxql:") && out.contains("/query"), "{out}");
+    assert!(
+        out.contains("bad token:") && out.contains("nauthenticated"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -78,21 +78,22 @@ fn now_and_timestamptz_keep_their_time_zone() {
     );
     assert_eq!(rows[0]["t"], "Timestamp(ns)", "{rows}");
 
-    // PG: `timestamp with time zone`, printed with its offset like `time`.
+    // PG: `timestamp with time zone`, printed with its offset like `time` (Bulkhead's PG
+    // text format always has six fractional digits).
     assert_eq!(
         psql(&server, "select pg_typeof(now())::text"),
         "timestamp with time zone"
     );
     assert_eq!(
         psql(&server, "select timestamptz '2024-01-01 12:00:00+02'"),
-        "2024-01-01 10:00:00+00"
+        "2024-01-01 10:00:00.000000+00"
     );
     assert_eq!(
         psql(
             &server,
             "select '2024-01-01 12:00:00-05'::timestamptz, time from cpu"
         ),
-        "2024-01-01 17:00:00+00|2026-01-01 00:00:00+00"
+        "2024-01-01 17:00:00.000000+00|2026-01-01 00:00:00.000000+00"
     );
     let now = psql(&server, "select now()");
     assert!(now.ends_with("+00"), "now() over PG: {now}");

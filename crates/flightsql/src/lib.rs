@@ -8,10 +8,12 @@
 //! `limits.query_timeout`, and encodes the Arrow batches to Flight data on `query` too
 //! ([`service`]). Prepared statements bind one row of parameters as SQL literals
 //! ([`params`]). The catalog calls read `information_schema` ([`metadata`]). Query
-//! errors become gRPC codes in one place ([`error`]).
+//! errors become gRPC codes in one place ([`error`]). InfluxDB 3's clients, which send
+//! a JSON ticket straight to `DoGet`, are served by the same path ([`front`]).
 
 mod auth;
 pub mod error;
+mod front;
 mod metadata;
 mod params;
 mod server;

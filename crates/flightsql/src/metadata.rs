@@ -99,7 +99,9 @@ pub(crate) async fn tables(
                 ident(schema),
                 ident(table)
             );
-            service.result_schema(CATALOG_DB.to_owned(), sql).await?
+            service
+                .result_schema(Some(CATALOG_DB.to_owned()), sql)
+                .await?
         } else {
             arrow::datatypes::Schema::empty()
         };
@@ -125,7 +127,8 @@ pub(crate) fn sql_info() -> &'static SqlInfoData {
         b.append(SqlInfo::FlightSqlServerName, "Bulkhead");
         b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
         b.append(SqlInfo::FlightSqlServerArrowVersion, "59");
-        b.append(SqlInfo::FlightSqlServerReadOnly, true);
+        // Not read-only: `DELETE` and `DROP` work (writes come by line protocol).
+        b.append(SqlInfo::FlightSqlServerReadOnly, false);
         b.append(SqlInfo::FlightSqlServerSql, true);
         b.append(SqlInfo::FlightSqlServerSubstrait, false);
         b.append(

@@ -2,6 +2,8 @@
 //! literals and substituted for the statement's `?` / `$n` placeholders (the query
 //! layer plans SQL text, as the PG wire's bound parameters do).
 
+use std::ops::Range;
+
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
     DataType, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
@@ -9,54 +11,149 @@ use arrow::datatypes::{
 };
 use arrow::util::display::array_value_to_string;
 use sqlparser::dialect::GenericDialect;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use crate::error::FlightSqlError;
 
 /// How many placeholders `sql` has: the highest `$n`, or the number of `?`.
 pub(crate) fn placeholder_count(sql: &str) -> Result<usize, FlightSqlError> {
-    let mut question = 0;
-    let mut highest = 0;
-    for token in tokens(sql)? {
-        if let Token::Placeholder(p) = &token {
-            match placeholder_number(p, &mut question)? {
-                Some(n) => highest = highest.max(n),
-                None => continue,
-            }
-        }
-    }
-    Ok(highest)
+    Ok(placeholders(sql)?
+        .into_iter()
+        .map(|(_, n)| n)
+        .max()
+        .unwrap_or(0))
 }
 
 /// `sql` with its placeholders replaced by `values` (`?` in order, `$n` by number).
-/// Text inside string literals, quoted identifiers and comments is kept as it was.
+/// Only the placeholders' bytes change: string literals, quoted identifiers and
+/// comments are copied from `sql` as written.
 pub(crate) fn substitute(sql: &str, values: &[String]) -> Result<String, FlightSqlError> {
-    let mut question = 0;
     let mut out = String::with_capacity(sql.len());
-    for token in tokens(sql)? {
-        match &token {
-            Token::Placeholder(p) => match placeholder_number(p, &mut question)? {
-                Some(n) => {
-                    let value = values.get(n - 1).ok_or_else(|| {
-                        FlightSqlError::Parameter(format!(
-                            "the statement uses parameter {n} but {} were bound",
-                            values.len()
-                        ))
-                    })?;
-                    out.push_str(value);
-                }
-                None => out.push_str(p),
-            },
-            other => out.push_str(&other.to_string()),
+    let mut last = 0;
+    for (range, n) in placeholders(sql)? {
+        let value = values.get(n - 1).ok_or_else(|| {
+            FlightSqlError::Parameter(format!(
+                "the statement uses parameter {n} but {} were bound",
+                values.len()
+            ))
+        })?;
+        out.push_str(&sql[last..range.start]);
+        out.push_str(value);
+        last = range.end;
+    }
+    out.push_str(&sql[last..]);
+    Ok(out)
+}
+
+/// `sql` with its `$name` placeholders replaced by the JSON values of `params` (the
+/// query parameters of InfluxDB 3's clients).
+pub(crate) fn substitute_named(
+    sql: &str,
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, FlightSqlError> {
+    let mut out = String::with_capacity(sql.len());
+    let mut last = 0;
+    for (range, p) in placeholder_tokens(sql)? {
+        let Some(name) = p.strip_prefix('$').filter(|n| !is_number(n)) else {
+            continue;
+        };
+        let value = params.get(name).ok_or_else(|| {
+            FlightSqlError::Parameter(format!("no value was sent for parameter `${name}`"))
+        })?;
+        out.push_str(&sql[last..range.start]);
+        out.push_str(&json_literal(name, value)?);
+        last = range.end;
+    }
+    out.push_str(&sql[last..]);
+    Ok(out)
+}
+
+fn json_literal(name: &str, value: &serde_json::Value) -> Result<String, FlightSqlError> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::Null => "NULL".to_owned(),
+        Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_owned(),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() => float(f),
+            _ => n.to_string(),
+        },
+        Value::String(s) => quote(s),
+        Value::Array(_) | Value::Object(_) => {
+            return Err(FlightSqlError::Parameter(format!(
+                "parameter `${name}`: lists and objects are not supported as parameters"
+            )));
+        }
+    })
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The numbered placeholders of `sql` as `(byte range, 1-based parameter)`.
+fn placeholders(sql: &str) -> Result<Vec<(Range<usize>, usize)>, FlightSqlError> {
+    let mut question = 0;
+    let mut out = Vec::new();
+    for (range, p) in placeholder_tokens(sql)? {
+        if let Some(n) = placeholder_number(&p, &mut question)? {
+            out.push((range, n));
         }
     }
     Ok(out)
 }
 
-fn tokens(sql: &str) -> Result<Vec<Token>, FlightSqlError> {
-    Tokenizer::new(&GenericDialect {}, sql)
-        .tokenize()
-        .map_err(|e| FlightSqlError::Parameter(format!("cannot read the statement: {e}")))
+/// Every placeholder token of `sql` (`?`, `$1`, `$name`) with its byte range, found by
+/// sqlparser's tokenizer (so none inside literals, quoted identifiers or comments).
+fn placeholder_tokens(sql: &str) -> Result<Vec<(Range<usize>, String)>, FlightSqlError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| FlightSqlError::Parameter(format!("cannot read the statement: {e}")))?;
+    let offsets = ByteOffsets::new(sql);
+    let mut out = Vec::new();
+    for TokenWithSpan { token, span } in tokens {
+        let Token::Placeholder(p) = token else {
+            continue;
+        };
+        let range = offsets
+            .of(span.start)
+            .zip(offsets.of(span.end))
+            .map(|(start, end)| start..end)
+            .filter(|r| sql.get(r.clone()) == Some(p.as_str()))
+            .ok_or_else(|| FlightSqlError::Parameter(format!("cannot locate placeholder `{p}`")))?;
+        out.push((range, p));
+    }
+    Ok(out)
+}
+
+/// Byte offsets of the tokenizer's (line, column) locations, counted as it counts them
+/// (1-based, one column per `char`, a new line after each `\n`).
+struct ByteOffsets(Vec<(u64, u64, usize)>);
+
+impl ByteOffsets {
+    fn new(sql: &str) -> Self {
+        let (mut line, mut col) = (1, 1);
+        let mut at = Vec::with_capacity(sql.len() + 1);
+        for (i, c) in sql.char_indices() {
+            at.push((line, col, i));
+            if c == '\n' {
+                line += 1;
+                col = 1;
+            } else {
+                col += 1;
+            }
+        }
+        at.push((line, col, sql.len()));
+        Self(at)
+    }
+
+    fn of(&self, location: Location) -> Option<usize> {
+        let key = (location.line, location.column);
+        let i = self
+            .0
+            .binary_search_by(|&(l, c, _)| (l, c).cmp(&key))
+            .ok()?;
+        Some(self.0[i].2)
+    }
 }
 
 /// The 1-based parameter a placeholder names; `None` for placeholders that are not
@@ -69,17 +166,17 @@ fn placeholder_number(p: &str, question: &mut usize) -> Result<Option<usize>, Fl
     let Some(digits) = p.strip_prefix('$').or_else(|| p.strip_prefix('?')) else {
         return Ok(None);
     };
+    if !is_number(digits) {
+        return Ok(None); // `$name`: not a parameter of ours; planning reports it
+    }
     match digits.parse::<usize>() {
-        Ok(0) | Err(_) if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) => {
-            Err(FlightSqlError::Parameter(format!(
-                "invalid placeholder `{p}`: parameters are numbered from 1"
-            )))
-        }
-        Ok(n) if n <= MAX_PARAMETERS => Ok(Some(n)),
-        Ok(n) => Err(FlightSqlError::Parameter(format!(
-            "placeholder ${n} is past the limit of {MAX_PARAMETERS} parameters"
+        Ok(0) => Err(FlightSqlError::Parameter(format!(
+            "invalid placeholder `{p}`: parameters are numbered from 1"
         ))),
-        Err(_) => Ok(None),
+        Ok(n) if n <= MAX_PARAMETERS => Ok(Some(n)),
+        _ => Err(FlightSqlError::Parameter(format!(
+            "placeholder `{p}` is past the limit of {MAX_PARAMETERS} parameters"
+        ))),
     }
 }
 
@@ -195,6 +292,28 @@ mod tests {
         let missing = substitute("select $3", &["1".into()]).unwrap_err();
         assert!(missing.to_string().contains("parameter 3"), "{missing}");
         assert!(placeholder_count("select $0").is_err());
+        // Literals and identifiers are kept exactly as written, escapes included.
+        let escaped = "select 'it''s ?', \"a\"\"b\" from t\nwhere é = ? and x = $$?$$";
+        assert_eq!(placeholder_count(escaped).unwrap(), 1);
+        assert_eq!(
+            substitute(escaped, &["'v'".into()]).unwrap(),
+            "select 'it''s ?', \"a\"\"b\" from t\nwhere é = 'v' and x = $$?$$"
+        );
+    }
+
+    #[test]
+    fn named_parameters_take_json_values() {
+        let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"host": "d'x", "min": -2.5, "n": 3, "up": true, "none": null}"#,
+        )
+        .unwrap();
+        let sql = "select '$host', $host, $min, $n, $up, $none, $1 from t";
+        assert_eq!(
+            substitute_named(sql, &params).unwrap(),
+            "select '$host', 'd''x', -2.5, 3, TRUE, NULL, $1 from t"
+        );
+        let missing = substitute_named("select $nope", &params).unwrap_err();
+        assert!(missing.to_string().contains("$nope"), "{missing}");
     }
 
     #[test]

@@ -9,14 +9,16 @@ use std::time::Duration;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use bulkhead_runtime::Runtimes;
 use bulkhead_server::QueryBackend;
+use bulkhead_server::limits::LimitTrips;
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::error::FlightSqlError;
+use crate::front::Front;
 use crate::service::Service;
 
-/// How the listener behaves: from `[flight_sql]`, `auth.token` and `limits`.
+/// How the listener behaves: from `[flight_sql]`, `auth` and `limits`.
 #[derive(Debug, Clone, Default)]
 pub struct FlightSqlOptions {
     /// With a token, every call must carry it (bearer, or basic auth's password).
@@ -25,6 +27,12 @@ pub struct FlightSqlOptions {
     pub database: Option<String>,
     /// `limits.query_timeout`.
     pub query_timeout: Duration,
+    /// `auth.failure_delay`: how long a call with a wrong or missing token waits before
+    /// it is refused.
+    pub auth_failure_delay: Duration,
+    /// Where tripped limits are counted (`bulkhead_limit_trips_total{protocol="flight_sql"}`),
+    /// shared with the other listeners.
+    pub trips: Arc<LimitTrips>,
 }
 
 /// A bound Flight SQL listener. Create and serve it on the `io` runtime.
@@ -52,13 +60,7 @@ impl FlightSqlServer {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| FlightSqlError::Bind { addr, source })?;
-        let service = Service::new(
-            runtimes,
-            backend,
-            options.token,
-            options.database.filter(|d| !d.is_empty()),
-            options.query_timeout,
-        );
+        let service = Service::new(runtimes, backend, options);
         Ok(Self { listener, service })
     }
 
@@ -78,7 +80,7 @@ impl FlightSqlServer {
             })
         });
         tonic::transport::Server::builder()
-            .add_service(FlightServiceServer::new(self.service))
+            .add_service(FlightServiceServer::new(Front(self.service)))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         Ok(())

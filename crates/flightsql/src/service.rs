@@ -26,16 +26,16 @@ use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
-    TicketStatementQuery,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt,
+    SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
 use bulkhead_runtime::{RuntimeName, Runtimes};
-use bulkhead_server::limits::Deadline;
-use bulkhead_server::{QueryBackend, QueryOutput};
+use bulkhead_server::limits::{Deadline, Limit, LimitTrips, Protocol};
+use bulkhead_server::{QueryBackend, QueryError, QueryErrorKind, QueryOutput};
 use futures::{Stream, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use prost::Message;
@@ -46,7 +46,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{flight_status, query_status};
-use crate::{auth, metadata, params};
+use crate::{FlightSqlOptions, auth, metadata, params};
 
 type DoGetStream = <Service as FlightService>::DoGetStream;
 
@@ -59,12 +59,14 @@ const DATABASE_HEADERS: [&str; 3] = ["database", "bucket", "bucket-name"];
 
 /// What the service needs, handed in by `bulkhead serve`.
 pub(crate) struct Service {
-    pub(crate) runtimes: Arc<Runtimes>,
-    pub(crate) backend: Arc<dyn QueryBackend>,
-    pub(crate) token: Option<String>,
+    runtimes: Arc<Runtimes>,
+    backend: Arc<dyn QueryBackend>,
+    token: Option<String>,
     /// Database of calls that send no database header (`flight_sql.database`).
-    pub(crate) default_database: Option<String>,
-    pub(crate) query_timeout: Duration,
+    default_database: Option<String>,
+    query_timeout: Duration,
+    auth_failure_delay: Duration,
+    trips: Arc<LimitTrips>,
     prepared: Mutex<HashMap<u64, Vec<String>>>,
     next_id: AtomicU64,
 }
@@ -72,7 +74,7 @@ pub(crate) struct Service {
 /// A statement ticket: what `DoGet` runs.
 #[derive(Debug, Serialize, Deserialize)]
 struct StatementHandle {
-    db: String,
+    db: Option<String>,
     sql: String,
 }
 
@@ -80,7 +82,7 @@ struct StatementHandle {
 #[derive(Debug, Serialize, Deserialize)]
 struct PreparedHandle {
     id: u64,
-    db: String,
+    db: Option<String>,
     sql: String,
     /// Placeholders in `sql`.
     count: usize,
@@ -92,29 +94,36 @@ impl Service {
     pub(crate) fn new(
         runtimes: Arc<Runtimes>,
         backend: Arc<dyn QueryBackend>,
-        token: Option<String>,
-        default_database: Option<String>,
-        query_timeout: Duration,
+        options: FlightSqlOptions,
     ) -> Self {
         Self {
             runtimes,
             backend,
-            token,
-            default_database,
-            query_timeout,
+            token: options.token,
+            default_database: options.database.filter(|d| !d.is_empty()),
+            query_timeout: options.query_timeout,
+            auth_failure_delay: options.auth_failure_delay,
+            trips: options.trips,
             prepared: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         }
     }
 
-    #[allow(clippy::result_large_err)]
-    fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
-        auth::check(self.token.as_deref(), metadata)
+    /// Check the call's token; a wrong or missing one is counted and answered after
+    /// `auth.failure_delay`, as on the other listeners.
+    pub(crate) async fn authorize(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        let checked = auth::check(self.token.as_deref(), metadata);
+        if checked.is_err() {
+            self.trips.trip(Limit::AuthFailure, Protocol::FlightSql);
+            tokio::time::sleep(self.auth_failure_delay).await;
+        }
+        checked
     }
 
-    /// The call's database: a database header, else `flight_sql.database`.
+    /// The call's database: a database header, else `flight_sql.database`, else none
+    /// (then only fully qualified table names resolve).
     #[allow(clippy::result_large_err)]
-    fn database(&self, metadata: &MetadataMap) -> Result<String, Status> {
+    pub(crate) fn database(&self, metadata: &MetadataMap) -> Result<Option<String>, Status> {
         for name in DATABASE_HEADERS {
             if let Some(v) = metadata.get(name) {
                 let db = v
@@ -122,41 +131,61 @@ impl Service {
                     .map_err(|_| Status::invalid_argument(format!("header `{name}` is not ASCII")))?
                     .trim();
                 if !db.is_empty() {
-                    return Ok(db.to_owned());
+                    return Ok(Some(db.to_owned()));
                 }
             }
         }
-        self.default_database.clone().ok_or_else(|| {
-            Status::invalid_argument(
-                "no database selected: send the `database` header (InfluxDB 3 clients do; \
-                 ADBC: adbc.flight.sql.rpc.call_header.database) or set flight_sql.database",
-            )
-        })
+        Ok(self.default_database.clone())
     }
 
     /// Plan `sql` on `query` within the query timeout; the output is bounded by the
-    /// same deadline.
-    async fn plan(&self, db: String, sql: String) -> Result<QueryOutput, Status> {
+    /// same deadline. Without a database, names resolve in `information_schema`, and a
+    /// plan error says that no database was selected.
+    async fn plan(&self, db: Option<String>, sql: String) -> Result<QueryOutput, Status> {
         let deadline = Deadline::after(self.query_timeout, "limits.query_timeout");
         let backend = Arc::clone(&self.backend);
+        let selected = db.is_some();
+        let db = db.unwrap_or_else(|| metadata::CATALOG_DB.to_owned());
         let planning =
             self.runtimes.run(
                 RuntimeName::Query,
                 async move { backend.sql(&db, &sql).await },
             );
-        match deadline.plan(planning).await {
-            Ok(Ok(Ok(output))) => Ok(deadline.bound(output)),
-            Ok(Ok(Err(e))) | Err(e) => Err(query_status(&e)),
-            Ok(Err(runtime)) => Err(Status::internal(runtime.to_string())),
+        let error = match deadline.plan(planning).await {
+            Ok(Ok(Ok(output))) => return Ok(deadline.bound(output)),
+            Ok(Ok(Err(e))) | Err(e) => e,
+            Ok(Err(runtime)) => return Err(Status::internal(runtime.to_string())),
+        };
+        if !selected && matches!(error.kind, QueryErrorKind::Plan | QueryErrorKind::NotFound) {
+            return Err(Status::invalid_argument(format!(
+                "{} (no database selected: send the `database` header (InfluxDB 3 clients \
+                 do; ADBC: adbc.flight.sql.rpc.call_header.database), set \
+                 flight_sql.database, or name tables as database.table)",
+                error.message
+            )));
         }
+        Err(self.status(&error))
+    }
+
+    /// A query error as a status; a timeout is counted.
+    fn status(&self, e: &QueryError) -> Status {
+        if e.kind == QueryErrorKind::Timeout {
+            self.trips.trip(Limit::QueryTimeout, Protocol::FlightSql);
+        }
+        query_status(e)
     }
 
     /// Run `sql` and stream its result: the batches are polled and IPC-encoded on
     /// `query`; the gRPC stream (on `io`) only forwards the encoded messages. When the
     /// client goes away the stream is dropped, which stops the query.
-    async fn execute(&self, db: String, sql: String) -> Result<Response<DoGetStream>, Status> {
+    pub(crate) async fn execute(
+        &self,
+        db: Option<String>,
+        sql: String,
+    ) -> Result<Response<DoGetStream>, Status> {
         let QueryOutput { schema, batches } = self.plan(db, sql).await?;
         let (tx, rx) = mpsc::channel(2);
+        let trips = Arc::clone(&self.trips);
         self.runtimes.spawn(RuntimeName::Query, async move {
             let mut encoded = FlightDataEncoderBuilder::new()
                 .with_schema(schema)
@@ -165,13 +194,18 @@ impl Service {
                 let next = tokio::select! {
                     next = encoded.next() => next,
                     () = tx.closed() => {
+                        trips.trip(Limit::ClientGone, Protocol::FlightSql);
                         tracing::debug!("Flight SQL client went away; cancelling its query");
                         return;
                     }
                 };
                 let Some(next) = next else { return };
+                let next = next.map_err(flight_status);
                 let failed = next.is_err();
-                if tx.send(next.map_err(flight_status)).await.is_err() || failed {
+                if matches!(&next, Err(s) if s.code() == tonic::Code::DeadlineExceeded) {
+                    trips.trip(Limit::QueryTimeout, Protocol::FlightSql);
+                }
+                if tx.send(next).await.is_err() || failed {
                     return;
                 }
             }
@@ -181,17 +215,31 @@ impl Service {
 
     /// Run `sql` on `query` and collect its (small) result: the catalog calls.
     pub(crate) async fn collect(&self, sql: String) -> Result<Vec<RecordBatch>, Status> {
-        let QueryOutput { batches, .. } = self.plan(metadata::CATALOG_DB.to_owned(), sql).await?;
+        self.collect_in(Some(metadata::CATALOG_DB.to_owned()), sql)
+            .await
+    }
+
+    /// Run `sql` with `db` as the default database and collect its result.
+    async fn collect_in(
+        &self,
+        db: Option<String>,
+        sql: String,
+    ) -> Result<Vec<RecordBatch>, Status> {
+        let QueryOutput { batches, .. } = self.plan(db, sql).await?;
         let collecting = self.runtimes.run(RuntimeName::Query, batches.try_collect());
         match collecting.await {
             Ok(Ok(batches)) => Ok(batches),
-            Ok(Err(e)) => Err(query_status(&crate::error::classify(e))),
+            Ok(Err(e)) => Err(self.status(&crate::error::classify(e))),
             Err(runtime) => Err(Status::internal(runtime.to_string())),
         }
     }
 
     /// The result schema of a query (planned, not run), as `DoGet` sends it.
-    pub(crate) async fn result_schema(&self, db: String, sql: String) -> Result<Schema, Status> {
+    pub(crate) async fn result_schema(
+        &self,
+        db: Option<String>,
+        sql: String,
+    ) -> Result<Schema, Status> {
         Ok(hydrated(&self.plan(db, sql).await?.schema))
     }
 }
@@ -278,7 +326,7 @@ impl FlightSqlService for Service {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: bytes::Bytes::new(),
@@ -299,7 +347,7 @@ impl FlightSqlService for Service {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let db = self.database(request.metadata())?;
         let handle = encode(&StatementHandle {
             db,
@@ -317,9 +365,23 @@ impl FlightSqlService for Service {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let handle: StatementHandle = decode(&ticket.statement_handle, "statement ticket")?;
         self.execute(handle.db, handle.sql).await
+    }
+
+    /// `DoPut` of a statement run for its effect (`DELETE`, `DROP`; JDBC's
+    /// `executeUpdate`, ADBC's `execute_update`). Bulkhead does not count the rows a
+    /// delete removes, so the count is -1, "unknown" in Flight SQL.
+    async fn do_put_statement_update(
+        &self,
+        ticket: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.authorize(request.metadata()).await?;
+        let db = self.database(request.metadata())?;
+        self.collect_in(db, ticket.query).await?;
+        Ok(-1)
     }
 
     async fn do_action_create_prepared_statement(
@@ -327,7 +389,7 @@ impl FlightSqlService for Service {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let db = self.database(request.metadata())?;
         let sql = query.query;
         let count = params::placeholder_count(&sql)?;
@@ -358,7 +420,7 @@ impl FlightSqlService for Service {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let mut handle: PreparedHandle = decode(
             &query.prepared_statement_handle,
             "prepared statement handle",
@@ -392,7 +454,7 @@ impl FlightSqlService for Service {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let _: PreparedHandle =
             decode(&cmd.prepared_statement_handle, "prepared statement handle")?;
         let info = flight_info(cmd.as_any().encode_to_vec(), request.into_inner(), None)?;
@@ -404,7 +466,7 @@ impl FlightSqlService for Service {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let handle: PreparedHandle =
             decode(&cmd.prepared_statement_handle, "prepared statement handle")?;
         let bound = handle
@@ -428,7 +490,7 @@ impl FlightSqlService for Service {
         query: ActionClosePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let handle: PreparedHandle = decode(
             &query.prepared_statement_handle,
             "prepared statement handle",
@@ -442,7 +504,7 @@ impl FlightSqlService for Service {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
         let info = flight_info(
             query.as_any().encode_to_vec(),
@@ -457,7 +519,7 @@ impl FlightSqlService for Service {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let batch = metadata::catalogs(self, query).await?;
         Ok(Response::new(one_batch(Ok(batch))))
     }
@@ -467,7 +529,7 @@ impl FlightSqlService for Service {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
         let info = flight_info(
             query.as_any().encode_to_vec(),
@@ -482,7 +544,7 @@ impl FlightSqlService for Service {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let batch = metadata::schemas(self, query).await?;
         Ok(Response::new(one_batch(Ok(batch))))
     }
@@ -492,7 +554,7 @@ impl FlightSqlService for Service {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
         let info = flight_info(
             query.as_any().encode_to_vec(),
@@ -507,7 +569,7 @@ impl FlightSqlService for Service {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let batch = metadata::tables(self, query).await?;
         Ok(Response::new(one_batch(Ok(batch))))
     }
@@ -517,7 +579,7 @@ impl FlightSqlService for Service {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
         let info = flight_info(
             query.as_any().encode_to_vec(),
@@ -532,7 +594,7 @@ impl FlightSqlService for Service {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         Ok(Response::new(one_batch(metadata::table_types(query))))
     }
 
@@ -541,7 +603,7 @@ impl FlightSqlService for Service {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let schema = query.clone().into_builder(metadata::sql_info()).schema();
         let info = flight_info(
             query.as_any().encode_to_vec(),
@@ -556,7 +618,7 @@ impl FlightSqlService for Service {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.authorize(request.metadata())?;
+        self.authorize(request.metadata()).await?;
         let batch = query
             .into_builder(metadata::sql_info())
             .build()
@@ -612,13 +674,16 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         let handle = PreparedHandle {
             id: 3,
-            db: "demo".into(),
+            db: Some("demo".into()),
             sql: "select ?".into(),
             count: 1,
             params: Some(vec!["1".into()]),
         };
         let back: PreparedHandle = decode(&encode(&handle), "handle").unwrap();
         assert_eq!(back.params, Some(vec!["1".to_owned()]));
-        assert_eq!((back.id, back.db.as_str(), back.count), (3, "demo", 1));
+        assert_eq!(
+            (back.id, back.db.as_deref(), back.count),
+            (3, Some("demo"), 1)
+        );
     }
 }

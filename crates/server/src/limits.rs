@@ -1,5 +1,5 @@
-//! Limits shared by the front ends (HTTP and PG): a query's deadline, and the counters
-//! of every limit that tripped (`bulkhead_limit_trips_total` on `/metrics`).
+//! Limits shared by the front ends (HTTP, PG and Flight SQL): a query's deadline, and the
+//! counters of every limit that tripped (`bulkhead_limit_trips_total` on `/metrics`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +87,20 @@ impl Deadline {
 pub enum Protocol {
     Http,
     Pg,
+    FlightSql,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Http, Protocol::Pg, Protocol::FlightSql];
+
+    /// The `protocol` label on `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Pg => "pg",
+            Protocol::FlightSql => "flight_sql",
+        }
+    }
 }
 
 /// A limit that can trip.
@@ -143,7 +157,7 @@ impl Limit {
 /// How often each limit tripped, by protocol.
 #[derive(Debug, Default)]
 pub struct LimitTrips {
-    counts: [[AtomicU64; 2]; Limit::ALL.len()],
+    counts: [[AtomicU64; Protocol::ALL.len()]; Limit::ALL.len()],
 }
 
 impl LimitTrips {
@@ -162,10 +176,11 @@ impl LimitTrips {
              # TYPE bulkhead_limit_trips_total counter\n",
         );
         for limit in Limit::ALL {
-            for (protocol, name) in [(Protocol::Http, "http"), (Protocol::Pg, "pg")] {
+            for protocol in Protocol::ALL {
                 out.push_str(&format!(
-                    "bulkhead_limit_trips_total{{limit=\"{}\",protocol=\"{name}\"}} {}\n",
+                    "bulkhead_limit_trips_total{{limit=\"{}\",protocol=\"{}\"}} {}\n",
                     limit.as_str(),
+                    protocol.as_str(),
                     self.get(limit, protocol)
                 ));
             }

@@ -20,11 +20,12 @@ use crate::limits::{Limit, LimitTrips, Protocol};
 /// Connections being refused (answered 503 / 53300) at once, per listener.
 pub const REFUSALS: usize = 64;
 
-/// Open and accepted connections by protocol (`/metrics`).
+/// Open and accepted connections by protocol (`/metrics`; Flight SQL's are not counted
+/// yet, so only HTTP and PG are shown).
 #[derive(Debug, Default)]
 pub struct ConnectionCounts {
-    open: [AtomicUsize; 2],
-    accepted: [AtomicU64; 2],
+    open: [AtomicUsize; Protocol::ALL.len()],
+    accepted: [AtomicU64; Protocol::ALL.len()],
 }
 
 impl ConnectionCounts {
