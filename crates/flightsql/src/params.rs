@@ -333,7 +333,7 @@ mod tests {
         ];
         let batch = RecordBatch::try_from_iter(columns).unwrap();
         assert_eq!(
-            row_literals(&[batch.clone()]).unwrap(),
+            row_literals(std::slice::from_ref(&batch)).unwrap(),
             vec![
                 "-7",
                 "0.1",
