@@ -307,6 +307,8 @@ with connect(**{HEADER + "database": None}) as conn, conn.cursor() as cur:
         "{out}"
     );
     assert!(out.contains("basic auth rows: 50"), "{out}");
+    // The wrong and the missing token were counted (ADBC may retry a refused call).
+    assert!(trips(&server, "auth_failure", "flight_sql") >= 2.0);
     assert!(
         out.contains("no db:") && out.contains("no database selected"),
         "{out}"
@@ -339,6 +341,19 @@ with connect() as conn, conn.cursor() as cur:
         "{out}"
     );
     assert!(out.contains("after: 42"), "{out}");
+    // Counted with the other front ends' trips, under its own label, once.
+    assert_eq!(trips(&server, "query_timeout", "flight_sql"), 1.0);
+    assert_eq!(trips(&server, "query_timeout", "http"), 0.0);
+}
+
+/// `bulkhead_limit_trips_total{limit, protocol}` from `/metrics`.
+fn trips(server: &TestServer, limit: &str, protocol: &str) -> f64 {
+    let auth = format!("Bearer {TOKEN}");
+    let text = server
+        .request("GET", "/metrics", &[("Authorization", &auth)], b"")
+        .text();
+    let series = format!("bulkhead_limit_trips_total{{limit=\"{limit}\",protocol=\"{protocol}\"}}");
+    common::metric(&text, &series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 #[test]
