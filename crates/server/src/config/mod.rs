@@ -123,7 +123,8 @@ pub struct FlightSqlConfig {
     pub enabled: bool,
     /// Address of the Flight SQL (gRPC) listener.
     pub addr: SocketAddr,
-    /// Database of calls that send no `database` header; empty: they must send one.
+    /// Database of calls that send no `database` header; empty: they resolve only
+    /// qualified names (`demo.cpu`).
     pub database: String,
 }
 
