@@ -2,7 +2,7 @@
 //! SQL driver (`adbc_driver_flightsql`, installed by `scripts/test`): query results equal
 //! the HTTP SQL results (as Arrow) on the same random data, prepared statements with
 //! parameters, the catalog calls ADBC makes, auth, database selection, bad queries and
-//! the query timeout; pyarrow's Flight client by hand (handshake, raw commands); and
+//! the query timeout, a client that goes away mid-query; pyarrow's Flight client by hand (handshake, raw commands); and
 //! InfluxDB 3's Python client (`influxdb3-python`), which sends JSON tickets.
 
 mod common;
@@ -344,6 +344,39 @@ with connect() as conn, conn.cursor() as cur:
     // Counted with the other front ends' trips, under its own label, once.
     assert_eq!(trips(&server, "query_timeout", "flight_sql"), 1.0);
     assert_eq!(trips(&server, "query_timeout", "http"), 0.0);
+}
+
+#[test]
+fn a_client_that_goes_away_stops_its_query() {
+    let (server, port) = start(&[]);
+    let out = ok(python(
+        &server,
+        port,
+        r#"
+import os, threading, time
+conn = connect()
+cur = conn.cursor()
+def run():
+    cur.execute("select count(*) from generate_series(1, 1000000000000)")
+    cur.fetch_arrow_table()
+threading.Thread(target=run, daemon=True).start()
+time.sleep(2)
+print("leaving", flush=True)
+os._exit(0)
+"#,
+    ));
+    assert!(out.contains("leaving"), "{out}");
+    // The server sees the stream reset, drops the query and counts it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while trips(&server, "query_client_gone", "flight_sql") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the query of a client that went away is still running:\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(trips(&server, "query_client_gone", "flight_sql"), 1.0);
 }
 
 /// `bulkhead_limit_trips_total{limit, protocol}` from `/metrics`.
