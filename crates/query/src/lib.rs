@@ -5,7 +5,9 @@
 //! SSTs, deduplicated by primary key). Time-range and tag filters are pushed down to
 //! prune SSTs; `EXPLAIN` shows what was pruned. `system.tables`, `system.sst_files` and
 //! `system.runtimes` expose live state. Plans run on `query`; the caller (HTTP or PG on
-//! `io`) only receives finished batches (see [`exec`]).
+//! `io`) only receives finished batches (see [`exec`]). The rollup maintainer
+//! ([`rollup`]) runs its aggregate queries the same way, but on `compact` and in a
+//! memory pool of its own, and writes their rows back through the engine.
 
 mod capped;
 mod catalog;
