@@ -263,6 +263,9 @@ pub(crate) struct Pool {
     memory_limit: usize,
     runtime: RuntimeName,
     partitions: usize,
+    /// Built sessions by database, for [`QueryEngine::sql_in_pool`] (rollups query
+    /// a few databases again and again; building a session is the slow part).
+    sessions: Mutex<HashMap<String, Arc<SessionState>>>,
 }
 
 impl Pool {
@@ -286,6 +289,7 @@ impl Pool {
             memory_limit,
             runtime,
             partitions,
+            sessions: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -298,7 +302,22 @@ impl QueryEngine {
         db: &str,
         sql: &str,
     ) -> Result<QueryOutput> {
-        let ctx = self.build_session(db, Flavor::Plain, true, pool);
+        let built = {
+            let sessions = pool.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            sessions.get(db).cloned()
+        };
+        let ctx = match built {
+            Some(state) => SessionContext::new_with_state(SessionState::clone(&state)),
+            None => {
+                let ctx = self.build_session(db, Flavor::Plain, true, pool);
+                let mut sessions = pool.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                if sessions.len() >= MAX_CACHED_STATES {
+                    sessions.clear();
+                }
+                sessions.insert(db.to_string(), Arc::new(ctx.state()));
+                ctx
+            }
+        };
         exec::run_sql(&self.runtimes, pool.runtime, ctx, sql.to_string(), None).await
     }
 
