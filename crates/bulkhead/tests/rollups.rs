@@ -2,7 +2,8 @@
 //! integer and float fields, missing values, shuffled timestamps) plus rows that arrive
 //! late but within the grace period, the rollup table equals a direct
 //! `GROUP BY date_bin` over the raw data, over SQL and InfluxQL, before and after a
-//! `kill -9`; and bad rollup config stops startup naming the key and value.
+//! `kill -9`; several rollups of one source (a `fields` list, widths of 7 s and 1 m);
+//! and bad rollup config stops startup naming the key and value.
 
 mod common;
 
@@ -79,14 +80,33 @@ fn csv(s: &TestServer, q: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// A rollup's declaration, as the comparison needs it.
+struct Shape {
+    table: &'static str,
+    every_secs: i64,
+    fields: &'static [&'static str],
+    aggregates: &'static [&'static str],
+}
+
+/// The test's main rollup.
+const CPU_10S: Shape = Shape {
+    table: "cpu_10s",
+    every_secs: 10,
+    fields: &["usage", "load"],
+    aggregates: &["avg", "min", "max", "sum", "count", "first", "last"],
+};
+
 /// Every bucket before `until` aggregated directly from `cpu`, and as the rollup has it.
-fn direct_and_rollup(s: &TestServer, until: i64) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
-    let aggs = ["avg", "min", "max", "sum", "count", "first", "last"];
+fn direct_and_rollup(
+    s: &TestServer,
+    shape: &Shape,
+    until: i64,
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
     let mut direct = Vec::new();
     let mut rolled = Vec::new();
-    for f in ["usage", "load"] {
-        for a in aggs {
-            direct.push(match a {
+    for f in shape.fields {
+        for a in shape.aggregates {
+            direct.push(match *a {
                 "first" => format!("first_value({f} ORDER BY time)"),
                 "last" => format!("last_value({f} ORDER BY time)"),
                 _ => format!("{a}({f})"),
@@ -98,17 +118,19 @@ fn direct_and_rollup(s: &TestServer, until: i64) -> (Vec<Vec<String>>, Vec<Vec<S
     let d = csv(
         s,
         &format!(
-            "SELECT host, region, CAST(date_bin(INTERVAL '10 seconds', time) AS BIGINT) AS b, {} \
+            "SELECT host, region, CAST(date_bin(INTERVAL '{} seconds', time) AS BIGINT) AS b, {} \
              FROM cpu WHERE time < {until} GROUP BY host, region, b ORDER BY host, region, b",
+            shape.every_secs,
             direct.join(", ")
         ),
     );
     let r = csv(
         s,
         &format!(
-            "SELECT host, region, CAST(time AS BIGINT) AS b, {} FROM cpu_10s \
+            "SELECT host, region, CAST(time AS BIGINT) AS b, {} FROM {} \
              WHERE time < {until} ORDER BY host, region, b",
-            rolled.join(", ")
+            rolled.join(", "),
+            shape.table
         ),
     );
     (d, r)
@@ -129,11 +151,13 @@ fn assert_same(direct: &[Vec<String>], rollup: &[Vec<String>]) {
     }
 }
 
-/// `system.rollups.done_until` of `cpu_10s` (ns), if any.
-fn done_until(s: &TestServer) -> Option<i64> {
+/// `system.rollups.done_until` of `name` (ns), if any.
+fn done_until(s: &TestServer, name: &str) -> Option<i64> {
     let rows = csv(
         s,
-        "SELECT CAST(done_until AS BIGINT), errors, last_error FROM system.rollups WHERE name = 'cpu_10s'",
+        &format!(
+            "SELECT CAST(done_until AS BIGINT), errors, last_error FROM system.rollups WHERE name = '{name}'"
+        ),
     );
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0][1], "0", "rollup errors: {rows:?}");
@@ -141,8 +165,12 @@ fn done_until(s: &TestServer) -> Option<i64> {
 }
 
 fn wait_done(s: &TestServer, until: i64) {
+    wait_done_of(s, "cpu_10s", until);
+}
+
+fn wait_done_of(s: &TestServer, name: &str, until: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while done_until(s).is_none_or(|d| d < until) {
+    while done_until(s, name).is_none_or(|d| d < until) {
         assert!(Instant::now() < deadline, "rollup never reached {until}");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -198,7 +226,7 @@ fn rollup_equals_group_by_with_late_rows_and_restarts() {
     let late_bucket = bucket_end - EVERY;
     wait_done(&s, late_bucket - EVERY);
     write(&s, &random_rows(&mut rng, 200, late_bucket, bucket_end));
-    let done = done_until(&s).expect("history materialized");
+    let done = done_until(&s, "cpu_10s").expect("history materialized");
     assert!(
         done <= late_bucket,
         "the late rows' bucket was materialized before its grace period ended: {done} > {late_bucket}"
@@ -209,7 +237,7 @@ fn rollup_equals_group_by_with_late_rows_and_restarts() {
     );
 
     wait_done(&s, bucket_end);
-    let (direct, rollup) = direct_and_rollup(&s, bucket_end);
+    let (direct, rollup) = direct_and_rollup(&s, &CPU_10S, bucket_end);
     assert!(direct.len() > 100, "{} buckets", direct.len());
     assert_same(&direct, &rollup);
 
@@ -226,7 +254,7 @@ fn rollup_equals_group_by_with_late_rows_and_restarts() {
     // kill -9: the rollup rows are in the WAL; the maintainer resumes from the rollup
     // table's newest bucket, and newer buckets equal the direct query too.
     s.kill9_and_restart();
-    let (direct_after, rollup_after) = direct_and_rollup(&s, bucket_end);
+    let (direct_after, rollup_after) = direct_and_rollup(&s, &CPU_10S, bucket_end);
     assert_same(&direct, &rollup_after);
     assert_same(&direct_after, &rollup_after);
     let from = now_ns();
@@ -240,7 +268,7 @@ fn rollup_equals_group_by_with_late_rows_and_restarts() {
         (until + GRACE - now_ns()).max(0) as u64
     ));
     wait_done(&s, until);
-    let (direct, rollup) = direct_and_rollup(&s, until);
+    let (direct, rollup) = direct_and_rollup(&s, &CPU_10S, until);
     assert_same(&direct, &rollup);
 
     // Status on /metrics.
@@ -250,6 +278,72 @@ fn rollup_equals_group_by_with_late_rows_and_restarts() {
         "bulkhead_rollup_rows_written_total{database=\"db\",rollup=\"cpu_10s\"}",
     );
     assert!(written.is_some_and(|n| n > 0.0), "{metrics}");
+}
+
+/// Two more rollups of one source, on history only (every bucket ready at once): a
+/// width that does not divide a minute with a field list, and a minute with every
+/// aggregate; each equals its direct `GROUP BY date_bin`.
+#[test]
+fn several_rollups_of_one_source_match_on_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("more.toml");
+    std::fs::write(
+        &path,
+        r#"
+[compaction]
+rollup_interval = "200ms"
+
+[[rollup]]
+name = "cpu_7s"
+database = "db"
+from = "cpu"
+aggregates = ["mean", "max", "count"]
+fields = ["usage"]
+every = "7s"
+grace_period = "1s"
+
+[[rollup]]
+name = "cpu_1m"
+database = "db"
+from = "cpu"
+aggregates = ["avg", "min", "max", "sum", "count", "first", "last"]
+every = "1m"
+grace_period = "1s"
+"#,
+    )
+    .expect("write config");
+    let cfg = path.display().to_string();
+    let s = TestServer::start(&["--config", &cfg, "--compact-sched-idle", "false"]);
+    let mut rng = Rng(0xC0FF_EE21);
+    let end = now_ns() - 120 * SEC;
+    for _ in 0..6 {
+        write(&s, &random_rows(&mut rng, 400, end - 1200 * SEC, end));
+    }
+    let shapes = [
+        Shape {
+            table: "cpu_7s",
+            every_secs: 7,
+            fields: &["usage"],
+            aggregates: &["avg", "max", "count"],
+        },
+        Shape {
+            table: "cpu_1m",
+            every_secs: 60,
+            fields: &["usage", "load"],
+            aggregates: &["avg", "min", "max", "sum", "count", "first", "last"],
+        },
+    ];
+    for shape in &shapes {
+        let every = shape.every_secs * SEC;
+        let until = end - end.rem_euclid(every) + every;
+        wait_done_of(&s, shape.table, until);
+        let (direct, rollup) = direct_and_rollup(&s, shape, until);
+        assert!(direct.len() > 20, "{}: {} rows", shape.table, direct.len());
+        assert_same(&direct, &rollup);
+    }
+    // `fields` keeps the other fields out of the rollup.
+    let r = s.sql("db", "SELECT load_avg FROM cpu_7s", "csv");
+    assert_eq!(r.status, 400, "{}", r.text());
 }
 
 #[test]
