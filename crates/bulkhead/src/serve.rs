@@ -55,7 +55,8 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     runtimes.block_on(RuntimeName::Io, async move {
         crate::store::check(probe_store.as_ref(), &url, allow_unconditional).await
     })??;
-    let engine_config = engine_config(&config);
+    let rollups = rollup_specs(&config)?;
+    let engine_config = engine_config(&config, &rollups);
     std::fs::create_dir_all(&engine_config.wal_dir).with_context(|| {
         format!(
             "creating the WAL directory {}",
@@ -84,7 +85,16 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     )
     .context("starting the query layer")?
     .with_cache(opened.cache.clone());
-    let queries = Arc::new(SqlBackend(Arc::new(query_engine)));
+    let query_engine = Arc::new(query_engine);
+    let rollup_config = bulkhead_query::rollup::RollupConfig {
+        check_interval: config.compaction.rollup_interval.get(),
+        memory_budget: usize::try_from(config.compaction.rollup_memory_budget.as_u64())
+            .unwrap_or(usize::MAX),
+    };
+    let rollups =
+        bulkhead_query::rollup::Rollups::start(Arc::clone(&query_engine), rollups, rollup_config)
+            .context("starting the rollups")?;
+    let queries = Arc::new(SqlBackend(query_engine));
     let state = ServerState::new(
         &config,
         Arc::clone(&runtimes),
@@ -156,6 +166,8 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     if let Some(flight) = flight {
         flight.abort();
     }
+    // No rollup writes after the engine closes (a bucket cut short is re-run at start).
+    runtimes.block_on(RuntimeName::Io, rollups.stop())?;
     // Servers drained (or failed to start): close the engine either way so the WAL is
     // synced, then report the server error if there was one.
     let closed = runtimes.block_on(RuntimeName::Io, async move { writes.close().await })?;
@@ -165,7 +177,50 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn engine_config(config: &ServerConfig) -> EngineConfig {
+/// The `[[rollup]]` entries as the query layer's specs, checked; errors name the entry,
+/// the key and the value.
+fn rollup_specs(config: &ServerConfig) -> anyhow::Result<Vec<bulkhead_query::rollup::RollupSpec>> {
+    use bulkhead_query::rollup::{Aggregate, RollupSpec, validate_all};
+    let mut specs = Vec::new();
+    for (i, r) in config.rollup.iter().enumerate() {
+        let aggregates = r
+            .aggregates
+            .iter()
+            .map(|a| a.parse::<Aggregate>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!("rollup[{i}] ({}.{}): aggregates: {e}", r.database, r.name)
+            })?;
+        specs.push(RollupSpec {
+            name: r.name.clone(),
+            database: r.database.clone(),
+            source: r.from.clone(),
+            aggregates,
+            fields: r.fields.clone(),
+            every: r.every.get(),
+            grace_period: r.grace_period.get(),
+            retention: Some(r.retention.get()).filter(|d| !d.is_zero()),
+        });
+    }
+    validate_all(&specs).map_err(|e| anyhow::anyhow!("invalid rollup config: {e}"))?;
+    Ok(specs)
+}
+
+fn engine_config(
+    config: &ServerConfig,
+    rollups: &[bulkhead_query::rollup::RollupSpec],
+) -> EngineConfig {
+    // A rollup table keeps its own retention, forever by default (a zero override
+    // exempts it from `retention.ttl`); `validate` refused a clashing override.
+    let mut ttl_overrides: std::collections::BTreeMap<String, std::time::Duration> = config
+        .retention
+        .overrides
+        .iter()
+        .map(|(k, v)| (k.clone(), v.get()))
+        .collect();
+    for r in rollups {
+        ttl_overrides.insert(r.qualified_name(), r.retention.unwrap_or_default());
+    }
     EngineConfig {
         data_dir: config.storage.data_dir.clone(),
         wal_dir: config.storage.wal_dir(),
@@ -185,12 +240,7 @@ fn engine_config(config: &ServerConfig) -> EngineConfig {
         sst_metadata_cache_bytes: config.storage.metadata_cache_size.as_usize(),
         compaction: compaction_config(&config.compaction),
         ttl: Some(config.retention.ttl.get()).filter(|d| !d.is_zero()),
-        ttl_overrides: config
-            .retention
-            .overrides
-            .iter()
-            .map(|(k, v)| (k.clone(), v.get()))
-            .collect(),
+        ttl_overrides,
         limits: bulkhead_engine::CatalogLimits {
             max_databases: config.limits.max_databases,
             max_tables_per_database: config.limits.max_tables_per_database,

@@ -23,7 +23,9 @@ impl QueryBackend for SqlBackend {
     }
 
     fn metrics_text(&self) -> String {
-        self.0.stats().to_prometheus()
+        let mut text = self.0.stats().to_prometheus();
+        text.push_str(&self.0.rollup_board().prometheus());
+        text
     }
 }
 

@@ -92,7 +92,7 @@ with engine.connect() as conn:
     ));
     assert!(out.contains("schema demo\n"), "{out}");
     assert!(
-        out.contains("tables ['cpu'] ['cache', 'runtimes', 'sst_files', 'tables']\n"),
+        out.contains("tables ['cpu'] ['cache', 'rollups', 'runtimes', 'sst_files', 'tables']\n"),
         "{out}"
     );
     assert!(out.contains("column host TEXT() True\n"), "{out}");
@@ -333,7 +333,7 @@ with psycopg.connect(DSN, autocommit=True) as conn:
     // The connected database's tables unqualified, first; others qualified.
     assert!(
         out.contains(
-            "tables [('cpu',), ('system.cache',), ('system.runtimes',), ('system.sst_files',), ('system.tables',)]\n"
+            "tables [('cpu',), ('system.cache',), ('system.rollups',), ('system.runtimes',), ('system.sst_files',), ('system.tables',)]\n"
         ),
         "{out}"
     );

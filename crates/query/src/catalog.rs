@@ -26,6 +26,8 @@ pub(crate) struct BulkheadCatalog {
     pub(crate) cache: Option<bulkhead_runtime::store::CachedStore>,
     /// PostgreSQL's catalog tables, in sessions of the PG protocol ([`crate::pg`]).
     pub(crate) pg_catalog: Option<Arc<dyn SchemaProvider>>,
+    /// The rollups' progress, for `system.rollups`.
+    pub(crate) rollups: Arc<crate::rollup::RollupBoard>,
 }
 
 impl CatalogProvider for BulkheadCatalog {
@@ -49,6 +51,7 @@ impl CatalogProvider for BulkheadCatalog {
                 engine: Arc::clone(&self.engine),
                 runtimes: Arc::clone(&self.runtimes),
                 cache: self.cache.clone(),
+                rollups: Arc::clone(&self.rollups),
             }));
         }
         // Unknown databases are empty schemas: `select * from t` then fails with

@@ -52,16 +52,17 @@ impl QueryOutput {
     }
 }
 
-/// Plan and run `sql` in `ctx` on the `query` runtime.
+/// Plan and run `sql` in `ctx` on `runtime` (`query`; `compact` for rollups).
 pub(crate) async fn run_sql(
     runtimes: &Runtimes,
+    runtime: RuntimeName,
     ctx: SessionContext,
     sql: String,
     pg: Option<Arc<crate::pg::PgCompat>>,
 ) -> Result<QueryOutput> {
     let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
     let (mut tx, rx) = futures::channel::mpsc::channel(BATCH_BUFFER);
-    let task = runtimes.spawn(RuntimeName::Query, async move {
+    let task = runtimes.spawn(runtime, async move {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false);

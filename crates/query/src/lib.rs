@@ -5,7 +5,9 @@
 //! SSTs, deduplicated by primary key). Time-range and tag filters are pushed down to
 //! prune SSTs; `EXPLAIN` shows what was pruned. `system.tables`, `system.sst_files` and
 //! `system.runtimes` expose live state. Plans run on `query`; the caller (HTTP or PG on
-//! `io`) only receives finished batches (see [`exec`]).
+//! `io`) only receives finished batches (see [`exec`]). The rollup maintainer
+//! ([`rollup`]) runs its aggregate queries the same way, but on `compact` and in a
+//! memory pool of its own, and writes their rows back through the engine.
 
 mod capped;
 mod catalog;
@@ -21,6 +23,7 @@ pub mod fuzzing;
 mod lastpoint;
 mod pg;
 mod pruning;
+pub mod rollup;
 mod series_filter;
 mod stats;
 mod system;
@@ -32,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bulkhead_engine::Engine;
-use bulkhead_runtime::Runtimes;
+use bulkhead_runtime::{RuntimeName, Runtimes};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -72,14 +75,16 @@ impl Default for QueryConfig {
 pub struct QueryEngine {
     engine: Arc<Engine>,
     runtimes: Arc<Runtimes>,
-    env: Arc<RuntimeEnv>,
-    config: QueryConfig,
+    /// The memory pool and runtime of user queries.
+    pool: Pool,
     stats: Arc<QueryStats>,
     /// Whether [`lastpoint::LastpointRule`] runs (tests turn it off to compare).
     lastpoint: AtomicBool,
     /// The object-store block cache, shown as `system.cache`.
     cache: Option<bulkhead_runtime::store::CachedStore>,
     pg: Arc<pg::PgCompat>,
+    /// The rollups' progress, shown as `system.rollups` (empty without rollups).
+    rollups: Arc<rollup::RollupBoard>,
     /// Built sessions by (database, flavor, lastpoint rule on): building one (every
     /// built-in function, the rules, the catalog, Bulkhead's functions) costs more than
     /// planning a small query, so each query starts from a clone of a built one.
@@ -102,31 +107,29 @@ pub enum Flavor {
 
 impl QueryEngine {
     pub fn new(engine: Arc<Engine>, runtimes: Arc<Runtimes>, config: QueryConfig) -> Result<Self> {
-        // No spilling: the memory limit is a hard limit, and a query over it fails with
-        // a clear "resources exhausted" error instead of filling a temp directory.
-        let env = RuntimeEnvBuilder::new()
-            .with_memory_limit(config.memory_limit, 1.0)
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-            )
-            .build_arc()
-            .map_err(QueryError::from)?;
+        let pool = Pool::new(
+            config.memory_limit,
+            RuntimeName::Query,
+            config.target_partitions,
+        )?;
         let stats = Arc::new(QueryStats::default());
+        let rollups = Arc::new(rollup::RollupBoard::default());
         let base = Arc::new(catalog::BulkheadCatalog {
             engine: Arc::clone(&engine),
             runtimes: Arc::clone(&runtimes),
             stats: Arc::clone(&stats),
             cache: None,
             pg_catalog: None,
+            rollups: Arc::clone(&rollups),
         });
         let pg = Arc::new(pg::PgCompat::new(base).map_err(QueryError::from)?);
         Ok(Self {
             engine,
             runtimes,
-            env,
-            config,
+            pool,
             stats,
             pg,
+            rollups,
             lastpoint: AtomicBool::new(true),
             cache: None,
             states: Mutex::new(HashMap::new()),
@@ -166,7 +169,7 @@ impl QueryEngine {
         if let Some(state) = cached {
             return SessionContext::new_with_state(SessionState::clone(&state));
         }
-        let ctx = self.build_session(db, flavor, lastpoint);
+        let ctx = self.build_session(db, flavor, lastpoint, &self.pool);
         let mut states = self.states_lock();
         if states.len() >= MAX_CACHED_STATES {
             states.clear();
@@ -183,19 +186,25 @@ impl QueryEngine {
     }
 
     /// Build a session from nothing: the slow path of [`Self::session_with`].
-    fn build_session(&self, db: &str, flavor: Flavor, lastpoint: bool) -> SessionContext {
+    fn build_session(
+        &self,
+        db: &str,
+        flavor: Flavor,
+        lastpoint: bool,
+        pool: &Pool,
+    ) -> SessionContext {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, db)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
-            .with_target_partitions(self.config.target_partitions.max(1));
+            .with_target_partitions(pool.partitions.max(1));
         // `now()`, `timestamptz` literals and casts keep a time zone, UTC like the
         // `time` column (DataFusion's default is none: they came back as naive
         // timestamps, `timestamp` rather than `timestamptz` over PG).
         config.options_mut().execution.time_zone = Some(TIME_ZONE.to_owned());
         let mut state = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(Arc::clone(&self.env))
+            .with_runtime_env(Arc::clone(&pool.env))
             .with_default_features();
         if flavor == Flavor::Postgres {
             // `regclass`, `regproc`, `oid`, ... as cast targets.
@@ -212,6 +221,7 @@ impl QueryEngine {
                 stats: Arc::clone(&self.stats),
                 cache: self.cache.clone(),
                 pg_catalog: (flavor == Flavor::Postgres).then(|| self.pg.schema()),
+                rollups: Arc::clone(&self.rollups),
             }),
         );
         functions::register(&ctx);
@@ -221,7 +231,7 @@ impl QueryEngine {
         if lastpoint {
             ctx.add_optimizer_rule(Arc::new(lastpoint::LastpointRule));
         }
-        capped::register(&ctx, self.config.memory_limit);
+        capped::register(&ctx, pool.memory_limit);
         ctx
     }
 
@@ -238,6 +248,7 @@ impl QueryEngine {
             None => {
                 exec::run_sql(
                     &self.runtimes,
+                    self.pool.runtime,
                     self.session_with(db, flavor),
                     sql.to_string(),
                     (flavor == Flavor::Postgres).then(|| Arc::clone(&self.pg)),
@@ -249,5 +260,87 @@ impl QueryEngine {
             self.stats.query_errors.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+}
+
+/// A memory pool, a runtime and a partition count for queries: user queries have one
+/// (on `query`), rollups another (on `compact`), so neither takes the other's memory.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    env: Arc<RuntimeEnv>,
+    memory_limit: usize,
+    runtime: RuntimeName,
+    partitions: usize,
+    /// Built sessions by database, for [`QueryEngine::sql_in_pool`] (rollups query
+    /// a few databases again and again; building a session is the slow part).
+    sessions: Mutex<HashMap<String, Arc<SessionState>>>,
+}
+
+impl Pool {
+    /// Queries on `runtime` that may hold `memory_limit` bytes together.
+    pub(crate) fn new(
+        memory_limit: usize,
+        runtime: RuntimeName,
+        partitions: usize,
+    ) -> Result<Self> {
+        // No spilling: the memory limit is a hard limit, and a query over it fails with
+        // a clear "resources exhausted" error instead of filling a temp directory.
+        let env = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_limit, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .map_err(QueryError::from)?;
+        Ok(Self {
+            env,
+            memory_limit,
+            runtime,
+            partitions,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+impl QueryEngine {
+    /// Run `sql` (a query; no DDL) in `db` on `pool`'s runtime and memory.
+    pub(crate) async fn sql_in_pool(
+        &self,
+        pool: &Pool,
+        db: &str,
+        sql: &str,
+    ) -> Result<QueryOutput> {
+        let built = {
+            let sessions = pool.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            sessions.get(db).cloned()
+        };
+        let ctx = match built {
+            Some(state) => SessionContext::new_with_state(SessionState::clone(&state)),
+            None => {
+                let ctx = self.build_session(db, Flavor::Plain, true, pool);
+                let mut sessions = pool.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                if sessions.len() >= MAX_CACHED_STATES {
+                    sessions.clear();
+                }
+                sessions.insert(db.to_string(), Arc::new(ctx.state()));
+                ctx
+            }
+        };
+        exec::run_sql(&self.runtimes, pool.runtime, ctx, sql.to_string(), None).await
+    }
+
+    /// The rollups' progress board (`system.rollups`).
+    pub fn rollup_board(&self) -> &Arc<rollup::RollupBoard> {
+        &self.rollups
+    }
+
+    /// The engine this layer reads.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The bulkheads.
+    pub fn runtimes(&self) -> &Arc<Runtimes> {
+        &self.runtimes
     }
 }

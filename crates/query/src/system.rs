@@ -1,5 +1,5 @@
 //! The `system` schema: `system.tables`, `system.sst_files`, `system.runtimes`,
-//! `system.cache`.
+//! `system.cache`, `system.rollups`.
 //!
 //! Each is rebuilt from live state whenever a query plans against it, so it is always
 //! current; they are small (one row per table, SST or runtime).
@@ -17,13 +17,14 @@ use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::error::Result;
 
 pub(crate) const SYSTEM_SCHEMA: &str = "system";
-const TABLES: [&str; 4] = ["tables", "sst_files", "runtimes", "cache"];
+const TABLES: [&str; 5] = ["tables", "sst_files", "runtimes", "cache", "rollups"];
 
 #[derive(Debug)]
 pub(crate) struct SystemSchema {
     pub(crate) engine: Arc<Engine>,
     pub(crate) runtimes: Arc<Runtimes>,
     pub(crate) cache: Option<bulkhead_runtime::store::CachedStore>,
+    pub(crate) rollups: Arc<crate::rollup::RollupBoard>,
 }
 
 #[async_trait]
@@ -38,6 +39,7 @@ impl SchemaProvider for SystemSchema {
             "sst_files" => sst_files(&self.engine)?,
             "runtimes" => runtimes(&self.runtimes)?,
             "cache" => cache(self.cache.as_ref())?,
+            "rollups" => self.rollups.to_batch()?,
             _ => return Ok(None),
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;

@@ -1,5 +1,5 @@
-//! `[s3]`, `[compaction]` and `[retention]`: how Bulkhead talks to S3, and the background
-//! work that reshapes and ages out what it stored.
+//! `[s3]`, `[compaction]`, `[retention]` and `[[rollup]]`: how Bulkhead talks to S3, and
+//! the background work that reshapes, downsamples and ages out what it stored.
 
 use std::collections::BTreeMap;
 
@@ -92,6 +92,10 @@ pub struct CompactionSection {
     pub grace_period: HumanDuration,
     /// How often the scheduler looks for work without being woken by a flush.
     pub check_interval: HumanDuration,
+    /// How often rollups look for buckets past their grace period (`[[rollup]]`).
+    pub rollup_interval: HumanDuration,
+    /// Memory one rollup query may hold; a range of buckets over it is halved.
+    pub rollup_memory_budget: ByteSize,
 }
 
 impl Default for CompactionSection {
@@ -104,6 +108,8 @@ impl Default for CompactionSection {
             max_concurrent: 0,
             grace_period: HumanDuration::secs(600),
             check_interval: HumanDuration::secs(30),
+            rollup_interval: HumanDuration::secs(30),
+            rollup_memory_budget: ByteSize::mib(256),
         }
     }
 }
@@ -117,4 +123,33 @@ pub struct RetentionSection {
     /// Per-database (`"db"`) or per-table (`"db.table"`) TTLs overriding `ttl`
     /// (`0s` = keep forever). A config-file-only option.
     pub overrides: BTreeMap<String, HumanDuration>,
+}
+
+/// `[[rollup]]`: one downsampling rollup (docs/rollups.md), a config-file-only option.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollupEntry {
+    /// The rollup table's name.
+    pub name: String,
+    /// The database of both tables.
+    pub database: String,
+    /// The table aggregated.
+    pub from: String,
+    /// Aggregates computed for each numeric field: avg, min, max, sum, count, first, last.
+    pub aggregates: Vec<String>,
+    /// Bucket width (buckets are aligned to the Unix epoch).
+    pub every: HumanDuration,
+    /// A bucket is materialized this long after it ends; later rows are not in it.
+    #[serde(default = "default_rollup_grace")]
+    pub grace_period: HumanDuration,
+    /// TTL of the rollup table; `0s` keeps it forever.
+    #[serde(default)]
+    pub retention: HumanDuration,
+    /// Fields to aggregate; empty = every numeric field.
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+fn default_rollup_grace() -> HumanDuration {
+    HumanDuration::secs(600)
 }

@@ -260,6 +260,20 @@ pub struct ServeArgs {
         value_name = "DURATION"
     )]
     pub compaction_check_interval: Option<HumanDuration>,
+    /// [compaction] rollup_interval: how often rollups look for buckets past their grace period [default: 30s].
+    #[arg(
+        long,
+        env = "BULKHEAD_COMPACTION_ROLLUP_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub compaction_rollup_interval: Option<HumanDuration>,
+    /// [compaction] rollup_memory_budget: memory of one rollup query [default: 256MiB].
+    #[arg(
+        long,
+        env = "BULKHEAD_COMPACTION_ROLLUP_MEMORY_BUDGET",
+        value_name = "SIZE"
+    )]
+    pub compaction_rollup_memory_budget: Option<ByteSize>,
 
     /// [retention] ttl: drop data older than this, 0s = keep forever [default: 0s].
     #[arg(long, env = "BULKHEAD_RETENTION_TTL", value_name = "DURATION")]
@@ -397,6 +411,11 @@ impl ServeArgs {
         set(&mut c.max_concurrent, &self.compaction_max_concurrent);
         set(&mut c.grace_period, &self.compaction_grace_period);
         set(&mut c.check_interval, &self.compaction_check_interval);
+        set(&mut c.rollup_interval, &self.compaction_rollup_interval);
+        set(
+            &mut c.rollup_memory_budget,
+            &self.compaction_rollup_memory_budget,
+        );
         set(&mut cfg.retention.ttl, &self.retention_ttl);
         set(&mut cfg.cache.enabled, &self.cache_enabled);
         set(&mut cfg.cache.memory_size, &self.cache_memory_size);

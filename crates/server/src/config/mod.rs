@@ -17,7 +17,7 @@ use std::time::Duration;
 use bulkhead_runtime::{RuntimeConfig, RuntimeMode};
 use serde::{Deserialize, Serialize};
 
-pub use background::{CompactionSection, RetentionSection, S3Config};
+pub use background::{CompactionSection, RetentionSection, RollupEntry, S3Config};
 pub use cache::CacheSection;
 pub use cli::ServeArgs;
 pub use connections::ConnectionArgs;
@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub compaction: CompactionSection,
     pub retention: RetentionSection,
     pub cache: CacheSection,
+    /// `[[rollup]]` entries: downsampling rollups (config file only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollup: Vec<RollupEntry>,
 }
 
 /// `[http]`: the HTTP API listener.
@@ -470,6 +473,20 @@ impl ServerConfig {
         }
         if self.compaction.check_interval.0.is_zero() {
             return Err("compaction.check_interval must be positive".into());
+        }
+        if self.compaction.rollup_interval.0.is_zero() {
+            return Err("compaction.rollup_interval must be positive".into());
+        }
+        if self.compaction.rollup_memory_budget.0 == 0 {
+            return Err("compaction.rollup_memory_budget must be positive".into());
+        }
+        for (i, r) in self.rollup.iter().enumerate() {
+            let key = format!("{}.{}", r.database, r.name);
+            if self.retention.overrides.contains_key(&key) {
+                return Err(format!(
+                    "rollup[{i}] ({key}): retention.overrides.\"{key}\" is also set; give a rollup's TTL as its `retention` only"
+                ));
+            }
         }
         for (key, n) in [
             ("http.max_connections", self.http.max_connections),

@@ -81,6 +81,16 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "--compaction-check-interval",
         "5s",
     ),
+    (
+        "compaction.rollup_interval",
+        "--compaction-rollup-interval",
+        "5s",
+    ),
+    (
+        "compaction.rollup_memory_budget",
+        "--compaction-rollup-memory-budget",
+        "64MiB",
+    ),
     ("retention.ttl", "--retention-ttl", "30d"),
     ("cache.enabled", "--cache-enabled", "false"),
     ("cache.memory_size", "--cache-memory-size", "1GiB"),
@@ -386,4 +396,28 @@ fn auth_token_is_not_printed_by_debug() {
     cfg.auth.token = "hunter2".into();
     assert!(!format!("{cfg:?}").contains("hunter2"));
     assert_eq!(cfg.auth.token(), Some("hunter2"));
+}
+
+#[test]
+fn rollup_entries_parse_with_defaults_and_refuse_a_clashing_ttl() {
+    let text = r#"
+[[rollup]]
+name = "cpu_1h"
+database = "metrics"
+from = "cpu"
+aggregates = ["avg", "max"]
+every = "1h"
+"#;
+    let cfg = ServerConfig::from_toml(text).unwrap();
+    let r = &cfg.rollup[0];
+    assert_eq!((r.name.as_str(), r.from.as_str()), ("cpu_1h", "cpu"));
+    assert_eq!(r.every.get(), Duration::from_secs(3600));
+    assert_eq!(r.grace_period.get(), Duration::from_secs(600));
+    assert!(r.retention.get().is_zero() && r.fields.is_empty());
+
+    let clash = format!("{text}\n[retention.overrides]\n\"metrics.cpu_1h\" = \"1d\"\n");
+    let err = ServerConfig::from_toml(&clash).unwrap_err();
+    assert!(err.contains("rollup[0] (metrics.cpu_1h)"), "{err}");
+    let err = ServerConfig::from_toml(&text.replace("every", "evry")).unwrap_err();
+    assert!(err.contains("evry"), "{err}");
 }

@@ -1,0 +1,404 @@
+//! The maintainer: one task on `compact` that, every check interval, brings each
+//! rollup up to the buckets past their grace period, one aggregate query per range.
+//!
+//! Crash safety without a state file: the rows of a range are queried in bucket order
+//! and written in that order, so whatever a crash interrupts, every bucket before the
+//! newest one in the rollup table is complete. At start the maintainer re-runs that
+//! newest bucket (same keys, so the rows are overwritten) and goes on from there.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use bulkhead_engine::{FieldValue, ROLE_KEY, Row, SmolStr, TableWrite, WriteBatch};
+use bulkhead_runtime::RuntimeName;
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+
+use super::{RollupBoard, RollupConfig, RollupSpec};
+use crate::error::{QueryError, Result};
+use crate::{Pool, QueryEngine};
+
+/// Buckets one aggregate query covers at first; halved while the query runs out of
+/// its memory budget (down to one bucket).
+const MAX_BUCKETS_PER_QUERY: i64 = 64;
+/// Rows per engine write (each write is atomic; the WAL record stays small).
+const ROWS_PER_WRITE: usize = 4096;
+
+pub(super) fn spawn(
+    query: Arc<QueryEngine>,
+    specs: Vec<RollupSpec>,
+    config: RollupConfig,
+) -> Result<JoinHandle<()>> {
+    let runtimes = Arc::clone(query.runtimes());
+    let pool = Pool::new(
+        config.memory_budget,
+        RuntimeName::Compact,
+        runtimes.config().threads(RuntimeName::Compact),
+    )?;
+    let board = Arc::clone(query.rollup_board());
+    let mut rollups: Vec<Maintainer> = specs
+        .into_iter()
+        .map(|spec| {
+            let index = board.register(&spec);
+            Maintainer::new(spec, index)
+        })
+        .collect();
+    Ok(runtimes.spawn(RuntimeName::Compact, async move {
+        loop {
+            for m in &mut rollups {
+                m.run(&query, &pool, &board).await;
+            }
+            tokio::time::sleep(config.check_interval).await;
+        }
+    }))
+}
+
+/// One rollup's in-memory progress.
+struct Maintainer {
+    spec: RollupSpec,
+    index: usize,
+    every: i64,
+    grace: i64,
+    /// Every bucket before this is materialized; `None` until found (see `start_point`).
+    done: Option<i64>,
+    /// Buckets per query now (halved on "resources exhausted").
+    buckets_per_query: i64,
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, nanos)
+}
+
+impl Maintainer {
+    fn new(spec: RollupSpec, index: usize) -> Self {
+        Self {
+            every: nanos(spec.every).max(1),
+            grace: nanos(spec.grace_period),
+            spec,
+            index,
+            done: None,
+            buckets_per_query: MAX_BUCKETS_PER_QUERY,
+        }
+    }
+
+    /// The start of the bucket holding `t`.
+    fn floor(&self, t: i64) -> i64 {
+        t - t.rem_euclid(self.every)
+    }
+
+    /// Materialize every ready bucket; a failure is recorded and retried next time.
+    async fn run(&mut self, query: &QueryEngine, pool: &Pool, board: &RollupBoard) {
+        let ready = self.floor(now_nanos().saturating_sub(self.grace));
+        board.update(self.index, |s| s.ready_until = Some(ready));
+        let result = self.catch_up(query, pool, board, ready).await;
+        let done = self.done;
+        board.update(self.index, |s| {
+            s.last_run = Some(now_nanos());
+            s.done_until = done;
+            match &result {
+                Ok(()) => s.last_error = None,
+                Err(e) => {
+                    s.errors += 1;
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!(rollup = %self.spec.qualified_name(), error = %e, "rollup run failed");
+        }
+    }
+
+    async fn catch_up(
+        &mut self,
+        query: &QueryEngine,
+        pool: &Pool,
+        board: &RollupBoard,
+        ready: i64,
+    ) -> Result<()> {
+        let db = &self.spec.database;
+        if query.engine().table_schema(db, &self.spec.source).is_none() {
+            return Ok(()); // no source (yet, or dropped): nothing to aggregate
+        }
+        if self.done.is_none() {
+            self.done = self.start_point(query, pool).await?;
+        }
+        while let Some(start) = self.done.filter(|d| *d < ready) {
+            let span = self.every.saturating_mul(self.buckets_per_query);
+            let end = start.saturating_add(span).min(ready);
+            let written = match self.materialize(query, pool, board, start, end).await {
+                Ok(n) => n,
+                Err(QueryError::ResourcesExhausted(e)) if self.buckets_per_query > 1 => {
+                    self.buckets_per_query /= 2;
+                    tracing::info!(
+                        rollup = %self.spec.qualified_name(),
+                        buckets = self.buckets_per_query,
+                        error = %e,
+                        "rollup query over its memory budget: fewer buckets per query"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut next = end;
+            if written == 0 && end < ready {
+                // A gap in the source: jump to its next row (or to `ready`).
+                let sql = format!(
+                    "SELECT CAST(min(\"time\") AS BIGINT) FROM {} WHERE \"time\" >= '{}'",
+                    ident(&self.spec.source),
+                    rfc3339(end)
+                );
+                next = match scalar(query, pool, &self.spec.database, &sql).await? {
+                    Some(t) => self.floor(t).clamp(end, ready),
+                    None => ready,
+                };
+            }
+            self.done = Some(next);
+            board.update(self.index, |s| s.done_until = Some(next));
+        }
+        Ok(())
+    }
+
+    /// Where to start: the newest bucket in the rollup table (re-run, in case a crash
+    /// cut it short), else the source's oldest bucket; `None` while the source is empty.
+    async fn start_point(&self, query: &QueryEngine, pool: &Pool) -> Result<Option<i64>> {
+        let db = &self.spec.database;
+        let engine = query.engine();
+        for table in [&self.spec.name, &self.spec.source] {
+            if engine.table_schema(db, table).is_none() {
+                continue;
+            }
+            let agg = if table == &self.spec.name {
+                "max"
+            } else {
+                "min"
+            };
+            let sql = format!(
+                "SELECT CAST({agg}(\"time\") AS BIGINT) FROM {}",
+                ident(table)
+            );
+            if let Some(t) = scalar(query, pool, db, &sql).await? {
+                return Ok(Some(self.floor(t)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Aggregate the buckets in `[start, end)` and write them; returns the rows written.
+    async fn materialize(
+        &self,
+        query: &QueryEngine,
+        pool: &Pool,
+        board: &RollupBoard,
+        start: i64,
+        end: i64,
+    ) -> Result<usize> {
+        let Some(plan) = Plan::new(query, &self.spec) else {
+            return Ok(0); // the source table does not exist (yet)
+        };
+        let sql = plan.sql(&self.spec, self.every, start, end);
+        board.update(self.index, |s| s.queries += 1);
+        let out = query.sql_in_pool(pool, &self.spec.database, &sql).await?;
+        let mut batches = out.batches;
+        let mut rows = Vec::new();
+        let mut written = 0;
+        while let Some(batch) = batches.next().await {
+            plan.rows(&batch?, &mut rows)?;
+            if rows.len() >= ROWS_PER_WRITE {
+                written += self.write(query, board, &mut rows).await?;
+            }
+        }
+        written += self.write(query, board, &mut rows).await?;
+        Ok(written)
+    }
+
+    async fn write(
+        &self,
+        query: &QueryEngine,
+        board: &RollupBoard,
+        rows: &mut Vec<Row>,
+    ) -> Result<usize> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let n = rows.len();
+        let batch = WriteBatch {
+            tables: vec![TableWrite {
+                table: self.spec.name.clone(),
+                rows: std::mem::take(rows),
+            }],
+        };
+        query
+            .engine()
+            .write(&self.spec.database, batch)
+            .await
+            .map_err(|e| QueryError::Execution(format!("writing the rollup rows: {e}")))?;
+        board.update(self.index, |s| s.rows_written += n as u64);
+        Ok(n)
+    }
+}
+
+/// The columns of one aggregate query: the source's tags, then the bucket, then one
+/// column per (field, aggregate).
+struct Plan {
+    tags: Vec<String>,
+    /// (output column, SQL expression), e.g. (`usage_avg`, `avg("usage")`).
+    outputs: Vec<(String, String)>,
+}
+
+impl Plan {
+    /// From the source's current schema; `None` if the source does not exist.
+    fn new(query: &QueryEngine, spec: &RollupSpec) -> Option<Self> {
+        let schema = query.engine().table_schema(&spec.database, &spec.source)?;
+        let mut tags = Vec::new();
+        let mut outputs = Vec::new();
+        for field in schema.fields() {
+            let role = field.metadata().get(ROLE_KEY).map(String::as_str);
+            let name = field.name();
+            match role {
+                Some("tag") => tags.push(name.clone()),
+                Some("field")
+                    if matches!(
+                        field.data_type(),
+                        DataType::Float64 | DataType::Int64 | DataType::UInt64
+                    ) && (spec.fields.is_empty() || spec.fields.contains(name)) =>
+                {
+                    for a in &spec.aggregates {
+                        outputs.push((format!("{name}_{a}"), a.sql(&ident(name))));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(Self { tags, outputs })
+    }
+
+    fn sql(&self, spec: &RollupSpec, every: i64, start: i64, end: i64) -> String {
+        let mut select: Vec<String> = self.tags.iter().map(|t| ident(t)).collect();
+        select.push(format!(
+            "date_bin(INTERVAL '{every} nanoseconds', \"time\") AS \"__bucket\""
+        ));
+        for (name, expr) in &self.outputs {
+            select.push(format!("{expr} AS {}", ident(name)));
+        }
+        let group: Vec<String> = (1..=self.tags.len() + 1).map(|i| i.to_string()).collect();
+        format!(
+            "SELECT {} FROM {} WHERE \"time\" >= '{}' AND \"time\" < '{}' GROUP BY {} ORDER BY \"__bucket\"",
+            select.join(", "),
+            ident(&spec.source),
+            rfc3339(start),
+            rfc3339(end),
+            group.join(", ")
+        )
+    }
+
+    /// Append `batch`'s rows (skipping those whose every aggregate is NULL).
+    fn rows(&self, batch: &RecordBatch, out: &mut Vec<Row>) -> Result<()> {
+        let n_tags = self.tags.len();
+        let err = |e: arrow::error::ArrowError| QueryError::Execution(e.to_string());
+        let tags = (0..n_tags)
+            .map(|i| cast(batch.column(i), &DataType::Utf8).map_err(err))
+            .collect::<Result<Vec<_>>>()?;
+        let time = cast(batch.column(n_tags), &DataType::Int64).map_err(err)?;
+        let time = time.as_primitive::<Int64Type>();
+        let fields = (0..self.outputs.len())
+            .map(|i| {
+                let col = batch.column(n_tags + 1 + i);
+                match col.data_type() {
+                    DataType::Float64 | DataType::Int64 | DataType::UInt64 => Ok(Arc::clone(col)),
+                    _ => cast(col, &DataType::Float64).map_err(err),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for row in 0..batch.num_rows() {
+            let mut values = Vec::with_capacity(fields.len());
+            for (col, (name, _)) in fields.iter().zip(&self.outputs) {
+                if col.is_null(row) {
+                    continue;
+                }
+                let v = match col.data_type() {
+                    DataType::Int64 => FieldValue::I64(col.as_primitive::<Int64Type>().value(row)),
+                    DataType::UInt64 => {
+                        FieldValue::U64(col.as_primitive::<UInt64Type>().value(row))
+                    }
+                    _ => FieldValue::F64(col.as_primitive::<Float64Type>().value(row)),
+                };
+                values.push((SmolStr::new(name), v));
+            }
+            if values.is_empty() || time.is_null(row) {
+                continue;
+            }
+            let tags = self
+                .tags
+                .iter()
+                .zip(&tags)
+                .filter(|(_, col)| !col.is_null(row))
+                .map(|(name, col)| {
+                    (
+                        SmolStr::new(name),
+                        SmolStr::new(col.as_string::<i32>().value(row)),
+                    )
+                })
+                .collect();
+            out.push(Row {
+                tags,
+                fields: values,
+                time: time.value(row),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The single `BIGINT` (or NULL) a query like `SELECT CAST(min(time) AS BIGINT)` returns.
+async fn scalar(query: &QueryEngine, pool: &Pool, db: &str, sql: &str) -> Result<Option<i64>> {
+    let batches = query.sql_in_pool(pool, db, sql).await?.collect().await?;
+    for b in &batches {
+        if b.num_rows() > 0 && b.num_columns() > 0 {
+            let col = cast(b.column(0), &DataType::Int64)
+                .map_err(|e| QueryError::Execution(e.to_string()))?;
+            let col = col.as_primitive::<Int64Type>();
+            return Ok((!col.is_null(0)).then(|| col.value(0)));
+        }
+    }
+    Ok(None)
+}
+
+/// A double-quoted SQL identifier (case kept).
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `t` (ns since the epoch) as an RFC 3339 literal with nanoseconds.
+fn rfc3339(t: i64) -> String {
+    match arrow::temporal_conversions::timestamp_ns_to_datetime(t) {
+        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string(),
+        None => "1970-01-01T00:00:00Z".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_render_with_nanoseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_500_000_001), "1970-01-01T00:00:01.500000001Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(ident("cpu"), "\"cpu\"");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+}
