@@ -161,7 +161,7 @@ async fn run_async(args: SoakArgs) -> anyhow::Result<()> {
     let overload = if args.overload > 0.0 {
         let write_buffer: u64 = args
             .write_buffer
-            .parse::<bulkhead_server::config::ByteSize>()
+            .parse::<bulkhead_frontend::units::ByteSize>()
             .map_err(|e| anyhow::anyhow!("--write-buffer: {e}"))?
             .as_u64();
         let bound = soak_peak + 3 * write_buffer;

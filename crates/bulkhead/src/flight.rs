@@ -10,13 +10,13 @@ use bulkhead_server::ServerConfig;
 use bulkhead_server::limits::LimitTrips;
 use tokio::task::JoinHandle;
 
-use crate::sql_backend::SqlBackend;
+use bulkhead_query::QueryEngine;
 
 /// Bind `[flight_sql] addr` and serve it until the shutdown signal.
 pub(crate) fn start(
     config: &ServerConfig,
     runtimes: &Arc<Runtimes>,
-    queries: &Arc<SqlBackend>,
+    queries: &Arc<QueryEngine>,
     trips: &Arc<LimitTrips>,
 ) -> anyhow::Result<JoinHandle<Result<(), bulkhead_flightsql::FlightSqlError>>> {
     let options = bulkhead_flightsql::FlightSqlOptions {

@@ -6,7 +6,6 @@ mod engine_metrics;
 mod flight;
 mod lab;
 mod serve;
-mod sql_backend;
 mod store;
 
 use clap::{Parser, Subcommand};

@@ -21,8 +21,6 @@ use bulkhead_server::{
     HttpServer, ServeArgs, ServerConfig, ServerState, TableColumns, WriteBackend,
 };
 
-use crate::sql_backend::SqlBackend;
-
 /// Flags of `bulkhead serve`; every option of the config file has one.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeCmd {
@@ -94,7 +92,7 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     let rollups =
         bulkhead_query::rollup::Rollups::start(Arc::clone(&query_engine), rollups, rollup_config)
             .context("starting the rollups")?;
-    let queries = Arc::new(SqlBackend(query_engine));
+    let queries = query_engine;
     let state = ServerState::new(
         &config,
         Arc::clone(&runtimes),
@@ -234,6 +232,7 @@ fn engine_config(
         table_flush_threshold: config.memtable.table_flush_size.as_usize(),
         write_buffer_size: config.memtable.write_buffer.as_usize(),
         max_memtable_age: config.memtable.flush_interval.get(),
+        flush_concurrency: config.memtable.flush_concurrency,
         segment_duration: config.storage.segment_duration.get(),
         sst_multipart_threshold: config.storage.multipart_threshold.as_usize(),
         sst_multipart_part_size: config.storage.multipart_part_size.as_usize(),

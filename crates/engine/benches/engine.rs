@@ -4,6 +4,8 @@
 //! * `memtable_insert/tsbs_cpu`: memtable inserts of TSBS cpu-only rows.
 //! * `flush_encode/tsbs_cpu`: sort + Parquet encode of a memtable holding one 2 h
 //!   segment of 100 hosts; prints bytes per field value.
+//! * `flush_many_tables/{1,32}`: `Engine::flush` of 10,000 one-row tables to a local
+//!   disk store, one table at a time against `flush_concurrency` 32.
 //!
 //! Run: `cargo bench -p bulkhead-engine --bench engine`
 
@@ -230,5 +232,90 @@ fn engine_write(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, wal_append, memtable, flush_encode, engine_write);
+fn flush_many_tables(c: &mut Criterion) {
+    const TABLES: usize = 10_000;
+    let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).expect("runtimes");
+    let mut group = c.benchmark_group("flush_many_tables");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(TABLES as u64));
+    for concurrency in [1usize, 32] {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let root = dir.path().join("store");
+        std::fs::create_dir_all(&root).expect("store dir");
+        let store: Arc<dyn ObjectStore> = Arc::new(IoObjectStore::new(
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).expect("fs")),
+            runtimes.io().clone(),
+        ));
+        let mut cfg = EngineConfig {
+            flush_concurrency: concurrency,
+            ..EngineConfig::with_dir(dir.path())
+        };
+        cfg.compaction.enabled = false;
+        let rt = Arc::clone(&runtimes);
+        let engine = runtimes
+            .block_on(RuntimeName::Io, async move {
+                Engine::open(cfg, store, rt).await
+            })
+            .expect("runtime")
+            .expect("open");
+        let mut round = 0i64;
+        group.bench_function(BenchmarkId::from_parameter(concurrency), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    round += 1;
+                    let mut batch = WriteBatch::default();
+                    for t in 0..TABLES {
+                        batch.push(&format!("t{t}"), one_row(round));
+                    }
+                    let engine = Arc::clone(&engine);
+                    total += runtimes
+                        .block_on(RuntimeName::Io, async move {
+                            engine.write("db", batch).await.expect("write");
+                            let started = Instant::now();
+                            engine
+                                .flush(&bulkhead_engine::Scope::All)
+                                .await
+                                .expect("flush");
+                            started.elapsed()
+                        })
+                        .expect("runtime");
+                }
+                total
+            })
+        });
+        let state = runtimes
+            .block_on(RuntimeName::Io, {
+                let engine = Arc::clone(&engine);
+                async move { engine.manifest_state().await }
+            })
+            .expect("runtime");
+        println!(
+            "flush_many_tables/{concurrency}: {round} rounds of {TABLES} tables in {} manifest edits",
+            state.version
+        );
+    }
+    group.finish();
+}
+
+fn one_row(time: i64) -> bulkhead_engine::Row {
+    use bulkhead_engine::{FieldValue, SmolStr};
+    bulkhead_engine::Row {
+        tags: vec![(SmolStr::new("host"), SmolStr::new("h"))],
+        fields: vec![(SmolStr::new("v"), FieldValue::F64(time as f64))],
+        time,
+    }
+}
+
+criterion_group!(
+    benches,
+    wal_append,
+    memtable,
+    flush_encode,
+    engine_write,
+    flush_many_tables
+);
 criterion_main!(benches);

@@ -72,6 +72,10 @@ pub struct EngineConfig {
     pub flush_retry_max_backoff: Duration,
     /// How often the background flush scheduler checks ages and sizes.
     pub flush_check_interval: Duration,
+    /// Tables flushed at once (default 32). Their uploads overlap and their manifest
+    /// edits share commits, so thousands of small tables flush in seconds; the
+    /// encoding itself stays on the `flush` runtime's threads. 0 is taken as 1.
+    pub flush_concurrency: usize,
     /// A snapshot seals an active memtable at least this big (instead of copying its
     /// rows under the table lock); smaller ones are copied.
     pub snapshot_seal_bytes: usize,
@@ -112,6 +116,7 @@ impl Default for EngineConfig {
             flush_retry_initial_backoff: Duration::from_millis(100),
             flush_retry_max_backoff: Duration::from_secs(5),
             flush_check_interval: Duration::from_secs(1),
+            flush_concurrency: 32,
             snapshot_seal_bytes: 1024 * 1024,
             sst_metadata_cache_bytes: 64 * 1024 * 1024,
             compaction: crate::compaction::CompactionConfig::default(),

@@ -12,7 +12,7 @@ use object_store::ObjectStore;
 use crate::compaction::{CompactionSummary, FailPoints, PickMode};
 use crate::config::EngineConfig;
 use crate::core::{EngineCore, join};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifest::ManifestState;
 use crate::memtable::TimeRange;
 use crate::model::{Scope, WriteBatch};
@@ -60,10 +60,7 @@ impl Engine {
         let tables = self.core.tables_in(scope)?;
         let core = Arc::clone(&self.core);
         let task = self.core.runtimes.spawn(RuntimeName::Flush, async move {
-            for t in tables {
-                crate::flush::flush_table(&core, &t).await?;
-            }
-            Ok::<(), Error>(())
+            crate::flush::flush_tables(&core, tables).await
         });
         join(task).await?
     }
@@ -113,7 +110,7 @@ impl Engine {
     }
 
     /// Sync the WAL and stop background work. Memtables are not flushed (the WAL holds
-    /// them); later calls fail with [`Error::Closed`].
+    /// them); later calls fail with [`Error::Closed`](crate::Error::Closed).
     pub async fn close(&self) -> Result<()> {
         self.core.close().await
     }

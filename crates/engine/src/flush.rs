@@ -35,8 +35,42 @@ use crate::sst::writer::{EncodeOptions, encode};
 use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
 use crate::table::{FrozenMemtable, Table};
 
-/// Flush everything `table` holds in memory now. Runs on the `flush` runtime.
-pub(crate) async fn flush_table(engine: &EngineCore, table: &Table) -> Result<()> {
+/// Flush everything `tables` hold in memory now, `flush_concurrency` tables at a time,
+/// and then truncate the WAL once. Runs on the `flush` runtime. Every table is tried;
+/// the first error is returned.
+///
+/// Thousands of small tables are the case this is for: one at a time, each flush waits
+/// for its own upload and its own manifest commit. At once, the uploads overlap on `io`
+/// and the manifest's group commit writes the edits that queue up behind one PUT as one
+/// entry. Truncating once matters too: finding the truncatable sequence visits every
+/// table, so doing it after each of n flushes costs n².
+pub(crate) async fn flush_tables(engine: &EngineCore, tables: Vec<Arc<Table>>) -> Result<()> {
+    use futures::StreamExt;
+    let concurrency = engine.config.flush_concurrency.max(1);
+    // Owned tables: a closure over borrowed ones makes the future not `Send` (rustc's
+    // higher-ranked lifetime inference).
+    let mut results = futures::stream::iter(tables)
+        .map(|t| async move { flush_one(engine, &t).await })
+        .buffer_unordered(concurrency);
+    let mut flushed_any = false;
+    let mut first_error = None;
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(()) => flushed_any = true,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if flushed_any {
+        engine.wal.truncate(engine.truncatable_seq());
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Flush everything `table` holds in memory now, without truncating the WAL (the
+/// caller does, once for all the tables it flushes).
+async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
     // A dropped table has nothing left to flush; a new table of a name being dropped
     // flushes once the drop is committed, so its manifest edits come after the drop's.
     let current = engine
@@ -104,9 +138,7 @@ pub(crate) async fn flush_table(engine: &EngineCore, table: &Table) -> Result<()
     }
     // Wake stalled writers after every attempt (success or not).
     engine.memory.released.notify_waiters();
-    result?;
-    engine.wal.truncate(engine.truncatable_seq());
-    Ok(())
+    result
 }
 
 /// Park the rows of `frozen` (every in-memory row of `table` when its flush began;
@@ -421,12 +453,8 @@ pub(crate) async fn run_scheduler(engine: Weak<EngineCore>, mut shutdown: watch:
         if e.is_closed() {
             return;
         }
-        let mut failed = false;
-        for t in pick(&e) {
-            if flush_table(&e, &t).await.is_err() {
-                failed = true;
-            }
-        }
+        let picked = pick(&e);
+        let failed = !picked.is_empty() && flush_tables(&e, picked).await.is_err();
         drop(e);
         retry_now = failed;
         if failed {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use arrow::error::ArrowError;
 use arrow_flight::error::FlightError;
-use bulkhead_server::{QueryError, QueryErrorKind};
+use bulkhead_frontend::{QueryError, QueryErrorKind};
 use tonic::{Code, Status};
 
 /// What can go wrong in the Flight SQL front end.

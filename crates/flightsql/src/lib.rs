@@ -4,7 +4,7 @@
 //! connections and drives them on `io` ([`server`]). Every call is authenticated like
 //! the other listeners ([`auth`]). A statement's `GetFlightInfo` returns a ticket
 //! carrying its database and SQL; `DoGet` plans it through the same
-//! [`bulkhead_server::QueryBackend`] as HTTP and PG, on the `query` runtime, under
+//! [`bulkhead_frontend::QueryBackend`] as HTTP and PG, on the `query` runtime, under
 //! `limits.query_timeout`, and encodes the Arrow batches to Flight data on `query` too
 //! ([`service`]). Prepared statements bind one row of parameters as SQL literals
 //! ([`params`]). The catalog calls read `information_schema` ([`metadata`]). Query

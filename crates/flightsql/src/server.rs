@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use bulkhead_frontend::QueryBackend;
+use bulkhead_frontend::limits::LimitTrips;
 use bulkhead_runtime::Runtimes;
-use bulkhead_server::QueryBackend;
-use bulkhead_server::limits::LimitTrips;
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;

@@ -33,9 +33,9 @@ use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
+use bulkhead_frontend::limits::{Deadline, Limit, LimitTrips, Protocol};
+use bulkhead_frontend::{QueryBackend, QueryError, QueryErrorKind, QueryOutput};
 use bulkhead_runtime::{RuntimeName, Runtimes};
-use bulkhead_server::limits::{Deadline, Limit, LimitTrips, Protocol};
-use bulkhead_server::{QueryBackend, QueryError, QueryErrorKind, QueryOutput};
 use futures::{Stream, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use prost::Message;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
+use bulkhead_frontend::{QueryError, QueryErrorKind};
 use bulkhead_runtime::{RuntimeName, Runtimes};
-use bulkhead_server::{QueryError, QueryErrorKind};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};

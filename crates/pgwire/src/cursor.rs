@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use bulkhead_server::{QueryError, QueryErrorKind, QueryOutput};
+use bulkhead_frontend::{QueryError, QueryErrorKind, QueryOutput};
 use futures::StreamExt;
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;

@@ -1,8 +1,8 @@
 //! `PgError`, the crate's one error enum, and the one place where errors become
 //! PostgreSQL SQLSTATEs ([`PgError::sqlstate`]).
 
+use bulkhead_frontend::{QueryError, QueryErrorKind};
 use bulkhead_runtime::RuntimeError;
-use bulkhead_server::{QueryError, QueryErrorKind};
 use pgwire::error::{ErrorInfo, PgWireError};
 
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use async_trait::async_trait;
+use bulkhead_frontend::{QueryBackend, QueryOutput};
 use bulkhead_runtime::{RuntimeName, Runtimes};
-use bulkhead_server::{QueryBackend, QueryOutput};
 use futures::stream::BoxStream;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::portal::{Format, Portal};

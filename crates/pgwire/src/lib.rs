@@ -5,7 +5,7 @@
 //! (password = API token, or trust). Each statement of the simple or extended protocol
 //! ([`handler`]) is either a session command that is acknowledged (`SET`, `BEGIN`, ...),
 //! a psql catalog query answered from Bulkhead's catalog ([`catalog`]), or SQL planned
-//! and run through the [`bulkhead_server::QueryBackend`] on the `query` runtime, where
+//! and run through the [`bulkhead_frontend::QueryBackend`] on the `query` runtime, where
 //! its Arrow batches are also encoded to PG rows (`arrow-pg`). Errors get their SQLSTATE
 //! in one place ([`error`]).
 

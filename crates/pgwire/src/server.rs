@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bulkhead_frontend::QueryBackend;
 use bulkhead_runtime::Runtimes;
-use bulkhead_server::QueryBackend;
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
@@ -33,8 +33,8 @@ use tokio::net::TcpListener;
 
 use crate::error::PgError;
 use crate::handler::Handler;
-use bulkhead_server::limits::{Limit, Protocol};
-use bulkhead_server::net::{Activity, Admission, ConnectionGate, Expired, Timeouts};
+use bulkhead_frontend::limits::{Limit, Protocol};
+use bulkhead_frontend::net::{Activity, Admission, ConnectionGate, Expired, Timeouts};
 
 use crate::session::{self, CONNECTION, PgLimits, Session, Sessions};
 
@@ -91,7 +91,7 @@ impl PgServer {
     /// Offer TLS with the PEM certificate chain `cert` and key `key`: SSLRequest is
     /// then answered `S` (`sslmode=require` works); plaintext clients are still served.
     pub fn with_tls(mut self, cert: &str, key: &str) -> Result<Self, PgError> {
-        let acceptor = bulkhead_server::net::tls::acceptor(cert, key, &[b"postgresql"])
+        let acceptor = bulkhead_frontend::net::tls::acceptor(cert, key, &[b"postgresql"])
             .map_err(PgError::Tls)?;
         self.tls = Some(acceptor);
         Ok(self)
@@ -148,7 +148,7 @@ impl PgServer {
                     continue;
                 }
             };
-            bulkhead_server::net::prepare_socket(&socket, limits.tcp_keepalive);
+            bulkhead_frontend::net::prepare_socket(&socket, limits.tcp_keepalive);
             let handlers = Arc::clone(&self.handlers);
             let activity = Activity::new(timeouts);
             let session = Session::new(

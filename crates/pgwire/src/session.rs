@@ -13,8 +13,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bulkhead_server::limits::{Deadline, Limit, LimitTrips, Protocol, effective_timeout};
-use bulkhead_server::net::{Activity, BusyGuard, ConnectionCounts};
+use bulkhead_frontend::limits::{Deadline, Limit, LimitTrips, Protocol, effective_timeout};
+use bulkhead_frontend::net::{Activity, BusyGuard, ConnectionCounts};
 use futures::{Stream, StreamExt};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};

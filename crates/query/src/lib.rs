@@ -9,6 +9,7 @@
 //! ([`rollup`]) runs its aggregate queries the same way, but on `compact` and in a
 //! memory pool of its own, and writes their rows back through the engine.
 
+mod backend;
 mod capped;
 mod catalog;
 mod ddl;

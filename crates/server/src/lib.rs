@@ -10,7 +10,6 @@
 //! failure becomes an HTTP status in one place ([`error`]). [`ServerConfig`] is the TOML
 //! config with its flag and env-var overlay ([`config`]).
 
-pub mod backend;
 pub mod config;
 pub mod error;
 #[cfg(feature = "fuzzing")]
@@ -18,11 +17,12 @@ pub mod error;
 pub mod fuzzing;
 pub mod http;
 mod influxql;
-pub mod limits;
 pub mod lineproto;
-pub mod net;
 mod promquery;
 pub mod promwrite;
+
+// The front-end contract lives in `bulkhead-frontend`; these paths stay valid here.
+pub use bulkhead_frontend::{backend, limits, net};
 
 pub use backend::{
     FailingFlush, NoSqlBackend, QueryBackend, QueryError, QueryErrorKind, QueryOutput,

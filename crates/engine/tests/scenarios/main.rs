@@ -15,6 +15,7 @@ mod failing_store;
 mod fencing;
 mod flush_triggers;
 mod limits;
+mod many_tables;
 mod model;
 mod object_io;
 mod recovery;

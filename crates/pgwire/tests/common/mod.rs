@@ -7,64 +7,21 @@ use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use arrow::error::ArrowError;
 use async_trait::async_trait;
 use bulkhead_engine::{Engine, EngineConfig, FieldValue, Row, WriteBatch};
+use bulkhead_frontend::{QueryBackend, QueryError, QueryOutput};
 use bulkhead_pgwire::PgServer;
 use bulkhead_query::{QueryConfig, QueryEngine};
 use bulkhead_runtime::store::IoObjectStore;
 use bulkhead_runtime::{RuntimeConfig, RuntimeName, Runtimes};
-use bulkhead_server::{QueryBackend, QueryError, QueryErrorKind, QueryOutput};
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
-
-/// The query layer as a `QueryBackend` (what `bulkhead serve` passes, see its
-/// `sql_backend.rs`).
-struct Sql(Arc<QueryEngine>);
-
-#[async_trait]
-impl QueryBackend for Sql {
-    async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
-        self.run(db, sql, bulkhead_query::Flavor::Plain).await
-    }
-
-    async fn pg_sql(&self, db: &str, sql: &str) -> Result<QueryOutput, QueryError> {
-        self.run(db, sql, bulkhead_query::Flavor::Postgres).await
-    }
-}
-
-impl Sql {
-    async fn run(
-        &self,
-        db: &str,
-        sql: &str,
-        flavor: bulkhead_query::Flavor,
-    ) -> Result<QueryOutput, QueryError> {
-        use bulkhead_query::QueryError as Q;
-        let out = self.0.sql_with(db, sql, flavor).await.map_err(|e| {
-            let kind = match &e {
-                Q::Plan(_) => QueryErrorKind::Plan,
-                Q::ResourcesExhausted(_) => QueryErrorKind::ResourcesExhausted,
-                Q::DatabaseNotFound(_) => QueryErrorKind::NotFound,
-                Q::TooComplex(_) => QueryErrorKind::TooComplex,
-                Q::Execution(_) | Q::Cancelled => QueryErrorKind::Execution,
-            };
-            QueryError::new(kind, e.to_string())
-        })?;
-        Ok(QueryOutput {
-            schema: out.schema,
-            batches: out
-                .batches
-                .map(|b| b.map_err(|e| ArrowError::ExternalError(Box::new(e))))
-                .boxed(),
-        })
-    }
-}
 
 /// Wraps a backend and records the thread names that call `sql` and poll the batches,
 /// so tests can check that queries never run on `io`.
 struct Recording {
-    inner: Sql,
+    /// The query layer: the `QueryBackend` `bulkhead serve` passes too.
+    inner: Arc<QueryEngine>,
     threads: Arc<Mutex<Vec<String>>>,
 }
 
@@ -133,7 +90,7 @@ impl Pg {
             Arc::new(QueryEngine::new(Arc::clone(&engine), Arc::clone(&runtimes), query).unwrap());
         let threads = Arc::new(Mutex::new(Vec::new()));
         let backend: Arc<dyn QueryBackend> = Arc::new(Recording {
-            inner: Sql(query),
+            inner: query,
             threads: Arc::clone(&threads),
         });
         let token = token.map(str::to_owned);

@@ -127,6 +127,9 @@ pub struct ServeArgs {
     /// [memtable] flush_interval: flush a memtable at the latest after this [default: 10m].
     #[arg(long, env = "BULKHEAD_FLUSH_INTERVAL", value_name = "DURATION")]
     pub flush_interval: Option<HumanDuration>,
+    /// [memtable] flush_concurrency: tables flushed at once [default: 32].
+    #[arg(long, env = "BULKHEAD_FLUSH_CONCURRENCY", value_name = "N")]
+    pub flush_concurrency: Option<usize>,
 
     /// [runtime] mode: isolated | shared [default: isolated].
     #[arg(long, env = "BULKHEAD_RUNTIME_MODE", value_name = "MODE")]
@@ -351,6 +354,7 @@ impl ServeArgs {
         set(&mut cfg.memtable.write_buffer, &self.write_buffer);
         set(&mut cfg.memtable.table_flush_size, &self.table_flush_size);
         set(&mut cfg.memtable.flush_interval, &self.flush_interval);
+        set(&mut cfg.memtable.flush_concurrency, &self.flush_concurrency);
         set(&mut cfg.runtime.mode, &self.runtime_mode);
         set(&mut cfg.runtime.io_threads, &self.io_threads);
         set(&mut cfg.runtime.write_threads, &self.write_threads);

@@ -8,7 +8,6 @@ mod background;
 mod cache;
 mod cli;
 mod connections;
-mod units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,10 +17,10 @@ use bulkhead_runtime::{RuntimeConfig, RuntimeMode};
 use serde::{Deserialize, Serialize};
 
 pub use background::{CompactionSection, RetentionSection, RollupEntry, S3Config};
+pub use bulkhead_frontend::units::{ByteSize, HumanDuration, WalSyncSetting};
 pub use cache::CacheSection;
 pub use cli::ServeArgs;
 pub use connections::ConnectionArgs;
-pub use units::{ByteSize, HumanDuration, WalSyncSetting};
 
 use crate::error::ServerError;
 
@@ -237,6 +236,9 @@ pub struct MemtableConfig {
     pub table_flush_size: ByteSize,
     /// Flush a memtable at the latest this long after its first write.
     pub flush_interval: HumanDuration,
+    /// Tables flushed at once: their uploads overlap and their manifest edits share
+    /// commits (so thousands of small tables flush in seconds).
+    pub flush_concurrency: usize,
 }
 
 impl Default for MemtableConfig {
@@ -245,6 +247,7 @@ impl Default for MemtableConfig {
             write_buffer: ByteSize::mib(256),
             table_flush_size: ByteSize::mib(64),
             flush_interval: HumanDuration::secs(600),
+            flush_concurrency: 32,
         }
     }
 }
@@ -449,6 +452,9 @@ impl ServerConfig {
             if !(-20..=19).contains(&nice) {
                 return Err(format!("{key}: {nice} is outside -20..=19"));
             }
+        }
+        if self.memtable.flush_concurrency == 0 {
+            return Err("memtable.flush_concurrency must be positive".into());
         }
         if self.limits.max_body_size.0 == 0 {
             return Err("limits.max_body_size must be positive".into());

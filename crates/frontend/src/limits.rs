@@ -26,7 +26,7 @@ pub fn timeout_error(timeout: Duration, source: &str) -> QueryError {
         QueryErrorKind::Timeout,
         format!(
             "canceling statement due to statement timeout: the query ran longer than {} ({source})",
-            crate::config::HumanDuration(timeout)
+            crate::units::HumanDuration(timeout)
         ),
     )
 }
