@@ -3,7 +3,7 @@
 //! late but within the grace period, the rollup table equals a direct
 //! `GROUP BY date_bin` over the raw data, over SQL and InfluxQL, before and after a
 //! `kill -9`; several rollups of one source (a `fields` list, widths of 7 s and 1 m);
-//! and bad rollup config stops startup naming the key and value.
+//! a rollup table's own retention; and bad rollup config stops startup naming the key and value.
 
 mod common;
 
@@ -344,6 +344,90 @@ grace_period = "1s"
     // `fields` keeps the other fields out of the rollup.
     let r = s.sql("db", "SELECT load_avg FROM cpu_7s", "csv");
     assert_eq!(r.status, 400, "{}", r.text());
+}
+
+/// A rollup table keeps its own retention: with `retention = "10m"` its buckets older
+/// than ten minutes are gone from reads while the source (no TTL) keeps every row, and
+/// the buckets it shows still equal the direct `GROUP BY date_bin`.
+#[test]
+fn a_rollup_table_keeps_its_own_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("retention.toml");
+    std::fs::write(
+        &path,
+        r#"
+[compaction]
+rollup_interval = "200ms"
+
+[[rollup]]
+name = "cpu_1m"
+database = "db"
+from = "cpu"
+aggregates = ["avg", "min", "max", "sum", "count", "first", "last"]
+every = "1m"
+grace_period = "1s"
+retention = "10m"
+"#,
+    )
+    .expect("write config");
+    let cfg = path.display().to_string();
+    let s = TestServer::start(&["--config", &cfg, "--compact-sched-idle", "false"]);
+    let mut rng = Rng(0x7E7E_5710);
+    let end = now_ns() - 90 * SEC;
+    let start = end - 40 * 60 * SEC;
+    for _ in 0..6 {
+        write(&s, &random_rows(&mut rng, 400, start, end));
+    }
+    let every = 60 * SEC;
+    let until = end - end.rem_euclid(every) + every;
+    wait_done_of(&s, "cpu_1m", until);
+
+    let before = now_ns();
+    let shape = Shape {
+        table: "cpu_1m",
+        every_secs: 60,
+        fields: &["usage", "load"],
+        aggregates: &["avg", "min", "max", "sum", "count", "first", "last"],
+    };
+    let (direct, rollup) = direct_and_rollup(&s, &shape, until);
+    let after = now_ns();
+    let bucket = |row: &Vec<String>| row[2].parse::<i64>().expect("bucket");
+    // Nothing older than the table's own TTL is visible...
+    let ttl = 10 * 60 * SEC;
+    assert!(
+        rollup.iter().all(|r| bucket(r) >= before - ttl),
+        "a bucket older than the rollup's retention is visible: {:?}",
+        rollup.iter().map(bucket).min()
+    );
+    // ...while the source still has its oldest rows (retention is per table).
+    let oldest = csv(&s, "SELECT CAST(min(time) AS BIGINT) FROM cpu");
+    let oldest: i64 = oldest[0][0].parse().expect("min(time)");
+    assert!(oldest < start + 60 * SEC, "the source lost rows: {oldest}");
+    assert!(
+        direct.len() > rollup.len(),
+        "nothing was hidden by the rollup's TTL"
+    );
+    // The buckets it shows equal the direct aggregate, and every bucket surely inside
+    // the TTL is there.
+    let shown: Vec<Vec<String>> = direct
+        .iter()
+        .filter(|d| rollup.iter().any(|r| r[..3] == d[..3]))
+        .cloned()
+        .collect();
+    assert_same(&shown, &rollup);
+    let inside = direct
+        .iter()
+        .filter(|d| bucket(d) >= after - ttl + every)
+        .count();
+    assert!(inside > 0);
+    assert!(
+        rollup
+            .iter()
+            .filter(|r| bucket(r) >= after - ttl + every)
+            .count()
+            == inside,
+        "buckets inside the retention are missing from the rollup"
+    );
 }
 
 #[test]

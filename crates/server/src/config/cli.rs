@@ -42,10 +42,18 @@ pub struct ServeArgs {
     #[arg(long, env = "BULKHEAD_FLIGHT_SQL_MAX_CONNECTIONS", value_name = "N")]
     pub flight_sql_max_connections: Option<usize>,
     /// [flight_sql] startup_timeout: first bytes of a new connection within [default: 10s].
-    #[arg(long, env = "BULKHEAD_FLIGHT_SQL_STARTUP_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "BULKHEAD_FLIGHT_SQL_STARTUP_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub flight_sql_startup_timeout: Option<HumanDuration>,
     /// [flight_sql] idle_timeout: close a connection silent this long, 0 = never [default: 1h].
-    #[arg(long, env = "BULKHEAD_FLIGHT_SQL_IDLE_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "BULKHEAD_FLIGHT_SQL_IDLE_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub flight_sql_idle_timeout: Option<HumanDuration>,
 
     /// [storage] data_dir: root of local state [default: ./bulkhead-data].
@@ -332,7 +340,10 @@ impl ServeArgs {
             &mut cfg.flight_sql.startup_timeout,
             &self.flight_sql_startup_timeout,
         );
-        set(&mut cfg.flight_sql.idle_timeout, &self.flight_sql_idle_timeout);
+        set(
+            &mut cfg.flight_sql.idle_timeout,
+            &self.flight_sql_idle_timeout,
+        );
         set(&mut cfg.storage.data_dir, &self.data_dir);
         set(&mut cfg.storage.wal_dir, &self.wal_dir);
         set(&mut cfg.storage.object_store, &self.object_store);

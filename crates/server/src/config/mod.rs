@@ -508,7 +508,10 @@ impl ServerConfig {
         for (key, n) in [
             ("http.max_connections", self.http.max_connections),
             ("pg.max_connections", self.pg.max_connections),
-            ("flight_sql.max_connections", self.flight_sql.max_connections),
+            (
+                "flight_sql.max_connections",
+                self.flight_sql.max_connections,
+            ),
         ] {
             if n == 0 {
                 return Err(format!("{key} must be positive"));
@@ -517,7 +520,10 @@ impl ServerConfig {
         for (key, d) in [
             ("http.header_read_timeout", self.http.header_read_timeout),
             ("pg.startup_timeout", self.pg.startup_timeout),
-            ("flight_sql.startup_timeout", self.flight_sql.startup_timeout),
+            (
+                "flight_sql.startup_timeout",
+                self.flight_sql.startup_timeout,
+            ),
         ] {
             if d.0.is_zero() {
                 return Err(format!("{key} must be positive"));
