@@ -10,29 +10,13 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bulkhead_tsbs::SplitMix64 as Rng;
 use common::{TestServer, url_encode};
 
 const SEC: i64 = 1_000_000_000;
 /// Bucket width and grace period of the test's rollup.
 const EVERY: i64 = 10 * SEC;
 const GRACE: i64 = 15 * SEC;
-
-/// splitmix64, so a seed replays the same run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn now_ns() -> i64 {
     SystemTime::now()
@@ -58,7 +42,7 @@ fn random_rows(rng: &mut Rng, n: usize, from: i64, to: i64) -> String {
         if fields.is_empty() || rng.below(2) == 0 {
             fields.push(format!("load={}i", rng.below(1000) as i64 - 200));
         }
-        let t = from + (rng.next() % (to - from) as u64) as i64;
+        let t = from + (rng.next_u64() % (to - from) as u64) as i64;
         line.push_str(&format!(" {} {t}\n", fields.join(",")));
         body.push_str(&line);
     }
