@@ -160,6 +160,18 @@ fn wait_done_of(s: &TestServer, name: &str, until: i64) {
     }
 }
 
+/// A server with `rollups` (TOML `[[rollup]]` entries) checked every 200 ms.
+fn serve_with_rollups(dir: &std::path::Path, rollups: &str) -> TestServer {
+    let path = dir.join("rollups.toml");
+    std::fs::write(
+        &path,
+        format!("[compaction]\nrollup_interval = \"200ms\"\n{rollups}"),
+    )
+    .expect("write config");
+    let cfg = path.display().to_string();
+    TestServer::start(&["--config", &cfg, "--compact-sched-idle", "false"])
+}
+
 fn config(dir: &std::path::Path) -> String {
     let path = dir.join("rollups.toml");
     std::fs::write(
@@ -270,13 +282,9 @@ fn rollup_equals_group_by_with_late_rows_and_restarts() {
 #[test]
 fn several_rollups_of_one_source_match_on_history() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("more.toml");
-    std::fs::write(
-        &path,
+    let s = serve_with_rollups(
+        dir.path(),
         r#"
-[compaction]
-rollup_interval = "200ms"
-
 [[rollup]]
 name = "cpu_7s"
 database = "db"
@@ -294,10 +302,7 @@ aggregates = ["avg", "min", "max", "sum", "count", "first", "last"]
 every = "1m"
 grace_period = "1s"
 "#,
-    )
-    .expect("write config");
-    let cfg = path.display().to_string();
-    let s = TestServer::start(&["--config", &cfg, "--compact-sched-idle", "false"]);
+    );
     let mut rng = Rng(0xC0FF_EE21);
     let end = now_ns() - 120 * SEC;
     for _ in 0..6 {
@@ -336,13 +341,9 @@ grace_period = "1s"
 #[test]
 fn a_rollup_table_keeps_its_own_retention() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("retention.toml");
-    std::fs::write(
-        &path,
+    let s = serve_with_rollups(
+        dir.path(),
         r#"
-[compaction]
-rollup_interval = "200ms"
-
 [[rollup]]
 name = "cpu_1m"
 database = "db"
@@ -352,10 +353,7 @@ every = "1m"
 grace_period = "1s"
 retention = "10m"
 "#,
-    )
-    .expect("write config");
-    let cfg = path.display().to_string();
-    let s = TestServer::start(&["--config", &cfg, "--compact-sched-idle", "false"]);
+    );
     let mut rng = Rng(0x7E7E_5710);
     let end = now_ns() - 90 * SEC;
     let start = end - 40 * 60 * SEC;
