@@ -17,6 +17,7 @@ mod server;
 mod soak;
 mod stats;
 mod storage;
+mod tables;
 use bulkhead_tsbs as tsbs;
 
 use std::io::Write;
@@ -55,6 +56,9 @@ enum BenchCommand {
     /// Ingest at ~80% of capacity with a small query load; RSS, p99 and stalls must
     /// stay flat; then 3x overload must get 503 + Retry-After with bounded RSS.
     Soak(soak::SoakArgs),
+    /// One flush of many one-row tables (100k by default), one table at a time against
+    /// `memtable.flush_concurrency` tables at once.
+    Tables(tables::TablesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Storage(args) => storage::run(args),
         BenchCommand::Query(args) => query::run(args),
         BenchCommand::Soak(args) => soak::run(args),
+        BenchCommand::Tables(args) => tables::run(args),
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::Context;
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use bulkhead_server::ServerConfig;
 use bulkhead_server::limits::LimitTrips;
+use bulkhead_server::net::ConnectionCounts;
 use tokio::task::JoinHandle;
 
 use bulkhead_query::QueryEngine;
@@ -18,6 +19,7 @@ pub(crate) fn start(
     runtimes: &Arc<Runtimes>,
     queries: &Arc<QueryEngine>,
     trips: &Arc<LimitTrips>,
+    connections: &Arc<ConnectionCounts>,
 ) -> anyhow::Result<JoinHandle<Result<(), bulkhead_flightsql::FlightSqlError>>> {
     let options = bulkhead_flightsql::FlightSqlOptions {
         token: config.auth.token().map(str::to_owned),
@@ -25,6 +27,11 @@ pub(crate) fn start(
         query_timeout: config.limits.query_timeout.get(),
         auth_failure_delay: config.auth.failure_delay.get(),
         trips: Arc::clone(trips),
+        max_connections: config.flight_sql.max_connections,
+        startup_timeout: config.flight_sql.startup_timeout.get(),
+        idle_timeout: Some(config.flight_sql.idle_timeout.get()).filter(|d| !d.is_zero()),
+        tcp_keepalive: config.limits.tcp_keepalive.get(),
+        connections: Arc::clone(connections),
     };
     let backend = Arc::clone(queries) as Arc<dyn bulkhead_server::QueryBackend>;
     let server = runtimes

@@ -144,6 +144,7 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
             &runtimes,
             &queries,
             &state.trips,
+            &state.connections,
         )?)
     } else {
         None

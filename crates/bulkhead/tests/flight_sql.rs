@@ -2,7 +2,8 @@
 //! SQL driver (`adbc_driver_flightsql`, installed by `scripts/test`): query results equal
 //! the HTTP SQL results (as Arrow) on the same random data, prepared statements with
 //! parameters, the catalog calls ADBC makes, auth, database selection, bad queries and
-//! the query timeout, a client that goes away mid-query; pyarrow's Flight client by hand (handshake, raw commands); and
+//! the query timeout, a client that goes away mid-query, the connection cap and startup
+//! deadline; pyarrow's Flight client by hand (handshake, raw commands); and
 //! InfluxDB 3's Python client (`influxdb3-python`), which sends JSON tickets.
 
 mod common;
@@ -496,5 +497,95 @@ fn flight_sql_is_off_unless_enabled() {
         !server.log().contains("Arrow Flight SQL listening"),
         "{}",
         server.log()
+    );
+}
+
+/// `flight_sql.max_connections`: a connection past it gets UNAVAILABLE on its calls,
+/// a closed one frees its slot, and a connection that never speaks is closed by
+/// `flight_sql.startup_timeout`; every trip is counted, open connections are shown.
+#[test]
+fn connections_are_capped_and_silent_ones_closed() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    let (server, port) = start(&[
+        "--flight-sql-max-connections",
+        "2",
+        "--flight-sql-startup-timeout",
+        "1s",
+    ]);
+    let out = ok(python(
+        &server,
+        port,
+        r#"
+import time
+import pyarrow.flight as pf
+def client():
+    # Its own subchannel pool, so each client is its own TCP connection.
+    return pf.FlightClient(URI, generic_options=[("grpc.use_local_subchannel_pool", 1)])
+a, b = client(), client()
+for c in (a, b):
+    c.authenticate_basic_token(b"me", TOKEN.encode())
+print("two admitted")
+over = client()
+try:
+    over.authenticate_basic_token(b"me", TOKEN.encode())
+    raise SystemExit("expected the third connection to be refused")
+except pf.FlightUnavailableError as e:
+    print("third refused:", e)
+over.close()
+a.close()
+# The server frees a's slot once it sees the connection close.
+deadline = time.time() + 20
+while True:
+    c = client()
+    try:
+        c.authenticate_basic_token(b"me", TOKEN.encode())
+        print("admitted after a close")
+        break
+    except pf.FlightUnavailableError:
+        c.close()
+        if time.time() > deadline:
+            raise SystemExit("no slot was freed by closing a connection")
+        time.sleep(0.2)
+"#,
+    ));
+    assert!(out.contains("two admitted"), "{out}");
+    assert!(
+        out.contains("third refused:") && out.contains("flight_sql.max_connections"),
+        "{out}"
+    );
+    assert!(out.contains("admitted after a close"), "{out}");
+    assert!(trips(&server, "max_connections", "flight_sql") >= 1.0);
+
+    // A connection that sends nothing is closed by the startup deadline (1 s).
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    loop {
+        match silent.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {} // the server's HTTP/2 preface: keep reading
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the silent connection was not closed"
+    );
+    assert!(trips(&server, "startup_timeout", "flight_sql") >= 1.0);
+    let auth = format!("Bearer {TOKEN}");
+    let metrics = server
+        .request("GET", "/metrics", &[("Authorization", &auth)], b"")
+        .text();
+    assert!(
+        common::metric(
+            &metrics,
+            "bulkhead_connections_accepted_total{protocol=\"flight_sql\"}"
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{metrics}"
     );
 }

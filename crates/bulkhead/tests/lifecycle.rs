@@ -8,27 +8,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use bulkhead_tsbs::SplitMix64 as Rng;
 use common::TestServer;
 
 /// (host, region, time) -> v.
 type Model = BTreeMap<(String, Option<String>, i64), i64>;
-
-/// splitmix64, so a seed replays the same run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 const HOSTS: [&str; 3] = ["a", "b", "c"];
 const REGIONS: [&str; 2] = ["r1", "r2"];

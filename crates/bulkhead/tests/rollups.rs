@@ -3,36 +3,20 @@
 //! late but within the grace period, the rollup table equals a direct
 //! `GROUP BY date_bin` over the raw data, over SQL and InfluxQL, before and after a
 //! `kill -9`; several rollups of one source (a `fields` list, widths of 7 s and 1 m);
-//! and bad rollup config stops startup naming the key and value.
+//! a rollup table's own retention; and bad rollup config stops startup naming the key and value.
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bulkhead_tsbs::SplitMix64 as Rng;
 use common::{TestServer, url_encode};
 
 const SEC: i64 = 1_000_000_000;
 /// Bucket width and grace period of the test's rollup.
 const EVERY: i64 = 10 * SEC;
 const GRACE: i64 = 15 * SEC;
-
-/// splitmix64, so a seed replays the same run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn now_ns() -> i64 {
     SystemTime::now()
@@ -58,7 +42,7 @@ fn random_rows(rng: &mut Rng, n: usize, from: i64, to: i64) -> String {
         if fields.is_empty() || rng.below(2) == 0 {
             fields.push(format!("load={}i", rng.below(1000) as i64 - 200));
         }
-        let t = from + (rng.next() % (to - from) as u64) as i64;
+        let t = from + (rng.next_u64() % (to - from) as u64) as i64;
         line.push_str(&format!(" {} {t}\n", fields.join(",")));
         body.push_str(&line);
     }
@@ -176,6 +160,18 @@ fn wait_done_of(s: &TestServer, name: &str, until: i64) {
     }
 }
 
+/// A server with `rollups` (TOML `[[rollup]]` entries) checked every 200 ms.
+fn serve_with_rollups(dir: &std::path::Path, rollups: &str) -> TestServer {
+    let path = dir.join("rollups.toml");
+    std::fs::write(
+        &path,
+        format!("[compaction]\nrollup_interval = \"200ms\"\n{rollups}"),
+    )
+    .expect("write config");
+    let cfg = path.display().to_string();
+    TestServer::start(&["--config", &cfg, "--compact-sched-idle", "false"])
+}
+
 fn config(dir: &std::path::Path) -> String {
     let path = dir.join("rollups.toml");
     std::fs::write(
@@ -286,13 +282,9 @@ fn rollup_equals_group_by_with_late_rows_and_restarts() {
 #[test]
 fn several_rollups_of_one_source_match_on_history() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("more.toml");
-    std::fs::write(
-        &path,
+    let s = serve_with_rollups(
+        dir.path(),
         r#"
-[compaction]
-rollup_interval = "200ms"
-
 [[rollup]]
 name = "cpu_7s"
 database = "db"
@@ -310,10 +302,7 @@ aggregates = ["avg", "min", "max", "sum", "count", "first", "last"]
 every = "1m"
 grace_period = "1s"
 "#,
-    )
-    .expect("write config");
-    let cfg = path.display().to_string();
-    let s = TestServer::start(&["--config", &cfg, "--compact-sched-idle", "false"]);
+    );
     let mut rng = Rng(0xC0FF_EE21);
     let end = now_ns() - 120 * SEC;
     for _ in 0..6 {
@@ -344,6 +333,83 @@ grace_period = "1s"
     // `fields` keeps the other fields out of the rollup.
     let r = s.sql("db", "SELECT load_avg FROM cpu_7s", "csv");
     assert_eq!(r.status, 400, "{}", r.text());
+}
+
+/// A rollup table keeps its own retention: with `retention = "10m"` its buckets older
+/// than ten minutes are gone from reads while the source (no TTL) keeps every row, and
+/// the buckets it shows still equal the direct `GROUP BY date_bin`.
+#[test]
+fn a_rollup_table_keeps_its_own_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = serve_with_rollups(
+        dir.path(),
+        r#"
+[[rollup]]
+name = "cpu_1m"
+database = "db"
+from = "cpu"
+aggregates = ["avg", "min", "max", "sum", "count", "first", "last"]
+every = "1m"
+grace_period = "1s"
+retention = "10m"
+"#,
+    );
+    let mut rng = Rng(0x7E7E_5710);
+    let end = now_ns() - 90 * SEC;
+    let start = end - 40 * 60 * SEC;
+    for _ in 0..6 {
+        write(&s, &random_rows(&mut rng, 400, start, end));
+    }
+    let every = 60 * SEC;
+    let until = end - end.rem_euclid(every) + every;
+    wait_done_of(&s, "cpu_1m", until);
+
+    let before = now_ns();
+    let shape = Shape {
+        table: "cpu_1m",
+        every_secs: 60,
+        fields: &["usage", "load"],
+        aggregates: &["avg", "min", "max", "sum", "count", "first", "last"],
+    };
+    let (direct, rollup) = direct_and_rollup(&s, &shape, until);
+    let after = now_ns();
+    let bucket = |row: &Vec<String>| row[2].parse::<i64>().expect("bucket");
+    // Nothing older than the table's own TTL is visible...
+    let ttl = 10 * 60 * SEC;
+    assert!(
+        rollup.iter().all(|r| bucket(r) >= before - ttl),
+        "a bucket older than the rollup's retention is visible: {:?}",
+        rollup.iter().map(bucket).min()
+    );
+    // ...while the source still has its oldest rows (retention is per table).
+    let oldest = csv(&s, "SELECT CAST(min(time) AS BIGINT) FROM cpu");
+    let oldest: i64 = oldest[0][0].parse().expect("min(time)");
+    assert!(oldest < start + 60 * SEC, "the source lost rows: {oldest}");
+    assert!(
+        direct.len() > rollup.len(),
+        "nothing was hidden by the rollup's TTL"
+    );
+    // The buckets it shows equal the direct aggregate, and every bucket surely inside
+    // the TTL is there.
+    let shown: Vec<Vec<String>> = direct
+        .iter()
+        .filter(|d| rollup.iter().any(|r| r[..3] == d[..3]))
+        .cloned()
+        .collect();
+    assert_same(&shown, &rollup);
+    let inside = direct
+        .iter()
+        .filter(|d| bucket(d) >= after - ttl + every)
+        .count();
+    assert!(inside > 0);
+    assert!(
+        rollup
+            .iter()
+            .filter(|r| bucket(r) >= after - ttl + every)
+            .count()
+            == inside,
+        "buckets inside the retention are missing from the rollup"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Arrow Flight SQL over Bulkhead's query layer.
 //!
 //! Data flow: the gRPC server (tonic, via `arrow-flight`'s `FlightSqlService`) accepts
-//! connections and drives them on `io` ([`server`]). Every call is authenticated like
+//! connections and drives them on `io` ([`server`]), each under a connection cap and
+//! deadlines ([`conn`]). Every call is authenticated like
 //! the other listeners ([`auth`]). A statement's `GetFlightInfo` returns a ticket
 //! carrying its database and SQL; `DoGet` plans it through the same
 //! [`bulkhead_frontend::QueryBackend`] as HTTP and PG, on the `query` runtime, under
@@ -12,6 +13,7 @@
 //! a JSON ticket straight to `DoGet`, are served by the same path ([`front`]).
 
 mod auth;
+mod conn;
 pub mod error;
 mod front;
 mod metadata;

@@ -13,6 +13,8 @@ use arrow::util::display::array_value_to_string;
 use sqlparser::dialect::GenericDialect;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
+use bulkhead_frontend::sql_text::{self, MAX_PARAMETERS, quote_literal as quote};
+
 use crate::error::FlightSqlError;
 
 /// How many placeholders `sql` has: the highest `$n`, or the number of `?`.
@@ -28,21 +30,12 @@ pub(crate) fn placeholder_count(sql: &str) -> Result<usize, FlightSqlError> {
 /// Only the placeholders' bytes change: string literals, quoted identifiers and
 /// comments are copied from `sql` as written.
 pub(crate) fn substitute(sql: &str, values: &[String]) -> Result<String, FlightSqlError> {
-    let mut out = String::with_capacity(sql.len());
-    let mut last = 0;
-    for (range, n) in placeholders(sql)? {
-        let value = values.get(n - 1).ok_or_else(|| {
-            FlightSqlError::Parameter(format!(
-                "the statement uses parameter {n} but {} were bound",
-                values.len()
-            ))
-        })?;
-        out.push_str(&sql[last..range.start]);
-        out.push_str(value);
-        last = range.end;
-    }
-    out.push_str(&sql[last..]);
-    Ok(out)
+    sql_text::substitute(sql, placeholders(sql)?, values).map_err(|n| {
+        FlightSqlError::Parameter(format!(
+            "the statement uses parameter {n} but {} were bound",
+            values.len()
+        ))
+    })
 }
 
 /// `sql` with its `$name` placeholders replaced by the JSON values of `params` (the
@@ -180,9 +173,6 @@ fn placeholder_number(p: &str, question: &mut usize) -> Result<Option<usize>, Fl
     }
 }
 
-/// Most parameters a statement may have (PostgreSQL's limit).
-pub(crate) const MAX_PARAMETERS: usize = 65_535;
-
 /// The bound row as SQL literals, one per column. The client sends one row per
 /// execution; more rows are refused (a statement is run once per `DoGet`).
 pub(crate) fn row_literals(batches: &[RecordBatch]) -> Result<Vec<String>, FlightSqlError> {
@@ -264,10 +254,6 @@ fn float(v: f64) -> String {
         // `NaN`, `inf`, `-inf`: DataFusion casts these spellings.
         format!("CAST('{v}' AS DOUBLE)")
     }
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 #[cfg(test)]

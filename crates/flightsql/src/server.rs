@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use bulkhead_frontend::QueryBackend;
-use bulkhead_frontend::limits::LimitTrips;
+use bulkhead_frontend::limits::{LimitTrips, Protocol};
+use bulkhead_frontend::net::{Admission, ConnectionCounts, ConnectionGate, prepare_socket};
 use bulkhead_runtime::Runtimes;
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::conn::{Conn, ConnInfo, Deadlines};
 use crate::error::FlightSqlError;
 use crate::front::Front;
 use crate::service::Service;
@@ -33,12 +35,27 @@ pub struct FlightSqlOptions {
     /// Where tripped limits are counted (`bulkhead_limit_trips_total{protocol="flight_sql"}`),
     /// shared with the other listeners.
     pub trips: Arc<LimitTrips>,
+    /// `flight_sql.max_connections` (0 is taken as 1).
+    pub max_connections: usize,
+    /// `flight_sql.startup_timeout`: for a new connection's first bytes.
+    pub startup_timeout: Duration,
+    /// `flight_sql.idle_timeout`: `None` never closes a silent connection.
+    pub idle_timeout: Option<Duration>,
+    /// `limits.tcp_keepalive` (zero: off).
+    pub tcp_keepalive: Duration,
+    /// Open and accepted connections (`bulkhead_connections_open{protocol="flight_sql"}`),
+    /// shared with the other listeners.
+    pub connections: Arc<ConnectionCounts>,
 }
 
 /// A bound Flight SQL listener. Create and serve it on the `io` runtime.
 pub struct FlightSqlServer {
     listener: TcpListener,
     service: Service,
+    gate: ConnectionGate,
+    deadlines: Deadlines,
+    tcp_keepalive: Duration,
+    trips: Arc<LimitTrips>,
 }
 
 impl std::fmt::Debug for FlightSqlServer {
@@ -60,8 +77,26 @@ impl FlightSqlServer {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| FlightSqlError::Bind { addr, source })?;
+        let gate = ConnectionGate::new(
+            Protocol::FlightSql,
+            options.max_connections.max(1),
+            Arc::clone(&options.connections),
+            Arc::clone(&options.trips),
+        );
+        let deadlines = Deadlines {
+            startup: options.startup_timeout,
+            idle: options.idle_timeout,
+        };
+        let (tcp_keepalive, trips) = (options.tcp_keepalive, Arc::clone(&options.trips));
         let service = Service::new(runtimes, backend, options);
-        Ok(Self { listener, service })
+        Ok(Self {
+            listener,
+            service,
+            gate,
+            deadlines,
+            tcp_keepalive,
+            trips,
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -71,18 +106,58 @@ impl FlightSqlServer {
 
     /// Serve until `shutdown` resolves, then let open calls finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), FlightSqlError> {
-        // Without TCP_NODELAY a reply written in parts waits for the client's delayed ACK.
-        let incoming = TcpListenerStream::new(self.listener).map(|conn| {
-            conn.inspect(|s| {
-                if let Err(e) = s.set_nodelay(true) {
-                    tracing::debug!(error = %e, "Flight SQL: cannot set TCP_NODELAY");
+        let Self {
+            listener,
+            service,
+            gate,
+            deadlines,
+            tcp_keepalive,
+            trips,
+        } = self;
+        // Each accepted socket takes a slot of `flight_sql.max_connections` (held until
+        // tonic drops the connection), or a refusal slot, or is closed at once.
+        let incoming = TcpListenerStream::new(listener).filter_map(move |conn| {
+            let admitted = match conn {
+                Err(e) => Some(Err(e)),
+                Ok(stream) => {
+                    let (slot, refused) = match gate.admit() {
+                        Admission::Serve(slot) => (Some(slot), false),
+                        Admission::Refuse(slot) => (Some(slot), true),
+                        Admission::Drop => (None, true),
+                    };
+                    slot.map(|slot| {
+                        prepare_socket(&stream, tcp_keepalive);
+                        Ok(Conn::new(
+                            stream,
+                            slot,
+                            refused,
+                            deadlines,
+                            Arc::clone(&trips),
+                        ))
+                    })
                 }
-            })
+            };
+            std::future::ready(admitted)
         });
+        let service = FlightServiceServer::with_interceptor(Front(service), refuse_if_over_cap);
         tonic::transport::Server::builder()
-            .add_service(FlightServiceServer::new(Front(self.service)))
+            .add_service(service)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         Ok(())
+    }
+}
+
+/// Every call on a connection past `flight_sql.max_connections` is answered
+/// UNAVAILABLE (gRPC's 503), so the client sees why; the connection closes after
+/// [`crate::conn::REFUSAL_LINGER`].
+#[allow(clippy::result_large_err)] // tonic's interceptor signature
+fn refuse_if_over_cap(request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    match request.extensions().get::<ConnInfo>() {
+        Some(info) if info.refused => Err(tonic::Status::unavailable(
+            "sorry, too many Flight SQL connections already: retry later \
+             (flight_sql.max_connections)",
+        )),
+        _ => Ok(request),
     }
 }

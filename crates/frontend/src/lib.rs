@@ -7,6 +7,8 @@
 //!   [`QueryErrorKind`] decides the HTTP status and the SQLSTATE.
 //! - [`limits`]: query deadlines and the counters of every limit that trips.
 //! - [`net`]: connection caps, idle and header timeouts, socket options and TLS.
+//! - [`sql_text`]: the parameter limit, literal quoting and placeholder substitution
+//!   shared by the front ends with bound parameters.
 //! - [`units`]: human sizes and durations (`64MiB`, `1m30s`) for config and messages.
 //!
 //! It depends on the engine's data types and the runtimes only; the front ends depend on
@@ -15,6 +17,7 @@
 pub mod backend;
 pub mod limits;
 pub mod net;
+pub mod sql_text;
 pub mod units;
 
 pub use backend::{

@@ -126,10 +126,7 @@ pub(crate) fn matching_paren(sql: &str) -> Option<usize> {
     found
 }
 
-/// Most parameters a statement may have, as in PostgreSQL (the protocol counts them in
-/// an `Int16`). A higher `$n` is refused with SQLSTATE 54023 before anything is sized
-/// from it.
-pub(crate) const MAX_PARAMETERS: usize = 65_535;
+pub(crate) use bulkhead_frontend::sql_text::{MAX_PARAMETERS, quote_literal};
 
 /// `$n` placeholders outside quotes: `(byte range, n)`. `n` is at most
 /// [`MAX_PARAMETERS`]; a higher one (or one too long to parse) is an error naming it.
@@ -184,26 +181,12 @@ pub(crate) fn parameter_count(sql: &str) -> Result<usize, PgError> {
 /// Replace every `$n` with `values[n - 1]`, which must already be SQL literals.
 /// Fails with the first placeholder without a value, if any.
 pub(crate) fn substitute(sql: &str, values: &[String]) -> Result<String, PgError> {
-    let mut out = String::with_capacity(sql.len());
-    let mut last = 0;
-    for (range, n) in placeholders(sql)? {
-        let value = values.get(n - 1).ok_or_else(|| {
-            PgError::Parameter(format!(
-                "there is no parameter ${n} (the statement was bound with {} values)",
-                values.len()
-            ))
-        })?;
-        out.push_str(&sql[last..range.start]);
-        out.push_str(value);
-        last = range.end;
-    }
-    out.push_str(&sql[last..]);
-    Ok(out)
-}
-
-/// `s` as a SQL string literal.
-pub(crate) fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    bulkhead_frontend::sql_text::substitute(sql, placeholders(sql)?, values).map_err(|n| {
+        PgError::Parameter(format!(
+            "there is no parameter ${n} (the statement was bound with {} values)",
+            values.len()
+        ))
+    })
 }
 
 /// `s` as a quoted SQL identifier.

@@ -9,30 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bulkhead_engine::FieldValue;
 use bulkhead_query::QueryConfig;
+use bulkhead_tsbs::SplitMix64;
 use common::*;
 
 const SEC: i64 = 1_000_000_000;
 const HOUR: i64 = 3600 * SEC;
-
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const HOSTS: usize = 12;
 

@@ -57,7 +57,8 @@ const TEAMS: [&str; 4] = ["SF", "NYC", "LON", "CHI"];
 const ENVIRONMENTS: [&str; 3] = ["production", "staging", "test"];
 
 /// SplitMix64: tiny, fast, and stable across crate versions (the output must never
-/// change for a given seed).
+/// change for a given seed). Also the one seeded generator of the tests, so a failing
+/// seed replays the same run.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(pub u64);
 
@@ -70,8 +71,14 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
+    /// Uniform-ish in `0..n` (`0` when `n` is 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        self.next_u64() % n.max(1)
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
     }
 }
 

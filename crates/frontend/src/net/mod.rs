@@ -20,8 +20,7 @@ use crate::limits::{Limit, LimitTrips, Protocol};
 /// Connections being refused (answered 503 / 53300) at once, per listener.
 pub const REFUSALS: usize = 64;
 
-/// Open and accepted connections by protocol (`/metrics`; Flight SQL's are not counted
-/// yet, so only HTTP and PG are shown).
+/// Open and accepted connections by protocol (`/metrics`).
 #[derive(Debug, Default)]
 pub struct ConnectionCounts {
     open: [AtomicUsize; Protocol::ALL.len()],
@@ -39,7 +38,8 @@ impl ConnectionCounts {
             "# HELP bulkhead_connections_open Connections being served (refusals not included).\n\
              # TYPE bulkhead_connections_open gauge\n",
         );
-        for (p, name) in [(Protocol::Http, "http"), (Protocol::Pg, "pg")] {
+        for p in Protocol::ALL {
+            let name = p.as_str();
             out.push_str(&format!(
                 "bulkhead_connections_open{{protocol=\"{name}\"}} {}\n",
                 self.open(p)
@@ -49,7 +49,8 @@ impl ConnectionCounts {
             "# HELP bulkhead_connections_accepted_total Connections accepted and served.\n\
              # TYPE bulkhead_connections_accepted_total counter\n",
         );
-        for (p, name) in [(Protocol::Http, "http"), (Protocol::Pg, "pg")] {
+        for p in Protocol::ALL {
+            let name = p.as_str();
             out.push_str(&format!(
                 "bulkhead_connections_accepted_total{{protocol=\"{name}\"}} {}\n",
                 self.accepted[p as usize].load(Ordering::Relaxed)

@@ -38,6 +38,23 @@ pub struct ServeArgs {
     /// [flight_sql] database: database of calls without a `database` header [default: none].
     #[arg(long, env = "BULKHEAD_FLIGHT_SQL_DATABASE", value_name = "NAME")]
     pub flight_sql_database: Option<String>,
+    /// [flight_sql] max_connections: most open Flight SQL connections [default: 256].
+    #[arg(long, env = "BULKHEAD_FLIGHT_SQL_MAX_CONNECTIONS", value_name = "N")]
+    pub flight_sql_max_connections: Option<usize>,
+    /// [flight_sql] startup_timeout: first bytes of a new connection within [default: 10s].
+    #[arg(
+        long,
+        env = "BULKHEAD_FLIGHT_SQL_STARTUP_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub flight_sql_startup_timeout: Option<HumanDuration>,
+    /// [flight_sql] idle_timeout: close a connection silent this long, 0 = never [default: 1h].
+    #[arg(
+        long,
+        env = "BULKHEAD_FLIGHT_SQL_IDLE_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub flight_sql_idle_timeout: Option<HumanDuration>,
 
     /// [storage] data_dir: root of local state [default: ./bulkhead-data].
     #[arg(long, env = "BULKHEAD_DATA_DIR", value_name = "DIR")]
@@ -315,6 +332,18 @@ impl ServeArgs {
         set(&mut cfg.flight_sql.enabled, &self.flight_sql_enabled);
         set(&mut cfg.flight_sql.addr, &self.flight_sql_addr);
         set(&mut cfg.flight_sql.database, &self.flight_sql_database);
+        set(
+            &mut cfg.flight_sql.max_connections,
+            &self.flight_sql_max_connections,
+        );
+        set(
+            &mut cfg.flight_sql.startup_timeout,
+            &self.flight_sql_startup_timeout,
+        );
+        set(
+            &mut cfg.flight_sql.idle_timeout,
+            &self.flight_sql_idle_timeout,
+        );
         set(&mut cfg.storage.data_dir, &self.data_dir);
         set(&mut cfg.storage.wal_dir, &self.wal_dir);
         set(&mut cfg.storage.object_store, &self.object_store);

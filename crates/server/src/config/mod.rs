@@ -128,6 +128,14 @@ pub struct FlightSqlConfig {
     /// Database of calls that send no `database` header; empty: they resolve only
     /// qualified names (`demo.cpu`).
     pub database: String,
+    /// Most open connections; past it every call on a new one is answered UNAVAILABLE
+    /// and the connection is closed.
+    pub max_connections: usize,
+    /// A new connection must send its first bytes within this.
+    pub startup_timeout: HumanDuration,
+    /// A connection with no bytes in either direction for this long is closed (0 =
+    /// never).
+    pub idle_timeout: HumanDuration,
 }
 
 impl Default for FlightSqlConfig {
@@ -138,6 +146,9 @@ impl Default for FlightSqlConfig {
             enabled: false,
             addr: SocketAddr::from(([127, 0, 0, 1], 5441)),
             database: String::new(),
+            max_connections: 256,
+            startup_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(3600),
         }
     }
 }
@@ -497,6 +508,10 @@ impl ServerConfig {
         for (key, n) in [
             ("http.max_connections", self.http.max_connections),
             ("pg.max_connections", self.pg.max_connections),
+            (
+                "flight_sql.max_connections",
+                self.flight_sql.max_connections,
+            ),
         ] {
             if n == 0 {
                 return Err(format!("{key} must be positive"));
@@ -505,6 +520,10 @@ impl ServerConfig {
         for (key, d) in [
             ("http.header_read_timeout", self.http.header_read_timeout),
             ("pg.startup_timeout", self.pg.startup_timeout),
+            (
+                "flight_sql.startup_timeout",
+                self.flight_sql.startup_timeout,
+            ),
         ] {
             if d.0.is_zero() {
                 return Err(format!("{key} must be positive"));

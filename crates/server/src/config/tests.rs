@@ -16,6 +16,17 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("flight_sql.enabled", "--flight-sql-enabled", "true"),
     ("flight_sql.addr", "--flight-sql-addr", "127.0.0.1:6544"),
     ("flight_sql.database", "--flight-sql-database", "demo"),
+    (
+        "flight_sql.max_connections",
+        "--flight-sql-max-connections",
+        "8",
+    ),
+    (
+        "flight_sql.startup_timeout",
+        "--flight-sql-startup-timeout",
+        "3s",
+    ),
+    ("flight_sql.idle_timeout", "--flight-sql-idle-timeout", "5m"),
     ("storage.data_dir", "--data-dir", "/tmp/bh"),
     ("storage.wal_dir", "--wal-dir", "/tmp/wal"),
     (
