@@ -15,7 +15,7 @@ use bulkhead_frontend::net::SlotGuard;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 /// How long a refused connection stays open, so its first call can be answered
 /// UNAVAILABLE before it is closed.
@@ -27,7 +27,6 @@ pub(crate) const REFUSAL_LINGER: Duration = Duration::from_secs(5);
 pub(crate) struct ConnInfo {
     /// Past `flight_sql.max_connections`: every call is answered UNAVAILABLE.
     pub(crate) refused: bool,
-    pub(crate) tcp: TcpConnectInfo,
 }
 
 /// The deadlines of one connection.
@@ -158,7 +157,6 @@ impl Connected for Conn {
     fn connect_info(&self) -> ConnInfo {
         ConnInfo {
             refused: self.refused,
-            tcp: self.stream.connect_info(),
         }
     }
 }
