@@ -119,6 +119,27 @@ fn bench_ingest_reports_throughput() {
 }
 
 #[test]
+fn bench_tables_flushes_every_table() {
+    let r = bench(&[
+        "tables",
+        "--count",
+        "300",
+        "--per-request",
+        "100",
+        "--flush-concurrency",
+        "1,8",
+    ]);
+    let runs = r["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for (run, c) in runs.iter().zip([1, 8]) {
+        assert_eq!(run["flush_concurrency"], c);
+        // The bench itself fails unless system.tables shows every table in an SST.
+        assert_eq!(run["tables_with_sst"], 300);
+        assert!(run["flush_s"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
 fn bench_gen_is_deterministic() {
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_bulkhead-bench"))
