@@ -9,8 +9,11 @@
 //!    already in SSTs). Schemas are re-evolved exactly as on the write path.
 //! 3. A torn tail in the last segment is truncated (with a warning) and the file
 //!    synced; damage anywhere else aborts startup with `WalCorruption` (file, offset).
-//! 4. The WAL restarts in a new segment at `max(last replayed seq, max flushed_seq)+1`,
-//!    so sequence numbers never go backwards even if WAL files were lost.
+//! 4. The WAL restarts in a new segment at `max(last replayed seq, highest sequence the
+//!    manifest refers to)+1` ([`ManifestState::max_seq`]: flushed sequences,
+//!    tombstones, SSTs' `max_seq` and `tombstones_applied`), so sequence numbers never
+//!    go backwards, even when the WAL is empty: its last records were deletes (which no
+//!    flushed sequence covers) and a flush truncated them away.
 //! 5. Memtables rebuilt from the WAL count against the write buffer; the flush
 //!    scheduler flushes them as usual.
 //! 6. Parked rows (`park.rs`: a table whose flush kept failing) are applied as of their
@@ -70,6 +73,9 @@ pub(crate) async fn open(
         .map(|t| t.flushed_seq)
         .max()
         .unwrap_or(0);
+    // Records of this run are numbered above every sequence the manifest knows, not
+    // only above the flushed ones (replay still starts from the flushed ones).
+    let known_seq = state.max_seq();
     let purger = Arc::new(Purger {
         store: Arc::clone(&store),
         io: runtimes.io().clone(),
@@ -176,6 +182,7 @@ pub(crate) async fn open(
         }
     }
 
+    let last_seq = last_seq.max(known_seq);
     let wal = Wal::start(
         WalOptions {
             dir: config.wal_dir.clone(),

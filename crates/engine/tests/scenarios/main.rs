@@ -19,6 +19,7 @@ mod model;
 mod object_io;
 mod recovery;
 mod schema_conflict;
+mod seq_reuse;
 mod series_index;
 mod snapshot;
 mod startup_gc;
