@@ -4,7 +4,9 @@
 //! still number records above every sequence the manifest knows (tombstones, SSTs'
 //! `tombstones_applied`), or a new delete gets an old delete's number: it is skipped as
 //! "already applied", or files that applied the old one count as having seen it.
-//! (The crash harness lost an acknowledged delete this way.)
+//! (The crash harness lost an acknowledged delete this way.) Nor may it number records
+//! below the empty segment's name: a later rotation onto that name replaces the file
+//! the stale entry still names, and truncating the stale entry deletes the live one.
 
 use crate::common::*;
 use bulkhead_engine::{DeletePredicate, DeleteRequest, FieldValue, Scope, TimeRange, WriteBatch};
@@ -39,6 +41,18 @@ async fn series(engine: &bulkhead_engine::Engine, s: &str) -> Vec<(i64, FieldVal
         .collect()
 }
 
+/// Wait until the WAL thread has carried out the flush's truncation: only the (empty)
+/// segment the engine started with is left.
+async fn wait_for_truncation(dir: &std::path::Path) {
+    for _ in 0..500 {
+        if wal_segments(dir).len() == 1 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the WAL was not truncated: {:?}", wal_segments(dir));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_after_a_restart_on_an_empty_wal_is_not_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -67,6 +81,7 @@ async fn a_delete_after_a_restart_on_an_empty_wal_is_not_lost() {
         // of it (the new, empty segment is all that is left).
         let engine = open(cfg.clone(), &store).await;
         engine.flush(&Scope::All).await.expect("flush");
+        wait_for_truncation(dir.path()).await;
         drop(engine); // crash before anything new is logged
     }
     let engine = open(cfg.clone(), &store).await;
@@ -96,7 +111,9 @@ async fn a_delete_after_a_restart_on_an_empty_wal_is_not_lost() {
 async fn a_write_after_a_restart_on_an_empty_wal_is_not_deleted_by_an_older_delete() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = local_store(dir.path());
-    let cfg = config(dir.path());
+    let mut cfg = config(dir.path());
+    // No purge: the tombstones stay in the manifest.
+    cfg.compaction.enabled = false;
     {
         // Two deletes end the WAL: the second one's number is above the first.
         let engine = open(cfg.clone(), &store).await;
@@ -117,6 +134,7 @@ async fn a_write_after_a_restart_on_an_empty_wal_is_not_deleted_by_an_older_dele
     {
         let engine = open(cfg.clone(), &store).await;
         engine.flush(&Scope::All).await.expect("flush");
+        wait_for_truncation(dir.path()).await;
         drop(engine);
     }
     let engine = open(cfg.clone(), &store).await;
@@ -141,6 +159,63 @@ async fn a_write_after_a_restart_on_an_empty_wal_is_not_deleted_by_an_older_dele
         series(&engine, "c").await,
         c,
         "an acknowledged write is gone"
+    );
+    engine.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_never_reuses_the_name_of_a_segment_left_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = local_store(dir.path());
+    let mut cfg = config(dir.path());
+    cfg.wal_segment_size = 4096; // one batch below fills a segment
+    cfg.wal_preallocate = false;
+    {
+        // The last record deletes every row: the manifest keeps no trace of it once
+        // the flush has written nothing and the compaction dropped the tombstone.
+        let engine = open(cfg.clone(), &store).await;
+        engine
+            .write("db", rows("a", 0..10, 100))
+            .await
+            .expect("write");
+        engine
+            .delete("db", delete("a", 0, 9))
+            .await
+            .expect("delete a");
+        drop(engine);
+    }
+    {
+        let engine = open(cfg.clone(), &store).await;
+        engine.flush(&Scope::All).await.expect("flush");
+        engine.compact(&Scope::All).await.expect("compact");
+        assert_eq!(series(&engine, "a").await, vec![]);
+        wait_for_truncation(dir.path()).await;
+        drop(engine); // the WAL is one empty segment now
+    }
+    let engine = open(cfg.clone(), &store).await;
+    // A batch that fills a segment (the WAL moves to a new one), more rows, a flush
+    // (which truncates the WAL), then rows only the WAL holds.
+    engine
+        .write("db", rows("b", 0..2000, 0))
+        .await
+        .expect("write b");
+    engine
+        .write("db", rows("c", 0..3, 0))
+        .await
+        .expect("write c");
+    engine.flush(&Scope::All).await.expect("flush");
+    engine
+        .write("db", rows("d", 0..3, 0))
+        .await
+        .expect("write d");
+    drop(engine);
+    let engine = open(cfg.clone(), &store).await;
+    assert_eq!(series(&engine, "b").await.len(), 2000);
+    assert_eq!(series(&engine, "c").await.len(), 3);
+    assert_eq!(
+        series(&engine, "d").await.len(),
+        3,
+        "acknowledged rows only in the WAL are gone"
     );
     engine.close().await.expect("close");
 }
