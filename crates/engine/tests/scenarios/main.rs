@@ -9,6 +9,7 @@ mod backpressure;
 mod compaction;
 mod concurrency;
 mod delete;
+mod delete_commit_window;
 mod delete_stress;
 mod drop;
 mod failing_store;
