@@ -227,17 +227,16 @@ async fn flush_parts(
         return Err(Error::Closed);
     }
     // Deletes whose own commit failed go in first: the flushed sequence must not pass
-    // a tombstone the manifest does not hold (`write::apply_delete`).
-    let tombs = std::mem::take(&mut table.state.lock().uncommitted_tombstones);
+    // a tombstone the manifest does not hold (`write::apply_delete`). They stay
+    // uncommitted (holding back WAL truncation) until the edit is in the manifest.
+    let tombs = table.state.lock().uncommitted_tombstones.clone();
     let mut edit = tombstone_actions(table, &tombs);
     edit.extend(actions);
-    if let Err(e) = engine.manifest.commit(edit).await {
-        restore_tombstones(table, tombs);
-        return Err(e);
-    }
+    engine.manifest.commit(edit).await?;
     engine.compactor.wake.notify_one();
     let released = {
         let mut st = table.state.lock();
+        committed(&mut st, &tombs);
         for meta in metas {
             st.ssts.push(Arc::new(SstFile::new(
                 meta,
@@ -256,26 +255,20 @@ async fn flush_parts(
 /// Commit the tombstones of `table` whose own commit failed, when it has nothing in
 /// memory to flush them with (the caller holds the flush lock).
 async fn commit_tombstones(engine: &EngineCore, table: &Table) -> Result<()> {
-    let tombs = std::mem::take(&mut table.state.lock().uncommitted_tombstones);
+    // Cloned, not taken: until the commit is in, they hold back WAL truncation (a
+    // flush of another table may truncate meanwhile, and this commit may fail).
+    let tombs = table.state.lock().uncommitted_tombstones.clone();
     if tombs.is_empty() || engine.is_closed() {
-        restore_tombstones(table, tombs);
         return Ok(());
     }
-    match engine
+    engine
         .manifest
         .commit(tombstone_actions(table, &tombs))
-        .await
-    {
-        Ok(_) => {
-            // The WAL records of these deletes may go now.
-            engine.wal.truncate(engine.truncatable_seq());
-            Ok(())
-        }
-        Err(e) => {
-            restore_tombstones(table, tombs);
-            Err(e)
-        }
-    }
+        .await?;
+    committed(&mut table.state.lock(), &tombs);
+    // The WAL records of these deletes may go now.
+    engine.wal.truncate(engine.truncatable_seq());
+    Ok(())
 }
 
 fn tombstone_actions(table: &Table, tombs: &[Arc<crate::delete::Tombstone>]) -> Vec<Action> {
@@ -289,14 +282,10 @@ fn tombstone_actions(table: &Table, tombs: &[Arc<crate::delete::Tombstone>]) -> 
         .collect()
 }
 
-/// Put back tombstones whose commit failed (oldest first, before any added since).
-fn restore_tombstones(table: &Table, mut tombs: Vec<Arc<crate::delete::Tombstone>>) {
-    if tombs.is_empty() {
-        return;
-    }
-    let mut st = table.state.lock();
-    tombs.append(&mut st.uncommitted_tombstones);
-    st.uncommitted_tombstones = tombs;
+/// `tombs` are in the manifest now: they no longer hold back WAL truncation.
+fn committed(st: &mut crate::table::TableState, tombs: &[Arc<crate::delete::Tombstone>]) {
+    st.uncommitted_tombstones
+        .retain(|u| !tombs.iter().any(|t| t.seq == u.seq));
 }
 
 /// Encode and upload one SST per time segment of `mems` (merged, later ones winning);

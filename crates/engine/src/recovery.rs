@@ -9,8 +9,12 @@
 //!    already in SSTs). Schemas are re-evolved exactly as on the write path.
 //! 3. A torn tail in the last segment is truncated (with a warning) and the file
 //!    synced; damage anywhere else aborts startup with `WalCorruption` (file, offset).
-//! 4. The WAL restarts in a new segment at `max(last replayed seq, max flushed_seq)+1`,
-//!    so sequence numbers never go backwards even if WAL files were lost.
+//! 4. The WAL restarts in a new segment at `max(last replayed seq, highest sequence the
+//!    manifest refers to, newest segment's first seq - 1)+1` ([`ManifestState::max_seq`]:
+//!    flushed sequences, tombstones, SSTs' `max_seq` and `tombstones_applied`), so
+//!    sequence numbers never go backwards, even when the WAL holds no record: its last
+//!    records were deletes (which no flushed sequence covers) and a flush truncated
+//!    them away, leaving only the empty segment the last start created.
 //! 5. Memtables rebuilt from the WAL count against the write buffer; the flush
 //!    scheduler flushes them as usual.
 //! 6. Parked rows (`park.rs`: a table whose flush kept failing) are applied as of their
@@ -70,6 +74,9 @@ pub(crate) async fn open(
         .map(|t| t.flushed_seq)
         .max()
         .unwrap_or(0);
+    // Records of this run are numbered above every sequence the manifest knows, not
+    // only above the flushed ones (replay still starts from the flushed ones).
+    let known_seq = state.max_seq();
     let purger = Arc::new(Purger {
         store: Arc::clone(&store),
         io: runtimes.io().clone(),
@@ -176,6 +183,19 @@ pub(crate) async fn open(
         }
     }
 
+    // A segment is named after the first sequence it was created for: every number
+    // below it was handed out. The newest one may be empty (created by the last start
+    // or a rotation, then nothing logged before the crash), with the records before it
+    // truncated away; numbering below it again would reuse numbers, and a later
+    // rotation onto its name would replace the file the stale entry still names. (A
+    // segment removed for its torn header held nothing, and its name is free again.)
+    let named_seq = segments
+        .iter()
+        .filter(|s| !removed.contains(&s.path))
+        .map(|s| s.first_seq.saturating_sub(1))
+        .max()
+        .unwrap_or(0);
+    let last_seq = last_seq.max(known_seq).max(named_seq);
     let wal = Wal::start(
         WalOptions {
             dir: config.wal_dir.clone(),

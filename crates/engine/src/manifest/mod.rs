@@ -154,6 +154,24 @@ impl ManifestState {
         }
     }
 
+    /// The highest WAL sequence number anything here refers to: a flushed sequence
+    /// (or a drop's), a tombstone, or what an SST holds or has applied
+    /// ([`SstMeta::deletes_seen`]). A restarted engine numbers its records above it
+    /// even when its WAL is empty (`recovery.rs`): a reused number would make a new
+    /// delete look already applied, or make an old delete remove new rows.
+    pub fn max_seq(&self) -> u64 {
+        self.tables
+            .values()
+            .flat_map(|d| d.values())
+            .flat_map(|t| {
+                let ssts = t.ssts.values().map(SstMeta::deletes_seen);
+                let tombs = t.tombstones.iter().map(|x| x.seq);
+                std::iter::once(t.flushed_seq).chain(ssts).chain(tombs)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     fn table_mut(&mut self, db: &str, table: &str) -> &mut TableManifest {
         self.tables
             .entry(db.to_string())
