@@ -282,7 +282,10 @@ fn check_samples(influx: &str, base: &str, db: &str, failures: &mut Vec<String>)
     let (_, all) = query(base, db, "SELECT f, host, i FROM rnd", "");
     let mut points: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for row in all["results"][0]["series"][0]["values"].as_array().unwrap() {
-        points.insert(row[0].as_str().unwrap().to_string(), row.as_array().unwrap()[1..].to_vec());
+        points.insert(
+            row[0].as_str().unwrap().to_string(),
+            row.as_array().unwrap()[1..].to_vec(),
+        );
     }
     assert_eq!(points.len(), 1800);
     for (q, n, with_aux) in [
