@@ -17,6 +17,8 @@ mod fill;
 mod lexer;
 mod meta;
 mod parser;
+mod points;
+mod reduce;
 mod response;
 mod select;
 pub(crate) mod sql;

@@ -10,7 +10,7 @@ use super::ast::{Dimension, Expr, NameMatch, Select, Source};
 use super::cond::{Columns, Kind, TimeRange, arith_sql, split_time, where_sql};
 use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
 use super::sql::{cell, collect, ident, table};
-use super::{Ctx, Series, StatementResult, database_exists, distinct, meta, transform};
+use super::{Ctx, Series, StatementResult, database_exists, distinct, meta, points, transform};
 
 const AGGREGATES: &[&str] = &[
     "count",
@@ -27,11 +27,6 @@ const AGGREGATES: &[&str] = &[
 ];
 const SELECTORS: &[&str] = &["min", "max", "first", "last", "percentile"];
 const NOT_YET: &[&str] = &[
-    "integral",
-    "mode",
-    "sample",
-    "top",
-    "bottom",
     "holt_winters",
     "holt_winters_with_fit",
     "chande_momentum_oscillator",
@@ -59,6 +54,7 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
     }
     let (range, rest) = split_time(s.cond.as_ref(), ctx.now)?;
     let transforms = transform::plan(s)?;
+    let selecting = transforms.is_none() && points::applies(s);
     let mut out = Vec::new();
     for source in &s.from {
         let db = match source {
@@ -88,6 +84,7 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
         for (m, cols) in found {
             let rest = rest.as_ref();
             out.extend(match &transforms {
+                None if selecting => points::series(ctx, s, &db, &m, &cols, range, rest).await?,
                 None => measurement(ctx, s, &db, &m, &cols, range, rest).await?,
                 Some(t) => {
                     let read =
@@ -200,7 +197,7 @@ fn fields_of(e: &Expr, cols: &Columns, out: &mut Vec<String>) {
 
 /// Expand `*`, `/regex/` and `f(*)` into fields, name the columns (duplicates get
 /// `_1`, `_2`... as in InfluxDB), and drop `time`.
-async fn expand_fields(
+pub(super) async fn expand_fields(
     ctx: &Ctx,
     db: &str,
     s: &Select,
@@ -234,7 +231,7 @@ async fn expand_fields(
                 if matches!(args.first(), Some(Expr::Wildcard | Expr::Regex(_))) =>
             {
                 // count, first and last take every field; the others numeric ones.
-                let any_type = matches!(name.as_str(), "count" | "first" | "last");
+                let any_type = matches!(name.as_str(), "count" | "first" | "last" | "mode");
                 let fields: Vec<String> = cols
                     .iter()
                     .filter(|(_, k)| match k {
@@ -322,6 +319,12 @@ fn math_sql(name: &str, args: Vec<String>) -> Result<String, String> {
 
 /// SQL of an aggregate call over field `x` (already SQL).
 fn aggregate_sql(name: &str, args: &[Expr], cols: &Columns) -> Result<String, String> {
+    if points::FUNCTIONS.contains(&name) {
+        return Err(format!(
+            "{name}() combined with other functions, inside an expression or a \
+             transformation is not supported by Bulkhead yet"
+        ));
+    }
     if NOT_YET.contains(&name) {
         return Err(format!(
             "function {name}() is not supported by Bulkhead yet"
@@ -418,16 +421,14 @@ fn selector_time_sql(name: &str, args: &[Expr], cols: &Columns) -> Option<String
     Some(format!("CAST({sql} AS BIGINT)"))
 }
 
-async fn measurement(
+/// The statement's `GROUP BY time` (interval, offset) and tags (sorted, `*` and regexes
+/// expanded over this measurement's tags).
+pub(super) async fn dimensions(
     ctx: &Ctx,
     s: &Select,
     db: &str,
-    m: &str,
     cols: &Columns,
-    range: TimeRange,
-    rest: Option<&Expr>,
-) -> Result<Vec<Series>, String> {
-    // Dimensions.
+) -> Result<(Option<(i64, i64)>, Vec<String>), String> {
     let mut time_dim = None;
     let mut group_tags: Vec<String> = Vec::new();
     let tag_names: Vec<String> = cols
@@ -455,6 +456,19 @@ async fn measurement(
     group_tags.sort();
     group_tags.dedup();
 
+    Ok((time_dim, group_tags))
+}
+
+async fn measurement(
+    ctx: &Ctx,
+    s: &Select,
+    db: &str,
+    m: &str,
+    cols: &Columns,
+    range: TimeRange,
+    rest: Option<&Expr>,
+) -> Result<Vec<Series>, String> {
+    let (time_dim, group_tags) = dimensions(ctx, s, db, cols).await?;
     let fields = expand_fields(ctx, db, s, cols, &group_tags).await?;
     let aggregate = fields.iter().any(|f| has_aggregate(&f.expr));
     if aggregate && fields.iter().any(|f| has_bare_var(&f.expr)) {
