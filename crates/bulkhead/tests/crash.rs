@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bulkhead_tsbs::SplitMix64 as Rng;
 use common::TestServer;
 use common::tmpfs::Tmpfs;
 use common::weed::{Weed, serve_on_s3};
@@ -74,23 +75,6 @@ fn crash_cycles_on_s3() {
     let weed = Weed::start();
     let mut server = serve_on_s3(&weed, "crash", None, &[], SMALL_THRESHOLDS);
     run("S3 (SeaweedFS)", &mut server);
-}
-
-/// A small deterministic PRNG (splitmix64), so a seed replays the same choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -240,8 +224,8 @@ fn run(label: &str, server: &mut TestServer) {
         } else {
             Duration::from_millis(300 + rng.below(2200))
         };
-        let writer_seeds: Vec<u64> = (0..WRITERS).map(|_| rng.next()).collect();
-        let admin_seed = rng.next();
+        let writer_seeds: Vec<u64> = (0..WRITERS).map(|_| rng.next_u64()).collect();
+        let admin_seed = rng.next_u64();
         let stop = AtomicBool::new(false);
         let last_flushes = AtomicU64::new(0);
         let last_compactions = AtomicU64::new(0);
@@ -652,8 +636,8 @@ fn run_enospc(fs: &Tmpfs, server: &mut TestServer) {
         };
         let before_full = Duration::from_millis(300 + rng.below(700));
         let while_full = Duration::from_millis(800 + rng.below(700));
-        let writer_seeds: Vec<u64> = (0..WRITERS).map(|_| rng.next()).collect();
-        let admin_seed = rng.next();
+        let writer_seeds: Vec<u64> = (0..WRITERS).map(|_| rng.next_u64()).collect();
+        let admin_seed = rng.next_u64();
         let stop = AtomicBool::new(false);
         let progress = Progress::default();
         let (flushes, compactions) = (AtomicU64::new(0), AtomicU64::new(0));

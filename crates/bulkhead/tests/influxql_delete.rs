@@ -5,24 +5,9 @@
 
 mod common;
 
+use bulkhead_tsbs::SplitMix64 as Rng;
 use common::TestServer;
 use common::influx::{Influx, curl, post, query, same};
-
-/// Seeded xorshift, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Two measurements, five hosts, a region tag some series lack, over one hour from
 /// 2016-01-01T00:00:00Z (seconds precision; one point per series and second at most).

@@ -11,27 +11,12 @@ use std::time::Duration;
 
 use crate::common::*;
 use bulkhead_engine::{DeletePredicate, DeleteRequest, FieldValue, Scope, WriteBatch};
+use bulkhead_tsbs::SplitMix64 as Rng;
 
 const WRITERS: u64 = 4;
 const TIMES: i64 = 120;
 const ROUNDS: u64 = 4;
 const OPS: u64 = 40;
-
-/// Seeded xorshift.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Per writer: time -> value, as acknowledged.
 type Model = BTreeMap<i64, i64>;
@@ -142,7 +127,7 @@ async fn deletes_racing_flushes_compactions_and_crashes() {
             .enumerate()
             .map(|(w, mut model)| {
                 let engine = Arc::clone(&engine);
-                let s = rng.next();
+                let s = rng.next_u64();
                 tokio::spawn(async move {
                     writer(engine, w as u64, s, &mut model).await;
                     model
