@@ -10,6 +10,7 @@ mod interference;
 mod load;
 mod peers;
 mod plot;
+mod promql;
 mod query;
 mod query_cache;
 mod query_duckdb;
@@ -53,6 +54,9 @@ enum BenchCommand {
     Storage(storage::StorageArgs),
     /// The TSBS cpu-only query types: median and p99 latency over N runs.
     Query(query::QueryArgs),
+    /// PromQL latency (rate, sum by, topk, avg by over 1000 series) against
+    /// VictoriaMetrics on the same TSBS data, every answer cross-checked.
+    Promql(promql::PromqlArgs),
     /// Ingest at ~80% of capacity with a small query load; RSS, p99 and stalls must
     /// stay flat; then 3x overload must get 503 + Retry-After with bounded RSS.
     Soak(soak::SoakArgs),
@@ -92,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Ingest(args) => ingest::run(args),
         BenchCommand::Storage(args) => storage::run(args),
         BenchCommand::Query(args) => query::run(args),
+        BenchCommand::Promql(args) => promql::run(args),
         BenchCommand::Soak(args) => soak::run(args),
         BenchCommand::Tables(args) => tables::run(args),
     }

@@ -70,6 +70,17 @@ impl PeerServer {
         dir: &Path,
         compact_when_idle: bool,
     ) -> anyhow::Result<Self> {
+        Self::start_with_args(peer, dir, compact_when_idle, &[])
+    }
+
+    /// [`PeerServer::start_with`], passing `extra` flags to VictoriaMetrics (ignored for
+    /// InfluxDB, which is configured by file).
+    pub(crate) fn start_with_args(
+        peer: Peer,
+        dir: &Path,
+        compact_when_idle: bool,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let log = std::fs::File::create(dir.join("peer.log"))?;
         let data_dir = dir.join("data");
@@ -82,6 +93,7 @@ impl PeerServer {
                     // TSBS data starts in 2016; the default retention (1 month) would
                     // silently drop every sample as "too old".
                     .arg("-retentionPeriod=20y")
+                    .args(extra)
                     .stdout(Stdio::null())
                     .stderr(log)
                     .spawn()?

@@ -303,3 +303,32 @@ fn bench_query_cache_mode_reports_every_configuration() {
         assert_eq!(q["rows"], expect, "{q}");
     }
 }
+
+/// VictoriaMetrics (Debian `victoria-metrics`, installed by scripts/test) and Bulkhead
+/// answer every PromQL query of `bench promql` alike, instant and range, in every run.
+#[test]
+fn bench_promql_cross_checks_every_answer_with_victoriametrics() {
+    let r = bench(&[
+        "promql", "--scale", "20", "--span", "40min", "--range", "10min", "--step", "20s",
+        "--runs", "2",
+    ]);
+    assert_eq!(r["samples"], 20 * 240 * 2, "{r}");
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(results.len(), 8, "{r}");
+    for q in results {
+        assert_eq!(q["answers"], "same in all 3 runs", "{q}");
+        assert_eq!(q["bulkhead"]["count"], 2, "{q}");
+        assert!(q["ratio_p50"].as_f64().unwrap() > 0.0, "{q}");
+        let points_per_series = if q["mode"] == "range" { 31 } else { 1 };
+        let series = match q["query"].as_str().unwrap() {
+            "rate" => 20,
+            "topk" => 5,
+            // The regions the 20 hosts happen to be in.
+            _ => q["series"].as_u64().unwrap(),
+        };
+        if q["query"] != "topk" || q["mode"] == "instant" {
+            assert_eq!(q["series"], series, "{q}");
+            assert_eq!(q["points"], series * points_per_series, "{q}");
+        }
+    }
+}
