@@ -109,8 +109,11 @@ pub struct RuntimeConfig {
     /// hold clients and memory; queries still get most of a core.
     pub query_nice: i32,
     /// Run `query` threads under `SCHED_IDLE` (Linux) instead of `query_nice`, like
-    /// `compact_sched_idle`: a waking write or flush thread preempts a query at once.
-    /// Off by default: under sustained 100 % CPU from other threads, queries starve.
+    /// `compact_sched_idle`: a waking write or flush thread preempts a query at once
+    /// (issue 24: nice 5 let two query loops inflate write-ack p99). On by default. The
+    /// price: under sustained 100 % CPU from ingest and flushes, queries get only the
+    /// kernel's idle-class share (weight 3 against 1024), so they slow to a crawl
+    /// instead of slowing the writes.
     pub query_sched_idle: bool,
     /// The time slice asked of the OS for `io`, `write` and `flush` threads and the WAL
     /// thread (Linux ≥ 6.12, EEVDF; zero = the kernel's default). Shorter than the
@@ -134,8 +137,8 @@ impl Default for RuntimeConfig {
 impl RuntimeConfig {
     /// Defaults for a machine with `cores` CPUs. On 2 cores: io 2, write 2, flush, query
     /// and compact 1. CPU runtimes deliberately add up to more threads than cores: the
-    /// OS time-slices them, `query` runs slightly niced and `compact` under SCHED_IDLE,
-    /// so both yield to flushes and writes.
+    /// OS time-slices them, and `query` and `compact` run under SCHED_IDLE, so both
+    /// yield to flushes and writes at once.
     pub fn for_parallelism(cores: usize) -> Self {
         let cores = cores.max(1);
         Self {
@@ -151,7 +154,7 @@ impl RuntimeConfig {
             compact_nice: 10,
             compact_sched_idle: true,
             query_nice: 5,
-            query_sched_idle: false,
+            query_sched_idle: true,
             latency_slice: Duration::ZERO,
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),

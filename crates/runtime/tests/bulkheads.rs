@@ -156,7 +156,7 @@ fn io_on_a_cpu_runtime_fails_loudly() {
 }
 
 #[test]
-fn threads_are_named_compact_is_idle_and_query_is_niced() {
+fn threads_are_named_and_compact_and_query_are_idle() {
     let rt = runtimes();
     for name in RuntimeName::ALL {
         let thread = rt
@@ -171,22 +171,22 @@ fn threads_are_named_compact_is_idle_and_query_is_niced() {
     }
     let (write_nice, write_idle) = priority_on(&rt, RuntimeName::Write);
     assert!(!write_idle);
+    for name in [RuntimeName::Io, RuntimeName::Flush] {
+        assert_eq!(priority_on(&rt, name), (write_nice, false), "{name}");
+    }
     let (_, compact_idle) = priority_on(&rt, RuntimeName::Compact);
     assert!(
         compact_idle,
         "compact threads run under SCHED_IDLE by default"
     );
+    let (_, query_idle) = priority_on(&rt, RuntimeName::Query);
+    assert!(query_idle, "query threads run under SCHED_IDLE by default");
     assert!(!bulkhead_runtime::current_thread_is_sched_idle());
-    let (query_nice, _) = priority_on(&rt, RuntimeName::Query);
-    assert_eq!(
-        query_nice,
-        write_nice + 5,
-        "query threads run 5 levels lower"
-    );
 
-    // With SCHED_IDLE off, compaction falls back to its nice value.
+    // With SCHED_IDLE off, each falls back to its nice value.
     let mut cfg = RuntimeConfig::for_parallelism(2);
     cfg.compact_sched_idle = false;
+    cfg.query_sched_idle = false;
     let rt = Runtimes::new(cfg).unwrap();
     let (nice, idle) = priority_on(&rt, RuntimeName::Compact);
     assert!(!idle);
@@ -195,6 +195,9 @@ fn threads_are_named_compact_is_idle_and_query_is_niced() {
         write_nice + 10,
         "compact threads run 10 nice levels lower"
     );
+    let (nice, idle) = priority_on(&rt, RuntimeName::Query);
+    assert!(!idle);
+    assert_eq!(nice, write_nice + 5, "query threads run 5 levels lower");
 }
 
 /// (nice value, runs under SCHED_IDLE) of a thread of `name`.

@@ -51,6 +51,11 @@ pub(crate) struct InterferenceArgs {
     /// Latency injected into every object-store call (like S3).
     #[arg(long, default_value = "20ms..80ms")]
     store_latency: String,
+    /// Ingest (and flushes) at the same rate before phase A, not recorded: a fresh
+    /// server's first second (new connections, tables, series, memtables) is start-up,
+    /// not steady state, and would inflate phase A's p99.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
     /// Interval between flushes.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     flush_every: Duration,
@@ -239,9 +244,22 @@ async fn run_mode(
     // Written before phase A, so both phases see the same ingest; phase B differs only
     // by the compaction (and query) work.
     prepare_churn(client, &base).await?;
+    let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
+    if !args.warmup.is_zero() {
+        open_loop_writer(
+            client.clone(),
+            write_url(&base),
+            Arc::clone(&gen_),
+            rate,
+            Instant::now(),
+            args.warmup,
+            Arc::default(),
+            Arc::default(),
+        )
+        .await?;
+    }
     let stages_start = write_stages(client, &base).await?;
     let t0 = Instant::now();
-    let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
     let writes: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let flushes: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));

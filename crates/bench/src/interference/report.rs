@@ -93,6 +93,8 @@ struct StageLatency {
     stage: String,
     p50_ms: (f64, f64),
     p99_ms: (f64, f64),
+    /// The slowest sample's bucket: a rare long stall shows here, not in the p99.
+    max_ms: (f64, f64),
     count: (u64, u64),
 }
 
@@ -123,6 +125,7 @@ fn pool_stages(runs: &[ModeRun]) -> Vec<StageLatency> {
             stage,
             p50_ms: (a.quantile_ms(0.5), b.quantile_ms(0.5)),
             p99_ms: (a.quantile_ms(0.99), b.quantile_ms(0.99)),
+            max_ms: (a.quantile_ms(1.0), b.quantile_ms(1.0)),
             count: (a.count(), b.count()),
         })
         .collect()
@@ -307,6 +310,12 @@ pub(super) fn print_table(
             .map(|s| format!("{} {:.2}→{:.2}", s.stage, s.p99_ms.0, s.p99_ms.1))
             .collect();
         println!("{:<9} stage p99 ms A→B: {}", "", stages.join(", "));
+        let maxes: Vec<String> = r
+            .stages
+            .iter()
+            .map(|s| format!("{} {:.1}→{:.1}", s.stage, s.max_ms.0, s.max_ms.1))
+            .collect();
+        println!("{:<9} stage max ms A→B: {}", "", maxes.join(", "));
     }
 }
 

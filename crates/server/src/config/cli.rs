@@ -177,7 +177,7 @@ pub struct ServeArgs {
         allow_negative_numbers = true
     )]
     pub compact_nice: Option<i32>,
-    /// [runtime] query_nice: OS nice value of query threads [default: 5].
+    /// [runtime] query_nice: OS nice value of query threads without SCHED_IDLE [default: 5].
     #[arg(
         long,
         env = "BULKHEAD_QUERY_NICE",
@@ -188,7 +188,7 @@ pub struct ServeArgs {
     /// [runtime] compact_sched_idle: run compaction threads under SCHED_IDLE [default: true].
     #[arg(long, env = "BULKHEAD_COMPACT_SCHED_IDLE", value_name = "BOOL")]
     pub compact_sched_idle: Option<bool>,
-    /// [runtime] query_sched_idle: run query threads under SCHED_IDLE [default: false].
+    /// [runtime] query_sched_idle: run query threads under SCHED_IDLE [default: true].
     #[arg(long, env = "BULKHEAD_QUERY_SCHED_IDLE", value_name = "BOOL")]
     pub query_sched_idle: Option<bool>,
     /// [runtime] latency_slice: OS time slice of io/write/flush/WAL threads, 0 = kernel default [default: 0s].

@@ -308,7 +308,7 @@ impl Default for RuntimeSection {
             compact_nice: 10,
             query_nice: 5,
             compact_sched_idle: true,
-            query_sched_idle: false,
+            query_sched_idle: true,
             latency_slice: HumanDuration::millis(0),
             slow_poll_threshold: HumanDuration::millis(10),
             watchdog_threshold: HumanDuration::millis(100),

@@ -128,7 +128,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "--compact-sched-idle",
         "false",
     ),
-    ("runtime.query_sched_idle", "--query-sched-idle", "true"),
+    ("runtime.query_sched_idle", "--query-sched-idle", "false"),
     ("runtime.latency_slice", "--latency-slice", "200us"),
     (
         "runtime.slow_poll_threshold",
