@@ -24,14 +24,8 @@ const TF: &str = "time >= 1451606400000ms and time <= 1451609999000ms";
 /// string `s` (mostly `up`) and a boolean `b`; one point every ~2 s for an hour, times
 /// unique.
 fn random_data(seed: u64) -> String {
-    let mut state = seed;
-    let mut next = move |n: u64| {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    };
+    let mut rng = bulkhead_tsbs::SplitMix64(seed);
+    let mut next = move |n: u64| rng.below(n);
     let mut out = String::new();
     for k in 0..1800u64 {
         let t = 1_451_606_400 + k * 2 + next(2);

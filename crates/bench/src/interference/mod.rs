@@ -25,7 +25,7 @@ use super::tsbs;
 mod report;
 
 use bulkhead_runtime::latency::HistogramSnapshot;
-use report::{ModeResult, ModeRun, Sample, pool, print_table};
+use report::{CpuTimes, ModeResult, ModeRun, Sample, pool, print_table};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InterferenceArgs {
@@ -259,6 +259,7 @@ async fn run_mode(
         .await?;
     }
     let stages_start = write_stages(client, &base).await?;
+    let cpu_start = CpuTimes::now();
     let t0 = Instant::now();
     let writes: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let flushes: Arc<Mutex<Vec<Sample>>> = Arc::default();
@@ -287,6 +288,7 @@ async fn run_mode(
     tokio::time::sleep(args.phase).await;
     let errors_a = errors.load(std::sync::atomic::Ordering::Relaxed);
     let b_start = t0.elapsed().as_secs_f64();
+    let cpu_mid = CpuTimes::now();
     let stalls_before = stalls(client, &base).await?;
     let stages_mid = write_stages(client, &base).await?;
     let b_deadline = Instant::now() + args.phase;
@@ -313,6 +315,7 @@ async fn run_mode(
     writer.await??;
     flusher.await??;
     let b_end = t0.elapsed().as_secs_f64();
+    let cpu_end = CpuTimes::now();
     let stalls_after = stalls(client, &base).await?;
     let stages_end = write_stages(client, &base).await?;
     let errors_b = errors.load(std::sync::atomic::Ordering::Relaxed) - errors_a;
@@ -346,6 +349,7 @@ async fn run_mode(
         queries_ms,
         compactions,
         stalls: stall_delta,
+        cpu: (cpu_mid.since(cpu_start), cpu_end.since(cpu_mid)),
     })
 }
 

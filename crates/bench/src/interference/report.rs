@@ -28,6 +28,67 @@ pub(super) struct ModeRun {
     pub(super) stalls: Vec<(String, u64)>,
     /// The server's write-stage latencies: (stage, phase A, phase B).
     pub(super) stages: Vec<(String, HistogramSnapshot, HistogramSnapshot)>,
+    /// The whole machine's CPU time in phase A and in phase B (`/proc/stat`).
+    pub(super) cpu: (CpuTimes, CpuTimes),
+}
+
+/// Machine-wide CPU time over an interval, in clock ticks, from `/proc/stat`'s first
+/// line. `steal` is time the hypervisor ran something else while this VM wanted a CPU:
+/// no scheduling inside the server can win that back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+pub(super) struct CpuTimes {
+    pub(super) busy: u64,
+    pub(super) idle: u64,
+    pub(super) steal: u64,
+}
+
+impl CpuTimes {
+    /// Now, since boot; zero where `/proc/stat` is missing (not Linux).
+    pub(super) fn now() -> Self {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| Self::parse(s.lines().next()?))
+            .unwrap_or_default()
+    }
+
+    /// `cpu  user nice system idle iowait irq softirq steal ...`
+    fn parse(line: &str) -> Option<Self> {
+        let v: Vec<u64> = line
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Some(Self {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            idle: at(3) + at(4),
+            steal: at(7),
+        })
+    }
+
+    pub(super) fn since(self, earlier: Self) -> Self {
+        Self {
+            busy: self.busy.saturating_sub(earlier.busy),
+            idle: self.idle.saturating_sub(earlier.idle),
+            steal: self.steal.saturating_sub(earlier.steal),
+        }
+    }
+
+    fn add(&mut self, o: Self) {
+        self.busy += o.busy;
+        self.idle += o.idle;
+        self.steal += o.steal;
+    }
+
+    /// Share of all CPU time that was busy, in percent.
+    fn busy_pct(self) -> f64 {
+        let all = self.busy + self.idle + self.steal;
+        if all == 0 {
+            0.0
+        } else {
+            self.busy as f64 * 100.0 / all as f64
+        }
+    }
 }
 
 impl ModeRun {
@@ -142,6 +203,8 @@ pub(super) struct ModeResult {
     phase_a: Phase,
     phase_b: Phase,
     stalls: serde_json::Map<String, serde_json::Value>,
+    /// Machine CPU time per phase, every round summed (ticks, usually 10 ms).
+    cpu: (CpuTimes, CpuTimes),
     /// Each write stage's p50/p99 in phase A and B, every round pooled: where a late
     /// ack spent its time.
     stages: Vec<StageLatency>,
@@ -160,7 +223,10 @@ pub(super) fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
     let mut rounds = Vec::new();
     let mut stalls = serde_json::Map::new();
     let (mut phase_a, mut phase_b) = (Phase::default(), Phase::default());
+    let mut cpu = (CpuTimes::default(), CpuTimes::default());
     for r in runs {
+        cpu.0.add(r.cpu.0);
+        cpu.1.add(r.cpu.1);
         let b0 = r.b_span.0;
         let (wa, wb) = (
             ModeRun::split(&r.writes, b0, false),
@@ -205,6 +271,7 @@ pub(super) fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
         phase_a,
         phase_b,
         stalls,
+        cpu,
         stages: pool_stages(runs),
         rounds,
         write_samples: last.map(|r| r.writes.clone()).unwrap_or_default(),
@@ -289,6 +356,14 @@ pub(super) fn print_table(
             r.phase_b.compactions,
             serde_json::Value::Object(r.stalls.clone())
         );
+        println!(
+            "{:<9} machine CPU busy A/B: {:.0}%/{:.0}%, steal A/B: {}/{} ticks",
+            "",
+            r.cpu.0.busy_pct(),
+            r.cpu.1.busy_pct(),
+            r.cpu.0.steal,
+            r.cpu.1.steal
+        );
         let per_round: Vec<String> = r
             .rounds
             .iter()
@@ -332,6 +407,22 @@ mod tests {
     }
 
     #[test]
+    fn cpu_times_parse_proc_stat() {
+        let a = CpuTimes::parse("cpu  100 5 20 1000 7 0 3 9 0 0").unwrap();
+        assert_eq!(
+            a,
+            CpuTimes {
+                busy: 128,
+                idle: 1007,
+                steal: 9
+            }
+        );
+        let b = CpuTimes::parse("cpu  150 5 30 1100 7 0 3 19 0 0").unwrap();
+        assert_eq!(b.since(a).steal, 10);
+        assert!(CpuTimes::parse("cpu0 1 2 3").is_none());
+    }
+
+    #[test]
     fn pool_counts_samples_and_queries_per_round() {
         let run = |slow: f64| ModeRun {
             writes: (0..200)
@@ -347,6 +438,14 @@ mod tests {
             compactions: 3,
             stalls: vec![("write".into(), 1)],
             stages: vec![],
+            cpu: (
+                CpuTimes::default(),
+                CpuTimes {
+                    busy: 3,
+                    idle: 1,
+                    steal: 1,
+                },
+            ),
         };
         let r = pool("isolated", &[run(2.0), run(4.0), run(1.0)]);
         assert_eq!(r.rounds.len(), 3);
@@ -355,6 +454,8 @@ mod tests {
         assert_eq!(r.phase_b.queries.count, 21);
         assert_eq!(r.phase_b.compactions, 9);
         assert_eq!(r.stalls["write"], json!(3));
+        assert_eq!((r.cpu.1.busy, r.cpu.1.steal), (9, 3));
+        assert_eq!(r.cpu.1.busy_pct(), 60.0);
         // Pooled: phase B holds 100 samples each of 2, 4 and 1 ms, so its p99 is 4.
         assert_eq!(r.write_p99_ratio, 4.0);
     }
