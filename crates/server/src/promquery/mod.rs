@@ -5,12 +5,13 @@
 //! pruning of the read path apply). Everything here runs on the `query` runtime.
 
 pub(crate) mod remote_read;
+mod series;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use arrow::datatypes::{DataType, Int64Type};
 use bulkhead_promql::{Error, Fetch, LabelMatcher, Labels, MatchKind, NAME, RawSeries};
 use futures::StreamExt;
 
@@ -178,7 +179,7 @@ impl Reader<'_> {
                 sql.push_str(&conds);
             }
             let batches = collect(self.queries, self.db, &sql).await?;
-            let mut series: HashMap<Vec<Option<String>>, RawSeries> = HashMap::new();
+            let mut series = series::SeriesBuilder::new(&metric, &tags);
             for b in &batches {
                 self.samples += b.num_rows();
                 if self.samples > self.max_samples {
@@ -188,39 +189,9 @@ impl Reader<'_> {
                         self.max_samples
                     )));
                 }
-                let tag_cols: Vec<_> = (0..tags.len())
-                    .map(|i| utf8(b.column(i)))
-                    .collect::<Result<_, _>>()?;
-                let times = b.column(tags.len()).as_primitive::<Int64Type>();
-                let values = cast(b.column(tags.len() + 1), &DataType::Float64)
-                    .map_err(|e| Error::Execution(e.to_string()))?;
-                let values = values.as_primitive::<Float64Type>();
-                for row in 0..b.num_rows() {
-                    if values.is_null(row) || times.is_null(row) {
-                        continue;
-                    }
-                    let key: Vec<Option<String>> = tag_cols
-                        .iter()
-                        .map(|c| (!c.is_null(row)).then(|| c.value(row).to_string()))
-                        .collect();
-                    let s = series.entry(key).or_insert_with_key(|key| {
-                        let mut pairs = vec![(NAME.to_string(), metric.clone())];
-                        for (name, v) in tags.iter().zip(key) {
-                            if let Some(v) = v {
-                                pairs.push((name.clone(), v.clone()));
-                            }
-                        }
-                        RawSeries {
-                            labels: Labels::new(pairs),
-                            times: Vec::new(),
-                            values: Vec::new(),
-                        }
-                    });
-                    s.times.push(times.value(row).div_euclid(1_000_000));
-                    s.values.push(values.value(row));
-                }
+                series.add(b)?;
             }
-            for (_, mut s) in series {
+            for mut s in series.series {
                 if !f.selects(|n| s.labels.get(n).to_string()) {
                     continue;
                 }
