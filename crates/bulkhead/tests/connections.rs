@@ -53,6 +53,22 @@ fn wait_http_open(server: &TestServer, n: usize) {
     }
 }
 
+/// Wait until `/metrics`, asked over `c`, shows `n` open HTTP connections (`c`
+/// included). Asking over a connection that stays open is what makes this exact: a
+/// connection opened just to ask would hold a slot for a moment after it closes.
+fn wait_open_seen_by(c: &mut KeepAlive, n: usize, what: &str) {
+    let deadline = Instant::now() + CLOSE_BOUND;
+    loop {
+        let text = c.get("/metrics").body;
+        let open = metric(&text, "bulkhead_connections_open{protocol=\"http\"}");
+        if open == Some(n as f64) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: open stays at {open:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A kept-alive HTTP/1.1 connection.
 struct KeepAlive(TcpStream);
 
@@ -144,8 +160,15 @@ fn ok(out: &Output) -> String {
 #[test]
 fn http_max_connections_refuses_with_503_and_frees_slots() {
     let server = start(&["--http-max-connections", "4"]);
-    wait_http_open(&server, 0);
-    let mut held: Vec<KeepAlive> = (0..4).map(|_| KeepAlive::open(&server)).collect();
+    // The first held connection watches until the setup's connections have given their
+    // slots back, then three more fill the cap.
+    let mut held = vec![KeepAlive::open(&server)];
+    wait_open_seen_by(
+        &mut held[0],
+        1,
+        "the setup's connections were never released",
+    );
+    held.extend((0..3).map(|_| KeepAlive::open(&server)));
     for c in &mut held {
         assert_eq!(c.get("/health").status, 200);
     }
@@ -184,18 +207,11 @@ fn http_max_connections_refuses_with_503_and_frees_slots() {
     );
     // A slot given back is taken by the next connection.
     drop(held.pop());
-    let deadline = Instant::now() + CLOSE_BOUND;
-    loop {
-        let text = held[0].get("/metrics").body;
-        if metric(&text, "bulkhead_connections_open{protocol=\"http\"}") == Some(3.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the closed connection's slot was never freed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_open_seen_by(
+        &mut held[0],
+        3,
+        "the closed connection's slot was never freed",
+    );
     assert_eq!(server.get("/health").status, 200);
 }
 

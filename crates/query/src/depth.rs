@@ -17,8 +17,9 @@
 //!    [`MAX_EXPR_DEPTH`] the statement is refused with [`QueryError::TooComplex`]
 //!    (HTTP 400, SQLSTATE 54001).
 //!
-//! Parsing, the walk and dropping a refused tree run on a thread with a large stack of
-//! its own ([`PARSE_STACK`]), so they do not depend on the thread they are called from.
+//! Parsing, the walk and dropping a refused tree run on a large stack of their own
+//! ([`PARSE_STACK`], switched to on the calling thread), so they do not depend on the
+//! stack of the thread they are called from.
 
 use std::ops::ControlFlow;
 
@@ -67,27 +68,24 @@ pub(crate) fn parse(
     let dialect = dialect_from_str(options.dialect.as_ref())
         .ok_or_else(|| QueryError::Plan(format!("unsupported SQL dialect {}", options.dialect)))?;
     check_tokens(dialect.as_ref(), sql)?;
-    // A thread of its own: its stack is reserved address space, and only the pages a
-    // statement touches are used. Spawning it costs tens of microseconds.
-    std::thread::scope(|scope| {
-        let parser = std::thread::Builder::new()
-            .name("bh-query-parse".into())
-            .stack_size(PARSE_STACK)
-            .spawn_scoped(scope, || {
-                let mut statement = state.sql_to_statement(sql, &options.dialect)?;
-                if let (Some(pg), DfStatement::Statement(_)) = (pg, &statement)
-                    && let Some(rewritten) = pg.rewrite(sql)
-                {
-                    statement = DfStatement::Statement(Box::new(rewritten));
-                }
-                check_statement(&mut statement)?;
-                Ok(statement)
-            })
-            .map_err(|e| QueryError::Execution(format!("cannot start the SQL parser: {e}")))?;
-        parser
-            .join()
-            .unwrap_or_else(|_| Err(QueryError::Execution("the SQL parser panicked".into())))
-    })
+    // A stack of its own, on this thread (`stacker` maps it, switches to it and unmaps
+    // it afterwards): reserved address space, of which only the pages a statement
+    // touches are used. It used to be a thread of its own, whose start and join (two
+    // context switches, each waiting for a core) cost more than parsing a small query.
+    let parse = || {
+        stacker::grow(PARSE_STACK, || -> Result<DfStatement> {
+            let mut statement = state.sql_to_statement(sql, &options.dialect)?;
+            if let (Some(pg), DfStatement::Statement(_)) = (pg, &statement)
+                && let Some(rewritten) = pg.rewrite(sql)
+            {
+                statement = DfStatement::Statement(Box::new(rewritten));
+            }
+            check_statement(&mut statement)?;
+            Ok(statement)
+        })
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+        .unwrap_or_else(|_| Err(QueryError::Execution("the SQL parser panicked".into())))
 }
 
 /// Step 1: a bound on the parse tree's depth from the tokens alone.

@@ -1,5 +1,5 @@
-//! `GET|POST /api/v1/sql`: plan on `query`, then poll and encode the result stream on
-//! `query`, forwarding encoded chunks to the response body (sent from `io`).
+//! `GET|POST /api/v1/sql`: one task on `query` plans, polls and encodes the result
+//! stream, forwarding encoded chunks to the response body (sent from `io`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +11,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
-use bulkhead_runtime::RuntimeName;
+use bulkhead_runtime::{RuntimeError, RuntimeName};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -136,37 +136,29 @@ async fn run(state: Arc<ServerState>, req: SqlRequest) -> Result<Response, Serve
         Some(t) if !t.is_zero() && t < limit => Deadline::after(t, "the request's `timeout`"),
         _ => Deadline::after(limit, "limits.query_timeout"),
     };
-    let queries = Arc::clone(&state.queries);
-    let planning = state.runtimes.run(
-        RuntimeName::Query,
-        async move { queries.sql(&db, &q).await },
-    );
-    let output = match deadline.plan(planning).await {
-        Ok(planned) => planned?.map_err(|e| ServerError::Query(memory_limit_message(e, &state)))?,
-        Err(timed_out) => {
-            state.trips.trip(Limit::QueryTimeout, Protocol::Http);
-            return Err(ServerError::Query(timed_out));
-        }
-    };
-    let output = deadline.bound(output);
-
     let (tx, mut rx) = mpsc::channel::<Chunk>(4);
-    let task_state = Arc::clone(&state);
-    // Polling the batches drives the plan: it must happen on `query`. The task stops
-    // when the client goes away (sending fails) or the stream ends.
-    state.runtimes.spawn(
+    // One task on `query` plans, polls and encodes: the handler on `io` hands the request
+    // over once and then only receives chunks (two thread hand-offs per query, not four:
+    // on a busy machine each wake-up of a parked thread can cost more than planning).
+    let task = state.runtimes.spawn(
         RuntimeName::Query,
-        encode_task(output, format, tx, task_state),
+        query_task(Arc::clone(&state), db, q, format, deadline, tx),
     );
 
-    // Wait for the first batch (or error) so that an early failure gets its status code.
+    // Wait for the first chunk (or error) so that an early failure gets its status code.
     let first = match rx.recv().await {
         Some(Ok(bytes)) => bytes,
         Some(Err(e)) => return Err(e),
+        // The task ended without a word: it panicked (resumed here, as before), or the
+        // runtime is shutting down (503).
         None => {
-            return Err(ServerError::Encode(
-                "the query task ended without a result".into(),
-            ));
+            return match task.await {
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Err(RuntimeError::Cancelled(RuntimeName::Query).into()),
+                Ok(()) => Err(ServerError::Encode(
+                    "the query task ended without a result".into(),
+                )),
+            };
         }
     };
     let rest =
@@ -178,6 +170,41 @@ async fn run(state: Arc<ServerState>, req: SqlRequest) -> Result<Response, Serve
         HeaderValue::from_static(format.content_type()),
     );
     Ok(response)
+}
+
+/// Plan `q` under `deadline`, then encode its batches into `tx`. A client that goes
+/// away (the handler or the response body drops the receiver) cancels the query, while
+/// it is planned as while it runs.
+async fn query_task(
+    state: Arc<ServerState>,
+    db: String,
+    q: String,
+    format: Format,
+    deadline: Deadline,
+    tx: mpsc::Sender<Chunk>,
+) {
+    let planned = tokio::select! {
+        planned = deadline.plan(state.queries.sql(&db, &q)) => planned,
+        () = tx.closed() => {
+            state.trips.trip(Limit::ClientGone, Protocol::Http);
+            return;
+        }
+    };
+    let output = match planned {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => {
+            let _ = tx
+                .send(Err(ServerError::Query(memory_limit_message(e, &state))))
+                .await;
+            return;
+        }
+        Err(timed_out) => {
+            state.trips.trip(Limit::QueryTimeout, Protocol::Http);
+            let _ = tx.send(Err(ServerError::Query(timed_out))).await;
+            return;
+        }
+    };
+    encode_task(deadline.bound(output), format, tx, state).await;
 }
 
 async fn encode_task(
