@@ -1,6 +1,10 @@
 //! The maintainer: one task on `compact` that, every check interval, brings each
 //! rollup up to the buckets past their grace period, one aggregate query per range.
 //!
+//! The list of rollups is the board's, read again before every round: `CREATE ROLLUP`
+//! adds work (and wakes the task), `DROP ROLLUP` sets a rollup's stop flag, which is
+//! checked before every range, and waits for the rollup's `running` lock.
+//!
 //! Crash safety without a state file: the rows of a range are queried in bucket order
 //! and written in that order, so whatever a crash interrupts, every bucket before the
 //! newest one in the rollup table is complete. At start the maintainer re-runs that
@@ -17,6 +21,7 @@ use bulkhead_runtime::RuntimeName;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
+use super::board::RollupHandle;
 use super::{RollupBoard, RollupConfig, RollupSpec};
 use crate::error::{QueryError, Result};
 use crate::{Pool, QueryEngine};
@@ -27,11 +32,8 @@ const MAX_BUCKETS_PER_QUERY: i64 = 64;
 /// Rows per engine write (each write is atomic; the WAL record stays small).
 const ROWS_PER_WRITE: usize = 4096;
 
-pub(super) fn spawn(
-    query: Arc<QueryEngine>,
-    specs: Vec<RollupSpec>,
-    config: RollupConfig,
-) -> Result<JoinHandle<()>> {
+/// Start the maintainer of every rollup on `query`'s board, now and later ones.
+pub(super) fn spawn(query: Arc<QueryEngine>, config: RollupConfig) -> Result<JoinHandle<()>> {
     let runtimes = Arc::clone(query.runtimes());
     let pool = Pool::new(
         config.memory_budget,
@@ -39,19 +41,25 @@ pub(super) fn spawn(
         runtimes.config().threads(RuntimeName::Compact),
     )?;
     let board = Arc::clone(query.rollup_board());
-    let mut rollups: Vec<Maintainer> = specs
-        .into_iter()
-        .map(|spec| {
-            let index = board.register(&spec);
-            Maintainer::new(spec, index)
-        })
-        .collect();
+    let mut rollups: Vec<Maintainer> = Vec::new();
     Ok(runtimes.spawn(RuntimeName::Compact, async move {
         loop {
+            // Forget dropped rollups, pick up created ones (a rollup dropped and
+            // created again is new work: it finds its start point again).
+            let work = board.work();
+            rollups.retain(|m| work.iter().any(|(_, h)| h.id == m.handle.id));
+            for (spec, handle) in work {
+                if !rollups.iter().any(|m| m.handle.id == handle.id) {
+                    rollups.push(Maintainer::new(spec, handle));
+                }
+            }
             for m in &mut rollups {
                 m.run(&query, &pool, &board).await;
             }
-            tokio::time::sleep(config.check_interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(config.check_interval) => {}
+                _ = board.changed.notified() => {}
+            }
         }
     }))
 }
@@ -59,7 +67,7 @@ pub(super) fn spawn(
 /// One rollup's in-memory progress.
 struct Maintainer {
     spec: RollupSpec,
-    index: usize,
+    handle: RollupHandle,
     every: i64,
     grace: i64,
     /// Every bucket before this is materialized; `None` until found (see `start_point`).
@@ -79,12 +87,12 @@ fn now_nanos() -> i64 {
 }
 
 impl Maintainer {
-    fn new(spec: RollupSpec, index: usize) -> Self {
+    fn new(spec: RollupSpec, handle: RollupHandle) -> Self {
         Self {
             every: nanos(spec.every).max(1),
             grace: nanos(spec.grace_period),
             spec,
-            index,
+            handle,
             done: None,
             buckets_per_query: MAX_BUCKETS_PER_QUERY,
         }
@@ -97,11 +105,16 @@ impl Maintainer {
 
     /// Materialize every ready bucket; a failure is recorded and retried next time.
     async fn run(&mut self, query: &QueryEngine, pool: &Pool, board: &RollupBoard) {
+        let running = Arc::clone(&self.handle.running);
+        let _running = running.lock().await;
+        if self.stopped() {
+            return;
+        }
         let ready = self.floor(now_nanos().saturating_sub(self.grace));
-        board.update(self.index, |s| s.ready_until = Some(ready));
+        board.update(self.handle.id, |s| s.ready_until = Some(ready));
         let result = self.catch_up(query, pool, board, ready).await;
         let done = self.done;
-        board.update(self.index, |s| {
+        board.update(self.handle.id, |s| {
             s.last_run = Some(now_nanos());
             s.done_until = done;
             match &result {
@@ -115,6 +128,11 @@ impl Maintainer {
         if let Err(e) = result {
             tracing::warn!(rollup = %self.spec.qualified_name(), error = %e, "rollup run failed");
         }
+    }
+
+    /// `DROP ROLLUP` asked this rollup to stop.
+    fn stopped(&self) -> bool {
+        self.handle.stop.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn catch_up(
@@ -132,6 +150,9 @@ impl Maintainer {
             self.done = self.start_point(query, pool).await?;
         }
         while let Some(start) = self.done.filter(|d| *d < ready) {
+            if self.stopped() {
+                return Ok(());
+            }
             let span = self.every.saturating_mul(self.buckets_per_query);
             let end = start.saturating_add(span).min(ready);
             let written = match self.materialize(query, pool, board, start, end).await {
@@ -151,20 +172,34 @@ impl Maintainer {
             let mut next = end;
             if written == 0 && end < ready {
                 // A gap in the source: jump to its next row (or to `ready`).
-                let sql = format!(
-                    "SELECT CAST(min(\"time\") AS BIGINT) FROM {} WHERE \"time\" >= '{}'",
-                    ident(&self.spec.source),
-                    rfc3339(end)
-                );
-                next = match scalar(query, pool, &self.spec.database, &sql).await? {
-                    Some(t) => self.floor(t).clamp(end, ready),
-                    None => ready,
-                };
+                next = self.next_row(query, pool, end, ready).await?;
             }
             self.done = Some(next);
-            board.update(self.index, |s| s.done_until = Some(next));
+            board.update(self.handle.id, |s| s.done_until = Some(next));
         }
         Ok(())
+    }
+
+    /// The start of the bucket of the source's first row at or after `from`, within
+    /// `[from, limit]` (`limit` if there is none).
+    async fn next_row(
+        &self,
+        query: &QueryEngine,
+        pool: &Pool,
+        from: i64,
+        limit: i64,
+    ) -> Result<i64> {
+        let sql = format!(
+            "SELECT CAST(min(\"time\") AS BIGINT) FROM {} WHERE \"time\" >= '{}'",
+            ident(&self.spec.source),
+            rfc3339(from)
+        );
+        Ok(
+            match scalar(query, pool, &self.spec.database, &sql).await? {
+                Some(t) => self.floor(t).clamp(from, limit),
+                None => limit,
+            },
+        )
     }
 
     /// Where to start: the newest bucket in the rollup table (re-run, in case a crash
@@ -205,7 +240,7 @@ impl Maintainer {
             return Ok(0); // the source table does not exist (yet)
         };
         let sql = plan.sql(&self.spec, self.every, start, end);
-        board.update(self.index, |s| s.queries += 1);
+        board.update(self.handle.id, |s| s.queries += 1);
         let out = query.sql_in_pool(pool, &self.spec.database, &sql).await?;
         let mut batches = out.batches;
         let mut rows = Vec::new();
@@ -241,7 +276,7 @@ impl Maintainer {
             .write(&self.spec.database, batch)
             .await
             .map_err(|e| QueryError::Execution(format!("writing the rollup rows: {e}")))?;
-        board.update(self.index, |s| s.rows_written += n as u64);
+        board.update(self.handle.id, |s| s.rows_written += n as u64);
         Ok(n)
     }
 }
