@@ -8,12 +8,12 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bulkhead_tsbs::SplitMix64 as Rng;
 use common::TestServer;
 use common::rollup::{
-    SEC, Shape, assert_same, csv, direct_and_rollup, now_ns, random_rows, serve_with_rollups,
+    SEC, Shape, assert_same, csv, direct_and_rollup, now_ns, random_rows, same, serve_with_rollups,
     wait_done_of, write,
 };
 
@@ -146,6 +146,35 @@ fn rollups_created_by_sql_match_survive_kill9_and_stop_when_dropped() {
         "SELECT CAST(retention_seconds AS BIGINT) FROM system.rollups WHERE name = 'cpu_1m'",
     );
     assert_eq!(r, [["31536000"]]);
+
+    // Deletes in the source: the computed buckets they touch are computed again, also
+    // where a series lost every row of a bucket (its old rollup row goes).
+    let (lo, hi) = (end - 600 * SEC, end - 300 * SEC);
+    let deleted = http_ok(
+        &s,
+        &format!("DELETE FROM cpu WHERE host = 'a' AND time >= {lo} AND time < {hi}"),
+    );
+    assert_eq!(deleted, [["db.cpu"]]);
+    let (lo, hi) = (end - 1000 * SEC, end - 990 * SEC);
+    http_ok(
+        &s,
+        &format!("DELETE FROM cpu WHERE host IN ('b', 'c') AND time BETWEEN {lo} AND {hi}"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for shape in &shapes {
+        loop {
+            let (direct, rollup) = direct_and_rollup(&s, shape, until(shape));
+            if same(&direct, &rollup) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the rollup was not computed again after the deletes",
+                shape.table
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 
     // DROP ROLLUP over PG: maintenance stops (even across a restart), the table stays.
     let before = csv(&s, "SELECT count(*), CAST(max(time) AS BIGINT) FROM cpu_7s");

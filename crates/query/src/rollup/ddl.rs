@@ -93,7 +93,7 @@ async fn drop_rollup(
     let board = query.rollup_board();
     let _ddl = board.ddl.lock().await;
     let qualified = format!("{db}.{name}");
-    match board.find(db, name) {
+    let spec = match board.find(db, name) {
         None if if_exists => return crate::ddl::names_output("dropped", Vec::new()),
         None => {
             return Err(QueryError::UndefinedObject(format!(
@@ -106,10 +106,10 @@ async fn drop_rollup(
                  [[rollup]] entry and restart"
             )));
         }
-        Some((_, Origin::Sql)) => {}
-    }
-    // The declaration and its retention.
-    let changes = vec![
+        Some((spec, Origin::Sql)) => spec,
+    };
+    // The declaration, its retention, and any range it had left to compute again.
+    let mut changes = vec![
         SettingChange::Property {
             key: property_key(db, name),
             value: None,
@@ -120,6 +120,11 @@ async fn drop_rollup(
             ttl: None,
         },
     ];
+    let redo = query.engine().properties(&super::run::redo_prefix(&spec));
+    changes.extend(
+        redo.into_keys()
+            .map(|key| SettingChange::Property { key, value: None }),
+    );
     query
         .engine()
         .commit_settings(changes)

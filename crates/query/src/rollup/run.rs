@@ -10,13 +10,17 @@
 //! newest one in the rollup table is complete. At start the maintainer re-runs that
 //! newest bucket (same keys, so the rows are overwritten) and goes on from there.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
-use bulkhead_engine::{FieldValue, ROLE_KEY, Row, SmolStr, TableWrite, WriteBatch};
+use bulkhead_engine::{
+    DeletePredicate, DeleteRequest, Error as EngineError, FieldValue, ROLE_KEY, Row, SettingChange,
+    SmolStr, TableWrite, WriteBatch,
+};
 use bulkhead_runtime::RuntimeName;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
@@ -74,6 +78,10 @@ struct Maintainer {
     done: Option<i64>,
     /// Buckets per query now (halved on "resources exhausted").
     buckets_per_query: i64,
+    /// The source's tombstones (by sequence) whose buckets were computed again.
+    redone: HashSet<u64>,
+    /// Whether the ranges a crash left to compute again were read from the manifest.
+    redo_loaded: bool,
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -95,6 +103,8 @@ impl Maintainer {
             handle,
             done: None,
             buckets_per_query: MAX_BUCKETS_PER_QUERY,
+            redone: HashSet::new(),
+            redo_loaded: false,
         }
     }
 
@@ -112,7 +122,10 @@ impl Maintainer {
         }
         let ready = self.floor(now_nanos().saturating_sub(self.grace));
         board.update(self.handle.id, |s| s.ready_until = Some(ready));
-        let result = self.catch_up(query, pool, board, ready).await;
+        let result = match self.catch_up(query, pool, board, ready).await {
+            Ok(()) => self.redo_deletes(query, pool, board).await,
+            Err(e) => Err(e),
+        };
         let done = self.done;
         board.update(self.handle.id, |s| {
             s.last_run = Some(now_nanos());
@@ -225,6 +238,105 @@ impl Maintainer {
             }
         }
         Ok(None)
+    }
+
+    /// Compute again the computed buckets that a delete in the source touched: for
+    /// each of the source's tombstones not handled yet, the buckets overlapping its
+    /// time range and before `done` (see [`Self::redo`]). After a restart every live
+    /// tombstone is handled once more (idempotent), and first the ranges a crash
+    /// interrupted, which the manifest keeps.
+    async fn redo_deletes(
+        &mut self,
+        query: &QueryEngine,
+        pool: &Pool,
+        board: &RollupBoard,
+    ) -> Result<()> {
+        let Some(done) = self.done else {
+            return Ok(());
+        };
+        let engine = query.engine();
+        let mut ranges: Vec<(Option<u64>, i64, i64)> = Vec::new();
+        if !self.redo_loaded {
+            for (key, end) in engine.properties(&redo_prefix(&self.spec)) {
+                let start = key.rsplit('/').next().and_then(|s| s.parse().ok());
+                if let (Some(start), Ok(end)) = (start, end.parse()) {
+                    ranges.push((None, start, end));
+                }
+            }
+        }
+        for t in engine.tombstones(&self.spec.database, &self.spec.source) {
+            if self.redone.contains(&t.seq) {
+                continue;
+            }
+            let start = self.floor(t.min_time.max(i64::MIN / 2));
+            let end = self
+                .floor(t.max_time.min(done.saturating_sub(1)))
+                .saturating_add(self.every)
+                .min(done);
+            ranges.push((Some(t.seq), start, end));
+        }
+        for (seq, start, end) in ranges {
+            if self.stopped() {
+                return Ok(());
+            }
+            if start < end {
+                self.redo(query, pool, board, start, end).await?;
+            }
+            if let Some(seq) = seq {
+                self.redone.insert(seq);
+            }
+        }
+        self.redo_loaded = true;
+        Ok(())
+    }
+
+    /// Compute `[start, end)` again: mark it in the manifest (so a crash before the
+    /// end redoes it), delete the rollup's rows in it (a series whose every row
+    /// was deleted has no bucket left to overwrite its old one), compute it, unmark.
+    async fn redo(
+        &self,
+        query: &QueryEngine,
+        pool: &Pool,
+        board: &RollupBoard,
+        start: i64,
+        end: i64,
+    ) -> Result<()> {
+        let engine = query.engine();
+        let key = format!("{}{start}", redo_prefix(&self.spec));
+        let failed = |e: EngineError| QueryError::Execution(format!("recomputing buckets: {e}"));
+        mark(engine, &key, Some(end.to_string()))
+            .await
+            .map_err(failed)?;
+        let delete = DeleteRequest {
+            table: Some(self.spec.name.clone()),
+            min_time: start,
+            max_time: end - 1,
+            predicate: DeletePredicate::All,
+        };
+        match engine.delete(&self.spec.database, delete).await {
+            Ok(_) | Err(EngineError::TableNotFound { .. } | EngineError::DatabaseNotFound(_)) => {}
+            Err(e) => return Err(failed(e)),
+        }
+        let mut at = start;
+        while at < end {
+            let stop = at
+                .saturating_add(self.every.saturating_mul(self.buckets_per_query))
+                .min(end);
+            let written = self.materialize(query, pool, board, at, stop).await?;
+            at = if written == 0 && stop < end {
+                self.next_row(query, pool, stop, end).await?
+            } else {
+                stop
+            };
+        }
+        mark(engine, &key, None).await.map_err(failed)?;
+        tracing::info!(
+            rollup = %self.spec.qualified_name(),
+            from = %rfc3339(start),
+            to = %rfc3339(end),
+            "rollup buckets computed again after a delete in the source"
+        );
+        Ok(())
     }
 
     /// Aggregate the buckets in `[start, end)` and write them; returns the rows written.
@@ -405,6 +517,30 @@ async fn scalar(query: &QueryEngine, pool: &Pool, db: &str, sql: &str) -> Result
         }
     }
     Ok(None)
+}
+
+/// Set or clear the manifest property `key` (a range to compute again).
+async fn mark(
+    engine: &bulkhead_engine::Engine,
+    key: &str,
+    value: Option<String>,
+) -> std::result::Result<(), EngineError> {
+    engine
+        .commit_settings(vec![SettingChange::Property {
+            key: key.to_string(),
+            value,
+        }])
+        .await
+}
+
+/// Prefix of the manifest properties marking ranges of `spec` to compute again,
+/// `rollup-redo/"db"."name"/{start}` = `{end}`.
+pub(super) fn redo_prefix(spec: &RollupSpec) -> String {
+    format!(
+        "rollup-redo/{}.{}/",
+        super::sql::quote(&spec.database),
+        super::sql::quote(&spec.name)
+    )
 }
 
 /// A double-quoted SQL identifier (case kept).
