@@ -285,7 +285,11 @@ impl EngineCore {
     /// The TTL of `db.table`: a per-table override, else a per-database one, else the
     /// default. A zero override means "keep forever" (it exempts the table or database
     /// from a default TTL).
+    /// A TTL committed to the manifest (`settings.rs`, a rollup's own) comes first.
     pub(crate) fn ttl(&self, db: &str, table: &str) -> Option<Duration> {
+        if let Some(n) = self.manifest.table_ttl(db, table) {
+            return (n > 0).then(|| Duration::from_nanos(n));
+        }
         let o = &self.config.ttl_overrides;
         match o.get(&format!("{db}.{table}")).or_else(|| o.get(db)) {
             Some(d) if d.is_zero() => None,

@@ -228,6 +228,17 @@ impl Engine {
         self.core.ttl(db, table)
     }
 
+    /// Commit `changes` (properties, per-table TTLs) to the manifest atomically: all
+    /// of them are durable once this returns, none on error (`settings.rs`).
+    pub async fn commit_settings(&self, changes: Vec<crate::SettingChange>) -> Result<()> {
+        crate::settings::commit(&self.core, changes).await
+    }
+
+    /// The committed properties whose key starts with `prefix`, by key.
+    pub fn properties(&self, prefix: &str) -> std::collections::BTreeMap<String, String> {
+        self.core.manifest.properties(prefix)
+    }
+
     /// Distinct series (tag sets) of `db.table` (0 if it does not exist). Counted from
     /// the series set the limit keeps, or by a scan of each series' latest row when
     /// `max_series_per_table` is off.

@@ -37,7 +37,11 @@ impl From<FlightSqlError> for Status {
 /// status and the SQLSTATE on the other front ends.
 pub(crate) fn query_status(e: &QueryError) -> Status {
     let code = match e.kind {
-        QueryErrorKind::Plan | QueryErrorKind::TooComplex => Code::InvalidArgument,
+        QueryErrorKind::Plan | QueryErrorKind::Syntax | QueryErrorKind::TooComplex => {
+            Code::InvalidArgument
+        }
+        QueryErrorKind::DuplicateObject => Code::AlreadyExists,
+        QueryErrorKind::UndefinedObject => Code::NotFound,
         QueryErrorKind::NotFound => Code::NotFound,
         QueryErrorKind::ResourcesExhausted => Code::ResourceExhausted,
         QueryErrorKind::Timeout => Code::DeadlineExceeded,

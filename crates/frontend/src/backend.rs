@@ -128,6 +128,15 @@ pub trait QueryBackend: Send + Sync + 'static {
 pub enum QueryErrorKind {
     /// Syntax or planning error (unknown column, bad type): the client's fault. 400.
     Plan,
+    /// A statement Bulkhead parses itself (`CREATE ROLLUP`) does not parse; the
+    /// message names the clause. 400 (SQLSTATE 42601, syntax_error).
+    Syntax,
+    /// The statement creates an object that already exists (a rollup of that name).
+    /// 400 (SQLSTATE 42710, duplicate_object).
+    DuplicateObject,
+    /// The statement names an object that does not exist (`DROP ROLLUP` of an unknown
+    /// rollup). 400 (SQLSTATE 42704, undefined_object).
+    UndefinedObject,
     /// The database or table does not exist. 404.
     NotFound,
     /// The query needs more memory (or other resources) than its limit. 400: retrying
@@ -150,6 +159,9 @@ impl QueryErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             QueryErrorKind::Plan => "plan",
+            QueryErrorKind::Syntax => "syntax",
+            QueryErrorKind::DuplicateObject => "duplicate_object",
+            QueryErrorKind::UndefinedObject => "undefined_object",
             QueryErrorKind::NotFound => "not_found",
             QueryErrorKind::ResourcesExhausted => "resources_exhausted",
             QueryErrorKind::TooComplex => "too_complex",

@@ -75,11 +75,14 @@ impl PgError {
         match self {
             PgError::Query(e) => match e.kind {
                 QueryErrorKind::Plan => plan_sqlstate(&e.message),
+                QueryErrorKind::Syntax => "42601", // syntax_error
+                QueryErrorKind::DuplicateObject => "42710", // duplicate_object
+                QueryErrorKind::UndefinedObject => "42704", // undefined_object
                 QueryErrorKind::NotFound => "3D000", // invalid_catalog_name (database)
                 QueryErrorKind::ResourcesExhausted => "53200", // out_of_memory
                 QueryErrorKind::TooComplex => "54001", // statement_too_complex
                 QueryErrorKind::Unsupported => "0A000", // feature_not_supported
-                QueryErrorKind::Timeout => "57014",  // query_canceled
+                QueryErrorKind::Timeout => "57014", // query_canceled
                 QueryErrorKind::Execution => "XX000", // internal_error
             },
             PgError::Stream(message) if is_memory_limit(message) => "53200",
@@ -180,6 +183,9 @@ mod tests {
         assert_eq!(state(QueryErrorKind::Execution, "x"), "XX000");
         assert_eq!(state(QueryErrorKind::NotFound, "x"), "3D000");
         assert_eq!(state(QueryErrorKind::TooComplex, "x"), "54001");
+        assert_eq!(state(QueryErrorKind::Syntax, "x"), "42601");
+        assert_eq!(state(QueryErrorKind::DuplicateObject, "x"), "42710");
+        assert_eq!(state(QueryErrorKind::UndefinedObject, "x"), "42704");
         assert_eq!(PgError::TooManyParameters(70_000).sqlstate(), "54023");
         assert_eq!(
             PgError::Stream("Resources exhausted: query exceeded".into()).sqlstate(),

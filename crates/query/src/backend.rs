@@ -53,6 +53,9 @@ impl From<crate::QueryError> for bulkhead_frontend::QueryError {
         use crate::QueryError as Q;
         let kind = match &e {
             Q::Plan(_) => QueryErrorKind::Plan,
+            Q::Syntax(_) => QueryErrorKind::Syntax,
+            Q::DuplicateObject(_) => QueryErrorKind::DuplicateObject,
+            Q::UndefinedObject(_) => QueryErrorKind::UndefinedObject,
             Q::ResourcesExhausted(_) => QueryErrorKind::ResourcesExhausted,
             Q::DatabaseNotFound(_) => QueryErrorKind::NotFound,
             Q::TooComplex(_) => QueryErrorKind::TooComplex,

@@ -1,6 +1,7 @@
 //! The statements that change data rather than read it: `DROP TABLE`, `DROP DATABASE`
-//! (also spelled `DROP SCHEMA`) and `DELETE` (`delete.rs`). They run on the engine
-//! directly; DataFusion's own DDL stays disabled. Everything else goes to the planner.
+//! (also spelled `DROP SCHEMA`), `DELETE` (`delete.rs`), and `CREATE ROLLUP` /
+//! `DROP ROLLUP` (`rollup/ddl.rs`). They run on the engine directly; DataFusion's own
+//! DDL stays disabled. Everything else goes to the planner.
 
 use std::sync::Arc;
 
@@ -15,10 +16,11 @@ use crate::catalog::CATALOG;
 use crate::error::{QueryError, Result};
 use crate::exec::QueryOutput;
 
-/// Whether `sql` starts with the keyword `DROP` or `DELETE` (after blanks and `--`/`/* */`
-/// comments): only those are parsed here, so every other statement pays nothing.
+/// Whether `sql` starts with the keyword `DROP`, `DELETE` or `CREATE` (after blanks and
+/// `--`/`/* */` comments): only those are looked at here, so every other statement pays
+/// nothing.
 fn starts_with_drop(sql: &str) -> bool {
-    starts_with(sql, "drop") || starts_with(sql, "delete")
+    starts_with(sql, "drop") || starts_with(sql, "delete") || starts_with(sql, "create")
 }
 
 fn starts_with(sql: &str, keyword: &str) -> bool {
@@ -39,12 +41,23 @@ fn starts_with(sql: &str, keyword: &str) -> bool {
         && !rest[n..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
 }
 
-/// Run `sql` if it is a drop; `None` for every other statement.
-pub(crate) async fn try_run(engine: &Engine, db: &str, sql: &str) -> Option<Result<QueryOutput>> {
+/// Run `sql` if it is one of these statements; `None` for every other statement
+/// (including every `CREATE` but `CREATE ROLLUP`).
+pub(crate) async fn try_run(
+    query: &crate::QueryEngine,
+    db: &str,
+    sql: &str,
+) -> Option<Result<QueryOutput>> {
     if !starts_with_drop(sql) {
         return None;
     }
-    Some(run(engine, db, sql).await)
+    if crate::rollup::sql::is_rollup_statement(sql) {
+        return Some(crate::rollup::ddl::run(query, db, sql).await);
+    }
+    if starts_with(sql, "create") {
+        return None;
+    }
+    Some(run(query.engine(), db, sql).await)
 }
 
 async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
@@ -105,14 +118,15 @@ async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
             )));
         }
     }
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "dropped",
-        DataType::Utf8,
-        false,
-    )]));
+    names_output("dropped", dropped)
+}
+
+/// A one-column answer: `values` under the name `column`.
+pub(crate) fn names_output(column: &str, values: Vec<String>) -> Result<QueryOutput> {
+    let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]));
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
-        vec![Arc::new(StringArray::from(dropped))],
+        vec![Arc::new(StringArray::from(values))],
     )
     .map_err(|e| QueryError::Execution(e.to_string()))?;
     Ok(QueryOutput {
@@ -185,6 +199,7 @@ mod tests {
             "/* c */Drop table t",
             "delete from cpu",
             " DELETE FROM cpu WHERE host = 'a'",
+            "create rollup r from t aggregate avg every 1h",
         ] {
             assert!(starts_with_drop(sql), "{sql}");
         }

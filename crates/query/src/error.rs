@@ -9,6 +9,16 @@ pub enum QueryError {
     /// The SQL is wrong: syntax, unknown table or column, type errors (HTTP 400, SQLSTATE 42xxx).
     #[error("{0}")]
     Plan(String),
+    /// A statement Bulkhead parses itself (`CREATE ROLLUP`, `DROP ROLLUP`) does not
+    /// parse; the message names the clause (HTTP 400, SQLSTATE 42601).
+    #[error("{0}")]
+    Syntax(String),
+    /// The object the statement creates exists already (HTTP 400, SQLSTATE 42710).
+    #[error("{0}")]
+    DuplicateObject(String),
+    /// The object the statement names does not exist (HTTP 400, SQLSTATE 42704).
+    #[error("{0}")]
+    UndefinedObject(String),
     /// The query needs more memory than the pool allows (HTTP 400, SQLSTATE 53200).
     #[error("query exceeded its memory limit: {0}")]
     ResourcesExhausted(String),

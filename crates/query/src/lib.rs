@@ -244,7 +244,7 @@ impl QueryEngine {
     /// Plan and run `sql`, written in `flavor`, with `db` as the default database.
     pub async fn sql_with(&self, db: &str, sql: &str, flavor: Flavor) -> Result<QueryOutput> {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let result = match ddl::try_run(&self.engine, db, sql).await {
+        let result = match ddl::try_run(self, db, sql).await {
             Some(result) => result,
             None => {
                 exec::run_sql(

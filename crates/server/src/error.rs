@@ -117,6 +117,9 @@ impl ServerError {
             },
             ServerError::Query(q) => match q.kind {
                 QueryErrorKind::Plan
+                | QueryErrorKind::Syntax
+                | QueryErrorKind::DuplicateObject
+                | QueryErrorKind::UndefinedObject
                 | QueryErrorKind::ResourcesExhausted
                 | QueryErrorKind::TooComplex => StatusCode::BAD_REQUEST,
                 QueryErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -237,6 +240,9 @@ mod tests {
     fn query_errors_map_by_kind() {
         let cases = [
             (QueryErrorKind::Plan, StatusCode::BAD_REQUEST),
+            (QueryErrorKind::Syntax, StatusCode::BAD_REQUEST),
+            (QueryErrorKind::DuplicateObject, StatusCode::BAD_REQUEST),
+            (QueryErrorKind::UndefinedObject, StatusCode::BAD_REQUEST),
             (QueryErrorKind::NotFound, StatusCode::NOT_FOUND),
             (QueryErrorKind::ResourcesExhausted, StatusCode::BAD_REQUEST),
             (QueryErrorKind::TooComplex, StatusCode::BAD_REQUEST),

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod influx;
+pub mod rollup;
 pub mod tmpfs;
 pub mod weed;
 

@@ -1,5 +1,8 @@
-//! What each rollup has done, for `system.rollups` and `/metrics`.
+//! The declared rollups and what each has done: the maintainer's list of work (added
+//! to and removed from by `CREATE ROLLUP` / `DROP ROLLUP`), `system.rollups` and
+//! `/metrics`.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array};
@@ -7,10 +10,30 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 use super::RollupSpec;
 
+/// Where a rollup was declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A `[[rollup]]` entry of the config file.
+    Config,
+    /// `CREATE ROLLUP`, kept in the engine's manifest.
+    Sql,
+}
+
+impl Origin {
+    /// `config` or `sql`, as `system.rollups.origin` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Sql => "sql",
+        }
+    }
+}
+
 /// The progress of one rollup.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollupStatus {
     pub spec: RollupSpec,
+    pub origin: Origin,
     /// Every bucket before this time (ns) is materialized; `None` before the first run
     /// (or while the source is empty).
     pub done_until: Option<i64>,
@@ -28,44 +51,113 @@ pub struct RollupStatus {
     pub last_run: Option<i64>,
 }
 
-/// Every rollup's [`RollupStatus`], shared by the maintainer and the SQL layer.
+/// How the maintainer and `DROP ROLLUP` meet over one declared rollup.
+#[derive(Debug, Clone)]
+pub(crate) struct RollupHandle {
+    /// Unique for the board's life: a rollup dropped and created again is new work.
+    pub(crate) id: u64,
+    /// Set by `DROP ROLLUP`: the maintainer stops before its next range of buckets.
+    pub(crate) stop: Arc<AtomicBool>,
+    /// Held by the maintainer while it works on this rollup; `DROP ROLLUP` takes it
+    /// after setting `stop`, so once it answers no more rows are written.
+    pub(crate) running: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    handle: RollupHandle,
+    status: RollupStatus,
+}
+
+/// Every declared rollup and its [`RollupStatus`], shared by the maintainer and the
+/// SQL layer.
 #[derive(Debug, Default)]
 pub struct RollupBoard {
-    rollups: Mutex<Vec<RollupStatus>>,
+    rollups: Mutex<Vec<Entry>>,
+    next_id: AtomicU64,
+    /// Wakes the maintainer when a rollup is added or removed.
+    pub(crate) changed: tokio::sync::Notify,
+    /// Held by `CREATE ROLLUP` and `DROP ROLLUP` from their checks until they answer,
+    /// so two of them never decide on the same state.
+    pub(crate) ddl: tokio::sync::Mutex<()>,
 }
 
 impl RollupBoard {
-    fn lock(&self) -> MutexGuard<'_, Vec<RollupStatus>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
         // Updates are single assignments: a panic cannot leave a status half changed.
         self.rollups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Add `spec`; returns its index for [`Self::update`].
-    pub(crate) fn register(&self, spec: &RollupSpec) -> usize {
-        let mut rollups = self.lock();
-        rollups.push(RollupStatus {
-            spec: spec.clone(),
-            done_until: None,
-            ready_until: None,
-            rows_written: 0,
-            queries: 0,
-            errors: 0,
-            last_error: None,
-            last_run: None,
+    /// Add `spec`, declared in `origin`, and wake the maintainer.
+    pub(crate) fn register(&self, spec: &RollupSpec, origin: Origin) -> RollupHandle {
+        let handle = RollupHandle {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            stop: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        self.lock().push(Entry {
+            handle: handle.clone(),
+            status: RollupStatus {
+                spec: spec.clone(),
+                origin,
+                done_until: None,
+                ready_until: None,
+                rows_written: 0,
+                queries: 0,
+                errors: 0,
+                last_error: None,
+                last_run: None,
+            },
         });
-        rollups.len() - 1
+        self.changed.notify_one();
+        handle
     }
 
-    /// Change rollup `i`'s status.
-    pub(crate) fn update(&self, i: usize, f: impl FnOnce(&mut RollupStatus)) {
-        if let Some(s) = self.lock().get_mut(i) {
-            f(s);
+    /// Remove the rollup whose table is `db.name`, tell the maintainer to stop it and
+    /// wake it; the caller waits on the handle's `running` lock.
+    pub(crate) fn remove(&self, db: &str, name: &str) -> Option<RollupHandle> {
+        let mut rollups = self.lock();
+        let i = rollups
+            .iter()
+            .position(|e| e.status.spec.database == db && e.status.spec.name == name)?;
+        let entry = rollups.remove(i);
+        drop(rollups);
+        entry.handle.stop.store(true, Ordering::SeqCst);
+        self.changed.notify_one();
+        Some(entry.handle)
+    }
+
+    /// The rollup whose table is `db.name`.
+    pub(crate) fn find(&self, db: &str, name: &str) -> Option<(RollupSpec, Origin)> {
+        self.lock()
+            .iter()
+            .find(|e| e.status.spec.database == db && e.status.spec.name == name)
+            .map(|e| (e.status.spec.clone(), e.status.origin))
+    }
+
+    /// Every declared rollup with its handle, for the maintainer.
+    pub(crate) fn work(&self) -> Vec<(RollupSpec, RollupHandle)> {
+        self.lock()
+            .iter()
+            .map(|e| (e.status.spec.clone(), e.handle.clone()))
+            .collect()
+    }
+
+    /// Every declared rollup.
+    pub(crate) fn specs(&self) -> Vec<RollupSpec> {
+        self.lock().iter().map(|e| e.status.spec.clone()).collect()
+    }
+
+    /// Change the status of rollup `id` (nothing if it was dropped meanwhile).
+    pub(crate) fn update(&self, id: u64, f: impl FnOnce(&mut RollupStatus)) {
+        if let Some(e) = self.lock().iter_mut().find(|e| e.handle.id == id) {
+            f(&mut e.status);
         }
     }
 
     /// A copy of every status.
     pub fn snapshot(&self) -> Vec<RollupStatus> {
-        self.lock().clone()
+        self.lock().iter().map(|e| e.status.clone()).collect()
     }
 
     /// `system.rollups`: one row per rollup.
@@ -95,6 +187,8 @@ impl RollupBoard {
             u64f("errors"),
             utf8("last_error", true),
             ts("last_run"),
+            utf8("origin", false),
+            utf8("definition", false),
         ]));
         let strings = |f: &dyn Fn(&RollupStatus) -> String| -> ArrayRef {
             Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
@@ -132,6 +226,8 @@ impl RollupBoard {
                 rows.iter().map(|s| s.last_error.clone()),
             )),
             times(&|s| s.last_run),
+            strings(&|s| s.origin.name().to_string()),
+            strings(&|s| super::sql::to_sql(&s.spec)),
         ];
         Ok(RecordBatch::try_new(schema, columns)?)
     }

@@ -9,9 +9,15 @@
 //! they are in the WAL like any write. A row's key is (tags, bucket start), so running a
 //! bucket again overwrites it with the same values: after a restart the maintainer
 //! re-runs the newest bucket in the rollup table and goes on from there.
+//!
+//! Rollups are declared in the config file (`[[rollup]]`, handed to
+//! [`Rollups::start`]) or by `CREATE ROLLUP` (`sql.rs`, `ddl.rs`), which keeps them in
+//! the engine's manifest; both kinds are on the [`RollupBoard`], the maintainer's list.
 
 mod board;
+pub(crate) mod ddl;
 mod run;
+pub mod sql;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -19,10 +25,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use board::{RollupBoard, RollupStatus};
+pub use board::{Origin, RollupBoard, RollupStatus};
 
 use crate::QueryEngine;
 use crate::error::Result;
+
+/// The grace period of a rollup that does not give one.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(600);
 
 /// One aggregate a rollup computes for each numeric field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -213,17 +222,46 @@ pub struct Rollups {
 }
 
 impl Rollups {
-    /// Start maintaining `specs` (already validated) on the `compact` runtime.
+    /// Start maintaining the config file's rollups `specs` and those declared by SQL
+    /// (read back from the engine's manifest) on the `compact` runtime, and any
+    /// declared from now on. A name declared both ways is an error, as is a stored
+    /// rollup that cannot be read back: startup stops and says which.
     pub fn start(
         query: Arc<QueryEngine>,
         specs: Vec<RollupSpec>,
         config: RollupConfig,
     ) -> Result<Self> {
         validate_all(&specs).map_err(crate::QueryError::Plan)?;
-        if specs.is_empty() {
-            return Ok(Self { task: None });
+        let stored = ddl::stored(query.engine())?;
+        let mut all = specs.clone();
+        for s in &stored {
+            if specs
+                .iter()
+                .any(|c| c.qualified_name() == s.qualified_name())
+            {
+                return Err(crate::QueryError::Plan(format!(
+                    "rollup `{}` is declared both in the config file ([[rollup]]) and by \
+                     CREATE ROLLUP (kept in the manifest): remove the [[rollup]] entry, or \
+                     start without it and DROP ROLLUP the other",
+                    s.qualified_name()
+                )));
+            }
+            ddl::check_with(&all, s).map_err(|e| {
+                crate::QueryError::Plan(format!(
+                    "rollup `{}` (declared by CREATE ROLLUP): {e}",
+                    s.qualified_name()
+                ))
+            })?;
+            all.push(s.clone());
         }
-        let task = run::spawn(query, specs, config)?;
+        let board = query.rollup_board();
+        for s in &specs {
+            board.register(s, Origin::Config);
+        }
+        for s in &stored {
+            board.register(s, Origin::Sql);
+        }
+        let task = run::spawn(query, config)?;
         Ok(Self { task: Some(task) })
     }
 

@@ -1,22 +1,31 @@
 //! The maintainer: one task on `compact` that, every check interval, brings each
 //! rollup up to the buckets past their grace period, one aggregate query per range.
 //!
+//! The list of rollups is the board's, read again before every round: `CREATE ROLLUP`
+//! adds work (and wakes the task), `DROP ROLLUP` sets a rollup's stop flag, which is
+//! checked before every range, and waits for the rollup's `running` lock.
+//!
 //! Crash safety without a state file: the rows of a range are queried in bucket order
 //! and written in that order, so whatever a crash interrupts, every bucket before the
 //! newest one in the rollup table is complete. At start the maintainer re-runs that
 //! newest bucket (same keys, so the rows are overwritten) and goes on from there.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
-use bulkhead_engine::{FieldValue, ROLE_KEY, Row, SmolStr, TableWrite, WriteBatch};
+use bulkhead_engine::{
+    DeletePredicate, DeleteRequest, Error as EngineError, FieldValue, ROLE_KEY, Row, SettingChange,
+    SmolStr, TableWrite, WriteBatch,
+};
 use bulkhead_runtime::RuntimeName;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
+use super::board::RollupHandle;
 use super::{RollupBoard, RollupConfig, RollupSpec};
 use crate::error::{QueryError, Result};
 use crate::{Pool, QueryEngine};
@@ -27,11 +36,8 @@ const MAX_BUCKETS_PER_QUERY: i64 = 64;
 /// Rows per engine write (each write is atomic; the WAL record stays small).
 const ROWS_PER_WRITE: usize = 4096;
 
-pub(super) fn spawn(
-    query: Arc<QueryEngine>,
-    specs: Vec<RollupSpec>,
-    config: RollupConfig,
-) -> Result<JoinHandle<()>> {
+/// Start the maintainer of every rollup on `query`'s board, now and later ones.
+pub(super) fn spawn(query: Arc<QueryEngine>, config: RollupConfig) -> Result<JoinHandle<()>> {
     let runtimes = Arc::clone(query.runtimes());
     let pool = Pool::new(
         config.memory_budget,
@@ -39,19 +45,25 @@ pub(super) fn spawn(
         runtimes.config().threads(RuntimeName::Compact),
     )?;
     let board = Arc::clone(query.rollup_board());
-    let mut rollups: Vec<Maintainer> = specs
-        .into_iter()
-        .map(|spec| {
-            let index = board.register(&spec);
-            Maintainer::new(spec, index)
-        })
-        .collect();
+    let mut rollups: Vec<Maintainer> = Vec::new();
     Ok(runtimes.spawn(RuntimeName::Compact, async move {
         loop {
+            // Forget dropped rollups, pick up created ones (a rollup dropped and
+            // created again is new work: it finds its start point again).
+            let work = board.work();
+            rollups.retain(|m| work.iter().any(|(_, h)| h.id == m.handle.id));
+            for (spec, handle) in work {
+                if !rollups.iter().any(|m| m.handle.id == handle.id) {
+                    rollups.push(Maintainer::new(spec, handle));
+                }
+            }
             for m in &mut rollups {
                 m.run(&query, &pool, &board).await;
             }
-            tokio::time::sleep(config.check_interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(config.check_interval) => {}
+                _ = board.changed.notified() => {}
+            }
         }
     }))
 }
@@ -59,13 +71,17 @@ pub(super) fn spawn(
 /// One rollup's in-memory progress.
 struct Maintainer {
     spec: RollupSpec,
-    index: usize,
+    handle: RollupHandle,
     every: i64,
     grace: i64,
     /// Every bucket before this is materialized; `None` until found (see `start_point`).
     done: Option<i64>,
     /// Buckets per query now (halved on "resources exhausted").
     buckets_per_query: i64,
+    /// The source's tombstones (by sequence) whose buckets were computed again.
+    redone: HashSet<u64>,
+    /// Whether the ranges a crash left to compute again were read from the manifest.
+    redo_loaded: bool,
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -79,14 +95,16 @@ fn now_nanos() -> i64 {
 }
 
 impl Maintainer {
-    fn new(spec: RollupSpec, index: usize) -> Self {
+    fn new(spec: RollupSpec, handle: RollupHandle) -> Self {
         Self {
             every: nanos(spec.every).max(1),
             grace: nanos(spec.grace_period),
             spec,
-            index,
+            handle,
             done: None,
             buckets_per_query: MAX_BUCKETS_PER_QUERY,
+            redone: HashSet::new(),
+            redo_loaded: false,
         }
     }
 
@@ -97,11 +115,19 @@ impl Maintainer {
 
     /// Materialize every ready bucket; a failure is recorded and retried next time.
     async fn run(&mut self, query: &QueryEngine, pool: &Pool, board: &RollupBoard) {
+        let running = Arc::clone(&self.handle.running);
+        let _running = running.lock().await;
+        if self.stopped() {
+            return;
+        }
         let ready = self.floor(now_nanos().saturating_sub(self.grace));
-        board.update(self.index, |s| s.ready_until = Some(ready));
-        let result = self.catch_up(query, pool, board, ready).await;
+        board.update(self.handle.id, |s| s.ready_until = Some(ready));
+        let result = match self.catch_up(query, pool, board, ready).await {
+            Ok(()) => self.redo_deletes(query, pool, board).await,
+            Err(e) => Err(e),
+        };
         let done = self.done;
-        board.update(self.index, |s| {
+        board.update(self.handle.id, |s| {
             s.last_run = Some(now_nanos());
             s.done_until = done;
             match &result {
@@ -115,6 +141,11 @@ impl Maintainer {
         if let Err(e) = result {
             tracing::warn!(rollup = %self.spec.qualified_name(), error = %e, "rollup run failed");
         }
+    }
+
+    /// `DROP ROLLUP` asked this rollup to stop.
+    fn stopped(&self) -> bool {
+        self.handle.stop.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn catch_up(
@@ -132,6 +163,9 @@ impl Maintainer {
             self.done = self.start_point(query, pool).await?;
         }
         while let Some(start) = self.done.filter(|d| *d < ready) {
+            if self.stopped() {
+                return Ok(());
+            }
             let span = self.every.saturating_mul(self.buckets_per_query);
             let end = start.saturating_add(span).min(ready);
             let written = match self.materialize(query, pool, board, start, end).await {
@@ -151,20 +185,34 @@ impl Maintainer {
             let mut next = end;
             if written == 0 && end < ready {
                 // A gap in the source: jump to its next row (or to `ready`).
-                let sql = format!(
-                    "SELECT CAST(min(\"time\") AS BIGINT) FROM {} WHERE \"time\" >= '{}'",
-                    ident(&self.spec.source),
-                    rfc3339(end)
-                );
-                next = match scalar(query, pool, &self.spec.database, &sql).await? {
-                    Some(t) => self.floor(t).clamp(end, ready),
-                    None => ready,
-                };
+                next = self.next_row(query, pool, end, ready).await?;
             }
             self.done = Some(next);
-            board.update(self.index, |s| s.done_until = Some(next));
+            board.update(self.handle.id, |s| s.done_until = Some(next));
         }
         Ok(())
+    }
+
+    /// The start of the bucket of the source's first row at or after `from`, within
+    /// `[from, limit]` (`limit` if there is none).
+    async fn next_row(
+        &self,
+        query: &QueryEngine,
+        pool: &Pool,
+        from: i64,
+        limit: i64,
+    ) -> Result<i64> {
+        let sql = format!(
+            "SELECT CAST(min(\"time\") AS BIGINT) FROM {} WHERE \"time\" >= '{}'",
+            ident(&self.spec.source),
+            rfc3339(from)
+        );
+        Ok(
+            match scalar(query, pool, &self.spec.database, &sql).await? {
+                Some(t) => self.floor(t).clamp(from, limit),
+                None => limit,
+            },
+        )
     }
 
     /// Where to start: the newest bucket in the rollup table (re-run, in case a crash
@@ -192,6 +240,105 @@ impl Maintainer {
         Ok(None)
     }
 
+    /// Compute again the computed buckets that a delete in the source touched: for
+    /// each of the source's tombstones not handled yet, the buckets overlapping its
+    /// time range and before `done` (see [`Self::redo`]). After a restart every live
+    /// tombstone is handled once more (idempotent), and first the ranges a crash
+    /// interrupted, which the manifest keeps.
+    async fn redo_deletes(
+        &mut self,
+        query: &QueryEngine,
+        pool: &Pool,
+        board: &RollupBoard,
+    ) -> Result<()> {
+        let Some(done) = self.done else {
+            return Ok(());
+        };
+        let engine = query.engine();
+        let mut ranges: Vec<(Option<u64>, i64, i64)> = Vec::new();
+        if !self.redo_loaded {
+            for (key, end) in engine.properties(&redo_prefix(&self.spec)) {
+                let start = key.rsplit('/').next().and_then(|s| s.parse().ok());
+                if let (Some(start), Ok(end)) = (start, end.parse()) {
+                    ranges.push((None, start, end));
+                }
+            }
+        }
+        for t in engine.tombstones(&self.spec.database, &self.spec.source) {
+            if self.redone.contains(&t.seq) {
+                continue;
+            }
+            let start = self.floor(t.min_time.max(i64::MIN / 2));
+            let end = self
+                .floor(t.max_time.min(done.saturating_sub(1)))
+                .saturating_add(self.every)
+                .min(done);
+            ranges.push((Some(t.seq), start, end));
+        }
+        for (seq, start, end) in ranges {
+            if self.stopped() {
+                return Ok(());
+            }
+            if start < end {
+                self.redo(query, pool, board, start, end).await?;
+            }
+            if let Some(seq) = seq {
+                self.redone.insert(seq);
+            }
+        }
+        self.redo_loaded = true;
+        Ok(())
+    }
+
+    /// Compute `[start, end)` again: mark it in the manifest (so a crash before the
+    /// end redoes it), delete the rollup's rows in it (a series whose every row
+    /// was deleted has no bucket left to overwrite its old one), compute it, unmark.
+    async fn redo(
+        &self,
+        query: &QueryEngine,
+        pool: &Pool,
+        board: &RollupBoard,
+        start: i64,
+        end: i64,
+    ) -> Result<()> {
+        let engine = query.engine();
+        let key = format!("{}{start}", redo_prefix(&self.spec));
+        let failed = |e: EngineError| QueryError::Execution(format!("recomputing buckets: {e}"));
+        mark(engine, &key, Some(end.to_string()))
+            .await
+            .map_err(failed)?;
+        let delete = DeleteRequest {
+            table: Some(self.spec.name.clone()),
+            min_time: start,
+            max_time: end - 1,
+            predicate: DeletePredicate::All,
+        };
+        match engine.delete(&self.spec.database, delete).await {
+            Ok(_) | Err(EngineError::TableNotFound { .. } | EngineError::DatabaseNotFound(_)) => {}
+            Err(e) => return Err(failed(e)),
+        }
+        let mut at = start;
+        while at < end {
+            let stop = at
+                .saturating_add(self.every.saturating_mul(self.buckets_per_query))
+                .min(end);
+            let written = self.materialize(query, pool, board, at, stop).await?;
+            at = if written == 0 && stop < end {
+                self.next_row(query, pool, stop, end).await?
+            } else {
+                stop
+            };
+        }
+        mark(engine, &key, None).await.map_err(failed)?;
+        tracing::info!(
+            rollup = %self.spec.qualified_name(),
+            from = %rfc3339(start),
+            to = %rfc3339(end),
+            "rollup buckets computed again after a delete in the source"
+        );
+        Ok(())
+    }
+
     /// Aggregate the buckets in `[start, end)` and write them; returns the rows written.
     async fn materialize(
         &self,
@@ -205,7 +352,7 @@ impl Maintainer {
             return Ok(0); // the source table does not exist (yet)
         };
         let sql = plan.sql(&self.spec, self.every, start, end);
-        board.update(self.index, |s| s.queries += 1);
+        board.update(self.handle.id, |s| s.queries += 1);
         let out = query.sql_in_pool(pool, &self.spec.database, &sql).await?;
         let mut batches = out.batches;
         let mut rows = Vec::new();
@@ -241,7 +388,7 @@ impl Maintainer {
             .write(&self.spec.database, batch)
             .await
             .map_err(|e| QueryError::Execution(format!("writing the rollup rows: {e}")))?;
-        board.update(self.index, |s| s.rows_written += n as u64);
+        board.update(self.handle.id, |s| s.rows_written += n as u64);
         Ok(n)
     }
 }
@@ -370,6 +517,30 @@ async fn scalar(query: &QueryEngine, pool: &Pool, db: &str, sql: &str) -> Result
         }
     }
     Ok(None)
+}
+
+/// Set or clear the manifest property `key` (a range to compute again).
+async fn mark(
+    engine: &bulkhead_engine::Engine,
+    key: &str,
+    value: Option<String>,
+) -> std::result::Result<(), EngineError> {
+    engine
+        .commit_settings(vec![SettingChange::Property {
+            key: key.to_string(),
+            value,
+        }])
+        .await
+}
+
+/// Prefix of the manifest properties marking ranges of `spec` to compute again,
+/// `rollup-redo/"db"."name"/{start}` = `{end}`.
+pub(super) fn redo_prefix(spec: &RollupSpec) -> String {
+    format!(
+        "rollup-redo/{}.{}/",
+        super::sql::quote(&spec.database),
+        super::sql::quote(&spec.name)
+    )
 }
 
 /// A double-quoted SQL identifier (case kept).
