@@ -122,11 +122,11 @@ fn lex(sql: &str, limit: usize) -> std::result::Result<Vec<Tok>, String> {
             } else {
                 Tok::Word(text)
             });
-        } else if matches!(c, ',' | '(' | ')' | '.' | ';') {
+        } else {
+            // Any other symbol is a token of its own: the parser names the first token
+            // it did not expect (`WHERE` in `... EVERY 1h WHERE x = 1`), not a later `=`.
             chars.next();
             out.push(Tok::Punct(c));
-        } else {
-            return Err(format!("unexpected character `{c}` at byte {i}"));
         }
     }
     Ok(out)
@@ -649,7 +649,7 @@ mod tests {
             ("CREATE ROLLUP r FROM 't'", "FROM: expected a name"),
             (
                 "CREATE ROLLUP r FROM t AGGREGATE avg EVERY 1h #",
-                "character `#`",
+                "unexpected `#`; expected AGGREGATE",
             ),
         ] {
             let m = syntax_error(sql);

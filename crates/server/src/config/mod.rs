@@ -41,7 +41,7 @@ pub struct ServerConfig {
     pub compaction: CompactionSection,
     pub retention: RetentionSection,
     pub cache: CacheSection,
-    /// `[[rollup]]` entries: downsampling rollups (config file only).
+    /// `[[rollup]]` entries: downsampling rollups declared in the file (SQL `CREATE ROLLUP` declares them at run time, stored in the manifest).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollup: Vec<RollupEntry>,
 }
