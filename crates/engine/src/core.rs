@@ -286,11 +286,11 @@ impl EngineCore {
     /// default. A zero override means "keep forever" (it exempts the table or database
     /// from a default TTL).
     pub(crate) fn ttl(&self, db: &str, table: &str) -> Option<Duration> {
-        let o = &self.config.ttl_overrides;
+        let o = &self.config.retention.overrides;
         match o.get(&format!("{db}.{table}")).or_else(|| o.get(db)) {
             Some(d) if d.is_zero() => None,
             Some(d) => Some(*d),
-            None => self.config.ttl.filter(|d| !d.is_zero()),
+            None => Some(self.config.retention.ttl).filter(|d| !d.is_zero()),
         }
     }
 
