@@ -244,8 +244,10 @@ mod tests {
         let auto = RuntimeConfig::for_parallelism(available_parallelism());
         let resolved = RuntimeConfig::default().resolved();
         assert_eq!(resolved, auto);
-        let mut cfg = RuntimeConfig::default();
-        cfg.io_threads = 5;
+        let cfg = RuntimeConfig {
+            io_threads: 5,
+            ..RuntimeConfig::default()
+        };
         let resolved = cfg.resolved();
         assert_eq!(resolved.io_threads, 5);
         assert_eq!(resolved.write_threads, auto.write_threads);
