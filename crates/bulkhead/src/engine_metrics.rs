@@ -165,7 +165,7 @@ pub(crate) fn render(s: &EngineStats) -> String {
     one(
         "bulkhead_sst_metadata_cache_bytes",
         "gauge",
-        "Bytes held by the SST metadata cache (bounded by sst_metadata_cache_bytes).",
+        "Bytes held by the SST metadata cache (bounded by storage.metadata_cache_size).",
         m.bytes as f64,
     );
     one(

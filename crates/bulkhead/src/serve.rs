@@ -11,12 +11,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use bulkhead_engine::{
-    CompactionConfig, EngineConfig, Error as EngineError, FieldType, ROLE_KEY, Scope, WalSync,
-    WriteBatch, arrow_type,
+    EngineConfig, Error as EngineError, FieldType, ROLE_KEY, Scope, WriteBatch, arrow_type,
 };
 use bulkhead_runtime::latency::HistogramSnapshot;
 use bulkhead_runtime::{RuntimeName, Runtimes};
-use bulkhead_server::config::{CompactionSection, WalSyncSetting};
 use bulkhead_server::{
     HttpServer, ServeArgs, ServerConfig, ServerState, TableColumns, WriteBackend,
 };
@@ -35,7 +33,7 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     if let Some((old, new)) = bulkhead_runtime::raise_open_files_limit() {
         tracing::info!(old, new, "raised the open-files soft limit (RLIMIT_NOFILE)");
     }
-    let runtimes = Runtimes::new(config.runtime_config()).context("building the runtimes")?;
+    let runtimes = Runtimes::new(config.runtime.clone()).context("building the runtimes")?;
     tracing::info!(
         mode = %config.runtime.mode,
         data_dir = %config.storage.data_dir.display(),
@@ -84,14 +82,12 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     .context("starting the query layer")?
     .with_cache(opened.cache.clone());
     let query_engine = Arc::new(query_engine);
-    let rollup_config = bulkhead_query::rollup::RollupConfig {
-        check_interval: config.compaction.rollup_interval.get(),
-        memory_budget: usize::try_from(config.compaction.rollup_memory_budget.as_u64())
-            .unwrap_or(usize::MAX),
-    };
-    let rollups =
-        bulkhead_query::rollup::Rollups::start(Arc::clone(&query_engine), rollups, rollup_config)
-            .context("starting the rollups")?;
+    let rollups = bulkhead_query::rollup::Rollups::start(
+        Arc::clone(&query_engine),
+        rollups,
+        config.compaction.rollups.clone(),
+    )
+    .context("starting the rollups")?;
     let queries = query_engine;
     let state = ServerState::new(
         &config,
@@ -205,66 +201,30 @@ fn rollup_specs(config: &ServerConfig) -> anyhow::Result<Vec<bulkhead_query::rol
     Ok(specs)
 }
 
+/// The engine's config: its sections are the file's, as they are; only the paths are
+/// derived, and rollup tables get their own retention.
 fn engine_config(
     config: &ServerConfig,
     rollups: &[bulkhead_query::rollup::RollupSpec],
 ) -> EngineConfig {
     // A rollup table keeps its own retention, forever by default (a zero override
     // exempts it from `retention.ttl`); `validate` refused a clashing override.
-    let mut ttl_overrides: std::collections::BTreeMap<String, std::time::Duration> = config
-        .retention
-        .overrides
-        .iter()
-        .map(|(k, v)| (k.clone(), v.get()))
-        .collect();
+    let mut retention = config.retention.clone();
     for r in rollups {
-        ttl_overrides.insert(r.qualified_name(), r.retention.unwrap_or_default());
+        retention
+            .overrides
+            .insert(r.qualified_name(), r.retention.unwrap_or_default());
     }
     EngineConfig {
         data_dir: config.storage.data_dir.clone(),
         wal_dir: config.storage.wal_dir(),
-        wal_sync: match config.wal.sync {
-            WalSyncSetting::Always => WalSync::Always,
-            WalSyncSetting::Interval(d) => WalSync::Interval(d.get()),
-            WalSyncSetting::None => WalSync::None,
-        },
-        wal_segment_size: config.wal.segment_size.as_u64(),
-        wal_preallocate: config.wal.preallocate,
-        table_flush_threshold: config.memtable.table_flush_size.as_usize(),
-        write_buffer_size: config.memtable.write_buffer.as_usize(),
-        max_memtable_age: config.memtable.flush_interval.get(),
-        flush_concurrency: config.memtable.flush_concurrency,
-        segment_duration: config.storage.segment_duration.get(),
-        sst_multipart_threshold: config.storage.multipart_threshold.as_usize(),
-        sst_multipart_part_size: config.storage.multipart_part_size.as_usize(),
-        sst_metadata_cache_bytes: config.storage.metadata_cache_size.as_usize(),
-        compaction: compaction_config(&config.compaction),
-        ttl: Some(config.retention.ttl.get()).filter(|d| !d.is_zero()),
-        ttl_overrides,
-        limits: bulkhead_engine::CatalogLimits {
-            max_databases: config.limits.max_databases,
-            max_tables_per_database: config.limits.max_tables_per_database,
-            max_columns_per_table: config.limits.max_columns_per_table,
-            max_series_per_table: config.limits.max_series_per_table,
-        },
+        wal: config.wal.clone(),
+        memtable: config.memtable.clone(),
+        sst: config.storage.sst.clone(),
+        compaction: config.compaction.engine.clone(),
+        retention,
+        limits: config.limits.catalog.clone(),
         ..EngineConfig::default()
-    }
-}
-
-fn compaction_config(c: &CompactionSection) -> CompactionConfig {
-    let defaults = CompactionConfig::default();
-    CompactionConfig {
-        enabled: c.enabled,
-        trigger: c.trigger,
-        max_output_bytes: c.max_output_size.as_u64(),
-        memory_budget: c.memory_budget.as_u64(),
-        max_concurrent: if c.max_concurrent == 0 {
-            defaults.max_concurrent
-        } else {
-            c.max_concurrent
-        },
-        grace_period: c.grace_period.get(),
-        check_interval: c.check_interval.get(),
     }
 }
 

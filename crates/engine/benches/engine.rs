@@ -30,13 +30,13 @@ fn wal_append(c: &mut Criterion) {
         Arc::new(InMemory::new()),
         runtimes.io().clone(),
     ));
-    let cfg = EngineConfig {
-        wal_sync: WalSync::Always,
-        table_flush_threshold: 1 << 30,
-        write_buffer_size: 1 << 30,
+    let mut cfg = EngineConfig {
         flush_check_interval: Duration::from_secs(3600),
         ..EngineConfig::with_dir(dir.path())
     };
+    cfg.wal.sync = WalSync::Always;
+    cfg.memtable.table_flush_size = 1 << 30;
+    cfg.memtable.write_buffer = 1 << 30;
     let rt = Arc::clone(&runtimes);
     let engine = runtimes
         .block_on(RuntimeName::Io, async move {
@@ -161,12 +161,10 @@ fn engine_write(c: &mut Criterion) {
         runtimes.io().clone(),
     ));
     // Default-like thresholds, so flushes (to an in-memory store) happen during the run.
-    let cfg = EngineConfig {
-        wal_sync: WalSync::Always,
-        table_flush_threshold: 64 << 20,
-        write_buffer_size: 256 << 20,
-        ..EngineConfig::with_dir(dir.path())
-    };
+    let mut cfg = EngineConfig::with_dir(dir.path());
+    cfg.wal.sync = WalSync::Always;
+    cfg.memtable.table_flush_size = 64 << 20;
+    cfg.memtable.write_buffer = 256 << 20;
     let rt = Arc::clone(&runtimes);
     let engine = runtimes
         .block_on(RuntimeName::Io, async move {
@@ -249,10 +247,8 @@ fn flush_many_tables(c: &mut Criterion) {
             Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).expect("fs")),
             runtimes.io().clone(),
         ));
-        let mut cfg = EngineConfig {
-            flush_concurrency: concurrency,
-            ..EngineConfig::with_dir(dir.path())
-        };
+        let mut cfg = EngineConfig::with_dir(dir.path());
+        cfg.memtable.flush_concurrency = concurrency;
         cfg.compaction.enabled = false;
         let rt = Arc::clone(&runtimes);
         let engine = runtimes

@@ -290,11 +290,11 @@ impl EngineCore {
         if let Some(n) = self.manifest.table_ttl(db, table) {
             return (n > 0).then(|| Duration::from_nanos(n));
         }
-        let o = &self.config.ttl_overrides;
+        let o = &self.config.retention.overrides;
         match o.get(&format!("{db}.{table}")).or_else(|| o.get(db)) {
             Some(d) if d.is_zero() => None,
             Some(d) => Some(*d),
-            None => self.config.ttl.filter(|d| !d.is_zero()),
+            None => Some(self.config.retention.ttl).filter(|d| !d.is_zero()),
         }
     }
 

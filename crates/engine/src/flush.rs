@@ -46,7 +46,7 @@ use crate::table::{FrozenMemtable, Table};
 /// table, so doing it after each of n flushes costs n².
 pub(crate) async fn flush_tables(engine: &EngineCore, tables: Vec<Arc<Table>>) -> Result<()> {
     use futures::StreamExt;
-    let concurrency = engine.config.flush_concurrency.max(1);
+    let concurrency = engine.config.memtable.flush_concurrency.max(1);
     // Owned tables: a closure over borrowed ones makes the future not `Send` (rustc's
     // higher-ranked lifetime inference).
     let mut results = futures::stream::iter(tables)
@@ -395,8 +395,8 @@ fn pick(engine: &EngineCore) -> Vec<Arc<Table>> {
         })
         .collect();
     let thresholds = Thresholds {
-        table_bytes: engine.config.table_flush_threshold,
-        max_age: engine.config.max_memtable_age,
+        table_bytes: engine.config.memtable.table_flush_size,
+        max_age: engine.config.memtable.flush_interval,
         memory_used: engine.memory.used(),
         memory_limit: engine.memory.limit,
     };

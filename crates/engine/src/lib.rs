@@ -56,7 +56,7 @@ mod wal;
 mod write;
 
 pub use compaction::{CompactionConfig, CompactionSummary};
-pub use config::{EngineConfig, WalSync, default_write_buffer_size};
+pub use config::{EngineConfig, MemtableConfig, RetentionConfig, SstConfig, WalConfig, WalSync};
 pub use delete::{DeletePredicate, DeleteRequest, DeleteSummary, Tombstone};
 pub use drop_table::DropSummary;
 pub use engine::Engine;

@@ -23,9 +23,11 @@ use crate::memtable::TimeRange;
 use crate::model::{Row, WriteBatch};
 use crate::read::ScanRequest;
 
-/// The limits (0 = no limit).
+/// The limits (0 = no limit): the catalog keys of the server's `[limits]` section, where
+/// they are flattened next to the server's own limits (so this struct does not deny
+/// unknown keys; the server's section does).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct CatalogLimits {
     pub max_databases: usize,
     pub max_tables_per_database: usize,

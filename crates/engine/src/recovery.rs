@@ -81,7 +81,7 @@ pub(crate) async fn open(
         store: Arc::clone(&store),
         io: runtimes.io().clone(),
         cache: Arc::new(crate::sst::cache::MetadataCache::new(
-            config.sst_metadata_cache_bytes,
+            config.sst.metadata_cache_size,
         )),
     });
     let catalog = catalog_from(&state, &purger);
@@ -90,7 +90,7 @@ pub(crate) async fn open(
 
     // Replay before the WAL thread starts: records are read on a blocking thread, one
     // segment at a time, then applied on the `write` runtime in sequence order.
-    let limit = config.write_buffer_size.max(1);
+    let limit = config.memtable.write_buffer.max(1);
     let mut last_seq = max_flushed;
     let flushed: HashMap<(String, String), u64> = state
         .tables
@@ -199,14 +199,14 @@ pub(crate) async fn open(
     let wal = Wal::start(
         WalOptions {
             dir: config.wal_dir.clone(),
-            sync: config.wal_sync,
-            segment_size: config.wal_segment_size,
+            sync: config.wal.sync,
+            segment_size: config.wal.segment_size,
             next_seq: last_seq + 1,
             existing: segments
                 .into_iter()
                 .filter(|s| !removed.contains(&s.path))
                 .collect(),
-            preallocate: config.wal_preallocate,
+            preallocate: config.wal.preallocate,
             latency_slice: match runtimes.mode() {
                 bulkhead_runtime::RuntimeMode::Isolated => runtimes.config().latency_slice,
                 bulkhead_runtime::RuntimeMode::Shared => std::time::Duration::ZERO,

@@ -59,7 +59,7 @@ pub struct EngineStats {
     pub flush_duration_total: Duration,
     pub last_flush_duration: Duration,
     pub compaction: CompactionStats,
-    /// The SST metadata cache (`sst_metadata_cache_bytes`).
+    /// The SST metadata cache (`sst.metadata_cache_size`).
     pub sst_metadata_cache: crate::sst::cache::MetadataCacheStats,
     pub tables: Vec<TableStats>,
 }

@@ -564,7 +564,7 @@ pub(crate) fn apply(
         }
         rows += t.rows.len() as u64;
         added += table_added;
-        if st.mem_bytes() >= engine.config.table_flush_threshold {
+        if st.mem_bytes() >= engine.config.memtable.table_flush_size {
             engine.flush_wanted.notify_one();
         }
     }

@@ -7,9 +7,11 @@
 //!   [`QueryErrorKind`] decides the HTTP status and the SQLSTATE.
 //! - [`limits`]: query deadlines and the counters of every limit that trips.
 //! - [`net`]: connection caps, idle and header timeouts, socket options and TLS.
+//! - [`rollup`]: the rollup maintainer's settings, a section of the server's config.
 //! - [`sql_text`]: the parameter limit, literal quoting and placeholder substitution
 //!   shared by the front ends with bound parameters.
-//! - [`units`]: human sizes and durations (`64MiB`, `1m30s`) for config and messages.
+//! - [`units`]: human sizes and durations (`64MiB`, `1m30s`), re-exported from
+//!   `bulkhead-runtime`, where every crate's config type can reach them.
 //!
 //! It depends on the engine's data types and the runtimes only; the front ends depend on
 //! it and never on each other.
@@ -17,10 +19,12 @@
 pub mod backend;
 pub mod limits;
 pub mod net;
+pub mod rollup;
 pub mod sql_text;
-pub mod units;
+pub use bulkhead_runtime::units;
 
 pub use backend::{
     FailingFlush, NoSqlBackend, QueryBackend, QueryError, QueryErrorKind, QueryOutput,
     TableColumns, WriteBackend,
 };
+pub use rollup::RollupConfig;

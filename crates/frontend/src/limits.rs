@@ -10,6 +10,10 @@ use tokio::time::Instant;
 
 use crate::backend::{QueryError, QueryErrorKind, QueryOutput};
 
+/// The default of `limits.query_memory`, the query layer's memory pool: declared once,
+/// here, for the server's config and `bulkhead_query::QueryConfig::default()`.
+pub const DEFAULT_QUERY_MEMORY: u64 = 1024 * 1024 * 1024;
+
 /// The timeout of one query: `limit` (`limits.query_timeout`), or the request's own when
 /// it is lower. A requested zero means "no request limit", as PG's `statement_timeout`.
 pub fn effective_timeout(limit: Duration, requested: Option<Duration>) -> Duration {

@@ -53,10 +53,12 @@ pub use stats::QueryStats;
 /// column is UTC too).
 pub const TIME_ZONE: &str = "UTC";
 
-/// Settings of the query layer.
+/// Settings of the query layer, built by `bulkhead serve` from `limits.query_memory` and
+/// the `query` runtime's threads (no section of the config file of its own).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryConfig {
-    /// Memory all running queries may hold together; a query over it fails cleanly.
+    /// Memory all running queries may hold together; a query over it fails cleanly
+    /// (default [`bulkhead_frontend::limits::DEFAULT_QUERY_MEMORY`], as the server's).
     pub memory_limit: usize,
     /// Partitions DataFusion plans for (defaults to the `query` runtime's threads).
     pub target_partitions: usize,
@@ -65,7 +67,8 @@ pub struct QueryConfig {
 impl Default for QueryConfig {
     fn default() -> Self {
         Self {
-            memory_limit: 512 * 1024 * 1024,
+            memory_limit: usize::try_from(bulkhead_frontend::limits::DEFAULT_QUERY_MEMORY)
+                .unwrap_or(usize::MAX),
             target_partitions: bulkhead_runtime::available_parallelism(),
         }
     }

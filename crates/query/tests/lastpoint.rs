@@ -145,7 +145,7 @@ fn fast_path_equals_full_scan_on_random_data() {
 fn fast_path_respects_the_ttl() {
     for seed in 11..=13 {
         let ttl = Duration::from_secs(4 * 3600);
-        let db = Db::open_with_engine(QueryConfig::default(), |c| c.ttl = Some(ttl));
+        let db = Db::open_with_engine(QueryConfig::default(), |c| c.retention.ttl = ttl);
         let now = now_nanos();
         let mid = load(&db, seed, now, now - 4 * HOUR);
         check(&db, mid);

@@ -88,9 +88,16 @@ impl fmt::Display for RuntimeMode {
     }
 }
 
-/// Everything needed to build the bulkheads. Built once in `main`, passed down.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything needed to build the bulkheads. Built once in `main`, passed down; it is
+/// also the `[runtime]` section of the server's config file, as is.
+///
+/// Thread counts of 0 mean "derive from the core count" ([`Self::for_parallelism`]);
+/// [`Runtimes::new`](crate::Runtimes::new) resolves them, so
+/// [`Runtimes::config`](crate::Runtimes::config) shows the counts in use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
+    /// `isolated` (one runtime per bulkhead) or `shared` (one runtime; benchmarks only).
     pub mode: RuntimeMode,
     pub io_threads: usize,
     pub write_threads: usize,
@@ -119,18 +126,31 @@ pub struct RuntimeConfig {
     /// thread (Linux ≥ 6.12, EEVDF; zero = the kernel's default). Shorter than the
     /// default (0.75–3 ms), a waking write preempts a running query or compaction
     /// thread at once instead of queueing behind its slice.
+    #[serde(with = "crate::units::duration")]
     pub latency_slice: Duration,
     /// A single poll longer than this counts as a slow poll.
+    #[serde(with = "crate::units::duration")]
     pub slow_poll_threshold: Duration,
     /// A runtime that does not answer the watchdog within this is counted as stalled.
+    #[serde(with = "crate::units::duration")]
     pub watchdog_threshold: Duration,
     /// How often the watchdog pings every runtime.
+    #[serde(with = "crate::units::duration")]
     pub watchdog_interval: Duration,
 }
 
 impl Default for RuntimeConfig {
+    /// Every thread count 0 (derived from the core count when the runtimes are built).
     fn default() -> Self {
-        Self::for_parallelism(available_parallelism())
+        Self {
+            io_threads: 0,
+            write_threads: 0,
+            flush_threads: 0,
+            query_threads: 0,
+            compact_threads: 0,
+            shared_threads: 0,
+            ..Self::for_parallelism(1)
+        }
     }
 }
 
@@ -159,6 +179,24 @@ impl RuntimeConfig {
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),
+        }
+    }
+
+    /// This config with every thread count of 0 replaced by the one
+    /// [`Self::for_parallelism`] gives for this machine.
+    pub fn resolved(&self) -> Self {
+        let auto = Self::for_parallelism(available_parallelism());
+        let pick = |configured: usize, derived: usize| {
+            if configured == 0 { derived } else { configured }
+        };
+        Self {
+            io_threads: pick(self.io_threads, auto.io_threads),
+            write_threads: pick(self.write_threads, auto.write_threads),
+            flush_threads: pick(self.flush_threads, auto.flush_threads),
+            query_threads: pick(self.query_threads, auto.query_threads),
+            compact_threads: pick(self.compact_threads, auto.compact_threads),
+            shared_threads: pick(self.shared_threads, auto.shared_threads),
+            ..self.clone()
         }
     }
 
@@ -202,6 +240,20 @@ mod tests {
         assert_eq!(sixteen.io_threads, 4);
         assert_eq!(sixteen.query_threads, 8);
         assert_eq!(sixteen.compact_threads, 4);
+    }
+
+    #[test]
+    fn zero_thread_counts_resolve_to_the_core_count_defaults() {
+        let auto = RuntimeConfig::for_parallelism(available_parallelism());
+        let resolved = RuntimeConfig::default().resolved();
+        assert_eq!(resolved, auto);
+        let cfg = RuntimeConfig {
+            io_threads: 5,
+            ..RuntimeConfig::default()
+        };
+        let resolved = cfg.resolved();
+        assert_eq!(resolved.io_threads, 5);
+        assert_eq!(resolved.write_threads, auto.write_threads);
     }
 
     #[test]

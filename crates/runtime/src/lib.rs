@@ -17,6 +17,7 @@ mod metrics;
 mod priority;
 mod runtimes;
 pub mod store;
+pub mod units;
 mod watchdog;
 
 pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};

@@ -55,7 +55,9 @@ impl std::fmt::Debug for Runtimes {
 
 impl Runtimes {
     /// Build every runtime and start the watchdog.
+    /// Thread counts of 0 take the core-count defaults ([`RuntimeConfig::resolved`]).
     pub fn new(config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
+        let config = config.resolved();
         let mut built = Vec::new();
         let mut map = [0usize; 5];
         match config.mode {
@@ -102,6 +104,7 @@ impl Runtimes {
         Ok(Arc::new(runtimes))
     }
 
+    /// The config in use, thread counts resolved.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
     }

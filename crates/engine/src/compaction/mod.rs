@@ -27,26 +27,45 @@ pub use picker::{CompactionTask, Decision, PickMode, pick};
 pub use scheduler::CompactionSummary;
 pub(crate) use scheduler::Compactor;
 
-/// Compaction settings (see `docs/storage.md`).
+/// Compaction settings (see `docs/storage.md`): the `[compaction]` section of the
+/// server's config file, where it is flattened next to the rollup maintainer's keys (so
+/// this struct does not deny unknown keys; the server's section does).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct CompactionConfig {
     /// Merge a segment's files once it has this many (default 4).
     pub trigger: usize,
     /// Cap on one task's total input bytes, so its output stays under it (512 MiB).
+    #[serde(rename = "max_output_size", with = "bulkhead_runtime::units::bytes")]
     pub max_output_bytes: u64,
     /// Memory all running compactions may hold together (256 MiB). A task whose
     /// estimate exceeds it is split; a single file over it is skipped with a warning.
+    #[serde(with = "bulkhead_runtime::units::bytes")]
     pub memory_budget: u64,
-    /// Compactions running at once (default 1 on 2 cores, cores/4 above).
+    /// Compactions running at once; 0 (the default) derives it from the core count
+    /// ([`Self::concurrency`]: 1 on 2 cores, cores/4 above).
     pub max_concurrent: usize,
     /// The newest segments are left alone until their end is this far in the past, so
     /// files still being written to are not churned (default 10 min).
+    #[serde(with = "bulkhead_runtime::units::duration")]
     pub grace_period: Duration,
     /// How often the scheduler looks for work without being woken by a flush.
+    #[serde(with = "bulkhead_runtime::units::duration")]
     pub check_interval: Duration,
     /// Run compactions in the background (manual compaction works either way).
     pub enabled: bool,
+}
+
+impl CompactionConfig {
+    /// Compactions at once: `max_concurrent`, or a quarter of the cores (at least 1)
+    /// when it is 0.
+    pub fn concurrency(&self) -> usize {
+        if self.max_concurrent == 0 {
+            (bulkhead_runtime::available_parallelism() / 4).max(1)
+        } else {
+            self.max_concurrent
+        }
+    }
 }
 
 impl Default for CompactionConfig {
@@ -55,7 +74,7 @@ impl Default for CompactionConfig {
             trigger: 4,
             max_output_bytes: 512 * 1024 * 1024,
             memory_budget: 256 * 1024 * 1024,
-            max_concurrent: (bulkhead_runtime::available_parallelism() / 4).max(1),
+            max_concurrent: 0,
             grace_period: Duration::from_secs(600),
             check_interval: Duration::from_secs(30),
             enabled: true,

@@ -63,7 +63,7 @@ impl Compactor {
             .max(1);
         Self {
             wake: Arc::new(Notify::new()),
-            slots: Semaphore::new(cfg.max_concurrent.max(1)),
+            slots: Semaphore::new(cfg.concurrency()),
             budget: Semaphore::new(budget_permits as usize),
             budget_permits,
             running: Mutex::new(HashMap::new()),

@@ -3,7 +3,7 @@
 //!
 //! SSTs are immutable and never reuse a path (the file id is random), so an entry can
 //! never be stale; entries of deleted SSTs are dropped when the object is deleted
-//! ([`super::Purger`]). The cache is bounded in bytes (`sst_metadata_cache_bytes`)
+//! ([`super::Purger`]). The cache is bounded in bytes (`sst.metadata_cache_size`)
 //! and evicts the least recently used entries; 0 disables it.
 
 use std::collections::{BTreeMap, HashMap};

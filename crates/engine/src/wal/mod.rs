@@ -41,7 +41,7 @@ use segment::{ActiveSegment, SyncPolicy};
 
 /// Largest group written with one `write` call.
 const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
-/// Under `wal_sync = interval`, a sync is forced once this much is waiting for one (the
+/// Under `wal.sync = interval`, a sync is forced once this much is waiting for one (the
 /// active segment keeps a copy of those bytes to re-write after an IO error).
 const MAX_UNSYNCED_BYTES: usize = 64 * 1024 * 1024;
 

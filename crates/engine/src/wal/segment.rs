@@ -11,7 +11,7 @@
 //! page cache. A broken segment is *repaired* before anything else is written to it:
 //!
 //! 1. re-write, from our own memory, the bytes that were accepted but not yet synced
-//!    (`wal_sync = interval`: acknowledged groups waiting for the periodic sync), at
+//!    (`wal.sync = interval`: acknowledged groups waiting for the periodic sync), at
 //!    their offsets;
 //! 2. `ftruncate` to the accepted length (dropping what the failed group left behind);
 //! 3. `fdatasync`.
@@ -59,13 +59,13 @@ impl std::fmt::Display for WalError {
 /// When the accepted bytes of a segment are synced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SyncPolicy {
-    /// Every group is synced before it is accepted (`wal_sync = always`).
+    /// Every group is synced before it is accepted (`wal.sync = always`).
     EveryGroup,
     /// Groups are accepted after their write and synced later; the segment keeps a copy
-    /// of the unsynced bytes to re-write after a failure (`wal_sync = interval`).
+    /// of the unsynced bytes to re-write after a failure (`wal.sync = interval`).
     Later,
     /// Groups are accepted after their write and synced only at rotation and shutdown;
-    /// nothing is kept (`wal_sync = none`: the OS decides when they reach the disk).
+    /// nothing is kept (`wal.sync = none`: the OS decides when they reach the disk).
     Never,
 }
 

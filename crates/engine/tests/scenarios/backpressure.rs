@@ -50,7 +50,7 @@ async fn faulty_engine(
     ));
     let store = io_bound(Arc::clone(&faults) as Arc<dyn ObjectStore>);
     let mut cfg = config(dir);
-    cfg.write_buffer_size = limit;
+    cfg.memtable.write_buffer = limit;
     cfg.max_write_stall = Duration::from_secs(60);
     let engine = open(cfg, &store).await;
     (engine, faults)

@@ -14,7 +14,8 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use bulkhead_engine::{
-    Engine, EngineConfig, FieldValue, ROLE_KEY, Row, ScanRequest, SmolStr, TimeRange, WalSync,
+    Engine, EngineConfig, FieldValue, MemtableConfig, ROLE_KEY, Row, ScanRequest, SmolStr,
+    TimeRange, WalConfig, WalSync,
 };
 use bulkhead_runtime::store::IoObjectStore;
 use bulkhead_runtime::{RuntimeConfig, Runtimes};
@@ -39,10 +40,16 @@ pub fn runtimes() -> Arc<Runtimes> {
 /// A test config: WAL under `dir/wal`, fast background loops, no automatic flush.
 pub fn config(dir: &Path) -> EngineConfig {
     EngineConfig {
-        wal_sync: WalSync::Always,
-        table_flush_threshold: 1 << 30,
-        write_buffer_size: 1 << 30,
-        max_memtable_age: Duration::from_secs(3600),
+        wal: WalConfig {
+            sync: WalSync::Always,
+            ..WalConfig::default()
+        },
+        memtable: MemtableConfig {
+            table_flush_size: 1 << 30,
+            write_buffer: 1 << 30,
+            flush_interval: Duration::from_secs(3600),
+            ..MemtableConfig::default()
+        },
         flush_check_interval: Duration::from_millis(20),
         flush_retry_initial_backoff: Duration::from_millis(10),
         flush_retry_max_backoff: Duration::from_millis(100),

@@ -301,10 +301,13 @@ async fn ttl_hides_old_rows_at_once_and_drops_their_segments() {
     let mut cfg = compaction_config(dir.path());
     cfg.compaction.enabled = false;
     // A default TTL of one hour, one day for db.cpu, and forever (zero) for db.mem.
-    cfg.ttl = Some(Duration::from_secs(3600));
-    cfg.ttl_overrides
+    cfg.retention.ttl = Duration::from_secs(3600);
+    cfg.retention
+        .overrides
         .insert("db.cpu".into(), Duration::from_secs(24 * 3600));
-    cfg.ttl_overrides.insert("db.mem".into(), Duration::ZERO);
+    cfg.retention
+        .overrides
+        .insert("db.mem".into(), Duration::ZERO);
     let engine = open(cfg, &store).await;
     let mut b = WriteBatch::default();
     let old = now - 3 * 24 * 3600 * 1_000_000_000;

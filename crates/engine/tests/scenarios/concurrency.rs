@@ -18,8 +18,8 @@ async fn snapshots_stay_consistent_while_flushing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = local_store(dir.path());
     let mut cfg = config(dir.path());
-    cfg.table_flush_threshold = 8 * 1024; // the scheduler flushes too
-    cfg.segment_duration = Duration::from_nanos(50);
+    cfg.memtable.table_flush_size = 8 * 1024; // the scheduler flushes too
+    cfg.sst.segment_duration = Duration::from_nanos(50);
     cfg.snapshot_seal_bytes = 0; // readers seal memtables while flushes merge them
     let engine = open(cfg.clone(), &store).await;
     let done = Arc::new(AtomicBool::new(false));

@@ -252,8 +252,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = local_store(dir.path());
     let mut cfg = config(dir.path());
-    cfg.segment_duration = Duration::from_nanos(SEGMENT as u64);
-    cfg.wal_segment_size = 4096;
+    cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
+    cfg.wal.segment_size = 4096;
     cfg.manifest_checkpoint_interval = 3;
     cfg.snapshot_seal_bytes = 0;
     let mut engine = open(cfg.clone(), &store).await;

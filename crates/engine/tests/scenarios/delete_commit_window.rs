@@ -138,8 +138,8 @@ async fn a_delete_not_yet_in_the_manifest_keeps_its_wal_record_while_a_flush_com
     let store = io_bound(Arc::clone(&gate) as Arc<dyn ObjectStore>);
     let plain = local_store(dir.path());
     let mut cfg = config(dir.path());
-    cfg.wal_segment_size = 4096; // the big batch below seals the segment of the delete
-    cfg.wal_preallocate = false;
+    cfg.wal.segment_size = 4096; // the big batch below seals the segment of the delete
+    cfg.wal.preallocate = false;
     cfg.compaction.enabled = false;
     {
         let engine = open(cfg.clone(), &store).await;

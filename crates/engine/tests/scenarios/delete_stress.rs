@@ -99,8 +99,8 @@ async fn deletes_racing_flushes_compactions_and_crashes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = local_store(dir.path());
     let mut cfg = config(dir.path());
-    cfg.table_flush_threshold = 2 * 1024; // the scheduler flushes often
-    cfg.segment_duration = Duration::from_nanos(40);
+    cfg.memtable.table_flush_size = 2 * 1024; // the scheduler flushes often
+    cfg.sst.segment_duration = Duration::from_nanos(40);
     cfg.compaction.trigger = 2;
     cfg.compaction.grace_period = Duration::ZERO;
     cfg.compaction.check_interval = Duration::from_millis(20);

@@ -20,7 +20,7 @@ async fn outage_and_flaky_store_lose_nothing() {
     let faults = Arc::new(FaultInjectingStore::new(fs, FaultConfig::default()));
     let store = io_bound(Arc::clone(&faults) as Arc<dyn ObjectStore>);
     let mut cfg = config(dir.path());
-    cfg.table_flush_threshold = 16 * 1024; // the scheduler flushes on its own, too
+    cfg.memtable.table_flush_size = 16 * 1024; // the scheduler flushes on its own, too
     let engine = open(cfg.clone(), &store).await;
     let mut model = Rows::new();
     fn write(i: i64, model: &mut Rows) -> WriteBatch {

@@ -64,7 +64,7 @@ async fn trigger(cfg: EngineConfig, dir: &std::path::Path) {
 async fn table_threshold_triggers_a_flush() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
-    cfg.table_flush_threshold = 16 * 1024;
+    cfg.memtable.table_flush_size = 16 * 1024;
     trigger(cfg, dir.path()).await;
 }
 
@@ -72,7 +72,7 @@ async fn table_threshold_triggers_a_flush() {
 async fn global_buffer_flushes_the_largest_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
-    cfg.write_buffer_size = 32 * 1024;
+    cfg.memtable.write_buffer = 32 * 1024;
     trigger(cfg, dir.path()).await;
 }
 
@@ -81,7 +81,7 @@ async fn old_memtables_are_flushed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = local_store(dir.path());
     let mut cfg = config(dir.path());
-    cfg.max_memtable_age = Duration::from_millis(200);
+    cfg.memtable.flush_interval = Duration::from_millis(200);
     let engine = open(cfg, &store).await;
     write_rows(&engine, "t", 3).await;
     let waited = wait_for_sst(&engine, "t").await;
@@ -98,7 +98,7 @@ async fn interval_and_none_sync_modes_recover() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = local_store(dir.path());
         let mut cfg = config(dir.path());
-        cfg.wal_sync = mode;
+        cfg.wal.sync = mode;
         let engine = open(cfg.clone(), &store).await;
         write_rows(&engine, "t", 50).await;
         engine.close().await.expect("close");

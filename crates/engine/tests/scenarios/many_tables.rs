@@ -69,9 +69,10 @@ async fn thousands_of_one_row_tables_flush_and_reopen() {
 
     // Round 1 through the background scheduler: the age threshold picks every table.
     let engine = open(
-        EngineConfig {
-            max_memtable_age: Duration::from_millis(200),
-            ..cfg(dir.path())
+        {
+            let mut c = cfg(dir.path());
+            c.memtable.flush_interval = Duration::from_millis(200);
+            c
         },
         &store,
     )

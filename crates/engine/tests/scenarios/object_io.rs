@@ -62,8 +62,8 @@ async fn large_ssts_use_multipart_and_reads_are_ranged() {
     let mut cfg = config(dir.path());
     // Small enough that this test's SST crosses it; parts of 64 KiB (local disk has no
     // minimum part size, S3 would need 5 MiB).
-    cfg.sst_multipart_threshold = 256 * 1024;
-    cfg.sst_multipart_part_size = 64 * 1024;
+    cfg.sst.multipart_threshold = 256 * 1024;
+    cfg.sst.multipart_part_size = 64 * 1024;
     cfg.sst_row_group_size = 4096;
     cfg.compaction.enabled = false; // compaction below is manual, so it is counted
     let engine = open(cfg.clone(), &store).await;
@@ -184,8 +184,8 @@ async fn a_failed_multipart_upload_is_retried_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, counting) = counting_store(dir.path());
     let mut cfg = config(dir.path());
-    cfg.sst_multipart_threshold = 64 * 1024;
-    cfg.sst_multipart_part_size = 16 * 1024;
+    cfg.sst.multipart_threshold = 64 * 1024;
+    cfg.sst.multipart_part_size = 16 * 1024;
     let engine = open(cfg.clone(), &store).await;
     let mut model = Rows::new();
     engine

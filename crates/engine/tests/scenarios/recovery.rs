@@ -48,7 +48,7 @@ async fn flushed_and_unflushed_data_recover_once_and_wal_is_truncated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = local_store(dir.path());
     let mut cfg = config(dir.path());
-    cfg.wal_segment_size = 4096; // many small segments
+    cfg.wal.segment_size = 4096; // many small segments
     let mut model = Rows::new();
     {
         let engine = open(cfg.clone(), &store).await;

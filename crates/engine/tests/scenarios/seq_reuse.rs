@@ -168,8 +168,8 @@ async fn a_restart_never_reuses_the_name_of_a_segment_left_empty() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = local_store(dir.path());
     let mut cfg = config(dir.path());
-    cfg.wal_segment_size = 4096; // one batch below fills a segment
-    cfg.wal_preallocate = false;
+    cfg.wal.segment_size = 4096; // one batch below fills a segment
+    cfg.wal.preallocate = false;
     {
         // The last record deletes every row: the manifest keeps no trace of it once
         // the flush has written nothing and the compaction dropped the tombstone.

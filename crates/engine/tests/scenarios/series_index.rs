@@ -197,7 +197,7 @@ async fn run(ops: Vec<Op>, checks: Vec<(TagPredicate, i64, i64)>) -> Result<(), 
     let dir = tempfile::tempdir().expect("tempdir");
     let store = local_store(dir.path());
     let mut cfg = config(dir.path());
-    cfg.segment_duration = Duration::from_nanos(SEGMENT as u64);
+    cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
     cfg.compaction.enabled = false;
     // Small row groups, so selections cross row-group boundaries.
     cfg.sst_row_group_size = 1;

@@ -121,7 +121,7 @@ async fn startup_gc_never_deletes_an_sst_the_startup_flush_uploads() {
     // flushes it as soon as it starts.
     let slow = io_bound(Arc::new(Slow(Arc::clone(&fs))));
     let mut cfg = config(dir.path());
-    cfg.table_flush_threshold = 1;
+    cfg.memtable.table_flush_size = 1;
     let engine = open(cfg, &slow).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while engine.stats().flush_count == 0 {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use board::{Origin, RollupBoard, RollupStatus};
+pub use bulkhead_frontend::RollupConfig;
 
 use crate::QueryEngine;
 use crate::error::Result;
@@ -194,25 +195,6 @@ pub fn validate_all(specs: &[RollupSpec]) -> std::result::Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// How the maintainer runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RollupConfig {
-    /// How often to look for buckets past their grace period.
-    pub check_interval: Duration,
-    /// Memory one rollup query may hold (a range too big for it is halved, down to one
-    /// bucket).
-    pub memory_budget: usize,
-}
-
-impl Default for RollupConfig {
-    fn default() -> Self {
-        Self {
-            check_interval: Duration::from_secs(30),
-            memory_budget: 256 * 1024 * 1024,
-        }
-    }
 }
 
 /// The running maintainer; dropping it (or [`Rollups::stop`]) stops it.

@@ -1,11 +1,11 @@
-//! `[s3]`, `[compaction]`, `[retention]` and `[[rollup]]`: how Bulkhead talks to S3, and
-//! the background work that reshapes, downsamples and ages out what it stored.
+//! `[s3]`, `[compaction]` and `[[rollup]]`: how Bulkhead talks to S3, and the background
+//! work that reshapes and downsamples what it stored.
 
-use std::collections::BTreeMap;
-
+use bulkhead_engine::CompactionConfig;
+use bulkhead_frontend::RollupConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{ByteSize, HumanDuration};
+use super::HumanDuration;
 
 /// `[s3]`: settings for `storage.object_store = "s3://..."`. An empty value falls back
 /// to object_store's standard `AWS_*` environment variable of the same meaning.
@@ -74,55 +74,18 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
-/// `[compaction]`: time-window compaction (see docs/storage.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CompactionSection {
-    /// Compact in the background (manual compaction works either way).
-    pub enabled: bool,
-    /// Merge a time segment's files once it has this many.
-    pub trigger: usize,
-    /// Cap on one compaction's input (and so output) bytes.
-    pub max_output_size: ByteSize,
-    /// Memory all running compactions may hold together.
-    pub memory_budget: ByteSize,
-    /// Compactions at once; 0 derives it from the core count (1 on 2 cores).
-    pub max_concurrent: usize,
-    /// Leave the newest segments alone until they ended this long ago.
-    pub grace_period: HumanDuration,
-    /// How often the scheduler looks for work without being woken by a flush.
-    pub check_interval: HumanDuration,
-    /// How often rollups look for buckets past their grace period (`[[rollup]]`).
-    pub rollup_interval: HumanDuration,
-    /// Memory one rollup query may hold; a range of buckets over it is halved.
-    pub rollup_memory_budget: ByteSize,
-}
-
-impl Default for CompactionSection {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            trigger: 4,
-            max_output_size: ByteSize::mib(512),
-            memory_budget: ByteSize::mib(256),
-            max_concurrent: 0,
-            grace_period: HumanDuration::secs(600),
-            check_interval: HumanDuration::secs(30),
-            rollup_interval: HumanDuration::secs(30),
-            rollup_memory_budget: ByteSize::mib(256),
-        }
-    }
-}
-
-/// `[retention]`: how long data is kept.
+/// `[compaction]`: the engine's time-window compaction (see docs/storage.md) and the
+/// rollup maintainer's two keys, each declared by its owner and flattened here.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RetentionSection {
-    /// Default time to live; `0s` keeps data forever.
-    pub ttl: HumanDuration,
-    /// Per-database (`"db"`) or per-table (`"db.table"`) TTLs overriding `ttl`
-    /// (`0s` = keep forever). A config-file-only option.
-    pub overrides: BTreeMap<String, HumanDuration>,
+pub struct CompactionSection {
+    /// `enabled`, `trigger`, `max_output_size`, `memory_budget`, `max_concurrent`,
+    /// `grace_period`, `check_interval`.
+    #[serde(flatten)]
+    pub engine: CompactionConfig,
+    /// `rollup_interval`, `rollup_memory_budget`.
+    #[serde(flatten)]
+    pub rollups: RollupConfig,
 }
 
 /// `[[rollup]]`: one downsampling rollup (docs/rollups.md), a config-file-only option.

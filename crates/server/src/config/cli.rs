@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use bulkhead_engine::WalSync;
 use bulkhead_runtime::RuntimeMode;
 
-use super::{ByteSize, HumanDuration, ServerConfig, WalSyncSetting};
+use super::{ByteSize, HumanDuration, ServerConfig};
 
 /// Flags of `bulkhead serve`. Each overrides the same option of the config file; clap
 /// resolves flag over env var, and unset flags leave the file's (or default) value.
@@ -127,7 +129,7 @@ pub struct ServeArgs {
 
     /// [wal] sync: always | none | an interval like 100ms [default: always].
     #[arg(long, env = "BULKHEAD_WAL_SYNC", value_name = "MODE")]
-    pub wal_sync: Option<WalSyncSetting>,
+    pub wal_sync: Option<WalSync>,
     /// [wal] segment_size: WAL segment file size [default: 64MiB].
     #[arg(long, env = "BULKHEAD_WAL_SEGMENT_SIZE", value_name = "SIZE")]
     pub wal_segment_size: Option<ByteSize>,
@@ -324,6 +326,21 @@ impl ServeArgs {
                 *dst = v.clone();
             }
         }
+        fn set_duration(dst: &mut Duration, src: &Option<HumanDuration>) {
+            if let Some(v) = src {
+                *dst = v.get();
+            }
+        }
+        fn set_u64(dst: &mut u64, src: &Option<ByteSize>) {
+            if let Some(v) = src {
+                *dst = v.as_u64();
+            }
+        }
+        fn set_usize(dst: &mut usize, src: &Option<ByteSize>) {
+            if let Some(v) = src {
+                *dst = v.as_usize();
+            }
+        }
         self.connections.apply(cfg);
         set(&mut cfg.http.addr, &self.http_addr);
         set(&mut cfg.http.shutdown_timeout, &self.shutdown_timeout);
@@ -347,17 +364,20 @@ impl ServeArgs {
         set(&mut cfg.storage.data_dir, &self.data_dir);
         set(&mut cfg.storage.wal_dir, &self.wal_dir);
         set(&mut cfg.storage.object_store, &self.object_store);
-        set(&mut cfg.storage.segment_duration, &self.segment_duration);
-        set(
-            &mut cfg.storage.multipart_threshold,
+        set_duration(
+            &mut cfg.storage.sst.segment_duration,
+            &self.segment_duration,
+        );
+        set_usize(
+            &mut cfg.storage.sst.multipart_threshold,
             &self.multipart_threshold,
         );
-        set(
-            &mut cfg.storage.multipart_part_size,
+        set_usize(
+            &mut cfg.storage.sst.multipart_part_size,
             &self.multipart_part_size,
         );
-        set(
-            &mut cfg.storage.metadata_cache_size,
+        set_usize(
+            &mut cfg.storage.sst.metadata_cache_size,
             &self.metadata_cache_size,
         );
         set(
@@ -378,11 +398,11 @@ impl ServeArgs {
         set(&mut cfg.s3.request_timeout, &self.s3_request_timeout);
         set(&mut cfg.s3.connect_timeout, &self.s3_connect_timeout);
         set(&mut cfg.wal.sync, &self.wal_sync);
-        set(&mut cfg.wal.segment_size, &self.wal_segment_size);
+        set_u64(&mut cfg.wal.segment_size, &self.wal_segment_size);
         set(&mut cfg.wal.preallocate, &self.wal_preallocate);
-        set(&mut cfg.memtable.write_buffer, &self.write_buffer);
-        set(&mut cfg.memtable.table_flush_size, &self.table_flush_size);
-        set(&mut cfg.memtable.flush_interval, &self.flush_interval);
+        set_usize(&mut cfg.memtable.write_buffer, &self.write_buffer);
+        set_usize(&mut cfg.memtable.table_flush_size, &self.table_flush_size);
+        set_duration(&mut cfg.memtable.flush_interval, &self.flush_interval);
         set(&mut cfg.memtable.flush_concurrency, &self.flush_concurrency);
         set(&mut cfg.runtime.mode, &self.runtime_mode);
         set(&mut cfg.runtime.io_threads, &self.io_threads);
@@ -398,16 +418,16 @@ impl ServeArgs {
             &self.compact_sched_idle,
         );
         set(&mut cfg.runtime.query_sched_idle, &self.query_sched_idle);
-        set(&mut cfg.runtime.latency_slice, &self.latency_slice);
-        set(
+        set_duration(&mut cfg.runtime.latency_slice, &self.latency_slice);
+        set_duration(
             &mut cfg.runtime.slow_poll_threshold,
             &self.slow_poll_threshold,
         );
-        set(
+        set_duration(
             &mut cfg.runtime.watchdog_threshold,
             &self.watchdog_threshold,
         );
-        set(&mut cfg.runtime.watchdog_interval, &self.watchdog_interval);
+        set_duration(&mut cfg.runtime.watchdog_interval, &self.watchdog_interval);
         set(&mut cfg.auth.token, &self.auth_token);
         set(&mut cfg.limits.max_body_size, &self.max_body_size);
         set(
@@ -420,36 +440,34 @@ impl ServeArgs {
             &mut cfg.limits.max_fields_per_line,
             &self.max_fields_per_line,
         );
-        set(&mut cfg.limits.max_databases, &self.max_databases);
+        set(&mut cfg.limits.catalog.max_databases, &self.max_databases);
         set(
-            &mut cfg.limits.max_tables_per_database,
+            &mut cfg.limits.catalog.max_tables_per_database,
             &self.max_tables_per_database,
         );
         set(
-            &mut cfg.limits.max_columns_per_table,
+            &mut cfg.limits.catalog.max_columns_per_table,
             &self.max_columns_per_table,
         );
         set(
-            &mut cfg.limits.max_series_per_table,
+            &mut cfg.limits.catalog.max_series_per_table,
             &self.max_series_per_table,
         );
         set(&mut cfg.limits.query_memory, &self.query_memory);
         set(&mut cfg.limits.query_timeout, &self.query_timeout);
         set(&mut cfg.limits.body_read_timeout, &self.body_read_timeout);
-        let c = &mut cfg.compaction;
+        let c = &mut cfg.compaction.engine;
         set(&mut c.enabled, &self.compaction_enabled);
         set(&mut c.trigger, &self.compaction_trigger);
-        set(&mut c.max_output_size, &self.compaction_max_output_size);
-        set(&mut c.memory_budget, &self.compaction_memory_budget);
+        set_u64(&mut c.max_output_bytes, &self.compaction_max_output_size);
+        set_u64(&mut c.memory_budget, &self.compaction_memory_budget);
         set(&mut c.max_concurrent, &self.compaction_max_concurrent);
-        set(&mut c.grace_period, &self.compaction_grace_period);
-        set(&mut c.check_interval, &self.compaction_check_interval);
-        set(&mut c.rollup_interval, &self.compaction_rollup_interval);
-        set(
-            &mut c.rollup_memory_budget,
-            &self.compaction_rollup_memory_budget,
-        );
-        set(&mut cfg.retention.ttl, &self.retention_ttl);
+        set_duration(&mut c.grace_period, &self.compaction_grace_period);
+        set_duration(&mut c.check_interval, &self.compaction_check_interval);
+        let r = &mut cfg.compaction.rollups;
+        set_duration(&mut r.check_interval, &self.compaction_rollup_interval);
+        set_usize(&mut r.memory_budget, &self.compaction_rollup_memory_budget);
+        set_duration(&mut cfg.retention.ttl, &self.retention_ttl);
         set(&mut cfg.cache.enabled, &self.cache_enabled);
         set(&mut cfg.cache.memory_size, &self.cache_memory_size);
         set(&mut cfg.cache.disk_size, &self.cache_disk_size);

@@ -1,8 +1,17 @@
 //! `ServerConfig`: the one TOML config of `bulkhead serve`, overlaid by env vars and flags.
 //!
 //! Precedence is flag, then `BULKHEAD_*` env var, then the file given by `--config`, then
-//! the defaults below. Every option has all four; `bulkhead.example.toml` at the repo
-//! root lists them with their defaults and is parsed by a test so it cannot rot.
+//! the defaults. Every option has all four; `bulkhead.example.toml` at the repo root
+//! lists them with their defaults and is parsed by a test so it cannot rot.
+//!
+//! Each crate's own config type is embedded as it is (the model is HoraeDB's
+//! `server/src/config.rs`): `[wal]`, `[memtable]` and `[retention]` are the engine's
+//! [`WalConfig`], [`MemtableConfig`] and [`RetentionConfig`], `[runtime]` is
+//! [`RuntimeConfig`]; a section shared by two owners flattens the other crate's part
+//! (the engine's [`SstConfig`] in `[storage]`, [`CatalogLimits`] in `[limits]`, the
+//! engine's compaction and the query layer's rollup settings in `[compaction]`). So
+//! every key is declared once, with one default, in the crate that uses it, and sizes
+//! and durations are parsed by `bulkhead_runtime::units` everywhere.
 
 mod background;
 mod cache;
@@ -11,13 +20,13 @@ mod connections;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use bulkhead_runtime::{RuntimeConfig, RuntimeMode};
+use bulkhead_engine::{CatalogLimits, MemtableConfig, RetentionConfig, SstConfig, WalConfig};
+use bulkhead_runtime::RuntimeConfig;
 use serde::{Deserialize, Serialize};
 
-pub use background::{CompactionSection, RetentionSection, RollupEntry, S3Config};
-pub use bulkhead_frontend::units::{ByteSize, HumanDuration, WalSyncSetting};
+pub use background::{CompactionSection, RollupEntry, S3Config};
+pub use bulkhead_frontend::units::{ByteSize, HumanDuration};
 pub use cache::CacheSection;
 pub use cli::ServeArgs;
 pub use connections::ConnectionArgs;
@@ -35,11 +44,11 @@ pub struct ServerConfig {
     pub s3: S3Config,
     pub wal: WalConfig,
     pub memtable: MemtableConfig,
-    pub runtime: RuntimeSection,
+    pub runtime: RuntimeConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub compaction: CompactionSection,
-    pub retention: RetentionSection,
+    pub retention: RetentionConfig,
     pub cache: CacheSection,
     /// `[[rollup]]` entries: downsampling rollups declared in the file (SQL `CREATE ROLLUP` declares them at run time, stored in the manifest).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -163,17 +172,13 @@ pub struct StorageConfig {
     pub wal_dir: String,
     /// Object store URL for SSTs and manifests; empty means `file://<data_dir>/objects`.
     pub object_store: String,
-    /// Width of the time segments SSTs are partitioned into.
-    pub segment_duration: HumanDuration,
-    /// SSTs larger than this are uploaded with multipart upload.
-    pub multipart_threshold: ByteSize,
-    /// Part size of multipart uploads (S3 requires at least 5 MiB).
-    pub multipart_part_size: ByteSize,
-    /// Memory for parsed SST metadata (footer, page index, series index); 0 = off.
-    pub metadata_cache_size: ByteSize,
     /// Start even if the store ignores create-only puts (`If-None-Match: *`). Only
     /// safe when a single Bulkhead process ever writes to this prefix.
     pub unsafe_no_conditional_put: bool,
+    /// The engine's keys: `segment_duration`, `multipart_threshold`,
+    /// `multipart_part_size`, `metadata_cache_size`.
+    #[serde(flatten)]
+    pub sst: SstConfig,
 }
 
 impl Default for StorageConfig {
@@ -182,11 +187,8 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./bulkhead-data"),
             wal_dir: String::new(),
             object_store: String::new(),
-            segment_duration: HumanDuration::secs(2 * 3600),
-            multipart_threshold: ByteSize::mib(32),
-            multipart_part_size: ByteSize::mib(8),
-            metadata_cache_size: ByteSize::mib(64),
             unsafe_no_conditional_put: false,
+            sst: SstConfig::default(),
         }
     }
 }
@@ -207,112 +209,6 @@ impl StorageConfig {
             format!("file://{}", self.data_dir.join("objects").display())
         } else {
             self.object_store.clone()
-        }
-    }
-}
-
-/// `[wal]`: the write-ahead log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WalConfig {
-    /// When the WAL is fsynced: `always` (before every acknowledgement), an interval
-    /// such as `100ms` (acknowledge once written, sync at least that often), or `none`.
-    /// Anything but `always` can lose acknowledged writes on power loss (not on a
-    /// process crash).
-    pub sync: WalSyncSetting,
-    /// Roll over to a new WAL segment file past this size.
-    pub segment_size: ByteSize,
-    /// Zero-fill the next segment ahead of time, so that a sync writes data only and
-    /// does not wait for other files' writeback (one spare segment of disk space).
-    pub preallocate: bool,
-}
-
-impl Default for WalConfig {
-    fn default() -> Self {
-        Self {
-            sync: WalSyncSetting::Always,
-            segment_size: ByteSize::mib(64),
-            preallocate: true,
-        }
-    }
-}
-
-/// `[memtable]`: the write buffer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MemtableConfig {
-    /// Memory for all memtables together. Writers stall past it and get 503 at twice it.
-    pub write_buffer: ByteSize,
-    /// Flush a single table's memtable once it holds this much.
-    pub table_flush_size: ByteSize,
-    /// Flush a memtable at the latest this long after its first write.
-    pub flush_interval: HumanDuration,
-    /// Tables flushed at once: their uploads overlap and their manifest edits share
-    /// commits (so thousands of small tables flush in seconds).
-    pub flush_concurrency: usize,
-}
-
-impl Default for MemtableConfig {
-    fn default() -> Self {
-        Self {
-            write_buffer: ByteSize::mib(256),
-            table_flush_size: ByteSize::mib(64),
-            flush_interval: HumanDuration::secs(600),
-            flush_concurrency: 32,
-        }
-    }
-}
-
-/// `[runtime]`: the bulkheads. Thread counts of 0 mean "derive from the core count".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuntimeSection {
-    /// `isolated` (one runtime per bulkhead) or `shared` (one runtime; benchmarks only).
-    pub mode: RuntimeMode,
-    pub io_threads: usize,
-    pub write_threads: usize,
-    pub flush_threads: usize,
-    pub query_threads: usize,
-    pub compact_threads: usize,
-    /// Worker threads of the single runtime in `shared` mode.
-    pub shared_threads: usize,
-    /// OS nice value of the `compact` threads (0 = unchanged, 19 = lowest priority).
-    pub compact_nice: i32,
-    /// OS nice value of the `query` threads (0 = unchanged, 19 = lowest priority).
-    pub query_nice: i32,
-    /// Run the `compact` threads under SCHED_IDLE (Linux) instead of `compact_nice`.
-    pub compact_sched_idle: bool,
-    /// Run the `query` threads under SCHED_IDLE (Linux) instead of `query_nice`.
-    pub query_sched_idle: bool,
-    /// OS time slice asked for the `io`, `write` and `flush` threads and the WAL thread
-    /// (Linux ≥ 6.12; 0 = the kernel's default).
-    pub latency_slice: HumanDuration,
-    /// A single poll longer than this counts as a slow poll.
-    pub slow_poll_threshold: HumanDuration,
-    /// A runtime that does not answer the watchdog within this counts as stalled.
-    pub watchdog_threshold: HumanDuration,
-    /// How often the watchdog pings every runtime.
-    pub watchdog_interval: HumanDuration,
-}
-
-impl Default for RuntimeSection {
-    fn default() -> Self {
-        Self {
-            mode: RuntimeMode::Isolated,
-            io_threads: 0,
-            write_threads: 0,
-            flush_threads: 0,
-            query_threads: 0,
-            compact_threads: 0,
-            shared_threads: 0,
-            compact_nice: 10,
-            query_nice: 5,
-            compact_sched_idle: true,
-            query_sched_idle: true,
-            latency_slice: HumanDuration::millis(0),
-            slow_poll_threshold: HumanDuration::millis(10),
-            watchdog_threshold: HumanDuration::millis(100),
-            watchdog_interval: HumanDuration::millis(20),
         }
     }
 }
@@ -379,14 +275,10 @@ pub struct LimitsConfig {
     /// Longest wait for the next bytes of a request body; a stalled upload then gets
     /// 408 and stops holding write admission.
     pub body_read_timeout: HumanDuration,
-    /// Databases a write may create (0 = no limit).
-    pub max_databases: usize,
-    /// Tables in one database (0 = no limit).
-    pub max_tables_per_database: usize,
-    /// Tag plus field columns in one table (0 = no limit).
-    pub max_columns_per_table: usize,
-    /// Distinct tag sets (series) in one table (0 = no limit).
-    pub max_series_per_table: usize,
+    /// The engine's catalog limits: `max_databases`, `max_tables_per_database`,
+    /// `max_columns_per_table`, `max_series_per_table` (0 = no limit).
+    #[serde(flatten)]
+    pub catalog: CatalogLimits,
     /// TCP keepalive probes on accepted HTTP and PG sockets start after this much
     /// silence, so a peer that vanished (NAT, power loss) is noticed (0 = off).
     pub tcp_keepalive: HumanDuration,
@@ -394,21 +286,16 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        // The engine's defaults, one place.
-        let catalog = bulkhead_engine::CatalogLimits::default();
         Self {
             max_body_size: ByteSize::mib(64),
             max_inflight_write_bytes: ByteSize::mib(256),
             max_line_length: ByteSize::kib(64),
             max_tags_per_line: 256,
             max_fields_per_line: 1024,
-            query_memory: ByteSize::gib(1),
+            query_memory: ByteSize(bulkhead_frontend::limits::DEFAULT_QUERY_MEMORY),
             query_timeout: HumanDuration::secs(300),
             body_read_timeout: HumanDuration::secs(10),
-            max_databases: catalog.max_databases,
-            max_tables_per_database: catalog.max_tables_per_database,
-            max_columns_per_table: catalog.max_columns_per_table,
-            max_series_per_table: catalog.max_series_per_table,
+            catalog: CatalogLimits::default(),
             tcp_keepalive: HumanDuration::secs(60),
         }
     }
@@ -476,25 +363,25 @@ impl ServerConfig {
         if self.limits.max_line_length.0 == 0 {
             return Err("limits.max_line_length must be positive".into());
         }
-        if self.storage.multipart_part_size.0 < 5 * 1024 * 1024 {
+        if self.storage.sst.multipart_part_size < 5 * 1024 * 1024 {
             return Err(format!(
                 "storage.multipart_part_size: {} is below S3's minimum part size of 5MiB",
-                self.storage.multipart_part_size
+                ByteSize(self.storage.sst.multipart_part_size as u64)
             ));
         }
-        if self.compaction.trigger < 2 {
+        if self.compaction.engine.trigger < 2 {
             return Err(format!(
                 "compaction.trigger: {} must be at least 2",
-                self.compaction.trigger
+                self.compaction.engine.trigger
             ));
         }
-        if self.compaction.check_interval.0.is_zero() {
+        if self.compaction.engine.check_interval.is_zero() {
             return Err("compaction.check_interval must be positive".into());
         }
-        if self.compaction.rollup_interval.0.is_zero() {
+        if self.compaction.rollups.check_interval.is_zero() {
             return Err("compaction.rollup_interval must be positive".into());
         }
-        if self.compaction.rollup_memory_budget.0 == 0 {
+        if self.compaction.rollups.memory_budget == 0 {
             return Err("compaction.rollup_memory_budget must be positive".into());
         }
         for (i, r) in self.rollup.iter().enumerate() {
@@ -539,39 +426,10 @@ impl ServerConfig {
                 ));
             }
         }
-        if self.runtime.watchdog_interval.0.is_zero() {
+        if self.runtime.watchdog_interval.is_zero() {
             return Err("runtime.watchdog_interval must be positive".into());
         }
         Ok(())
-    }
-
-    /// The bulkheads' configuration: zero thread counts take the core-count defaults.
-    pub fn runtime_config(&self) -> RuntimeConfig {
-        let mut rc = RuntimeConfig::default();
-        let r = &self.runtime;
-        rc.mode = r.mode;
-        let pick =
-            |configured: usize, default: usize| if configured == 0 { default } else { configured };
-        rc.io_threads = pick(r.io_threads, rc.io_threads);
-        rc.write_threads = pick(r.write_threads, rc.write_threads);
-        rc.flush_threads = pick(r.flush_threads, rc.flush_threads);
-        rc.query_threads = pick(r.query_threads, rc.query_threads);
-        rc.compact_threads = pick(r.compact_threads, rc.compact_threads);
-        rc.shared_threads = pick(r.shared_threads, rc.shared_threads);
-        rc.compact_nice = r.compact_nice;
-        rc.query_nice = r.query_nice;
-        rc.compact_sched_idle = r.compact_sched_idle;
-        rc.query_sched_idle = r.query_sched_idle;
-        rc.latency_slice = r.latency_slice.get();
-        rc.slow_poll_threshold = r.slow_poll_threshold.get();
-        rc.watchdog_threshold = r.watchdog_threshold.get();
-        rc.watchdog_interval = r.watchdog_interval.get();
-        rc
-    }
-
-    /// The flush interval as a plain duration (convenience for the engine adapter).
-    pub fn flush_interval(&self) -> Duration {
-        self.memtable.flush_interval.get()
     }
 }
 

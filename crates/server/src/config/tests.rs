@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Command};
 
@@ -345,13 +346,13 @@ fn precedence_is_flag_then_file_then_default() {
     .unwrap();
     let p = path.to_str().unwrap();
     let cfg = ServerConfig::load(&parse(&["--config", p])).unwrap();
-    assert_eq!(cfg.memtable.write_buffer, ByteSize::gib(1));
+    assert_eq!(cfg.memtable.write_buffer, ByteSize::gib(1).as_usize());
     assert_eq!(cfg.runtime.io_threads, 3);
     assert_eq!(cfg.limits.max_body_size, ByteSize::mib(64), "default kept");
     let cfg = ServerConfig::load(&parse(&["--config", p, "--write-buffer", "2GiB"])).unwrap();
     assert_eq!(
         cfg.memtable.write_buffer,
-        ByteSize::gib(2),
+        ByteSize::gib(2).as_usize(),
         "flag beats file"
     );
     assert_eq!(cfg.runtime.io_threads, 3);
@@ -370,10 +371,11 @@ fn derived_paths_and_runtime_config() {
     assert_eq!(cfg.storage.object_store_url(), "file:///d/objects");
     cfg.runtime.io_threads = 5;
     cfg.runtime.compact_nice = 3;
-    let rc = cfg.runtime_config();
+    let rc = cfg.runtime.resolved();
     assert_eq!(rc.io_threads, 5);
     assert_eq!(rc.compact_nice, 3);
-    assert_eq!(rc.write_threads, RuntimeConfig::default().write_threads);
+    let auto = RuntimeConfig::for_parallelism(bulkhead_runtime::available_parallelism());
+    assert_eq!(rc.write_threads, auto.write_threads);
     assert_eq!(rc.watchdog_threshold, Duration::from_millis(100));
 }
 
@@ -399,6 +401,41 @@ fn configuration_doc_lists_every_key_flag_and_env_var() {
             doc.contains(&format!("`{env}`")),
             "docs/configuration.md lacks `{env}`"
         );
+    }
+}
+
+/// The default a flag's help or the docs' table shows must be the one in code (one
+/// default per key, declared by the crate that owns the key). Keys whose default is
+/// empty ("derived") are described in words instead, and are skipped.
+#[test]
+fn help_and_doc_defaults_are_the_defaults_in_code() {
+    let defaults = ServerConfig::default();
+    let doc = std::fs::read_to_string(repo_root().join("docs/configuration.md")).unwrap();
+    let cmd = command();
+    for (key, flag, _) in OPTIONS {
+        let want = lookup(&defaults, key);
+        if want.is_empty() {
+            continue;
+        }
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag.trim_start_matches("--")))
+            .unwrap();
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        if let Some((_, rest)) = help.split_once("[default: ") {
+            let shown = rest.split(']').next().unwrap();
+            // `[default: $ENV_VAR, else false]`: a default taken from another tool's
+            // environment variable when it is set; the code's default is the fallback.
+            let fallback = shown.rsplit_once(", else ").map_or(shown, |(_, f)| f);
+            assert_eq!(fallback, want, "{flag} --help says [default: {shown}]");
+        }
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{key}` |")))
+            .unwrap_or_else(|| panic!("docs/configuration.md has no row for `{key}`"));
+        let default_cell = row.split(" | ").nth(3).unwrap();
+        let shown = default_cell.split('`').nth(1).unwrap_or_default();
+        assert_eq!(shown, want, "docs/configuration.md gives {key} = `{shown}`");
     }
 }
 

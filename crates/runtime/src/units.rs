@@ -1,4 +1,5 @@
-//! Human-readable sizes ("64MiB") and durations ("2h", "1m30s") for config and flags.
+//! Human-readable sizes ("64MiB") and durations ("2h", "1m30s"): the one parser of every
+//! config value with a unit, in the bottom crate so every crate's config type can use it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -210,51 +211,90 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// When the WAL is synced: `always`, `none`, or an interval (`100ms`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WalSyncSetting {
-    /// fsync before every acknowledgement (the default).
-    Always,
-    /// Acknowledge once written to the OS; sync at least this often.
-    Interval(HumanDuration),
-    /// Never sync explicitly; the OS writes back on its own schedule.
-    None,
-}
+/// Serde for a `u64`/`usize` byte count written as a [`ByteSize`] (`"64MiB"` or a plain
+/// number), so a crate's config field keeps its plain type:
+/// `#[serde(with = "bulkhead_runtime::units::bytes")]`.
+pub mod bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-impl FromStr for WalSyncSetting {
-    type Err = String;
+    use super::ByteSize;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "always" => Ok(Self::Always),
-            "none" | "never" => Ok(Self::None),
-            other => other.parse::<HumanDuration>().map(Self::Interval).map_err(|_| {
-                format!("invalid WAL sync mode `{s}` (expected `always`, `none` or an interval like `100ms`)")
-            }),
+    /// An integer type a byte count is stored in.
+    pub trait Bytes: Copy {
+        fn to_u64(self) -> u64;
+        fn from_u64(n: u64) -> Option<Self>;
+    }
+
+    impl Bytes for u64 {
+        fn to_u64(self) -> u64 {
+            self
+        }
+        fn from_u64(n: u64) -> Option<Self> {
+            Some(n)
         }
     }
-}
 
-impl fmt::Display for WalSyncSetting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Always => f.write_str("always"),
-            Self::None => f.write_str("none"),
-            Self::Interval(d) => write!(f, "{d}"),
+    impl Bytes for usize {
+        fn to_u64(self) -> u64 {
+            self as u64
+        }
+        fn from_u64(n: u64) -> Option<Self> {
+            usize::try_from(n).ok()
         }
     }
-}
 
-impl Serialize for WalSyncSetting {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+    pub fn serialize<T: Bytes, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        ByteSize(v.to_u64()).serialize(s)
+    }
+
+    pub fn deserialize<'de, T: Bytes, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let size = ByteSize::deserialize(d)?;
+        T::from_u64(size.0)
+            .ok_or_else(|| serde::de::Error::custom(format!("size {size} is too large")))
     }
 }
 
-impl<'de> Deserialize<'de> for WalSyncSetting {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+/// Serde for a [`Duration`] written as a [`HumanDuration`] (`"30s"`, `"1h30m"`):
+/// `#[serde(with = "bulkhead_runtime::units::duration")]`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::HumanDuration;
+
+    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        HumanDuration(*v).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        HumanDuration::deserialize(d).map(HumanDuration::get)
+    }
+}
+
+/// Serde for a map of [`Duration`]s written as [`HumanDuration`]s.
+pub mod duration_map {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::HumanDuration;
+
+    pub fn serialize<S: Serializer>(
+        v: &BTreeMap<String, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let human: BTreeMap<&String, HumanDuration> =
+            v.iter().map(|(k, d)| (k, HumanDuration(*d))).collect();
+        human.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Duration>, D::Error> {
+        let human = BTreeMap::<String, HumanDuration>::deserialize(d)?;
+        Ok(human.into_iter().map(|(k, v)| (k, v.get())).collect())
     }
 }
 
@@ -285,32 +325,6 @@ mod tests {
         assert_eq!(
             ByteSize::mib(64).to_string().parse::<ByteSize>().unwrap(),
             ByteSize::mib(64)
-        );
-    }
-
-    #[test]
-    fn wal_sync_modes() {
-        assert_eq!(
-            "always".parse::<WalSyncSetting>().unwrap(),
-            WalSyncSetting::Always
-        );
-        assert_eq!(
-            "none".parse::<WalSyncSetting>().unwrap(),
-            WalSyncSetting::None
-        );
-        assert_eq!(
-            "100ms".parse::<WalSyncSetting>().unwrap(),
-            WalSyncSetting::Interval(HumanDuration::millis(100))
-        );
-        assert!(
-            "sometimes"
-                .parse::<WalSyncSetting>()
-                .unwrap_err()
-                .contains("`sometimes`")
-        );
-        assert_eq!(
-            WalSyncSetting::Interval(HumanDuration::secs(1)).to_string(),
-            "1s"
         );
     }
 
