@@ -93,6 +93,15 @@ impl ChildServer {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// "is still running", or how it exited (for an error message).
+    pub(crate) fn exit_status(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(Some(status)) => format!("exited with {status}"),
+            Ok(None) => "is still running".into(),
+            Err(e) => format!("could not be checked ({e})"),
+        }
+    }
 }
 
 impl Drop for ChildServer {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -62,6 +62,12 @@ pub(crate) struct InterferenceArgs {
     /// What phase B adds: `compaction`, `query`, or both (to tell their effects apart).
     #[arg(long, value_delimiter = ',', default_value = "compaction,query")]
     load: Vec<PhaseBLoad>,
+    /// A diagnostic, not a configuration to quote: put each server's WAL in a fresh
+    /// directory under this one (e.g. `/dev/shm`, a tmpfs). With the WAL off the disk, a
+    /// run shows how much of the leak is the disk's (fdatasync stalls behind other
+    /// writes) rather than CPU scheduling; acks on a tmpfs are not durable.
+    #[arg(long)]
+    wal_dir_under: Option<PathBuf>,
     /// Directory for results.json and interference.svg.
     #[arg(long, default_value = "bench-out/interference")]
     out: PathBuf,
@@ -180,18 +186,32 @@ async fn run_async(args: InterferenceArgs) -> anyhow::Result<()> {
 fn start_server(
     args: &InterferenceArgs,
     mode: &str,
-) -> anyhow::Result<(tempfile::TempDir, ChildServer)> {
+) -> anyhow::Result<(Vec<tempfile::TempDir>, ChildServer)> {
     let dir = tempfile::tempdir()?;
+    // Compaction runs only when phase B asks for it, never behind phase A's back.
+    let mut server_args = vec![
+        "--runtime-mode".to_string(),
+        mode.to_string(),
+        "--compaction-enabled".into(),
+        "false".into(),
+    ];
+    let mut dirs = vec![dir];
+    if let Some(under) = &args.wal_dir_under {
+        let wal = tempfile::tempdir_in(under)
+            .with_context(|| format!("creating a WAL directory under {}", under.display()))?;
+        server_args.push("--wal-dir".into());
+        server_args.push(wal.path().display().to_string());
+        dirs.push(wal);
+    }
     let server = ChildServer::start(
-        dir.path(),
-        // Compaction runs only when phase B asks for it, never behind phase A's back.
-        &["--runtime-mode", mode, "--compaction-enabled", "false"],
+        dirs[0].path(),
+        &server_args.iter().map(String::as_str).collect::<Vec<_>>(),
         &[(
             super::server::INJECT_LATENCY_ENV,
             args.store_latency.as_str(),
         )],
     )?;
-    Ok((dir, server))
+    Ok((dirs, server))
 }
 
 /// Closed-loop writes from 4 clients for a few seconds: rows/s the server sustains.
@@ -239,7 +259,30 @@ async fn run_mode(
     mode: &str,
     rate: u64,
 ) -> anyhow::Result<ModeRun> {
-    let (_dir, server) = start_server(args, mode)?;
+    // Write back what earlier work (the previous round's server, a build, anything else
+    // on the machine) left dirty in the page cache, so its writeback does not land in
+    // this round and stall the WAL's fdatasync (see `CpuTimes`).
+    let _ = std::process::Command::new("sync").status();
+    let (dir, mut server) = start_server(args, mode)?;
+    // A failed round says what the server logged (its directory goes with the round).
+    measure(client, args, rate, &server).await.map_err(|e| {
+        let log = std::fs::read_to_string(dir[0].path().join("server.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let status = server.exit_status();
+        e.context(format!(
+            "{mode} round failed; the server {status}; the last lines of its log:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
+    })
+}
+
+/// One round of one mode against a started `server`: warm-up, phase A, phase B.
+async fn measure(
+    client: &reqwest::Client,
+    args: &InterferenceArgs,
+    rate: u64,
+    server: &ChildServer,
+) -> anyhow::Result<ModeRun> {
     let base = server.base.clone();
     // Written before phase A, so both phases see the same ingest; phase B differs only
     // by the compaction (and query) work.
@@ -319,7 +362,6 @@ async fn run_mode(
     let stalls_after = stalls(client, &base).await?;
     let stages_end = write_stages(client, &base).await?;
     let errors_b = errors.load(std::sync::atomic::Ordering::Relaxed) - errors_a;
-    drop(server);
 
     let mut stall_delta = Vec::new();
     for (name, after) in &stalls_after {

@@ -2,6 +2,8 @@
 //! p99 ratio B/A, and next to it each round's ratio, their median and the worst round,
 //! with the number of samples behind every p99, so one lucky round cannot flatter.
 
+use std::path::Path;
+
 use bulkhead_runtime::latency::HistogramSnapshot;
 use serde::Serialize;
 use serde_json::json;
@@ -28,27 +30,40 @@ pub(super) struct ModeRun {
     pub(super) stalls: Vec<(String, u64)>,
     /// The server's write-stage latencies: (stage, phase A, phase B).
     pub(super) stages: Vec<(String, HistogramSnapshot, HistogramSnapshot)>,
-    /// The whole machine's CPU time in phase A and in phase B (`/proc/stat`).
+    /// The whole machine's CPU time and disk writes in phase A and in phase B.
     pub(super) cpu: (CpuTimes, CpuTimes),
 }
 
 /// Machine-wide CPU time over an interval, in clock ticks, from `/proc/stat`'s first
 /// line. `steal` is time the hypervisor ran something else while this VM wanted a CPU:
 /// no scheduling inside the server can win that back.
+///
+/// Also the bytes written to the machine's disks (`/proc/diskstats`, whole devices).
+/// Another process's writes compete with the WAL's `fdatasync` (issue 24 measured
+/// 24–37 ms syncs, and 100 ms acks, during a 280 MB writeback burst of a concurrent
+/// build), so a phase that wrote much more than its neighbours was disturbed. (The
+/// server's own `/proc/<pid>/io` `write_bytes` is no help here: it counts every
+/// re-dirtied page, about 20 times the bytes the WAL really writes.)
 #[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
 pub(super) struct CpuTimes {
     pub(super) busy: u64,
     pub(super) idle: u64,
     pub(super) steal: u64,
+    /// Bytes written to every disk device.
+    pub(super) disk_written: u64,
 }
 
 impl CpuTimes {
-    /// Now, since boot; zero where `/proc/stat` is missing (not Linux).
+    /// Now, since boot; zero where `/proc` is missing (not Linux).
     pub(super) fn now() -> Self {
-        std::fs::read_to_string("/proc/stat")
+        let mut t: Self = std::fs::read_to_string("/proc/stat")
             .ok()
             .and_then(|s| Self::parse(s.lines().next()?))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        t.disk_written = std::fs::read_to_string("/proc/diskstats")
+            .map(|s| disk_written(&s, |dev| Path::new("/sys/block").join(dev).exists()))
+            .unwrap_or(0);
+        t
     }
 
     /// `cpu  user nice system idle iowait irq softirq steal ...`
@@ -63,6 +78,7 @@ impl CpuTimes {
             busy: at(0) + at(1) + at(2) + at(5) + at(6),
             idle: at(3) + at(4),
             steal: at(7),
+            ..Self::default()
         })
     }
 
@@ -71,6 +87,7 @@ impl CpuTimes {
             busy: self.busy.saturating_sub(earlier.busy),
             idle: self.idle.saturating_sub(earlier.idle),
             steal: self.steal.saturating_sub(earlier.steal),
+            disk_written: self.disk_written.saturating_sub(earlier.disk_written),
         }
     }
 
@@ -78,6 +95,7 @@ impl CpuTimes {
         self.busy += o.busy;
         self.idle += o.idle;
         self.steal += o.steal;
+        self.disk_written += o.disk_written;
     }
 
     /// Share of all CPU time that was busy, in percent.
@@ -89,6 +107,22 @@ impl CpuTimes {
             self.busy as f64 * 100.0 / all as f64
         }
     }
+}
+
+/// Bytes written, summed over the whole devices of `/proc/diskstats` (`is_device`
+/// tells a whole device from a partition, whose writes its device already counts).
+fn disk_written(diskstats: &str, is_device: impl Fn(&str) -> bool) -> u64 {
+    diskstats
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // major minor name reads ... sectors_written (the 10th field, 512-byte units)
+            let name = *f.get(2)?;
+            let sectors: u64 = f.get(9)?.parse().ok()?;
+            (is_device(name) && !name.starts_with("loop") && !name.starts_with("ram"))
+                .then_some(sectors * 512)
+        })
+        .sum()
 }
 
 impl ModeRun {
@@ -357,12 +391,14 @@ pub(super) fn print_table(
             serde_json::Value::Object(r.stalls.clone())
         );
         println!(
-            "{:<9} machine CPU busy A/B: {:.0}%/{:.0}%, steal A/B: {}/{} ticks",
+            "{:<9} machine CPU busy A/B: {:.0}%/{:.0}%, steal A/B: {}/{} ticks; disk writes A/B: {}/{} MB",
             "",
             r.cpu.0.busy_pct(),
             r.cpu.1.busy_pct(),
             r.cpu.0.steal,
-            r.cpu.1.steal
+            r.cpu.1.steal,
+            r.cpu.0.disk_written >> 20,
+            r.cpu.1.disk_written >> 20,
         );
         let per_round: Vec<String> = r
             .rounds
@@ -414,12 +450,27 @@ mod tests {
             CpuTimes {
                 busy: 128,
                 idle: 1007,
-                steal: 9
+                steal: 9,
+                ..CpuTimes::default()
             }
         );
         let b = CpuTimes::parse("cpu  150 5 30 1100 7 0 3 19 0 0").unwrap();
         assert_eq!(b.since(a).steal, 10);
         assert!(CpuTimes::parse("cpu0 1 2 3").is_none());
+    }
+
+    #[test]
+    fn disk_writes_sum_whole_devices_from_diskstats() {
+        let stats = "\
+ 254       0 vda 100 0 800 10 2000 50 4096 70 0 90 80 0 0 0 0 0 0
+ 254       1 vda1 90 0 700 9 1900 40 4000 60 0 80 70 0 0 0 0 0 0
+   7       0 loop0 1 0 8 0 5 0 999 0 0 0 0 0 0 0 0 0 0
+ 259       0 nvme0n1 1 0 8 0 5 0 10 0 0 0 0 0 0 0 0 0 0
+";
+        let is_device = |d: &str| !d.ends_with('1') || d == "nvme0n1";
+        // vda and nvme0n1 (sectors of 512 bytes); the partition and the loop device not.
+        assert_eq!(disk_written(stats, is_device), (4096 + 10) * 512);
+        assert_eq!(disk_written("garbage\n", is_device), 0);
     }
 
     #[test]
@@ -444,6 +495,7 @@ mod tests {
                     busy: 3,
                     idle: 1,
                     steal: 1,
+                    disk_written: 4 << 20,
                 },
             ),
         };
@@ -455,6 +507,7 @@ mod tests {
         assert_eq!(r.phase_b.compactions, 9);
         assert_eq!(r.stalls["write"], json!(3));
         assert_eq!((r.cpu.1.busy, r.cpu.1.steal), (9, 3));
+        assert_eq!(r.cpu.1.disk_written, 12 << 20);
         assert_eq!(r.cpu.1.busy_pct(), 60.0);
         // Pooled: phase B holds 100 samples each of 2, 4 and 1 ms, so its p99 is 4.
         assert_eq!(r.write_p99_ratio, 4.0);
