@@ -14,6 +14,7 @@
 //! before the next one is created, which is why recovery may treat damage in any but the
 //! last segment as corruption (see [`replay`]).
 
+mod deleter;
 mod prealloc;
 pub(crate) mod record;
 pub(crate) mod replay;
@@ -175,6 +176,8 @@ struct Writer {
     counters: Arc<WalCounters>,
     /// The next segment, zero-filled ahead of time (`None`: `wal_preallocate = false`).
     spare: Option<prealloc::Spare>,
+    /// Deletes flushed segments off this thread.
+    deleter: deleter::Deleter,
 }
 
 fn policy(sync: WalSync) -> SyncPolicy {
@@ -226,6 +229,7 @@ impl Writer {
             last_sync: Instant::now(),
             counters,
             spare,
+            deleter: deleter::Deleter::start(),
         })
     }
 
@@ -434,15 +438,7 @@ impl Writer {
             if next_first.saturating_sub(1) > upto {
                 break;
             }
-            match std::fs::remove_file(&seg.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %seg.path.display(), error = %e, "could not delete WAL segment");
-                    break;
-                }
-            }
-            tracing::debug!(path = %seg.path.display(), upto, "deleted flushed WAL segment");
+            self.deleter.delete(seg.path.clone());
             self.counters.bytes.fetch_sub(*len, Ordering::Relaxed);
             self.counters.segments.fetch_sub(1, Ordering::Relaxed);
             self.sealed.pop_front();
@@ -458,6 +454,7 @@ impl Writer {
         if let Some(spare) = &mut self.spare {
             spare.discard();
         }
+        self.deleter.finish();
         synced
     }
 }
