@@ -9,7 +9,8 @@
 //! [`WalConfig`], [`MemtableConfig`] and [`RetentionConfig`], `[runtime]` is
 //! [`RuntimeConfig`]; a section shared by two owners flattens the other crate's part
 //! (the engine's [`SstConfig`] in `[storage]`, [`CatalogLimits`] in `[limits]`, the
-//! engine's compaction and the query layer's rollup settings in `[compaction]`). So
+//! engine's compaction and the query layer's rollup settings in `[compaction]`), and each
+//! `[[rollup]]` entry is the front-end contract's `RollupSpec`, as `CREATE ROLLUP` makes. So
 //! every key is declared once, with one default, in the crate that uses it, and sizes
 //! and durations are parsed by `bulkhead_runtime::units` everywhere.
 
