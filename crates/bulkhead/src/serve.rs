@@ -51,7 +51,8 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     runtimes.block_on(RuntimeName::Io, async move {
         crate::store::check(probe_store.as_ref(), &url, allow_unconditional).await
     })??;
-    let rollups = rollup_specs(&config)?;
+    // The `[[rollup]]` entries, checked when the config was loaded.
+    let rollups = config.rollup.clone();
     let engine_config = engine_config(&config, &rollups);
     std::fs::create_dir_all(&engine_config.wal_dir).with_context(|| {
         format!(
@@ -172,40 +173,11 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `[[rollup]]` entries as the query layer's specs, checked; errors name the entry,
-/// the key and the value.
-fn rollup_specs(config: &ServerConfig) -> anyhow::Result<Vec<bulkhead_query::rollup::RollupSpec>> {
-    use bulkhead_query::rollup::{Aggregate, RollupSpec, validate_all};
-    let mut specs = Vec::new();
-    for (i, r) in config.rollup.iter().enumerate() {
-        let aggregates = r
-            .aggregates
-            .iter()
-            .map(|a| a.parse::<Aggregate>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                anyhow::anyhow!("rollup[{i}] ({}.{}): aggregates: {e}", r.database, r.name)
-            })?;
-        specs.push(RollupSpec {
-            name: r.name.clone(),
-            database: r.database.clone(),
-            source: r.from.clone(),
-            aggregates,
-            fields: r.fields.clone(),
-            every: r.every.get(),
-            grace_period: r.grace_period.get(),
-            retention: Some(r.retention.get()).filter(|d| !d.is_zero()),
-        });
-    }
-    validate_all(&specs).map_err(|e| anyhow::anyhow!("invalid rollup config: {e}"))?;
-    Ok(specs)
-}
-
 /// The engine's config: its sections are the file's, as they are; only the paths are
 /// derived, and rollup tables get their own retention.
 fn engine_config(
     config: &ServerConfig,
-    rollups: &[bulkhead_query::rollup::RollupSpec],
+    rollups: &[bulkhead_server::config::RollupSpec],
 ) -> EngineConfig {
     // A rollup table keeps its own retention, forever by default (a zero override
     // exempts it from `retention.ttl`); `validate` refused a clashing override.

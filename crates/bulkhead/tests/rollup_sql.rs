@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use bulkhead_tsbs::SplitMix64 as Rng;
 use common::TestServer;
 use common::rollup::{
-    SEC, Shape, assert_same, csv, direct_and_rollup, now_ns, random_rows, same, serve_with_rollups,
-    wait_done_of, write,
+    ALL_AGGREGATES, SEC, SHARED_SHAPES, Shape, assert_same, csv, direct_and_rollup, now_ns,
+    random_rows, same, serve_with_rollups, wait_done_of, write,
 };
 
 /// `sql` over psql in database `db`, errors verbose (with their SQLSTATE).
@@ -52,8 +52,6 @@ fn declared(s: &TestServer) -> Vec<(String, String, String)> {
         .collect()
 }
 
-const ALL: &[&str] = &["avg", "min", "max", "sum", "count", "first", "last"];
-
 #[test]
 fn rollups_created_by_sql_match_survive_kill9_and_stop_when_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -83,24 +81,15 @@ fn rollups_created_by_sql_match_survive_kill9_and_stop_when_dropped() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "db.cpu_1m");
 
+    let [cpu_7s, cpu_1m] = SHARED_SHAPES;
     let shapes = [
-        Shape {
-            table: "cpu_7s",
-            every_secs: 7,
-            fields: &["usage"],
-            aggregates: &["avg", "max", "count"],
-        },
-        Shape {
-            table: "cpu_1m",
-            every_secs: 60,
-            fields: &["usage", "load"],
-            aggregates: ALL,
-        },
+        cpu_7s,
+        cpu_1m,
         Shape {
             table: "cpu_30s",
             every_secs: 30,
             fields: &["usage", "load"],
-            aggregates: ALL,
+            aggregates: ALL_AGGREGATES,
         },
     ];
     let until = |shape: &Shape| {

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bulkhead_tsbs::SplitMix64 as Rng;
 use common::rollup::{
-    SEC, Shape, assert_same, csv, direct_and_rollup, done_until, now_ns, random_rows,
-    serve_with_rollups, wait_done_of, write,
+    SEC, SHARED_SHAPES, Shape, assert_same, csv, direct_and_rollup, done_until, now_ns,
+    random_rows, serve_with_rollups, wait_done_of, write,
 };
 use common::{TestServer, url_encode};
 
@@ -169,21 +169,7 @@ grace_period = "1s"
     for _ in 0..6 {
         write(&s, &random_rows(&mut rng, 400, end - 1200 * SEC, end));
     }
-    let shapes = [
-        Shape {
-            table: "cpu_7s",
-            every_secs: 7,
-            fields: &["usage"],
-            aggregates: &["avg", "max", "count"],
-        },
-        Shape {
-            table: "cpu_1m",
-            every_secs: 60,
-            fields: &["usage", "load"],
-            aggregates: &["avg", "min", "max", "sum", "count", "first", "last"],
-        },
-    ];
-    for shape in &shapes {
+    for shape in &SHARED_SHAPES {
         let every = shape.every_secs * SEC;
         let until = end - end.rem_euclid(every) + every;
         wait_done_of(&s, shape.table, until);

@@ -32,13 +32,11 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
-use bulkhead_engine::{Engine, EngineConfig, Scope};
-use bulkhead_query::{QueryConfig, QueryEngine};
-use bulkhead_runtime::store::IoObjectStore;
-use bulkhead_runtime::{RuntimeConfig, RuntimeName, Runtimes};
+use bulkhead_engine::Scope;
+use bulkhead_runtime::RuntimeName;
 use bulkhead_server::lineproto::{self, ParseOptions};
+use bulkhead_testkit::TempDb;
 use common::TestServer;
-use object_store::local::LocalFileSystem;
 use parking_lot::Mutex;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
 use tokio_postgres::types::Type;
@@ -67,13 +65,8 @@ fn err(e: impl std::fmt::Display) -> SltError {
 /// A result: the schema (so an empty result still has column types), then the rows.
 type Answer = (SchemaRef, Vec<RecordBatch>);
 
-/// An engine + query layer on a temp dir, in this process.
-struct InProcess {
-    runtimes: Arc<Runtimes>,
-    engine: Arc<Engine>,
-    query: Arc<QueryEngine>,
-    _dir: tempfile::TempDir,
-}
+/// An engine + query layer on a temp dir, in this process (the test kit's).
+struct InProcess(TempDb);
 
 /// The real server, and for `pg` one client per database (the database is chosen at
 /// connection startup) on a small runtime of the test's own.
@@ -100,36 +93,7 @@ struct Conn(Arc<Shared>);
 
 impl InProcess {
     fn open() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).expect("runtimes");
-        let objects = dir.path().join("objects");
-        std::fs::create_dir_all(&objects).expect("objects dir");
-        let store = Arc::new(IoObjectStore::new(
-            Arc::new(LocalFileSystem::new_with_prefix(&objects).expect("local store")),
-            runtimes.io().clone(),
-        ));
-        let config = EngineConfig::with_dir(dir.path());
-        let rt = Arc::clone(&runtimes);
-        let engine = runtimes
-            .block_on(RuntimeName::Io, async move {
-                Engine::open(config, store, rt).await
-            })
-            .expect("runtime")
-            .expect("open engine");
-        let query = Arc::new(
-            QueryEngine::new(
-                Arc::clone(&engine),
-                Arc::clone(&runtimes),
-                QueryConfig::default(),
-            )
-            .expect("query engine"),
-        );
-        Self {
-            runtimes,
-            engine,
-            query,
-            _dir: dir,
-        }
+        Self(TempDb::open())
     }
 
     async fn write(&self, db: &str, lines: &str) -> Result<(), SltError> {
@@ -140,8 +104,9 @@ impl InProcess {
                 e.line_number, e.error_message
             )));
         }
-        let (engine, db2, batch) = (Arc::clone(&self.engine), db.to_string(), parsed.batch);
-        self.runtimes
+        let (engine, db2, batch) = (Arc::clone(&self.0.engine), db.to_string(), parsed.batch);
+        self.0
+            .runtimes
             .run(RuntimeName::Write, async move {
                 engine.write(&db2, batch).await
             })
@@ -151,8 +116,9 @@ impl InProcess {
     }
 
     async fn flush(&self) -> Result<(), SltError> {
-        let engine = Arc::clone(&self.engine);
-        self.runtimes
+        let engine = Arc::clone(&self.0.engine);
+        self.0
+            .runtimes
             .run(RuntimeName::Flush, async move {
                 engine.flush(&Scope::All).await
             })
@@ -162,8 +128,9 @@ impl InProcess {
     }
 
     async fn query(&self, db: &str, sql: &str) -> Result<Answer, SltError> {
-        let (q, db, sql) = (Arc::clone(&self.query), db.to_string(), sql.to_string());
-        self.runtimes
+        let (q, db, sql) = (Arc::clone(&self.0.query), db.to_string(), sql.to_string());
+        self.0
+            .runtimes
             .run(RuntimeName::Io, async move {
                 let output = q.sql(&db, &sql).await?;
                 let schema = Arc::clone(&output.schema);

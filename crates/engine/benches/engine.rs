@@ -13,23 +13,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulkhead_engine::bench_support::{memtable_insert, tsbs_cpu_rows};
-use bulkhead_engine::{Engine, EngineConfig, WalSync, WriteBatch};
-use bulkhead_runtime::store::IoObjectStore;
-use bulkhead_runtime::{RuntimeConfig, RuntimeName, Runtimes};
+use bulkhead_engine::{EngineConfig, WalSync, WriteBatch};
+use bulkhead_runtime::RuntimeName;
+use bulkhead_testkit::{io_bound, local_store, new_runtimes, open_engine_blocking};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use object_store::ObjectStore;
 use object_store::memory::InMemory;
 
 const ROWS_PER_WRITE: usize = 10;
 
 fn wal_append(c: &mut Criterion) {
-    let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).expect("runtimes");
+    let runtimes = new_runtimes();
     // On the real disk (not a tmpfs /tmp), so fsync costs what it costs.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let store: Arc<dyn ObjectStore> = Arc::new(IoObjectStore::new(
-        Arc::new(InMemory::new()),
-        runtimes.io().clone(),
-    ));
+    let store = io_bound(Arc::new(InMemory::new()), &runtimes);
     let mut cfg = EngineConfig {
         flush_check_interval: Duration::from_secs(3600),
         ..EngineConfig::with_dir(dir.path())
@@ -37,13 +33,7 @@ fn wal_append(c: &mut Criterion) {
     cfg.wal.sync = WalSync::Always;
     cfg.memtable.table_flush_size = 1 << 30;
     cfg.memtable.write_buffer = 1 << 30;
-    let rt = Arc::clone(&runtimes);
-    let engine = runtimes
-        .block_on(RuntimeName::Io, async move {
-            Engine::open(cfg, store, rt).await
-        })
-        .expect("runtime")
-        .expect("open");
+    let engine = open_engine_blocking(cfg, &store, &runtimes);
     // Shared, so the timed loop does not clone thousands of rows per writer.
     let rows = Arc::new(tsbs_cpu_rows(100, 40, 7));
     let mut group = c.benchmark_group("wal_append_fsync");
@@ -154,24 +144,15 @@ fn flush_encode(c: &mut Criterion) {
 fn engine_write(c: &mut Criterion) {
     const BATCH: usize = 5_000;
     const WRITERS: usize = 8;
-    let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).expect("runtimes");
+    let runtimes = new_runtimes();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let store: Arc<dyn ObjectStore> = Arc::new(IoObjectStore::new(
-        Arc::new(InMemory::new()),
-        runtimes.io().clone(),
-    ));
+    let store = io_bound(Arc::new(InMemory::new()), &runtimes);
     // Default-like thresholds, so flushes (to an in-memory store) happen during the run.
     let mut cfg = EngineConfig::with_dir(dir.path());
     cfg.wal.sync = WalSync::Always;
     cfg.memtable.table_flush_size = 64 << 20;
     cfg.memtable.write_buffer = 256 << 20;
-    let rt = Arc::clone(&runtimes);
-    let engine = runtimes
-        .block_on(RuntimeName::Io, async move {
-            Engine::open(cfg, store, rt).await
-        })
-        .expect("runtime")
-        .expect("open");
+    let engine = open_engine_blocking(cfg, &store, &runtimes);
     // 1000 hosts; consecutive batches move forward in time.
     let rows = tsbs_cpu_rows(1000, 40, 11);
     let batches: Arc<Vec<WriteBatch>> = Arc::new(
@@ -232,7 +213,7 @@ fn engine_write(c: &mut Criterion) {
 
 fn flush_many_tables(c: &mut Criterion) {
     const TABLES: usize = 10_000;
-    let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).expect("runtimes");
+    let runtimes = new_runtimes();
     let mut group = c.benchmark_group("flush_many_tables");
     group
         .sample_size(10)
@@ -241,22 +222,11 @@ fn flush_many_tables(c: &mut Criterion) {
     group.throughput(Throughput::Elements(TABLES as u64));
     for concurrency in [1usize, 32] {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-        let root = dir.path().join("store");
-        std::fs::create_dir_all(&root).expect("store dir");
-        let store: Arc<dyn ObjectStore> = Arc::new(IoObjectStore::new(
-            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).expect("fs")),
-            runtimes.io().clone(),
-        ));
+        let store = local_store(&dir.path().join("store"), &runtimes);
         let mut cfg = EngineConfig::with_dir(dir.path());
         cfg.memtable.flush_concurrency = concurrency;
         cfg.compaction.enabled = false;
-        let rt = Arc::clone(&runtimes);
-        let engine = runtimes
-            .block_on(RuntimeName::Io, async move {
-                Engine::open(cfg, store, rt).await
-            })
-            .expect("runtime")
-            .expect("open");
+        let engine = open_engine_blocking(cfg, &store, &runtimes);
         let mut round = 0i64;
         group.bench_function(BenchmarkId::from_parameter(concurrency), |b| {
             b.iter_custom(|iters| {

@@ -9,7 +9,7 @@ use bulkhead_runtime::latency::HistogramSnapshot;
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use object_store::ObjectStore;
 
-use crate::compaction::{CompactionSummary, FailPoints, PickMode};
+use crate::compaction::{CompactionSummary, PickMode};
 use crate::config::EngineConfig;
 use crate::core::{EngineCore, join};
 use crate::error::Result;
@@ -216,8 +216,9 @@ impl Engine {
         self.core.compact_scope(scope, PickMode::Rewrite).await
     }
 
-    /// Inject failures into compactions (tests of crash safety).
-    pub fn compaction_fail_points(&self) -> &FailPoints {
+    /// Inject failures into compactions (tests of crash safety; `test-util` feature).
+    #[cfg(feature = "test-util")]
+    pub fn compaction_fail_points(&self) -> &crate::compaction::FailPoints {
         &self.core.compactor.fail_points
     }
 

@@ -7,7 +7,8 @@
 //!   [`QueryErrorKind`] decides the HTTP status and the SQLSTATE.
 //! - [`limits`]: query deadlines and the counters of every limit that trips.
 //! - [`net`]: connection caps, idle and header timeouts, socket options and TLS.
-//! - [`rollup`]: the rollup maintainer's settings, a section of the server's config.
+//! - [`rollup`]: the rollup maintainer's settings and the one declaration of a rollup
+//!   ([`RollupSpec`]), which the server's config embeds (`[compaction]`, `[[rollup]]`).
 //! - [`sql_text`]: the parameter limit, literal quoting and placeholder substitution
 //!   shared by the front ends with bound parameters.
 //! - [`units`]: human sizes and durations (`64MiB`, `1m30s`), re-exported from
@@ -27,4 +28,4 @@ pub use backend::{
     FailingFlush, NoSqlBackend, QueryBackend, QueryError, QueryErrorKind, QueryOutput,
     TableColumns, WriteBackend,
 };
-pub use rollup::RollupConfig;
+pub use rollup::{RollupConfig, RollupSpec};

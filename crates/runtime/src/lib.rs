@@ -23,7 +23,8 @@ mod watchdog;
 pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};
 pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label};
 pub use priority::set_current_thread_latency_slice;
-#[cfg(target_os = "linux")]
+/// Probes of the calling thread's OS scheduling, for tests (`test-util` feature).
+#[cfg(all(target_os = "linux", feature = "test-util"))]
 pub use priority::{
     current_thread_is_sched_idle, current_thread_latency_slice, current_thread_nice,
 };

@@ -50,7 +50,7 @@ fn set_current_thread_sched_idle() {
 }
 
 /// Whether the calling thread runs under `SCHED_IDLE` (Linux), for tests.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", any(test, feature = "test-util")))]
 pub fn current_thread_is_sched_idle() -> bool {
     // SAFETY: reads the calling thread's own policy.
     unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
@@ -73,7 +73,7 @@ fn set_current_thread_nice(nice: i32) {
 }
 
 /// The current OS nice value of the calling thread (Linux), for tests and diagnostics.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", any(test, feature = "test-util")))]
 pub fn current_thread_nice() -> i32 {
     // SAFETY: see `set_current_thread_nice`.
     unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
@@ -126,7 +126,7 @@ pub fn set_current_thread_latency_slice(slice: Duration) {
 }
 
 /// The calling thread's requested time slice (`sched_runtime`; Linux), for tests.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", any(test, feature = "test-util")))]
 pub fn current_thread_latency_slice() -> Option<Duration> {
     let mut attr = SchedAttr::default();
     let size = std::mem::size_of::<SchedAttr>() as u32;

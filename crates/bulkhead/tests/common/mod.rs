@@ -10,7 +10,7 @@ pub mod tmpfs;
 pub mod weed;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -72,22 +72,7 @@ pub fn server_binary() -> String {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bulkhead").to_string())
 }
 
-/// A free loopback port (bound then released; a race with other processes is possible
-/// but unlikely, and start() fails loudly if it happens).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// Two distinct free ports (HTTP, PG). Both listeners are held until both ports are
-/// known: two `free_port()` calls in a row can return the same just-released port, and
-/// the server then fails to bind its second listener.
-pub fn free_port_pair() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
-    (port(&a), port(&b))
-}
+pub use bulkhead_testkit::{free_port, free_port_pair};
 
 impl TestServer {
     /// Start with default options plus `args` (e.g. `["--auth-token", "t"]`).

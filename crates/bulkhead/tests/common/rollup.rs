@@ -63,6 +63,27 @@ pub struct Shape {
     pub aggregates: &'static [&'static str],
 }
 
+/// Every aggregate a rollup can compute.
+pub const ALL_AGGREGATES: &[&str] = &["avg", "min", "max", "sum", "count", "first", "last"];
+
+/// The two rollups of `cpu` that both `rollups.rs` (in the config file) and
+/// `rollup_sql.rs` (by `CREATE ROLLUP`) declare: a width that does not divide a minute,
+/// with a field list and `mean` (stored as `avg`), and a minute with every aggregate.
+pub const SHARED_SHAPES: [Shape; 2] = [
+    Shape {
+        table: "cpu_7s",
+        every_secs: 7,
+        fields: &["usage"],
+        aggregates: &["avg", "max", "count"],
+    },
+    Shape {
+        table: "cpu_1m",
+        every_secs: 60,
+        fields: &["usage", "load"],
+        aggregates: ALL_AGGREGATES,
+    },
+];
+
 /// Every bucket before `until` aggregated directly from `cpu`, and as the rollup has it.
 pub fn direct_and_rollup(
     s: &TestServer,

@@ -28,18 +28,24 @@ use crate::sst::{SstMeta, new_file_id, reader, sst_path, tag_ranges};
 use super::picker::CompactionTask;
 
 /// Where a test makes a compaction fail, to check what a crash there leaves behind.
+/// Only the `test-util` feature exports it (and [`FailPoints::set`]); in other builds
+/// no fail point is ever set.
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
 pub struct FailPoints(AtomicU8);
 
 /// A point in [`run`] where a failure can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
 pub enum FailPoint {
     /// After the output is uploaded, before the manifest commit.
     AfterUpload = 1,
 }
 
 impl FailPoints {
+    /// Fail at `point` from now on (`None`: nowhere).
+    #[cfg(feature = "test-util")]
     pub fn set(&self, point: Option<FailPoint>) {
         self.0.store(point.map_or(0, |p| p as u8), Ordering::SeqCst);
     }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "test-util")]
 pub use executor::{FailPoint, FailPoints};
 pub use picker::{CompactionTask, Decision, PickMode, pick};
 pub use scheduler::CompactionSummary;

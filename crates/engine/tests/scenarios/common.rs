@@ -1,9 +1,10 @@
-//! Helpers shared by the engine's scenario tests.
+//! Helpers shared by the engine's scenario tests: the scenarios' config and store on
+//! top of the workspace's test kit (`bulkhead-testkit`), and a model of the rows.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{
@@ -17,11 +18,9 @@ use bulkhead_engine::{
     Engine, EngineConfig, FieldValue, MemtableConfig, ROLE_KEY, Row, ScanRequest, SmolStr,
     TimeRange, WalConfig, WalSync,
 };
-use bulkhead_runtime::store::IoObjectStore;
-use bulkhead_runtime::{RuntimeConfig, Runtimes};
+use bulkhead_runtime::Runtimes;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 
 /// Tags (sorted), time.
 pub type Key = (Vec<(String, String)>, i64);
@@ -29,12 +28,9 @@ pub type Key = (Vec<(String, String)>, i64);
 pub type Fields = BTreeMap<String, FieldValue>;
 pub type Rows = BTreeMap<Key, Fields>;
 
-/// One set of runtimes for the whole test binary.
+/// One set of runtimes for the whole test binary (the test kit's).
 pub fn runtimes() -> Arc<Runtimes> {
-    static RT: OnceLock<Arc<Runtimes>> = OnceLock::new();
-    Arc::clone(
-        RT.get_or_init(|| Runtimes::new(RuntimeConfig::for_parallelism(2)).expect("runtimes")),
-    )
+    bulkhead_testkit::shared_runtimes()
 }
 
 /// A test config: WAL under `dir/wal`, fast background loops, no automatic flush.
@@ -59,21 +55,22 @@ pub fn config(dir: &Path) -> EngineConfig {
 
 /// A local-filesystem store under `dir/store`, io-bound.
 pub fn local_store(dir: &Path) -> Arc<dyn ObjectStore> {
-    let root = dir.join("store");
-    std::fs::create_dir_all(&root).expect("store dir");
-    let fs: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(&root).expect("local store"));
-    io_bound(fs)
+    bulkhead_testkit::local_store(&dir.join("store"), &runtimes())
+}
+
+/// A temp dir and a local store under it (`local_store`): the start of most scenarios.
+pub fn temp_store() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = local_store(dir.path());
+    (dir, store)
 }
 
 pub fn io_bound(inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
-    Arc::new(IoObjectStore::new(inner, runtimes().io().clone()))
+    bulkhead_testkit::io_bound(inner, &runtimes())
 }
 
 pub async fn open(cfg: EngineConfig, store: &Arc<dyn ObjectStore>) -> Arc<Engine> {
-    Engine::open(cfg, Arc::clone(store), runtimes())
-        .await
-        .expect("open engine")
+    bulkhead_testkit::open_engine(cfg, store, &runtimes()).await
 }
 
 pub fn row(tags: &[(&str, &str)], fields: Vec<(&str, FieldValue)>, time: i64) -> Row {

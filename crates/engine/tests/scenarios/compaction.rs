@@ -78,8 +78,7 @@ fn walk(p: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrite_reencodes_a_lone_sst_and_reads_do_not_change() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.compaction.enabled = false;
     let engine = open(cfg.clone(), &store).await;
@@ -124,8 +123,7 @@ async fn rewrite_reencodes_a_lone_sst_and_reads_do_not_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_compaction_brings_sst_counts_down_and_reads_do_not_change() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let engine = open(compaction_config(dir.path()), &store).await;
     let mut model = Rows::new();
     for round in 0..10 {
@@ -172,8 +170,7 @@ async fn background_compaction_brings_sst_counts_down_and_reads_do_not_change() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_upload_and_commit_leaves_the_old_set_and_the_orphan_is_collected() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = compaction_config(dir.path());
     cfg.compaction.enabled = false;
     let engine = open(cfg.clone(), &store).await;
@@ -213,8 +210,7 @@ async fn a_crash_between_upload_and_commit_leaves_the_old_set_and_the_orphan_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_commit_and_delete_leaves_the_new_set_and_inputs_are_collected() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = compaction_config(dir.path());
     cfg.compaction.enabled = false;
     let engine = open(cfg.clone(), &store).await;
@@ -259,8 +255,7 @@ async fn a_crash_between_commit_and_delete_leaves_the_new_set_and_inputs_are_col
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_larger_than_the_memory_budget_does_not_run_whole() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = compaction_config(dir.path());
     cfg.compaction.enabled = false;
     let engine = open(cfg.clone(), &store).await;
@@ -292,8 +287,7 @@ async fn a_task_larger_than_the_memory_budget_does_not_run_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttl_hides_old_rows_at_once_and_drops_their_segments() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

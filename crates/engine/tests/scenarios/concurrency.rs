@@ -15,8 +15,7 @@ const ROWS: i64 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_stay_consistent_while_flushing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.memtable.table_flush_size = 8 * 1024; // the scheduler flushes too
     cfg.sst.segment_duration = Duration::from_nanos(50);

@@ -249,8 +249,7 @@ async fn check(engine: &bulkhead_engine::Engine, models: &[Rows; 2]) -> Result<(
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
     cfg.wal.segment_size = 4096;
@@ -345,8 +344,7 @@ proptest! {
 /// crash whose WAL still holds the delete and the rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_rewrites_and_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let engine = open(config(dir.path()), &store).await;
     let all = |table: Option<&str>| DeleteRequest {
         table: table.map(str::to_string),

@@ -4,7 +4,6 @@
 //! commits meanwhile truncates the WAL, and if the tombstone's commit then fails (or
 //! the engine crashes before it lands), the delete must still be in the WAL.
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -13,13 +12,9 @@ use std::time::Duration;
 use crate::common::*;
 use async_trait::async_trait;
 use bulkhead_engine::{DeletePredicate, DeleteRequest, FieldValue, Scope, TimeRange, WriteBatch};
-use bytes::Bytes;
-use futures::stream::BoxStream;
+use bulkhead_testkit::{HookedStore, StoreHooks};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-};
+use object_store::{PutPayload, Result};
 
 /// Every manifest log entry goes through.
 const PASS: u8 = 0;
@@ -28,20 +23,13 @@ const FAIL_ALL: u8 = 1;
 /// Entries adding a tombstone fail; the others wait until released, then go through.
 const FAIL_TOMBSTONES_HOLD_OTHERS: u8 = 2;
 
-/// A store whose manifest commits fail or wait on request.
+/// Hooks making the store's manifest commits fail or wait on request.
 #[derive(Debug)]
 struct Gate {
-    inner: Arc<dyn ObjectStore>,
     mode: AtomicU8,
     /// Log entries waiting for `release`.
     held: AtomicU64,
     release: AtomicBool,
-}
-
-impl fmt::Display for Gate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Gate({})", self.inner)
-    }
 }
 
 fn injected() -> object_store::Error {
@@ -52,13 +40,8 @@ fn injected() -> object_store::Error {
 }
 
 #[async_trait]
-impl ObjectStore for Gate {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
+impl StoreHooks for Gate {
+    async fn before_put(&self, location: &Path, payload: &PutPayload) -> Result<()> {
         if location.as_ref().contains("manifest/log/") {
             let body: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
             let tombstone = String::from_utf8_lossy(&body).contains("add_tombstone");
@@ -74,42 +57,7 @@ impl ObjectStore for Gate {
                 _ => {}
             }
         }
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.inner.copy_opts(from, to, options).await
+        Ok(())
     }
 }
 
@@ -130,12 +78,12 @@ async fn a_delete_not_yet_in_the_manifest_keeps_its_wal_record_while_a_flush_com
     let root = dir.path().join("store");
     std::fs::create_dir_all(&root).expect("store dir");
     let gate = Arc::new(Gate {
-        inner: Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).expect("fs")),
         mode: AtomicU8::new(PASS),
         held: AtomicU64::new(0),
         release: AtomicBool::new(false),
     });
-    let store = io_bound(Arc::clone(&gate) as Arc<dyn ObjectStore>);
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(&root).expect("fs");
+    let store = io_bound(Arc::new(HookedStore::new(Arc::new(fs), Arc::clone(&gate))));
     let plain = local_store(dir.path());
     let mut cfg = config(dir.path());
     cfg.wal.segment_size = 4096; // the big batch below seals the segment of the delete

@@ -96,8 +96,7 @@ async fn deletes_racing_flushes_compactions_and_crashes() {
                 .map_or(11, |d| d.as_nanos() as u64)
         });
     eprintln!("seed {seed} (replay: BULKHEAD_DELETE_STRESS_SEED={seed})");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.memtable.table_flush_size = 2 * 1024; // the scheduler flushes often
     cfg.sst.segment_duration = Duration::from_nanos(40);

@@ -22,8 +22,7 @@ fn int(v: i64) -> (&'static str, FieldValue) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_tables_stay_dropped_across_flush_and_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut keep = Rows::new();
     {
         let engine = open(config(dir.path()), &store).await;
@@ -93,8 +92,7 @@ async fn dropped_tables_stay_dropped_across_flush_and_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_database_removes_every_table_and_its_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let engine = open(config(dir.path()), &store).await;
     for t in ["a", "b", "c"] {
         engine
@@ -140,8 +138,7 @@ async fn drop_database_removes_every_table_and_its_files() {
 /// crash equals what the replay rebuilds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_racing_drops_recover_to_what_was_seen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let seen = {
         let engine = open(config(dir.path()), &store).await;
         let writer = {

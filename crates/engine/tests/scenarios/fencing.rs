@@ -40,8 +40,7 @@ async fn second_writer_cannot_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_engine_on_the_same_wal_dir_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let a = open(config(dir.path()), &store).await;
     let err = bulkhead_engine::Engine::open(
         config(dir.path()),

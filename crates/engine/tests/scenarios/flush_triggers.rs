@@ -78,8 +78,7 @@ async fn global_buffer_flushes_the_largest_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_memtables_are_flushed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.memtable.flush_interval = Duration::from_millis(200);
     let engine = open(cfg, &store).await;
@@ -95,8 +94,7 @@ async fn old_memtables_are_flushed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_and_none_sync_modes_recover() {
     for mode in [WalSync::Interval(Duration::from_millis(5)), WalSync::None] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = local_store(dir.path());
+        let (dir, store) = temp_store();
         let mut cfg = config(dir.path());
         cfg.wal.sync = mode;
         let engine = open(cfg.clone(), &store).await;

@@ -23,8 +23,7 @@ fn limit_of(e: Error) -> (&'static str, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_refuse_writes_but_never_recovery() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let engine = open(config(dir.path()), &store).await;
     // Under the defaults: 5 series, 2 tables.
     for h in ["a", "b", "c", "d", "e"] {

@@ -55,8 +55,7 @@ fn cfg(dir: &std::path::Path) -> EngineConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_one_row_tables_flush_and_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
 
     // Round 0 through the admin flush.
     let engine = open(cfg(dir.path()), &store).await;

@@ -122,8 +122,7 @@ async fn check(engine: &bulkhead_engine::Engine, models: &[Rows; 2]) -> Result<(
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
     cfg.wal.segment_size = 4096;

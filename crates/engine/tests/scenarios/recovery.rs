@@ -21,8 +21,7 @@ fn batch(host: &str, from: i64, n: i64, value: i64) -> WriteBatch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_rows_survive_a_drop_without_flush() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut model = Rows::new();
     {
         let engine = open(config(dir.path()), &store).await;
@@ -45,8 +44,7 @@ async fn acknowledged_rows_survive_a_drop_without_flush() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushed_and_unflushed_data_recover_once_and_wal_is_truncated() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.wal.segment_size = 4096; // many small segments
     let mut model = Rows::new();

@@ -6,8 +6,7 @@ use bulkhead_engine::{Error, FieldType, FieldValue, WriteBatch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_batch_leaves_no_trace() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let engine = open(config(dir.path()), &store).await;
     let mut first = WriteBatch::default();
     first.push(

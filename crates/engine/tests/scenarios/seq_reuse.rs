@@ -55,8 +55,7 @@ async fn wait_for_truncation(dir: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_after_a_restart_on_an_empty_wal_is_not_lost() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let cfg = config(dir.path());
     {
         // Rows of `a` and `b`, then (the WAL's last record) a delete of some of `b`.
@@ -109,8 +108,7 @@ async fn a_delete_after_a_restart_on_an_empty_wal_is_not_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_after_a_restart_on_an_empty_wal_is_not_deleted_by_an_older_delete() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     // No purge: the tombstones stay in the manifest.
     cfg.compaction.enabled = false;
@@ -165,8 +163,7 @@ async fn a_write_after_a_restart_on_an_empty_wal_is_not_deleted_by_an_older_dele
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_never_reuses_the_name_of_a_segment_left_empty() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.wal.segment_size = 4096; // one batch below fills a segment
     cfg.wal.preallocate = false;

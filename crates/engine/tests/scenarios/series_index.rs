@@ -194,8 +194,7 @@ async fn scan_last(
 }
 
 async fn run(ops: Vec<Op>, checks: Vec<(TagPredicate, i64, i64)>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
     cfg.compaction.enabled = false;
@@ -300,8 +299,7 @@ proptest! {
 fn tags_added_later_and_unset_tags() {
     runtimes()
         .block_on(RuntimeName::Io, async {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = local_store(dir.path());
+            let (dir, store) = temp_store();
             let engine = open(config(dir.path()), &store).await;
             let mut model = Rows::new();
             let mut b = WriteBatch::default();

@@ -14,8 +14,7 @@ const HOUR: i64 = 3_600_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overwrites_merge_across_ssts_and_memtables() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let engine = open(config(dir.path()), &store).await;
     let mut model = Rows::new();
     let mut put = |b: &mut WriteBatch, r| {
@@ -106,8 +105,7 @@ async fn overwrites_merge_across_ssts_and_memtables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_sst_stays_readable_while_a_snapshot_holds_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let engine = open(config(dir.path()), &store).await;
     let mut b = WriteBatch::default();
     for t in 0..10 {
@@ -183,8 +181,7 @@ async fn replaced_sst_stays_readable_while_a_snapshot_holds_it() {
 /// write once per stage, and every snapshot's hold of the table lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_stages_count_every_write_and_snapshot() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let engine = open(config(dir.path()), &store).await;
     for t in 0..5 {
         let mut b = WriteBatch::default();

@@ -7,87 +7,31 @@
 //! the collector took its manifest state and before its listing, and be deleted as
 //! garbage although the flush then commits it.
 
-use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
 use async_trait::async_trait;
 use bulkhead_engine::{FieldValue, WriteBatch};
-use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::BoxStream;
+use bulkhead_testkit::{HookedStore, StoreHooks};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, Result};
 
 /// Delays every `list` by 1 s and every SST upload by 300 ms.
 #[derive(Debug)]
-struct Slow(Arc<dyn ObjectStore>);
-
-impl fmt::Display for Slow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Slow({})", self.0)
-    }
-}
+struct Slow;
 
 #[async_trait]
-impl ObjectStore for Slow {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
+impl StoreHooks for Slow {
+    async fn before_put(&self, location: &Path, _payload: &PutPayload) -> Result<()> {
         if location.as_ref().ends_with(".parquet") {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        self.0.put_opts(location, payload, opts).await
+        Ok(())
     }
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.0.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.0.get_opts(location, options).await
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.0.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
-        self.0.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        let inner = Arc::clone(&self.0);
-        let prefix = prefix.cloned();
-        futures::stream::once(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            inner.list(prefix.as_ref())
-        })
-        .flatten()
-        .boxed()
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.0.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.0.copy_opts(from, to, options).await
+    async fn before_list(&self) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -119,7 +63,7 @@ async fn startup_gc_never_deletes_an_sst_the_startup_flush_uploads() {
 
     // Reopen with a flush threshold the replayed memtable is over: the scheduler
     // flushes it as soon as it starts.
-    let slow = io_bound(Arc::new(Slow(Arc::clone(&fs))));
+    let slow = io_bound(Arc::new(HookedStore::new(Arc::clone(&fs), Arc::new(Slow))));
     let mut cfg = config(dir.path());
     cfg.memtable.table_flush_size = 1;
     let engine = open(cfg, &slow).await;

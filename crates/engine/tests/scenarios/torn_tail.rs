@@ -8,8 +8,7 @@ use bulkhead_engine::{FieldValue, WriteBatch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torn_tail_is_truncated_and_acknowledged_rows_survive() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut model = Rows::new();
     {
         let engine = open(config(dir.path()), &store).await;
@@ -58,8 +57,7 @@ async fn torn_tail_is_truncated_and_acknowledged_rows_survive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segment_with_torn_header_is_removed_and_later_restarts_work() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     let mut model = Rows::new();
     {
         let engine = open(config(dir.path()), &store).await;

@@ -6,8 +6,7 @@ use bulkhead_engine::{Error, FieldValue, WriteBatch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mid_file_corruption_is_a_named_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = local_store(dir.path());
+    let (dir, store) = temp_store();
     {
         let engine = open(config(dir.path()), &store).await;
         for t in 0..20 {

@@ -1,21 +1,21 @@
 //! A real engine on a temp dir, the query layer over it, and the PG server in-process on
-//! 127.0.0.1:0; plus helpers that run the real `psql` and Python `psycopg` clients.
+//! 127.0.0.1:0 (all three from the test kit, `bulkhead-testkit`); plus helpers that run
+//! the real `psql` and Python `psycopg` clients.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bulkhead_engine::{Engine, EngineConfig, FieldValue, Row, WriteBatch};
+use bulkhead_engine::FieldValue;
 use bulkhead_frontend::{QueryBackend, QueryError, QueryOutput};
-use bulkhead_pgwire::PgServer;
 use bulkhead_query::{QueryConfig, QueryEngine};
-use bulkhead_runtime::store::IoObjectStore;
-use bulkhead_runtime::{RuntimeConfig, RuntimeName, Runtimes};
+pub use bulkhead_testkit::row;
+use bulkhead_testkit::{PgHandle, TempDb};
 use futures::StreamExt;
-use object_store::local::LocalFileSystem;
 
 /// Wraps a backend and records the thread names that call `sql` and poll the batches,
 /// so tests can check that queries never run on `io`.
@@ -55,12 +55,19 @@ impl QueryBackend for Recording {
 pub struct Pg {
     /// Threads that planned queries and polled their batches.
     pub threads: Arc<Mutex<Vec<String>>>,
-    pub runtimes: Arc<Runtimes>,
-    pub engine: Arc<Engine>,
-    pub addr: SocketAddr,
     pub token: Option<String>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    /// Stops the server when dropped, before the engine goes.
+    _server: PgHandle,
+    /// The engine, the query layer and their runtimes (`runtimes`, `engine`, `write`).
+    db: TempDb,
+}
+
+impl Deref for Pg {
+    type Target = TempDb;
+    fn deref(&self) -> &TempDb {
+        &self.db
+    }
 }
 
 impl Pg {
@@ -70,71 +77,21 @@ impl Pg {
 
     pub fn start_with(token: Option<&str>, query: QueryConfig) -> Self {
         require_clients();
-        let dir = tempfile::tempdir().unwrap();
-        let runtimes = Runtimes::new(RuntimeConfig::for_parallelism(2)).unwrap();
-        let objects = dir.path().join("objects");
-        std::fs::create_dir_all(&objects).unwrap();
-        let store = Arc::new(IoObjectStore::new(
-            Arc::new(LocalFileSystem::new_with_prefix(&objects).unwrap()),
-            runtimes.io().clone(),
-        ));
-        let config = EngineConfig::with_dir(dir.path());
-        let rt = Arc::clone(&runtimes);
-        let engine = runtimes
-            .block_on(RuntimeName::Io, async move {
-                Engine::open(config, store, rt).await
-            })
-            .unwrap()
-            .unwrap();
-        let query =
-            Arc::new(QueryEngine::new(Arc::clone(&engine), Arc::clone(&runtimes), query).unwrap());
+        let db = TempDb::open_with(query);
         let threads = Arc::new(Mutex::new(Vec::new()));
         let backend: Arc<dyn QueryBackend> = Arc::new(Recording {
-            inner: query,
+            inner: Arc::clone(&db.query),
             threads: Arc::clone(&threads),
         });
         let token = token.map(str::to_owned);
-        let (rt, tok) = (Arc::clone(&runtimes), token.clone());
-        let server = runtimes
-            .block_on(RuntimeName::Io, async move {
-                PgServer::bind("127.0.0.1:0".parse().unwrap(), tok, rt, backend).await
-            })
-            .unwrap()
-            .unwrap();
-        let addr = server.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        runtimes.spawn_io(async move {
-            server
-                .serve(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let server = PgHandle::start(&db.runtimes, token.clone(), backend);
         Self {
             threads,
-            runtimes,
-            engine,
-            addr,
             token,
-            stop: Some(stop),
-            _dir: dir,
+            addr: server.addr,
+            _server: server,
+            db,
         }
-    }
-
-    pub fn write(&self, db: &str, rows: Vec<(&str, Row)>) {
-        let mut batch = WriteBatch::default();
-        for (table, row) in rows {
-            batch.push(table, row);
-        }
-        let (engine, db) = (Arc::clone(&self.engine), db.to_string());
-        self.runtimes
-            .block_on(
-                RuntimeName::Write,
-                async move { engine.write(&db, batch).await },
-            )
-            .unwrap()
-            .unwrap();
     }
 
     /// `psql -X -A -t -h 127.0.0.1 -p PORT -d DB` with `args` appended.
@@ -167,14 +124,6 @@ impl Pg {
             .env_remove("PGPASSWORD")
             .output()
             .expect("running python3")
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -212,20 +161,6 @@ pub fn ok(o: Output) -> String {
         stderr(&o)
     );
     stdout(&o)
-}
-
-pub fn row(tags: &[(&str, &str)], fields: &[(&str, FieldValue)], time: i64) -> Row {
-    Row {
-        tags: tags
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect(),
-        fields: fields
-            .iter()
-            .map(|(k, v)| ((*k).into(), v.clone()))
-            .collect(),
-        time,
-    }
 }
 
 /// The `cpu` table of the tests: every column type Bulkhead has.

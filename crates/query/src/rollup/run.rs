@@ -26,7 +26,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::board::RollupHandle;
-use super::{RollupBoard, RollupConfig, RollupSpec};
+use super::{RollupBoard, RollupConfig, RollupSpec, aggregate_sql};
 use crate::error::{QueryError, Result};
 use crate::{Pool, QueryEngine};
 
@@ -162,13 +162,38 @@ impl Maintainer {
         if self.done.is_none() {
             self.done = self.start_point(query, pool).await?;
         }
-        while let Some(start) = self.done.filter(|d| *d < ready) {
-            if self.stopped() {
-                return Ok(());
-            }
+        let Some(start) = self.done.filter(|d| *d < ready) else {
+            return Ok(());
+        };
+        if self.stopped() {
+            return Ok(());
+        }
+        self.fill(query, pool, board, start, ready, |me, next| {
+            me.done = Some(next);
+            board.update(me.handle.id, |s| s.done_until = Some(next));
+            !me.stopped()
+        })
+        .await
+    }
+
+    /// Compute the buckets of `[start, end)`: `buckets_per_query` of them per query
+    /// (halved while a query is over the memory budget), jumping over gaps in the
+    /// source. After each query, `progress` gets where the next one starts; when it
+    /// returns false (the rollup was stopped), the fill stops there.
+    async fn fill(
+        &mut self,
+        query: &QueryEngine,
+        pool: &Pool,
+        board: &RollupBoard,
+        start: i64,
+        end: i64,
+        mut progress: impl FnMut(&mut Self, i64) -> bool,
+    ) -> Result<()> {
+        let mut at = start;
+        while at < end {
             let span = self.every.saturating_mul(self.buckets_per_query);
-            let end = start.saturating_add(span).min(ready);
-            let written = match self.materialize(query, pool, board, start, end).await {
+            let stop = at.saturating_add(span).min(end);
+            let written = match self.materialize(query, pool, board, at, stop).await {
                 Ok(n) => n,
                 Err(QueryError::ResourcesExhausted(e)) if self.buckets_per_query > 1 => {
                     self.buckets_per_query /= 2;
@@ -182,13 +207,15 @@ impl Maintainer {
                 }
                 Err(e) => return Err(e),
             };
-            let mut next = end;
-            if written == 0 && end < ready {
-                // A gap in the source: jump to its next row (or to `ready`).
-                next = self.next_row(query, pool, end, ready).await?;
+            at = if written == 0 && stop < end {
+                // A gap in the source: jump to its next row (or to `end`).
+                self.next_row(query, pool, stop, end).await?
+            } else {
+                stop
+            };
+            if !progress(self, at) {
+                break;
             }
-            self.done = Some(next);
-            board.update(self.handle.id, |s| s.done_until = Some(next));
         }
         Ok(())
     }
@@ -294,7 +321,7 @@ impl Maintainer {
     /// end redoes it), delete the rollup's rows in it (a series whose every row
     /// was deleted has no bucket left to overwrite its old one), compute it, unmark.
     async fn redo(
-        &self,
+        &mut self,
         query: &QueryEngine,
         pool: &Pool,
         board: &RollupBoard,
@@ -317,18 +344,8 @@ impl Maintainer {
             Ok(_) | Err(EngineError::TableNotFound { .. } | EngineError::DatabaseNotFound(_)) => {}
             Err(e) => return Err(failed(e)),
         }
-        let mut at = start;
-        while at < end {
-            let stop = at
-                .saturating_add(self.every.saturating_mul(self.buckets_per_query))
-                .min(end);
-            let written = self.materialize(query, pool, board, at, stop).await?;
-            at = if written == 0 && stop < end {
-                self.next_row(query, pool, stop, end).await?
-            } else {
-                stop
-            };
-        }
+        self.fill(query, pool, board, start, end, |_, _| true)
+            .await?;
         mark(engine, &key, None).await.map_err(failed)?;
         tracing::info!(
             rollup = %self.spec.qualified_name(),
@@ -419,7 +436,7 @@ impl Plan {
                     ) && (spec.fields.is_empty() || spec.fields.contains(name)) =>
                 {
                     for a in &spec.aggregates {
-                        outputs.push((format!("{name}_{a}"), a.sql(&ident(name))));
+                        outputs.push((format!("{name}_{a}"), aggregate_sql(*a, &ident(name))));
                     }
                 }
                 _ => {}

@@ -88,31 +88,28 @@ pub struct CompactionSection {
     pub rollups: RollupConfig,
 }
 
-/// `[[rollup]]`: one downsampling rollup (docs/rollups.md), a config-file-only option.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RollupEntry {
-    /// The rollup table's name.
-    pub name: String,
-    /// The database of both tables.
-    pub database: String,
-    /// The table aggregated.
-    pub from: String,
-    /// Aggregates computed for each numeric field: avg, min, max, sum, count, first, last.
-    pub aggregates: Vec<String>,
-    /// Bucket width (buckets are aligned to the Unix epoch).
-    pub every: HumanDuration,
-    /// A bucket is materialized this long after it ends; later rows are not in it.
-    #[serde(default = "default_rollup_grace")]
-    pub grace_period: HumanDuration,
-    /// TTL of the rollup table; `0s` keeps it forever.
-    #[serde(default)]
-    pub retention: HumanDuration,
-    /// Fields to aggregate; empty = every numeric field.
-    #[serde(default)]
-    pub fields: Vec<String>,
-}
+/// `[[rollup]]`: each entry is a [`RollupSpec`] (declared in `bulkhead-frontend`, next to
+/// the maintainer's [`RollupConfig`]); an entry that does not parse is named the way
+/// [`bulkhead_frontend::rollup::validate_all`] names one with a bad value:
+/// `rollup[i] (db.name): key: ...`.
+pub(super) mod rollup_list {
+    use bulkhead_frontend::rollup::RollupSpec;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
 
-fn default_rollup_grace() -> HumanDuration {
-    HumanDuration::secs(600)
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<RollupSpec>, D::Error> {
+        let entries = Vec::<toml::Value>::deserialize(d)?;
+        entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let key = |k: &str| entry.get(k).and_then(toml::Value::as_str).unwrap_or("?");
+                let name = format!("{}.{}", key("database"), key("name"));
+                RollupSpec::deserialize(entry.clone())
+                    .map_err(|e| D::Error::custom(format!("rollup[{i}] ({name}): {e}")))
+            })
+            .collect()
+    }
 }

@@ -9,7 +9,8 @@
 //! [`WalConfig`], [`MemtableConfig`] and [`RetentionConfig`], `[runtime]` is
 //! [`RuntimeConfig`]; a section shared by two owners flattens the other crate's part
 //! (the engine's [`SstConfig`] in `[storage]`, [`CatalogLimits`] in `[limits]`, the
-//! engine's compaction and the query layer's rollup settings in `[compaction]`). So
+//! engine's compaction and the query layer's rollup settings in `[compaction]`), and each
+//! `[[rollup]]` entry is the front-end contract's `RollupSpec`, as `CREATE ROLLUP` makes. So
 //! every key is declared once, with one default, in the crate that uses it, and sizes
 //! and durations are parsed by `bulkhead_runtime::units` everywhere.
 
@@ -25,7 +26,8 @@ use bulkhead_engine::{CatalogLimits, MemtableConfig, RetentionConfig, SstConfig,
 use bulkhead_runtime::RuntimeConfig;
 use serde::{Deserialize, Serialize};
 
-pub use background::{CompactionSection, RollupEntry, S3Config};
+pub use background::{CompactionSection, S3Config};
+pub use bulkhead_frontend::rollup::RollupSpec;
 pub use bulkhead_frontend::units::{ByteSize, HumanDuration};
 pub use cache::CacheSection;
 pub use cli::ServeArgs;
@@ -51,8 +53,11 @@ pub struct ServerConfig {
     pub retention: RetentionConfig,
     pub cache: CacheSection,
     /// `[[rollup]]` entries: downsampling rollups declared in the file (SQL `CREATE ROLLUP` declares them at run time, stored in the manifest).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rollup: Vec<RollupEntry>,
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "background::rollup_list::deserialize"
+    )]
+    pub rollup: Vec<RollupSpec>,
 }
 
 /// `[http]`: the HTTP API listener.
@@ -384,8 +389,9 @@ impl ServerConfig {
         if self.compaction.rollups.memory_budget == 0 {
             return Err("compaction.rollup_memory_budget must be positive".into());
         }
+        bulkhead_frontend::rollup::validate_all(&self.rollup)?;
         for (i, r) in self.rollup.iter().enumerate() {
-            let key = format!("{}.{}", r.database, r.name);
+            let key = r.qualified_name();
             if self.retention.overrides.contains_key(&key) {
                 return Err(format!(
                     "rollup[{i}] ({key}): retention.overrides.\"{key}\" is also set; give a rollup's TTL as its `retention` only"

@@ -459,10 +459,10 @@ every = "1h"
 "#;
     let cfg = ServerConfig::from_toml(text).unwrap();
     let r = &cfg.rollup[0];
-    assert_eq!((r.name.as_str(), r.from.as_str()), ("cpu_1h", "cpu"));
-    assert_eq!(r.every.get(), Duration::from_secs(3600));
-    assert_eq!(r.grace_period.get(), Duration::from_secs(600));
-    assert!(r.retention.get().is_zero() && r.fields.is_empty());
+    assert_eq!((r.name.as_str(), r.source.as_str()), ("cpu_1h", "cpu"));
+    assert_eq!(r.every, Duration::from_secs(3600));
+    assert_eq!(r.grace_period, Duration::from_secs(600));
+    assert!(r.retention.is_none() && r.fields.is_empty());
 
     let clash = format!("{text}\n[retention.overrides]\n\"metrics.cpu_1h\" = \"1d\"\n");
     let err = ServerConfig::from_toml(&clash).unwrap_err();
