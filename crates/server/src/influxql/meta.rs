@@ -139,6 +139,7 @@ fn series(name: Option<&str>, columns: &[&str], values: Vec<Vec<Value>>) -> Seri
         columns: columns.iter().map(|c| c.to_string()).collect(),
         values,
         time_column: false,
+        arrow: None,
     }
 }
 
