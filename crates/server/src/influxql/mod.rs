@@ -346,6 +346,7 @@ async fn execute(ctx: &Ctx, statement: Statement) -> StatementResult {
         Statement::DropSeries { from, cond } => {
             delete::run(ctx, delete::DeleteKind::DropSeries, &from, cond.as_ref()).await
         }
+        Statement::Cardinality { exact, inner } => meta::cardinality(ctx, exact, *inner).await,
         Statement::Unsupported(what) => Err(format!(
             "{what} is not supported by Bulkhead yet (see docs/influxql.md)"
         )),

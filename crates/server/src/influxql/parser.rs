@@ -310,10 +310,47 @@ impl<'a> Parser<'a> {
             });
         }
         if self.is_keyword("MEASUREMENT") || self.is_keyword("SERIES") && self.cardinality_next() {
-            let what = self.words(3)?;
-            return self.unsupported(&format!("SHOW {what}"));
+            let series = self.is_keyword("SERIES");
+            self.advance()?;
+            let exact = self.cardinality()?;
+            let on = self.on()?;
+            let inner = if series {
+                let from = self.optional_from()?;
+                let cond = self.where_clause()?;
+                Statement::ShowSeries {
+                    on,
+                    from,
+                    cond,
+                    limit: None,
+                    offset: None,
+                }
+            } else {
+                let cond = self.where_clause()?;
+                Statement::ShowMeasurements {
+                    on,
+                    with: None,
+                    cond,
+                    limit: None,
+                    offset: None,
+                }
+            };
+            return Ok(cardinality(exact, inner));
         }
         if self.eat_keyword("TAG")? {
+            if self.eat_keyword("KEY")? {
+                let exact = self.cardinality()?;
+                let on = self.on()?;
+                let from = self.optional_from()?;
+                let cond = self.where_clause()?;
+                let inner = Statement::ShowTagKeys {
+                    on,
+                    from,
+                    cond,
+                    limit: None,
+                    offset: None,
+                };
+                return Ok(cardinality(exact, inner));
+            }
             if self.eat_keyword("KEYS")? {
                 let on = self.on()?;
                 let from = self.optional_from()?;
@@ -328,12 +365,28 @@ impl<'a> Parser<'a> {
                 });
             }
             if self.eat_keyword("VALUES")? {
+                let count = if self.is_keyword("EXACT") || self.is_keyword("CARDINALITY") {
+                    Some(self.cardinality()?)
+                } else {
+                    None
+                };
                 let on = self.on()?;
                 let from = self.optional_from()?;
                 self.expect_keyword("WITH")?;
                 self.expect_keyword("KEY")?;
                 let key = self.name_match(true)?;
                 let cond = self.where_clause()?;
+                if let Some(exact) = count {
+                    let inner = Statement::ShowTagValues {
+                        on,
+                        from,
+                        key,
+                        cond,
+                        limit: None,
+                        offset: None,
+                    };
+                    return Ok(cardinality(exact, inner));
+                }
                 let (limit, offset) = self.limit_offset()?;
                 return Ok(Statement::ShowTagValues {
                     on,
@@ -348,6 +401,18 @@ impl<'a> Parser<'a> {
             return self.unsupported(&format!("SHOW TAG {what}"));
         }
         if self.eat_keyword("FIELD")? {
+            if self.eat_keyword("KEY")? {
+                let exact = self.cardinality()?;
+                let on = self.on()?;
+                let from = self.optional_from()?;
+                let inner = Statement::ShowFieldKeys {
+                    on,
+                    from,
+                    limit: None,
+                    offset: None,
+                };
+                return Ok(cardinality(exact, inner));
+            }
             if self.eat_keyword("KEYS")? {
                 let on = self.on()?;
                 let from = self.optional_from()?;
@@ -382,6 +447,13 @@ impl<'a> Parser<'a> {
             ));
         }
         self.unsupported(&format!("SHOW {what}"))
+    }
+
+    /// `[EXACT] CARDINALITY`: whether `EXACT` was given.
+    fn cardinality(&mut self) -> Result<bool, ParseError> {
+        let exact = self.eat_keyword("EXACT")?;
+        self.expect_keyword("CARDINALITY")?;
+        Ok(exact)
     }
 
     /// Whether `SERIES` (the current token) is followed by `CARDINALITY` or `EXACT`.
@@ -797,3 +869,10 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 #[path = "parser_tests.rs"]
 mod tests;
+
+fn cardinality(exact: bool, inner: Statement) -> Statement {
+    Statement::Cardinality {
+        exact,
+        inner: Box::new(inner),
+    }
+}
