@@ -525,10 +525,10 @@ async fn measurement(
     let mut select = Vec::new();
     let mut group = Vec::new();
     for t in &group_tags {
-        let e = var_sql(t, cols);
-        select.push(e.clone());
+        select.push(var_sql(t, cols));
         if cols.contains_key(t) {
-            group.push(e);
+            // Grouped by the column itself (not its text cast: no string per row).
+            group.push(ident(t));
         }
     }
     let time_int = TIME_INT;
