@@ -53,6 +53,20 @@ fn compared_queries() -> Vec<String> {
         "SHOW RETENTION POLICIES",
         "SHOW SERIES",
         "SHOW SERIES FROM cpu WHERE host = 'a'",
+        // Cardinality (Bulkhead's "cardinality estimation" is exact; small data makes
+        // InfluxDB 1.6's sketch exact too).
+        "SHOW MEASUREMENT CARDINALITY",
+        "SHOW MEASUREMENT EXACT CARDINALITY",
+        "SHOW MEASUREMENT EXACT CARDINALITY WHERE host = 'b'",
+        "SHOW SERIES CARDINALITY",
+        "SHOW SERIES EXACT CARDINALITY",
+        "SHOW SERIES EXACT CARDINALITY FROM cpu WHERE host = 'a'",
+        "SHOW TAG KEY CARDINALITY",
+        "SHOW TAG KEY EXACT CARDINALITY FROM cpu",
+        "SHOW TAG VALUES CARDINALITY WITH KEY = \"host\"",
+        "SHOW TAG VALUES EXACT CARDINALITY FROM cpu WITH KEY IN (\"host\", \"region\")",
+        "SHOW FIELD KEY CARDINALITY",
+        "SHOW FIELD KEY EXACT CARDINALITY FROM mem",
         // Raw selects.
         "SELECT * FROM cpu",
         "SELECT usage FROM cpu",
@@ -600,6 +614,9 @@ fn random_queries() -> Vec<String> {
         "SHOW FIELD KEYS FROM \"rnd\"".to_string(),
         "SHOW RETENTION POLICIES on \"test\"".to_string(),
         "SHOW SERIES FROM \"rnd\" WHERE \"dc\" = 'd1'".to_string(),
+        "SHOW SERIES EXACT CARDINALITY WHERE \"dc\" = 'd1'".to_string(),
+        "SHOW TAG VALUES EXACT CARDINALITY WITH KEY = \"host\"".to_string(),
+        "SHOW FIELD KEY EXACT CARDINALITY".to_string(),
     ] {
         q.push(g);
     }

@@ -47,6 +47,12 @@ pub(crate) enum Statement {
         limit: Option<u64>,
         offset: Option<u64>,
     },
+    /// `SHOW MEASUREMENT|SERIES|TAG KEY|TAG VALUES|FIELD KEY [EXACT] CARDINALITY ...`:
+    /// the rows of `inner` (the matching `SHOW`) counted.
+    Cardinality {
+        exact: bool,
+        inner: Box<Statement>,
+    },
     /// `DELETE [FROM sources] [WHERE tags and time]`: rows of the matching series in
     /// the time range, from each measurement (every one of the database without FROM).
     Delete {

@@ -82,9 +82,10 @@ pub(crate) fn encode(results: &[StatementResult], epoch_unit: Option<i64>) -> St
                 line(&mut out, &h);
                 header = Some(&s.columns);
             }
+            let materialized = s.arrow.as_ref().map(|a| a.materialize());
             let name = s.name.clone().unwrap_or_default();
             let tags = tags(s.tags.as_ref());
-            for row in &s.values {
+            for row in materialized.as_ref().unwrap_or(&s.values) {
                 let mut fields = vec![name.clone(), tags.clone()];
                 for (i, v) in row.iter().enumerate() {
                     fields.push(match (i, s.time_column, v.as_i64()) {
@@ -119,6 +120,7 @@ mod tests {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             values,
             time_column: true,
+            arrow: None,
         }
     }
 

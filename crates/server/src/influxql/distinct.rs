@@ -182,6 +182,7 @@ pub(super) async fn series(
                 columns: vec!["time".into(), field.name.clone()],
                 values,
                 time_column: true,
+                arrow: None,
             })
         })
         .collect())

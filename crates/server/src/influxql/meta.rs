@@ -139,6 +139,7 @@ fn series(name: Option<&str>, columns: &[&str], values: Vec<Vec<Value>>) -> Seri
         columns: columns.iter().map(|c| c.to_string()).collect(),
         values,
         time_column: false,
+        arrow: None,
     }
 }
 
@@ -443,6 +444,59 @@ pub(crate) async fn matching(
                 .collect()
         }
     })
+}
+
+/// `SHOW ... [EXACT] CARDINALITY`: the rows of the matching `SHOW` counted, in InfluxDB
+/// 1.6's shapes: measurements and (estimated) series as one total, the rest (and exact
+/// series) per measurement. Bulkhead's "estimation" is the exact count.
+pub(crate) async fn cardinality(ctx: &Ctx, exact: bool, inner: Statement) -> StatementResult {
+    let total = match &inner {
+        Statement::ShowMeasurements { .. } => true,
+        Statement::ShowSeries { .. } => !exact,
+        _ => false,
+    };
+    let by_key = matches!(inner, Statement::ShowSeries { .. });
+    let found = run(ctx, inner).await?;
+    let count = |n: usize| vec![vec![Value::from(n as u64)]];
+    if total {
+        let n = found.iter().map(|s| s.values.len()).sum();
+        return Ok(match (exact, n) {
+            (false, n) => vec![series(None, &["cardinality estimation"], count(n))],
+            (true, 0) => Vec::new(),
+            (true, n) => vec![series(None, &["count"], count(n))],
+        });
+    }
+    if by_key {
+        // Series keys `m,tag=v`: counted by their measurement.
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for row in found.iter().flat_map(|s| &s.values) {
+            if let Some(key) = row.first().and_then(Value::as_str) {
+                *per.entry(key_measurement(key)).or_default() += 1;
+            }
+        }
+        return Ok(per
+            .into_iter()
+            .map(|(m, n)| series(Some(&m), &["count"], count(n)))
+            .collect());
+    }
+    Ok(found
+        .iter()
+        .map(|s| series(s.name.as_deref(), &["count"], count(s.values.len())))
+        .collect())
+}
+
+/// The measurement of a series key (before its first unescaped comma), unescaped.
+fn key_measurement(key: &str) -> String {
+    let mut out = String::new();
+    let mut chars = key.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            ',' => break,
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod parser;
 mod points;
 mod reduce;
 mod response;
+mod rows;
 mod select;
 pub(crate) mod sql;
 pub(crate) mod time;
@@ -88,6 +89,17 @@ pub(crate) struct Series {
     /// With `time_column`, column 0 holds nanoseconds (formatted per `epoch` at the end).
     pub(crate) values: Vec<Vec<Value>>,
     pub(crate) time_column: bool,
+    /// Raw rows still in Arrow (then `values` is empty), encoded straight to JSON.
+    pub(crate) arrow: Option<rows::ArrowRows>,
+}
+
+impl Series {
+    /// Move Arrow rows into `values` (for the code that works on values).
+    pub(crate) fn materialize(&mut self) {
+        if let Some(rows) = self.arrow.take() {
+            self.values = rows.materialize();
+        }
+    }
 }
 
 /// What one statement returns: series, or an error message in InfluxDB's words.
@@ -246,7 +258,7 @@ async fn handle(state: Arc<ServerState>, p: Params) -> Response {
         Err(e) => return ServerError::from(e).into_response(),
     };
     let (body, content_type) = if p.csv {
-        (csv::encode(&results, unit), "text/csv")
+        (csv::encode(&results, unit).into_bytes(), "text/csv")
     } else {
         (
             response::encode(&results, unit, p.pretty),
@@ -325,6 +337,7 @@ async fn execute(ctx: &Ctx, statement: Statement) -> StatementResult {
                 columns: vec!["name".into()],
                 values: names.into_iter().map(|n| vec![Value::String(n)]).collect(),
                 time_column: false,
+                arrow: None,
             }])
         }
         Statement::Delete { from, cond } => {
@@ -333,6 +346,7 @@ async fn execute(ctx: &Ctx, statement: Statement) -> StatementResult {
         Statement::DropSeries { from, cond } => {
             delete::run(ctx, delete::DeleteKind::DropSeries, &from, cond.as_ref()).await
         }
+        Statement::Cardinality { exact, inner } => meta::cardinality(ctx, exact, *inner).await,
         Statement::Unsupported(what) => Err(format!(
             "{what} is not supported by Bulkhead yet (see docs/influxql.md)"
         )),

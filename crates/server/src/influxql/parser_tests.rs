@@ -195,7 +195,7 @@ fn distinct_without_parentheses() {
 #[test]
 fn unsupported_statements_are_named() {
     for (q, name) in [
-        ("SHOW SERIES CARDINALITY", "SHOW SERIES CARDINALITY"),
+        ("SHOW SHARDS", "SHOW SHARDS"),
         ("SHOW USERS", "SHOW USERS"),
         ("CREATE USER a WITH PASSWORD 'x'", "CREATE USER"),
     ] {
@@ -266,4 +266,37 @@ fn delete_and_drop_series_take_from_and_where() {
     assert!(cond.is_some());
     assert!(err("DELETE").contains("expected FROM or WHERE after DELETE"));
     assert!(err("DROP SERIES").contains("expected FROM or WHERE after DROP SERIES"));
+}
+
+#[test]
+fn cardinality_statements() {
+    for (q, exact) in [
+        ("SHOW MEASUREMENT CARDINALITY", false),
+        (
+            "SHOW MEASUREMENT EXACT CARDINALITY ON d WHERE host = 'a'",
+            true,
+        ),
+        ("SHOW SERIES CARDINALITY", false),
+        (
+            "SHOW SERIES EXACT CARDINALITY FROM cpu WHERE host = 'a'",
+            true,
+        ),
+        ("SHOW TAG KEY CARDINALITY", false),
+        ("SHOW TAG KEY EXACT CARDINALITY FROM cpu", true),
+        ("SHOW TAG VALUES CARDINALITY WITH KEY = host", false),
+        (
+            "SHOW TAG VALUES EXACT CARDINALITY FROM cpu WITH KEY IN (a, b)",
+            true,
+        ),
+        ("SHOW FIELD KEY CARDINALITY", false),
+        ("SHOW FIELD KEY EXACT CARDINALITY ON d FROM cpu", true),
+    ] {
+        let Statement::Cardinality { exact: got, inner } = one(q) else {
+            panic!("{q}: not a cardinality statement");
+        };
+        assert_eq!(got, exact, "{q}");
+        assert!(!matches!(*inner, Statement::Cardinality { .. }), "{q}");
+    }
+    assert!(parse("SHOW MEASUREMENT EXACT").is_err());
+    assert!(parse("SHOW TAG KEY EXACT LIMIT 1").is_err());
 }

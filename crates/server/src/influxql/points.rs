@@ -218,6 +218,7 @@ impl Query<'_> {
             columns,
             values,
             time_column: true,
+            arrow: None,
         }
     }
 }

@@ -10,7 +10,9 @@ use super::ast::{Dimension, Expr, NameMatch, Select, Source};
 use super::cond::{Columns, Kind, TimeRange, arith_sql, split_time, where_sql};
 use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
 use super::sql::{cell, collect, ident, table};
-use super::{Ctx, Series, StatementResult, database_exists, distinct, meta, points, transform};
+use super::{
+    Ctx, Series, StatementResult, database_exists, distinct, meta, points, rows, transform,
+};
 
 const AGGREGATES: &[&str] = &[
     "count",
@@ -523,10 +525,10 @@ async fn measurement(
     let mut select = Vec::new();
     let mut group = Vec::new();
     for t in &group_tags {
-        let e = var_sql(t, cols);
-        select.push(e.clone());
+        select.push(var_sql(t, cols));
         if cols.contains_key(t) {
-            group.push(e);
+            // Grouped by the column itself (not its text cast: no string per row).
+            group.push(ident(t));
         }
     }
     let time_int = TIME_INT;
@@ -610,6 +612,29 @@ async fn measurement(
         }
     }
     let batches = collect(ctx, db, &sql).await?;
+    if !aggregate && !lastpoint {
+        // Raw rows: kept in Arrow and encoded straight from the arrays.
+        let mut columns = vec!["time".to_string()];
+        columns.extend(fields.iter().map(|f| f.name.clone()));
+        let skip = s.offset.unwrap_or(0) as usize;
+        let take = s
+            .limit
+            .filter(|l| *l > 0)
+            .map_or(usize::MAX, |l| l as usize);
+        let (time, values) = (first_value - 1, (first_value..first_value + fields.len()));
+        if let Some(out) = rows::raw_series(
+            &batches,
+            m,
+            &group_tags,
+            time,
+            values.collect(),
+            columns,
+            skip,
+            take,
+        ) {
+            return Ok(out);
+        }
+    }
 
     // Cut the rows into series by tag set.
     let width = fields.len();
@@ -701,6 +726,7 @@ async fn measurement(
             columns,
             values: rows,
             time_column: true,
+            arrow: None,
         });
     }
     if fields.is_empty() {

@@ -241,6 +241,7 @@ impl Plan {
     pub(super) fn apply(&self, series: Vec<Series>, range: TimeRange) -> Vec<Series> {
         let mut out = Vec::new();
         for mut s in series {
+            s.materialize();
             let times: Vec<i64> = s
                 .values
                 .iter()
