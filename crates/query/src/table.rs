@@ -132,13 +132,7 @@ impl TableProvider for EngineTable {
             .filter(|m| tags_may_match(m, &pruning.tags))
             .cloned()
             .collect();
-        let total_ssts = self
-            .engine
-            .stats()
-            .tables
-            .iter()
-            .find(|t| t.db == self.db && t.table == self.table)
-            .map_or(in_range.len(), |t| t.sst_count.max(in_range.len()));
+        let total_ssts = snapshot.table_sst_count().max(in_range.len());
         let exec = EngineScanExec::new(
             snapshot,
             projected,

@@ -112,6 +112,8 @@ pub struct TableSnapshot {
     segment_nanos: i64,
     /// The table's live tombstones: each source is read without the rows they delete.
     tombstones: Vec<Arc<Tombstone>>,
+    /// How many SSTs the table had, in range or not (for a scan's pruning counts).
+    table_ssts: usize,
 }
 
 impl std::fmt::Debug for TableSnapshot {
@@ -127,7 +129,7 @@ impl std::fmt::Debug for TableSnapshot {
 
 impl TableSnapshot {
     pub(crate) fn take(engine: &EngineCore, table: &Table, range: TimeRange) -> Result<Self> {
-        let (schema, frozen, active, mut ssts, tombstones) = {
+        let (schema, frozen, active, mut ssts, tombstones, table_ssts) = {
             let mut st = table.state.lock();
             // Recorded when dropped, just before `st` (declared first, dropped last).
             let _hold =
@@ -154,6 +156,7 @@ impl TableSnapshot {
                     .cloned()
                     .collect::<Vec<_>>(),
                 st.tombstones.clone(),
+                st.ssts.len(),
             )
         };
         ssts.sort_by_key(|f| f.meta().max_seq);
@@ -177,7 +180,15 @@ impl TableSnapshot {
             cache: Arc::clone(&engine.purger.cache),
             segment_nanos: engine.config.segment_nanos(),
             tombstones,
+            table_ssts,
         })
+    }
+
+    /// How many SSTs the table had when the snapshot was taken, including those outside
+    /// its time range: what a scan's pruning counts start from, read under the lock the
+    /// snapshot takes anyway (asking [`crate::Engine::stats`] locked every table).
+    pub fn table_sst_count(&self) -> usize {
+        self.table_ssts
     }
 
     pub fn db(&self) -> &str {
