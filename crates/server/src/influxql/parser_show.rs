@@ -15,16 +15,22 @@ impl Parser<'_> {
             let on = self.on()?;
             return Ok(Statement::ShowRetentionPolicies(on));
         }
-        if self.eat_keyword("MEASUREMENTS")? {
+        let measurements = if self.eat_keyword("MEASUREMENTS")? {
+            Some(None)
+        } else if self.eat_keyword("MEASUREMENT")? {
+            Some(Some(self.cardinality()?))
+        } else {
+            None
+        };
+        if let Some(count) = measurements {
             let on = self.on()?;
             let mut with = None;
-            if self.eat_keyword("WITH")? {
+            if count.is_none() && self.eat_keyword("WITH")? {
                 self.expect_keyword("MEASUREMENT")?;
                 with = Some(self.name_match(false)?);
             }
             let cond = self.where_clause()?;
-            let (limit, offset) = self.limit_offset()?;
-            return Ok(Statement::ShowMeasurements {
+            return self.counted(count, |limit, offset| Statement::ShowMeasurements {
                 on,
                 with,
                 cond,
@@ -32,54 +38,25 @@ impl Parser<'_> {
                 offset,
             });
         }
-        if self.is_keyword("MEASUREMENT") || self.is_keyword("SERIES") && self.cardinality_next() {
-            let series = self.is_keyword("SERIES");
-            self.advance()?;
-            let exact = self.cardinality()?;
+        if self.eat_keyword("SERIES")? {
+            let count = self.optional_cardinality()?;
             let on = self.on()?;
-            let inner = if series {
-                let from = self.optional_from()?;
-                let cond = self.where_clause()?;
-                Statement::ShowSeries {
-                    on,
-                    from,
-                    cond,
-                    limit: None,
-                    offset: None,
-                }
-            } else {
-                let cond = self.where_clause()?;
-                Statement::ShowMeasurements {
-                    on,
-                    with: None,
-                    cond,
-                    limit: None,
-                    offset: None,
-                }
-            };
-            return Ok(cardinality(exact, inner));
+            let from = self.optional_from()?;
+            let cond = self.where_clause()?;
+            return self.counted(count, |limit, offset| Statement::ShowSeries {
+                on,
+                from,
+                cond,
+                limit,
+                offset,
+            });
         }
         if self.eat_keyword("TAG")? {
-            if self.eat_keyword("KEY")? {
-                let exact = self.cardinality()?;
+            if let Some(count) = self.key_or_keys()? {
                 let on = self.on()?;
                 let from = self.optional_from()?;
                 let cond = self.where_clause()?;
-                let inner = Statement::ShowTagKeys {
-                    on,
-                    from,
-                    cond,
-                    limit: None,
-                    offset: None,
-                };
-                return Ok(cardinality(exact, inner));
-            }
-            if self.eat_keyword("KEYS")? {
-                let on = self.on()?;
-                let from = self.optional_from()?;
-                let cond = self.where_clause()?;
-                let (limit, offset) = self.limit_offset()?;
-                return Ok(Statement::ShowTagKeys {
+                return self.counted(count, |limit, offset| Statement::ShowTagKeys {
                     on,
                     from,
                     cond,
@@ -88,30 +65,14 @@ impl Parser<'_> {
                 });
             }
             if self.eat_keyword("VALUES")? {
-                let count = if self.is_keyword("EXACT") || self.is_keyword("CARDINALITY") {
-                    Some(self.cardinality()?)
-                } else {
-                    None
-                };
+                let count = self.optional_cardinality()?;
                 let on = self.on()?;
                 let from = self.optional_from()?;
                 self.expect_keyword("WITH")?;
                 self.expect_keyword("KEY")?;
                 let key = self.name_match(true)?;
                 let cond = self.where_clause()?;
-                if let Some(exact) = count {
-                    let inner = Statement::ShowTagValues {
-                        on,
-                        from,
-                        key,
-                        cond,
-                        limit: None,
-                        offset: None,
-                    };
-                    return Ok(cardinality(exact, inner));
-                }
-                let (limit, offset) = self.limit_offset()?;
-                return Ok(Statement::ShowTagValues {
+                return self.counted(count, |limit, offset| Statement::ShowTagValues {
                     on,
                     from,
                     key,
@@ -124,23 +85,10 @@ impl Parser<'_> {
             return self.unsupported(&format!("SHOW TAG {what}"));
         }
         if self.eat_keyword("FIELD")? {
-            if self.eat_keyword("KEY")? {
-                let exact = self.cardinality()?;
+            if let Some(count) = self.key_or_keys()? {
                 let on = self.on()?;
                 let from = self.optional_from()?;
-                let inner = Statement::ShowFieldKeys {
-                    on,
-                    from,
-                    limit: None,
-                    offset: None,
-                };
-                return Ok(cardinality(exact, inner));
-            }
-            if self.eat_keyword("KEYS")? {
-                let on = self.on()?;
-                let from = self.optional_from()?;
-                let (limit, offset) = self.limit_offset()?;
-                return Ok(Statement::ShowFieldKeys {
+                return self.counted(count, |limit, offset| Statement::ShowFieldKeys {
                     on,
                     from,
                     limit,
@@ -149,19 +97,6 @@ impl Parser<'_> {
             }
             let what = self.words(3)?;
             return self.unsupported(&format!("SHOW FIELD {what}"));
-        }
-        if self.eat_keyword("SERIES")? {
-            let on = self.on()?;
-            let from = self.optional_from()?;
-            let cond = self.where_clause()?;
-            let (limit, offset) = self.limit_offset()?;
-            return Ok(Statement::ShowSeries {
-                on,
-                from,
-                cond,
-                limit,
-                offset,
-            });
         }
         let what = self.words(3)?;
         if what.is_empty() {
@@ -179,12 +114,35 @@ impl Parser<'_> {
         Ok(exact)
     }
 
-    /// Whether `SERIES` (the current token) is followed by `CARDINALITY` or `EXACT`.
-    fn cardinality_next(&self) -> bool {
-        let rest = self.src[self.peek_at..].to_ascii_uppercase();
-        let mut words = rest.split_whitespace();
-        words.next();
-        matches!(words.next(), Some("CARDINALITY" | "EXACT"))
+    /// An optional `[EXACT] CARDINALITY`: `Some(exact)` when given.
+    fn optional_cardinality(&mut self) -> Result<Option<bool>, ParseError> {
+        if self.is_keyword("EXACT") || self.is_keyword("CARDINALITY") {
+            return Ok(Some(self.cardinality()?));
+        }
+        Ok(None)
+    }
+
+    /// `KEY [EXACT] CARDINALITY` (`Some(Some(exact))`) or `KEYS` (`Some(None)`), after
+    /// `TAG` or `FIELD`; `None` when neither follows.
+    fn key_or_keys(&mut self) -> Result<Option<Option<bool>>, ParseError> {
+        if self.eat_keyword("KEY")? {
+            return Ok(Some(Some(self.cardinality()?)));
+        }
+        Ok(self.eat_keyword("KEYS")?.then_some(None))
+    }
+
+    /// The end of a listing `SHOW`: a count of what it lists when `count` is
+    /// `Some(exact)` (no `LIMIT`/`OFFSET`), else the listing with its `LIMIT`/`OFFSET`.
+    fn counted(
+        &mut self,
+        count: Option<bool>,
+        build: impl FnOnce(Option<u64>, Option<u64>) -> Statement,
+    ) -> Result<Statement, ParseError> {
+        if let Some(exact) = count {
+            return Ok(cardinality(exact, build(None, None)));
+        }
+        let (limit, offset) = self.limit_offset()?;
+        Ok(build(limit, offset))
     }
 }
 
