@@ -149,6 +149,8 @@ impl Engine {
         let mut stages = self.core.counters.stages.snapshot();
         // Inside `wal`: the WAL thread writing (and syncing) one group.
         stages.insert(3, ("wal_io", self.core.wal.counters.group_io.snapshot()));
+        // Between two groups: sealing a segment and moving onto the next.
+        stages.insert(4, ("wal_rotate", self.core.wal.counters.rotate.snapshot()));
         stages
     }
 

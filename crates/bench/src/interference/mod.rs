@@ -194,6 +194,11 @@ fn start_server(
         mode.to_string(),
         "--compaction-enabled".into(),
         "false".into(),
+        // The open-loop writer opens a connection per request in flight: when the shared
+        // runtime stalls for a second at 1,350 requests/s, that is past the default 1,024,
+        // and the refused requests (and the bench's own stats calls) would end the run.
+        "--http-max-connections".into(),
+        "16384".into(),
     ];
     let mut dirs = vec![dir];
     if let Some(under) = &args.wal_dir_under {

@@ -73,6 +73,9 @@ pub(crate) struct WalCounters {
     pub(crate) appends: AtomicU64,
     /// Writing one group, and syncing it when the sync mode asks (the `wal_io` stage).
     pub(crate) group_io: bulkhead_runtime::latency::LatencyHistogram,
+    /// Sealing the active segment and moving onto the next (the `wal_rotate` stage): it
+    /// runs on the WAL thread between two groups, so the groups queued behind it wait.
+    pub(crate) rotate: bulkhead_runtime::latency::LatencyHistogram,
 }
 
 /// Handle to the WAL thread.
@@ -319,9 +322,13 @@ impl Writer {
             }
             if !self.active.is_broken()
                 && (self.active.len() >= self.segment_size || self.spare_wanted())
-                && let Err(e) = self.rotate()
             {
-                tracing::error!(error = %e, "WAL segment rotation failed");
+                let started = Instant::now();
+                let rotated = self.rotate();
+                self.counters.rotate.record(started.elapsed());
+                if let Err(e) = rotated {
+                    tracing::error!(error = %e, "WAL segment rotation failed");
+                }
             }
         }
         for cmd in control {
