@@ -211,6 +211,10 @@ pub(crate) async fn open(
                 bulkhead_runtime::RuntimeMode::Isolated => runtimes.config().latency_slice,
                 bulkhead_runtime::RuntimeMode::Shared => std::time::Duration::ZERO,
             },
+            nice: match runtimes.mode() {
+                bulkhead_runtime::RuntimeMode::Isolated => runtimes.config().write_nice,
+                bulkhead_runtime::RuntimeMode::Shared => 0,
+            },
         },
         out_tx,
     )?;

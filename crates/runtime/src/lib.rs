@@ -22,11 +22,11 @@ mod watchdog;
 
 pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};
 pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label};
-pub use priority::set_current_thread_latency_slice;
 /// Probes of the calling thread's OS scheduling, for tests (`test-util` feature).
 #[cfg(all(target_os = "linux", feature = "test-util"))]
 pub use priority::{
     current_thread_is_sched_idle, current_thread_latency_slice, current_thread_nice,
 };
+pub use priority::{set_current_thread_latency_slice, set_current_thread_nice};
 pub use runtimes::{RunHandle, RuntimeError, Runtimes, raise_open_files_limit};
 pub use watchdog::StallEvent;

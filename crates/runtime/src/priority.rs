@@ -8,24 +8,26 @@ use std::time::Duration;
 /// The OS priority given to a runtime's threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Priority {
-    /// SCHED_OTHER with this nice value.
-    Nice(i32),
+    /// SCHED_OTHER with this nice value, asking the kernel for this time slice (zero:
+    /// its default; see [`set_current_thread_latency_slice`]).
+    Normal { nice: i32, slice: Duration },
     /// SCHED_IDLE: runs only when no other thread wants the CPU.
     Idle,
-    /// SCHED_OTHER, nice 0, asking the kernel for this time slice (see
-    /// [`set_current_thread_latency_slice`]).
-    Latency(Duration),
 }
 
 impl Priority {
     /// Apply to the calling thread.
     pub(crate) fn apply(self) {
         match self {
-            Priority::Nice(0) => {}
-            Priority::Nice(nice) => set_current_thread_nice(nice),
+            Priority::Normal { nice, slice } => {
+                if nice != 0 {
+                    set_current_thread_nice(nice);
+                }
+                if !slice.is_zero() {
+                    set_current_thread_latency_slice(slice);
+                }
+            }
             Priority::Idle => set_current_thread_sched_idle(),
-            Priority::Latency(slice) if slice.is_zero() => {}
-            Priority::Latency(slice) => set_current_thread_latency_slice(slice),
         }
     }
 }
@@ -57,18 +59,31 @@ pub fn current_thread_is_sched_idle() -> bool {
 }
 
 /// Lower (or raise) the OS priority of the calling thread. On Linux, `setpriority` with
-/// a thread id applies to that thread only.
+/// a thread id applies to that thread only. Raising it (a negative nice) needs
+/// `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it; without, the thread keeps nice 0
+/// and one warning says so.
 #[cfg(target_os = "linux")]
-fn set_current_thread_nice(nice: i32) {
+pub fn set_current_thread_nice(nice: i32) {
     // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-    if rc != 0 {
-        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "could not set thread priority");
+    if rc == 0 {
+        return;
+    }
+    let error = std::io::Error::last_os_error();
+    if nice < 0 && error.kind() == std::io::ErrorKind::PermissionDenied {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(nice, %error, "could not raise the write path's thread priority: \
+                it needs CAP_SYS_NICE (or LimitNICE= in a systemd unit); writes then \
+                compete with flushes at equal priority (runtime.write_nice = 0 silences this)");
+        });
+    } else {
+        tracing::warn!(nice, %error, "could not set thread priority");
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_current_thread_nice(nice: i32) {
+pub fn set_current_thread_nice(nice: i32) {
     tracing::debug!(nice, "thread priorities are only applied on Linux");
 }
 
@@ -151,7 +166,11 @@ mod tests {
     fn a_thread_gets_the_slice_it_asks_for() {
         std::thread::spawn(|| {
             let before = current_thread_latency_slice().expect("sched_getattr");
-            Priority::Latency(Duration::from_micros(300)).apply();
+            Priority::Normal {
+                nice: 0,
+                slice: Duration::from_micros(300),
+            }
+            .apply();
             let after = current_thread_latency_slice().expect("sched_getattr");
             // Kernels before 6.12 do not keep a slice for SCHED_OTHER.
             assert!(

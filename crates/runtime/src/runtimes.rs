@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::task::JoinHandle;
@@ -67,7 +68,10 @@ impl Runtimes {
                     RuntimeName::ALL.to_vec(),
                     config.shared_threads,
                     true,
-                    Priority::Nice(0),
+                    Priority::Normal {
+                        nice: 0,
+                        slice: Duration::ZERO,
+                    },
                     &config,
                 )?);
             }
@@ -76,12 +80,23 @@ impl Runtimes {
                     map[name.index()] = built.len();
                     let priority = match name {
                         RuntimeName::Compact if config.compact_sched_idle => Priority::Idle,
-                        RuntimeName::Compact => Priority::Nice(config.compact_nice),
+                        RuntimeName::Compact => Priority::Normal {
+                            nice: config.compact_nice,
+                            slice: Duration::ZERO,
+                        },
                         RuntimeName::Query if config.query_sched_idle => Priority::Idle,
-                        RuntimeName::Query => Priority::Nice(config.query_nice),
-                        RuntimeName::Io | RuntimeName::Write | RuntimeName::Flush => {
-                            Priority::Latency(config.latency_slice)
-                        }
+                        RuntimeName::Query => Priority::Normal {
+                            nice: config.query_nice,
+                            slice: Duration::ZERO,
+                        },
+                        RuntimeName::Write => Priority::Normal {
+                            nice: config.write_nice,
+                            slice: config.latency_slice,
+                        },
+                        RuntimeName::Io | RuntimeName::Flush => Priority::Normal {
+                            nice: 0,
+                            slice: config.latency_slice,
+                        },
                     };
                     built.push(build_one(
                         name.as_str(),

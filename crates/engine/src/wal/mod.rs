@@ -97,6 +97,8 @@ pub(crate) struct WalOptions {
     pub(crate) preallocate: bool,
     /// The WAL thread's OS time slice (`runtime.latency_slice`; zero = default).
     pub(crate) latency_slice: std::time::Duration,
+    /// The WAL thread's OS nice value (`runtime.write_nice`, as the `write` threads').
+    pub(crate) nice: i32,
 }
 
 impl<T: Send + 'static> Wal<T> {
@@ -106,7 +108,7 @@ impl<T: Send + 'static> Wal<T> {
         out: tmpsc::UnboundedSender<Appended<T>>,
     ) -> Result<Self> {
         let counters = Arc::new(WalCounters::default());
-        let slice = opts.latency_slice;
+        let (slice, nice) = (opts.latency_slice, opts.nice);
         let mut writer = Writer::open(opts, Arc::clone(&counters))?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -115,6 +117,9 @@ impl<T: Send + 'static> Wal<T> {
                 // Every write ack waits for this thread: it preempts queries at once.
                 if !slice.is_zero() {
                     bulkhead_runtime::set_current_thread_latency_slice(slice);
+                }
+                if nice != 0 {
+                    bulkhead_runtime::set_current_thread_nice(nice);
                 }
                 writer.run(rx, out)
             })

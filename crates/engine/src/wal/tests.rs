@@ -38,6 +38,7 @@ impl Harness {
             existing: Vec::new(),
             preallocate,
             latency_slice: std::time::Duration::ZERO,
+            nice: 0,
         };
         let mut writer = Writer::open(opts, Arc::default()).expect("open WAL");
         let faults = Arc::new(Faults::default());

@@ -187,6 +187,14 @@ pub struct ServeArgs {
         allow_negative_numbers = true
     )]
     pub query_nice: Option<i32>,
+    /// [runtime] write_nice: OS nice value of write and WAL threads; raising needs CAP_SYS_NICE [default: -5].
+    #[arg(
+        long,
+        env = "BULKHEAD_WRITE_NICE",
+        value_name = "NICE",
+        allow_negative_numbers = true
+    )]
+    pub write_nice: Option<i32>,
     /// [runtime] compact_sched_idle: run compaction threads under SCHED_IDLE [default: true].
     #[arg(long, env = "BULKHEAD_COMPACT_SCHED_IDLE", value_name = "BOOL")]
     pub compact_sched_idle: Option<bool>,
@@ -413,6 +421,7 @@ impl ServeArgs {
         set(&mut cfg.runtime.shared_threads, &self.shared_threads);
         set(&mut cfg.runtime.compact_nice, &self.compact_nice);
         set(&mut cfg.runtime.query_nice, &self.query_nice);
+        set(&mut cfg.runtime.write_nice, &self.write_nice);
         set(
             &mut cfg.runtime.compact_sched_idle,
             &self.compact_sched_idle,

@@ -351,6 +351,7 @@ impl ServerConfig {
         for (key, nice) in [
             ("runtime.compact_nice", self.runtime.compact_nice),
             ("runtime.query_nice", self.runtime.query_nice),
+            ("runtime.write_nice", self.runtime.write_nice),
         ] {
             if !(-20..=19).contains(&nice) {
                 return Err(format!("{key}: {nice} is outside -20..=19"));

@@ -124,6 +124,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("runtime.shared_threads", "--shared-threads", "8"),
     ("runtime.compact_nice", "--compact-nice", "-5"),
     ("runtime.query_nice", "--query-nice", "-3"),
+    ("runtime.write_nice", "--write-nice", "2"),
     (
         "runtime.compact_sched_idle",
         "--compact-sched-idle",
