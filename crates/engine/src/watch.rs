@@ -77,12 +77,15 @@ pub fn parse_delete_mark(key_suffix: &str, value: &str) -> Option<(u64, i64, i64
     ))
 }
 
+/// Watches by table name, within one database.
+type TableWatches = HashMap<String, Vec<Weak<TableWatch>>>;
+
 /// The engine's watches by database and table.
 #[derive(Debug, Default)]
 pub(crate) struct Watches {
     /// Whether any watch was ever made: the write path skips the lookup until then.
     any: AtomicBool,
-    map: RwLock<HashMap<String, HashMap<String, Vec<Weak<TableWatch>>>>>,
+    map: RwLock<HashMap<String, TableWatches>>,
 }
 
 impl Watches {
