@@ -90,12 +90,16 @@ struct Maintainer {
 /// Why a range of computed buckets is computed again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Redo {
-    /// A delete seen as a live tombstone of the source: mark the range, clear it first.
+    /// A delete seen as a live tombstone of the source: mark the range, clear it first
+    /// (a series whose every row was deleted has no bucket left to overwrite its old
+    /// one).
     Tombstone,
     /// A delete seen as its mark in the manifest (which stays until the range is
     /// done, so no other mark): clear the range first.
     DeleteMark,
-    /// Rows written late: mark the range; nothing to clear (rows only add up).
+    /// Rows written late: mark the range, clear it first (a recomputed aggregate may
+    /// be NULL now, e.g. `last` of a field the newest row lacks, and a rollup row
+    /// written without it would keep its old value).
     Late,
 }
 
@@ -389,9 +393,8 @@ impl Maintainer {
     }
 
     /// Compute `[start, end)` again: mark it in the manifest (so a crash before the
-    /// end redoes it; a delete's own mark does that already), after a delete remove
-    /// the rollup's rows in it (a series whose every row was deleted has no bucket
-    /// left to overwrite its old one), compute it, unmark.
+    /// end redoes it; a delete's own mark does that already), remove the rollup's
+    /// rows in it (see [`Redo`]), compute it, unmark.
     async fn redo(
         &mut self,
         query: &QueryEngine,
@@ -410,9 +413,7 @@ impl Maintainer {
                 .await
                 .map_err(failed)?;
         }
-        if kind != Redo::Late {
-            self.clear(engine, start, end).await.map_err(failed)?;
-        }
+        self.clear(engine, start, end).await.map_err(failed)?;
         self.fill(query, pool, board, start, end, |_, _| true)
             .await?;
         if marked {
