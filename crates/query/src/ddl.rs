@@ -232,7 +232,38 @@ pub(crate) fn engine_error(e: EngineError) -> QueryError {
 
 #[cfg(test)]
 mod tests {
-    use super::starts_with_drop;
+    use super::{describe, starts_with_drop};
+
+    #[test]
+    fn describe_answers_the_column_of_a_change_without_running_it() {
+        let column = |sql: &str| {
+            describe("db", sql).map(|r| {
+                r.map(|s| s.field(0).name().clone())
+                    .map_err(|e| e.to_string())
+            })
+        };
+        assert_eq!(
+            column("DELETE FROM cpu WHERE host = 'a'"),
+            Some(Ok("deleted_from".into()))
+        );
+        assert_eq!(
+            column("drop table if exists a, b"),
+            Some(Ok("dropped".into()))
+        );
+        assert_eq!(column("DROP SCHEMA x"), Some(Ok("dropped".into())));
+        assert_eq!(
+            column("create rollup r from cpu aggregate avg every 1h"),
+            Some(Ok("created".into()))
+        );
+        assert_eq!(
+            column("drop rollup if exists r"),
+            Some(Ok("dropped".into()))
+        );
+        assert!(matches!(column("drop view v"), Some(Err(e)) if e.contains("DROP VIEW")));
+        assert!(matches!(column("create rollup r"), Some(Err(_))));
+        assert_eq!(column("select 1"), None);
+        assert_eq!(column("create table t (a int)"), None);
+    }
 
     #[test]
     fn only_drop_statements_are_intercepted() {
