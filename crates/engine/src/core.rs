@@ -73,6 +73,8 @@ pub(crate) struct EngineCore {
     pub(crate) purger: Arc<Purger>,
     pub(crate) compactor: crate::compaction::Compactor,
     pub(crate) counters: StatsCounters,
+    /// Watches of the layers above on tables' late writes and deletes (`watch.rs`).
+    pub(crate) watches: crate::watch::Watches,
     pub(crate) closed: AtomicBool,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,

@@ -94,6 +94,14 @@ impl Engine {
         crate::write::delete(&self.core, db, req).await
     }
 
+    /// Watch `db.table` (which need not exist yet) for late writes and deletes, as
+    /// long as the returned watch lives: rows written below its threshold are recorded
+    /// in it, and each delete sets the manifest property `{delete_prefix}{seq}` =
+    /// `{min_time}:{max_time}` in the edit that commits its tombstone (see `watch.rs`).
+    pub fn watch(&self, db: &str, table: &str, delete_prefix: String) -> Arc<crate::TableWatch> {
+        self.core.watches.watch(db, table, delete_prefix)
+    }
+
     /// Live tombstones of `db.table` (for tests and `system.tables`).
     pub fn tombstones(&self, db: &str, table: &str) -> Vec<crate::delete::Tombstone> {
         self.core

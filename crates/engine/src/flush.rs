@@ -230,7 +230,7 @@ async fn flush_parts(
     // a tombstone the manifest does not hold (`write::apply_delete`). They stay
     // uncommitted (holding back WAL truncation) until the edit is in the manifest.
     let tombs = table.state.lock().uncommitted_tombstones.clone();
-    let mut edit = tombstone_actions(table, &tombs);
+    let mut edit = tombstone_actions(engine, table, &tombs);
     edit.extend(actions);
     engine.manifest.commit(edit).await?;
     engine.compactor.wake.notify_one();
@@ -263,7 +263,7 @@ async fn commit_tombstones(engine: &EngineCore, table: &Table) -> Result<()> {
     }
     engine
         .manifest
-        .commit(tombstone_actions(table, &tombs))
+        .commit(tombstone_actions(engine, table, &tombs))
         .await?;
     committed(&mut table.state.lock(), &tombs);
     // The WAL records of these deletes may go now.
@@ -271,15 +271,23 @@ async fn commit_tombstones(engine: &EngineCore, table: &Table) -> Result<()> {
     Ok(())
 }
 
-fn tombstone_actions(table: &Table, tombs: &[Arc<crate::delete::Tombstone>]) -> Vec<Action> {
-    tombs
-        .iter()
-        .map(|t| Action::AddTombstone {
+/// The tombstones' actions, each with the properties that tell the table's watchers
+/// of the delete (`watch.rs`).
+fn tombstone_actions(
+    engine: &EngineCore,
+    table: &Table,
+    tombs: &[Arc<crate::delete::Tombstone>],
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for t in tombs {
+        actions.push(Action::AddTombstone {
             db: table.db.clone(),
             table: table.name.clone(),
             tombstone: (**t).clone(),
-        })
-        .collect()
+        });
+        actions.extend(engine.watches.delete_actions(&table.db, &table.name, t));
+    }
+    actions
 }
 
 /// `tombs` are in the manifest now: they no longer hold back WAL truncation.

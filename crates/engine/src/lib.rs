@@ -53,6 +53,7 @@ mod sst;
 mod stats;
 mod table;
 mod wal;
+mod watch;
 mod write;
 
 pub use compaction::{CompactionConfig, CompactionSummary};
@@ -73,3 +74,4 @@ pub use settings::SettingChange;
 pub use sst::cache::MetadataCacheStats;
 pub use sst::{SstFile, SstMeta};
 pub use stats::{CompactionStats, EngineStats, TableStats};
+pub use watch::{TableWatch, parse_delete_mark};

@@ -240,6 +240,7 @@ pub(crate) async fn open(
         purger,
         compactor,
         counters: StatsCounters::default(),
+        watches: Default::default(),
         closed: AtomicBool::new(false),
         shutdown,
         tasks: Mutex::new(Vec::new()),

@@ -255,14 +255,16 @@ pub(crate) async fn apply_delete(
     }
     engine.applied_seq.fetch_max(seq, Ordering::SeqCst);
     if !added.is_empty() && !engine.is_closed() {
-        let actions = added
-            .iter()
-            .map(|t| crate::manifest::Action::AddTombstone {
+        let mut actions = Vec::new();
+        for t in &added {
+            actions.push(crate::manifest::Action::AddTombstone {
                 db: op.db.clone(),
                 table: t.name.clone(),
                 tombstone: (*tomb).clone(),
-            })
-            .collect();
+            });
+            // Watchers learn of the delete durably, in the same edit (`watch.rs`).
+            actions.extend(engine.watches.delete_actions(&op.db, &t.name, &tomb));
+        }
         match engine.manifest.commit(actions).await {
             Ok(_) => {
                 for t in &added {
@@ -564,6 +566,7 @@ pub(crate) fn apply(
         }
         rows += t.rows.len() as u64;
         added += table_added;
+        engine.watches.written(db, &t.table, &t.rows);
         if st.mem_bytes() >= engine.config.memtable.table_flush_size {
             engine.flush_wanted.notify_one();
         }

@@ -117,6 +117,19 @@ pub trait QueryBackend: Send + Sync + 'static {
         self.sql(db, sql).await
     }
 
+    /// The result schema of `sql` when running it would change something (`DELETE`,
+    /// `DROP TABLE`, `DROP DATABASE`, `CREATE ROLLUP`, `DROP ROLLUP`), found by parsing
+    /// it only, never by running it: a PostgreSQL Describe must not execute the
+    /// statement. `None` for every other statement, whose planning has no side effects
+    /// (the caller plans it to learn its columns). Cheap: it parses one statement.
+    fn describe_without_running(
+        &self,
+        _db: &str,
+        _sql: &str,
+    ) -> Option<Result<SchemaRef, QueryError>> {
+        None
+    }
+
     /// Prometheus text of the query layer (added to `/metrics`).
     fn metrics_text(&self) -> String {
         String::new()

@@ -130,9 +130,11 @@ impl Handler {
         }
     }
 
-    /// The result columns `stmt` would have: by planning it (then dropping it, which
-    /// aborts the query task before it does real work); a `FETCH` has its cursor's
-    /// columns; other commands have none (and are not run).
+    /// The result columns `stmt` would have, without side effects: a statement that
+    /// changes something (`DELETE`, `DROP`, `CREATE`/`DROP ROLLUP`) has the columns its
+    /// execution answers with, found by parsing it only; a query's come from planning
+    /// it (then dropping it, which aborts the query task before it does real work); a
+    /// `FETCH` has its cursor's columns; other commands have none (and are not run).
     async fn describe<C: ClientInfo>(
         &self,
         client: &C,
@@ -151,6 +153,9 @@ impl Handler {
             }
             None => stmt.to_owned(),
         };
+        if let Some(schema) = self.backend.describe_without_running(db, &query) {
+            return pg_fields(schema?.as_ref(), format);
+        }
         let mut tx = true;
         match self.execute(client, &mut tx, db, &query, format).await? {
             Response::Query(q) => Ok(q.row_schema().as_ref().clone()),

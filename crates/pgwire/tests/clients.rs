@@ -121,6 +121,76 @@ with psycopg.connect(DSN) as conn:
     assert_eq!(lines[5], "(2,)", "{out}");
 }
 
+/// A Describe (of a prepared statement or of a portal) tells the columns of a statement
+/// that changes something without running it: Parse + Describe alone changes nothing,
+/// and Parse + Bind + Describe + Execute (psycopg's every `execute`) runs it once.
+#[test]
+fn describe_never_runs_deletes_drops_or_rollup_statements() {
+    let pg = Pg::start(None);
+    write_cpu(&pg);
+    let out = ok(pg.python(
+        "demo",
+        None,
+        r#"
+from psycopg.pq import ExecStatus
+with psycopg.connect(DSN, autocommit=True) as conn:
+    def count():
+        return conn.execute("select count(*) from cpu").fetchone()[0]
+    def rollups():
+        return conn.execute("select count(*) from system.rollups").fetchone()[0]
+    def tombstones():
+        return conn.execute("select tombstones from system.tables where \"table\" = 'cpu'").fetchone()[0]
+    pgc = conn.pgconn
+    # Parse + Describe (statement), never Bind / Execute.
+    statements = [
+        (b"s1", b"delete from cpu where host = 'a'"),
+        (b"s2", b"drop table cpu"),
+        (b"s3", b"drop database demo"),
+        (b"s4", b"create rollup cpu_1h from cpu aggregate avg, count every 1h"),
+        (b"s5", b"drop rollup cpu_1h"),
+        (b"s6", b"delete from cpu where host = $1"),
+    ]
+    for name, sql in statements:
+        assert pgc.prepare(name, sql).status == ExecStatus.COMMAND_OK, sql
+        d = pgc.describe_prepared(name)
+        assert d.status == ExecStatus.COMMAND_OK, (sql, d.error_message)
+        print(name.decode(), d.nparams, d.nfields, d.fname(0).decode())
+    print("after describe", count(), tombstones(), rollups())
+    # Parse + Bind + Describe (portal) + Execute: each runs exactly once (a second
+    # CREATE ROLLUP would fail with 42710, a second DROP TABLE with "not found").
+    cur = conn.execute("create rollup cpu_1h from cpu aggregate avg, count every 1h")
+    print([c.name for c in cur.description], cur.fetchall(), rollups())
+    cur = conn.execute("drop rollup cpu_1h")
+    print([c.name for c in cur.description], cur.fetchall(), rollups())
+    cur = conn.execute("delete from cpu where host = %s", ("a",))
+    print([c.name for c in cur.description], cur.fetchall(), count(), tombstones())
+    # The prepared statement of above: Bind + Execute of the described one.
+    r = pgc.exec_prepared(b"s2", [])
+    assert r.status == ExecStatus.TUPLES_OK, r.error_message
+    print(r.ntuples, r.get_value(0, 0).decode())
+    print(conn.execute("select count(*) from information_schema.tables where table_name = 'cpu'").fetchone()[0])
+"#,
+    ));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "s1 0 1 deleted_from",
+            "s2 0 1 dropped",
+            "s3 0 1 dropped",
+            "s4 0 1 created",
+            "s5 0 1 dropped",
+            "s6 1 1 deleted_from",
+            "after describe 2 0 0",
+            "['created'] [('demo.cpu_1h',)] 1",
+            "['dropped'] [('demo.cpu_1h',)] 0",
+            "['deleted_from'] [('demo.cpu',)] 1 1",
+            "1 demo.cpu",
+            "0",
+        ],
+        "{out}"
+    );
+}
+
 #[test]
 fn errors_carry_sqlstates_and_keep_the_connection() {
     let pg = Pg::start(None);

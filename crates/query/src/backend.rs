@@ -28,6 +28,14 @@ impl QueryBackend for QueryEngine {
         output(self.sql_with(db, sql, Flavor::Postgres).await)
     }
 
+    fn describe_without_running(
+        &self,
+        db: &str,
+        sql: &str,
+    ) -> Option<Result<arrow::datatypes::SchemaRef, bulkhead_frontend::QueryError>> {
+        crate::ddl::describe(db, sql).map(|r| r.map_err(Into::into))
+    }
+
     fn metrics_text(&self) -> String {
         let mut text = self.stats().to_prometheus();
         text.push_str(&self.rollup_board().prometheus());

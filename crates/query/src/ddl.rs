@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bulkhead_engine::{Engine, Error as EngineError};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
@@ -15,6 +15,7 @@ use futures::StreamExt;
 use crate::catalog::CATALOG;
 use crate::error::{QueryError, Result};
 use crate::exec::QueryOutput;
+use crate::rollup::sql::RollupStatement;
 
 /// Whether `sql` starts with the keyword `DROP`, `DELETE` or `CREATE` (after blanks and
 /// `--`/`/* */` comments): only those are looked at here, so every other statement pays
@@ -60,7 +61,34 @@ pub(crate) async fn try_run(
     Some(run(query.engine(), db, sql).await)
 }
 
-async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
+/// The result schema of `sql` if it is one of these statements, by parsing it and
+/// nothing else (a PostgreSQL Describe must not run it); `None` for every other
+/// statement, as [`try_run`] would answer. Errors are those its run would give before
+/// touching anything (syntax, an unsupported `DROP`).
+pub(crate) fn describe(db: &str, sql: &str) -> Option<Result<SchemaRef>> {
+    if !starts_with_drop(sql) {
+        return None;
+    }
+    if crate::rollup::sql::is_rollup_statement(sql) {
+        return Some(crate::rollup::sql::parse(sql, db).map(|s| match s {
+            RollupStatement::Create { .. } => names_schema("created"),
+            RollupStatement::Drop { .. } => names_schema("dropped"),
+        }));
+    }
+    if starts_with(sql, "create") {
+        return None;
+    }
+    Some(parse_one(sql).and_then(|statement| match statement {
+        Statement::Delete(_) => Ok(names_schema(crate::delete::COLUMN)),
+        Statement::Drop { object_type, .. } => {
+            drop_kind(object_type).map(|_| names_schema("dropped"))
+        }
+        _ => Err(QueryError::Plan("unsupported DROP statement".into())),
+    }))
+}
+
+/// The one statement of `sql`, as DataFusion's parser reads it.
+fn parse_one(sql: &str) -> Result<Statement> {
     let mut statements =
         DFParser::parse_sql(sql).map_err(|e| QueryError::Plan(format!("SQL error: {e}")))?;
     if statements.len() != 1 {
@@ -72,7 +100,24 @@ async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
     let Some(DfStatement::Statement(statement)) = statements.pop_front() else {
         return Err(QueryError::Plan("unsupported DROP statement".into()));
     };
-    if let Statement::Delete(delete) = *statement {
+    Ok(*statement)
+}
+
+/// What a `DROP` drops: a table (`true`) or a database (`false`); others are refused.
+fn drop_kind(object_type: ObjectType) -> Result<bool> {
+    match object_type {
+        ObjectType::Table => Ok(true),
+        ObjectType::Database | ObjectType::Schema => Ok(false),
+        other => Err(QueryError::Plan(format!(
+            "DROP {other} is not supported: Bulkhead has tables and databases \
+             (DROP TABLE, DROP DATABASE)"
+        ))),
+    }
+}
+
+async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
+    let statement = parse_one(sql)?;
+    if let Statement::Delete(delete) = statement {
         return crate::delete::run(engine, db, delete).await;
     }
     let Statement::Drop {
@@ -80,13 +125,13 @@ async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
         if_exists,
         names,
         ..
-    } = *statement
+    } = statement
     else {
         return Err(QueryError::Plan("unsupported DROP statement".into()));
     };
     let mut dropped = Vec::new();
-    match object_type {
-        ObjectType::Table => {
+    match drop_kind(object_type)? {
+        true => {
             for name in &names {
                 let (table_db, table) = table_name(db, name)?;
                 let summary = engine
@@ -101,7 +146,7 @@ async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
                 );
             }
         }
-        ObjectType::Database | ObjectType::Schema => {
+        false => {
             for name in &names {
                 let target = database_name(name)?;
                 let summary = engine
@@ -111,19 +156,18 @@ async fn run(engine: &Engine, db: &str, sql: &str) -> Result<QueryOutput> {
                 dropped.extend(summary.tables.into_iter().map(|t| format!("{target}.{t}")));
             }
         }
-        other => {
-            return Err(QueryError::Plan(format!(
-                "DROP {other} is not supported: Bulkhead has tables and databases \
-                 (DROP TABLE, DROP DATABASE)"
-            )));
-        }
     }
     names_output("dropped", dropped)
 }
 
+/// The schema of a one-column answer of names (`db.table`) under `column`.
+pub(crate) fn names_schema(column: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]))
+}
+
 /// A one-column answer: `values` under the name `column`.
 pub(crate) fn names_output(column: &str, values: Vec<String>) -> Result<QueryOutput> {
-    let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]));
+    let schema = names_schema(column);
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![Arc::new(StringArray::from(values))],
@@ -188,7 +232,38 @@ pub(crate) fn engine_error(e: EngineError) -> QueryError {
 
 #[cfg(test)]
 mod tests {
-    use super::starts_with_drop;
+    use super::{describe, starts_with_drop};
+
+    #[test]
+    fn describe_answers_the_column_of_a_change_without_running_it() {
+        let column = |sql: &str| {
+            describe("db", sql).map(|r| {
+                r.map(|s| s.field(0).name().clone())
+                    .map_err(|e| e.to_string())
+            })
+        };
+        assert_eq!(
+            column("DELETE FROM cpu WHERE host = 'a'"),
+            Some(Ok("deleted_from".into()))
+        );
+        assert_eq!(
+            column("drop table if exists a, b"),
+            Some(Ok("dropped".into()))
+        );
+        assert_eq!(column("DROP SCHEMA x"), Some(Ok("dropped".into())));
+        assert_eq!(
+            column("create rollup r from cpu aggregate avg every 1h"),
+            Some(Ok("created".into()))
+        );
+        assert_eq!(
+            column("drop rollup if exists r"),
+            Some(Ok("dropped".into()))
+        );
+        assert!(matches!(column("drop view v"), Some(Err(e)) if e.contains("DROP VIEW")));
+        assert!(matches!(column("create rollup r"), Some(Err(_))));
+        assert_eq!(column("select 1"), None);
+        assert_eq!(column("create table t (a int)"), None);
+    }
 
     #[test]
     fn only_drop_statements_are_intercepted() {

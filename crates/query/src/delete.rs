@@ -7,18 +7,16 @@
 //! `tag IS [NOT] NULL`, combined with `AND`, `OR`, `NOT` and parentheses. Anything
 //! else (fields, functions, time under `OR`) is an error naming what was refused.
 
-use std::sync::Arc;
-
-use arrow::array::{RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use bulkhead_engine::{DeletePredicate, DeleteRequest, Engine, TIME_COLUMN};
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Delete, Expr, FromTable, TableFactor, UnaryOperator, Value,
 };
-use futures::StreamExt;
 
 use crate::error::{QueryError, Result};
 use crate::exec::QueryOutput;
+
+/// The one column of a `DELETE`'s answer: the tables it deleted from, as `db.table`.
+pub(crate) const COLUMN: &str = "deleted_from";
 
 /// Run a parsed `DELETE` against `db` (the default database).
 pub(crate) async fn run(engine: &Engine, db: &str, delete: Delete) -> Result<QueryOutput> {
@@ -105,20 +103,7 @@ pub(crate) async fn run(engine: &Engine, db: &str, delete: Delete) -> Result<Que
             .map(|t| format!("{table_db}.{t}"))
             .collect();
     }
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "deleted_from",
-        DataType::Utf8,
-        false,
-    )]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![Arc::new(StringArray::from(deleted))],
-    )
-    .map_err(|e| QueryError::Execution(e.to_string()))?;
-    Ok(QueryOutput {
-        schema,
-        batches: futures::stream::iter([Ok(batch)]).boxed(),
-    })
+    crate::ddl::names_output(COLUMN, deleted)
 }
 
 fn plan(msg: impl Into<String>) -> QueryError {

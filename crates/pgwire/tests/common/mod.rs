@@ -50,6 +50,14 @@ impl QueryBackend for Recording {
             .boxed(),
         })
     }
+
+    fn describe_without_running(
+        &self,
+        db: &str,
+        sql: &str,
+    ) -> Option<Result<arrow::datatypes::SchemaRef, QueryError>> {
+        self.inner.describe_without_running(db, sql)
+    }
 }
 
 pub struct Pg {

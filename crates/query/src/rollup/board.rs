@@ -49,6 +49,8 @@ pub struct RollupStatus {
     pub last_error: Option<String>,
     /// When the last run ended (ns since the epoch).
     pub last_run: Option<i64>,
+    /// Runs ended since the start.
+    pub runs: u64,
 }
 
 /// How the maintainer and `DROP ROLLUP` meet over one declared rollup.
@@ -107,10 +109,17 @@ impl RollupBoard {
                 errors: 0,
                 last_error: None,
                 last_run: None,
+                runs: 0,
             },
         });
         self.changed.notify_one();
         handle
+    }
+
+    /// Have the maintainer run now instead of at its next interval (after the run
+    /// in progress, if any).
+    pub fn wake(&self) {
+        self.changed.notify_one();
     }
 
     /// Remove the rollup whose table is `db.name`, tell the maintainer to stop it and

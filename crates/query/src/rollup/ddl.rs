@@ -120,9 +120,12 @@ async fn drop_rollup(
             ttl: None,
         },
     ];
-    let redo = query.engine().properties(&super::run::redo_prefix(&spec));
+    let engine = query.engine();
+    let redo = engine.properties(&super::run::redo_prefix(&spec));
+    let dirty = engine.properties(&super::run::dirty_prefix(&spec));
     changes.extend(
         redo.into_keys()
+            .chain(dirty.into_keys())
             .map(|key| SettingChange::Property { key, value: None }),
     );
     query

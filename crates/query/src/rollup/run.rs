@@ -10,7 +10,7 @@
 //! newest one in the rollup table is complete. At start the maintainer re-runs that
 //! newest bucket (same keys, so the rows are overwritten) and goes on from there.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +19,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
 use bulkhead_engine::{
     DeletePredicate, DeleteRequest, Error as EngineError, FieldValue, ROLE_KEY, Row, SettingChange,
-    SmolStr, TableWrite, WriteBatch,
+    SmolStr, TableWatch, TableWrite, WriteBatch, parse_delete_mark,
 };
 use bulkhead_runtime::RuntimeName;
 use futures::StreamExt;
@@ -54,7 +54,7 @@ pub(super) fn spawn(query: Arc<QueryEngine>, config: RollupConfig) -> Result<Joi
             rollups.retain(|m| work.iter().any(|(_, h)| h.id == m.handle.id));
             for (spec, handle) in work {
                 if !rollups.iter().any(|m| m.handle.id == handle.id) {
-                    rollups.push(Maintainer::new(spec, handle));
+                    rollups.push(Maintainer::new(spec, handle, query.engine()));
                 }
             }
             for m in &mut rollups {
@@ -82,6 +82,25 @@ struct Maintainer {
     redone: HashSet<u64>,
     /// Whether the ranges a crash left to compute again were read from the manifest.
     redo_loaded: bool,
+    /// The engine's watch on the source: rows written late (below `done`), and a
+    /// manifest mark per delete (`dirty_prefix`), set with the delete's tombstone.
+    watch: Arc<TableWatch>,
+}
+
+/// Why a range of computed buckets is computed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redo {
+    /// A delete seen as a live tombstone of the source: mark the range, clear it first
+    /// (a series whose every row was deleted has no bucket left to overwrite its old
+    /// one).
+    Tombstone,
+    /// A delete seen as its mark in the manifest (which stays until the range is
+    /// done, so no other mark): clear the range first.
+    DeleteMark,
+    /// Rows written late: mark the range, clear it first (a recomputed aggregate may
+    /// be NULL now, e.g. `last` of a field the newest row lacks, and a rollup row
+    /// written without it would keep its old value).
+    Late,
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -95,8 +114,10 @@ fn now_nanos() -> i64 {
 }
 
 impl Maintainer {
-    fn new(spec: RollupSpec, handle: RollupHandle) -> Self {
+    fn new(spec: RollupSpec, handle: RollupHandle, engine: &bulkhead_engine::Engine) -> Self {
+        let watch = engine.watch(&spec.database, &spec.source, dirty_prefix(&spec));
         Self {
+            watch,
             every: nanos(spec.every).max(1),
             grace: nanos(spec.grace_period),
             spec,
@@ -123,12 +144,13 @@ impl Maintainer {
         let ready = self.floor(now_nanos().saturating_sub(self.grace));
         board.update(self.handle.id, |s| s.ready_until = Some(ready));
         let result = match self.catch_up(query, pool, board, ready).await {
-            Ok(()) => self.redo_deletes(query, pool, board).await,
+            Ok(()) => self.redo_changes(query, pool, board).await,
             Err(e) => Err(e),
         };
         let done = self.done;
         board.update(self.handle.id, |s| {
             s.last_run = Some(now_nanos());
+            s.runs += 1;
             s.done_until = done;
             match &result {
                 Ok(()) => s.last_error = None,
@@ -161,6 +183,9 @@ impl Maintainer {
         }
         if self.done.is_none() {
             self.done = self.start_point(query, pool).await?;
+            if let Some(done) = self.done {
+                self.watch.raise_threshold(done);
+            }
         }
         let Some(start) = self.done.filter(|d| *d < ready) else {
             return Ok(());
@@ -193,6 +218,8 @@ impl Maintainer {
         while at < end {
             let span = self.every.saturating_mul(self.buckets_per_query);
             let stop = at.saturating_add(span).min(end);
+            // From now on, a row written before `stop` is late (it may miss the query).
+            self.watch.raise_threshold(stop);
             let written = match self.materialize(query, pool, board, at, stop).await {
                 Ok(n) => n,
                 Err(QueryError::ResourcesExhausted(e)) if self.buckets_per_query > 1 => {
@@ -267,12 +294,23 @@ impl Maintainer {
         Ok(None)
     }
 
-    /// Compute again the computed buckets that a delete in the source touched: for
-    /// each of the source's tombstones not handled yet, the buckets overlapping its
-    /// time range and before `done` (see [`Self::redo`]). After a restart every live
-    /// tombstone is handled once more (idempotent), and first the ranges a crash
-    /// interrupted, which the manifest keeps.
-    async fn redo_deletes(
+    /// The computed buckets (before `done`) that rows in `[min, max]` fall in.
+    fn span(&self, min: i64, max: i64, done: i64) -> (i64, i64) {
+        let start = self.floor(min.max(i64::MIN / 2));
+        let end = self
+            .floor(max.min(done.saturating_sub(1)))
+            .saturating_add(self.every)
+            .min(done);
+        (start, end)
+    }
+
+    /// Compute again the computed buckets that changed in the source since: those
+    /// late rows were written to (the source's watch), and those a delete touched.
+    /// A delete is known by its mark in the manifest, set with its tombstone (so
+    /// compaction cannot hide it) and removed here once its range is computed
+    /// again, or by its live tombstone (a delete from before the watch existed).
+    /// First, after a start, the ranges a crash interrupted, which the manifest keeps.
+    async fn redo_changes(
         &mut self,
         query: &QueryEngine,
         pool: &Pool,
@@ -282,44 +320,81 @@ impl Maintainer {
             return Ok(());
         };
         let engine = query.engine();
-        let mut ranges: Vec<(Option<u64>, i64, i64)> = Vec::new();
         if !self.redo_loaded {
             for (key, end) in engine.properties(&redo_prefix(&self.spec)) {
                 let start = key.rsplit('/').next().and_then(|s| s.parse().ok());
                 if let (Some(start), Ok(end)) = (start, end.parse()) {
-                    ranges.push((None, start, end));
+                    if self.stopped() {
+                        return Ok(());
+                    }
+                    if start < end {
+                        self.redo(query, pool, board, start, end, Redo::Tombstone)
+                            .await?;
+                    }
                 }
+            }
+            self.redo_loaded = true;
+        }
+        if let Some((min, max)) = self.watch.take_late() {
+            let (start, end) = self.span(min, max, done);
+            if start < end {
+                let redone = self.redo(query, pool, board, start, end, Redo::Late).await;
+                if redone.is_err() {
+                    self.watch.record_late(min, max); // retried at the next run
+                }
+                redone?;
+            }
+        }
+        // Deletes by sequence: (min, max, the key of its mark if it has one).
+        let prefix = dirty_prefix(&self.spec);
+        let mut deletes: BTreeMap<u64, (i64, i64, Option<String>)> = BTreeMap::new();
+        for (key, value) in engine.properties(&prefix) {
+            let mark = key
+                .strip_prefix(&prefix)
+                .and_then(|seq| parse_delete_mark(seq, &value));
+            if let Some((seq, min, max)) = mark {
+                deletes.insert(seq, (min, max, Some(key)));
             }
         }
         for t in engine.tombstones(&self.spec.database, &self.spec.source) {
-            if self.redone.contains(&t.seq) {
-                continue;
-            }
-            let start = self.floor(t.min_time.max(i64::MIN / 2));
-            let end = self
-                .floor(t.max_time.min(done.saturating_sub(1)))
-                .saturating_add(self.every)
-                .min(done);
-            ranges.push((Some(t.seq), start, end));
+            deletes
+                .entry(t.seq)
+                .or_insert((t.min_time, t.max_time, None));
         }
-        for (seq, start, end) in ranges {
+        let mut handled = Vec::new();
+        for (seq, (min, max, key)) in deletes {
             if self.stopped() {
-                return Ok(());
+                break;
             }
-            if start < end {
-                self.redo(query, pool, board, start, end).await?;
-            }
-            if let Some(seq) = seq {
+            if !self.redone.contains(&seq) {
+                let (start, end) = self.span(min, max, done);
+                if start < end {
+                    let kind = match key {
+                        Some(_) => Redo::DeleteMark,
+                        None => Redo::Tombstone,
+                    };
+                    self.redo(query, pool, board, start, end, kind).await?;
+                }
                 self.redone.insert(seq);
             }
+            handled.extend(key);
         }
-        self.redo_loaded = true;
+        if !handled.is_empty() {
+            let changes = handled
+                .into_iter()
+                .map(|key| SettingChange::Property { key, value: None })
+                .collect();
+            engine
+                .commit_settings(changes)
+                .await
+                .map_err(|e| QueryError::Execution(format!("unmarking deletes: {e}")))?;
+        }
         Ok(())
     }
 
     /// Compute `[start, end)` again: mark it in the manifest (so a crash before the
-    /// end redoes it), delete the rollup's rows in it (a series whose every row
-    /// was deleted has no bucket left to overwrite its old one), compute it, unmark.
+    /// end redoes it; a delete's own mark does that already), remove the rollup's
+    /// rows in it (see [`Redo`]), compute it, unmark.
     async fn redo(
         &mut self,
         query: &QueryEngine,
@@ -327,13 +402,43 @@ impl Maintainer {
         board: &RollupBoard,
         start: i64,
         end: i64,
+        kind: Redo,
     ) -> Result<()> {
         let engine = query.engine();
         let key = format!("{}{start}", redo_prefix(&self.spec));
         let failed = |e: EngineError| QueryError::Execution(format!("recomputing buckets: {e}"));
-        mark(engine, &key, Some(end.to_string()))
-            .await
-            .map_err(failed)?;
+        let marked = kind != Redo::DeleteMark;
+        if marked {
+            mark(engine, &key, Some(end.to_string()))
+                .await
+                .map_err(failed)?;
+        }
+        self.clear(engine, start, end).await.map_err(failed)?;
+        self.fill(query, pool, board, start, end, |_, _| true)
+            .await?;
+        if marked {
+            mark(engine, &key, None).await.map_err(failed)?;
+        }
+        let why = match kind {
+            Redo::Late => "rows written late",
+            Redo::Tombstone | Redo::DeleteMark => "a delete",
+        };
+        tracing::info!(
+            rollup = %self.spec.qualified_name(),
+            from = %rfc3339(start),
+            to = %rfc3339(end),
+            "rollup buckets computed again after {why} in the source"
+        );
+        Ok(())
+    }
+
+    /// Delete the rollup's rows in `[start, end)`.
+    async fn clear(
+        &self,
+        engine: &bulkhead_engine::Engine,
+        start: i64,
+        end: i64,
+    ) -> std::result::Result<(), EngineError> {
         let delete = DeleteRequest {
             table: Some(self.spec.name.clone()),
             min_time: start,
@@ -341,19 +446,11 @@ impl Maintainer {
             predicate: DeletePredicate::All,
         };
         match engine.delete(&self.spec.database, delete).await {
-            Ok(_) | Err(EngineError::TableNotFound { .. } | EngineError::DatabaseNotFound(_)) => {}
-            Err(e) => return Err(failed(e)),
+            Ok(_) | Err(EngineError::TableNotFound { .. } | EngineError::DatabaseNotFound(_)) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        self.fill(query, pool, board, start, end, |_, _| true)
-            .await?;
-        mark(engine, &key, None).await.map_err(failed)?;
-        tracing::info!(
-            rollup = %self.spec.qualified_name(),
-            from = %rfc3339(start),
-            to = %rfc3339(end),
-            "rollup buckets computed again after a delete in the source"
-        );
-        Ok(())
     }
 
     /// Aggregate the buckets in `[start, end)` and write them; returns the rows written.
@@ -555,6 +652,17 @@ async fn mark(
 pub(super) fn redo_prefix(spec: &RollupSpec) -> String {
     format!(
         "rollup-redo/{}.{}/",
+        super::sql::quote(&spec.database),
+        super::sql::quote(&spec.name)
+    )
+}
+
+/// Prefix of the manifest properties the engine sets for each delete in `spec`'s
+/// source, `rollup-dirty/"db"."name"/{seq}` = `{min_time}:{max_time}` (`watch.rs` of
+/// the engine), removed once its buckets are computed again.
+pub(super) fn dirty_prefix(spec: &RollupSpec) -> String {
+    format!(
+        "rollup-dirty/{}.{}/",
         super::sql::quote(&spec.database),
         super::sql::quote(&spec.name)
     )
