@@ -193,7 +193,16 @@ pub struct MemtableConfig {
     /// commits, so thousands of small tables flush in seconds; the encoding itself
     /// stays on the `flush` runtime's threads. 0 is taken as 1.
     pub flush_concurrency: usize,
+    /// Tables holding at most this much in memory when a flush round starts are
+    /// written into shared SSTs ("packs", `docs/storage.md`): one object, one PUT and
+    /// one manifest edit for up to 2,048 tables, instead of one of each
+    /// per table. 0 turns packing off.
+    #[serde(with = "units::bytes")]
+    pub pack_table_bytes: usize,
 }
+
+/// Most tables written into one pack.
+pub(crate) const PACK_MAX_TABLES: usize = 2048;
 
 impl Default for MemtableConfig {
     fn default() -> Self {
@@ -202,6 +211,7 @@ impl Default for MemtableConfig {
             table_flush_size: 64 * 1024 * 1024,
             flush_interval: Duration::from_secs(600),
             flush_concurrency: 32,
+            pack_table_bytes: 64 * 1024,
         }
     }
 }

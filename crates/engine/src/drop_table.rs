@@ -79,6 +79,13 @@ impl PendingDrops {
         self.names.lock().values().filter_map(|e| e.1).min()
     }
 
+    /// Whether a drop of `db.table` is pending.
+    pub(crate) fn is_pending(&self, db: &str, table: &str) -> bool {
+        self.names
+            .lock()
+            .contains_key(&(db.to_string(), table.to_string()))
+    }
+
     /// Wait until no drop of `db.table` is pending (a new table of a dropped name
     /// flushes only after the drop is committed).
     pub(crate) async fn wait_for(&self, db: &str, table: &str) {

@@ -47,13 +47,27 @@ use crate::table::{FrozenMemtable, Table};
 pub(crate) async fn flush_tables(engine: &EngineCore, tables: Vec<Arc<Table>>) -> Result<()> {
     use futures::StreamExt;
     let concurrency = engine.config.memtable.flush_concurrency.max(1);
+    let mut flushed_any = false;
+    let mut first_error = None;
+    // Small tables first, into shared SSTs (`flush_pack.rs`): a couple of packs at
+    // once, so that one's encoding overlaps the other's upload and commit.
+    let (packs, mut tables) = crate::flush_pack::split(engine, tables);
+    let mut packed = futures::stream::iter(packs)
+        .map(|group| async move { crate::flush_pack::flush_pack(engine, group).await })
+        .buffer_unordered(PACKS_IN_FLIGHT);
+    while let Some(r) = packed.next().await {
+        flushed_any |= r.flushed;
+        if let Some(e) = r.error {
+            first_error.get_or_insert(e);
+        }
+        tables.extend(r.left);
+    }
+    drop(packed);
     // Owned tables: a closure over borrowed ones makes the future not `Send` (rustc's
     // higher-ranked lifetime inference).
     let mut results = futures::stream::iter(tables)
         .map(|t| async move { flush_one(engine, &t).await })
         .buffer_unordered(concurrency);
-    let mut flushed_any = false;
-    let mut first_error = None;
     while let Some(r) = results.next().await {
         match r {
             Ok(()) => flushed_any = true,
@@ -68,6 +82,9 @@ pub(crate) async fn flush_tables(engine: &EngineCore, tables: Vec<Arc<Table>>) -
     first_error.map_or(Ok(()), Err)
 }
 
+/// Packs flushed at once by [`flush_tables`].
+const PACKS_IN_FLIGHT: usize = 2;
+
 /// Flush everything `table` holds in memory now, without truncating the WAL (the
 /// caller does, once for all the tables it flushes).
 async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
@@ -81,15 +98,7 @@ async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
     }
     engine.pending_drops.wait_for(&table.db, &table.name).await;
     let _guard = table.flush_lock.lock().await;
-    let frozen: Vec<Arc<FrozenMemtable>> = {
-        let mut st = table.state.lock();
-        if !st.active.is_empty() {
-            let mem = std::mem::take(&mut st.active);
-            let schema = Arc::clone(&st.schema);
-            st.frozen.push(Arc::new(FrozenMemtable::new(mem, schema)));
-        }
-        st.frozen.clone()
-    };
+    let frozen = freeze(table);
     if frozen.is_empty() {
         return commit_tombstones(engine, table).await;
     }
@@ -97,10 +106,36 @@ async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
     // this one flush: one SST per segment, their rows merged while converting.
     let started = Instant::now();
     let result = flush_parts(engine, table, &frozen).await;
+    after_attempt(engine, table, &frozen, started, &result).await;
+    result
+}
+
+/// Freeze the active memtable of `table` (the caller holds its flush lock) and return
+/// every frozen one, oldest first: what this flush writes.
+pub(crate) fn freeze(table: &Table) -> Vec<Arc<FrozenMemtable>> {
+    let mut st = table.state.lock();
+    if !st.active.is_empty() {
+        let mem = std::mem::take(&mut st.active);
+        let schema = Arc::clone(&st.schema);
+        st.frozen.push(Arc::new(FrozenMemtable::new(mem, schema)));
+    }
+    st.frozen.clone()
+}
+
+/// After a flush attempt of `frozen` (started at `started`; the caller holds the flush
+/// lock): count it, record its failure or success, park the rows of a table whose
+/// flushes keep failing, and wake stalled writers.
+pub(crate) async fn after_attempt(
+    engine: &EngineCore,
+    table: &Table,
+    frozen: &[Arc<FrozenMemtable>],
+    started: Instant,
+    result: &Result<()>,
+) {
     let failures = {
         let mut st = table.state.lock();
         st.flush_failed = result.is_err();
-        match &result {
+        match result {
             Ok(()) => {
                 st.flush_failures = 0;
                 st.last_flush_error = None;
@@ -112,7 +147,7 @@ async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
         }
         st.flush_failures
     };
-    match &result {
+    match result {
         Ok(()) => {
             engine.counters.flushes.fetch_add(1, Ordering::Relaxed);
             engine.counters.record_flush_duration(started.elapsed());
@@ -125,7 +160,7 @@ async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(db = %table.db, table = %table.name, error = %e, failures, "flush failed");
             if failures >= park::PARK_AFTER_FAILURES && !engine.is_closed() {
-                match park_table(engine, table, &frozen).await {
+                match park_table(engine, table, frozen).await {
                     Ok(()) => engine.wal.truncate(engine.truncatable_seq()),
                     Err(e) => {
                         tracing::error!(db = %table.db, table = %table.name, error = %e,
@@ -138,7 +173,6 @@ async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
     }
     // Wake stalled writers after every attempt (success or not).
     engine.memory.released.notify_waiters();
-    result
 }
 
 /// Park the rows of `frozen` (every in-memory row of `table` when its flush began;
@@ -190,6 +224,60 @@ async fn flush_parts(
     table: &Table,
     parts: &[Arc<FrozenMemtable>],
 ) -> Result<()> {
+    let prepared = prepare(engine, table, parts)?;
+    let mut metas = Vec::with_capacity(prepared.ssts.len());
+    for (meta, bytes) in prepared.ssts {
+        // IO: the store is io-bound, so this await parks us while `io` does the work.
+        crate::sst::writer::upload(
+            &engine.store,
+            &meta.object_path(),
+            bytes,
+            engine.config.upload_options(),
+            "upload SST",
+        )
+        .await?;
+        metas.push(meta);
+    }
+    // A closed engine must not commit: another engine may own the store by now.
+    if engine.is_closed() {
+        return Err(Error::Closed);
+    }
+    // Deletes whose own commit failed go in first: the flushed sequence must not pass
+    // a tombstone the manifest does not hold (`write::apply_delete`). They stay
+    // uncommitted (holding back WAL truncation) until the edit is in the manifest.
+    let tombs = table.state.lock().uncommitted_tombstones.clone();
+    let edit = flush_actions(
+        engine,
+        table,
+        &tombs,
+        &prepared.schema,
+        &metas,
+        prepared.max_seq,
+    );
+    engine.manifest.commit(edit).await?;
+    engine.compactor.wake.notify_one();
+    install(engine, table, parts, &tombs, metas, prepared.max_seq, None);
+    Ok(())
+}
+
+/// What a flush of some tables' parts writes, encoded but not yet uploaded.
+pub(crate) struct Prepared {
+    /// The widest schema of the parts.
+    pub(crate) schema: Arc<crate::schema::TableSchema>,
+    /// The highest sequence number in the parts.
+    pub(crate) max_seq: u64,
+    /// One SST per time segment, with its encoded bytes; `path` is where a
+    /// standalone upload puts it.
+    pub(crate) ssts: Vec<(SstMeta, bytes::Bytes)>,
+}
+
+/// Merge and encode `parts` (oldest first, a prefix of the table's frozen list) into
+/// one SST per segment (CPU only).
+pub(crate) fn prepare(
+    engine: &EngineCore,
+    table: &Table,
+    parts: &[Arc<FrozenMemtable>],
+) -> Result<Prepared> {
     // Column ids only grow, so the widest schema covers every part.
     let schema = parts
         .iter()
@@ -202,46 +290,67 @@ async fn flush_parts(
     let kept = crate::delete::without_deleted(parts, &tombs, engine.config.segment_nanos())?;
     let mems: Vec<&Memtable> = kept.iter().map(|p| &p.mem).collect();
     let applied = crate::delete::newest(&tombs);
-    let metas = write_ssts(
+    let ssts = encode_ssts(
         engine,
         &table.db,
         &table.name,
         &mems,
         &schema,
         (max_seq, applied),
-    )
-    .await?;
-    let mut actions = vec![Action::SetSchema {
+    )?;
+    Ok(Prepared {
+        schema,
+        max_seq,
+        ssts,
+    })
+}
+
+/// The manifest edit of a flush of `table`: the uncommitted tombstones `tombs` first,
+/// then the schema, the SSTs and the flushed sequence.
+pub(crate) fn flush_actions(
+    engine: &EngineCore,
+    table: &Table,
+    tombs: &[Arc<crate::delete::Tombstone>],
+    schema: &crate::schema::TableSchema,
+    metas: &[SstMeta],
+    max_seq: u64,
+) -> Vec<Action> {
+    let mut actions = tombstone_actions(engine, table, tombs);
+    actions.push(Action::SetSchema {
         db: table.db.clone(),
         table: table.name.clone(),
-        schema: (*schema).clone(),
-    }];
+        schema: schema.clone(),
+    });
     actions.extend(metas.iter().cloned().map(Action::AddSst));
     actions.push(Action::Flushed {
         db: table.db.clone(),
         table: table.name.clone(),
         seq: max_seq,
     });
-    // A closed engine must not commit: another engine may own the store by now.
-    if engine.is_closed() {
-        return Err(Error::Closed);
-    }
-    // Deletes whose own commit failed go in first: the flushed sequence must not pass
-    // a tombstone the manifest does not hold (`write::apply_delete`). They stay
-    // uncommitted (holding back WAL truncation) until the edit is in the manifest.
-    let tombs = table.state.lock().uncommitted_tombstones.clone();
-    let mut edit = tombstone_actions(engine, table, &tombs);
-    edit.extend(actions);
-    engine.manifest.commit(edit).await?;
-    engine.compactor.wake.notify_one();
+    actions
+}
+
+/// The flush of `parts` is committed: install its SSTs (members of `pack`, if given)
+/// and drop the parts in one critical section, then release their memory.
+pub(crate) fn install(
+    engine: &EngineCore,
+    table: &Table,
+    parts: &[Arc<FrozenMemtable>],
+    tombs: &[Arc<crate::delete::Tombstone>],
+    metas: Vec<SstMeta>,
+    max_seq: u64,
+    pack: Option<&Arc<crate::sst::Pack>>,
+) {
     let released = {
         let mut st = table.state.lock();
-        committed(&mut st, &tombs);
+        committed(&mut st, tombs);
         for meta in metas {
-            st.ssts.push(Arc::new(SstFile::new(
-                meta,
-                Some(Arc::clone(&engine.purger)),
-            )));
+            let purger = Some(Arc::clone(&engine.purger));
+            let file = match pack {
+                Some(pack) => SstFile::in_pack(meta, purger, Arc::clone(pack)),
+                None => SstFile::new(meta, purger),
+            };
+            st.ssts.push(Arc::new(file));
         }
         st.frozen
             .retain(|x| !parts.iter().any(|p| Arc::ptr_eq(p, x)));
@@ -249,7 +358,6 @@ async fn flush_parts(
         parts.iter().map(|p| p.mem.bytes()).sum::<usize>()
     };
     engine.memory.release(released);
-    Ok(())
 }
 
 /// Commit the tombstones of `table` whose own commit failed, when it has nothing in
@@ -296,16 +404,16 @@ fn committed(st: &mut crate::table::TableState, tombs: &[Arc<crate::delete::Tomb
         .retain(|u| !tombs.iter().any(|t| t.seq == u.seq));
 }
 
-/// Encode and upload one SST per time segment of `mems` (merged, later ones winning);
-/// `seqs`: the highest sequence number in them, and the newest tombstone applied.
-async fn write_ssts(
+/// Encode one SST per time segment of `mems` (merged, later ones winning); `seqs`:
+/// the highest sequence number in them, and the newest tombstone applied.
+fn encode_ssts(
     engine: &EngineCore,
     db: &str,
     table: &str,
     mems: &[&Memtable],
     schema: &crate::schema::TableSchema,
     seqs: (u64, u64),
-) -> Result<Vec<SstMeta>> {
+) -> Result<Vec<(SstMeta, bytes::Bytes)>> {
     let (max_seq, tombstones_applied) = seqs;
     let seg_nanos = engine.config.segment_nanos();
     let opts = EncodeOptions {
@@ -342,16 +450,7 @@ async fn write_ssts(
         let file_id = new_file_id();
         let path = sst_path(&engine.config.store_prefix, db, table, seg, &file_id);
         let size = bytes.len() as u64;
-        // IO: the store is io-bound, so this await parks us while `io` does the work.
-        crate::sst::writer::upload(
-            &engine.store,
-            &path,
-            bytes,
-            engine.config.upload_options(),
-            "upload SST",
-        )
-        .await?;
-        metas.push(SstMeta {
+        let meta = SstMeta {
             file_id,
             db: db.to_string(),
             table: table.to_string(),
@@ -365,7 +464,9 @@ async fn write_ssts(
             level: 0,
             tag_ranges,
             tombstones_applied,
-        });
+            pack_offset: None,
+        };
+        metas.push((meta, bytes));
     }
     if written != expected {
         // Never reached by the segment arithmetic above; if it ever is, failing keeps

@@ -406,12 +406,23 @@ fn catalog_from(
     purger: &Arc<Purger>,
 ) -> BTreeMap<String, BTreeMap<String, Arc<Table>>> {
     let mut catalog: BTreeMap<String, BTreeMap<String, Arc<Table>>> = BTreeMap::new();
+    // Members of one pack share its handle, which counts them.
+    let purger = Some(Arc::clone(purger));
+    let packs = crate::sst::Pack::registry(
+        state
+            .tables
+            .values()
+            .flat_map(|t| t.values())
+            .filter(|m| !m.is_dropped())
+            .flat_map(|m| m.ssts.values()),
+        &purger,
+    );
     for (db, tables) in &state.tables {
         for (name, m) in tables.iter().filter(|(_, m)| !m.is_dropped()) {
             let mut ssts: Vec<Arc<SstFile>> = m
                 .ssts
                 .values()
-                .map(|meta| Arc::new(SstFile::new(meta.clone(), Some(Arc::clone(purger)))))
+                .map(|meta| Arc::new(SstFile::open(meta.clone(), &purger, &packs)))
                 .collect();
             ssts.sort_by_key(|f| f.meta().max_seq);
             let table = Table {

@@ -192,6 +192,7 @@ async fn execute(
                 .max()
                 .unwrap_or(0),
         ),
+        pack_offset: None,
     };
     crate::sst::writer::upload(
         ctx.store,

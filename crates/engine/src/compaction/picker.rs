@@ -172,6 +172,7 @@ mod tests {
             level: 0,
             tag_ranges: Default::default(),
             tombstones_applied: 0,
+            pack_offset: None,
         }
     }
 

@@ -57,7 +57,7 @@ pub(crate) fn encode(batch: &RecordBatch) -> Result<String> {
         w.write(batch)?;
         w.finish()?;
     }
-    let packed = zstd::bulk::compress(&ipc, ZSTD_LEVEL)
+    let packed = super::writer::zstd_compress(&ipc, ZSTD_LEVEL)
         .map_err(|e| Error::InvalidInput(format!("compressing last rows: {e}")))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(packed))
 }

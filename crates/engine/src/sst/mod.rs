@@ -11,6 +11,13 @@
 //! live file and every read snapshot clones the `Arc`s it uses. When an edit removes a
 //! file (compaction, retention) the handle is marked deleted, and the object is deleted
 //! only when the last `Arc` drops: a file held by a snapshot stays readable.
+//!
+//! A *pack* holds the SSTs of many small tables from one flush round in one object
+//! (`{prefix}/data/_packs/{file_id}.parquet`, any segments): each member is a
+//! complete Parquet file at [`SstMeta::pack_offset`], `bytes` long, so one PUT (and
+//! one fsync on local disk) serves hundreds of tables. Members are read, compacted and
+//! removed like any SST; the object goes once every member is removed and unread
+//! ([`Pack`]).
 
 pub(crate) mod cache;
 pub(crate) mod last_rows;
@@ -22,7 +29,7 @@ mod tsbs_size;
 pub(crate) mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
@@ -63,6 +70,10 @@ pub struct SstMeta {
     /// it was written (`delete.rs`), so only newer ones still apply to it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub tombstones_applied: u64,
+    /// Set for a member of a pack: the SST is the `bytes` bytes at this offset of the
+    /// object at `path`, which other SSTs share (see the module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_offset: Option<u64>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -79,6 +90,20 @@ impl SstMeta {
     /// `path` as an object-store path (it is stored already encoded).
     pub fn object_path(&self) -> Path {
         Path::parse(&self.path).unwrap_or_else(|_| Path::from(self.path.as_str()))
+    }
+
+    /// Where the SST's bytes start in its object (0 unless it is in a pack).
+    pub fn offset(&self) -> u64 {
+        self.pack_offset.unwrap_or(0)
+    }
+
+    /// The key of the SST's parsed metadata in the metadata cache: the path, and the
+    /// offset for a pack member (its pack's path names several SSTs).
+    pub(crate) fn cache_key(&self) -> std::borrow::Cow<'_, str> {
+        match self.pack_offset {
+            Some(off) => format!("{}#{off}", self.path).into(),
+            None => self.path.as_str().into(),
+        }
     }
 }
 
@@ -145,6 +170,14 @@ pub(crate) fn sst_path(
     p.join(format!("{file_id}.parquet").as_str())
 }
 
+/// The object path of a pack (see the module docs).
+pub(crate) fn pack_path(prefix: &str, file_id: &str) -> Path {
+    base_path(prefix)
+        .join("data")
+        .join("_packs")
+        .join(format!("{file_id}.parquet").as_str())
+}
+
 /// The store root for `prefix` (which may be empty or contain `/`).
 pub(crate) fn base_path(prefix: &str) -> Path {
     prefix
@@ -178,12 +211,67 @@ impl Purger {
     }
 }
 
+/// One pack object, shared by the [`SstFile`]s of its members: it is deleted when the
+/// last of them drops, if every member was removed from its table by then (an engine
+/// that closes drops them all without removing any).
+#[derive(Debug)]
+pub(crate) struct Pack {
+    path: Path,
+    /// Members not yet removed.
+    live: AtomicUsize,
+    purger: Option<Arc<Purger>>,
+}
+
+/// Packs by path.
+pub(crate) type Packs = std::collections::HashMap<String, Arc<Pack>>;
+
+impl Pack {
+    pub(crate) fn new(path: Path, members: usize, purger: Option<Arc<Purger>>) -> Arc<Self> {
+        Arc::new(Self {
+            path,
+            live: AtomicUsize::new(members),
+            purger,
+        })
+    }
+
+    /// The packs the SSTs of `metas` belong to, one per pack path, each counting
+    /// its members among `metas` (on opening: the manifest's live SSTs).
+    pub(crate) fn registry<'a>(
+        metas: impl IntoIterator<Item = &'a SstMeta>,
+        purger: &Option<Arc<Purger>>,
+    ) -> Packs {
+        let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+        for m in metas.into_iter().filter(|m| m.pack_offset.is_some()) {
+            *counts.entry(m.path.as_str()).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(path, n)| {
+                let object = Path::parse(path).unwrap_or_else(|_| Path::from(path));
+                (path.to_string(), Pack::new(object, n, purger.clone()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Pack {
+    fn drop(&mut self) {
+        if self.live.load(Ordering::SeqCst) == 0
+            && let Some(p) = &self.purger
+        {
+            p.delete(self.path.clone());
+        }
+    }
+}
+
 /// A live SST, shared by the table version and the snapshots reading it.
 #[derive(Debug)]
 pub struct SstFile {
     meta: SstMeta,
     deleted: AtomicBool,
     purger: Option<Arc<Purger>>,
+    /// The pack it is in (`meta.pack_offset` is set), which owns the object.
+    pack: Option<Arc<Pack>>,
 }
 
 impl SstFile {
@@ -192,6 +280,25 @@ impl SstFile {
             meta,
             deleted: AtomicBool::new(false),
             purger,
+            pack: None,
+        }
+    }
+
+    /// A member of `pack` (`meta.pack_offset` is set, `meta.path` is the pack's).
+    pub(crate) fn in_pack(meta: SstMeta, purger: Option<Arc<Purger>>, pack: Arc<Pack>) -> Self {
+        Self {
+            meta,
+            deleted: AtomicBool::new(false),
+            purger,
+            pack: Some(pack),
+        }
+    }
+
+    /// A handle for `meta`: a member of its pack in `packs` if it is in a pack.
+    pub(crate) fn open(meta: SstMeta, purger: &Option<Arc<Purger>>, packs: &Packs) -> Self {
+        match packs.get(&meta.path).filter(|_| meta.pack_offset.is_some()) {
+            Some(pack) => Self::in_pack(meta, purger.clone(), Arc::clone(pack)),
+            None => Self::new(meta, purger.clone()),
         }
     }
 
@@ -202,7 +309,10 @@ impl SstFile {
     /// Mark the file as removed from the version: the object is deleted once the last
     /// holder drops it.
     pub(crate) fn mark_deleted(&self) {
-        self.deleted.store(true, Ordering::SeqCst);
+        let was = self.deleted.swap(true, Ordering::SeqCst);
+        if !was && let Some(pack) = &self.pack {
+            pack.live.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -211,8 +321,12 @@ impl Drop for SstFile {
         if self.deleted.load(Ordering::SeqCst)
             && let Some(p) = &self.purger
         {
-            p.cache.remove(&self.meta.path);
-            p.delete(self.meta.object_path());
+            p.cache.remove(&self.meta.cache_key());
+            // A pack member's object goes with its pack (`Pack`'s drop; one without
+            // its pack handle never deletes it: startup GC does, once unreferenced).
+            if self.meta.pack_offset.is_none() {
+                p.delete(self.meta.object_path());
+            }
         }
     }
 }

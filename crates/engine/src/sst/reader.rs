@@ -47,17 +47,19 @@ use crate::schema::TIME_COLUMN;
 
 /// Fetch the whole object (compaction inputs; bounded by the compaction budget).
 pub(crate) async fn fetch(store: &Arc<dyn ObjectStore>, meta: &SstMeta) -> Result<Bytes> {
-    let result = store
-        .get(&meta.object_path())
-        .await
-        .map_err(|source| Error::ObjectStore {
-            op: "read SST",
-            source,
-        })?;
-    result.bytes().await.map_err(|source| Error::ObjectStore {
+    let err = |source| Error::ObjectStore {
         op: "read SST",
         source,
-    })
+    };
+    if let Some(off) = meta.pack_offset {
+        // A pack member: its own bytes only.
+        return store
+            .get_range(&meta.object_path(), off..off + meta.bytes)
+            .await
+            .map_err(err);
+    }
+    let result = store.get(&meta.object_path()).await.map_err(err)?;
+    result.bytes().await.map_err(err)
 }
 
 /// Bytes fetched with the first ranged GET: enough for the footer, the page index and
@@ -90,13 +92,14 @@ pub(crate) async fn open(
     cache: &MetadataCache,
     metrics: &ScanMetrics,
 ) -> Result<SstMetadata> {
-    if let Some(m) = cache.get(&meta.path) {
+    if let Some(m) = cache.get(&meta.cache_key()) {
         ScanMetrics::add(&metrics.metadata_cache_hits, 1);
         return Ok(m);
     }
     let mut reader = RangedReader {
         store: Arc::clone(store),
         path: meta.object_path(),
+        offset: meta.offset(),
         size: meta.bytes,
     };
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
@@ -142,7 +145,7 @@ pub(crate) async fn open(
         index,
         last_rows,
     };
-    cache.insert(&meta.path, opened.clone());
+    cache.insert(&meta.cache_key(), opened.clone());
     Ok(opened)
 }
 
@@ -251,6 +254,7 @@ pub(crate) async fn read(
         RangedReader {
             store: Arc::clone(store),
             path: meta.object_path(),
+            offset: meta.offset(),
             size: meta.bytes,
         },
         opened.arrow.clone(),
@@ -352,6 +356,9 @@ fn time_mask(col: &dyn Array, range: TimeRange) -> std::result::Result<BooleanAr
 struct RangedReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
+    /// Where the file starts in the object (a pack member's offset; else 0): ranges
+    /// are relative to the file.
+    offset: u64,
     size: u64,
 }
 
@@ -365,8 +372,9 @@ impl AsyncFileReader for RangedReader {
         range: std::ops::Range<u64>,
     ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
+            let off = self.offset;
             self.store
-                .get_range(&self.path, range)
+                .get_range(&self.path, range.start + off..range.end + off)
                 .await
                 .map_err(to_parquet)
         }
@@ -378,6 +386,11 @@ impl AsyncFileReader for RangedReader {
         ranges: Vec<std::ops::Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
+            let off = self.offset;
+            let ranges: Vec<_> = ranges
+                .into_iter()
+                .map(|r| r.start + off..r.end + off)
+                .collect();
             self.store
                 .get_ranges(&self.path, &ranges)
                 .await

@@ -263,7 +263,7 @@ impl SeriesIndex {
                 put_var(&mut buf, u64::from(id));
             }
         }
-        let packed = zstd::bulk::compress(&buf, ZSTD_LEVEL).unwrap_or_else(|_| {
+        let packed = super::writer::zstd_compress(&buf, ZSTD_LEVEL).unwrap_or_else(|_| {
             // zstd cannot fail on an in-memory buffer short of allocation failure;
             // keep the file readable rather than fail the flush.
             Vec::new()

@@ -1,7 +1,8 @@
 //! Encoding a sorted, deduplicated record batch as a Parquet SST (CPU only; runs on
 //! the `flush` or `compact` runtime).
 //!
-//! Encoding choices: zstd for every column; page-level statistics (min/max per page and
+//! Encoding choices: zstd for every column (none in files of fewer than
+//! [`COMPRESS_FROM_ROWS`] rows); page-level statistics (min/max per page and
 //! row group, used for pruning); dictionary encoding for tags and string fields;
 //! `DELTA_BINARY_PACKED` without dictionary for `time` and integer fields (rows are
 //! sorted by series then time, so deltas are small); `BYTE_STREAM_SPLIT` for floats.
@@ -80,6 +81,33 @@ pub(crate) async fn upload(
     Ok(())
 }
 
+/// Files with fewer rows are written uncompressed: zstd cannot shrink a column chunk
+/// of a few values, and setting up its context for every column of every file was a
+/// third of the CPU of flushing 20,000 one-row tables (issue 23's profile).
+pub(crate) const COMPRESS_FROM_ROWS: usize = 128;
+
+/// zstd-compress `data` (small metadata: the series index, the last rows) with this
+/// thread's reused context instead of a new one per call (a new one allocates and
+/// zeroes its workspace, which costs more than compressing a small file's metadata).
+pub(crate) fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    use std::cell::RefCell;
+    thread_local! {
+        static CONTEXT: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    CONTEXT.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(c) => {
+                c.set_compression_level(level)?;
+                c
+            }
+            None => slot.insert(zstd::bulk::Compressor::new(level)?),
+        };
+        compressor.compress(data)
+    })
+}
+
 /// Most rows per data page (checked every 1024 rows, Parquet's write batch size).
 pub(crate) const PAGE_ROWS: usize = 8 * 1024;
 
@@ -106,8 +134,14 @@ pub(crate) fn encode_with_pages(
     };
     let schema = first.schema();
     let level = ZstdLevel::try_new(opts.zstd_level).unwrap_or_default();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let compression = if rows < COMPRESS_FROM_ROWS {
+        Compression::UNCOMPRESSED
+    } else {
+        Compression::ZSTD(level)
+    };
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
+        .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(opts.row_group_size.max(1024)))
         // Smaller pages than Parquet's 20 Ki rows, so a series' row range (selected

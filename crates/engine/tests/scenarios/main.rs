@@ -19,6 +19,7 @@ mod limits;
 mod many_tables;
 mod model;
 mod object_io;
+mod packs;
 mod recovery;
 mod schema_conflict;
 mod seq_reuse;

@@ -1,7 +1,8 @@
 //! Many small tables: thousands of one-row tables flush together (admin flush and the
 //! background scheduler), every row is in an SST afterwards, the WAL is truncated past
-//! them, and a reopened engine reads them all back. Flushes of many tables run
-//! concurrently (`flush_concurrency`) and share manifest commits.
+//! them, and a reopened engine reads them all back. Small tables flush into shared
+//! objects (packs, `packs.rs`); others run concurrently (`flush_concurrency`) and
+//! share manifest commits.
 
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,12 @@ async fn thousands_of_one_row_tables_flush_and_reopen() {
     assert!(state.version > version_after_admin);
     let ssts: usize = state.tables["db"].values().map(|t| t.ssts.len()).sum();
     assert_eq!(ssts, 2 * TABLES, "one SST per table per round");
+    // ... in a few shared objects (packs), not one object each.
+    let objects: std::collections::HashSet<&str> = state.tables["db"]
+        .values()
+        .flat_map(|t| t.ssts.values().map(|m| m.path.as_str()))
+        .collect();
+    assert!(objects.len() < TABLES / 10, "{} objects", objects.len());
     // Every row is in an SST, so the WAL segments holding them can go.
     engine.flush(&Scope::All).await.expect("flush");
     let wal_bytes = engine.stats().wal_bytes;

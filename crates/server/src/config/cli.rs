@@ -149,6 +149,9 @@ pub struct ServeArgs {
     /// [memtable] flush_concurrency: tables flushed at once [default: 32].
     #[arg(long, env = "BULKHEAD_FLUSH_CONCURRENCY", value_name = "N")]
     pub flush_concurrency: Option<usize>,
+    /// [memtable] pack_table_bytes: tables this small flush into shared SSTs; 0: never [default: 64KiB].
+    #[arg(long, env = "BULKHEAD_PACK_TABLE_BYTES", value_name = "SIZE")]
+    pub pack_table_bytes: Option<ByteSize>,
 
     /// [runtime] mode: isolated | shared [default: isolated].
     #[arg(long, env = "BULKHEAD_RUNTIME_MODE", value_name = "MODE")]
@@ -412,6 +415,7 @@ impl ServeArgs {
         set_usize(&mut cfg.memtable.table_flush_size, &self.table_flush_size);
         set_duration(&mut cfg.memtable.flush_interval, &self.flush_interval);
         set(&mut cfg.memtable.flush_concurrency, &self.flush_concurrency);
+        set_usize(&mut cfg.memtable.pack_table_bytes, &self.pack_table_bytes);
         set(&mut cfg.runtime.mode, &self.runtime_mode);
         set(&mut cfg.runtime.io_threads, &self.io_threads);
         set(&mut cfg.runtime.write_threads, &self.write_threads);

@@ -115,6 +115,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("memtable.table_flush_size", "--table-flush-size", "16MiB"),
     ("memtable.flush_interval", "--flush-interval", "30s"),
     ("memtable.flush_concurrency", "--flush-concurrency", "4"),
+    ("memtable.pack_table_bytes", "--pack-table-bytes", "1MiB"),
     ("runtime.mode", "--runtime-mode", "shared"),
     ("runtime.io_threads", "--io-threads", "3"),
     ("runtime.write_threads", "--write-threads", "4"),
