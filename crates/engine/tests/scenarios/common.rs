@@ -15,8 +15,8 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use bulkhead_engine::{
-    Engine, EngineConfig, FieldValue, MemtableConfig, ROLE_KEY, Row, ScanRequest, SmolStr,
-    TimeRange, WalConfig, WalSync,
+    Engine, EngineConfig, FieldValue, MemtableConfig, ROLE_KEY, Row, ScanRequest, TimeRange,
+    WalConfig, WalSync,
 };
 use bulkhead_runtime::Runtimes;
 use futures::TryStreamExt;
@@ -73,18 +73,9 @@ pub async fn open(cfg: EngineConfig, store: &Arc<dyn ObjectStore>) -> Arc<Engine
     bulkhead_testkit::open_engine(cfg, store, &runtimes()).await
 }
 
+/// [`bulkhead_testkit::row`], taking the fields by value as these scenarios build them.
 pub fn row(tags: &[(&str, &str)], fields: Vec<(&str, FieldValue)>, time: i64) -> Row {
-    Row {
-        tags: tags
-            .iter()
-            .map(|(k, v)| (SmolStr::new(k), SmolStr::new(v)))
-            .collect(),
-        fields: fields
-            .into_iter()
-            .map(|(k, v)| (SmolStr::new(k), v))
-            .collect(),
-        time,
-    }
+    bulkhead_testkit::row(tags, &fields, time)
 }
 
 /// Every row of `db.table` in `range`, as a model map.
