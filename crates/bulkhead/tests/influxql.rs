@@ -163,6 +163,27 @@ fn compared_queries() -> Vec<String> {
     q.push(format!(
         "SELECT max(usage), sum(idle) FROM cpu WHERE {RANGE} GROUP BY time(3m), *"
     ));
+    // Subqueries: the outer statement over the inner one's rows.
+    for sub in [
+        "SELECT max(mean) FROM (SELECT mean(usage) FROM cpu GROUP BY time(1m), host) WHERE {RANGE} GROUP BY time(2m)",
+        // The outer range starts inside the first inner bucket, which still counts.
+        "SELECT max(mean) FROM (SELECT mean(usage) FROM cpu GROUP BY time(1m), host) WHERE time >= '2016-01-01T00:00:30Z' AND time < '2016-01-01T00:06:00Z' GROUP BY time(2m)",
+        "SELECT * FROM (SELECT mean(usage) FROM cpu GROUP BY time(2m), host) WHERE {RANGE}",
+        "SELECT sum(last) FROM (SELECT last(usage) FROM cpu GROUP BY host)",
+        "SELECT last FROM (SELECT last(usage) FROM cpu GROUP BY host)",
+        // Every row of the subquery, also those whose selected fields are null.
+        "SELECT idle FROM (SELECT idle, usage FROM cpu) WHERE {RANGE}",
+        "SELECT max(mean) FROM (SELECT mean(usage) FROM cpu GROUP BY host) WHERE host = 'a'",
+        // Tags the subquery is not grouped by are not there: no series.
+        "SELECT max(usage) FROM (SELECT usage FROM cpu) WHERE host = 'a'",
+        // The outer GROUP BY tags group the subquery too.
+        "SELECT max(mean) FROM (SELECT mean(usage) FROM cpu GROUP BY host) GROUP BY region",
+        "SELECT usage FROM (SELECT usage FROM cpu) GROUP BY host",
+        "SELECT count(mx) FROM (SELECT max(idle) AS mx, max(usage) AS mu FROM cpu GROUP BY time(1m)) WHERE {RANGE} GROUP BY time(2m)",
+        "SELECT mean FROM (SELECT mean(usage) FROM cpu WHERE time >= '2016-01-01T00:01:00Z' GROUP BY host)",
+    ] {
+        q.push(sub.replace("{RANGE}", RANGE));
+    }
     q
 }
 
@@ -219,6 +240,47 @@ fn answers_like_influxdb_1_6() {
     }
 
     // CSV (`Accept: application/csv`): the same text.
+    // Subqueries Bulkhead refuses, naming what it does not plan (InfluxDB answers them).
+    for (q, what) in [
+        (
+            "SELECT max(derivative) FROM (SELECT derivative(usage) FROM cpu)",
+            "transformation",
+        ),
+        (
+            "SELECT max(top) FROM (SELECT top(usage, 2) FROM cpu)",
+            "top()",
+        ),
+        ("SELECT usage FROM (SELECT usage FROM cpu LIMIT 2)", "LIMIT"),
+        (
+            "SELECT mean FROM (SELECT mean(usage) FROM cpu GROUP BY time(1m) fill(0))",
+            "fill()",
+        ),
+    ] {
+        let (_, got) = query(&base, "test", q, "");
+        let err = got["results"][0]["error"].as_str().unwrap_or_default();
+        assert!(err.contains(what) && err.contains("subquery"), "{q}: {got}");
+    }
+    // InfluxDB 1.6 is wrong here: it finds a subquery column by its function's name, so
+    // `count_1` (the second `count`) reads as null. Bulkhead answers the column.
+    let q = format!(
+        "SELECT count, count_1 FROM (SELECT count(ok), count(idle) FROM cpu GROUP BY time(1m)) WHERE {RANGE}"
+    );
+    let (_, want) = query(&influx.base, "test", &q, "");
+    let (_, got) = query(&base, "test", &q, "");
+    let column = |v: &Value, i: usize| -> Vec<Value> {
+        let rows = v["results"][0]["series"][0]["values"].as_array().cloned();
+        rows.unwrap_or_default()
+            .iter()
+            .map(|r| r[i].clone())
+            .collect()
+    };
+    assert!(column(&want, 2).iter().all(Value::is_null), "{q}: {want}");
+    assert_eq!(
+        column(&got, 2),
+        [2, 1, 1, 1].map(Value::from).to_vec(),
+        "{q}: {got}"
+    );
+
     for (q, extra) in [
         (
             "SELECT usage FROM cpu GROUP BY host LIMIT 2; SHOW TAG VALUES WITH KEY = \"host\"",
@@ -591,6 +653,37 @@ fn random_queries() -> Vec<String> {
     // The latest row per series (the lastpoint fast path), next to the plain path.
     q.extend(LATEST.iter().map(|l| l.to_string()));
     // Grafana's query editor and template variables.
+    // Subqueries, as Grafana users write them, over inner aggregates and raw points.
+    for sub in [
+        format!("SELECT max(mean) FROM (SELECT mean(f) FROM rnd GROUP BY time(1m), host) WHERE {HOUR} GROUP BY time(5m)"),
+        format!("SELECT max(\"mean\") FROM (SELECT mean(\"f\") FROM \"rnd\" WHERE {TF} GROUP BY time(1m), \"host\") WHERE {TF} GROUP BY time(10m) fill(null)"),
+        "SELECT sum(last) FROM (SELECT last(i) FROM rnd GROUP BY host)".to_string(),
+        // The subquery takes the outer interval.
+        format!("SELECT sum(last) FROM (SELECT last(f) FROM rnd GROUP BY host) WHERE {MID} GROUP BY time(5m)"),
+        format!("SELECT derivative(max) FROM (SELECT max(i) FROM rnd WHERE {MID} GROUP BY time(2m))"),
+        format!("SELECT derivative(max, 1m) FROM (SELECT max(f) FROM rnd GROUP BY time(2m), host) WHERE {MID} GROUP BY host"),
+        format!("SELECT mean FROM (SELECT mean(f) FROM rnd WHERE {HOUR} GROUP BY time(10m), dc)"),
+        format!("SELECT mean FROM (SELECT mean(f) FROM rnd GROUP BY time(5m)) WHERE {HOUR} AND mean > 50"),
+        format!("SELECT * FROM (SELECT mean(f) AS m, count(i) FROM rnd WHERE {MID} GROUP BY time(4m), host) WHERE m < 55"),
+        // Nested time ranges: the inner start, the outer end.
+        "SELECT mean(m) AS avg, max(m) FROM (SELECT max(f) AS m FROM rnd WHERE time >= '2016-01-01T00:10:00Z' GROUP BY time(3m), host) WHERE time < '2016-01-01T00:50:00Z' GROUP BY time(15m), dc".to_string(),
+        format!("SELECT count(f) FROM (SELECT f, i FROM rnd WHERE host = 'h2') WHERE {HOUR} AND i > 10 GROUP BY time(10m)"),
+        "SELECT f FROM (SELECT f, i FROM rnd WHERE i > 18) WHERE time < '2016-01-01T00:10:00Z'".to_string(),
+        "SELECT x FROM (SELECT f * 2 - i AS x FROM rnd WHERE host = 'h4') WHERE time < '2016-01-01T00:05:00Z' AND x > 50".to_string(),
+        "SELECT max(mean) FROM (SELECT mean(f) FROM rnd GROUP BY host) GROUP BY dc".to_string(),
+        format!("SELECT spread(sum) FROM (SELECT sum(i) FROM rnd WHERE {HOUR} GROUP BY time(10m), host) GROUP BY host"),
+        format!("SELECT first(max), last(max) FROM (SELECT max(f) FROM rnd WHERE {HOUR} GROUP BY time(10m))"),
+        format!("SELECT sum(total) FROM (SELECT count(f) AS total FROM rnd GROUP BY time(10m), host) WHERE {HOUR} GROUP BY time(20m)"),
+        format!("SELECT mean(mean) FROM (SELECT mean(f) FROM (SELECT f FROM rnd WHERE {MID}) GROUP BY time(5m), host)"),
+        format!("SELECT last FROM (SELECT last(f) FROM rnd WHERE {HOUR} GROUP BY host)"),
+        format!("SELECT median(mx) FROM (SELECT max(i) AS mx FROM rnd WHERE {HOUR} GROUP BY time(6m), host) GROUP BY time(12m) fill(none)"),
+        format!("SELECT mean FROM (SELECT mean(f) FROM rnd WHERE {HOUR} GROUP BY time(10m), host) LIMIT 4 OFFSET 1"),
+        format!("SELECT mean_f, mean_i FROM (SELECT mean(*) FROM rnd WHERE {HOUR} GROUP BY time(30m))"),
+        format!("SELECT mean(v) FROM (SELECT f - i AS v FROM rnd) WHERE {HOUR} GROUP BY time(15m), host"),
+        format!("SELECT count(mean), stddev(mean), percentile(mean, 50) FROM (SELECT mean(f) FROM rnd GROUP BY time(5m), host) WHERE {HOUR} GROUP BY time(30m)"),
+    ] {
+        q.push(sub);
+    }
     for g in [
         format!(
             "SELECT mean(\"f\") FROM \"rnd\" WHERE (\"host\" =~ /^(h1|h2)$/) AND {TF} GROUP BY time(1m), \"host\" fill(null)"

@@ -13,8 +13,9 @@ use serde_json::Value;
 
 use super::ast::{Expr, Select};
 use super::cond::{Columns, Kind, TimeRange};
-use super::select::{OutField, TIME_INT, arith_sql_boxed, bucket_sql, var_sql};
-use super::sql::{cell, collect, table};
+use super::fields::{OutField, arith_sql_boxed, var_sql};
+use super::relation::{TIME_INT, bucket_sql};
+use super::sql::{cell, collect};
 use super::{Ctx, Series};
 
 /// Whether `e` calls `distinct` other than as `count(distinct(f))`.
@@ -87,6 +88,8 @@ fn strip(e: &Expr) -> Expr {
 pub(super) struct Query<'a> {
     pub(super) db: &'a str,
     pub(super) m: &'a str,
+    /// The SQL after `FROM`.
+    pub(super) from: &'a str,
     pub(super) cols: &'a Columns,
     pub(super) group_tags: &'a [String],
     pub(super) time_dim: Option<(i64, i64)>,
@@ -138,7 +141,7 @@ pub(super) async fn series(
     let sql = format!(
         "SELECT {} FROM {} WHERE {} GROUP BY {} ORDER BY {bucket_order}__seen ASC, {x_sql} ASC",
         select.join(", "),
-        table(q.db, q.m),
+        q.from,
         conds.join(" AND "),
         group.join(", "),
     );

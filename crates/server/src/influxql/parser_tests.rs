@@ -300,3 +300,46 @@ fn cardinality_statements() {
     assert!(parse("SHOW MEASUREMENT EXACT").is_err());
     assert!(parse("SHOW TAG KEY EXACT LIMIT 1").is_err());
 }
+
+#[test]
+fn subqueries() {
+    // Grafana's shape: the outer WHERE and GROUP BY after the parenthesised subquery.
+    let s = select(
+        "SELECT max(\"mean\") FROM (SELECT mean(usage) FROM cpu WHERE host =~ /a/ \
+         GROUP BY time(1m), host fill(none)) WHERE time > now() - 1h AND mean > 2 \
+         GROUP BY time(5m) fill(0) LIMIT 3",
+    );
+    let Source::Subquery(inner) = &s.from[0] else {
+        panic!("{:?}", s.from);
+    };
+    assert_eq!(inner.fill, Fill::None);
+    assert_eq!(inner.group_by.len(), 2);
+    assert!(inner.cond.is_some());
+    assert_eq!(inner.limit, None);
+    assert_eq!(s.fill, Fill::Value(0.0));
+    assert_eq!(s.limit, Some(3));
+    assert_eq!(
+        s.group_by,
+        vec![Dimension::Time {
+            interval: 300_000_000_000,
+            offset: 0
+        }]
+    );
+    // Nested, with the inner LIMIT and ORDER BY inside the parentheses.
+    let s = select(
+        "SELECT sum(m) FROM (SELECT max(v) AS m FROM (SELECT v FROM x ORDER BY time DESC \
+         LIMIT 5) GROUP BY host)",
+    );
+    let Source::Subquery(mid) = &s.from[0] else {
+        panic!("{:?}", s.from);
+    };
+    assert_eq!(mid.fields[0].alias.as_deref(), Some("m"));
+    let Source::Subquery(deepest) = &mid.from[0] else {
+        panic!("{:?}", mid.from);
+    };
+    assert!(deepest.order_desc);
+    assert_eq!(deepest.limit, Some(5));
+    assert!(err("SELECT v FROM (SELECT v FROM m").contains("expected )"));
+    assert!(err("SELECT v FROM (SHOW DATABASES)").contains("expected SELECT"));
+    assert!(err("SELECT v FROM ()").contains("expected SELECT"));
+}

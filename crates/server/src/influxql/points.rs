@@ -16,12 +16,13 @@ use serde_json::Value;
 
 use super::ast::{Expr, Select};
 use super::cond::{Columns, Kind, TimeRange, where_sql};
-use super::select::{OutField, TIME_INT, bucket_sql, dimensions, expand_fields, var_sql};
+use super::fields::{OutField, dimensions, expand_fields, var_sql};
+use super::relation::{TIME_INT, bucket_sql};
 use super::sql::{cell, collect, table};
 use super::{Ctx, Series, reduce};
 
 /// The functions handled here.
-pub(super) const FUNCTIONS: &[&str] = &["top", "bottom", "sample", "mode", "integral"];
+pub(super) const FUNCTIONS: &[&str] = super::fields::POINT_FUNCTIONS;
 
 fn calls_one(e: &Expr) -> bool {
     match e {

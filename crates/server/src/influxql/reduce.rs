@@ -21,9 +21,10 @@ use serde_json::Value;
 
 use super::ast::{Expr, Select};
 use super::cond::Kind;
+use super::fields::{OutField, var_sql};
 use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
 use super::points::{Query, base_conds, direct_call, limit_rows, tag_key};
-use super::select::{OutField, TIME_INT, var_sql};
+use super::relation::TIME_INT;
 use super::sql::{cell, collect, table};
 use super::{Ctx, Series};
 

@@ -6,44 +6,17 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::ast::{Dimension, Expr, NameMatch, Select, Source};
-use super::cond::{Columns, Kind, TimeRange, arith_sql, split_time, where_sql};
-use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
-use super::sql::{cell, collect, ident, table};
-use super::{
-    Ctx, Series, StatementResult, database_exists, distinct, meta, points, rows, transform,
+use super::ast::{Expr, Select, Source};
+use super::cond::{Kind, TimeRange, split_time, where_sql};
+use super::fields::{
+    SELECTORS, arith_sql_boxed, dimensions, expand_fields, fields_of, has_aggregate, has_bare_var,
+    selector_time_sql, var_sql,
 };
-
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "mean",
-    "median",
-    "min",
-    "max",
-    "first",
-    "last",
-    "spread",
-    "stddev",
-    "percentile",
-];
-const SELECTORS: &[&str] = &["min", "max", "first", "last", "percentile"];
-const NOT_YET: &[&str] = &[
-    "holt_winters",
-    "holt_winters_with_fit",
-    "chande_momentum_oscillator",
-    "exponential_moving_average",
-    "double_exponential_moving_average",
-    "kaufmans_efficiency_ratio",
-    "kaufmans_adaptive_moving_average",
-    "triple_exponential_moving_average",
-    "triple_exponential_derivative",
-    "relative_strength_index",
-];
-const MATH: &[&str] = &[
-    "abs", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "exp", "ln", "log", "log2",
-    "log10", "sqrt", "pow", "floor", "ceil", "round",
-];
+use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
+use super::relation::{Relation, TIME_INT, bucket_sql, tables};
+use super::sql::{cell, collect, ident};
+use super::transform::Plan;
+use super::{Ctx, Series, StatementResult, distinct, points, rows, subquery, transform};
 
 pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
     if s.into.is_some() {
@@ -59,41 +32,39 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
     let selecting = transforms.is_none() && points::applies(s);
     let mut out = Vec::new();
     for source in &s.from {
-        let db = match source {
-            Source::Measurement { db, .. } | Source::Regex { db, .. } => {
-                ctx.database(db.as_deref())?
+        let Source::Subquery(inner) = source else {
+            for rel in tables(ctx, source).await? {
+                let rest = rest.as_ref();
+                out.extend(over(ctx, s, transforms.as_ref(), selecting, &rel, range, rest).await?);
             }
-            Source::Subquery(_) => {
-                return Err("subqueries are not supported by Bulkhead yet".into());
-            }
+            continue;
         };
-        // A named measurement's columns come from the catalog, without a query.
-        let known = match source {
-            Source::Measurement { name, .. } => {
-                meta::table_columns(ctx, &db, name).map(|cols| (name.clone(), cols))
-            }
-            _ => None,
+        if s.from.len() > 1 {
+            return Err(
+                "a subquery beside other sources in FROM is not supported by Bulkhead yet".into(),
+            );
+        }
+        if s.slimit.is_some() || s.soffset.is_some() {
+            // InfluxDB 1.6 also limits the subquery's series with them.
+            return Err(
+                "SLIMIT and SOFFSET over a subquery are not supported by Bulkhead yet".into(),
+            );
+        }
+        if selecting {
+            return Err(
+                "top(), bottom(), sample(), mode() and integral() over a subquery are not \
+                 supported by Bulkhead yet"
+                    .into(),
+            );
+        }
+        // The subquery reads the time range the statement reads.
+        let (outer, read) = match &transforms {
+            Some(t) => (&t.inner, t.read_range(range)),
+            None => (s, range),
         };
-        let found = match known {
-            Some(one) => std::iter::once(one).collect(),
-            None => {
-                if !database_exists(ctx, &db).await? {
-                    return Err(format!("database not found: {db}"));
-                }
-                meta::measurements(ctx, &db, std::slice::from_ref(source)).await?
-            }
-        };
-        for (m, cols) in found {
+        for rel in subquery::relations(ctx, outer, inner, read).await? {
             let rest = rest.as_ref();
-            out.extend(match &transforms {
-                None if selecting => points::series(ctx, s, &db, &m, &cols, range, rest).await?,
-                None => measurement(ctx, s, &db, &m, &cols, range, rest).await?,
-                Some(t) => {
-                    let read =
-                        measurement(ctx, &t.inner, &db, &m, &cols, t.read_range(range), rest);
-                    t.apply(read.await?, range)
-                }
-            });
+            out.extend(over(ctx, s, transforms.as_ref(), false, &rel, range, rest).await?);
         }
     }
     // SLIMIT and SOFFSET count series in InfluxDB 1.6's series-key order (tags with an
@@ -129,347 +100,36 @@ fn tag_values(series: &Series) -> Vec<&str> {
     tags.map(|(_, v)| v.as_str()).collect()
 }
 
-/// A row's time as epoch nanoseconds, in SQL.
-pub(super) const TIME_INT: &str = "CAST(\"time\" AS BIGINT)";
-
-/// SQL of the start of the `GROUP BY time(iv, off)` bucket of a row.
-pub(super) fn bucket_sql(iv: i64, off: i64) -> String {
-    let t = TIME_INT;
-    format!("({t} - ((({t} - {off}) % {iv}) + {iv}) % {iv})")
-}
-
-/// One output column: its expression and its InfluxDB name.
-pub(super) struct OutField {
-    pub(super) expr: Expr,
-    pub(super) name: String,
-}
-
-/// InfluxDB's column name of a field without alias.
-fn expr_name(e: &Expr, parts: &mut Vec<String>) {
-    match e {
-        Expr::Var { name, .. } => parts.push(name.clone()),
-        Expr::Call { name, .. } => parts.push(name.clone()),
-        Expr::Binary { lhs, rhs, .. } => {
-            expr_name(lhs, parts);
-            expr_name(rhs, parts);
-        }
-        Expr::Paren(inner) => expr_name(inner, parts),
-        _ => {}
-    }
-}
-
-fn has_aggregate(e: &Expr) -> bool {
-    match e {
-        Expr::Call { name, args } => {
-            !MATH.contains(&name.as_str()) || args.iter().any(has_aggregate)
-        }
-        Expr::Binary { lhs, rhs, .. } => has_aggregate(lhs) || has_aggregate(rhs),
-        Expr::Paren(inner) => has_aggregate(inner),
-        _ => false,
-    }
-}
-
-/// Whether `e` reads a column outside any aggregate call.
-fn has_bare_var(e: &Expr) -> bool {
-    match e {
-        Expr::Var { name, .. } => !name.eq_ignore_ascii_case("time"),
-        Expr::Call { name, args } => MATH.contains(&name.as_str()) && args.iter().any(has_bare_var),
-        Expr::Binary { lhs, rhs, .. } => has_bare_var(lhs) || has_bare_var(rhs),
-        Expr::Paren(inner) => has_bare_var(inner),
-        _ => false,
-    }
-}
-
-fn fields_of(e: &Expr, cols: &Columns, out: &mut Vec<String>) {
-    match e {
-        Expr::Var { name, .. }
-            if matches!(cols.get(name.as_str()), Some(Kind::Field(_))) && !out.contains(name) =>
-        {
-            out.push(name.clone());
-        }
-        Expr::Call { args, .. } => args.iter().for_each(|a| fields_of(a, cols, out)),
-        Expr::Binary { lhs, rhs, .. } => {
-            fields_of(lhs, cols, out);
-            fields_of(rhs, cols, out);
-        }
-        Expr::Paren(inner) => fields_of(inner, cols, out),
-        _ => {}
-    }
-}
-
-/// Expand `*`, `/regex/` and `f(*)` into fields, name the columns (duplicates get
-/// `_1`, `_2`... as in InfluxDB), and drop `time`.
-pub(super) async fn expand_fields(
-    ctx: &Ctx,
-    db: &str,
-    s: &Select,
-    cols: &Columns,
-    group_tags: &[String],
-) -> Result<Vec<OutField>, String> {
-    let mut out = Vec::new();
-    let selectable = |kind: &Kind| matches!(kind, Kind::Field(_) | Kind::Tag);
-    for f in &s.fields {
-        match &f.expr {
-            Expr::Wildcard | Expr::Regex(_) => {
-                let names: Vec<String> = cols
-                    .iter()
-                    .filter(|(n, k)| selectable(k) && !group_tags.contains(n))
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                let names = match &f.expr {
-                    Expr::Regex(re) => {
-                        meta::matching(ctx, db, names, &NameMatch::Regex(re.clone())).await?
-                    }
-                    _ => names,
-                };
-                for n in names {
-                    out.push(OutField {
-                        expr: Expr::var(&n),
-                        name: n,
-                    });
-                }
-            }
-            Expr::Call { name, args }
-                if matches!(args.first(), Some(Expr::Wildcard | Expr::Regex(_))) =>
-            {
-                // count, first and last take every field; the others numeric ones.
-                let any_type = matches!(name.as_str(), "count" | "first" | "last" | "mode");
-                let fields: Vec<String> = cols
-                    .iter()
-                    .filter(|(_, k)| match k {
-                        Kind::Field(t) => {
-                            any_type || matches!(*t, "float" | "integer" | "unsigned")
-                        }
-                        _ => false,
-                    })
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                let fields = match &args[0] {
-                    Expr::Regex(re) => {
-                        meta::matching(ctx, db, fields, &NameMatch::Regex(re.clone())).await?
-                    }
-                    _ => fields,
-                };
-                for field in fields {
-                    let mut args = args.clone();
-                    args[0] = Expr::var(&field);
-                    out.push(OutField {
-                        expr: Expr::Call {
-                            name: name.clone(),
-                            args,
-                        },
-                        name: format!("{}_{field}", f.alias.as_deref().unwrap_or(name)),
-                    });
-                }
-            }
-            Expr::Var { name, .. } if name.eq_ignore_ascii_case("time") => {}
-            expr => {
-                let name = match &f.alias {
-                    Some(a) => a.clone(),
-                    None => {
-                        let mut parts = Vec::new();
-                        expr_name(expr, &mut parts);
-                        parts.join("_")
-                    }
-                };
-                out.push(OutField {
-                    expr: expr.clone(),
-                    name,
-                });
-            }
-        }
-    }
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for f in &mut out {
-        let n = seen.entry(f.name.clone()).or_insert(0);
-        if *n > 0 {
-            f.name = format!("{}_{}", f.name, n);
-        }
-        *n += 1;
-    }
-    Ok(out)
-}
-
-/// The SQL of a field reference in a SELECT list.
-pub(super) fn var_sql(name: &str, cols: &Columns) -> String {
-    match cols.get(name) {
-        Some(Kind::Tag) => format!("CAST({} AS VARCHAR)", ident(name)),
-        Some(_) => ident(name),
-        None => "NULL".into(),
-    }
-}
-
-/// SQL for a math function call, InfluxQL argument order.
-fn math_sql(name: &str, args: Vec<String>) -> Result<String, String> {
-    let n = args.len();
-    let want = match name {
-        "atan2" | "pow" | "log" => 2,
-        "round" => 1,
-        _ => 1,
-    };
-    if n != want {
-        return Err(format!(
-            "invalid number of arguments for {name}, expected {want}, got {n}"
-        ));
-    }
-    Ok(match name {
-        "log" => format!("log({}, {})", args[1], args[0]),
-        "pow" => format!("power({}, {})", args[0], args[1]),
-        _ => format!("{name}({})", args.join(", ")),
-    })
-}
-
-/// SQL of an aggregate call over field `x` (already SQL).
-fn aggregate_sql(name: &str, args: &[Expr], cols: &Columns) -> Result<String, String> {
-    if points::FUNCTIONS.contains(&name) {
-        return Err(format!(
-            "{name}() combined with other functions, inside an expression or a \
-             transformation is not supported by Bulkhead yet"
-        ));
-    }
-    if NOT_YET.contains(&name) {
-        return Err(format!(
-            "function {name}() is not supported by Bulkhead yet"
-        ));
-    }
-    if !AGGREGATES.contains(&name) {
-        return Err(format!("undefined function {name}()"));
-    }
-    let arity = if name == "percentile" { 2 } else { 1 };
-    if args.len() != arity {
-        return Err(format!(
-            "invalid number of arguments for {name}, expected {arity}, got {}",
-            args.len()
-        ));
-    }
-    if let Expr::Call {
-        name: inner,
-        args: inner_args,
-    } = &args[0]
-    {
-        if name == "count"
-            && inner == "distinct"
-            && let [Expr::Var { name: f, .. }] = inner_args.as_slice()
-        {
-            return Ok(format!("count(DISTINCT {})", var_sql(f, cols)));
-        }
-        return Err(format!("expected field argument in {name}()"));
-    }
-    let Expr::Var { name: field, .. } = &args[0] else {
-        return Err(format!("expected field argument in {name}()"));
-    };
-    if matches!(cols.get(field.as_str()), Some(Kind::Tag)) {
-        return Err(format!(
-            "expected field argument in {name}(), found tag {field}"
-        ));
-    }
-    let x = var_sql(field, cols);
-    let nonnull = format!("FILTER (WHERE {x} IS NOT NULL)");
-    Ok(match name {
-        "count" => format!("count({x})"),
-        "sum" => format!("sum({x})"),
-        "mean" => format!("avg({x})"),
-        "median" => format!("median(CAST({x} AS DOUBLE))"),
-        "min" | "max" => format!("{name}({x})"),
-        "first" => format!("first_value({x} ORDER BY \"time\") {nonnull}"),
-        "last" => format!("last_value({x} ORDER BY \"time\") {nonnull}"),
-        "spread" => format!("(max({x}) - min({x}))"),
-        "stddev" => format!("stddev(CAST({x} AS DOUBLE))"),
-        _ => {
-            let p = percentile_arg(&args[1])?;
-            format!(
-                "array_element(array_agg({x} ORDER BY {x}) {nonnull}, {})",
-                percentile_index(&x, p)
-            )
-        }
-    })
-}
-
-fn percentile_arg(e: &Expr) -> Result<f64, String> {
-    match e {
-        Expr::Integer(i) => Ok(*i as f64),
-        Expr::Number(n) => Ok(*n),
-        _ => Err("expected float argument in percentile()".into()),
-    }
-}
-
-/// 1-based index of InfluxDB's nearest-rank percentile.
-fn percentile_index(x: &str, p: f64) -> String {
-    format!("CAST(floor(count({x}) * {p:?} / 100.0 + 0.5) AS BIGINT)")
-}
-
-/// For a lone selector without `GROUP BY time`: the time of the selected point.
-fn selector_time_sql(name: &str, args: &[Expr], cols: &Columns) -> Option<String> {
-    let Some(Expr::Var { name: field, .. }) = args.first() else {
-        return None;
-    };
-    let x = var_sql(field, cols);
-    let nonnull = format!("FILTER (WHERE {x} IS NOT NULL)");
-    let t = "\"time\"";
-    let sql = match name {
-        "first" => format!("min({t}) {nonnull}"),
-        "last" => format!("max({t}) {nonnull}"),
-        "min" => format!("first_value({t} ORDER BY {x} ASC, {t} ASC) {nonnull}"),
-        "max" => format!("first_value({t} ORDER BY {x} DESC, {t} ASC) {nonnull}"),
-        "percentile" => {
-            let p = percentile_arg(args.get(1)?).ok()?;
-            format!(
-                "array_element(array_agg({t} ORDER BY {x}, {t}) {nonnull}, {})",
-                percentile_index(&x, p)
-            )
-        }
-        _ => return None,
-    };
-    Some(format!("CAST({sql} AS BIGINT)"))
-}
-
-/// The statement's `GROUP BY time` (interval, offset) and tags (sorted, `*` and regexes
-/// expanded over this measurement's tags).
-pub(super) async fn dimensions(
+/// The series of `s` over one relation.
+async fn over(
     ctx: &Ctx,
     s: &Select,
-    db: &str,
-    cols: &Columns,
-) -> Result<(Option<(i64, i64)>, Vec<String>), String> {
-    let mut time_dim = None;
-    let mut group_tags: Vec<String> = Vec::new();
-    let tag_names: Vec<String> = cols
-        .iter()
-        .filter(|(_, k)| **k == Kind::Tag)
-        .map(|(n, _)| n.clone())
-        .collect();
-    for d in &s.group_by {
-        match d {
-            Dimension::Time { interval, offset } => {
-                if time_dim
-                    .replace((*interval, offset.rem_euclid(*interval)))
-                    .is_some()
-                {
-                    return Err("multiple time dimensions".into());
-                }
-            }
-            Dimension::Tag(t) => group_tags.push(t.clone()),
-            Dimension::Wildcard => group_tags.extend(tag_names.iter().cloned()),
-            Dimension::Regex(re) => group_tags.extend(
-                meta::matching(ctx, db, tag_names.clone(), &NameMatch::Regex(re.clone())).await?,
-            ),
+    transforms: Option<&Plan>,
+    selecting: bool,
+    rel: &Relation,
+    range: TimeRange,
+    rest: Option<&Expr>,
+) -> Result<Vec<Series>, String> {
+    Ok(match transforms {
+        None if selecting => {
+            points::series(ctx, s, &rel.db, &rel.name, &rel.cols, range, rest).await?
         }
-    }
-    group_tags.sort();
-    group_tags.dedup();
-
-    Ok((time_dim, group_tags))
+        None => measurement(ctx, s, rel, range, rest).await?,
+        Some(t) => {
+            let read = measurement(ctx, &t.inner, rel, t.read_range(range), rest);
+            t.apply(read.await?, range)
+        }
+    })
 }
 
 async fn measurement(
     ctx: &Ctx,
     s: &Select,
-    db: &str,
-    m: &str,
-    cols: &Columns,
+    rel: &Relation,
     range: TimeRange,
     rest: Option<&Expr>,
 ) -> Result<Vec<Series>, String> {
+    let (db, m, cols) = (rel.db.as_str(), rel.name.as_str(), &rel.cols);
     let (time_dim, group_tags) = dimensions(ctx, s, db, cols).await?;
     let fields = expand_fields(ctx, db, s, cols, &group_tags).await?;
     let aggregate = fields.iter().any(|f| has_aggregate(&f.expr));
@@ -490,18 +150,20 @@ async fn measurement(
 
     // WHERE: time range, condition, and "some selected field is set".
     let mut conds = Vec::new();
-    if let Some(t) = range.to_sql() {
+    if let Some(t) = rel.time_sql(range) {
         conds.push(t);
     }
     if let Some(e) = rest {
         conds.push(where_sql(e, cols)?);
     }
     // Rows where some selected field is set; every row is when all fields are selected
-    // (a point has at least one field).
-    let all_fields = cols
-        .iter()
-        .filter(|(_, k)| matches!(k, Kind::Field(_)))
-        .all(|(n, _)| referenced.contains(n));
+    // (a point has at least one field). InfluxDB 1.6 keeps every row of a subquery in
+    // a raw select, also those whose selected fields are all null.
+    let all_fields = (rel.derived && !aggregate)
+        || cols
+            .iter()
+            .filter(|(_, k)| matches!(k, Kind::Field(_)))
+            .all(|(n, _)| referenced.contains(n));
     if !all_fields {
         let any_field: Vec<String> = referenced
             .iter()
@@ -513,6 +175,7 @@ async fn measurement(
         let q = distinct::Query {
             db,
             m,
+            from: &rel.from,
             cols,
             group_tags: &group_tags,
             time_dim,
@@ -564,6 +227,7 @@ async fn measurement(
     // The latest row of each series (`GROUP BY tags ORDER BY time DESC LIMIT 1`): as
     // aggregates the engine's lastpoint path answers from each series' last row.
     let lastpoint = !aggregate
+        && !rel.derived
         && time_dim.is_none()
         && !group.is_empty()
         && s.order_desc
@@ -596,7 +260,7 @@ async fn measurement(
     let mut sql = format!(
         "SELECT {} FROM {} WHERE {}",
         select.join(", "),
-        table(db, m),
+        rel.from,
         conds.join(" AND ")
     );
     if lastpoint || aggregate && !group.is_empty() {
@@ -604,7 +268,7 @@ async fn measurement(
     }
     if !aggregate && !lastpoint {
         let dir = if s.order_desc { "DESC" } else { "ASC" };
-        sql.push_str(&format!(" ORDER BY {time_int} {dir}"));
+        sql.push_str(&format!(" ORDER BY {}", rel.raw_order(dir)));
         if group_tags.is_empty()
             && let Some(limit) = s.limit.filter(|l| *l > 0)
         {
@@ -733,19 +397,4 @@ async fn measurement(
         return Ok(Vec::new());
     }
     Ok(out)
-}
-
-pub(super) fn arith_sql_boxed(e: &Expr, cols: &Columns) -> Result<String, String> {
-    arith_sql(e, &mut |e| match e {
-        Expr::Var { name, .. } => Some(Ok(var_sql(name, cols))),
-        Expr::Call { name, args } if !MATH.contains(&name.as_str()) => {
-            Some(aggregate_sql(name, args, cols))
-        }
-        Expr::Call { name, args } => {
-            let args: Result<Vec<String>, String> =
-                args.iter().map(|a| arith_sql_boxed(a, cols)).collect();
-            Some(args.and_then(|a| math_sql(name, a)))
-        }
-        _ => None,
-    })
 }

@@ -1,0 +1,97 @@
+//! What a `SELECT` reads from: a measurement's table, or the rows of a subquery as a SQL
+//! derived table ([`super::subquery`]), with the SQL helpers for its `time` column.
+
+use super::ast::Source;
+use super::cond::{Columns, TimeRange};
+use super::sql::{ident, table};
+use super::{Ctx, database_exists, meta};
+
+/// A row's time as epoch nanoseconds, in SQL.
+pub(super) const TIME_INT: &str = "CAST(\"time\" AS BIGINT)";
+
+/// SQL of the start of the `GROUP BY time(iv, off)` bucket of a row.
+pub(super) fn bucket_sql(iv: i64, off: i64) -> String {
+    let t = TIME_INT;
+    format!("({t} - ((({t} - {off}) % {iv}) + {iv}) % {iv})")
+}
+
+/// The rows a statement runs over, named as the series it gives.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Relation {
+    /// The measurement: the series' name.
+    pub(super) name: String,
+    /// The database (the default one of the SQL run over it).
+    pub(super) db: String,
+    /// The SQL after `FROM`: `"db"."m"`, or `(SELECT ...) AS "__sq"`.
+    pub(super) from: String,
+    /// Its tags, fields and `time`.
+    pub(super) cols: Columns,
+    /// A subquery's rows: `time` is a BIGINT (nanoseconds); [`ORDER_KEY`] and
+    /// [`SERIES_KEY`] order its rows as InfluxDB emits them; the statement's time range
+    /// was pushed into it and is not applied again.
+    pub(super) derived: bool,
+}
+
+/// A derived relation's column ordering its rows: the time of the bucket (raw rows:
+/// the point's time) InfluxDB merges subquery rows by.
+pub(super) const ORDER_KEY: &str = "__sq_order";
+/// A derived relation's column with the series key (`k1=v1,k2=v2`, empty tags left
+/// out) of the subquery series a row comes from: the order of rows of equal time.
+pub(super) const SERIES_KEY: &str = "__sq_series";
+
+impl Relation {
+    /// A measurement's table.
+    pub(super) fn table(db: &str, name: &str, cols: Columns) -> Self {
+        Self {
+            name: name.to_string(),
+            db: db.to_string(),
+            from: table(db, name),
+            cols,
+            derived: false,
+        }
+    }
+
+    /// The SQL condition for the statement's time range: none for a derived relation
+    /// (the range was pushed into the subquery, whose bucket times may start before it).
+    pub(super) fn time_sql(&self, range: TimeRange) -> Option<String> {
+        if self.derived {
+            return None;
+        }
+        range.to_sql()
+    }
+
+    /// `ORDER BY` terms of raw rows in time order (`dir`: `ASC` or `DESC`).
+    pub(super) fn raw_order(&self, dir: &str) -> String {
+        if self.derived {
+            format!(
+                "{} {dir}, {} {dir}, {TIME_INT} {dir}",
+                ident(ORDER_KEY),
+                ident(SERIES_KEY)
+            )
+        } else {
+            format!("{TIME_INT} {dir}")
+        }
+    }
+}
+
+/// The tables a measurement or regex source names (none for a subquery).
+pub(super) async fn tables(ctx: &Ctx, source: &Source) -> Result<Vec<Relation>, String> {
+    let db = match source {
+        Source::Measurement { db, .. } | Source::Regex { db, .. } => ctx.database(db.as_deref())?,
+        Source::Subquery(_) => return Ok(Vec::new()),
+    };
+    // A named measurement's columns come from the catalog, without a query.
+    if let Source::Measurement { name, .. } = source
+        && let Some(cols) = meta::table_columns(ctx, &db, name)
+    {
+        return Ok(vec![Relation::table(&db, name, cols)]);
+    }
+    if !database_exists(ctx, &db).await? {
+        return Err(format!("database not found: {db}"));
+    }
+    let found = meta::measurements(ctx, &db, std::slice::from_ref(source)).await?;
+    Ok(found
+        .into_iter()
+        .map(|(m, cols)| Relation::table(&db, &m, cols))
+        .collect())
+}

@@ -1,0 +1,430 @@
+//! Subqueries (`SELECT ... FROM (SELECT ...)`): the inner statement becomes a SQL
+//! derived table that the outer statement is planned over like a measurement.
+//!
+//! InfluxDB 1.6's semantics (`newIteratorOptionsSubstatement`):
+//!
+//! - The outer time range applies to the subquery (intersected with its own); the
+//!   outer statement does not filter the subquery's rows by time again, so a bucket
+//!   that starts before the outer range still counts.
+//! - The subquery is also grouped by the outer `GROUP BY` tags, and an aggregate
+//!   subquery without `GROUP BY time` takes the outer interval.
+//! - Its `fill(null)` is `fill(none)`: only buckets with points are rows.
+//! - Its columns are fields named as its output columns (`mean`, an alias, `max_1`),
+//!   its `GROUP BY` tags are tags, its time the bucket's start (or, for a lone selector
+//!   without `GROUP BY time`, the selected point's; else the lower time bound).
+//! - A raw outer select gives every row of the subquery, merged across its series by
+//!   bucket time, then series key.
+//!
+//! What the derived table cannot express exactly is refused with an error naming it:
+//! transformations, `top`/`bottom`/`sample`/`mode`/`integral`, `distinct`, other fills
+//! and `LIMIT`/`OFFSET`/`SLIMIT`/`SOFFSET` inside a subquery.
+
+use super::ast::{Dimension, Expr, Fill, Select, Source};
+use super::cond::{Columns, Kind, TimeRange, split_time, where_sql};
+use super::fields::{
+    SELECTORS, arith_sql_boxed, dimensions, expand_fields, fields_of, has_aggregate, has_bare_var,
+    selector_time_sql, var_sql,
+};
+use super::relation::{ORDER_KEY, Relation, SERIES_KEY, TIME_INT, bucket_sql, tables};
+use super::sql::{ident, string_literal};
+use super::{Ctx, distinct, points, transform};
+
+/// The relations of `inner` (one per measurement it reads) as `outer` reads them, over
+/// the time range `range` of the outer statement.
+pub(super) async fn relations(
+    ctx: &Ctx,
+    outer: &Select,
+    inner: &Select,
+    range: TimeRange,
+) -> Result<Vec<Relation>, String> {
+    check(inner)?;
+    let (own, rest) = split_time(inner.cond.as_ref(), ctx.now)?;
+    let range = intersect(own, range);
+    let inner = effective(outer, inner);
+    let mut out = Vec::new();
+    for source in &inner.from {
+        let sources = match source {
+            Source::Subquery(deeper) => {
+                if inner.from.len() > 1 {
+                    return Err(
+                        "a subquery beside other sources in FROM is not supported by Bulkhead yet"
+                            .into(),
+                    );
+                }
+                Box::pin(relations(ctx, &inner, deeper, range)).await?
+            }
+            other => tables(ctx, other).await?,
+        };
+        for src in sources {
+            if let Some(rel) = derived(ctx, &inner, &src, range, rest.as_ref()).await? {
+                out.push(rel);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What Bulkhead does not plan inside a subquery.
+fn check(inner: &Select) -> Result<(), String> {
+    let unsupported = |what: &str| {
+        Err(format!(
+            "{what} inside a subquery is not supported by Bulkhead yet"
+        ))
+    };
+    if inner.into.is_some() {
+        return unsupported("SELECT ... INTO");
+    }
+    if let Some(tz) = &inner.tz
+        && !matches!(tz.as_str(), "UTC" | "Etc/UTC")
+    {
+        return unsupported(&format!("tz('{tz}')"));
+    }
+    if inner.limit.is_some()
+        || inner.offset.is_some()
+        || inner.slimit.is_some()
+        || inner.soffset.is_some()
+    {
+        return unsupported("LIMIT, OFFSET, SLIMIT or SOFFSET");
+    }
+    if transform::plan(inner)?.is_some() {
+        return unsupported("a transformation (derivative, difference, moving_average, ...)");
+    }
+    if points::applies(inner) {
+        return unsupported("top(), bottom(), sample(), mode() or integral()");
+    }
+    if !matches!(inner.fill, Fill::Null | Fill::None) {
+        return unsupported("fill() other than fill(null) and fill(none)");
+    }
+    Ok(())
+}
+
+/// The tighter of two time ranges.
+fn intersect(a: TimeRange, b: TimeRange) -> TimeRange {
+    let pick = |x: Option<i64>, y: Option<i64>, f: fn(i64, i64) -> i64| match (x, y) {
+        (Some(x), Some(y)) => Some(f(x, y)),
+        (x, y) => x.or(y),
+    };
+    TimeRange {
+        lower: pick(a.lower, b.lower, i64::max),
+        upper: pick(a.upper, b.upper, i64::min),
+    }
+}
+
+/// `inner` as InfluxDB 1.6 runs it under `outer`: also grouped by the outer `GROUP BY`
+/// tags, the outer interval when it is an aggregate without its own, `fill(none)`.
+fn effective(outer: &Select, inner: &Select) -> Select {
+    let mut inner = inner.clone();
+    let aggregate = inner.fields.iter().any(|f| has_aggregate(&f.expr));
+    let has_time = |s: &Select| {
+        s.group_by
+            .iter()
+            .any(|d| matches!(d, Dimension::Time { .. }))
+    };
+    for d in &outer.group_by {
+        match d {
+            Dimension::Tag(_) if !inner.group_by.contains(d) => inner.group_by.push(d.clone()),
+            Dimension::Time { .. } if aggregate && !has_time(&inner) => {
+                inner.group_by.push(d.clone())
+            }
+            _ => {}
+        }
+    }
+    inner.fill = Fill::None;
+    inner.order_desc = false;
+    inner
+}
+
+/// The derived table of `s` over `src`: `None` when it selects no field `src` has.
+async fn derived(
+    ctx: &Ctx,
+    s: &Select,
+    src: &Relation,
+    mut range: TimeRange,
+    rest: Option<&Expr>,
+) -> Result<Option<Relation>, String> {
+    let cols = &src.cols;
+    let (time_dim, group_tags) = dimensions(ctx, s, &src.db, cols).await?;
+    let fields = expand_fields(ctx, &src.db, s, cols, &group_tags).await?;
+    if distinct::is_distinct(&fields)? {
+        return Err("distinct() inside a subquery is not supported by Bulkhead yet".into());
+    }
+    let aggregate = fields.iter().any(|f| has_aggregate(&f.expr));
+    if aggregate && fields.iter().any(|f| has_bare_var(&f.expr)) {
+        return Err("mixing aggregate and non-aggregate queries is not supported".into());
+    }
+    if !aggregate && time_dim.is_some() {
+        return Err("GROUP BY requires at least one aggregate function".into());
+    }
+    let mut referenced = Vec::new();
+    for f in &fields {
+        fields_of(&f.expr, cols, &mut referenced);
+    }
+    if referenced.is_empty() {
+        return Ok(None);
+    }
+    if let Some(f) = fields.iter().find(|f| group_tags.contains(&f.name)) {
+        return Err(format!(
+            "subquery column {:?} is also a GROUP BY tag: Bulkhead cannot tell them apart",
+            f.name
+        ));
+    }
+    if time_dim.is_some() && range.upper.is_none() {
+        // InfluxDB's GROUP BY time ends at now() without an upper bound.
+        range.upper = Some(ctx.now);
+    }
+
+    let mut conds = Vec::new();
+    if let Some(t) = src.time_sql(range) {
+        conds.push(t);
+    }
+    if let Some(e) = rest {
+        conds.push(where_sql(e, cols)?);
+    }
+    let all_fields = (src.derived && !aggregate)
+        || cols
+            .iter()
+            .filter(|(_, k)| matches!(k, Kind::Field(_)))
+            .all(|(n, _)| referenced.contains(n));
+    if !all_fields {
+        let any: Vec<String> = referenced
+            .iter()
+            .map(|f| format!("{} IS NOT NULL", ident(f)))
+            .collect();
+        conds.push(format!("({})", any.join(" OR ")));
+    }
+    if conds.is_empty() {
+        conds.push("true".into());
+    }
+
+    let mut select = Vec::new();
+    let mut group = Vec::new();
+    let mut out_cols = Columns::new();
+    for t in &group_tags {
+        let sql = match cols.get(t) {
+            Some(_) => var_sql(t, cols),
+            None => "CAST(NULL AS VARCHAR)".into(),
+        };
+        select.push(format!("{sql} AS {}", ident(t)));
+        if cols.contains_key(t) {
+            group.push(ident(t));
+        }
+        out_cols.insert(t.clone(), Kind::Tag);
+    }
+    let lower = range.lower.unwrap_or(0);
+    let (time, order) = match (aggregate, time_dim) {
+        (false, _) => (TIME_INT.to_string(), TIME_INT.to_string()),
+        (true, Some((iv, off))) => {
+            let b = bucket_sql(iv, off);
+            group.push(b.clone());
+            (b.clone(), b)
+        }
+        (true, None) => {
+            let selector = match &fields[..] {
+                [only] => match &only.expr {
+                    Expr::Call { name, args } if SELECTORS.contains(&name.as_str()) => {
+                        selector_time_sql(name, args, cols)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            (
+                selector.unwrap_or_else(|| lower.to_string()),
+                lower.to_string(),
+            )
+        }
+    };
+    select.push(format!("{time} AS \"time\""));
+    select.push(format!("{order} AS {}", ident(ORDER_KEY)));
+    for f in &fields {
+        let mut sql = arith_sql_boxed(&f.expr, cols)?;
+        if is_count(&f.expr) {
+            // A bucket where only other fields have points has no count (InfluxDB).
+            sql = format!("NULLIF({sql}, 0)");
+        }
+        select.push(format!("{sql} AS {}", ident(&f.name)));
+        out_cols.insert(f.name.clone(), Kind::Field(field_type(&f.expr, cols)));
+    }
+    out_cols.insert("time".into(), Kind::Time);
+    let mut sql = format!(
+        "SELECT {} FROM {} WHERE {}",
+        select.join(", "),
+        src.from,
+        conds.join(" AND ")
+    );
+    if aggregate && !group.is_empty() {
+        sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
+    } else if aggregate {
+        sql.push_str(" HAVING count(*) > 0");
+    }
+    let from = format!(
+        "(SELECT *, {} AS {} FROM ({sql}) AS \"__sq_in\") AS \"__sq\"",
+        series_key_sql(&group_tags),
+        ident(SERIES_KEY)
+    );
+    Ok(Some(Relation {
+        name: src.name.clone(),
+        db: src.db.clone(),
+        from,
+        cols: out_cols,
+        derived: true,
+    }))
+}
+
+fn is_count(e: &Expr) -> bool {
+    matches!(e.unparen(), Expr::Call { name, .. } if name == "count")
+}
+
+/// `k1=v1,k2=v2` of a row's tags (the derived table's tag columns), empty ones left out.
+fn series_key_sql(tags: &[String]) -> String {
+    if tags.is_empty() {
+        return "''".into();
+    }
+    let parts: Vec<String> = tags
+        .iter()
+        .map(|t| {
+            let col = ident(t);
+            format!(
+                "CASE WHEN {col} <> '' THEN {} || {col} END",
+                string_literal(&format!("{t}="))
+            )
+        })
+        .collect();
+    format!("concat_ws(',', {})", parts.join(", "))
+}
+
+/// The InfluxDB type of a subquery column (what `f(*)` in the outer statement expands
+/// over): aggregates keep their field's, `count` is an integer, means are floats.
+fn field_type(e: &Expr, cols: &Columns) -> &'static str {
+    match e.unparen() {
+        Expr::Var { name, .. } => match cols.get(name.as_str()) {
+            Some(Kind::Field(t)) => t,
+            _ => "string",
+        },
+        Expr::Call { name, args } => match name.as_str() {
+            "count" => "integer",
+            "sum" | "min" | "max" | "first" | "last" | "spread" | "percentile" => {
+                args.first().map_or("float", |a| field_type(a, cols))
+            }
+            _ => "float",
+        },
+        Expr::Integer(_) => "integer",
+        _ => "float",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::influxql::ast::Statement;
+    use crate::influxql::parser::parse;
+
+    fn select(q: &str) -> Select {
+        match parse(q).unwrap().remove(0) {
+            Statement::Select(s) => *s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn inner(s: &Select) -> &Select {
+        match &s.from[0] {
+            Source::Subquery(inner) => inner,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_subquery_takes_the_outer_grouping() {
+        let outer = select(
+            "SELECT sum(last) FROM (SELECT last(v) FROM m GROUP BY host fill(null)) \
+             GROUP BY time(5m, 1m), dc",
+        );
+        let eff = effective(&outer, inner(&outer));
+        assert_eq!(
+            eff.group_by,
+            vec![
+                Dimension::Tag("host".into()),
+                Dimension::Time {
+                    interval: 300_000_000_000,
+                    offset: 60_000_000_000
+                },
+                Dimension::Tag("dc".into()),
+            ]
+        );
+        assert_eq!(eff.fill, Fill::None);
+        // A raw subquery takes no interval; its own interval stays.
+        let outer = select("SELECT max(v) FROM (SELECT v FROM m) GROUP BY time(1m)");
+        assert!(effective(&outer, inner(&outer)).group_by.is_empty());
+        let outer = select(
+            "SELECT max(mean) FROM (SELECT mean(v) FROM m GROUP BY time(1m)) GROUP BY time(5m)",
+        );
+        assert_eq!(
+            effective(&outer, inner(&outer)).group_by,
+            vec![Dimension::Time {
+                interval: 60_000_000_000,
+                offset: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn time_ranges_intersect() {
+        let r = |lower, upper| TimeRange { lower, upper };
+        assert_eq!(
+            intersect(r(Some(5), None), r(Some(3), Some(9))),
+            r(Some(5), Some(9))
+        );
+        assert_eq!(intersect(r(None, None), r(None, Some(2))), r(None, Some(2)));
+        assert_eq!(
+            intersect(r(Some(1), Some(8)), r(Some(4), Some(6))),
+            r(Some(4), Some(6))
+        );
+    }
+
+    #[test]
+    fn unsupported_shapes_name_the_feature() {
+        for (q, want) in [
+            (
+                "SELECT max(d) FROM (SELECT derivative(v) FROM m)",
+                "transformation",
+            ),
+            ("SELECT max(top) FROM (SELECT top(v, 3) FROM m)", "top()"),
+            ("SELECT v FROM (SELECT v FROM m LIMIT 3)", "LIMIT"),
+            (
+                "SELECT max(mean) FROM (SELECT mean(v) FROM m GROUP BY time(1m) fill(0))",
+                "fill()",
+            ),
+            ("SELECT v FROM (SELECT v INTO x FROM m)", "INTO"),
+        ] {
+            let s = select(q);
+            let err = check(inner(&s)).err().unwrap_or_default();
+            assert!(err.contains(want), "{q}: {err}");
+            assert!(err.contains("inside a subquery"), "{q}: {err}");
+        }
+        let s =
+            select("SELECT max(mean) FROM (SELECT mean(v) FROM m GROUP BY time(1m) fill(none))");
+        assert!(check(inner(&s)).is_ok());
+    }
+
+    #[test]
+    fn column_types_and_series_keys() {
+        let cols: Columns = [
+            ("v".to_string(), Kind::Field("integer")),
+            ("host".to_string(), Kind::Tag),
+        ]
+        .into_iter()
+        .collect();
+        let ty = |q: &str| field_type(&select(q).fields[0].expr, &cols);
+        assert_eq!(ty("SELECT max(v) FROM m"), "integer");
+        assert_eq!(ty("SELECT count(v) FROM m"), "integer");
+        assert_eq!(ty("SELECT mean(v) FROM m"), "float");
+        assert_eq!(ty("SELECT v / 2 FROM m"), "float");
+        assert_eq!(ty("SELECT host FROM m"), "string");
+        assert_eq!(series_key_sql(&[]), "''");
+        assert_eq!(
+            series_key_sql(&["dc".into(), "host".into()]),
+            "concat_ws(',', CASE WHEN \"dc\" <> '' THEN 'dc=' || \"dc\" END, \
+             CASE WHEN \"host\" <> '' THEN 'host=' || \"host\" END)"
+        );
+    }
+}
