@@ -243,8 +243,8 @@ fn answers_like_influxdb_1_6() {
     // Subqueries Bulkhead refuses, naming what it does not plan (InfluxDB answers them).
     for (q, what) in [
         (
-            "SELECT max(derivative) FROM (SELECT derivative(usage) FROM cpu)",
-            "transformation",
+            "SELECT max(d) FROM (SELECT derivative(usage) AS d, elapsed(usage) FROM cpu)",
+            "several transformations",
         ),
         (
             "SELECT max(top) FROM (SELECT top(usage, 2) FROM cpu)",
@@ -280,6 +280,19 @@ fn answers_like_influxdb_1_6() {
         [2, 1, 1, 1].map(Value::from).to_vec(),
         "{q}: {got}"
     );
+    // InfluxDB 1.6 answers nothing for a transformation over GROUP BY time in a subquery
+    // without a lower time bound (its start, the smallest time, read one interval
+    // early); Bulkhead answers it.
+    let q =
+        "SELECT max(derivative) FROM (SELECT derivative(mean(usage)) FROM cpu GROUP BY time(1m))";
+    let (_, want) = query(&influx.base, "test", q, "");
+    let (_, got) = query(&base, "test", q, "");
+    assert_eq!(
+        want["results"][0],
+        serde_json::json!({"statement_id": 0}),
+        "{q}"
+    );
+    assert!(got["results"][0]["series"].is_array(), "{q}: {got}");
 
     for (q, extra) in [
         (
@@ -678,9 +691,23 @@ fn random_queries() -> Vec<String> {
         format!("SELECT last FROM (SELECT last(f) FROM rnd WHERE {HOUR} GROUP BY host)"),
         format!("SELECT median(mx) FROM (SELECT max(i) AS mx FROM rnd WHERE {HOUR} GROUP BY time(6m), host) GROUP BY time(12m) fill(none)"),
         format!("SELECT mean FROM (SELECT mean(f) FROM rnd WHERE {HOUR} GROUP BY time(10m), host) LIMIT 4 OFFSET 1"),
+        format!("SELECT mean FROM (SELECT mean(f) FROM rnd WHERE {HOUR} GROUP BY time(20m), host) ORDER BY time DESC"),
         format!("SELECT mean_f, mean_i FROM (SELECT mean(*) FROM rnd WHERE {HOUR} GROUP BY time(30m))"),
         format!("SELECT mean(v) FROM (SELECT f - i AS v FROM rnd) WHERE {HOUR} GROUP BY time(15m), host"),
         format!("SELECT count(mean), stddev(mean), percentile(mean, 50) FROM (SELECT mean(f) FROM rnd GROUP BY time(5m), host) WHERE {HOUR} GROUP BY time(30m)"),
+        // Transformations inside: SQL window functions per inner series. Grafana's sum of
+        // per-host rates; the inner start is read one interval early only when it is the
+        // subquery's own, as InfluxDB 1.6 does.
+        format!("SELECT sum(rate) FROM (SELECT non_negative_derivative(max(i), 1s) AS rate FROM rnd GROUP BY time(1m), host) WHERE {MID} GROUP BY time(1m)"),
+        format!("SELECT sum(rate) FROM (SELECT non_negative_derivative(max(i), 1s) AS rate FROM rnd WHERE {HOUR} GROUP BY time(1m), host) WHERE {MID} GROUP BY time(1m)"),
+        format!("SELECT sum(derivative) FROM (SELECT derivative(mean(f)) FROM rnd WHERE {HOUR} GROUP BY time(5m), host) GROUP BY host"),
+        format!("SELECT derivative FROM (SELECT derivative(mean(f)) FROM rnd WHERE {MID} GROUP BY time(5m), dc)"),
+        format!("SELECT max(d) FROM (SELECT difference(i) AS d FROM rnd WHERE host = 'h1') WHERE {MID} GROUP BY time(5m)"),
+        format!("SELECT cumulative_sum FROM (SELECT cumulative_sum(sum(i)) FROM rnd WHERE {MID} GROUP BY time(4m))"),
+        format!("SELECT mean(moving_average) FROM (SELECT moving_average(max(f), 3) FROM rnd GROUP BY time(2m), host) WHERE {MID} GROUP BY time(10m)"),
+        "SELECT elapsed FROM (SELECT elapsed(f, 1s) FROM rnd WHERE host = 'h3') WHERE time < '2016-01-01T00:02:00Z'".to_string(),
+        format!("SELECT non_negative_difference FROM (SELECT non_negative_difference(max(i)) FROM rnd WHERE {MID} GROUP BY time(3m))"),
+        "SELECT difference FROM (SELECT difference(i) FROM rnd GROUP BY host) WHERE time < '2016-01-01T00:01:00Z'".to_string(),
     ] {
         q.push(sub);
     }

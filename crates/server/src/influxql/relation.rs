@@ -60,11 +60,12 @@ impl Relation {
         range.to_sql()
     }
 
-    /// `ORDER BY` terms of raw rows in time order (`dir`: `ASC` or `DESC`).
+    /// `ORDER BY` terms of raw rows in time order (`dir`: `ASC` or `DESC`); rows of equal
+    /// time from a subquery's series in series-key order also under `DESC`.
     pub(super) fn raw_order(&self, dir: &str) -> String {
         if self.derived {
             format!(
-                "{} {dir}, {} {dir}, {TIME_INT} {dir}",
+                "{} {dir}, {} ASC, {TIME_INT} {dir}",
                 ident(ORDER_KEY),
                 ident(SERIES_KEY)
             )

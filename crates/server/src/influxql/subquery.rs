@@ -14,10 +14,13 @@
 //!   without `GROUP BY time`, the selected point's; else the lower time bound).
 //! - A raw outer select gives every row of the subquery, merged across its series by
 //!   bucket time, then series key.
+//! - A transformation inside (one per subquery) is a SQL window function per inner
+//!   series; it reads one interval before the subquery's own start, not before a start
+//!   that comes from the outer statement.
 //!
 //! What the derived table cannot express exactly is refused with an error naming it:
-//! transformations, `top`/`bottom`/`sample`/`mode`/`integral`, `distinct`, other fills
-//! and `LIMIT`/`OFFSET`/`SLIMIT`/`SOFFSET` inside a subquery.
+//! several transformations, `top`/`bottom`/`sample`/`mode`/`integral`, `distinct`, other
+//! fills and `LIMIT`/`OFFSET`/`SLIMIT`/`SOFFSET` inside a subquery.
 
 use super::ast::{Dimension, Expr, Fill, Select, Source};
 use super::cond::{Columns, Kind, TimeRange, split_time, where_sql};
@@ -39,8 +42,11 @@ pub(super) async fn relations(
 ) -> Result<Vec<Relation>, String> {
     check(inner)?;
     let (own, rest) = split_time(inner.cond.as_ref(), ctx.now)?;
-    let range = intersect(own, range);
     let inner = effective(outer, inner);
+    // A transformation reads one interval before the subquery's own start (not before
+    // a start that comes from the outer statement, as InfluxDB 1.6).
+    let plan = transform::plan(&inner)?;
+    let range = intersect(plan.as_ref().map_or(own, |p| p.read_range(own)), range);
     let mut out = Vec::new();
     for source in &inner.from {
         let sources = match source {
@@ -56,7 +62,12 @@ pub(super) async fn relations(
             other => tables(ctx, other).await?,
         };
         for src in sources {
-            if let Some(rel) = derived(ctx, &inner, &src, range, rest.as_ref()).await? {
+            let read = Read {
+                range,
+                own,
+                rest: rest.as_ref(),
+            };
+            if let Some(rel) = derived(ctx, &inner, plan.as_ref(), &src, read).await? {
                 out.push(rel);
             }
         }
@@ -86,9 +97,6 @@ fn check(inner: &Select) -> Result<(), String> {
     {
         return unsupported("LIMIT, OFFSET, SLIMIT or SOFFSET");
     }
-    if transform::plan(inner)?.is_some() {
-        return unsupported("a transformation (derivative, difference, moving_average, ...)");
-    }
     if points::applies(inner) {
         return unsupported("top(), bottom(), sample(), mode() or integral()");
     }
@@ -114,7 +122,7 @@ fn intersect(a: TimeRange, b: TimeRange) -> TimeRange {
 /// tags, the outer interval when it is an aggregate without its own, `fill(none)`.
 fn effective(outer: &Select, inner: &Select) -> Select {
     let mut inner = inner.clone();
-    let aggregate = inner.fields.iter().any(|f| has_aggregate(&f.expr));
+    let aggregate = inner.fields.iter().any(|f| aggregates(&f.expr));
     let has_time = |s: &Select| {
         s.group_by
             .iter()
@@ -130,18 +138,132 @@ fn effective(outer: &Select, inner: &Select) -> Select {
         }
     }
     inner.fill = Fill::None;
-    inner.order_desc = false;
+    inner.order_desc = outer.order_desc;
     inner
 }
 
-/// The derived table of `s` over `src`: `None` when it selects no field `src` has.
+/// Whether the field `e` aggregates (a transformation does when its argument does).
+fn aggregates(e: &Expr) -> bool {
+    match e.unparen() {
+        Expr::Call { name, args } if transform::TRANSFORMS.contains(&name.as_str()) => {
+            args.first().is_some_and(aggregates)
+        }
+        other => has_aggregate(other),
+    }
+}
+
+/// A subquery's SQL before its series key is added.
+struct Base {
+    sql: String,
+    group_tags: Vec<String>,
+    /// Its fields (output names).
+    fields: Vec<String>,
+    cols: Columns,
+}
+
+/// What a subquery reads.
+struct Read<'a> {
+    /// The time range read (its own, intersected with the outer statement's).
+    range: TimeRange,
+    /// Its own time range.
+    own: TimeRange,
+    /// Its condition without time.
+    rest: Option<&'a Expr>,
+}
+
+/// The derived table of `s` (with its transformations `plan`) over `src`: `None` when
+/// it selects no field `src` has.
 async fn derived(
+    ctx: &Ctx,
+    s: &Select,
+    plan: Option<&transform::Plan>,
+    src: &Relation,
+    read: Read<'_>,
+) -> Result<Option<Relation>, String> {
+    let Some(mut base) = (match plan {
+        // The statement without its transformation.
+        Some(p) => base(ctx, &p.inner, src, read.range, read.rest).await?,
+        None => base(ctx, s, src, read.range, read.rest).await?,
+    }) else {
+        return Ok(None);
+    };
+    if let Some(p) = plan {
+        base = windowed(p, base, read.own)?;
+    }
+    let from = format!(
+        "(SELECT *, {} AS {} FROM ({}) AS \"__sq_in\") AS \"__sq\"",
+        series_key_sql(&base.group_tags),
+        ident(SERIES_KEY),
+        base.sql
+    );
+    Ok(Some(Relation {
+        name: src.name.clone(),
+        db: src.db.clone(),
+        from,
+        cols: base.cols,
+        derived: true,
+    }))
+}
+
+/// `base` with its one column transformed per series, as SQL window functions.
+fn windowed(p: &transform::Plan, base: Base, range: TimeRange) -> Result<Base, String> {
+    let [x] = base.fields.as_slice() else {
+        return Err(
+            "several transformations in one subquery are not supported by Bulkhead yet".into(),
+        );
+    };
+    let int = base.cols.get(x) == Some(&Kind::Field("integer"));
+    let tags: Vec<String> = base.group_tags.iter().map(|t| ident(t)).collect();
+    let w = match tags.is_empty() {
+        true => "(ORDER BY \"time\")".to_string(),
+        false => format!("(PARTITION BY {} ORDER BY \"time\")", tags.join(", ")),
+    };
+    let (sql, int) = p.window_sql(&ident(x), &w, int)?;
+    let name = p.names()[0].clone();
+    if base.group_tags.contains(&name) {
+        return Err(format!(
+            "subquery column {name:?} is also a GROUP BY tag: Bulkhead cannot tell them apart"
+        ));
+    }
+    let mut select = tags;
+    select.push("\"time\"".into());
+    select.push(ident(ORDER_KEY));
+    select.push(format!("{sql} AS {}", ident(&name)));
+    let mut conds = vec![format!("{} IS NOT NULL", ident(&name))];
+    conds.extend(p.range_sql(range));
+    let sql = format!(
+        "SELECT * FROM (SELECT {} FROM ({}) AS \"__sq_t\") AS \"__sq_w\" WHERE {}",
+        select.join(", "),
+        base.sql,
+        conds.join(" AND ")
+    );
+    let mut cols: Columns = base
+        .group_tags
+        .iter()
+        .map(|t| (t.clone(), Kind::Tag))
+        .collect();
+    cols.insert(
+        name.clone(),
+        Kind::Field(if int { "integer" } else { "float" }),
+    );
+    cols.insert("time".into(), Kind::Time);
+    Ok(Base {
+        sql,
+        group_tags: base.group_tags,
+        fields: vec![name],
+        cols,
+    })
+}
+
+/// The SQL of `s` (without transformations) over `src`: `None` when it selects no field
+/// `src` has.
+async fn base(
     ctx: &Ctx,
     s: &Select,
     src: &Relation,
     mut range: TimeRange,
     rest: Option<&Expr>,
-) -> Result<Option<Relation>, String> {
+) -> Result<Option<Base>, String> {
     let cols = &src.cols;
     let (time_dim, group_tags) = dimensions(ctx, s, &src.db, cols).await?;
     let fields = expand_fields(ctx, &src.db, s, cols, &group_tags).await?;
@@ -257,17 +379,11 @@ async fn derived(
     } else if aggregate {
         sql.push_str(" HAVING count(*) > 0");
     }
-    let from = format!(
-        "(SELECT *, {} AS {} FROM ({sql}) AS \"__sq_in\") AS \"__sq\"",
-        series_key_sql(&group_tags),
-        ident(SERIES_KEY)
-    );
-    Ok(Some(Relation {
-        name: src.name.clone(),
-        db: src.db.clone(),
-        from,
+    Ok(Some(Base {
+        sql,
+        group_tags,
+        fields: fields.into_iter().map(|f| f.name).collect(),
         cols: out_cols,
-        derived: true,
     }))
 }
 
@@ -384,10 +500,6 @@ mod tests {
     #[test]
     fn unsupported_shapes_name_the_feature() {
         for (q, want) in [
-            (
-                "SELECT max(d) FROM (SELECT derivative(v) FROM m)",
-                "transformation",
-            ),
             ("SELECT max(top) FROM (SELECT top(v, 3) FROM m)", "top()"),
             ("SELECT v FROM (SELECT v FROM m LIMIT 3)", "LIMIT"),
             (

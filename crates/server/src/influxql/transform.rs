@@ -371,6 +371,9 @@ fn transform(
     out
 }
 
+#[path = "transform_window.rs"]
+mod window;
+
 #[cfg(test)]
 mod tests {
     use super::*;
