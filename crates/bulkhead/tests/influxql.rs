@@ -708,6 +708,14 @@ fn random_queries() -> Vec<String> {
         "SELECT elapsed FROM (SELECT elapsed(f, 1s) FROM rnd WHERE host = 'h3') WHERE time < '2016-01-01T00:02:00Z'".to_string(),
         format!("SELECT non_negative_difference FROM (SELECT non_negative_difference(max(i)) FROM rnd WHERE {MID} GROUP BY time(3m))"),
         "SELECT difference FROM (SELECT difference(i) FROM rnd GROUP BY host) WHERE time < '2016-01-01T00:01:00Z'".to_string(),
+        // Selectors over a subquery: the top hosts by mean (values without ties: among
+        // equal values InfluxDB's pick is arbitrary).
+        format!("SELECT top(mean, host, 3) FROM (SELECT mean(f) FROM rnd WHERE {HOUR} GROUP BY host)"),
+        format!("SELECT top(mean, 2) FROM (SELECT mean(f) FROM rnd WHERE {HOUR} GROUP BY time(10m), host)"),
+        format!("SELECT bottom(mean, host, 2) FROM (SELECT mean(f) FROM rnd GROUP BY time(10m), host) WHERE {HOUR} GROUP BY time(30m)"),
+        format!("SELECT mode(max) FROM (SELECT max(i) FROM rnd WHERE {HOUR} GROUP BY time(5m), host)"),
+        format!("SELECT integral(mean) FROM (SELECT mean(f) FROM rnd WHERE {HOUR} GROUP BY time(10m))"),
+        format!("SELECT sum(v) FROM (SELECT v FROM (SELECT mean(f) AS v FROM rnd WHERE {HOUR} GROUP BY time(20m), host))"),
     ] {
         q.push(sub);
     }

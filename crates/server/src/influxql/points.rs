@@ -17,8 +17,8 @@ use serde_json::Value;
 use super::ast::{Expr, Select};
 use super::cond::{Columns, Kind, TimeRange, where_sql};
 use super::fields::{OutField, dimensions, expand_fields, var_sql};
-use super::relation::{TIME_INT, bucket_sql};
-use super::sql::{cell, collect, table};
+use super::relation::{Relation, TIME_INT, bucket_sql};
+use super::sql::{cell, collect};
 use super::{Ctx, Series, reduce};
 
 /// The functions handled here.
@@ -48,22 +48,6 @@ pub(super) fn direct_call(e: &Expr) -> Option<(&str, &[Expr])> {
         }
         _ => None,
     }
-}
-
-/// The WHERE terms shared by every query here: the time range and the condition.
-pub(super) fn base_conds(
-    range: TimeRange,
-    rest: Option<&Expr>,
-    cols: &Columns,
-) -> Result<Vec<String>, String> {
-    let mut conds = Vec::new();
-    if let Some(t) = range.to_sql() {
-        conds.push(t);
-    }
-    if let Some(e) = rest {
-        conds.push(where_sql(e, cols)?);
-    }
-    Ok(conds)
 }
 
 /// Duplicate column names get `_1`, `_2`... as InfluxDB names them.
@@ -102,12 +86,11 @@ pub(super) fn limit_rows<T>(s: &Select, rows: Vec<T>) -> Vec<T> {
 pub(super) async fn series(
     ctx: &Ctx,
     s: &Select,
-    db: &str,
-    m: &str,
-    cols: &Columns,
+    rel: &Relation,
     range: TimeRange,
     rest: Option<&Expr>,
 ) -> Result<Vec<Series>, String> {
+    let (db, m, cols) = (rel.db.as_str(), rel.name.as_str(), &rel.cols);
     for f in &s.fields {
         if let Some((name @ ("top" | "bottom" | "sample"), [Expr::Wildcard | Expr::Regex(_), ..])) =
             direct_call(&f.expr)
@@ -138,6 +121,7 @@ pub(super) async fn series(
     let q = Query {
         db,
         m,
+        rel,
         cols,
         group_tags: &group_tags,
         time_dim,
@@ -183,6 +167,8 @@ fn has_other_call(e: &Expr) -> bool {
 pub(super) struct Query<'a> {
     pub(super) db: &'a str,
     pub(super) m: &'a str,
+    /// What the rows are read from.
+    pub(super) rel: &'a Relation,
     pub(super) cols: &'a Columns,
     pub(super) group_tags: &'a [String],
     pub(super) time_dim: Option<(i64, i64)>,
@@ -191,6 +177,16 @@ pub(super) struct Query<'a> {
 }
 
 impl Query<'_> {
+    /// The WHERE terms shared by every query here: the time range and the condition.
+    pub(super) fn base_conds(&self) -> Result<Vec<String>, String> {
+        let mut conds = Vec::new();
+        conds.extend(self.rel.time_sql(self.range));
+        if let Some(e) = self.rest {
+            conds.push(where_sql(e, self.cols)?);
+        }
+        Ok(conds)
+    }
+
     /// SQL of the GROUP BY tags, each `AS __g<i>`.
     pub(super) fn tag_columns(&self) -> Vec<String> {
         self.group_tags
@@ -352,12 +348,12 @@ async fn select_points(
     for (i, a) in aux.iter().enumerate() {
         select.push(format!("{} AS __a{i}", var_sql(a, q.cols)));
     }
-    let mut conds = base_conds(q.range, q.rest, q.cols)?;
+    let mut conds = q.base_conds()?;
     conds.push(format!("{x} IS NOT NULL"));
     let mut from = format!(
         "SELECT {} FROM {} WHERE {}",
         select.join(", "),
-        table(q.db, q.m),
+        q.rel.from,
         conds.join(" AND ")
     );
     let mut partition = q.tag_names();

@@ -23,9 +23,9 @@ use super::ast::{Expr, Select};
 use super::cond::Kind;
 use super::fields::{OutField, var_sql};
 use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
-use super::points::{Query, base_conds, direct_call, limit_rows, tag_key};
+use super::points::{Query, direct_call, limit_rows, tag_key};
 use super::relation::TIME_INT;
-use super::sql::{cell, collect, table};
+use super::sql::{cell, collect};
 use super::{Ctx, Series};
 
 enum Func {
@@ -135,14 +135,14 @@ pub(super) async fn series(
         any.push(format!("{x} IS NOT NULL"));
         select.push(format!("{x} AS __v{i}"));
     }
-    let mut conds = base_conds(q.range, q.rest, q.cols)?;
+    let mut conds = q.base_conds()?;
     conds.push(format!("({})", any.join(" OR ")));
     let mut order = q.tag_names();
     order.push("__t".into());
     let sql = format!(
         "SELECT {} FROM {} WHERE {} ORDER BY {}",
         select.join(", "),
-        table(q.db, q.m),
+        q.rel.from,
         conds.join(" AND "),
         order.join(", ")
     );

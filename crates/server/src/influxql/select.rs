@@ -50,13 +50,6 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
                 "SLIMIT and SOFFSET over a subquery are not supported by Bulkhead yet".into(),
             );
         }
-        if selecting {
-            return Err(
-                "top(), bottom(), sample(), mode() and integral() over a subquery are not \
-                 supported by Bulkhead yet"
-                    .into(),
-            );
-        }
         // The subquery reads the time range the statement reads.
         let (outer, read) = match &transforms {
             Some(t) => (&t.inner, t.read_range(range)),
@@ -64,7 +57,7 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
         };
         for rel in subquery::relations(ctx, outer, inner, read).await? {
             let rest = rest.as_ref();
-            out.extend(over(ctx, s, transforms.as_ref(), false, &rel, range, rest).await?);
+            out.extend(over(ctx, s, transforms.as_ref(), selecting, &rel, range, rest).await?);
         }
     }
     // SLIMIT and SOFFSET count series in InfluxDB 1.6's series-key order (tags with an
@@ -111,9 +104,7 @@ async fn over(
     rest: Option<&Expr>,
 ) -> Result<Vec<Series>, String> {
     Ok(match transforms {
-        None if selecting => {
-            points::series(ctx, s, &rel.db, &rel.name, &rel.cols, range, rest).await?
-        }
+        None if selecting => points::series(ctx, s, rel, range, rest).await?,
         None => measurement(ctx, s, rel, range, rest).await?,
         Some(t) => {
             let read = measurement(ctx, &t.inner, rel, t.read_range(range), rest);
