@@ -181,6 +181,12 @@ fn compared_queries() -> Vec<String> {
         "SELECT usage FROM (SELECT usage FROM cpu) GROUP BY host",
         "SELECT count(mx) FROM (SELECT max(idle) AS mx, max(usage) AS mu FROM cpu GROUP BY time(1m)) WHERE {RANGE} GROUP BY time(2m)",
         "SELECT mean FROM (SELECT mean(usage) FROM cpu WHERE time >= '2016-01-01T00:01:00Z' GROUP BY host)",
+        // Tags a subquery selects: columns, not fields for `f(*)` or tags for `GROUP BY *`.
+        "SELECT * FROM (SELECT * FROM cpu)",
+        "SELECT count(*) FROM (SELECT * FROM cpu)",
+        "SELECT max(usage) FROM (SELECT * FROM cpu) GROUP BY *",
+        "SELECT host FROM (SELECT usage, host FROM cpu)",
+        "SELECT usage, host FROM (SELECT usage, host FROM cpu) GROUP BY host",
     ] {
         q.push(sub.replace("{RANGE}", RANGE));
     }
@@ -226,6 +232,7 @@ fn answers_like_influxdb_1_6() {
         "SELECT usage FROM cpu GROUP BY time(1m)",
         "SELECT mean(usage), idle FROM cpu",
         "SELECT percentile(usage) FROM cpu",
+        "SELECT usage FROM (SELECT usage FROM cpu ORDER BY time DESC)",
     ] {
         let (_, want) = query(&influx.base, "test", q, "");
         let (_, got) = query(&base, "test", q, "");
@@ -251,6 +258,10 @@ fn answers_like_influxdb_1_6() {
             "top()",
         ),
         ("SELECT usage FROM (SELECT usage FROM cpu LIMIT 2)", "LIMIT"),
+        (
+            "SELECT * FROM (SELECT usage, host FROM cpu) GROUP BY host",
+            "GROUP BY tag \"host\" as a field",
+        ),
         (
             "SELECT mean FROM (SELECT mean(usage) FROM cpu GROUP BY time(1m) fill(0))",
             "fill()",

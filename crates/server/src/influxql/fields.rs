@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::ast::{Dimension, Expr, NameMatch, Select};
 use super::cond::{Columns, Kind, arith_sql};
+use super::relation::TAG_FIELD;
 use super::sql::ident;
 use super::{Ctx, meta};
 
@@ -141,8 +142,10 @@ pub(super) async fn expand_fields(
                 let fields: Vec<String> = cols
                     .iter()
                     .filter(|(_, k)| match k {
+                        // Not a tag a subquery selects.
                         Kind::Field(t) => {
-                            any_type || matches!(*t, "float" | "integer" | "unsigned")
+                            (any_type && *t != TAG_FIELD)
+                                || matches!(*t, "float" | "integer" | "unsigned")
                         }
                         _ => false,
                     })

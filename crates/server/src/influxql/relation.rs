@@ -32,6 +32,10 @@ pub(super) struct Relation {
     pub(super) derived: bool,
 }
 
+/// The type of a derived relation's column holding a tag the subquery selects by name:
+/// `f(*)` leaves it out (InfluxDB 1.6 counts it as a tag there, not a field).
+pub(super) const TAG_FIELD: &str = "tag";
+
 /// A derived relation's column ordering its rows: the time of the bucket (raw rows:
 /// the point's time) InfluxDB merges subquery rows by.
 pub(super) const ORDER_KEY: &str = "__sq_order";

@@ -25,10 +25,10 @@
 use super::ast::{Dimension, Expr, Fill, Select, Source};
 use super::cond::{Columns, Kind, TimeRange, split_time, where_sql};
 use super::fields::{
-    SELECTORS, arith_sql_boxed, dimensions, expand_fields, fields_of, has_aggregate, has_bare_var,
-    selector_time_sql, var_sql,
+    OutField, SELECTORS, arith_sql_boxed, dimensions, expand_fields, fields_of, has_aggregate,
+    has_bare_var, selector_time_sql, var_sql,
 };
-use super::relation::{ORDER_KEY, Relation, SERIES_KEY, TIME_INT, bucket_sql, tables};
+use super::relation::{ORDER_KEY, Relation, SERIES_KEY, TAG_FIELD, TIME_INT, bucket_sql, tables};
 use super::sql::{ident, string_literal};
 use super::{Ctx, distinct, points, transform};
 
@@ -41,6 +41,10 @@ pub(super) async fn relations(
     range: TimeRange,
 ) -> Result<Vec<Relation>, String> {
     check(inner)?;
+    // (An inner statement without ORDER BY takes the outer order.)
+    if inner.order_desc && !outer.order_desc {
+        return Err("subqueries must be ordered in the same direction as the query itself".into());
+    }
     let (own, rest) = split_time(inner.cond.as_ref(), ctx.now)?;
     let inner = effective(outer, inner);
     // A transformation reads one interval before the subquery's own start (not before
@@ -66,6 +70,10 @@ pub(super) async fn relations(
                 range,
                 own,
                 rest: rest.as_ref(),
+                wildcard: outer
+                    .fields
+                    .iter()
+                    .any(|f| matches!(f.expr, Expr::Wildcard | Expr::Regex(_))),
             };
             if let Some(rel) = derived(ctx, &inner, plan.as_ref(), &src, read).await? {
                 out.push(rel);
@@ -169,6 +177,8 @@ struct Read<'a> {
     own: TimeRange,
     /// Its condition without time.
     rest: Option<&'a Expr>,
+    /// Whether the outer statement selects `*` or a regex (lists every column).
+    wildcard: bool,
 }
 
 /// The derived table of `s` (with its transformations `plan`) over `src`: `None` when
@@ -182,8 +192,8 @@ async fn derived(
 ) -> Result<Option<Relation>, String> {
     let Some(mut base) = (match plan {
         // The statement without its transformation.
-        Some(p) => base(ctx, &p.inner, src, read.range, read.rest).await?,
-        None => base(ctx, s, src, read.range, read.rest).await?,
+        Some(p) => base(ctx, &p.inner, src, read.range, &read).await?,
+        None => base(ctx, s, src, read.range, &read).await?,
     }) else {
         return Ok(None);
     };
@@ -222,7 +232,7 @@ fn windowed(p: &transform::Plan, base: Base, range: TimeRange) -> Result<Base, S
     let name = p.names()[0].clone();
     if base.group_tags.contains(&name) {
         return Err(format!(
-            "subquery column {name:?} is also a GROUP BY tag: Bulkhead cannot tell them apart"
+            "a subquery selecting its GROUP BY tag {name:?} as a field is not supported by Bulkhead yet"
         ));
     }
     let mut select = tags;
@@ -262,8 +272,9 @@ async fn base(
     s: &Select,
     src: &Relation,
     mut range: TimeRange,
-    rest: Option<&Expr>,
+    read: &Read<'_>,
 ) -> Result<Option<Base>, String> {
+    let (rest, wildcard) = (read.rest, read.wildcard);
     let cols = &src.cols;
     let (time_dim, group_tags) = dimensions(ctx, s, &src.db, cols).await?;
     let fields = expand_fields(ctx, &src.db, s, cols, &group_tags).await?;
@@ -284,11 +295,21 @@ async fn base(
     if referenced.is_empty() {
         return Ok(None);
     }
-    if let Some(f) = fields.iter().find(|f| group_tags.contains(&f.name)) {
-        return Err(format!(
-            "subquery column {:?} is also a GROUP BY tag: Bulkhead cannot tell them apart",
-            f.name
-        ));
+    // A tag selected by name is a column of type `tag` (InfluxDB 1.6 selects it, `*`
+    // lists it, `f(*)` and `GROUP BY *` leave it out); as one of the GROUP BY tags, it is
+    // that tag, but `*` would list it as a column too.
+    let is_tag = |f: &OutField| {
+        matches!(f.expr.unparen(), Expr::Var { name, .. }
+            if *name == f.name && cols.get(name.as_str()) == Some(&Kind::Tag))
+    };
+    for f in fields.iter().filter(|f| group_tags.contains(&f.name)) {
+        if !is_tag(f) || wildcard {
+            return Err(format!(
+                "a subquery selecting its GROUP BY tag {:?} as a field is not supported by \
+                 Bulkhead yet",
+                f.name
+            ));
+        }
     }
     if time_dim.is_some() && range.upper.is_none() {
         // InfluxDB's GROUP BY time ends at now() without an upper bound.
@@ -358,7 +379,15 @@ async fn base(
     };
     select.push(format!("{time} AS \"time\""));
     select.push(format!("{order} AS {}", ident(ORDER_KEY)));
+    let mut names = Vec::new();
     for f in &fields {
+        if is_tag(f) {
+            if !group_tags.contains(&f.name) {
+                select.push(format!("{} AS {}", var_sql(&f.name, cols), ident(&f.name)));
+                out_cols.insert(f.name.clone(), Kind::Field(TAG_FIELD));
+            }
+            continue;
+        }
         let mut sql = arith_sql_boxed(&f.expr, cols)?;
         if is_count(&f.expr) {
             // A bucket where only other fields have points has no count (InfluxDB).
@@ -366,6 +395,7 @@ async fn base(
         }
         select.push(format!("{sql} AS {}", ident(&f.name)));
         out_cols.insert(f.name.clone(), Kind::Field(field_type(&f.expr, cols)));
+        names.push(f.name.clone());
     }
     out_cols.insert("time".into(), Kind::Time);
     let mut sql = format!(
@@ -382,7 +412,7 @@ async fn base(
     Ok(Some(Base {
         sql,
         group_tags,
-        fields: fields.into_iter().map(|f| f.name).collect(),
+        fields: names,
         cols: out_cols,
     }))
 }
