@@ -727,6 +727,11 @@ fn random_queries() -> Vec<String> {
         format!("SELECT mode(max) FROM (SELECT max(i) FROM rnd WHERE {HOUR} GROUP BY time(5m), host)"),
         format!("SELECT integral(mean) FROM (SELECT mean(f) FROM rnd WHERE {HOUR} GROUP BY time(10m))"),
         format!("SELECT sum(v) FROM (SELECT v FROM (SELECT mean(f) AS v FROM rnd WHERE {HOUR} GROUP BY time(20m), host))"),
+        // SLIMIT and SOFFSET count the outer series only.
+        "SELECT max(mean) FROM (SELECT mean(f) FROM rnd GROUP BY host) GROUP BY host SLIMIT 2 SOFFSET 1".to_string(),
+        format!("SELECT mean FROM (SELECT mean(f) FROM rnd WHERE {HOUR} GROUP BY time(20m), host, dc) GROUP BY host, dc SLIMIT 2 SOFFSET 2"),
+        "SELECT sum(mean) FROM (SELECT mean(f) FROM rnd GROUP BY host) GROUP BY dc SLIMIT 1 SOFFSET 1".to_string(),
+        "SELECT sum(mean) FROM (SELECT mean(f) FROM rnd GROUP BY host) SLIMIT 2".to_string(),
     ] {
         q.push(sub);
     }

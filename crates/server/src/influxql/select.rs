@@ -44,12 +44,9 @@ pub(crate) async fn run(ctx: &Ctx, s: &Select) -> StatementResult {
                 "a subquery beside other sources in FROM is not supported by Bulkhead yet".into(),
             );
         }
-        if s.slimit.is_some() || s.soffset.is_some() {
-            // InfluxDB 1.6 also limits the subquery's series with them.
-            return Err(
-                "SLIMIT and SOFFSET over a subquery are not supported by Bulkhead yet".into(),
-            );
-        }
+        // SLIMIT and SOFFSET count the outer series, below (InfluxDB 1.6 also limits the
+        // subquery's series, grouped by the outer tags: the same ones).
+
         // The subquery reads the time range the statement reads.
         let (outer, read) = match &transforms {
             Some(t) => (&t.inner, t.read_range(range)),

@@ -18,9 +18,10 @@
 //!   series; it reads one interval before the subquery's own start, not before a start
 //!   that comes from the outer statement.
 //!
-//! What the derived table cannot express exactly is refused with an error naming it:
-//! several transformations, `top`/`bottom`/`sample`/`mode`/`integral`, `distinct`, other
-//! fills and `LIMIT`/`OFFSET`/`SLIMIT`/`SOFFSET` inside a subquery.
+//! Refused with an error naming it: what the derived table cannot express exactly
+//! (several transformations, `top`/`bottom`/`sample`/`mode`/`integral`, `distinct`
+//! inside a subquery) and what InfluxDB 1.6 answers inconsistently (an inner `fill()`
+//! other than `null`/`none`, an inner `LIMIT`/`OFFSET`/`SLIMIT`/`SOFFSET`).
 
 use super::ast::{Dimension, Expr, Fill, Select, Source};
 use super::cond::{Columns, Kind, TimeRange, split_time, where_sql};
