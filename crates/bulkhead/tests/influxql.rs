@@ -187,6 +187,11 @@ fn compared_queries() -> Vec<String> {
         "SELECT max(usage) FROM (SELECT * FROM cpu) GROUP BY *",
         "SELECT host FROM (SELECT usage, host FROM cpu)",
         "SELECT usage, host FROM (SELECT usage, host FROM cpu) GROUP BY host",
+        // One subquery over several measurements: one derived table each.
+        "SELECT max(mean) FROM (SELECT mean(free) FROM /^(mem|disk)$/ GROUP BY host)",
+        "SELECT mean FROM (SELECT mean(free) FROM mem, disk GROUP BY host)",
+        "SELECT sum(free) FROM (SELECT free FROM /./)",
+        "SELECT max(m) FROM (SELECT max(usage) AS m FROM cpu GROUP BY time(2m, 1m)) WHERE {RANGE} GROUP BY time(4m, 1m)",
     ] {
         q.push(sub.replace("{RANGE}", RANGE));
     }
