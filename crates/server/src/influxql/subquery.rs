@@ -52,6 +52,11 @@ pub(super) async fn relations(
     // a start that comes from the outer statement, as InfluxDB 1.6).
     let plan = transform::plan(&inner)?;
     let range = intersect(plan.as_ref().map_or(own, |p| p.read_range(own)), range);
+    // Under an outer `*`, a GROUP BY tag the subquery also selects would be two columns.
+    let wildcard = outer
+        .fields
+        .iter()
+        .any(|f| matches!(f.expr, Expr::Wildcard | Expr::Regex(_)));
     let mut out = Vec::new();
     for source in &inner.from {
         let sources = match source {
@@ -71,10 +76,7 @@ pub(super) async fn relations(
                 range,
                 own,
                 rest: rest.as_ref(),
-                wildcard: outer
-                    .fields
-                    .iter()
-                    .any(|f| matches!(f.expr, Expr::Wildcard | Expr::Regex(_))),
+                wildcard,
             };
             if let Some(rel) = derived(ctx, &inner, plan.as_ref(), &src, read).await? {
                 out.push(rel);
