@@ -121,7 +121,11 @@ async fn tables(engine: &Engine) -> Result<RecordBatch> {
     )
 }
 
-/// One row per live SST, from a full-range snapshot of every table.
+/// One row per live SST, from a full-range snapshot of every table. `path` is the
+/// object the SST is read from: for a member of a pack (`flush_pack.rs`) the pack's
+/// `data/_packs/{id}.parquet`, shared with the other members, and `pack_offset` is
+/// where the member's `bytes` start in it; `pack_offset` is NULL for a standalone SST
+/// (the whole object at `path`).
 fn sst_files(engine: &Engine) -> Result<RecordBatch> {
     let mut files = Vec::new();
     for db in engine.databases() {
@@ -148,6 +152,7 @@ fn sst_files(engine: &Engine) -> Result<RecordBatch> {
             ts("max_time"),
             u64f("rows"),
             u64f("bytes"),
+            Field::new("pack_offset", DataType::UInt64, true),
         ],
         vec![
             Arc::new(StringArray::from_iter_values(
@@ -173,6 +178,7 @@ fn sst_files(engine: &Engine) -> Result<RecordBatch> {
             ),
             Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.rows))),
             Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.bytes))),
+            Arc::new(UInt64Array::from_iter(files.iter().map(|f| f.pack_offset))),
         ],
     )
 }

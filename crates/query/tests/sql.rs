@@ -4,6 +4,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::UInt64Type;
+
 use bulkhead_query::{QueryConfig, QueryError};
 use common::{Db, f, row};
 
@@ -151,7 +154,8 @@ fn timestamp_literals_prune_too() {
 
 #[test]
 fn system_tables_describe_live_state() {
-    let db = Db::open();
+    // No background compaction: it would merge cpu's two SSTs below.
+    let db = Db::open_with_engine(QueryConfig::default(), |c| c.compaction.enabled = false);
     db.write(
         "demo",
         vec![("cpu", row(&[("host", "a")], &[("usage", f(1.0))], 10))],
@@ -180,6 +184,64 @@ fn system_tables_describe_live_state() {
     );
     for name in ["compact", "flush", "io", "query", "write"] {
         assert!(out.contains(&format!("| {name}")), "{out}");
+    }
+
+    // A flush round of two small tables writes them into one pack: cpu's second SST
+    // and mem's are members (`path` = the pack, `pack_offset` = where each starts);
+    // cpu's first SST stays standalone (`pack_offset` NULL).
+    db.write(
+        "demo",
+        vec![("mem", row(&[("host", "a")], &[("free", f(3.0))], 10))],
+    );
+    db.flush();
+    assert_eq!(
+        db.table(
+            "demo",
+            "select \"table\", path like '%data/_packs/%.parquet' as in_pack, \
+             pack_offset is null as standalone from system.sst_files \
+             order by \"table\", in_pack"
+        ),
+        "+-------+---------+------------+\n\
+         | table | in_pack | standalone |\n\
+         +-------+---------+------------+\n\
+         | cpu   | false   | true       |\n\
+         | cpu   | true    | false      |\n\
+         | mem   | true    | false      |\n\
+         +-------+---------+------------+"
+    );
+    // Each row's (path, pack_offset, bytes) is a whole Parquet file in the object.
+    let batches = db
+        .sql(
+            "demo",
+            "select path, pack_offset, bytes from system.sst_files order by path, pack_offset",
+        )
+        .expect("sst_files");
+    let mut ssts = Vec::new();
+    for b in &batches {
+        let path = b.column(0).as_string::<i32>();
+        let offset = b.column(1).as_primitive::<UInt64Type>();
+        let bytes = b.column(2).as_primitive::<UInt64Type>();
+        for i in 0..b.num_rows() {
+            let off = (!offset.is_null(i)).then(|| offset.value(i));
+            ssts.push((path.value(i).to_string(), off, bytes.value(i)));
+        }
+    }
+    assert_eq!(ssts.len(), 3, "{ssts:?}");
+    let members: Vec<_> = ssts.iter().filter(|s| s.1.is_some()).collect();
+    assert_eq!(members.len(), 2, "{ssts:?}");
+    assert_eq!(members[0].0, members[1].0, "one pack: {ssts:?}");
+    assert_eq!(members[0].1, Some(0), "the first member starts the pack");
+    for (path, off, bytes) in &ssts {
+        let object = std::fs::read(db.dir().join("objects").join(path)).expect(path);
+        let start = off.unwrap_or(0) as usize;
+        let file = &object[start..start + *bytes as usize];
+        assert!(
+            file.starts_with(b"PAR1") && file.ends_with(b"PAR1"),
+            "{path}@{off:?}"
+        );
+        if off.is_none() {
+            assert_eq!(object.len() as u64, *bytes, "{path}: the whole object");
+        }
     }
 }
 
