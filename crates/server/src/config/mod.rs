@@ -150,6 +150,10 @@ pub struct FlightSqlConfig {
     /// A connection with no bytes in either direction for this long is closed (0 =
     /// never).
     pub idle_timeout: HumanDuration,
+    /// PEM certificate chain: with `tls_key`, the listener speaks gRPC over TLS only.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
 }
 
 impl Default for FlightSqlConfig {
@@ -163,6 +167,8 @@ impl Default for FlightSqlConfig {
             max_connections: 256,
             startup_timeout: HumanDuration::secs(10),
             idle_timeout: HumanDuration::secs(3600),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -426,6 +432,11 @@ impl ServerConfig {
         for (section, cert, key) in [
             ("http", &self.http.tls_cert, &self.http.tls_key),
             ("pg", &self.pg.tls_cert, &self.pg.tls_key),
+            (
+                "flight_sql",
+                &self.flight_sql.tls_cert,
+                &self.flight_sql.tls_key,
+            ),
         ] {
             if cert.is_empty() != key.is_empty() {
                 return Err(format!(

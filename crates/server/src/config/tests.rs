@@ -184,6 +184,16 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("pg.idle_timeout", "--pg-idle-timeout", "10m"),
     ("pg.tls_cert", "--pg-tls-cert", "/etc/bh/cert.pem"),
     ("pg.tls_key", "--pg-tls-key", "/etc/bh/key.pem"),
+    (
+        "flight_sql.tls_cert",
+        "--flight-sql-tls-cert",
+        "/etc/bh/cert.pem",
+    ),
+    (
+        "flight_sql.tls_key",
+        "--flight-sql-tls-key",
+        "/etc/bh/key.pem",
+    ),
     ("auth.failure_delay", "--auth-failure-delay", "1s"),
 ];
 
