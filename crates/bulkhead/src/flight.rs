@@ -45,8 +45,24 @@ pub(crate) fn start(
             ),
         )?
         .context("starting the Arrow Flight SQL listener")?;
+    let server = if config.flight_sql.tls_cert.is_empty() {
+        let tls_elsewhere = !config.http.tls_cert.is_empty()
+            || (config.pg.enabled && !config.pg.tls_cert.is_empty());
+        if tls_elsewhere {
+            tracing::warn!(
+                "HTTP or PG is served over TLS but Flight SQL is not: its token, queries \
+                 and results travel in cleartext; set flight_sql.tls_cert and \
+                 flight_sql.tls_key"
+            );
+        }
+        server
+    } else {
+        server
+            .with_tls(&config.flight_sql.tls_cert, &config.flight_sql.tls_key)
+            .context("starting the Arrow Flight SQL listener")?
+    };
     // Logged before HTTP starts, so a client that waited for `/health` finds the port
     // (with `--flight-sql-addr 127.0.0.1:0`) in the log.
-    tracing::info!(addr = %server.local_addr()?, "Arrow Flight SQL listening");
+    tracing::info!(addr = %server.local_addr()?, tls = server.tls(), "Arrow Flight SQL listening");
     Ok(runtimes.spawn_io(server.serve(bulkhead_server::shutdown_signal())))
 }

@@ -77,7 +77,10 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
         Arc::clone(&runtimes),
         bulkhead_query::QueryConfig {
             memory_limit: config.limits.query_memory.as_usize(),
-            target_partitions: runtimes.config().query_threads,
+            // One partition by default: with as many partitions as query threads, a
+            // heavy join's streams held every thread and a short query's sub-tasks
+            // waited seconds for it to end (docs/reliability.md, "Fairness").
+            target_partitions: config.limits.query_partitions.max(1),
         },
     )
     .context("starting the query layer")?

@@ -8,10 +8,10 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::tls::self_signed;
 use common::{TestServer, metric};
 
 /// Upper bound on waiting for the server to close a connection; the deadlines under
@@ -452,28 +452,6 @@ fn auth_failures_are_delayed_counted_and_p_is_v1_only() {
         Some(1.0),
         "{metrics}"
     );
-}
-
-/// A self-signed certificate for `localhost` and 127.0.0.1 (openssl CLI).
-fn self_signed(dir: &Path) -> (String, String) {
-    let cert = dir.join("cert.pem").display().to_string();
-    let key = dir.join("key.pem").display().to_string();
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-keyout", &key, "-out", &cert])
-        .output()
-        .unwrap();
-    ok(&out);
-    (cert, key)
 }
 
 #[test]

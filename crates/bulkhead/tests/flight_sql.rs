@@ -3,7 +3,8 @@
 //! the HTTP SQL results (as Arrow) on the same random data, prepared statements with
 //! parameters, the catalog calls ADBC makes, auth, database selection, bad queries and
 //! the query timeout, a client that goes away mid-query, the connection cap and startup
-//! deadline; pyarrow's Flight client by hand (handshake, raw commands); and
+//! deadline, TLS (`grpc+tls://` with the certificate as root; plaintext refused);
+//! pyarrow's Flight client by hand (handshake, raw commands); and
 //! InfluxDB 3's Python client (`influxdb3-python`), which sends JSON tickets.
 
 mod common;
@@ -588,4 +589,105 @@ while True:
         .is_some_and(|n| n >= 3.0),
         "{metrics}"
     );
+}
+
+#[test]
+fn tls_serves_grpc_tls_clients_and_refuses_plaintext() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = common::tls::self_signed(certs.path());
+    let (server, port) = start(&[
+        "--flight-sql-tls-cert",
+        &cert,
+        "--flight-sql-tls-key",
+        &key,
+        "--flight-sql-startup-timeout",
+        "1s",
+    ]);
+    write_random(&server, 200, 3);
+    let out = ok(python(
+        &server,
+        port,
+        &format!(
+            r#"
+CERT = open({cert:?}).read()
+TLS_URI = f"grpc+tls://127.0.0.1:{{PORT}}"
+ROOTS = fs.DatabaseOptions.TLS_ROOT_CERTS.value
+def connect_to(uri, **kw):
+    opts = {{HEADER + "database": "demo", fs.DatabaseOptions.AUTHORIZATION_HEADER.value: "Bearer " + TOKEN}}
+    opts.update(kw)
+    return flight.connect(uri, db_kwargs=opts)
+sql = "select host, usage from cpu order by time"
+# The certificate verifies against its PEM as the only root, and queries work over it.
+with connect_to(TLS_URI, **{{ROOTS: CERT}}) as conn, conn.cursor() as cur:
+    cur.execute(sql)
+    got = cur.fetch_arrow_table()
+    same(got, http_arrow(sql), sql)
+    cur.execute("select count(*) as n from cpu where host = ?", parameters=("a",))
+    n = cur.fetch_arrow_table().column(0)[0].as_py()
+    assert n == http_arrow("select count(*) as n from cpu where host = 'a'").column(0)[0].as_py()
+    print("tls rows:", got.num_rows)
+# Without our certificate as a root, the client refuses the server.
+try:
+    with connect_to(TLS_URI) as conn, conn.cursor() as cur:
+        cur.execute("select 1")
+        cur.fetch_arrow_table()
+    raise SystemExit("expected the certificate to be refused without its root")
+except SystemExit:
+    raise
+except Exception as e:
+    print("unverified:", str(e).replace("\n", " "))
+# A plaintext client gets no answer from the TLS port.
+try:
+    with connect_to(f"grpc://127.0.0.1:{{PORT}}", **{{fs.DatabaseOptions.TIMEOUT_QUERY.value: "20"}}) as conn, conn.cursor() as cur:
+        cur.execute("select 1")
+        cur.fetch_arrow_table()
+    raise SystemExit("expected a plaintext client to fail against the TLS port")
+except SystemExit:
+    raise
+except Exception as e:
+    print("plaintext:", str(e).replace("\n", " "))
+"#
+        ),
+    ));
+    assert!(out.contains("tls rows: 200"), "{out}");
+    let unverified = out
+        .lines()
+        .find(|l| l.starts_with("unverified:"))
+        .unwrap_or_default();
+    assert!(unverified.contains("certificate"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("plaintext:")), "{out}");
+    eprintln!("{out}");
+    let log = server.log();
+    let listening = log
+        .lines()
+        .find(|l| l.contains("Arrow Flight SQL listening"))
+        .unwrap_or_default();
+    // `tls=true`, maybe with color codes around the `=`.
+    assert!(
+        listening.contains("tls") && listening.contains("true"),
+        "{listening}"
+    );
+
+    // A handshake that stalls after its first bytes is closed by the startup deadline
+    // (1 s), and counted.
+    let before = trips(&server, "startup_timeout", "flight_sql");
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stalled.write_all(&[0x16, 0x03, 0x01]).expect("write");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stalled.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the stalled handshake was not closed"
+    );
+    assert!(trips(&server, "startup_timeout", "flight_sql") > before);
 }

@@ -1,7 +1,8 @@
 //! Query limits through the real server, over HTTP and with real PG clients (`psql`,
 //! `psycopg`): timeouts (`limits.query_timeout`, HTTP `timeout=`, `SET
 //! statement_timeout`), cancellation when the client goes away or sends a
-//! CancelRequest, and a `select 1` answering while a query that never ends runs.
+//! CancelRequest, and a `select 1` (and, with two query threads, a grouping query)
+//! answering while a query that never ends runs.
 
 mod common;
 
@@ -15,6 +16,10 @@ use common::{TestServer, metric, url_encode};
 /// 2e13 pair evaluations in a nested-loop join: it never finishes on its own.
 const HEAVY_JOIN: &str = "select count(*) from generate_series(1, 20000) a, \
                           generate_series(1, 1000000000) b where a.value + b.value = 7";
+/// Longest a short query may take beside a heavy one in these tests: generous for a
+/// debug build on a loaded machine (they answer in milliseconds), and far below the
+/// seconds a starved query waited.
+const SHORT_QUERY_BOUND: Duration = Duration::from_secs(5);
 /// A generator aggregated in one poll unless the plan yields.
 const HEAVY_SERIES: &str = "select count(*) from generate_series(1, 1000000000000)";
 
@@ -350,6 +355,43 @@ fn select_1_answers_while_a_query_that_never_ends_runs() {
             "{e}"
         );
     }
+}
+
+/// With two query threads and a join that never ends, a grouping query over a table
+/// answers within [`SHORT_QUERY_BOUND`] every time. Its plan has a repartition (its own
+/// sub-tasks) when a query has as many partitions as threads: then one probe in a few
+/// waited for the join to end (here: never, so its own 30 s timeout), because the
+/// join's two streams held both threads. `limits.query_partitions` (1) keeps a heavy
+/// query on one thread.
+#[test]
+fn a_grouping_query_answers_while_a_join_holds_a_query_thread() {
+    let server = start(&["--query-threads", "2"]);
+    let body: String = (0..400)
+        .map(|i| format!("cpu,host=h{} v={i} {}\n", i % 4, 1_000_000_000 + i))
+        .collect();
+    let r = server.post("/write?db=demo", body);
+    assert_eq!(r.status, 204, "{}", r.text());
+    let since = cpu_secs(server.pid().unwrap());
+    let _heavy = open_query(&server, HEAVY_JOIN);
+    wait_for_cpu(&server, since, 1.0, "the join should be running");
+    let probe = format!(
+        "/api/v1/sql?db=demo&format=json&timeout=30s&q={}",
+        url_encode("select host, max(v) as v from cpu group by host order by host")
+    );
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let t = Instant::now();
+        let r = server.get(&probe);
+        let took = t.elapsed();
+        assert_eq!(r.status, 200, "probe {i} after {took:?}: {}", r.text());
+        assert_eq!(r.json()[3]["v"], 399.0, "{}", r.text());
+        assert!(
+            took < SHORT_QUERY_BOUND,
+            "probe {i} took {took:?} beside the join"
+        );
+        slowest = slowest.max(took);
+    }
+    eprintln!("slowest of 20 grouping queries beside a never-ending join: {slowest:?}");
 }
 
 #[test]

@@ -15,6 +15,9 @@ pub enum FlightSqlError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The certificate or key could not be loaded (the message names the file).
+    #[error("{0}")]
+    Tls(String),
     #[error("Flight SQL server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("{0}")]

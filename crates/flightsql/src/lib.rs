@@ -2,8 +2,8 @@
 //!
 //! Data flow: the gRPC server (tonic, via `arrow-flight`'s `FlightSqlService`) accepts
 //! connections and drives them on `io` ([`server`]), each under a connection cap and
-//! deadlines ([`conn`]). Every call is authenticated like
-//! the other listeners ([`auth`]). A statement's `GetFlightInfo` returns a ticket
+//! deadlines ([`conn`]), over TLS when a certificate is configured ([`tls`]). Every
+//! call is authenticated like the other listeners ([`auth`]). A statement's `GetFlightInfo` returns a ticket
 //! carrying its database and SQL; `DoGet` plans it through the same
 //! [`bulkhead_frontend::QueryBackend`] as HTTP and PG, on the `query` runtime, under
 //! `limits.query_timeout`, and encodes the Arrow batches to Flight data on `query` too
@@ -20,6 +20,7 @@ mod metadata;
 mod params;
 mod server;
 mod service;
+mod tls;
 
 pub use error::FlightSqlError;
 pub use server::{FlightSqlOptions, FlightSqlServer};

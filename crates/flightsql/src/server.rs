@@ -1,8 +1,10 @@
 //! The listener: binds on `io`, and serves the Flight SQL gRPC service there (tonic's
-//! connection tasks are spawned on the runtime that polls the server, `io`).
+//! connection tasks are spawned on the runtime that polls the server, `io`), in
+//! plaintext or, with a certificate, over TLS only ([`crate::tls`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use bulkhead_frontend::QueryBackend;
 use bulkhead_frontend::limits::{LimitTrips, Protocol};
 use bulkhead_frontend::net::{Admission, ConnectionCounts, ConnectionGate, prepare_socket};
 use bulkhead_runtime::Runtimes;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -19,6 +21,7 @@ use crate::conn::{Conn, ConnInfo, Deadlines};
 use crate::error::FlightSqlError;
 use crate::front::Front;
 use crate::service::Service;
+use crate::tls::Io;
 
 /// How the listener behaves: from `[flight_sql]`, `auth` and `limits`.
 #[derive(Debug, Clone, Default)]
@@ -56,12 +59,14 @@ pub struct FlightSqlServer {
     deadlines: Deadlines,
     tcp_keepalive: Duration,
     trips: Arc<LimitTrips>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for FlightSqlServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlightSqlServer")
             .field("addr", &self.listener.local_addr().ok())
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +101,22 @@ impl FlightSqlServer {
             deadlines,
             tcp_keepalive,
             trips,
+            tls: None,
         })
+    }
+
+    /// Serve gRPC over TLS only, with the PEM certificate chain `cert` and key `key`
+    /// (ALPN `h2`, as gRPC clients require); a plaintext client then fails.
+    pub fn with_tls(mut self, cert: &str, key: &str) -> Result<Self, FlightSqlError> {
+        let acceptor = bulkhead_frontend::net::tls::acceptor(cert, key, &[b"h2"])
+            .map_err(FlightSqlError::Tls)?;
+        self.tls = Some(acceptor);
+        Ok(self)
+    }
+
+    /// Whether connections are served over TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The bound address (useful with port 0).
@@ -113,7 +133,10 @@ impl FlightSqlServer {
             deadlines,
             tcp_keepalive,
             trips,
+            tls,
         } = self;
+        let startup = deadlines.startup;
+        let conn_trips = Arc::clone(&trips);
         // Each accepted socket takes a slot of `flight_sql.max_connections` (held until
         // tonic drops the connection), or a refusal slot, or is closed at once.
         let incoming = TcpListenerStream::new(listener).filter_map(move |conn| {
@@ -132,13 +155,17 @@ impl FlightSqlServer {
                             slot,
                             refused,
                             deadlines,
-                            Arc::clone(&trips),
+                            Arc::clone(&conn_trips),
                         ))
                     })
                 }
             };
             std::future::ready(admitted)
         });
+        let incoming: Pin<Box<dyn Stream<Item = std::io::Result<Io>> + Send>> = match tls {
+            None => Box::pin(incoming.map(|conn| conn.map(Io::Plain))),
+            Some(acceptor) => Box::pin(crate::tls::handshakes(incoming, acceptor, startup, trips)),
+        };
         let service = FlightServiceServer::with_interceptor(Front(service), refuse_if_over_cap);
         tonic::transport::Server::builder()
             .add_service(service)

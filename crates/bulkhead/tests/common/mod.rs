@@ -6,6 +6,7 @@
 
 pub mod influx;
 pub mod rollup;
+pub mod tls;
 pub mod tmpfs;
 pub mod weed;
 

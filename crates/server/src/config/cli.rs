@@ -260,6 +260,9 @@ pub struct ServeArgs {
     /// [limits] query_timeout: longest a SQL query may run [default: 5m].
     #[arg(long, env = "BULKHEAD_QUERY_TIMEOUT", value_name = "DURATION")]
     pub query_timeout: Option<HumanDuration>,
+    /// [limits] query_partitions: partitions of one query's plan, at least 1 [default: 1].
+    #[arg(long, env = "BULKHEAD_QUERY_PARTITIONS", value_name = "N")]
+    pub query_partitions: Option<usize>,
     /// [limits] body_read_timeout: longest wait for a request body's next bytes [default: 10s].
     #[arg(long, env = "BULKHEAD_BODY_READ_TIMEOUT", value_name = "DURATION")]
     pub body_read_timeout: Option<HumanDuration>,
@@ -467,6 +470,7 @@ impl ServeArgs {
             &self.max_series_per_table,
         );
         set(&mut cfg.limits.query_memory, &self.query_memory);
+        set(&mut cfg.limits.query_partitions, &self.query_partitions);
         set(&mut cfg.limits.query_timeout, &self.query_timeout);
         set(&mut cfg.limits.body_read_timeout, &self.body_read_timeout);
         let c = &mut cfg.compaction.engine;

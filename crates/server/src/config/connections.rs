@@ -1,8 +1,9 @@
-//! Flags of the connection limits, timeouts and TLS of the HTTP and PG listeners.
+//! Flags of the connection limits, timeouts and TLS of the HTTP and PG listeners, and
+//! the TLS of the Flight SQL listener.
 
 use super::{HumanDuration, ServerConfig};
 
-/// `[http]`/`[pg]` connection keys, `auth.failure_delay` and `limits.tcp_keepalive`.
+/// `[http]`/`[pg]` connection keys, `flight_sql.tls_*`, `auth.failure_delay` and `limits.tcp_keepalive`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConnectionArgs {
     /// [http] max_connections: open connections before new ones get 503 [default: 1024].
@@ -39,6 +40,12 @@ pub struct ConnectionArgs {
     /// [pg] tls_key: PEM private key of --pg-tls-cert.
     #[arg(long, env = "BULKHEAD_PG_TLS_KEY", value_name = "PATH")]
     pub pg_tls_key: Option<String>,
+    /// [flight_sql] tls_cert: PEM certificate chain; with --flight-sql-tls-key, serve gRPC over TLS only.
+    #[arg(long, env = "BULKHEAD_FLIGHT_SQL_TLS_CERT", value_name = "PATH")]
+    pub flight_sql_tls_cert: Option<String>,
+    /// [flight_sql] tls_key: PEM private key of --flight-sql-tls-cert.
+    #[arg(long, env = "BULKHEAD_FLIGHT_SQL_TLS_KEY", value_name = "PATH")]
+    pub flight_sql_tls_key: Option<String>,
     /// [auth] failure_delay: answer a wrong token only after this long [default: 500ms].
     #[arg(long, env = "BULKHEAD_AUTH_FAILURE_DELAY", value_name = "DURATION")]
     pub auth_failure_delay: Option<HumanDuration>,
@@ -67,6 +74,8 @@ impl ConnectionArgs {
         set(&mut cfg.pg.idle_timeout, &self.pg_idle_timeout);
         set(&mut cfg.pg.tls_cert, &self.pg_tls_cert);
         set(&mut cfg.pg.tls_key, &self.pg_tls_key);
+        set(&mut cfg.flight_sql.tls_cert, &self.flight_sql_tls_cert);
+        set(&mut cfg.flight_sql.tls_key, &self.flight_sql_tls_key);
         set(&mut cfg.auth.failure_delay, &self.auth_failure_delay);
         set(&mut cfg.limits.tcp_keepalive, &self.tcp_keepalive);
     }

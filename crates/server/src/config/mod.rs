@@ -150,6 +150,10 @@ pub struct FlightSqlConfig {
     /// A connection with no bytes in either direction for this long is closed (0 =
     /// never).
     pub idle_timeout: HumanDuration,
+    /// PEM certificate chain: with `tls_key`, the listener speaks gRPC over TLS only.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
 }
 
 impl Default for FlightSqlConfig {
@@ -163,6 +167,8 @@ impl Default for FlightSqlConfig {
             max_connections: 256,
             startup_timeout: HumanDuration::secs(10),
             idle_timeout: HumanDuration::secs(3600),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -277,6 +283,10 @@ pub struct LimitsConfig {
     /// Longest a SQL query may run, planning included; a request may only lower it
     /// (HTTP `timeout=`, PG `SET statement_timeout`).
     pub query_timeout: HumanDuration,
+    /// Partitions of one query's plan (DataFusion's `target_partitions`): 1 runs each
+    /// query as one stream on one `query` thread, so a heavy query never holds every
+    /// query thread; more lets one big query use several threads.
+    pub query_partitions: usize,
     /// Longest wait for the next bytes of a request body; a stalled upload then gets
     /// 408 and stops holding write admission.
     pub body_read_timeout: HumanDuration,
@@ -299,6 +309,7 @@ impl Default for LimitsConfig {
             max_fields_per_line: 1024,
             query_memory: ByteSize(bulkhead_frontend::limits::DEFAULT_QUERY_MEMORY),
             query_timeout: HumanDuration::secs(300),
+            query_partitions: 1,
             body_read_timeout: HumanDuration::secs(10),
             catalog: CatalogLimits::default(),
             tcp_keepalive: HumanDuration::secs(60),
@@ -400,6 +411,7 @@ impl ServerConfig {
             }
         }
         for (key, n) in [
+            ("limits.query_partitions", self.limits.query_partitions),
             ("http.max_connections", self.http.max_connections),
             ("pg.max_connections", self.pg.max_connections),
             (
@@ -426,6 +438,11 @@ impl ServerConfig {
         for (section, cert, key) in [
             ("http", &self.http.tls_cert, &self.http.tls_key),
             ("pg", &self.pg.tls_cert, &self.pg.tls_key),
+            (
+                "flight_sql",
+                &self.flight_sql.tls_cert,
+                &self.flight_sql.tls_key,
+            ),
         ] {
             if cert.is_empty() != key.is_empty() {
                 return Err(format!(

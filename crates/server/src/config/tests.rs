@@ -167,6 +167,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "10",
     ),
     ("limits.query_memory", "--query-memory", "2GiB"),
+    ("limits.query_partitions", "--query-partitions", "4"),
     ("limits.query_timeout", "--query-timeout", "30s"),
     ("limits.body_read_timeout", "--body-read-timeout", "3s"),
     ("limits.tcp_keepalive", "--tcp-keepalive", "5m"),
@@ -184,6 +185,16 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("pg.idle_timeout", "--pg-idle-timeout", "10m"),
     ("pg.tls_cert", "--pg-tls-cert", "/etc/bh/cert.pem"),
     ("pg.tls_key", "--pg-tls-key", "/etc/bh/key.pem"),
+    (
+        "flight_sql.tls_cert",
+        "--flight-sql-tls-cert",
+        "/etc/bh/cert.pem",
+    ),
+    (
+        "flight_sql.tls_key",
+        "--flight-sql-tls-key",
+        "/etc/bh/key.pem",
+    ),
     ("auth.failure_delay", "--auth-failure-delay", "1s"),
 ];
 
