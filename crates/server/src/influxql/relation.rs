@@ -1,8 +1,8 @@
 //! What a `SELECT` reads from: a measurement's table, or the rows of a subquery as a SQL
 //! derived table ([`super::subquery`]), with the SQL helpers for its `time` column.
 
-use super::ast::Source;
-use super::cond::{Columns, TimeRange};
+use super::ast::{Expr, Source};
+use super::cond::{Columns, Kind, TimeRange, where_sql};
 use super::sql::{ident, table};
 use super::{Ctx, database_exists, meta};
 
@@ -62,6 +62,41 @@ impl Relation {
             return None;
         }
         range.to_sql()
+    }
+
+    /// The WHERE terms of a SELECT over this relation: the time range, the condition
+    /// `rest`, and "some selected field is set" (`referenced`: the selected fields).
+    /// Every row qualifies when all fields are selected (a point has at least one
+    /// field); InfluxDB 1.6 keeps every row of a subquery in a raw select, also those
+    /// whose selected fields are all null.
+    pub(super) fn where_terms(
+        &self,
+        range: TimeRange,
+        rest: Option<&Expr>,
+        referenced: &[String],
+        aggregate: bool,
+    ) -> Result<Vec<String>, String> {
+        let mut conds = Vec::new();
+        if let Some(t) = self.time_sql(range) {
+            conds.push(t);
+        }
+        if let Some(e) = rest {
+            conds.push(where_sql(e, &self.cols)?);
+        }
+        let all_fields = (self.derived && !aggregate)
+            || self
+                .cols
+                .iter()
+                .filter(|(_, k)| matches!(k, Kind::Field(_)))
+                .all(|(n, _)| referenced.contains(n));
+        if !all_fields {
+            let any_field: Vec<String> = referenced
+                .iter()
+                .map(|f| format!("{} IS NOT NULL", ident(f)))
+                .collect();
+            conds.push(format!("({})", any_field.join(" OR ")));
+        }
+        Ok(conds)
     }
 
     /// `ORDER BY` terms of raw rows in time order (`dir`: `ASC` or `DESC`); rows of equal

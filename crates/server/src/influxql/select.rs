@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::ast::{Expr, Select, Source};
-use super::cond::{Kind, TimeRange, split_time, where_sql};
+use super::cond::{Kind, TimeRange, split_time};
 use super::fields::{
     SELECTORS, arith_sql_boxed, dimensions, expand_fields, fields_of, has_aggregate, has_bare_var,
     selector_time_sql, var_sql,
@@ -137,28 +137,7 @@ async fn measurement(
     }
 
     // WHERE: time range, condition, and "some selected field is set".
-    let mut conds = Vec::new();
-    if let Some(t) = rel.time_sql(range) {
-        conds.push(t);
-    }
-    if let Some(e) = rest {
-        conds.push(where_sql(e, cols)?);
-    }
-    // Rows where some selected field is set; every row is when all fields are selected
-    // (a point has at least one field). InfluxDB 1.6 keeps every row of a subquery in
-    // a raw select, also those whose selected fields are all null.
-    let all_fields = (rel.derived && !aggregate)
-        || cols
-            .iter()
-            .filter(|(_, k)| matches!(k, Kind::Field(_)))
-            .all(|(n, _)| referenced.contains(n));
-    if !all_fields {
-        let any_field: Vec<String> = referenced
-            .iter()
-            .map(|f| format!("{} IS NOT NULL", ident(f)))
-            .collect();
-        conds.push(format!("({})", any_field.join(" OR ")));
-    }
+    let mut conds = rel.where_terms(range, rest, &referenced, aggregate)?;
     if distinct::is_distinct(&fields)? {
         let q = distinct::Query {
             db,

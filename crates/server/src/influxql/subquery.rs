@@ -24,7 +24,7 @@
 //! other than `null`/`none`, an inner `LIMIT`/`OFFSET`/`SLIMIT`/`SOFFSET`).
 
 use super::ast::{Dimension, Expr, Fill, Select, Source};
-use super::cond::{Columns, Kind, TimeRange, split_time, where_sql};
+use super::cond::{Columns, Kind, TimeRange, split_time};
 use super::fields::{
     OutField, SELECTORS, arith_sql_boxed, dimensions, expand_fields, fields_of, has_aggregate,
     has_bare_var, selector_time_sql, var_sql,
@@ -319,25 +319,7 @@ async fn base(
         range.upper = Some(ctx.now);
     }
 
-    let mut conds = Vec::new();
-    if let Some(t) = src.time_sql(range) {
-        conds.push(t);
-    }
-    if let Some(e) = rest {
-        conds.push(where_sql(e, cols)?);
-    }
-    let all_fields = (src.derived && !aggregate)
-        || cols
-            .iter()
-            .filter(|(_, k)| matches!(k, Kind::Field(_)))
-            .all(|(n, _)| referenced.contains(n));
-    if !all_fields {
-        let any: Vec<String> = referenced
-            .iter()
-            .map(|f| format!("{} IS NOT NULL", ident(f)))
-            .collect();
-        conds.push(format!("({})", any.join(" OR ")));
-    }
+    let mut conds = src.where_terms(range, rest, &referenced, aggregate)?;
     if conds.is_empty() {
         conds.push("true".into());
     }
