@@ -107,8 +107,10 @@ async fn reads_through_the_cache_equal_the_plain_reads_on_random_data() {
     let s = setup(64 * 1024, 256 * 1024, 4096, None);
     let mut rng = rand::rng();
     let mut objects = Vec::new();
+    // Four objects of 20-50 KB: together always more than the 64 KB memory tier, so
+    // the full scans below must evict from memory and read back from disk.
     for i in 0..4 {
-        let len = rng.random_range(1..60_000);
+        let len = rng.random_range(20_000..50_000);
         let path = Path::from(format!("data/db/t/0/{i}.parquet"));
         // Written behind the cache's back, so reads must fetch.
         s.plain
@@ -169,6 +171,16 @@ async fn reads_through_the_cache_equal_the_plain_reads_on_random_data() {
             .await
             .expect("bytes");
         assert_eq!(got, want);
+    }
+    // Two full scans of all objects: more bytes than the memory tier holds, so the
+    // second scan finds evicted blocks on disk.
+    for _ in 0..2 {
+        for (path, len) in &objects {
+            let want = s.plain.get_range(path, 0..*len).await.expect("plain");
+            let got = s.cached.get_range(path, 0..*len).await.expect("scan");
+            assert_eq!(got, want, "scan of {path}");
+        }
+        settle(&s.cached).await;
     }
     let st = s.cached.stats();
     assert!(st.memory.hits > 0, "{st:?}");
