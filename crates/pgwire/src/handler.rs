@@ -19,10 +19,14 @@ use pgwire::api::results::{
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, METADATA_DATABASE, METADATA_USER, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, DEFAULT_NAME, METADATA_DATABASE, METADATA_USER, Type,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Sync as PgSync;
+use pgwire::messages::response::ReadyForQuery;
 use tokio::task::JoinHandle;
 
 use crate::cursor::{self, CursorCommand, Cursors};
@@ -319,6 +323,9 @@ impl SimpleQueryHandler for Handler {
         if responses.is_empty() {
             responses.push(Response::EmptyQuery);
         }
+        // The statements are planned; their rows stream from here, each watching for
+        // cancel requests itself.
+        session::end_query_cycle();
         Ok(responses)
     }
 }
@@ -337,6 +344,26 @@ impl ExtendedQueryHandler for Handler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         Arc::clone(&self.parser)
+    }
+
+    /// pgwire's own Sync handling, after ending the session's query cycle: a cancel
+    /// request is meant for the statements up to Sync (see `session::cancellable`).
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        session::end_query_cycle();
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                client.transaction_status(),
+            )))
+            .await?;
+        client.flush().await?;
+        Ok(())
     }
 
     async fn do_query<C>(

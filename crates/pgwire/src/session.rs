@@ -79,6 +79,12 @@ pub(crate) struct Session {
     limits: Arc<PgLimits>,
     /// Incremented by every cancel request; a query watches for a change.
     cancels: watch::Sender<u64>,
+    /// `cancels` when the current query cycle started (its first statement was
+    /// planned); `None` between cycles. A cancel request that arrives while a query is
+    /// planned (before its rows stream), also while a Describe plans it, cancels it:
+    /// see [`cancellable`]. A cycle is one simple Query message, or the extended
+    /// protocol's messages up to Sync.
+    query_cancels: Mutex<Option<u64>>,
     /// `SET statement_timeout`, `None` when unset or 0.
     statement_timeout: Mutex<Option<Duration>>,
     /// The BackendKeyData, once startup assigned it.
@@ -105,6 +111,7 @@ impl Session {
         Arc::new(Self {
             limits,
             cancels: watch::Sender::new(0),
+            query_cancels: Mutex::new(None),
             statement_timeout: Mutex::new(None),
             key: OnceLock::new(),
             activity,
@@ -302,14 +309,28 @@ pub(crate) fn deadline() -> Deadline {
     match current() {
         Some(s) => {
             // A query starts: the session is not idle (its rows keep it busy, see
-            // `cancellable`).
+            // `cancellable`), and a cancel request from now on is meant for it.
             s.activity.touch();
+            if let Ok(mut started) = s.query_cancels.lock() {
+                started.get_or_insert(*s.cancels.borrow());
+            }
             s.deadline()
         }
         None => {
             let limits = PgLimits::default();
             Deadline::after(limits.query_timeout, "limits.query_timeout")
         }
+    }
+}
+
+/// The current connection's query cycle ended (its Query message was answered, or
+/// Sync came): a cancel request from now until the next query is ignored, as in
+/// PostgreSQL.
+pub(crate) fn end_query_cycle() {
+    if let Some(s) = current()
+        && let Ok(mut started) = s.query_cancels.lock()
+    {
+        *started = None;
     }
 }
 
@@ -324,7 +345,8 @@ pub(crate) fn trip_timeout() {
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// `rows`, ended with SQLSTATE 57014 when a cancel request arrives or the connection
-/// closes while it runs. Dropping `rows` aborts the query.
+/// closes while it runs, or a cancel request arrived since the query started (while it
+/// was planned: see [`deadline`]). Dropping `rows` aborts the query.
 pub(crate) fn cancellable<S>(rows: S) -> Pin<Box<dyn Stream<Item = PgWireResult<DataRow>> + Send>>
 where
     S: Stream<Item = PgWireResult<DataRow>> + Send + 'static,
@@ -333,15 +355,23 @@ where
         return rows.boxed();
     };
     let mut cancels = session.cancels.subscribe();
-    cancels.mark_unchanged();
+    let now = *cancels.borrow_and_update();
+    let started = session.query_cancels.lock().ok().and_then(|s| *s);
+    let cancelled_while_planned = started.is_some_and(|started| started != now);
+    let cancels: Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if cancelled_while_planned
+    {
+        Box::pin(std::future::ready(()))
+    } else {
+        Box::pin(async move {
+            let _ = cancels.changed().await;
+        })
+    };
     let busy = session.activity.busy();
     Box::pin(Cancellable {
         rows: Some(rows.boxed()),
         _busy: busy,
         session,
-        cancels: Box::pin(async move {
-            let _ = cancels.changed().await;
-        }),
+        cancels,
         tick: tokio::time::interval(LIVENESS_INTERVAL),
     })
 }
@@ -428,6 +458,81 @@ mod tests {
         assert_eq!(parse_timeout("DEFAULT").unwrap(), None);
         let err = parse_timeout("'soon'").unwrap_err();
         assert_eq!(err.sqlstate(), "22023", "{err}");
+    }
+
+    /// A session on a real loopback socket, as the server makes one.
+    async fn loopback_session() -> (Arc<Session>, tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let activity = bulkhead_frontend::net::Activity::new(bulkhead_frontend::net::Timeouts {
+            startup: Duration::from_secs(10),
+            receiving: None,
+            idle: None,
+        });
+        let session = Session::new(Arc::new(PgLimits::default()), &socket, activity, false);
+        (session, socket, client)
+    }
+
+    /// Whether `rows` ends with the cancel error (the rows never end by themselves).
+    async fn cancelled<S>(rows: &mut S) -> bool
+    where
+        S: Stream<Item = PgWireResult<DataRow>> + Unpin,
+    {
+        let item = tokio::time::timeout(Duration::from_secs(10), rows.next())
+            .await
+            .expect("the cancel request was lost");
+        matches!(item, Some(Err(PgWireError::UserError(info)))
+            if info.code == "57014" && info.message.contains("user request"))
+    }
+
+    /// The race CI hit: the cancel request arrived while the query was still planned
+    /// (before its rows streamed), and was lost, so the query ran to its timeout.
+    #[tokio::test]
+    async fn a_cancel_request_while_the_query_is_planned_cancels_it() {
+        let (session, _socket, _client) = loopback_session().await;
+        let s = Arc::clone(&session);
+        CONNECTION
+            .scope(Arc::clone(&session), async move {
+                // Between queries a cancel request is ignored, as in PostgreSQL.
+                s.cancels.send_modify(|n| *n += 1);
+                let _deadline = deadline();
+                let mut rows = cancellable(futures::stream::iter(Vec::new()));
+                assert!(rows.next().await.is_none(), "an idle-time cancel was kept");
+                end_query_cycle();
+
+                // Planned for a Describe, cancelled, planned again for the Execute of
+                // the same cycle and streamed: cancelled at once.
+                let _deadline = deadline();
+                drop(cancellable(futures::stream::pending()));
+                s.cancels.send_modify(|n| *n += 1);
+                let _deadline = deadline();
+                let mut rows = cancellable(futures::stream::pending());
+                assert!(cancelled(&mut rows).await);
+                assert!(rows.next().await.is_none());
+                end_query_cycle();
+
+                // A cancel after the cycle ended does not reach the next query.
+                s.cancels.send_modify(|n| *n += 1);
+                let _deadline = deadline();
+                let mut rows = cancellable(futures::stream::iter(Vec::new()));
+                assert!(rows.next().await.is_none(), "a cancel crossed a Sync");
+                end_query_cycle();
+
+                // Streaming, then cancelled.
+                let _deadline = deadline();
+                let mut rows = cancellable(futures::stream::pending());
+                let cancel = Arc::clone(&s);
+                tokio::spawn(async move { cancel.cancels.send_modify(|n| *n += 1) });
+                assert!(cancelled(&mut rows).await);
+            })
+            .await;
+        assert_eq!(
+            session.limits.trips.get(Limit::CancelRequest, Protocol::Pg),
+            2
+        );
     }
 
     #[test]
