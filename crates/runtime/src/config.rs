@@ -175,7 +175,11 @@ impl RuntimeConfig {
             // capped bench ingest at one core (1 -> 2 threads: +33 % rows/s).
             write_threads: (cores / 2).max(2),
             flush_threads: (cores / 4).max(1),
-            query_threads: (cores / 2).max(1),
+            // Two even on 2 cores: with one plan partition per query (limits.query_partitions)
+            // a heavy query holds one thread and short ones run on the other. One thread
+            // let a join loop grow a short query's p99 4x (bench soak, docs/reliability.md).
+            // Under SCHED_IDLE the second thread takes only CPU nothing else wants.
+            query_threads: (cores / 2).max(2),
             compact_threads: (cores / 4).max(1),
             shared_threads: cores.max(2),
             compact_nice: 10,
@@ -242,7 +246,7 @@ mod tests {
                 two.query_threads,
                 two.compact_threads
             ),
-            (2, 2, 1, 1, 1)
+            (2, 2, 1, 2, 1)
         );
         let sixteen = RuntimeConfig::for_parallelism(16);
         assert_eq!(sixteen.io_threads, 4);
