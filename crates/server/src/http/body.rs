@@ -66,7 +66,20 @@ pub(super) async fn read_charged(
             return Err(too_large());
         }
         buf.extend_from_slice(&chunk);
-        charge(buf.len() as u64)?;
+        if let Err(refused) = charge(buf.len() as u64) {
+            // Refused mid-body (the write budget ran out as bytes arrived): read and
+            // drop the rest first, so the client gets the 503 on a connection it can
+            // keep using instead of a broken pipe while it still sends.
+            // At most `limit` bytes in all, each chunk dropped as it arrives.
+            let mut read = buf.len() as u64;
+            drop(buf);
+            while read <= limit
+                && let Ok(Some(Ok(chunk))) = tokio::time::timeout(idle.get(), stream.next()).await
+            {
+                read += chunk.len() as u64;
+            }
+            return Err(refused);
+        }
     }
     Ok(buf.freeze())
 }
