@@ -496,12 +496,19 @@ mod tests {
         let s = Arc::clone(&session);
         CONNECTION
             .scope(Arc::clone(&session), async move {
+                // A cancel, then a whole query cycle that must not see it.
+                let idle_cancel_then_query = |why: &'static str| {
+                    let s = Arc::clone(&s);
+                    async move {
+                        s.cancels.send_modify(|n| *n += 1);
+                        let _deadline = deadline();
+                        let mut rows = cancellable(futures::stream::iter(Vec::new()));
+                        assert!(rows.next().await.is_none(), "{why}");
+                        end_query_cycle();
+                    }
+                };
                 // Between queries a cancel request is ignored, as in PostgreSQL.
-                s.cancels.send_modify(|n| *n += 1);
-                let _deadline = deadline();
-                let mut rows = cancellable(futures::stream::iter(Vec::new()));
-                assert!(rows.next().await.is_none(), "an idle-time cancel was kept");
-                end_query_cycle();
+                idle_cancel_then_query("an idle-time cancel was kept").await;
 
                 // Planned for a Describe, cancelled, planned again for the Execute of
                 // the same cycle and streamed: cancelled at once.
@@ -515,11 +522,7 @@ mod tests {
                 end_query_cycle();
 
                 // A cancel after the cycle ended does not reach the next query.
-                s.cancels.send_modify(|n| *n += 1);
-                let _deadline = deadline();
-                let mut rows = cancellable(futures::stream::iter(Vec::new()));
-                assert!(rows.next().await.is_none(), "a cancel crossed a Sync");
-                end_query_cycle();
+                idle_cancel_then_query("a cancel crossed a Sync").await;
 
                 // Streaming, then cancelled.
                 let _deadline = deadline();
