@@ -2,7 +2,8 @@
 //! `psycopg`): timeouts (`limits.query_timeout`, HTTP `timeout=`, `SET
 //! statement_timeout`), cancellation when the client goes away or sends a
 //! CancelRequest, and a `select 1` (and, with two query threads, a grouping query)
-//! answering while a query that never ends runs.
+//! answering while a query that never ends runs; stalled uploads and a write refused
+//! mid-body by write admission.
 
 mod common;
 
@@ -426,6 +427,102 @@ fn stalled_uploads_do_not_block_other_writers() {
     assert_eq!(trips(&server, "body_read_timeout", "http"), 4.0);
     let r = server.sql("demo", "select count(*) as n from m", "json");
     assert_eq!(r.json()[0]["n"], 21, "{}", r.text());
+}
+
+/// Read one HTTP/1.1 response with a Content-Length body from `s`: (status, body).
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed mid-head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (
+        head[9..12].parse().unwrap(),
+        String::from_utf8(body).unwrap(),
+    )
+}
+
+/// `bulkhead_write_inflight_bytes`: write bytes admitted and not yet answered.
+fn inflight_bytes(server: &TestServer) -> f64 {
+    let text = server.get("/metrics").text();
+    metric(&text, "bulkhead_write_inflight_bytes").unwrap_or_else(|| panic!("{text}"))
+}
+
+#[test]
+fn a_write_refused_mid_body_gets_its_503_on_a_connection_it_can_keep_using() {
+    // An 8 KiB write budget. One upload holds 6 KiB of it (sent, then stalled), so the
+    // next write is admitted (1 KiB) and refused once more than 2 KiB of its 20 KiB
+    // body has arrived, while its client is still sending.
+    let server = start(&["--max-inflight-write-bytes", "8KiB"]);
+    let mut holder = TcpStream::connect(server.http_addr).unwrap();
+    write!(
+        holder,
+        "POST /api/v2/write?bucket=demo HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\n"
+    )
+    .unwrap();
+    holder.write_all(&[b'#'; 6 * 1024]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inflight_bytes(&server) < 6.0 * 1024.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the holder's 6 KiB is never charged"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // 20 lines of 1 KiB, sent one by one with a pause: the refusal comes after the
+    // third at the latest, and every later send must still succeed (before, the
+    // server answered at once and closed: the client saw a broken pipe or a reset).
+    let line = |i: usize| {
+        let tail = format!(" v={i} {}\n", 100 + i);
+        format!("m,pad={}{tail}", "x".repeat(1024 - 6 - tail.len()))
+    };
+    assert_eq!(line(0).len(), 1024);
+    let mut c = TcpStream::connect(server.http_addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        c,
+        "POST /api/v2/write?bucket=demo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        20 * 1024
+    )
+    .unwrap();
+    for i in 0..20 {
+        c.write_all(line(i).as_bytes())
+            .unwrap_or_else(|e| panic!("sending line {i} of the refused write: {e}"));
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let (status, body) = read_response(&mut c);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("overloaded"), "{body}");
+
+    // The same connection still works, and once the holder is gone, it writes.
+    write!(c, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut c).0, 204);
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inflight_bytes(&server) != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the holder's bytes are never released"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    write!(
+        c,
+        "POST /api/v2/write?bucket=demo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nm v=7 500\n"
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut c).0, 204);
+    let r = server.sql("demo", "select count(*) as n from m", "json");
+    assert_eq!(r.json()[0]["n"], 2, "{}", r.text());
 }
 
 #[test]
