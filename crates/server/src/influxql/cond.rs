@@ -172,6 +172,9 @@ pub(crate) fn literal(e: &Expr) -> Option<String> {
 
 /// The SQL condition for an InfluxQL condition without time terms.
 pub(crate) fn where_sql(e: &Expr, cols: &Columns) -> Result<String, String> {
+    if let Some(list) = tag_in_list(e, cols) {
+        return Ok(list);
+    }
     match e.unparen() {
         Expr::Binary { op, lhs, rhs } if matches!(op, BinOp::And | BinOp::Or) => {
             let word = if *op == BinOp::And { "AND" } else { "OR" };
@@ -221,6 +224,58 @@ pub(crate) fn where_sql(e: &Expr, cols: &Columns) -> Result<String, String> {
         Expr::Bool(b) => Ok(b.to_string()),
         other => Err(format!("invalid condition: {other:?}")),
     }
+}
+
+/// `tag = 'a' OR tag = 'b' OR ...` (one tag, two or more non-empty values) as
+/// `tag IN ('a', 'b', ...)`: the same rows (a missing tag equals none of the values
+/// either way), and DataFusion plans and evaluates one IN list faster than a chain of
+/// ORs (TSBS's 8-host queries: ~3 % of their time). `None` for anything else.
+fn tag_in_list(e: &Expr, cols: &Columns) -> Option<String> {
+    fn leaves<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+        match e.unparen() {
+            Expr::Binary {
+                op: BinOp::Or,
+                lhs,
+                rhs,
+            } => {
+                leaves(lhs, out);
+                leaves(rhs, out);
+            }
+            other => out.push(other),
+        }
+    }
+    let mut terms = Vec::new();
+    leaves(e, &mut terms);
+    if terms.len() < 2 {
+        return None;
+    }
+    let mut tag = None;
+    let mut values = Vec::with_capacity(terms.len());
+    for t in terms {
+        let Expr::Binary {
+            op: BinOp::Eq,
+            lhs,
+            rhs,
+        } = t
+        else {
+            return None;
+        };
+        let ((Expr::Var { name, .. }, Expr::Str(v)) | (Expr::Str(v), Expr::Var { name, .. })) =
+            (lhs.unparen(), rhs.unparen())
+        else {
+            return None;
+        };
+        if v.is_empty() || cols.get(name.as_str()) != Some(&Kind::Tag) {
+            return None;
+        }
+        match tag {
+            None => tag = Some(name),
+            Some(first) if first == name => {}
+            Some(_) => return None,
+        }
+        values.push(string_literal(v));
+    }
+    Some(format!("({} IN ({}))", ident(tag?), values.join(", ")))
 }
 
 /// `tag = 'v'` / `tag != 'v'` where a missing tag (or a tag the measurement does not
@@ -360,5 +415,44 @@ mod tests {
             "(coalesce(CAST(\"host\" AS VARCHAR), '') ~ '^a' OR (\"v\" > 2))"
         );
         assert_eq!(sql("v / 2 >= 1.5"), "((CAST(\"v\" AS DOUBLE) / 2) >= 1.5)");
+    }
+
+    #[test]
+    fn or_chains_of_one_tag_become_an_in_list() {
+        let cols: Columns = [
+            ("host".to_string(), Kind::Tag),
+            ("dc".to_string(), Kind::Tag),
+            ("v".to_string(), Kind::Field("float")),
+        ]
+        .into_iter()
+        .collect();
+        let sql = |q: &str| where_sql(&cond(q), &cols).unwrap();
+        assert_eq!(
+            sql("host = 'a' OR (host = 'b' OR 'c' = host)"),
+            "(\"host\" IN ('a', 'b', 'c'))"
+        );
+        assert_eq!(
+            sql("v > 1 AND (host = 'a' OR host = 'it\\'s')"),
+            "((\"v\" > 1) AND (\"host\" IN ('a', 'it''s')))"
+        );
+        // Not folded: two tags, an empty value (a missing tag), !=, a field, one term.
+        for (q, want) in [
+            (
+                "host = 'a' OR dc = 'b'",
+                "((\"host\" = 'a') OR (\"dc\" = 'b'))",
+            ),
+            (
+                "host = 'a' OR host = ''",
+                "((\"host\" = 'a') OR (\"host\" IS NULL OR \"host\" = ''))",
+            ),
+            (
+                "host = 'a' OR host != 'b'",
+                "((\"host\" = 'a') OR (\"host\" IS NULL OR \"host\" <> 'b'))",
+            ),
+            ("v = 'a' OR v = 'b'", "((\"v\" = 'a') OR (\"v\" = 'b'))"),
+            ("host = 'a'", "(\"host\" = 'a')"),
+        ] {
+            assert_eq!(sql(q), want, "{q}");
+        }
     }
 }

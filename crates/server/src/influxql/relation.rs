@@ -15,6 +15,14 @@ pub(super) fn bucket_sql(iv: i64, off: i64) -> String {
     format!("({t} - ((({t} - {off}) % {iv}) + {iv}) % {iv})")
 }
 
+/// The `GROUP BY time(iv, off)` bucket of a measurement's row as a timestamp, with
+/// `date_bin` (the same bucket as [`bucket_sql`]; a derived relation's BIGINT `time`
+/// needs that one). DataFusion groups by it faster than by the integer arithmetic
+/// (TSBS single-groupby: ~5 %). Select it as `CAST(.. AS BIGINT)`.
+pub(super) fn bucket_bin_sql(iv: i64, off: i64) -> String {
+    format!("date_bin(INTERVAL '{iv} nanoseconds', \"time\", to_timestamp_nanos({off}))")
+}
+
 /// The rows a statement runs over, named as the series it gives.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Relation {

@@ -13,7 +13,7 @@ use super::fields::{
     selector_time_sql, var_sql,
 };
 use super::fill::{MAX_BUCKETS, bucket_start, fill_series};
-use super::relation::{Relation, TIME_INT, bucket_sql, tables};
+use super::relation::{Relation, TIME_INT, bucket_bin_sql, bucket_sql, tables};
 use super::sql::{cell, collect, ident};
 use super::transform::Plan;
 use super::{Ctx, Series, StatementResult, distinct, points, rows, subquery, transform};
@@ -163,9 +163,15 @@ async fn measurement(
     }
     let time_int = TIME_INT;
     if let Some((iv, off)) = time_dim {
-        let b = bucket_sql(iv, off);
-        select.push(b.clone());
-        group.push(b);
+        if rel.derived {
+            let b = bucket_sql(iv, off);
+            select.push(b.clone());
+            group.push(b);
+        } else {
+            let b = bucket_bin_sql(iv, off);
+            select.push(format!("CAST({b} AS BIGINT)"));
+            group.push(b);
+        }
     } else if !aggregate {
         select.push(time_int.to_string());
     }
