@@ -231,37 +231,32 @@ pub(crate) fn where_sql(e: &Expr, cols: &Columns) -> Result<String, String> {
 /// either way), and DataFusion plans and evaluates one IN list faster than a chain of
 /// ORs (TSBS's 8-host queries: ~3 % of their time). `None` for anything else.
 fn tag_in_list(e: &Expr, cols: &Columns) -> Option<String> {
-    fn leaves<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
-        match e.unparen() {
+    if !matches!(e.unparen(), Expr::Binary { op: BinOp::Or, .. }) {
+        return None;
+    }
+    // The OR tree's leaves, left to right, without recursion (a chain may be long);
+    // the first leaf that is not `tag = 'value'` of the same tag ends it.
+    let (mut tag, mut values, mut stack) = (None, Vec::new(), vec![e]);
+    while let Some(e) = stack.pop() {
+        let (lhs, rhs) = match e.unparen() {
             Expr::Binary {
                 op: BinOp::Or,
                 lhs,
                 rhs,
             } => {
-                leaves(lhs, out);
-                leaves(rhs, out);
+                stack.push(rhs);
+                stack.push(lhs);
+                continue;
             }
-            other => out.push(other),
-        }
-    }
-    let mut terms = Vec::new();
-    leaves(e, &mut terms);
-    if terms.len() < 2 {
-        return None;
-    }
-    let mut tag = None;
-    let mut values = Vec::with_capacity(terms.len());
-    for t in terms {
-        let Expr::Binary {
-            op: BinOp::Eq,
-            lhs,
-            rhs,
-        } = t
-        else {
-            return None;
+            Expr::Binary {
+                op: BinOp::Eq,
+                lhs,
+                rhs,
+            } => (lhs.unparen(), rhs.unparen()),
+            _ => return None,
         };
         let ((Expr::Var { name, .. }, Expr::Str(v)) | (Expr::Str(v), Expr::Var { name, .. })) =
-            (lhs.unparen(), rhs.unparen())
+            (lhs, rhs)
         else {
             return None;
         };
