@@ -156,9 +156,10 @@ impl Engine {
     pub fn write_stages(&self) -> Vec<(&'static str, HistogramSnapshot)> {
         let mut stages = self.core.counters.stages.snapshot();
         // Inside `wal`: the WAL thread writing (and syncing) one group.
-        stages.insert(3, ("wal_io", self.core.wal.counters.group_io.snapshot()));
+        // (after `wal_queue`, before `wal_handoff`: the pipeline's order).
+        stages.insert(4, ("wal_io", self.core.wal.counters.group_io.snapshot()));
         // Between two groups: sealing a segment and moving onto the next.
-        stages.insert(4, ("wal_rotate", self.core.wal.counters.rotate.snapshot()));
+        stages.insert(5, ("wal_rotate", self.core.wal.counters.rotate.snapshot()));
         stages
     }
 

@@ -75,6 +75,12 @@ pub(crate) struct WriteStages {
     /// From the WAL hand-off until the applier takes the committed batch (group commit,
     /// fsync, and the applier's backlog).
     pub(crate) wal: LatencyHistogram,
+    /// Inside `wal`: from the hand-off until the WAL thread starts writing the group
+    /// (waiting for the thread and for the group before it).
+    pub(crate) wal_queue: LatencyHistogram,
+    /// Inside `wal`: from the group written until the applier (a task on `write`)
+    /// takes the batch (waking the applier, and its backlog).
+    pub(crate) wal_handoff: LatencyHistogram,
     /// The applier waiting for table locks (held by readers taking snapshots, flushes).
     pub(crate) lock_wait: LatencyHistogram,
     /// Inserting the batch into memtables, lock waits included.
@@ -92,6 +98,8 @@ impl WriteStages {
             ("queue", self.queue.snapshot()),
             ("prepare", self.prepare.snapshot()),
             ("wal", self.wal.snapshot()),
+            ("wal_queue", self.wal_queue.snapshot()),
+            ("wal_handoff", self.wal_handoff.snapshot()),
             ("lock_wait", self.lock_wait.snapshot()),
             ("apply", self.apply.snapshot()),
             ("total", self.total.snapshot()),

@@ -588,7 +588,13 @@ pub(crate) async fn run_applier(
     engine: Weak<EngineCore>,
     mut rx: mpsc::UnboundedReceiver<Appended<PendingWrite>>,
 ) {
-    while let Some(Appended { result, item }) = rx.recv().await {
+    while let Some(Appended {
+        result,
+        item,
+        group_started,
+        committed_at,
+    }) = rx.recv().await
+    {
         let PendingWrite {
             db,
             op,
@@ -608,6 +614,12 @@ pub(crate) async fn run_applier(
                 let applying = Instant::now();
                 let stages = &engine.counters.stages;
                 stages.wal.record(applying - appended_at);
+                stages
+                    .wal_queue
+                    .record(group_started.saturating_duration_since(appended_at));
+                stages
+                    .wal_handoff
+                    .record(applying.saturating_duration_since(committed_at));
                 let reply = apply(&engine, &db, &batch, seq, Some(&tables)).map(|_| ());
                 stages.apply.record(applying.elapsed());
                 let _ = done.send(reply);

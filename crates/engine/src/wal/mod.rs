@@ -50,6 +50,10 @@ const MAX_UNSYNCED_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) struct Appended<T> {
     pub(crate) result: std::result::Result<u64, WalError>,
     pub(crate) item: T,
+    /// When the WAL thread started writing the item's group.
+    pub(crate) group_started: Instant,
+    /// When the group was written (and synced, per the sync mode).
+    pub(crate) committed_at: Instant,
 }
 
 enum Command<T> {
@@ -317,13 +321,19 @@ impl Writer {
         if !items.is_empty() {
             let started = Instant::now();
             let result = self.write_group(&buf);
-            self.counters.group_io.record(started.elapsed());
+            let committed_at = Instant::now();
+            self.counters.group_io.record(committed_at - started);
             self.counters
                 .appends
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
             for (seq, item) in items {
                 let result = result.clone().map(|()| seq);
-                let _ = out.send(Appended { result, item });
+                let _ = out.send(Appended {
+                    result,
+                    item,
+                    group_started: started,
+                    committed_at,
+                });
             }
             if !self.active.is_broken()
                 && (self.active.len() >= self.segment_size || self.spare_wanted())

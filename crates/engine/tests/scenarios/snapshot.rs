@@ -205,7 +205,16 @@ async fn write_stages_count_every_write_and_snapshot() {
             .1
             .count()
     };
-    for stage in ["queue", "prepare", "wal", "lock_wait", "apply", "total"] {
+    for stage in [
+        "queue",
+        "prepare",
+        "wal",
+        "wal_queue",
+        "wal_handoff",
+        "lock_wait",
+        "apply",
+        "total",
+    ] {
         assert_eq!(count(stage), 5, "{stage}");
     }
     // Sequential writes: one WAL group each.
