@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::tls::self_signed;
-use common::{TestServer, metric};
+use common::{Answer, TestServer, metric, read_answer};
 
 /// Upper bound on waiting for the server to close a connection; the deadlines under
 /// test are 1-2 s, so only a server that never closes it reaches this.
@@ -72,13 +72,6 @@ fn wait_open_seen_by(c: &mut KeepAlive, n: usize, what: &str) {
 /// A kept-alive HTTP/1.1 connection.
 struct KeepAlive(TcpStream);
 
-/// Status line + headers (lower-cased names) and body of one response.
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
 impl KeepAlive {
     fn open(server: &TestServer) -> Self {
         let s = TcpStream::connect(server.http_addr).unwrap();
@@ -89,30 +82,6 @@ impl KeepAlive {
     fn get(&mut self, path: &str) -> Answer {
         write!(self.0, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         read_answer(&mut self.0)
-    }
-}
-
-/// Read one response with a Content-Length body (what these endpoints send).
-fn read_answer(s: &mut TcpStream) -> Answer {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed mid-head");
-        raw.push(byte[0]);
-    }
-    let head = String::from_utf8(raw).unwrap().to_ascii_lowercase();
-    let status = head[9..12].parse().unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    Answer {
-        status,
-        head,
-        body: String::from_utf8(body).unwrap(),
     }
 }
 

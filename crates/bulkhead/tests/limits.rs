@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, metric, url_encode};
+use common::{TestServer, metric, read_answer, url_encode};
 
 /// 2e13 pair evaluations in a nested-loop join: it never finishes on its own.
 const HEAVY_JOIN: &str = "select count(*) from generate_series(1, 20000) a, \
@@ -429,27 +429,6 @@ fn stalled_uploads_do_not_block_other_writers() {
     assert_eq!(r.json()[0]["n"], 21, "{}", r.text());
 }
 
-/// Read one HTTP/1.1 response with a Content-Length body from `s`: (status, body).
-fn read_response(s: &mut TcpStream) -> (u16, String) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed mid-head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    (
-        head[9..12].parse().unwrap(),
-        String::from_utf8(body).unwrap(),
-    )
-}
-
 /// `bulkhead_write_inflight_bytes`: write bytes admitted and not yet answered.
 fn inflight_bytes(server: &TestServer) -> f64 {
     let text = server.get("/metrics").text();
@@ -499,13 +478,13 @@ fn a_write_refused_mid_body_gets_its_503_on_a_connection_it_can_keep_using() {
             .unwrap_or_else(|e| panic!("sending line {i} of the refused write: {e}"));
         std::thread::sleep(Duration::from_millis(25));
     }
-    let (status, body) = read_response(&mut c);
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("overloaded"), "{body}");
+    let refused = read_answer(&mut c);
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.body.contains("overloaded"), "{}", refused.body);
 
     // The same connection still works, and once the holder is gone, it writes.
     write!(c, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut c).0, 204);
+    assert_eq!(read_answer(&mut c).status, 204);
     drop(holder);
     let deadline = Instant::now() + Duration::from_secs(30);
     while inflight_bytes(&server) != 0.0 {
@@ -520,7 +499,7 @@ fn a_write_refused_mid_body_gets_its_503_on_a_connection_it_can_keep_using() {
         "POST /api/v2/write?bucket=demo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nm v=7 500\n"
     )
     .unwrap();
-    assert_eq!(read_response(&mut c).0, 204);
+    assert_eq!(read_answer(&mut c).status, 204);
     let r = server.sql("demo", "select count(*) as n from m", "json");
     assert_eq!(r.json()[0]["n"], 2, "{}", r.text());
 }

@@ -450,3 +450,34 @@ pub fn assert_prometheus_text(text: &str) {
         assert!(typed.contains(family), "sample without # TYPE: {line}");
     }
 }
+
+/// Status line + headers (lower-cased names) and body of one response read off a raw
+/// socket (tests that need the connection itself: keep-alive, refusals mid-body).
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Read one HTTP/1.1 response with a Content-Length body (what the server sends) from `s`.
+pub fn read_answer(s: &mut TcpStream) -> Answer {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed mid-head");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8(raw).unwrap().to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    Answer {
+        status,
+        head,
+        body: String::from_utf8(body).unwrap(),
+    }
+}
