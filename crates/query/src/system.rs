@@ -198,6 +198,7 @@ fn runtimes(runtimes: &Runtimes) -> Result<RecordBatch> {
             u64f("slow_polls"),
             u64f("stalls"),
             Field::new("max_stall_ms", DataType::Float64, false),
+            u64f("cpu_yields"),
         ],
         vec![
             Arc::new(StringArray::from_iter_values(
@@ -229,6 +230,9 @@ fn runtimes(runtimes: &Runtimes) -> Result<RecordBatch> {
             Arc::new(UInt64Array::from_iter_values(r.iter().map(|r| r.stalls))),
             Arc::new(Float64Array::from_iter_values(
                 r.iter().map(|r| r.max_stall_ms),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                r.iter().map(|r| r.cpu_yields),
             )),
         ],
     )

@@ -193,6 +193,9 @@ impl Stream for YieldStream {
     type Item = Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Every operator boundary is also a point where the OS thread offers its CPU
+        // to a waiting write or WAL thread (issue 24).
+        bulkhead_runtime::yield_point();
         if self.slice_start.elapsed() >= SLICE {
             // Out of time: let the runtime run other tasks (and apply an abort), and
             // come back at the end of its queue.

@@ -135,6 +135,13 @@ pub struct RuntimeConfig {
     /// thread at once instead of queueing behind its slice.
     #[serde(with = "crate::units::duration")]
     pub latency_slice: Duration,
+    /// How long a `query`, `compact` or `flush` thread runs before it offers its CPU to
+    /// waiting threads (`sched_yield`) at its next yield point, between two batches
+    /// (zero: never). A write thread woken onto a CPU busy with a query is sometimes
+    /// left waiting until the next scheduler tick, up to 4 ms (see `cpu_yield`); this
+    /// bounds that wait. Not applied in `shared` mode.
+    #[serde(with = "crate::units::duration")]
+    pub background_yield: Duration,
     /// A single poll longer than this counts as a slow poll.
     #[serde(with = "crate::units::duration")]
     pub slow_poll_threshold: Duration,
@@ -188,6 +195,7 @@ impl RuntimeConfig {
             query_nice: 5,
             query_sched_idle: true,
             latency_slice: Duration::ZERO,
+            background_yield: Duration::from_micros(250),
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),

@@ -12,6 +12,7 @@
 //! per runtime, and [`Runtimes::snapshot`] exposes the metrics.
 
 mod config;
+mod cpu_yield;
 pub mod latency;
 mod metrics;
 mod priority;
@@ -21,6 +22,10 @@ pub mod units;
 mod watchdog;
 
 pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};
+/// The calling thread's yield interval, for tests (`test-util` feature).
+#[cfg(feature = "test-util")]
+pub use cpu_yield::current_thread_yield_interval;
+pub use cpu_yield::yield_point;
 pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label};
 /// Probes of the calling thread's OS scheduling, for tests (`test-util` feature).
 #[cfg(all(target_os = "linux", feature = "test-util"))]

@@ -46,6 +46,8 @@ pub(crate) struct RuntimeStats {
     pub(crate) polls: AtomicU64,
     pub(crate) stalls: AtomicU64,
     pub(crate) max_stall_nanos: AtomicU64,
+    /// `sched_yield` calls at yield points by this runtime's threads (`cpu_yield`).
+    pub(crate) cpu_yields: Arc<AtomicU64>,
     /// Busy ratio over the last watchdog window, as `f64::to_bits`.
     pub(crate) busy_ratio_bits: AtomicU64,
     pub(crate) slots: Mutex<Vec<Arc<ThreadSlot>>>,
@@ -64,6 +66,7 @@ impl RuntimeStats {
             slow_polls: AtomicU64::new(0),
             polls: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
+            cpu_yields: Arc::default(),
             max_stall_nanos: AtomicU64::new(0),
             busy_ratio_bits: AtomicU64::new(0f64.to_bits()),
             slots: Mutex::new(Vec::new()),
@@ -189,6 +192,9 @@ pub struct RuntimeSnapshot {
     pub slow_poll_threshold_ms: f64,
     pub stalls: u64,
     pub max_stall_ms: f64,
+    /// Times a thread of this runtime offered its CPU at a yield point
+    /// (`runtime.background_yield`; always 0 for `io` and `write`).
+    pub cpu_yields: u64,
 }
 
 /// Name, type, help and getter of one exported metric.
@@ -223,7 +229,7 @@ impl BulkheadsSnapshot {
     pub fn to_prometheus(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let metrics: [Metric; 8] = [
+        let metrics: [Metric; 9] = [
             (
                 "bulkhead_runtime_workers",
                 "gauge",
@@ -271,6 +277,12 @@ impl BulkheadsSnapshot {
                 "gauge",
                 "Longest stall seen by the watchdog.",
                 |r| r.max_stall_ms / 1000.0,
+            ),
+            (
+                "bulkhead_runtime_cpu_yields_total",
+                "counter",
+                "Times a thread offered its CPU to waiting threads (runtime.background_yield).",
+                |r| r.cpu_yields as f64,
             ),
         ];
         for (name, kind, help, get) in metrics {

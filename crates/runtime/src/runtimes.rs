@@ -68,10 +68,13 @@ impl Runtimes {
                     RuntimeName::ALL.to_vec(),
                     config.shared_threads,
                     true,
-                    Priority::Normal {
-                        nice: 0,
-                        slice: Duration::ZERO,
-                    },
+                    (
+                        Priority::Normal {
+                            nice: 0,
+                            slice: Duration::ZERO,
+                        },
+                        Duration::ZERO,
+                    ),
                     &config,
                 )?);
             }
@@ -98,12 +101,18 @@ impl Runtimes {
                             slice: config.latency_slice,
                         },
                     };
+                    let yield_every = match name {
+                        RuntimeName::Query | RuntimeName::Compact | RuntimeName::Flush => {
+                            config.background_yield
+                        }
+                        RuntimeName::Io | RuntimeName::Write => Duration::ZERO,
+                    };
                     built.push(build_one(
                         name.as_str(),
                         vec![name],
                         config.threads(name),
                         name == RuntimeName::Io,
-                        priority,
+                        (priority, yield_every),
                         &config,
                     )?);
                 }
@@ -201,6 +210,7 @@ impl Runtimes {
                     busy_ratio: b.stats.busy_ratio(),
                     polls: b.stats.polls.load(Ordering::Relaxed),
                     slow_polls: b.stats.slow_polls.load(Ordering::Relaxed),
+                    cpu_yields: b.stats.cpu_yields.load(Ordering::Relaxed),
                     slow_poll_threshold_ms: b.stats.slow_poll_threshold.as_secs_f64() * 1e3,
                     stalls: b.stats.stalls.load(Ordering::Relaxed),
                     max_stall_ms: b.stats.max_stall_nanos.load(Ordering::Relaxed) as f64 / 1e6,
@@ -238,7 +248,7 @@ fn build_one(
     names: Vec<RuntimeName>,
     threads: usize,
     with_io: bool,
-    priority: Priority,
+    (priority, yield_every): (Priority, Duration),
     config: &RuntimeConfig,
 ) -> Result<BuiltRuntime, RuntimeError> {
     let serves_query = names.contains(&RuntimeName::Query);
@@ -273,7 +283,9 @@ fn build_one(
     builder.on_thread_start(move || {
         start_stats.register_current_thread();
         priority.apply();
+        crate::cpu_yield::enable_current_thread(yield_every, Arc::clone(&start_stats.cpu_yields));
     });
+    builder.on_thread_unpark(crate::cpu_yield::restart_current_thread);
     builder.on_thread_stop(RuntimeStats::unregister_current_thread);
     let runtime = builder.build().map_err(|source| RuntimeError::Build {
         name: label.to_string(),

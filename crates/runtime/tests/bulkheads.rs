@@ -204,6 +204,68 @@ fn threads_are_named_and_compact_and_query_are_idle() {
     assert_eq!(nice, base + 5, "query threads run 5 levels lower");
 }
 
+#[test]
+fn background_threads_yield_at_yield_points_and_latency_critical_ones_never() {
+    let yield_interval = |rt: &Runtimes, name| {
+        rt.block_on(name, async {
+            bulkhead_runtime::current_thread_yield_interval()
+        })
+        .unwrap()
+    };
+    let rt = runtimes();
+    let every = rt.config().background_yield;
+    assert_eq!(every, Duration::from_micros(250), "the default");
+    for name in [RuntimeName::Query, RuntimeName::Compact, RuntimeName::Flush] {
+        assert_eq!(yield_interval(&rt, name), Some(every), "{name}");
+        // A thread past its interval does call sched_yield at a yield point, and its
+        // runtime counts it.
+        let before = cpu_yields(&rt, name);
+        rt.block_on(name, async {
+            std::thread::sleep(Duration::from_millis(1));
+            bulkhead_runtime::yield_point();
+        })
+        .unwrap();
+        assert!(cpu_yields(&rt, name) > before, "{name}");
+    }
+    for name in [RuntimeName::Io, RuntimeName::Write] {
+        assert_eq!(yield_interval(&rt, name), None, "{name}");
+        rt.block_on(name, async {
+            std::thread::sleep(Duration::from_millis(1));
+            bulkhead_runtime::yield_point();
+        })
+        .unwrap();
+        assert_eq!(cpu_yields(&rt, name), 0, "{name}");
+    }
+    assert!(
+        rt.snapshot()
+            .to_prometheus()
+            .contains("bulkhead_runtime_cpu_yields_total{runtime=\"query\"}")
+    );
+
+    let mut cfg = RuntimeConfig::for_parallelism(2);
+    cfg.background_yield = Duration::ZERO;
+    let off = Runtimes::new(cfg.clone()).unwrap();
+    assert_eq!(yield_interval(&off, RuntimeName::Query), None);
+    cfg.background_yield = Duration::from_millis(1);
+    cfg.mode = RuntimeMode::Shared;
+    let shared = Runtimes::new(cfg).unwrap();
+    assert_eq!(
+        yield_interval(&shared, RuntimeName::Query),
+        None,
+        "the shared runtime is the benchmark's baseline: it never yields"
+    );
+}
+
+/// `sched_yield` calls counted for the runtime serving `name`.
+fn cpu_yields(rt: &Runtimes, name: RuntimeName) -> u64 {
+    let snap = rt.snapshot();
+    snap.runtimes
+        .iter()
+        .find(|r| r.serves.contains(&name))
+        .map(|r| r.cpu_yields)
+        .unwrap()
+}
+
 /// (nice value, runs under SCHED_IDLE) of a thread of `name`.
 fn priority_on(rt: &Runtimes, name: RuntimeName) -> (i32, bool) {
     rt.block_on(name, async {

@@ -129,6 +129,7 @@ async fn execute(
         // Each input loses its deleted rows before it merges with newer ones.
         let deletes = crate::delete::applicable(tombs, m.deletes_seen(), m.min_time, m.max_time);
         for batch in reader::decode(bytes, None, TimeRange::ALL)? {
+            bulkhead_runtime::yield_point();
             let batch = crate::delete::filter_batch(&batch, &deletes)?;
             if batch.num_rows() > 0 {
                 merged.insert_batch(schema, &batch, m.max_seq, seg_nanos)?;

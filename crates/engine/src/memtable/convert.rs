@@ -156,6 +156,9 @@ impl Memtable {
         let time = time.ok_or_else(|| Error::InvalidInput("batch has no time column".into()))?;
         tags.sort_by_key(|(id, _)| *id);
         for row in 0..batch.num_rows() {
+            if row % YIELD_ROWS == 0 {
+                bulkhead_runtime::yield_point();
+            }
             let key: SeriesKey = tags
                 .iter()
                 .filter(|(_, a)| a.is_valid(row))
@@ -174,6 +177,9 @@ impl Memtable {
 }
 
 /// The value at `row` of a field column, `None` if null or of an unknown type.
+/// Rows inserted between two yield points (see `bulkhead_runtime::yield_point`).
+const YIELD_ROWS: usize = 1024;
+
 fn field_value(col: &ArrayRef, row: usize) -> Option<FieldValue> {
     if col.is_null(row) {
         return None;
@@ -260,6 +266,7 @@ pub(crate) fn merged_batch(
     let mut merged: Vec<(u32, &FieldValue)> = Vec::new();
     if !range.is_empty() {
         for (vals, series) in &groups {
+            bulkhead_runtime::yield_point();
             if let [s] = series.as_slice() {
                 for (t, slots) in s.rows.range(range.bounds()) {
                     out.push(vals, *t, slots.iter().map(|(id, v)| (*id, v)));

@@ -118,6 +118,10 @@ pub(crate) struct EncodeOptions {
     pub(crate) zstd_level: i32,
 }
 
+/// Rows handed to the Parquet writer at a time: a multiple of its 1,024-row write
+/// batches, so pages end where they would for the whole batch.
+const WRITE_ROWS: usize = 8192;
+
 /// Encode `batches` (all with the same schema, already sorted) into one Parquet file.
 pub(crate) fn encode(batches: &[RecordBatch], opts: EncodeOptions) -> Result<Bytes> {
     encode_with_pages(batches, opts, PAGE_ROWS)
@@ -128,6 +132,16 @@ pub(crate) fn encode_with_pages(
     batches: &[RecordBatch],
     opts: EncodeOptions,
     page_rows: usize,
+) -> Result<Bytes> {
+    encode_in_slices(batches, opts, page_rows, WRITE_ROWS)
+}
+
+/// [`encode_with_pages`], handing the writer at most `slice_rows` rows at a time.
+fn encode_in_slices(
+    batches: &[RecordBatch],
+    opts: EncodeOptions,
+    page_rows: usize,
+    slice_rows: usize,
 ) -> Result<Bytes> {
     let Some(first) = batches.first() else {
         return Ok(Bytes::new());
@@ -140,10 +154,11 @@ pub(crate) fn encode_with_pages(
     } else {
         Compression::ZSTD(level)
     };
+    let row_group_rows = opts.row_group_size.max(1024);
     let mut props = WriterProperties::builder()
         .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(opts.row_group_size.max(1024)))
+        .set_max_row_group_row_count(Some(row_group_rows))
         // Smaller pages than Parquet's 20 Ki rows, so a series' row range (selected
         // through the series index) decodes less of its neighbours' data; the cost is
         // a larger page index (measured in docs/benchmarks.md).
@@ -183,8 +198,22 @@ pub(crate) fn encode_with_pages(
     let props = props.set_sorting_columns(Some(sorting)).build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
+    // In slices, so a flush or compaction thread reaches a yield point every few
+    // thousand rows (`bulkhead_runtime::yield_point`). A slice never crosses a row group
+    // boundary, and within a row group slices start at multiples of `WRITE_ROWS` (a
+    // multiple of the writer's 1,024-row batches): the file is byte for byte the one a
+    // single `write` per batch gives (tested).
+    let mut written = 0usize;
     for b in batches {
-        writer.write(b)?;
+        let mut offset = 0;
+        while offset < b.num_rows() {
+            let to_boundary = row_group_rows - written % row_group_rows;
+            let len = slice_rows.min(to_boundary).min(b.num_rows() - offset);
+            writer.write(&b.slice(offset, len))?;
+            offset += len;
+            written += len;
+            bulkhead_runtime::yield_point();
+        }
     }
     if let Some(index) = super::series_index::SeriesIndex::build(batches) {
         writer.append_key_value_metadata(KeyValue::new(
@@ -199,4 +228,88 @@ pub(crate) fn encode_with_pages(
     }
     writer.close()?;
     Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{DictionaryArray, Float64Array, Int64Array, TimestampNanosecondArray};
+    use arrow::datatypes::{Field, Int32Type, Schema, TimeUnit};
+
+    use super::*;
+
+    /// `rows` sorted rows of 50 series with noisy values, from a seeded generator.
+    fn batch(rows: usize, seed: u64) -> RecordBatch {
+        let mut x = seed;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let per_series = rows.div_ceil(50);
+        let host: DictionaryArray<Int32Type> = (0..rows)
+            .map(|i| format!("host_{:02}", i / per_series))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let time: Vec<i64> = (0..rows)
+            .map(|i| (i % per_series) as i64 * 10_000_000_000)
+            .collect();
+        let usage: Vec<f64> = (0..rows).map(|_| next() as f64 / 1e6).collect();
+        let count: Vec<i64> = (0..rows).map(|_| next() as i64 % 1000).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new_dictionary("host", DataType::Int32, DataType::Utf8, true),
+            Field::new("usage", DataType::Float64, true),
+            Field::new("count", DataType::Int64, true),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(host),
+                Arc::new(Float64Array::from(usage)),
+                Arc::new(Int64Array::from(count)),
+                Arc::new(TimestampNanosecondArray::from(time)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn writing_in_slices_gives_the_same_file_as_whole_batches() {
+        // Row groups that are not a multiple of the slice, and batches that end inside
+        // row groups, so slices meet both kinds of boundary.
+        for (row_group_size, seeds) in [
+            (10_000, vec![(25_000, 1), (13_333, 2)]),
+            (262_144, vec![(70_001, 3)]),
+        ] {
+            let batches: Vec<RecordBatch> = seeds.iter().map(|&(n, s)| batch(n, s)).collect();
+            let opts = EncodeOptions {
+                row_group_size,
+                zstd_level: 3,
+            };
+            let whole = encode_in_slices(&batches, opts, PAGE_ROWS, usize::MAX).unwrap();
+            let sliced = encode(&batches, opts).unwrap();
+            assert!(
+                whole == sliced,
+                "row groups of {row_group_size}: the files differ"
+            );
+            let reader =
+                parquet::file::serialized_reader::SerializedFileReader::new(sliced).unwrap();
+            let rows: usize = seeds.iter().map(|&(n, _)| n).sum();
+            assert_eq!(
+                parquet::file::reader::FileReader::metadata(&reader)
+                    .file_metadata()
+                    .num_rows() as usize,
+                rows
+            );
+        }
+    }
 }

@@ -207,6 +207,9 @@ pub struct ServeArgs {
     /// [runtime] latency_slice: OS time slice of io/write/flush/WAL threads, 0 = kernel default [default: 0s].
     #[arg(long, env = "BULKHEAD_LATENCY_SLICE", value_name = "DURATION")]
     pub latency_slice: Option<HumanDuration>,
+    /// [runtime] background_yield: query/compact/flush threads offer their CPU this often, 0 = never [default: 250us].
+    #[arg(long, env = "BULKHEAD_BACKGROUND_YIELD", value_name = "DURATION")]
+    pub background_yield: Option<HumanDuration>,
     /// [runtime] slow_poll_threshold [default: 10ms].
     #[arg(long, env = "BULKHEAD_SLOW_POLL_THRESHOLD", value_name = "DURATION")]
     pub slow_poll_threshold: Option<HumanDuration>,
@@ -435,6 +438,7 @@ impl ServeArgs {
         );
         set(&mut cfg.runtime.query_sched_idle, &self.query_sched_idle);
         set_duration(&mut cfg.runtime.latency_slice, &self.latency_slice);
+        set_duration(&mut cfg.runtime.background_yield, &self.background_yield);
         set_duration(
             &mut cfg.runtime.slow_poll_threshold,
             &self.slow_poll_threshold,

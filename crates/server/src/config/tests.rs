@@ -133,6 +133,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ),
     ("runtime.query_sched_idle", "--query-sched-idle", "false"),
     ("runtime.latency_slice", "--latency-slice", "200us"),
+    ("runtime.background_yield", "--background-yield", "1ms"),
     (
         "runtime.slow_poll_threshold",
         "--slow-poll-threshold",
