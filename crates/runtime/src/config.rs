@@ -142,6 +142,13 @@ pub struct RuntimeConfig {
     /// bounds that wait. Not applied in `shared` mode.
     #[serde(with = "crate::units::duration")]
     pub background_yield: Duration,
+    /// Move the `SCHED_IDLE` threads (`query`, `compact`) into a cgroup of their own
+    /// with `cpu.idle = 1` (Linux, cgroup v1 `cpu` controller, when the process may
+    /// create one), so that they are idle to the whole machine and not only inside this
+    /// process's autogroup or service cgroup (see `idle_cgroup`). Without permission the
+    /// threads keep `SCHED_IDLE` alone and one warning says why. Not applied in `shared`
+    /// mode.
+    pub idle_cgroup: bool,
     /// A single poll longer than this counts as a slow poll.
     #[serde(with = "crate::units::duration")]
     pub slow_poll_threshold: Duration,
@@ -196,6 +203,7 @@ impl RuntimeConfig {
             query_sched_idle: true,
             latency_slice: Duration::ZERO,
             background_yield: Duration::from_micros(250),
+            idle_cgroup: true,
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),

@@ -13,6 +13,7 @@
 
 mod config;
 mod cpu_yield;
+mod idle_cgroup;
 pub mod latency;
 mod metrics;
 mod priority;
@@ -33,5 +34,5 @@ pub use priority::{
     current_thread_is_sched_idle, current_thread_latency_slice, current_thread_nice,
 };
 pub use priority::{set_current_thread_latency_slice, set_current_thread_nice};
-pub use runtimes::{RunHandle, RuntimeError, Runtimes, raise_open_files_limit};
+pub use runtimes::{RunHandle, RuntimeError, Runtimes, idle_cgroup_dir, raise_open_files_limit};
 pub use watchdog::StallEvent;

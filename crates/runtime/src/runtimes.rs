@@ -68,17 +68,19 @@ impl Runtimes {
                     RuntimeName::ALL.to_vec(),
                     config.shared_threads,
                     true,
-                    (
-                        Priority::Normal {
+                    ThreadSetup {
+                        priority: Priority::Normal {
                             nice: 0,
                             slice: Duration::ZERO,
                         },
-                        Duration::ZERO,
-                    ),
+                        yield_every: Duration::ZERO,
+                        group: None,
+                    },
                     &config,
                 )?);
             }
             RuntimeMode::Isolated => {
+                let idle_group = config.idle_cgroup.then(idle_group).flatten();
                 for name in RuntimeName::ALL {
                     map[name.index()] = built.len();
                     let priority = match name {
@@ -107,12 +109,17 @@ impl Runtimes {
                         }
                         RuntimeName::Io | RuntimeName::Write => Duration::ZERO,
                     };
+                    let group = idle_group.filter(|_| priority == Priority::Idle);
                     built.push(build_one(
                         name.as_str(),
                         vec![name],
                         config.threads(name),
                         name == RuntimeName::Io,
-                        (priority, yield_every),
+                        ThreadSetup {
+                            priority,
+                            yield_every,
+                            group,
+                        },
                         &config,
                     )?);
                 }
@@ -248,7 +255,7 @@ fn build_one(
     names: Vec<RuntimeName>,
     threads: usize,
     with_io: bool,
-    (priority, yield_every): (Priority, Duration),
+    setup: ThreadSetup,
     config: &RuntimeConfig,
 ) -> Result<BuiltRuntime, RuntimeError> {
     let serves_query = names.contains(&RuntimeName::Query);
@@ -282,8 +289,20 @@ fn build_one(
     let start_stats = Arc::clone(&stats);
     builder.on_thread_start(move || {
         start_stats.register_current_thread();
-        priority.apply();
-        crate::cpu_yield::enable_current_thread(yield_every, Arc::clone(&start_stats.cpu_yields));
+        setup.priority.apply();
+        if let Some(group) = setup.group
+            && let Err(error) = group.add_current_thread()
+        {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(%error, cgroup = %group.dir().display(),
+                    "could not move a thread into the idle cgroup");
+            });
+        }
+        crate::cpu_yield::enable_current_thread(
+            setup.yield_every,
+            Arc::clone(&start_stats.cpu_yields),
+        );
     });
     builder.on_thread_unpark(crate::cpu_yield::restart_current_thread);
     builder.on_thread_stop(RuntimeStats::unregister_current_thread);
@@ -296,6 +315,37 @@ fn build_one(
         runtime: Some(runtime),
         stats,
     })
+}
+
+/// How a runtime's threads are scheduled: set by each thread as it starts.
+#[derive(Debug, Clone, Copy)]
+struct ThreadSetup {
+    priority: Priority,
+    /// `runtime.background_yield` for this runtime (zero: never yields).
+    yield_every: Duration,
+    /// The idle cgroup its threads join (`runtime.idle_cgroup`).
+    group: Option<&'static crate::idle_cgroup::IdleCgroup>,
+}
+
+/// The process's idle cgroup, or `None` after saying once why there is none.
+fn idle_group() -> Option<&'static crate::idle_cgroup::IdleCgroup> {
+    static REPORTED: std::sync::Once = std::sync::Once::new();
+    let group = crate::idle_cgroup::get();
+    REPORTED.call_once(|| match &group {
+        Ok(g) => tracing::info!(cgroup = %g.dir().display(),
+            "query and compaction threads run in an idle cgroup (runtime.idle_cgroup)"),
+        Err(reason) => tracing::warn!(%reason,
+            "query and compaction threads stay in this process's cgroup with SCHED_IDLE \
+             alone: with autogroup or a service cgroup they can then delay kernel workers \
+             the WAL waits on (runtime.idle_cgroup = false silences this)"),
+    });
+    group.ok()
+}
+
+/// The directory of the idle cgroup the `query` and `compact` threads of isolated
+/// runtimes join, if the process has one (`runtime.idle_cgroup`).
+pub fn idle_cgroup_dir() -> Option<&'static std::path::Path> {
+    crate::idle_cgroup::get().ok().map(|g| g.dir())
 }
 
 /// Polls between two looks at the `query` runtime's queue of tasks sent from other

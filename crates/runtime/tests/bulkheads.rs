@@ -256,6 +256,60 @@ fn background_threads_yield_at_yield_points_and_latency_critical_ones_never() {
     );
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_runtimes_join_the_idle_cgroup_where_the_process_may_make_one() {
+    // The thread's line for the v1 `cpu` hierarchy in /proc/thread-self/cgroup.
+    let cpu_cgroup = |rt: &Runtimes, name| {
+        rt.block_on(name, async {
+            std::fs::read_to_string("/proc/thread-self/cgroup")
+                .unwrap()
+                .lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|c| c == "cpu"))
+                })
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap()
+    };
+    let rt = runtimes();
+    let Some(dir) = bulkhead_runtime::idle_cgroup_dir() else {
+        // Only where the process may not make one: not root, or no v1 `cpu` hierarchy.
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(
+            !root || !std::path::Path::new("/sys/fs/cgroup/cpu/tasks").exists(),
+            "root with a v1 cpu hierarchy, and no idle cgroup"
+        );
+        return;
+    };
+    let leaf = format!("/bulkhead-{}", std::process::id());
+    assert!(dir.ends_with(&leaf[1..]), "{}", dir.display());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cpu.idle"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    for name in [RuntimeName::Query, RuntimeName::Compact] {
+        let line = cpu_cgroup(&rt, name);
+        assert!(line.ends_with(&leaf), "{name}: {line}");
+    }
+    for name in [RuntimeName::Io, RuntimeName::Write, RuntimeName::Flush] {
+        let line = cpu_cgroup(&rt, name);
+        assert!(!line.ends_with(&leaf), "{name}: {line}");
+    }
+    // Off, the query threads stay where the process is.
+    let mut cfg = RuntimeConfig::for_parallelism(2);
+    cfg.idle_cgroup = false;
+    let off = Runtimes::new(cfg).unwrap();
+    let line = cpu_cgroup(&off, RuntimeName::Query);
+    assert!(!line.ends_with(&leaf), "{line}");
+}
+
 /// `sched_yield` calls counted for the runtime serving `name`.
 fn cpu_yields(rt: &Runtimes, name: RuntimeName) -> u64 {
     let snap = rt.snapshot();

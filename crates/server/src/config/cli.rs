@@ -210,6 +210,9 @@ pub struct ServeArgs {
     /// [runtime] background_yield: query/compact/flush threads offer their CPU this often, 0 = never [default: 250us].
     #[arg(long, env = "BULKHEAD_BACKGROUND_YIELD", value_name = "DURATION")]
     pub background_yield: Option<HumanDuration>,
+    /// [runtime] idle_cgroup: move query/compaction threads into a cgroup with cpu.idle = 1 [default: true].
+    #[arg(long, env = "BULKHEAD_IDLE_CGROUP", value_name = "BOOL")]
+    pub idle_cgroup: Option<bool>,
     /// [runtime] slow_poll_threshold [default: 10ms].
     #[arg(long, env = "BULKHEAD_SLOW_POLL_THRESHOLD", value_name = "DURATION")]
     pub slow_poll_threshold: Option<HumanDuration>,
@@ -439,6 +442,7 @@ impl ServeArgs {
         set(&mut cfg.runtime.query_sched_idle, &self.query_sched_idle);
         set_duration(&mut cfg.runtime.latency_slice, &self.latency_slice);
         set_duration(&mut cfg.runtime.background_yield, &self.background_yield);
+        set(&mut cfg.runtime.idle_cgroup, &self.idle_cgroup);
         set_duration(
             &mut cfg.runtime.slow_poll_threshold,
             &self.slow_poll_threshold,

@@ -134,6 +134,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("runtime.query_sched_idle", "--query-sched-idle", "false"),
     ("runtime.latency_slice", "--latency-slice", "200us"),
     ("runtime.background_yield", "--background-yield", "1ms"),
+    ("runtime.idle_cgroup", "--idle-cgroup", "false"),
     (
         "runtime.slow_poll_threshold",
         "--slow-poll-threshold",
