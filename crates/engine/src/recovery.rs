@@ -39,7 +39,7 @@ use crate::sst::{Purger, SstFile};
 use crate::stats::StatsCounters;
 use crate::table::{Table, TableState};
 use crate::wal::record::{MAGIC, Record, decode_record};
-use crate::wal::replay::{SegmentFile, list_segments, read_segment};
+use crate::wal::replay::{SegmentContents, SegmentFile, list_segments, read_segment};
 use crate::wal::{Wal, WalOptions};
 use crate::write::{apply, evolve_schemas};
 
@@ -167,6 +167,9 @@ pub(crate) async fn open(
         .map_err(|_| Error::Closed)??;
         let (contents, removed_path) = contents;
         removed.extend(removed_path);
+        if let Some(at) = contents.zero_tail_at {
+            check_zero_tail(seg, &contents, segments.get(i + 1), at)?;
+        }
         for (offset, seq, payload) in contents.records {
             let record = decode_record(&payload).map_err(|reason| Error::WalCorruption {
                 file: seg.path.display().to_string(),
@@ -444,4 +447,32 @@ fn catalog_from(
         }
     }
     catalog
+}
+
+/// A sealed segment that ends in zeros (its preallocated tail, not yet cut off when the
+/// process stopped) must still hold every record up to the next segment's first: the
+/// next file is named after the first sequence number it was created for, and a
+/// rotation only happens after the group before it was written and synced.
+fn check_zero_tail(
+    seg: &SegmentFile,
+    contents: &SegmentContents,
+    next: Option<&SegmentFile>,
+    at: u64,
+) -> Result<()> {
+    let last = contents
+        .records
+        .last()
+        .map_or(seg.first_seq.saturating_sub(1), |(_, seq, _)| *seq);
+    match next {
+        Some(next) if last + 1 == next.first_seq => Ok(()),
+        _ => Err(Error::WalCorruption {
+            file: seg.path.display().to_string(),
+            offset: at,
+            reason: format!(
+                "zeros from here to the end of a sealed segment whose last record is {last}, \
+                 but the next segment starts at {}",
+                next.map_or("nothing".to_string(), |n| n.first_seq.to_string())
+            ),
+        }),
+    }
 }

@@ -411,11 +411,16 @@ impl Writer {
         spare.is_ready()
     }
 
-    /// Seal the active segment (synced, and trimmed if preallocated) and start a new
+    /// Seal the active segment (synced; trimmed soon if preallocated) and start a new
     /// one: the spare if one is ready, else a new file.
     fn rotate(&mut self) -> std::result::Result<(), WalError> {
         self.sync_now()?;
-        self.active.trim()?;
+        // The records are synced; the zeros past them are cut off the WAL thread
+        // (`deleter.rs`), and replay accepts them until then (`replay.rs`). Synchronously
+        // trimmed (a journal commit), they held every write queued behind the rotation.
+        if let Some((file, len)) = self.active.detach_trim()? {
+            self.deleter.trim(file, len, self.active.seg.path.clone());
+        }
         let path = segment_path(&self.dir, self.next_seq);
         let spare = self.spare.as_mut().and_then(|s| s.take(&path));
         let preallocated = spare.is_some();

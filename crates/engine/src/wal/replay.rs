@@ -9,6 +9,11 @@
 //!   record's start and a warning is logged. Such a record was never acknowledged (a
 //!   write is acknowledged only after its whole group was written, and synced if the
 //!   sync mode asks for it).
+//! * A sealed segment may end in zeros: the preallocated tail that a rotation hands to
+//!   a background thread to cut off (`deleter.rs`), which a crash can beat. Only zeros
+//!   up to the end of the file qualify, and recovery then checks that the segment's
+//!   last record is the one just before the next segment's first (the next file's
+//!   name), so zeros over acknowledged records cannot pass as such a tail.
 //! * Any other bad record (CRC mismatch with data after it, non-increasing sequence
 //!   numbers, an undecodable payload behind a valid CRC) is corruption: startup stops
 //!   with [`Error::WalCorruption`] naming the file and byte offset. Acknowledged data is
@@ -63,6 +68,9 @@ pub(crate) struct SegmentContents {
     pub(crate) records: Vec<(u64, u64, Vec<u8>)>,
     /// Set when a torn tail was found: the file must be truncated to this length.
     pub(crate) torn_at: Option<u64>,
+    /// Set when a sealed segment ends in zeros from this offset (an untrimmed
+    /// preallocated tail); its last record must then precede the next segment's first.
+    pub(crate) zero_tail_at: Option<u64>,
 }
 
 /// Read and validate one segment. `is_last` enables torn-tail handling; `min_seq` is the
@@ -101,6 +109,10 @@ pub(crate) fn parse_segment(
     let mut last_seq = min_seq;
     while off < bytes.len() {
         let rest = &bytes[off..];
+        if !is_last && rest.iter().all(|&b| b == 0) {
+            out.zero_tail_at = Some(off as u64);
+            break;
+        }
         let torn = |reason: &str| -> Result<()> {
             if is_last {
                 Ok(())
@@ -200,6 +212,32 @@ mod tests {
         let c = parse_segment(&b, "f", true, 0).expect("torn");
         assert_eq!(c.records.len(), 1);
         assert!(c.torn_at.is_some());
+    }
+
+    #[test]
+    fn a_sealed_segment_may_end_in_zeros_but_not_hold_them_between_records() {
+        let mut b = segment(&[(1, b"hello"), (2, b"world")]);
+        let end = b.len() as u64;
+        b.extend_from_slice(&[0u8; 4096]);
+        let c = parse_segment(&b, "f", false, 0).expect("an untrimmed tail");
+        assert_eq!(c.records.len(), 2);
+        assert_eq!(c.zero_tail_at, Some(end));
+        assert_eq!(c.torn_at, None);
+
+        // Zeros followed by anything else are not a tail.
+        b.push(1);
+        assert!(matches!(
+            parse_segment(&b, "f", false, 0),
+            Err(Error::WalCorruption { .. })
+        ));
+        // Zeroed records inside a sealed segment are corruption, as before.
+        let mut b = segment(&[(1, b"hello"), (2, b"world")]);
+        let second = MAGIC.len() + HEADER_LEN + 5;
+        b[second..second + HEADER_LEN].fill(0);
+        assert!(matches!(
+            parse_segment(&b, "f", false, 0),
+            Err(Error::WalCorruption { .. })
+        ));
     }
 
     #[test]

@@ -156,6 +156,22 @@ impl ActiveSegment {
         self.sync()
     }
 
+    /// Hand over the cutting of a preallocated file's zeros, for a sealed segment whose
+    /// records are synced: a second handle on the file and the accepted length, for
+    /// `deleter.rs` to `ftruncate` and sync off the WAL thread. `None` if there is
+    /// nothing to cut.
+    pub(crate) fn detach_trim(&mut self) -> Result<Option<(File, u64)>, WalError> {
+        if !self.preallocated || self.broken.is_some() || self.dirty {
+            return Ok(None);
+        }
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| WalError::io("duplicate the handle of", &self.seg.path, &e))?;
+        self.preallocated = false;
+        Ok(Some((file, self.len)))
+    }
+
     /// Bytes of accepted groups in the file.
     pub(crate) fn len(&self) -> u64 {
         self.len

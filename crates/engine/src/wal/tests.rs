@@ -82,6 +82,7 @@ impl Harness {
         for seg in list_segments(&self.path).expect("list") {
             let c = read_segment(&seg.path, false, last)
                 .unwrap_or_else(|e| panic!("{}: {e}", seg.path.display()));
+            assert_eq!(c.zero_tail_at, None, "{}: untrimmed", seg.path.display());
             for (_, seq, payload) in c.records {
                 last = seq;
                 out.push((seq, payload));
@@ -212,8 +213,9 @@ fn failures_across_rotations_keep_exactly_the_acknowledged_records() {
 }
 
 /// Preallocated segments (`prealloc.rs`): after a crash the zeros past the last record
-/// read as a torn tail and every acknowledged record is there; sealed segments and the
-/// active one at shutdown are trimmed to their records.
+/// read as a torn tail (in the active segment) or a zero tail (in a sealed one not yet
+/// trimmed) and every acknowledged record is there; sealed segments are trimmed off the
+/// WAL thread, and the active one at shutdown.
 #[test]
 fn preallocated_segments_hold_exactly_the_acknowledged_records() {
     let segment_size = 3 << 20;
@@ -256,15 +258,11 @@ fn preallocated_segments_hold_exactly_the_acknowledged_records() {
     for _ in 0..3 {
         append(&mut h, &mut acked);
     }
-    // Sealed segments were trimmed to their records (`records` reads every segment as
-    // sealed, where zeros would be corruption) ...
     let sealed_len = h.writer.sealed.back().unwrap().1;
-    assert_eq!(
-        std::fs::metadata(&first_preallocated).unwrap().len(),
-        sealed_len
-    );
-    // ... while the active one, if the spare was ready in time, still has its zeros:
-    // after a crash now, recovery cuts them off as a torn tail and loses nothing.
+    // After a crash now: the active segment, if the spare was ready in time, still has
+    // its zeros, which recovery cuts off as a torn tail; a sealed one may still have
+    // them too (its trim is queued), and then its last record is the one before the
+    // next segment's first. Nothing acknowledged is lost.
     let segments = list_segments(&h.path).unwrap();
     let mut recovered = Vec::new();
     let mut last = 0;
@@ -274,14 +272,24 @@ fn preallocated_segments_hold_exactly_the_acknowledged_records() {
         if is_last && h.writer.active.is_preallocated() {
             assert_eq!(c.torn_at, Some(h.writer.active.len()));
         }
+        if c.zero_tail_at.is_some() {
+            let last_here = c.records.last().expect("a sealed segment has records").1;
+            assert_eq!(last_here + 1, segments[k + 1].first_seq);
+        }
         for (_, seq, p) in c.records {
             last = seq;
             recovered.push((seq, p));
         }
     }
     assert_eq!(recovered, acked);
-    // A clean shutdown trims the active segment and removes the spare.
+    // A clean shutdown waits for the trims, trims the active segment and removes the
+    // spare: every segment then holds exactly its records (`records` reads them all as
+    // sealed and refuses zeros).
     h.writer.finish().expect("shutdown");
+    assert_eq!(
+        std::fs::metadata(&first_preallocated).unwrap().len(),
+        sealed_len
+    );
     assert_eq!(h.records(), acked);
     let names: Vec<_> = std::fs::read_dir(&h.path)
         .unwrap()
