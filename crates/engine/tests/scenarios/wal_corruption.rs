@@ -1,6 +1,8 @@
 //! Corruption before the WAL tail stops startup with an error naming file and offset;
 //! the engine never silently drops acknowledged data.
 
+use std::sync::Arc;
+
 use crate::common::*;
 use bulkhead_engine::{Error, FieldValue, WriteBatch};
 
@@ -80,7 +82,7 @@ async fn a_sealed_segment_may_end_in_zeros_only_after_its_last_record() {
     let reopen = |bytes: &[u8]| {
         std::fs::write(&seg, bytes).expect("write segment");
         std::fs::write(&next, &clean[..8]).expect("write next segment");
-        bulkhead_engine::Engine::open(config(dir.path()), store.clone(), runtimes())
+        bulkhead_engine::Engine::open(config(dir.path()), Arc::clone(&store), runtimes())
     };
     let mut zero_tail = clean.clone();
     zero_tail.extend_from_slice(&[0u8; 64 << 10]);
