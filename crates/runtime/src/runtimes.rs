@@ -343,7 +343,8 @@ fn idle_group() -> Option<&'static crate::idle_cgroup::IdleCgroup> {
 }
 
 /// The directory of the idle cgroup the `query` and `compact` threads of isolated
-/// runtimes join, if the process has one (`runtime.idle_cgroup`).
+/// runtimes join (`runtime.idle_cgroup`), made on first use; `None` where the process
+/// may not make one.
 pub fn idle_cgroup_dir() -> Option<&'static std::path::Path> {
     crate::idle_cgroup::get().ok().map(|g| g.dir())
 }
