@@ -5,22 +5,12 @@ use std::sync::Arc;
 
 use crate::common::*;
 use bulkhead_engine::{Error, FieldValue, WriteBatch};
+use object_store::ObjectStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mid_file_corruption_is_a_named_error() {
     let (dir, store) = temp_store();
-    {
-        let engine = open(config(dir.path()), &store).await;
-        for t in 0..20 {
-            let mut b = WriteBatch::default();
-            b.push(
-                "m",
-                row(&[("host", "a")], vec![("v", FieldValue::I64(t))], t),
-            );
-            engine.write("db", b).await.expect("write");
-        }
-        engine.close().await.expect("close");
-    }
+    write_twenty_one_row_records(dir.path(), &store).await;
     let seg = wal_segments(dir.path()).pop().expect("segment");
     let mut bytes = std::fs::read(&seg).expect("read");
     // Flip a byte inside the payload of the third record (records here are all the
@@ -57,18 +47,7 @@ async fn mid_file_corruption_is_a_named_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_segment_may_end_in_zeros_only_after_its_last_record() {
     let (dir, store) = temp_store();
-    {
-        let engine = open(config(dir.path()), &store).await;
-        for t in 0..20 {
-            let mut b = WriteBatch::default();
-            b.push(
-                "m",
-                row(&[("host", "a")], vec![("v", FieldValue::I64(t))], t),
-            );
-            engine.write("db", b).await.expect("write");
-        }
-        engine.close().await.expect("close");
-    }
+    write_twenty_one_row_records(dir.path(), &store).await;
     let seg = wal_segments(dir.path()).pop().expect("segment");
     let clean = std::fs::read(&seg).expect("read");
     let first: u64 = seg
@@ -115,4 +94,18 @@ async fn a_sealed_segment_may_end_in_zeros_only_after_its_last_record() {
         }
         other => panic!("expected WalCorruption, got {other}"),
     }
+}
+
+/// Write 20 rows to `db.m`, one record each (all the same size), and close the engine.
+async fn write_twenty_one_row_records(dir: &std::path::Path, store: &Arc<dyn ObjectStore>) {
+    let engine = open(config(dir), store).await;
+    for t in 0..20 {
+        let mut b = WriteBatch::default();
+        b.push(
+            "m",
+            row(&[("host", "a")], vec![("v", FieldValue::I64(t))], t),
+        );
+        engine.write("db", b).await.expect("write");
+    }
+    engine.close().await.expect("close");
 }
