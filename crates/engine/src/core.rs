@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::sync::{Mutex, RwLock};
 use arrow::datatypes::SchemaRef;
 use bulkhead_runtime::Runtimes;
 use object_store::ObjectStore;
-use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 

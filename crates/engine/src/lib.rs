@@ -52,6 +52,7 @@ mod schema;
 mod settings;
 mod sst;
 mod stats;
+mod sync;
 mod table;
 mod wal;
 mod watch;

@@ -56,7 +56,7 @@ pub(crate) struct SeriesSet {
 }
 
 /// Series sets by (db, table).
-pub(crate) type SeriesSets = parking_lot::Mutex<HashMap<(String, String), SeriesSet>>;
+pub(crate) type SeriesSets = crate::sync::Mutex<HashMap<(String, String), SeriesSet>>;
 
 fn series_hash(row: &Row) -> u64 {
     let mut tags: Vec<(&str, &str)> = row

@@ -26,9 +26,9 @@ use std::fs::OpenOptions;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
+use crate::sync::{Mutex, RwLock};
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use object_store::ObjectStore;
-use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::EngineConfig;

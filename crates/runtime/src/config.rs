@@ -135,7 +135,7 @@ pub struct RuntimeConfig {
     /// thread at once instead of queueing behind its slice.
     #[serde(with = "crate::units::duration")]
     pub latency_slice: Duration,
-    /// How long a `query`, `compact` or `flush` thread runs before it offers its CPU to
+    /// How long a `query` or `compact` thread runs before it offers its CPU to
     /// waiting threads (`sched_yield`) at its next yield point, between two batches
     /// (zero: never). A write thread woken onto a CPU busy with a query is sometimes
     /// left waiting until the next scheduler tick, up to 4 ms (see `cpu_yield`); this

@@ -1,4 +1,4 @@
-//! Yield points for background CPU work: a `query`, `compact` or `flush` thread that has
+//! Yield points for background CPU work: a `query` or `compact` thread that has
 //! run for `runtime.background_yield` since it last gave up its CPU calls
 //! `sched_yield` at its next [`yield_point`], so a waiting `write`, `io` or WAL thread
 //! runs now instead of at the next scheduler tick.
@@ -15,6 +15,8 @@
 //! The work calls [`yield_point`] between batches: every operator boundary of a query
 //! plan (`bulkhead_query::yielding`), and the merge and encode loops of flushes and
 //! compactions. Threads of the other runtimes never yield: for them it is a no-op.
+//! That includes `flush`, a normal-class runtime: its `sched_yield` could hand its CPU
+//! to an idle-class thread for a whole scheduler slice (issue 24, session 18).
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;

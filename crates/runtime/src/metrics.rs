@@ -193,7 +193,7 @@ pub struct RuntimeSnapshot {
     pub stalls: u64,
     pub max_stall_ms: f64,
     /// Times a thread of this runtime offered its CPU at a yield point
-    /// (`runtime.background_yield`; always 0 for `io` and `write`).
+    /// (`runtime.background_yield`; always 0 for `io`, `write` and `flush`).
     pub cpu_yields: u64,
 }
 

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use crate::sync::Mutex;
 use bulkhead_runtime::RuntimeName;
-use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::core::{EngineCore, now_nanos, sleep_or_shutdown};

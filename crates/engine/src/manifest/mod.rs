@@ -243,13 +243,13 @@ impl ManifestState {
 pub(crate) struct Manifest {
     inner: Arc<Inner>,
     /// Actions waiting for the next group commit.
-    queue: parking_lot::Mutex<Vec<Waiter>>,
+    queue: crate::sync::Mutex<Vec<Waiter>>,
     /// Held by the one caller writing a log entry (the group's leader).
     writer: tokio::sync::Mutex<()>,
     /// Identifies each waiter, so a failed group's leader can find its own.
     next_waiter: AtomicU64,
     /// The checkpoint task in flight, if any (at most one at a time).
-    checkpoint: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    checkpoint: crate::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 struct Inner {
@@ -257,9 +257,9 @@ struct Inner {
     root: Path,
     checkpoint_interval: u64,
     /// The committed state. Only the leader changes it, after its PUT succeeded.
-    state: parking_lot::Mutex<ManifestState>,
+    state: crate::sync::Mutex<ManifestState>,
     /// The last edit whose PUT failed: it may have landed all the same.
-    unanswered: parking_lot::Mutex<Option<ManifestEdit>>,
+    unanswered: crate::sync::Mutex<Option<ManifestEdit>>,
 }
 
 /// How a log entry's PUT ended.
@@ -331,13 +331,13 @@ impl Manifest {
                 store,
                 root,
                 checkpoint_interval: checkpoint_interval.max(1),
-                state: parking_lot::Mutex::new(state.clone()),
-                unanswered: parking_lot::Mutex::new(None),
+                state: crate::sync::Mutex::new(state.clone()),
+                unanswered: crate::sync::Mutex::new(None),
             }),
-            queue: parking_lot::Mutex::new(Vec::new()),
+            queue: crate::sync::Mutex::new(Vec::new()),
             writer: tokio::sync::Mutex::new(()),
             next_waiter: AtomicU64::new(0),
-            checkpoint: parking_lot::Mutex::new(None),
+            checkpoint: crate::sync::Mutex::new(None),
         };
         Ok((manifest, state))
     }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
 use arrow::record_batch::RecordBatch;

@@ -30,7 +30,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use crate::config::WalSync;

@@ -207,7 +207,7 @@ pub struct ServeArgs {
     /// [runtime] latency_slice: OS time slice of io/write/flush/WAL threads, 0 = kernel default [default: 0s].
     #[arg(long, env = "BULKHEAD_LATENCY_SLICE", value_name = "DURATION")]
     pub latency_slice: Option<HumanDuration>,
-    /// [runtime] background_yield: query/compact/flush threads offer their CPU this often, 0 = never [default: 250us].
+    /// [runtime] background_yield: query/compact threads offer their CPU this often, 0 = never [default: 250us].
     #[arg(long, env = "BULKHEAD_BACKGROUND_YIELD", value_name = "DURATION")]
     pub background_yield: Option<HumanDuration>,
     /// [runtime] idle_cgroup: move query/compaction threads into a cgroup with cpu.idle = 1 [default: true].
