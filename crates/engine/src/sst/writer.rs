@@ -198,7 +198,7 @@ fn encode_in_slices(
     let props = props.set_sorting_columns(Some(sorting)).build();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
-    // In slices, so a flush or compaction thread reaches a yield point every few
+    // In slices, so a compaction thread reaches a yield point every few
     // thousand rows (`bulkhead_runtime::yield_point`). A slice never crosses a row group
     // boundary, and within a row group slices start at multiples of `WRITE_ROWS` (a
     // multiple of the writer's 1,024-row batches): the file is byte for byte the one a
