@@ -81,6 +81,7 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
             // heavy join's streams held every thread and a short query's sub-tasks
             // waited seconds for it to end (docs/reliability.md, "Fairness").
             target_partitions: config.limits.query_partitions.max(1),
+            plan_cache_entries: config.limits.query_plan_cache,
         },
     )
     .context("starting the query layer")?

@@ -57,13 +57,14 @@ const REBALANCE_OVER: usize = 64;
 const PARSE_STACK: usize = 256 * 1024 * 1024;
 
 /// Parse `sql` with the session's dialect and parser settings, check it against the
-/// limits above, and return it ready to plan. With `pg`, a plain SQL statement is
+/// limits above, and return it ready to plan, with the depth of its deepest expression
+/// (after rebalancing). With `pg`, a plain SQL statement is
 /// rewritten from PostgreSQL's idioms first (see [`crate::pg`]).
 pub(crate) fn parse(
     state: &SessionState,
     sql: &str,
     pg: Option<&crate::pg::PgCompat>,
-) -> Result<DfStatement> {
+) -> Result<(DfStatement, usize)> {
     let options = &state.config().options().sql_parser;
     let dialect = dialect_from_str(options.dialect.as_ref())
         .ok_or_else(|| QueryError::Plan(format!("unsupported SQL dialect {}", options.dialect)))?;
@@ -73,15 +74,15 @@ pub(crate) fn parse(
     // touches are used. It used to be a thread of its own, whose start and join (two
     // context switches, each waiting for a core) cost more than parsing a small query.
     let parse = || {
-        stacker::grow(PARSE_STACK, || -> Result<DfStatement> {
+        stacker::grow(PARSE_STACK, || -> Result<(DfStatement, usize)> {
             let mut statement = state.sql_to_statement(sql, &options.dialect)?;
             if let (Some(pg), DfStatement::Statement(_)) = (pg, &statement)
                 && let Some(rewritten) = pg.rewrite(sql)
             {
                 statement = DfStatement::Statement(Box::new(rewritten));
             }
-            check_statement(&mut statement)?;
-            Ok(statement)
+            let depth = check_statement(&mut statement)?;
+            Ok((statement, depth))
         })
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
@@ -160,18 +161,19 @@ fn adds_depth(token: &Token) -> bool {
 
 /// Steps 2 and 3 on a parsed statement (and the statement an `EXPLAIN` or `COPY`
 /// wraps).
-fn check_statement(statement: &mut DfStatement) -> Result<()> {
+fn check_statement(statement: &mut DfStatement) -> Result<usize> {
+    let mut depth = Depth::default();
     let flow = match statement {
-        DfStatement::Statement(s) => s.visit(&mut Depth::default()),
+        DfStatement::Statement(s) => s.visit(&mut depth),
         DfStatement::Explain(explain) => return check_statement(&mut explain.statement),
         DfStatement::CopyTo(copy) => match &mut copy.source {
-            CopyToSource::Query(query) => query.visit(&mut Depth::default()),
+            CopyToSource::Query(query) => query.visit(&mut depth),
             CopyToSource::Relation(_) => ControlFlow::Continue(()),
         },
         DfStatement::CreateExternalTable(_) | DfStatement::Reset(_) => ControlFlow::Continue(()),
     };
     match flow {
-        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Continue(()) => Ok(depth.max),
         ControlFlow::Break(()) => Err(QueryError::TooComplex(format!(
             "expression too deep: it nests more than {MAX_EXPR_DEPTH} levels (a long \
              chain of OR is fine; every other operator, function call and subquery \
@@ -185,11 +187,14 @@ fn check_statement(statement: &mut DfStatement) -> Result<()> {
 #[derive(Default)]
 struct Depth {
     depth: usize,
+    /// The deepest level seen.
+    max: usize,
 }
 
 impl Depth {
     fn enter(&mut self) -> ControlFlow<()> {
         self.depth += 1;
+        self.max = self.max.max(self.depth);
         if self.depth > MAX_EXPR_DEPTH {
             ControlFlow::Break(())
         } else {
@@ -285,7 +290,7 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     fn check(sql: &str) -> Result<DfStatement> {
-        parse(&SessionContext::new().state(), sql, None)
+        parse(&SessionContext::new().state(), sql, None).map(|(s, _)| s)
     }
 
     fn chain(op: &str, terms: usize) -> String {

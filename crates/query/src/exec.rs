@@ -22,6 +22,7 @@ use futures::{SinkExt, Stream, StreamExt};
 use tokio::task::JoinHandle;
 
 use crate::error::{QueryError, Result};
+use crate::plan_cache::CachedPlans;
 
 /// Batches buffered between the query task and the consumer.
 const BATCH_BUFFER: usize = 2;
@@ -59,6 +60,7 @@ pub(crate) async fn run_sql(
     ctx: SessionContext,
     sql: String,
     pg: Option<Arc<crate::pg::PgCompat>>,
+    cached: Option<CachedPlans>,
 ) -> Result<QueryOutput> {
     let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
     let (mut tx, rx) = futures::channel::mpsc::channel(BATCH_BUFFER);
@@ -70,11 +72,30 @@ pub(crate) async fn run_sql(
             // What `SessionContext::sql_with_options` does, with the depth check
             // between parsing and planning.
             let state = ctx.state();
-            let statement = crate::depth::parse(&state, &sql, pg.as_deref())?;
-            let plan = state.statement_to_plan(statement).await?;
-            options.verify_plan(&plan)?;
-            let df = ctx.execute_logical_plan(plan).await?;
-            let plan = df.create_physical_plan().await?;
+            let (statement, depth) = crate::depth::parse(&state, &sql, pg.as_deref())?;
+            let optimized = match &cached {
+                // Templating clones, prints and drops the tree on this thread's stack:
+                // only for the shallow statements that dashboards send.
+                Some(c) if depth <= crate::plan_cache::MAX_DEPTH => {
+                    c.plan(&state, &statement, &sql, &options).await
+                }
+                _ => None,
+            };
+            let plan = match optimized {
+                // Already analyzed and optimized: straight to the physical planner.
+                Some(plan) => {
+                    state
+                        .query_planner()
+                        .create_physical_plan(&plan, &state)
+                        .await?
+                }
+                None => {
+                    let plan = state.statement_to_plan(statement).await?;
+                    options.verify_plan(&plan)?;
+                    let df = ctx.execute_logical_plan(plan).await?;
+                    df.create_physical_plan().await?
+                }
+            };
             // Time-sliced: the query yields every few ms, so others run and an abort
             // (client gone, cancel, timeout) takes effect within a bounded time.
             let plan = crate::yielding::guard_plan(plan)?;

@@ -170,9 +170,15 @@ fn run(sql: &str) -> Result<Option<i64>, QueryError> {
     let rt = Arc::clone(runtimes);
     runtimes
         .block_on(RuntimeName::Io, async move {
-            let output =
-                crate::exec::run_sql(&rt, RuntimeName::Query, SessionContext::new(), sql, None)
-                    .await?;
+            let output = crate::exec::run_sql(
+                &rt,
+                RuntimeName::Query,
+                SessionContext::new(),
+                sql,
+                None,
+                None,
+            )
+            .await?;
             let batches = output.collect().await?;
             let first = batches.iter().find(|b| b.num_rows() > 0).and_then(|b| {
                 b.column(0)

@@ -187,19 +187,22 @@ fn latest_row_aggregate(e: &Expr, groups: &[Expr]) -> bool {
 }
 
 /// `time <op> literal` (or `literal <op> time`, or `time BETWEEN a AND b`): the scan's
-/// time range is then exactly the rows this keeps.
+/// time range is then exactly the rows this keeps. A timestamp placeholder counts as a
+/// literal: the plan cache ([`crate::plan_cache`]) binds only non-null timestamps there.
 fn time_bound(e: &Expr) -> bool {
-    let is_ts = |e: &Expr| {
-        matches!(
-            e,
-            Expr::Literal(
-                ScalarValue::TimestampNanosecond(Some(_), _)
-                    | ScalarValue::TimestampMicrosecond(Some(_), _)
-                    | ScalarValue::TimestampMillisecond(Some(_), _)
-                    | ScalarValue::TimestampSecond(Some(_), _),
-                _
-            )
-        )
+    let is_ts = |e: &Expr| match e {
+        Expr::Literal(
+            ScalarValue::TimestampNanosecond(Some(_), _)
+            | ScalarValue::TimestampMicrosecond(Some(_), _)
+            | ScalarValue::TimestampMillisecond(Some(_), _)
+            | ScalarValue::TimestampSecond(Some(_), _),
+            _,
+        ) => true,
+        Expr::Placeholder(p) => p
+            .field
+            .as_ref()
+            .is_some_and(|f| matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(..))),
+        _ => false,
     };
     match e {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {

@@ -23,6 +23,7 @@ mod functions;
 pub mod fuzzing;
 mod lastpoint;
 mod pg;
+mod plan_cache;
 mod pruning;
 pub mod rollup;
 mod series_filter;
@@ -62,6 +63,8 @@ pub struct QueryConfig {
     pub memory_limit: usize,
     /// Partitions DataFusion plans for (defaults to the `query` runtime's threads).
     pub target_partitions: usize,
+    /// Optimized plans kept by statement shape ([`plan_cache`]; 0 turns it off).
+    pub plan_cache_entries: usize,
 }
 
 impl Default for QueryConfig {
@@ -70,6 +73,7 @@ impl Default for QueryConfig {
             memory_limit: usize::try_from(bulkhead_frontend::limits::DEFAULT_QUERY_MEMORY)
                 .unwrap_or(usize::MAX),
             target_partitions: bulkhead_runtime::available_parallelism(),
+            plan_cache_entries: plan_cache::DEFAULT_PLAN_CACHE_ENTRIES,
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct QueryEngine {
     /// built-in function, the rules, the catalog, Bulkhead's functions) costs more than
     /// planning a small query, so each query starts from a clone of a built one.
     states: Mutex<HashMap<(String, Flavor, bool), Arc<SessionState>>>,
+    /// Optimized plans by statement shape, for the plain flavor.
+    plans: Arc<plan_cache::PlanCache>,
 }
 
 /// Built sessions kept at most; past it the map starts over (databases are few).
@@ -137,6 +143,7 @@ impl QueryEngine {
             lastpoint: AtomicBool::new(true),
             cache: None,
             states: Mutex::new(HashMap::new()),
+            plans: Arc::new(plan_cache::PlanCache::new(config.plan_cache_entries)),
         })
     }
 
@@ -250,12 +257,19 @@ impl QueryEngine {
         let result = match ddl::try_run(self, db, sql).await {
             Some(result) => result,
             None => {
+                let cached = (flavor == Flavor::Plain).then(|| plan_cache::CachedPlans {
+                    cache: Arc::clone(&self.plans),
+                    db: db.to_string(),
+                    lastpoint: self.lastpoint.load(Ordering::Relaxed),
+                    stats: Arc::clone(&self.stats),
+                });
                 exec::run_sql(
                     &self.runtimes,
                     self.pool.runtime,
                     self.session_with(db, flavor),
                     sql.to_string(),
                     (flavor == Flavor::Postgres).then(|| Arc::clone(&self.pg)),
+                    cached,
                 )
                 .await
             }
@@ -330,7 +344,15 @@ impl QueryEngine {
                 ctx
             }
         };
-        exec::run_sql(&self.runtimes, pool.runtime, ctx, sql.to_string(), None).await
+        exec::run_sql(
+            &self.runtimes,
+            pool.runtime,
+            ctx,
+            sql.to_string(),
+            None,
+            None,
+        )
+        .await
     }
 
     /// The rollups' progress board (`system.rollups`).

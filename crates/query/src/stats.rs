@@ -9,6 +9,8 @@ pub struct QueryStats {
     pub(crate) query_errors: AtomicU64,
     pub(crate) ssts_read: AtomicU64,
     pub(crate) ssts_pruned: AtomicU64,
+    pub(crate) plan_cache_hits: AtomicU64,
+    pub(crate) plan_cache_misses: AtomicU64,
 }
 
 impl QueryStats {
@@ -35,6 +37,16 @@ impl QueryStats {
                 "bulkhead_query_ssts_pruned_total",
                 "SST files a scan skipped by time or tag pruning.",
                 &self.ssts_pruned,
+            ),
+            (
+                "bulkhead_query_plan_cache_hits_total",
+                "Queries whose optimized plan came from the plan cache.",
+                &self.plan_cache_hits,
+            ),
+            (
+                "bulkhead_query_plan_cache_misses_total",
+                "Queries of a cacheable shape planned from scratch (first of the shape, or a table's schema changed).",
+                &self.plan_cache_misses,
             ),
         ] {
             out.push_str(&format!(

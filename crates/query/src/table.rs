@@ -80,6 +80,17 @@ impl EngineTable {
         self.last_per_series
     }
 
+    /// The schema this table was looked up with.
+    pub(crate) fn schema_ref(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// The table's schema now (`None` once it is dropped): a plan cached with
+    /// [`Self::schema_ref`] is stale when they differ.
+    pub(crate) fn current_schema(&self) -> Option<SchemaRef> {
+        self.engine.table_schema(&self.db, &self.table)
+    }
+
     pub(crate) fn is_tag(&self, column: &str) -> bool {
         self.schema
             .field_with_name(column)

@@ -269,6 +269,9 @@ pub struct ServeArgs {
     /// [limits] query_partitions: partitions of one query's plan, at least 1 [default: 1].
     #[arg(long, env = "BULKHEAD_QUERY_PARTITIONS", value_name = "N")]
     pub query_partitions: Option<usize>,
+    /// [limits] query_plan_cache: optimized SQL plans kept by statement shape, 0 = off [default: 256].
+    #[arg(long, env = "BULKHEAD_QUERY_PLAN_CACHE", value_name = "N")]
+    pub query_plan_cache: Option<usize>,
     /// [limits] body_read_timeout: longest wait for a request body's next bytes [default: 10s].
     #[arg(long, env = "BULKHEAD_BODY_READ_TIMEOUT", value_name = "DURATION")]
     pub body_read_timeout: Option<HumanDuration>,
@@ -479,6 +482,7 @@ impl ServeArgs {
         );
         set(&mut cfg.limits.query_memory, &self.query_memory);
         set(&mut cfg.limits.query_partitions, &self.query_partitions);
+        set(&mut cfg.limits.query_plan_cache, &self.query_plan_cache);
         set(&mut cfg.limits.query_timeout, &self.query_timeout);
         set(&mut cfg.limits.body_read_timeout, &self.body_read_timeout);
         let c = &mut cfg.compaction.engine;

@@ -287,6 +287,10 @@ pub struct LimitsConfig {
     /// query as one stream on one `query` thread, so a heavy query never holds every
     /// query thread; more lets one big query use several threads.
     pub query_partitions: usize,
+    /// Optimized SQL plans kept by statement shape, so a query that differs from an
+    /// earlier one only in the literals of its `WHERE` comparisons skips SQL planning
+    /// and the optimizer (0 = off).
+    pub query_plan_cache: usize,
     /// Longest wait for the next bytes of a request body; a stalled upload then gets
     /// 408 and stops holding write admission.
     pub body_read_timeout: HumanDuration,
@@ -310,6 +314,7 @@ impl Default for LimitsConfig {
             query_memory: ByteSize(bulkhead_frontend::limits::DEFAULT_QUERY_MEMORY),
             query_timeout: HumanDuration::secs(300),
             query_partitions: 1,
+            query_plan_cache: 256,
             body_read_timeout: HumanDuration::secs(10),
             catalog: CatalogLimits::default(),
             tcp_keepalive: HumanDuration::secs(60),

@@ -1,0 +1,294 @@
+//! The plan cache (optimized plans kept by statement shape, literals bound per query)
+//! gives exactly the answers of planning every statement from scratch: random queries
+//! of a few shapes with random literals, on random data (overwrites, rows in SSTs and
+//! in the memtable, null fields), through one query engine with the cache and one
+//! without, over the same engine.
+
+mod common;
+
+use std::sync::Arc;
+
+use arrow::util::pretty::pretty_format_batches;
+use bulkhead_engine::FieldValue;
+use bulkhead_query::{QueryConfig, QueryEngine};
+use bulkhead_runtime::RuntimeName;
+use bulkhead_tsbs::SplitMix64;
+use common::*;
+
+const SEC: i64 = 1_000_000_000;
+/// 2016-01-01T00:00:00Z, the data's start.
+const START: i64 = 1_451_606_400 * SEC;
+const HOSTS: u64 = 8;
+
+fn load(db: &Db, seed: u64) {
+    let mut rng = SplitMix64(seed);
+    for round in 0..3 {
+        let mut rows = Vec::new();
+        for _ in 0..300 {
+            let h = rng.below(HOSTS);
+            let host = format!("host_{h}");
+            let dc = format!("dc{}", h % 3);
+            let t = START + rng.below(4 * 3600) as i64 * SEC;
+            let mut fields = Vec::new();
+            if rng.chance(80) {
+                fields.push(("f", FieldValue::F64(rng.below(1000) as f64 / 10.0)));
+            }
+            if fields.is_empty() || rng.chance(80) {
+                fields.push(("g", FieldValue::I64(rng.below(100) as i64 - 20)));
+            }
+            let mut tags = vec![("host", host.as_str())];
+            if h != 7 {
+                tags.push(("dc", dc.as_str()));
+            }
+            rows.push(("cpu", row(&tags, &fields, t)));
+        }
+        db.write("demo", rows);
+        if round < 2 {
+            db.flush();
+        }
+    }
+}
+
+/// A random timestamp literal inside (or just outside) the data, in one of the forms
+/// a client writes.
+fn ts(rng: &mut SplitMix64) -> String {
+    let s = rng.below(5 * 3600) as i64 - 1800;
+    let secs = 1_451_606_400 + s;
+    let (h, m, sec) = (
+        (s.rem_euclid(86400)) / 3600,
+        (s.rem_euclid(3600)) / 60,
+        s.rem_euclid(60),
+    );
+    let day = if s < 0 { "2015-12-31" } else { "2016-01-01" };
+    match rng.below(3) {
+        0 => format!("{day}T{h:02}:{m:02}:{sec:02}Z"),
+        1 => format!("{day} {h:02}:{m:02}:{sec:02}"),
+        _ => format!("{day}T{h:02}:{m:02}:{sec:02}.{:03}Z", secs.rem_euclid(1000)),
+    }
+}
+
+fn host(rng: &mut SplitMix64) -> String {
+    format!("host_{}", rng.below(HOSTS + 1))
+}
+
+/// One random query of a random shape.
+fn query(rng: &mut SplitMix64) -> String {
+    let (t1, t2) = (ts(rng), ts(rng));
+    let (h1, h2, h3) = (host(rng), host(rng), host(rng));
+    let n = rng.below(100) as i64 - 30;
+    let x = rng.below(1000) as f64 / 10.0;
+    match rng.below(12) {
+        0 => format!(
+            "select date_bin(interval '10 minutes', time) as m, max(f) as f, count(g) as g from cpu \
+             where host in ('{h1}', '{h2}') and time >= '{t1}' and time < '{t2}' group by m order by m"
+        ),
+        1 => format!("select * from cpu where g > {n} and host = '{h1}' order by time, host, dc"),
+        2 => format!(
+            "select host, count(*) as c, sum(g) as s from cpu where f >= {x} or g = {n} \
+             group by host order by host"
+        ),
+        // An integer column against a float literal: compared as floats, never bound.
+        3 => format!(
+            "select host, count(*) as c from cpu where g >= {n}.5 group by host order by host"
+        ),
+        4 => format!(
+            "select host, dc, count(*) as c from cpu where g between {n} and {} \
+             and dc != 'dc1' group by host, dc order by host, dc",
+            n + 40
+        ),
+        5 => format!(
+            "select host, max(time) as t, last_value(f order by time) as f from cpu \
+             where time < '{t1}' group by host order by host"
+        ),
+        6 => format!(
+            "select host, count(*) as c from cpu where host not in ('{h1}', '{h2}', '{h3}') \
+             and (dc = 'dc0' or dc is null) group by host order by host"
+        ),
+        7 => format!(
+            "select time, host, f from cpu where time = '{t1}' or (host = '{h1}' and f < {x}) \
+             order by time, host"
+        ),
+        // A string compared with an integer column: cast, or an error on both paths.
+        8 => {
+            let v = if rng.chance(50) {
+                n.to_string()
+            } else {
+                "many".into()
+            };
+            format!("select count(*) as c from cpu where g = '{v}'")
+        }
+        9 => format!(
+            "select date_bin(interval '1 hour', time) as h, avg(f) as f from cpu \
+             where time between '{t1}' and '{t2}' and not host = '{h1}' group by h order by h"
+        ),
+        10 => format!(
+            "select c.host, min(c.g) as g from cpu as c where c.g <= {n} and c.host > '{h1}' \
+             group by c.host order by c.host"
+        ),
+        _ => format!(
+            "select host, f, g from cpu where {n} < g and '{h1}' = host and f > {x} \
+             order by time desc limit 5"
+        ),
+    }
+}
+
+fn run(q: &Arc<QueryEngine>, db: &Db, sql: &str) -> Result<String, String> {
+    let (q, sql) = (Arc::clone(q), sql.to_string());
+    db.runtimes
+        .block_on(RuntimeName::Io, async move {
+            let batches = q.sql("demo", &sql).await?.collect().await?;
+            Ok::<_, bulkhead_query::QueryError>(batches)
+        })
+        .expect("runtime")
+        .map(|b| pretty_format_batches(&b).unwrap().to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn counter(q: &QueryEngine, name: &str) -> u64 {
+    let text = q.stats().to_prometheus();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .parse()
+        .unwrap()
+}
+
+fn plain_engine(db: &Db) -> Arc<QueryEngine> {
+    let config = QueryConfig {
+        plan_cache_entries: 0,
+        ..QueryConfig::default()
+    };
+    Arc::new(QueryEngine::new(Arc::clone(&db.engine), Arc::clone(&db.runtimes), config).unwrap())
+}
+
+#[test]
+fn cached_plans_answer_as_plain_planning_on_random_data() {
+    let mut nonempty = 0;
+    for seed in 1..=3 {
+        let db = Db::open();
+        load(&db, seed);
+        let plain = plain_engine(&db);
+        let mut rng = SplitMix64(seed * 7919);
+        for _ in 0..150 {
+            let sql = query(&mut rng);
+            let cached = run(&db.query, &db, &sql);
+            let expected = run(&plain, &db, &sql);
+            assert_eq!(cached, expected, "{sql}");
+            if expected.as_ref().is_ok_and(|t| t.lines().count() > 4) {
+                nonempty += 1;
+            }
+        }
+        assert!(
+            counter(&db.query, "bulkhead_query_plan_cache_hits_total") > 100,
+            "the cache was hardly used: {}",
+            db.query.stats().to_prometheus()
+        );
+        assert_eq!(counter(&plain, "bulkhead_query_plan_cache_hits_total"), 0);
+    }
+    assert!(nonempty > 200, "too few answers with rows: {nonempty}");
+}
+
+#[test]
+fn a_new_column_a_dropped_table_or_a_new_table_replans() {
+    let db = Db::open();
+    load(&db, 9);
+    let plain = plain_engine(&db);
+    let q = |h: &str| format!("select * from cpu where host = '{h}' order by time desc limit 3");
+    let first = run(&db.query, &db, &q("host_1")).unwrap();
+    assert!(!first.contains("| z "), "{first}");
+    // A write adds a field: the cached `select *` must show it.
+    db.write(
+        "demo",
+        vec![(
+            "cpu",
+            row(
+                &[("host", "host_2")],
+                &[("z", FieldValue::I64(42))],
+                START + 5 * 3600 * SEC,
+            ),
+        )],
+    );
+    let cached = run(&db.query, &db, &q("host_2"));
+    assert_eq!(cached, run(&plain, &db, &q("host_2")));
+    assert!(cached.unwrap().contains("42"));
+    // The plan of the same shape on another table is not confused with it.
+    db.write(
+        "demo",
+        vec![(
+            "mem",
+            row(
+                &[("host", "host_2")],
+                &[("used", FieldValue::I64(7))],
+                START,
+            ),
+        )],
+    );
+    let other = run(&db.query, &db, "select * from mem where host = 'host_2'").unwrap();
+    assert!(other.contains("used"), "{other}");
+    // Dropped, then written again with other fields: planned again.
+    run(&db.query, &db, "drop table mem").unwrap();
+    let gone = run(&db.query, &db, "select * from mem where host = 'host_2'");
+    assert!(gone.is_err(), "{gone:?}");
+    db.write(
+        "demo",
+        vec![(
+            "mem",
+            row(
+                &[("host", "host_2")],
+                &[("free", FieldValue::I64(8))],
+                START,
+            ),
+        )],
+    );
+    let again = run(&db.query, &db, "select * from mem where host = 'host_2'").unwrap();
+    assert!(again.contains("free") && !again.contains("used"), "{again}");
+    // A table queried before it exists is planned (and cached) once it does.
+    let disk = |h: &str| format!("select * from disk where host = '{h}'");
+    let missing = run(&db.query, &db, &disk("host_1")).unwrap_err();
+    assert_eq!(Err(missing), run(&plain, &db, &disk("host_1")));
+    db.write(
+        "demo",
+        vec![(
+            "disk",
+            row(
+                &[("host", "host_1")],
+                &[("free", FieldValue::I64(9))],
+                START,
+            ),
+        )],
+    );
+    let hits = counter(&db.query, "bulkhead_query_plan_cache_hits_total");
+    for h in ["host_1", "host_2", "host_1"] {
+        assert_eq!(run(&db.query, &db, &disk(h)), run(&plain, &db, &disk(h)));
+    }
+    assert_eq!(
+        counter(&db.query, "bulkhead_query_plan_cache_hits_total"),
+        hits + 2
+    );
+}
+
+#[test]
+fn volatile_and_system_queries_are_not_cached() {
+    let db = Db::open();
+    load(&db, 3);
+    let before = counter(&db.query, "bulkhead_query_plan_cache_hits_total");
+    for _ in 0..3 {
+        // `now()` is folded at planning: a cached plan would keep the first one.
+        run(
+            &db.query,
+            &db,
+            "select count(*) from cpu where time < now() and host = 'host_1'",
+        )
+        .unwrap();
+        run(
+            &db.query,
+            &db,
+            "select \"table\" from system.tables where database = 'demo'",
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        counter(&db.query, "bulkhead_query_plan_cache_hits_total"),
+        before
+    );
+}
