@@ -2,11 +2,14 @@
 //!
 //! TSBS cpu-only data is loaded into Bulkhead (then flushed and compacted: the steady
 //! state); with `--peers influxdb`, into InfluxDB 1.x (then fully compacted); with
-//! `--peers duckdb`, Bulkhead's compacted SSTs into DuckDB (`query_duckdb.rs`). Each
-//! round runs every query type once, on every system, with the same random hosts and
-//! time window (seeded): SQL over HTTP for Bulkhead, the equivalent InfluxQL over HTTP
-//! for InfluxDB, the same SQL for DuckDB, whose rows are checked equal to Bulkhead's in
-//! every run. A first round warms caches and is not recorded.
+//! `--peers duckdb`, Bulkhead's compacted SSTs into DuckDB (`query_duckdb.rs`); with
+//! `--peers victoriametrics`, into VictoriaMetrics (then force-merged; `query_vm.rs`).
+//! Each round runs every query type once, on every system, with the same random hosts
+//! and time window (seeded): SQL over HTTP for Bulkhead, the equivalent InfluxQL over
+//! HTTP for InfluxDB, the same SQL for DuckDB, whose rows are checked equal to
+//! Bulkhead's in every run, and TSBS's MetricsQL for VictoriaMetrics where it has one
+//! (else n/a), whose points are checked against Bulkhead's rows in every run. A first
+//! round warms caches and is not recorded.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -20,6 +23,7 @@ use serde_json::json;
 use super::load::{self, Chunks};
 use super::peers::{Peer, PeerServer};
 use super::query_duckdb::{self, DuckDb};
+use super::query_vm::{self, VmQuery};
 use super::server::ChildServer;
 use super::stats::Dist;
 use super::tsbs::{self, FIELDS, SplitMix64};
@@ -61,7 +65,7 @@ pub(crate) struct QueryArgs {
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Peers: `influxdb` (queried with InfluxQL), `duckdb` (SQL, over Bulkhead's SSTs;
-    /// needs `pip install duckdb`).
+    /// needs `pip install duckdb`), `victoriametrics` (TSBS's MetricsQL; 11 of the 15 types).
     #[arg(long, value_delimiter = ',')]
     peers: Vec<QueryPeer>,
     /// Also ask Bulkhead every question in InfluxQL (on `/query`), next to its SQL.
@@ -93,7 +97,7 @@ pub(crate) enum QueryPeer {
     Influxdb,
     /// DuckDB over Bulkhead's compacted SSTs, queried with the same SQL.
     Duckdb,
-    /// VictoriaMetrics (not supported here yet: it speaks PromQL/MetricsQL).
+    /// VictoriaMetrics, queried with TSBS's MetricsQL (where it can express the type).
     Victoriametrics,
 }
 
@@ -114,6 +118,10 @@ enum Running {
         _dir: tempfile::TempDir,
     },
     Duck(DuckDb),
+    Vm {
+        server: PeerServer,
+        _dir: tempfile::TempDir,
+    },
 }
 
 /// What a TSBS query type asks.
@@ -183,10 +191,11 @@ pub(super) fn parse_kind(name: &str) -> anyhow::Result<Kind> {
     Ok(kind)
 }
 
-/// One query instance: the same question in SQL and in InfluxQL.
+/// One query instance: the same question in SQL, InfluxQL and (if it can) MetricsQL.
 pub(super) struct Instance {
     pub(super) sql: String,
     influxql: String,
+    metricsql: Option<VmQuery>,
 }
 
 fn ts(ns: i64) -> String {
@@ -250,6 +259,7 @@ pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: 
             let h = hosts(rng, scale, n);
             let w = window(rng, span_ns, hours);
             Instance {
+                metricsql: query_vm::metricsql(kind, &h, w),
                 sql: format!(
                     "select date_bin(interval '1 minute', time) as minute, {} from cpu where {} and {} group by minute order by minute",
                     aggs("max", metrics, false),
@@ -268,6 +278,7 @@ pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: 
             let h = hosts(rng, scale, n);
             let w = window(rng, span_ns, 8);
             Instance {
+                metricsql: query_vm::metricsql(kind, &h, w),
                 sql: format!(
                     "select date_bin(interval '1 hour', time) as hour, {} from cpu where {} and {} group by hour order by hour",
                     aggs("max", 10, false),
@@ -285,6 +296,7 @@ pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: 
         Kind::DoubleGroupby { metrics } => {
             let w = window(rng, span_ns, 12);
             Instance {
+                metricsql: query_vm::metricsql(kind, &[], w),
                 sql: format!(
                     "select date_bin(interval '1 hour', time) as hour, hostname, {} from cpu where {} group by hour, hostname order by hour, hostname",
                     aggs("avg", metrics, false),
@@ -308,6 +320,7 @@ pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: 
                 None => (String::new(), String::new()),
             };
             Instance {
+                metricsql: None,
                 sql: format!(
                     "select * from cpu where usage_user > 90 and {}{sql_h}",
                     range(w, false)
@@ -319,6 +332,7 @@ pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: 
             }
         }
         Kind::Lastpoint => Instance {
+            metricsql: None,
             sql: format!(
                 "select hostname, max(time) as time, {} from cpu group by hostname",
                 FIELDS
@@ -334,6 +348,7 @@ pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: 
             // At least 5 minutes of data before the end point, so there are 5 buckets.
             let end = end.max(tsbs::DEFAULT_START_NS + 5 * 60_000_000_000);
             Instance {
+                metricsql: None,
                 sql: format!(
                     "select date_bin(interval '1 minute', time) as minute, max(usage_user) from cpu where time < '{}' group by minute order by minute desc limit 5",
                     ts(end)
@@ -352,12 +367,20 @@ pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: 
 #[derive(Debug, Serialize)]
 struct QueryResult {
     query: String,
-    latency: Dist,
-    /// Rows (Bulkhead, DuckDB) or points (InfluxDB) returned by the last run.
-    rows: usize,
-    /// DuckDB: whether its rows equalled Bulkhead's in every run (else how they differ).
+    /// Absent if the system cannot ask this question (see `unsupported`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency: Option<Dist>,
+    /// Rows (Bulkhead, DuckDB), points (InfluxDB: rows of its `values`) or points summed
+    /// over series (VictoriaMetrics: Bulkhead's rows x metrics) returned by the last run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<usize>,
+    /// DuckDB, VictoriaMetrics: whether the answer agreed with Bulkhead's in every run
+    /// (else how it differs).
     #[serde(skip_serializing_if = "Option::is_none")]
     check: Option<String>,
+    /// Why the system cannot express this type (VictoriaMetrics' n/a types).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unsupported: Option<String>,
     /// The last run's query text.
     example: String,
 }
@@ -379,11 +402,6 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         .iter()
         .map(|n| parse_kind(n))
         .collect::<anyhow::Result<_>>()?;
-    if args.peers.contains(&QueryPeer::Victoriametrics) {
-        bail!(
-            "bench query supports --peers influxdb,duckdb (VictoriaMetrics speaks PromQL, not SQL or InfluxQL; not translated yet)"
-        );
-    }
     if args.peers.contains(&QueryPeer::Duckdb) && args.target.is_some() {
         bail!("--peers duckdb reads the SSTs of the Bulkhead it starts: not with --target");
     }
@@ -449,18 +467,27 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
             continue;
         }
         let dir = tempfile::tempdir()?;
-        let p = PeerServer::start_with(Peer::Influxdb, dir.path(), true)?;
+        let vm = peer == QueryPeer::Victoriametrics;
+        let (p, write) = match vm {
+            true => query_vm::start(dir.path())?,
+            false => {
+                let p = PeerServer::start_with(Peer::Influxdb, dir.path(), true)?;
+                let write = p.write_url.clone();
+                (p, write)
+            }
+        };
         rt.block_on(async {
             let bar = load::rows_bar(peer.name(), rows_total);
             for (bodies, _) in Chunks::new(args.scale, args.span, Duration::from_secs(3600), 5000) {
-                load::post_all(&client, &p.write_url, bodies, 4, &bar).await?;
+                load::post_all(&client, &write, bodies, 4, &bar).await?;
             }
             bar.finish_and_clear();
             p.settle(&client).await
         })?;
-        peers.push(Running::Influx {
-            server: p,
-            _dir: dir,
+        let (server, _dir) = (p, dir);
+        peers.push(match vm {
+            true => Running::Vm { server, _dir },
+            false => Running::Influx { server, _dir },
         });
     }
 
@@ -502,6 +529,8 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
             for (i, peer) in peers.iter_mut().enumerate() {
                 let s = first_peer + i;
                 let t = Instant::now();
+                // Set by peers that time only the request, not the check.
+                let mut took = None;
                 let (rows, text) = match peer {
                     Running::Influx { server, .. } => (
                         rt.block_on(influxql(&client, &server.base, &inst.influxql))?,
@@ -510,16 +539,25 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
                     Running::Duck(d) => {
                         let rows = d.query(&inst.sql)?;
                         if let Err(e) = query_duckdb::same_answer(&answer, &rows) {
-                            let d = &mut differ[s][k];
-                            d.0 += 1;
-                            if d.1.is_empty() {
-                                d.1 = e;
-                            }
+                            note(&mut differ[s][k], e);
                         }
                         (rows.len(), query_duckdb::translate(&inst.sql))
                     }
+                    Running::Vm { server, .. } => {
+                        let Some(q) = &inst.metricsql else {
+                            bar.inc(1); // n/a: no MetricsQL form
+                            continue;
+                        };
+                        let (ms, points) =
+                            rt.block_on(query_vm::query(&client, &server.base, q))?;
+                        took = Some(ms);
+                        if let Err(e) = query_vm::check(q, &answer, &points) {
+                            note(&mut differ[s][k], e);
+                        }
+                        (points.points(), q.text())
+                    }
                 };
-                let ms = t.elapsed().as_secs_f64() * 1e3;
+                let ms = took.unwrap_or_else(|| t.elapsed().as_secs_f64() * 1e3);
                 bar.inc(1);
                 if round > 0 {
                     samples[s][k].push(ms);
@@ -538,24 +576,38 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
             (0, _) => ("bulkhead", "sql"),
             (_, None) => ("bulkhead", "influxql"),
             (_, Some(QueryPeer::Duckdb)) => ("duckdb", "sql"),
+            (_, Some(QueryPeer::Victoriametrics)) => ("victoriametrics", "metricsql"),
             (_, Some(p)) => (p.name(), "influxql"),
         };
-        let checked = peer == Some(QueryPeer::Duckdb);
+        let vm = peer == Some(QueryPeer::Victoriametrics);
+        let checked = vm || peer == Some(QueryPeer::Duckdb);
         results.push(SystemResult {
             system: system.into(),
             language: language.into(),
             queries: names
                 .iter()
                 .enumerate()
-                .map(|(k, name)| QueryResult {
-                    query: name.clone(),
-                    latency: Dist::of(&samples[s][k]),
-                    rows: last[s][k].0,
-                    check: checked.then(|| match &differ[s][k] {
-                        (0, _) => format!("same rows as bulkhead in all {} runs", args.runs + 1),
-                        (n, first) => format!("DIFFERS from bulkhead in {n} runs: {first}"),
-                    }),
-                    example: last[s][k].1.clone(),
+                .map(|(k, name)| {
+                    let unsupported = vm
+                        .then(|| query_vm::not_expressible(kinds[k]))
+                        .flatten()
+                        .map(str::to_string);
+                    let ran = unsupported.is_none();
+                    QueryResult {
+                        query: name.clone(),
+                        latency: ran.then(|| Dist::of(&samples[s][k])),
+                        rows: ran.then_some(last[s][k].0),
+                        check: (checked && ran).then(|| match &differ[s][k] {
+                            (0, _) if vm => format!(
+                                "same as bulkhead in all {} runs (points = rows x metrics, values per bucket)",
+                                args.runs + 1
+                            ),
+                            (0, _) => format!("same rows as bulkhead in all {} runs", args.runs + 1),
+                            (n, first) => format!("DIFFERS from bulkhead in {n} runs: {first}"),
+                        }),
+                        unsupported,
+                        example: last[s][k].1.clone(),
+                    }
                 })
                 .collect(),
         });
@@ -576,9 +628,10 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         .iter()
         .enumerate()
         .flat_map(|(k, name)| {
-            results
-                .iter()
-                .map(move |r| (format!("{name} {}", r.system), r.queries[k].latency.p50_ms))
+            results.iter().filter_map(move |r| {
+                let p50 = r.queries[k].latency?.p50_ms;
+                Some((format!("{name} {}", r.system), p50))
+            })
         })
         .collect();
     super::plot::bars(
@@ -607,6 +660,14 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         bail!("answers differ:\n{}", wrong.join("\n"));
     }
     Ok(())
+}
+
+/// Count a run whose answer differed, keeping the first difference.
+fn note(differ: &mut (usize, String), e: String) {
+    differ.0 += 1;
+    if differ.1.is_empty() {
+        differ.1 = e;
+    }
 }
 
 /// Run an InfluxQL query; returns the number of points in the result.
@@ -639,27 +700,34 @@ fn print_table(results: &[SystemResult]) {
     print!("{:<24}", "query");
     for r in results {
         print!(" {:>31}", format!("{} {} p50/p99 ms", r.system, r.language));
-        print!(" {:>8}", "rows");
+        let vm = r.system == "victoriametrics";
+        print!(" {:>8}", if vm { "points" } else { "rows" });
     }
     if results.len() > 1 {
         print!("  p50 / bulkhead sql p50");
     }
     println!();
+    let na = || "n/a".to_string();
     for k in 0..results[0].queries.len() {
         print!("{:<24}", results[0].queries[k].query);
         for r in results {
             let q = &r.queries[k];
+            let latency = q
+                .latency
+                .map(|l| format!("{:.1}/{:.1}", l.p50_ms, l.p99_ms));
+            let rows = q.rows.map(|n| n.to_string());
             print!(
                 " {:>31} {:>8}",
-                format!("{:.1}/{:.1}", q.latency.p50_ms, q.latency.p99_ms),
-                q.rows
+                latency.unwrap_or_else(na),
+                rows.unwrap_or_else(na)
             );
         }
+        let base = results[0].queries[k].latency.map_or(f64::NAN, |l| l.p50_ms);
         for r in &results[1..] {
-            print!(
-                "  {:.2}",
-                r.queries[k].latency.p50_ms / results[0].queries[k].latency.p50_ms
-            );
+            let ratio = r.queries[k]
+                .latency
+                .map(|l| format!("{:.2}", l.p50_ms / base));
+            print!("  {}", ratio.unwrap_or_else(na));
         }
         println!();
     }
@@ -674,10 +742,13 @@ fn print_table(results: &[SystemResult]) {
             .filter(|(_, c)| c.starts_with("DIFFERS"))
             .collect();
         if !checks.is_empty() && bad.is_empty() {
-            println!(
-                "{}: same rows as bulkhead in every run of every type",
-                r.system
-            );
+            let what = match r.system.as_str() {
+                "victoriametrics" => {
+                    "answers as bulkhead in every run of every type it can express"
+                }
+                _ => "rows as bulkhead in every run of every type",
+            };
+            println!("{}: same {what}", r.system);
         }
         for (q, c) in bad {
             println!("{} {q}: {c}", r.system);

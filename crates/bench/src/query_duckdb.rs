@@ -168,7 +168,7 @@ fn canonical(v: &serde_json::Value) -> Option<String> {
     }
 }
 
-fn parse_time(s: &str) -> Option<i64> {
+pub(super) fn parse_time(s: &str) -> Option<i64> {
     if s.len() < 19 || s.as_bytes()[4] != b'-' {
         return None;
     }

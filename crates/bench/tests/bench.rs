@@ -257,6 +257,70 @@ fn bench_query_with_duckdb_checks_every_answer() {
     }
 }
 
+/// VictoriaMetrics (Debian `victoria-metrics`, installed by scripts/test) answers TSBS's
+/// MetricsQL for the 11 types it can express, one point per Bulkhead row and metric, with
+/// Bulkhead's values, in every run; the other 4 are reported as n/a, not dropped.
+#[test]
+fn bench_query_with_victoriametrics_checks_every_answer() {
+    let expressible = |name: &str| {
+        ["single-groupby-", "cpu-max-all-", "double-groupby-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+    };
+    // 2 h: the whole span in every window. 10 h of 2 hosts: cpu-max-all's 8 h windows
+    // start on random minutes, so its first and last hours are clipped (9 buckets).
+    for (scale, span, queries, runs) in [
+        ("10", "2h", None, 1),
+        ("2", "10h", Some("cpu-max-all-1,single-groupby-2-2-1"), 2),
+    ] {
+        let mut args = vec!["query", "--scale", scale, "--span", span];
+        args.extend(["--peers", "victoriametrics", "--runs"]);
+        let runs_arg = runs.to_string();
+        args.push(&runs_arg);
+        if let Some(q) = queries {
+            args.extend(["--queries", q]);
+        }
+        let r = bench(&args);
+        let results = r["results"].as_array().expect("results");
+        assert_eq!(results.len(), 2, "{r}");
+        assert_eq!(results[1]["system"], "victoriametrics");
+        assert_eq!(results[1]["language"], "metricsql");
+        let (ours, vm) = (
+            results[0]["queries"].as_array().expect("queries"),
+            results[1]["queries"].as_array().expect("queries"),
+        );
+        assert_eq!(vm.len(), queries.map_or(15, |_| 2), "{r}");
+        for (a, b) in ours.iter().zip(vm) {
+            let name = b["query"].as_str().unwrap();
+            assert_eq!(a["query"], name);
+            if !expressible(name) {
+                assert!(
+                    b["unsupported"].as_str().unwrap().starts_with("n/a: "),
+                    "{b}"
+                );
+                assert!(b.get("latency").is_none() && b.get("rows").is_none(), "{b}");
+                continue;
+            }
+            let metrics = match name.split('-').collect::<Vec<_>>()[..] {
+                ["single", "groupby", m, _, _] => m.parse().unwrap(),
+                ["double", "groupby", "all"] | ["cpu", "max", "all", _] => 10,
+                ["double", "groupby", m] => m.parse().unwrap(),
+                _ => unreachable!("{name}"),
+            };
+            assert_eq!(b["rows"], a["rows"].as_u64().unwrap() * metrics, "{b}");
+            assert_eq!(b["latency"]["count"], runs, "{b}");
+            let check = b["check"].as_str().unwrap();
+            assert!(
+                check.starts_with(&format!("same as bulkhead in all {} runs", runs + 1)),
+                "{name}: {check}"
+            );
+            if name == "cpu-max-all-1" && span == "10h" {
+                assert_eq!(a["rows"], 9, "{a}");
+            }
+        }
+    }
+}
+
 #[test]
 fn bench_query_rejects_unknown_query_types() {
     let out = Command::new(env!("CARGO_BIN_EXE_bulkhead-bench"))
