@@ -52,11 +52,13 @@ mod schema;
 mod settings;
 mod sst;
 mod stats;
-mod sync;
 mod table;
 mod wal;
 mod watch;
 mod write;
+
+/// The locks (`std`'s futex locks, never `sched_yield`): `bulkhead_runtime::sync`.
+use bulkhead_runtime::sync;
 
 pub use compaction::{CompactionConfig, CompactionSummary};
 pub use config::{EngineConfig, MemtableConfig, RetentionConfig, SstConfig, WalConfig, WalSync};

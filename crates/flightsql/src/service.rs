@@ -35,9 +35,9 @@ use arrow_flight::{
 };
 use bulkhead_frontend::limits::{Deadline, Limit, LimitTrips, Protocol};
 use bulkhead_frontend::{QueryBackend, QueryError, QueryErrorKind, QueryOutput};
+use bulkhead_runtime::sync::Mutex;
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use futures::{Stream, StreamExt, TryStreamExt};
-use parking_lot::Mutex;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;

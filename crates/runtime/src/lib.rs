@@ -19,6 +19,7 @@ mod metrics;
 mod priority;
 mod runtimes;
 pub mod store;
+pub mod sync;
 pub mod units;
 mod watchdog;
 

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bulkhead_runtime::store::IoObjectStore;
+use bulkhead_runtime::sync::Mutex;
 use bulkhead_runtime::{RuntimeConfig, RuntimeMode, RuntimeName, Runtimes};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -14,7 +15,6 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
     ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
-use parking_lot::Mutex;
 
 /// A store that records the name of the thread each operation (and each body chunk)
 /// runs on, delegating to an in-memory store.

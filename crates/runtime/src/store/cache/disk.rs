@@ -26,8 +26,8 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::sync::Mutex;
 use bytes::Bytes;
-use parking_lot::Mutex;
 
 use super::lru::{BlockKey, Lru, Weighted};
 use super::stats::{Counters, TierCounters};

@@ -34,12 +34,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::sync::Mutex;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
-use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
 pub use stats::{CacheStats, TierStats};

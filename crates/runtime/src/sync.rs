@@ -1,6 +1,7 @@
-//! The engine's locks: `std::sync`'s futex locks behind `parking_lot`'s API (`lock()`
-//! returns the guard; a poisoned lock is taken anyway), because a contended lock here
-//! must never call `sched_yield`.
+//! Bulkhead's locks: `std::sync`'s futex locks behind `parking_lot`'s API (`lock()`
+//! returns the guard; a poisoned lock is taken anyway), because a contended lock on a
+//! `write`, `io` or `flush` thread must never call `sched_yield`. The engine, the
+//! object-store layers and the runtime metrics all use these.
 //!
 //! Why (issue 24, `docs/benchmarks.md`): `parking_lot` spins on a contended lock with
 //! `sched_yield` before it sleeps. On a `write` thread that is a hand-over of its CPU:
@@ -14,46 +15,46 @@
 
 use std::sync::PoisonError;
 
-pub(crate) use std::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
+pub use std::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 
 /// A mutual-exclusion lock that does not yield the CPU while it waits.
 #[derive(Debug, Default)]
-pub(crate) struct Mutex<T: ?Sized>(std::sync::Mutex<T>);
+pub struct Mutex<T: ?Sized>(std::sync::Mutex<T>);
 
 impl<T> Mutex<T> {
-    pub(crate) const fn new(value: T) -> Self {
+    pub const fn new(value: T) -> Self {
         Self(std::sync::Mutex::new(value))
     }
 }
 
 impl<T: ?Sized> Mutex<T> {
-    /// Wait for the lock. A panic of an earlier holder does not poison it: the engine's
-    /// state under a lock is kept consistent by its own code, as with `parking_lot`.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+    /// Wait for the lock. A panic of an earlier holder does not poison it: the state
+    /// under a lock is kept consistent by the code that owns it, as with `parking_lot`.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn get_mut(&mut self) -> &mut T {
+    pub fn get_mut(&mut self) -> &mut T {
         self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// A reader-writer lock that does not yield the CPU while it waits.
 #[derive(Debug, Default)]
-pub(crate) struct RwLock<T: ?Sized>(std::sync::RwLock<T>);
+pub struct RwLock<T: ?Sized>(std::sync::RwLock<T>);
 
 impl<T> RwLock<T> {
-    pub(crate) const fn new(value: T) -> Self {
+    pub const fn new(value: T) -> Self {
         Self(std::sync::RwLock::new(value))
     }
 }
 
 impl<T: ?Sized> RwLock<T> {
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+    pub fn read(&self) -> RwLockReadGuard<'_, T> {
         self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+    pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
