@@ -25,6 +25,8 @@ import datetime, json, sys
 import duckdb
 files = json.loads(sys.argv[1])
 con = duckdb.connect()
+# A load over ~2 s draws a progress bar on stdout, which is this protocol's channel.
+con.execute("SET enable_progress_bar = false")
 con.execute("SET TimeZone = 'UTC'")
 con.execute("CREATE TABLE cpu AS SELECT * REPLACE (CAST(time AS TIMESTAMP_NS) AS time) FROM read_parquet(?) ORDER BY hostname, time", [files])
 EPOCH = datetime.datetime(1970, 1, 1)
