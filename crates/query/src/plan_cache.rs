@@ -50,6 +50,12 @@ use crate::table::EngineTable;
 /// prints and drops the tree with plain recursion, on the query thread's stack.
 pub(crate) const MAX_DEPTH: usize = 64;
 
+/// Statements longer than this are planned plainly. It bounds what one entry can hold
+/// (a plan grows with its statement: an `IN` list of 100,000 values is megabytes), so
+/// `capacity` entries stay small whatever clients send; and a long statement's planning
+/// is a smaller share of its cost anyway.
+pub(crate) const MAX_SQL_BYTES: usize = 4096;
+
 /// Plans kept by default (each a few KiB).
 pub(crate) const DEFAULT_PLAN_CACHE_ENTRIES: usize = 256;
 
@@ -82,8 +88,8 @@ impl Template {
     /// The template of `statement`, if it is a plain `SELECT ... WHERE` without
     /// placeholders of its own.
     fn of(statement: &DfStatement, sql: &str) -> Option<Template> {
-        if sql.contains('$') {
-            return None; // placeholders of the client's own, or `$` in strings
+        if sql.len() > MAX_SQL_BYTES || sql.contains('$') {
+            return None; // too long to keep; placeholders of the client's own, or `$` in strings
         }
         let DfStatement::Statement(inner) = statement else {
             return None;
@@ -484,6 +490,8 @@ mod tests {
         .unwrap();
         assert!(t.literals.is_empty(), "{:?}", t.literals);
         assert!(template("select * from cpu where v = $1").is_none());
+        let list = vec!["'h'"; MAX_SQL_BYTES / 4].join(", ");
+        assert!(template(&format!("select * from cpu where host in ({list})")).is_none());
         assert!(template("insert into cpu values (1)").is_none());
     }
 
