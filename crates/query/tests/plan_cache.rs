@@ -153,6 +153,12 @@ fn counter(q: &QueryEngine, name: &str) -> u64 {
         .unwrap()
 }
 
+/// One row of `table` in `demo`: host `host`, the integer field `field`.
+fn write_one(db: &Db, table: &str, host: &str, field: &str, value: i64, time: i64) {
+    let fields = [(field, FieldValue::I64(value))];
+    db.write("demo", vec![(table, row(&[("host", host)], &fields, time))]);
+}
+
 fn plain_engine(db: &Db) -> Arc<QueryEngine> {
     let config = QueryConfig {
         plan_cache_entries: 0,
@@ -197,66 +203,26 @@ fn a_new_column_a_dropped_table_or_a_new_table_replans() {
     let first = run(&db.query, &db, &q("host_1")).unwrap();
     assert!(!first.contains("| z "), "{first}");
     // A write adds a field: the cached `select *` must show it.
-    db.write(
-        "demo",
-        vec![(
-            "cpu",
-            row(
-                &[("host", "host_2")],
-                &[("z", FieldValue::I64(42))],
-                START + 5 * 3600 * SEC,
-            ),
-        )],
-    );
+    write_one(&db, "cpu", "host_2", "z", 42, START + 5 * 3600 * SEC);
     let cached = run(&db.query, &db, &q("host_2"));
     assert_eq!(cached, run(&plain, &db, &q("host_2")));
     assert!(cached.unwrap().contains("42"));
     // The plan of the same shape on another table is not confused with it.
-    db.write(
-        "demo",
-        vec![(
-            "mem",
-            row(
-                &[("host", "host_2")],
-                &[("used", FieldValue::I64(7))],
-                START,
-            ),
-        )],
-    );
+    write_one(&db, "mem", "host_2", "used", 7, START);
     let other = run(&db.query, &db, "select * from mem where host = 'host_2'").unwrap();
     assert!(other.contains("used"), "{other}");
     // Dropped, then written again with other fields: planned again.
     run(&db.query, &db, "drop table mem").unwrap();
     let gone = run(&db.query, &db, "select * from mem where host = 'host_2'");
     assert!(gone.is_err(), "{gone:?}");
-    db.write(
-        "demo",
-        vec![(
-            "mem",
-            row(
-                &[("host", "host_2")],
-                &[("free", FieldValue::I64(8))],
-                START,
-            ),
-        )],
-    );
+    write_one(&db, "mem", "host_2", "free", 8, START);
     let again = run(&db.query, &db, "select * from mem where host = 'host_2'").unwrap();
     assert!(again.contains("free") && !again.contains("used"), "{again}");
     // A table queried before it exists is planned (and cached) once it does.
     let disk = |h: &str| format!("select * from disk where host = '{h}'");
     let missing = run(&db.query, &db, &disk("host_1")).unwrap_err();
     assert_eq!(Err(missing), run(&plain, &db, &disk("host_1")));
-    db.write(
-        "demo",
-        vec![(
-            "disk",
-            row(
-                &[("host", "host_1")],
-                &[("free", FieldValue::I64(9))],
-                START,
-            ),
-        )],
-    );
+    write_one(&db, "disk", "host_1", "free", 9, START);
     let hits = counter(&db.query, "bulkhead_query_plan_cache_hits_total");
     for h in ["host_1", "host_2", "host_1"] {
         assert_eq!(run(&db.query, &db, &disk(h)), run(&plain, &db, &disk(h)));
