@@ -5,7 +5,7 @@
 //! over an engine table scan (through filters, aliases and projections of plain
 //! columns only) whose
 //! - grouping expressions are tag columns (any subset, or none),
-//! - aggregates are each `max(time)`, `last_value(x ORDER BY time [ASC])` or
+//! - aggregates (none at all with a grouping: `SELECT DISTINCT tags`) are each `max(time)`, `last_value(x ORDER BY time [ASC])` or
 //!   `first_value(x ORDER BY time DESC)` (no `DISTINCT`, `FILTER` or `IGNORE NULLS`;
 //!   the ordering may start with grouping columns, which is how DataFusion plans
 //!   `DISTINCT ON (tags) ... ORDER BY tags, time DESC`),
@@ -17,6 +17,12 @@
 //! the group's series (the one with the greatest time), so the scan may return only
 //! each series' latest row in range ([`bulkhead_engine::ScanRequest::last_per_series`]).
 //! The rule marks the scan; the engine finds those rows without reading history.
+//!
+//! When the aggregate groups by tags and nothing filters rows between it and the scan
+//! (a `WHERE` stays above the scan as a filter, every pushed filter being inexact),
+//! the scan also reduces the rows to each group's latest
+//! ([`bulkhead_engine::ScanRequest::last_per_group`]), and a projection of those rows'
+//! columns replaces the aggregate.
 
 use std::sync::Arc;
 
@@ -24,15 +30,17 @@ use bulkhead_engine::TIME_COLUMN;
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::Transformed;
 use datafusion::datasource::{provider_as_source, source_as_provider};
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Between, BinaryExpr, Expr, LogicalPlan, Operator, TableScan};
+use datafusion::logical_expr::{
+    Between, BinaryExpr, Expr, LogicalPlan, Operator, Projection, TableScan,
+};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::scalar::ScalarValue;
 
-use crate::table::EngineTable;
+use crate::table::{EngineTable, Latest};
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -69,8 +77,9 @@ impl OptimizerRule for LastpointRule {
             .group_expr
             .iter()
             .all(|g| matches!(g, Expr::Column(c) if table.is_tag(&c.name)));
+        // No aggregate at all is `SELECT DISTINCT tags`: each group has a latest row.
         if !groups_are_tags
-            || agg.aggr_expr.is_empty()
+            || (agg.aggr_expr.is_empty() && agg.group_expr.is_empty())
             || !agg
                 .aggr_expr
                 .iter()
@@ -79,11 +88,50 @@ impl OptimizerRule for LastpointRule {
         {
             return Ok(Transformed::no(plan));
         }
-        let Some(input) = mark(&agg.input)? else {
+        // Grouped, and no filter above the scan (every one is inexact, so a filter
+        // would still drop rows after the scan): the scan can return exactly one row
+        // per group, each group's latest, and a projection replaces the aggregate.
+        let grouped = !agg.group_expr.is_empty() && unfiltered(&agg.input);
+        let latest = if grouped {
+            Latest::PerGroup(
+                agg.group_expr
+                    .iter()
+                    .filter_map(|g| match g {
+                        Expr::Column(c) => Some(c.name.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        } else {
+            Latest::PerSeries
+        };
+        let Some(input) = mark(&agg.input, &latest)? else {
             return Ok(Transformed::no(plan));
         };
-        let exprs = plan.expressions();
-        Ok(Transformed::yes(plan.with_new_exprs(exprs, vec![input])?))
+        if !grouped {
+            let exprs = plan.expressions();
+            return Ok(Transformed::yes(plan.with_new_exprs(exprs, vec![input])?));
+        }
+        // Each output column is the group's latest row's: the grouping column itself,
+        // or the aggregate's argument (`time` for `max(time)`), named as before.
+        let exprs = agg
+            .group_expr
+            .iter()
+            .chain(&agg.aggr_expr)
+            .zip(agg.schema.iter())
+            .map(|(e, (qualifier, field))| {
+                let source = match e {
+                    Expr::Column(_) => e.clone(),
+                    e => argument(e).cloned().ok_or_else(|| {
+                        DataFusionError::Internal(format!("lastpoint: no argument in {e}"))
+                    })?,
+                };
+                Ok(source.alias_qualified(qualifier.cloned(), field.name()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let projection =
+            Projection::try_new_with_schema(exprs, Arc::new(input), Arc::clone(&agg.schema))?;
+        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
     }
 }
 
@@ -121,11 +169,31 @@ fn filters_ok(plan: &LogicalPlan, table: &EngineTable) -> bool {
     }
 }
 
-/// `plan` with its engine scan marked to return only each series' latest row.
-fn mark(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+/// Whether nothing between the aggregate and the scan filters rows.
+fn unfiltered(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::SubqueryAlias(a) => unfiltered(&a.input),
+        LogicalPlan::Projection(p) => unfiltered(&p.input),
+        LogicalPlan::TableScan(scan) => scan.filters.is_empty(),
+        _ => false,
+    }
+}
+
+/// The column a latest-row aggregate ([`latest_row_aggregate`]) takes.
+fn argument(e: &Expr) -> Option<&Expr> {
+    match e {
+        Expr::Alias(a) => argument(&a.expr),
+        Expr::AggregateFunction(AggregateFunction { params, .. }) => params.args.first(),
+        _ => None,
+    }
+}
+
+/// `plan` with its engine scan marked to return only each series' (or group's)
+/// latest row.
+fn mark(plan: &LogicalPlan, latest: &Latest) -> Result<Option<LogicalPlan>> {
     Ok(match plan {
         LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) => {
-            let Some(input) = mark(plan.inputs()[0])? else {
+            let Some(input) = mark(plan.inputs()[0], latest)? else {
                 return Ok(None);
             };
             Some(
@@ -137,7 +205,7 @@ fn mark(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
             let Some(table) = engine_table(plan) else {
                 return Ok(None);
             };
-            let provider: Arc<dyn TableProvider> = Arc::new(table.with_last_per_series());
+            let provider: Arc<dyn TableProvider> = Arc::new(table.with_latest(latest.clone()));
             let mut scan: TableScan = scan.clone();
             scan.source = provider_as_source(provider);
             Some(LogicalPlan::TableScan(scan))

@@ -46,8 +46,19 @@ pub(crate) struct EngineTable {
     db: String,
     table: String,
     schema: SchemaRef,
-    /// Scans return only each series' latest row (set by [`crate::lastpoint`]).
-    last_per_series: bool,
+    /// What scans return of each series (set by [`crate::lastpoint`]).
+    latest: Latest,
+}
+
+/// What a scan returns of each series: every row in range, or only the latest one
+/// ([`ScanRequest::last_per_series`]), optionally only each group's latest
+/// ([`ScanRequest::last_per_group`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Latest {
+    #[default]
+    Every,
+    PerSeries,
+    PerGroup(Vec<String>),
 }
 
 impl EngineTable {
@@ -64,20 +75,21 @@ impl EngineTable {
             db,
             table,
             schema,
-            last_per_series: false,
+            latest: Latest::Every,
         }
     }
 
-    /// This table, with scans that return only each series' latest row in range.
-    pub(crate) fn with_last_per_series(&self) -> Self {
+    /// This table, with scans that return only each series' latest row in range (or
+    /// each group's, see [`Latest`]).
+    pub(crate) fn with_latest(&self, latest: Latest) -> Self {
         Self {
-            last_per_series: true,
+            latest,
             ..self.clone()
         }
     }
 
     pub(crate) fn last_per_series(&self) -> bool {
-        self.last_per_series
+        self.latest != Latest::Every
     }
 
     /// The schema this table was looked up with.
@@ -149,7 +161,7 @@ impl TableProvider for EngineTable {
             projected,
             pruning,
             tag_predicate,
-            self.last_per_series,
+            self.latest.clone(),
             ScanCounts {
                 total: total_ssts,
                 by_time: total_ssts - in_range.len(),
@@ -202,7 +214,7 @@ pub(crate) struct EngineScanExec {
     schema: SchemaRef,
     pruning: Pruning,
     tag_predicate: Option<TagPredicate>,
-    last_per_series: bool,
+    latest: Latest,
     counts: ScanCounts,
     stats: Arc<QueryStats>,
     properties: Arc<PlanProperties>,
@@ -224,7 +236,7 @@ impl EngineScanExec {
         schema: SchemaRef,
         pruning: Pruning,
         tag_predicate: Option<TagPredicate>,
-        last_per_series: bool,
+        latest: Latest,
         counts: ScanCounts,
         stats: Arc<QueryStats>,
     ) -> Self {
@@ -239,7 +251,7 @@ impl EngineScanExec {
             schema,
             pruning,
             tag_predicate,
-            last_per_series,
+            latest,
             counts,
             stats,
             properties: Arc::new(properties),
@@ -275,8 +287,10 @@ impl DisplayAs for EngineScanExec {
         if let Some(p) = &self.tag_predicate {
             write!(f, ", series={p}")?;
         }
-        if self.last_per_series {
-            write!(f, ", last_per_series")?;
+        match &self.latest {
+            Latest::Every => {}
+            Latest::PerSeries => write!(f, ", last_per_series")?,
+            Latest::PerGroup(g) => write!(f, ", last_per_series, per group of [{}]", g.join(", "))?,
         }
         if matches!(t, DisplayFormatType::Default | DisplayFormatType::Verbose) {
             let names: Vec<&str> = self
@@ -374,8 +388,12 @@ impl ExecutionPlan for EngineScanExec {
             tag_values: self.pruning.tags.clone(),
             tag_predicate: self.tag_predicate.clone(),
             metrics: Some(Arc::clone(&scan_metrics)),
-            last_per_series: self.last_per_series,
+            last_per_series: self.latest != Latest::Every,
             ignore_last_row_metadata: false,
+            last_per_group: match &self.latest {
+                Latest::PerGroup(g) => Some(g.clone()),
+                _ => None,
+            },
         };
         let schema = Arc::clone(&self.schema);
         let out_schema = Arc::clone(&schema);

@@ -95,6 +95,14 @@ const QUERIES: &[&str] = &[
     "select host, max(time), first_value(f order by time desc) as f from cpu \
      where dc = 'dc1' or dc is null group by host order by host",
     "select dc, max(time) from cpu group by dc order by dc",
+    // Several series per group: the group's latest row is one series' latest.
+    "select dc, max(time) as t, last_value(f order by time) as f, \
+     first_value(g order by time desc) as g from cpu group by dc order by dc",
+    "select c.dc, last_value(c.g order by c.time) as g from cpu as c group by c.dc order by 1",
+    // No aggregate: the distinct tag values of the series with rows (in range).
+    "select distinct dc from cpu order by dc",
+    "select distinct host, dc from cpu where host != 'host_3' order by 1, 2",
+    "select count(*) from (select host, max(time) from cpu group by host)",
     "select max(time) from cpu",
     "select host, last_value(g order by time) as g, max(time) from cpu \
      where time < to_timestamp_nanos({mid}) group by host order by host",
@@ -118,6 +126,12 @@ fn check(db: &Db, mid: i64) {
             plan.contains("last_per_series"),
             "not the fast path: {q}\n{plan}"
         );
+        // Without a filter, a grouped query is answered by the scan alone.
+        let grouped = (q.contains("group by") || q.contains("distinct")) && !q.contains("where");
+        assert_eq!(plan.contains("per group of"), grouped, "{q}\n{plan}");
+        if grouped && !q.contains("count(*)") {
+            assert!(!plan.contains("AggregateExec"), "{q}\n{plan}");
+        }
         let fast = db.table("demo", &q);
         db.query.set_lastpoint_fast_path(false);
         let plan = db.table("demo", &format!("explain {q}"));

@@ -24,12 +24,12 @@ use crate::error::{Error, Result};
 use crate::memtable::Memtable;
 use crate::schema::TIME_COLUMN;
 use crate::sst::reader;
-use crate::sst::series_index::series_key;
+use crate::sst::series_index::{HashedKey, series_key};
 
 /// A series: [`series_key`] over the table's tags, in the table's tag order.
-type Key = Vec<u8>;
+type Key = HashedKey;
 
-/// Hash maps keyed by series (foldhash: keys are hashed once per series and source).
+/// Hash maps keyed by series (each key's hash is computed once, see [`HashedKey`]).
 type Map<V> = foldhash::HashMap<Key, V>;
 
 impl ScanCtx {
@@ -101,11 +101,11 @@ impl ScanCtx {
                         reader::open(&self.store, meta, &self.cache, &self.metrics).await?;
                     match &opened.index {
                         Some(ix) => {
-                            let series =
-                                ix.last_rows(self.tag_predicate.as_ref(), &self.schema.tags);
+                            let keys = ix.keys(&self.schema.tags);
+                            let series = ix.last_rows(self.tag_predicate.as_ref());
                             // Nothing here can be the latest row of its series.
-                            if series.iter().all(|(_, _, key)| {
-                                best.get(key).is_some_and(|t| *t > meta.max_time)
+                            if series.iter().all(|(s, _)| {
+                                best.get(&keys[*s]).is_some_and(|t| *t > meta.max_time)
                             }) {
                                 continue;
                             }
@@ -115,16 +115,23 @@ impl ScanCtx {
                                 && self.range.last >= meta.max_time;
                             let kept = opened.last_rows.as_ref().filter(|_| self.use_last_rows);
                             if whole && let Some(last) = kept {
-                                // Kept in the file's metadata: no page is read.
+                                // Kept in the file's metadata: no page is read. One row
+                                // per series, whose keys the index has.
                                 let runs = UInt32Array::from_iter_values(
-                                    series.iter().map(|(s, _, _)| *s as u32),
+                                    series.iter().map(|(s, _)| *s as u32),
                                 );
-                                let rows = take_record_batch(last, &runs)?;
+                                let rows = align(&take_record_batch(last, &runs)?, &merge_schema)?;
                                 ScanMetrics::add(&self.metrics.last_rows, rows.num_rows());
-                                vec![rows]
+                                let times = time_column(&rows)?;
+                                for ((s, _), t) in series.iter().zip(times.values()) {
+                                    let e = best.entry(keys[*s].clone()).or_insert(*t);
+                                    *e = (*e).max(*t);
+                                }
+                                candidates.push((i, rows));
+                                continue;
                             } else if whole {
                                 let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
-                                for (_, row, _) in &series {
+                                for (_, row) in &series {
                                     match ranges.last_mut() {
                                         Some(last) if last.end == *row => last.end = row + 1,
                                         _ => ranges.push(*row..row + 1),
@@ -159,7 +166,7 @@ impl ScanCtx {
         }
         if let [(_, only)] = candidates.as_slice() {
             // One source: its rows are deduplicated already, nothing to merge.
-            return Ok(vec![align(only, &self.out_schema)?]);
+            return self.per_group(only.clone());
         }
         // Merge the candidates like overlapping sources (newer source wins field by
         // field), then keep each series' latest row.
@@ -173,24 +180,42 @@ impl ScanCtx {
         };
         let all = align(&all, &merge_schema)?;
         match latest_per_series(std::slice::from_ref(&all), &self.schema.tags)? {
-            Some((batch, _)) => Ok(vec![align(&batch, &self.out_schema)?]),
+            Some((batch, _)) => self.per_group(batch),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The latest row of each series (`batch`, with every tag and time) as the scan's
+    /// output: reduced to each group's latest with [`super::ScanRequest::last_per_group`].
+    fn per_group(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let batch = match &self.last_per_group {
+            Some(group) => {
+                if let Some(t) = group.iter().find(|t| !self.schema.tags.contains(t)) {
+                    return Err(Error::InvalidInput(format!(
+                        "last_per_group: {t} is not a tag of the table"
+                    )));
+                }
+                match latest_per_series(std::slice::from_ref(&batch), group)? {
+                    Some((batch, _)) => batch,
+                    None => return Ok(Vec::new()),
+                }
+            }
+            None => batch,
+        };
+        Ok(vec![align(&batch, &self.out_schema)?])
     }
 }
 
 /// The row with the greatest time of each series in `batches` (which share a schema
-/// holding every tag of `tags` and `time`), and each series' key and time.
+/// holding every tag of `tags` and `time`; a series is its values of `tags`), and each
+/// series' key and time. On a tie the first such row is kept.
 fn latest_per_series(batches: &[RecordBatch], tags: &[String]) -> Result<Option<Latest>> {
     let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
     let Some(first) = batches.first() else {
         return Ok(None);
     };
     let batch = concat_batches(&first.schema(), batches.iter().copied())?;
-    let times = batch
-        .column_by_name(TIME_COLUMN)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| Error::InvalidInput("batch without a time column".into()))?;
+    let times = time_column(&batch)?;
     let tag_cols: Vec<ArrayRef> = tags
         .iter()
         .map(|t| {
@@ -202,11 +227,11 @@ fn latest_per_series(batches: &[RecordBatch], tags: &[String]) -> Result<Option<
         .collect::<Result<_>>()?;
     let strings: Vec<_> = tag_cols.iter().map(|c| c.as_string::<i32>()).collect();
     let key_of = |row: usize| -> Key {
-        series_key(
+        HashedKey::new(series_key(
             strings
                 .iter()
                 .map(|c| c.is_valid(row).then(|| c.value(row))),
-        )
+        ))
     };
     let same_series = |a: usize, b: usize| {
         strings
@@ -246,4 +271,12 @@ fn latest_per_series(batches: &[RecordBatch], tags: &[String]) -> Result<Option<
         out,
         picked.into_iter().map(|(k, t, _)| (k, t)).collect(),
     )))
+}
+
+/// The time column of a batch of the table.
+fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArray> {
+    batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| Error::InvalidInput("batch without a time column".into()))
 }

@@ -64,6 +64,10 @@ pub struct ScanRequest {
     /// through the series index instead (as for files written without it). For tests
     /// that compare the two.
     pub ignore_last_row_metadata: bool,
+    /// With `last_per_series`: then keep, of each group of series with equal values of
+    /// these tags, only the series' row with the greatest time (one of them on a tie).
+    /// For a `GROUP BY` of these tags whose aggregates all take the latest row.
+    pub last_per_group: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for ScanRequest {
@@ -76,6 +80,7 @@ impl std::fmt::Debug for ScanRequest {
             .field("tag_predicate", &self.tag_predicate)
             .field("last_per_series", &self.last_per_series)
             .field("ignore_last_row_metadata", &self.ignore_last_row_metadata)
+            .field("last_per_group", &self.last_per_group)
             .finish()
     }
 }
@@ -261,6 +266,7 @@ impl TableSnapshot {
             tag_predicate: req.tag_predicate,
             metrics: req.metrics.unwrap_or_default(),
             use_last_rows: !req.ignore_last_row_metadata,
+            last_per_group: req.last_per_group,
             store: Arc::clone(&self.store),
             cache: Arc::clone(&self.cache),
             segment_nanos: self.segment_nanos,
@@ -293,6 +299,8 @@ struct ScanCtx {
     metrics: Arc<ScanMetrics>,
     /// Whether `last_per_series` may use SSTs' last-row metadata.
     use_last_rows: bool,
+    /// See [`ScanRequest::last_per_group`].
+    last_per_group: Option<Vec<String>>,
     store: Arc<dyn ObjectStore>,
     cache: Arc<MetadataCache>,
     segment_nanos: i64,

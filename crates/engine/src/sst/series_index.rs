@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, DictionaryArray};
 use arrow::datatypes::{DataType, Int32Type};
@@ -49,12 +50,70 @@ pub(crate) struct SeriesIndex {
     starts: Vec<u64>,
     /// Per tag, per run: 0 = unset, i + 1 = `values[tag][i]`.
     ids: Vec<Vec<u32>>,
+    /// Every run's [`series_key`], built on first use (see [`SeriesIndex::keys`]).
+    keys: KeyCache,
+}
+
+/// The runs' series keys over one tag order. The index is cached with the file's
+/// metadata, so a lastpoint query builds them once per file, not once per query.
+#[derive(Default)]
+struct KeyCache(crate::sync::Mutex<Option<CachedKeys>>);
+
+/// Tag order, and the keys of every run over it.
+type CachedKeys = (Vec<String>, Arc<Vec<HashedKey>>);
+
+/// A [`series_key`] with its hash, computed once: lastpoint looks the same series up
+/// in every SST, and a key is ~150 bytes on TSBS data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HashedKey {
+    hash: u64,
+    key: Arc<[u8]>,
+}
+
+impl HashedKey {
+    pub(crate) fn new(key: Vec<u8>) -> Self {
+        use std::hash::BuildHasher;
+        let hash = foldhash::fast::FixedState::with_seed(0x5eed).hash_one(&key);
+        HashedKey {
+            hash,
+            key: key.into(),
+        }
+    }
+}
+
+/// Hashes the precomputed hash only; equality still compares the bytes.
+impl std::hash::Hash for HashedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Clone for KeyCache {
+    fn clone(&self) -> Self {
+        KeyCache(crate::sync::Mutex::new(self.0.lock().clone()))
+    }
+}
+
+/// A cache of what the index holds: never part of what two indexes are.
+impl PartialEq for KeyCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for KeyCache {}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyCache")
+    }
 }
 
 /// A series as bytes, from its value of each tag in a fixed tag order (`None` =
 /// unset): equal keys, equal series, whichever file or batch they come from.
 pub(crate) fn series_key<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<u8> {
-    let mut key = Vec::new();
+    // Most keys fit without growing (TSBS: 10 tags, ~150 bytes).
+    let mut key = Vec::with_capacity(256);
     for v in values {
         match v {
             None => key.push(0),
@@ -161,6 +220,7 @@ impl SeriesIndex {
             values: b.values,
             starts,
             ids: b.ids,
+            keys: KeyCache::default(),
         })
     }
 
@@ -207,13 +267,42 @@ impl SeriesIndex {
     }
 
     /// Per series for which `pred` may be TRUE (every series if `None`), in row order:
-    /// its number (run), its last row (file-wide) and its [`series_key`] over `tags`
-    /// (a tag the file does not have is unset).
-    pub(crate) fn last_rows(
-        &self,
-        pred: Option<&TagPredicate>,
-        tags: &[String],
-    ) -> Vec<(usize, usize, Vec<u8>)> {
+    /// its number (run) and its last row (file-wide).
+    pub(crate) fn last_rows(&self, pred: Option<&TagPredicate>) -> Vec<(usize, usize)> {
+        let Some(pred) = pred else {
+            return self.run_ends().enumerate().collect();
+        };
+        let slots: HashMap<&str, usize> = self
+            .tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i))
+            .collect();
+        let mut out = Vec::new();
+        for s in 0..self.series() {
+            let value = |tag: &str| -> Option<&str> {
+                let slot = *slots.get(tag)?;
+                match self.ids[slot][s] {
+                    0 => None,
+                    id => Some(self.values[slot][id as usize - 1].as_str()),
+                }
+            };
+            if pred.may_match(value) {
+                out.push((s, self.starts[s + 1] as usize - 1));
+            }
+        }
+        out
+    }
+
+    /// Every run's [`series_key`] over `tags` (a tag the file does not have is unset),
+    /// in run order. Built on the first call for a tag order, then shared.
+    pub(crate) fn keys(&self, tags: &[String]) -> Arc<Vec<HashedKey>> {
+        let mut cached = self.keys.0.lock();
+        if let Some((t, keys)) = cached.as_ref()
+            && t.as_slice() == tags
+        {
+            return Arc::clone(keys);
+        }
         let slots: HashMap<&str, usize> = self
             .tags
             .iter()
@@ -224,23 +313,20 @@ impl SeriesIndex {
             .iter()
             .map(|t| slots.get(t.as_str()).copied())
             .collect();
-        let mut out = Vec::new();
-        for s in 0..self.series() {
-            let value = |slot: usize| -> Option<&str> {
-                match self.ids[slot][s] {
-                    0 => None,
-                    id => Some(self.values[slot][id as usize - 1].as_str()),
-                }
-            };
-            if let Some(p) = pred
-                && !p.may_match(|tag: &str| value(*slots.get(tag)?))
-            {
-                continue;
-            }
-            let key = series_key(wanted.iter().map(|slot| slot.and_then(value)));
-            out.push((s, self.starts[s + 1] as usize - 1, key));
-        }
-        out
+        let keys: Vec<HashedKey> = (0..self.series())
+            .map(|s| {
+                HashedKey::new(series_key(wanted.iter().map(|slot| {
+                    let slot = (*slot)?;
+                    match self.ids[slot][s] {
+                        0 => None,
+                        id => Some(self.values[slot][id as usize - 1].as_str()),
+                    }
+                })))
+            })
+            .collect();
+        let keys = Arc::new(keys);
+        *cached = Some((tags.to_vec(), Arc::clone(&keys)));
+        keys
     }
 
     /// The index as key-value metadata text.
@@ -324,6 +410,7 @@ impl SeriesIndex {
             values,
             starts,
             ids,
+            keys: KeyCache::default(),
         })
     }
 
