@@ -150,6 +150,18 @@ pub(crate) async fn sql(
     db: &str,
     q: &str,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
+    let body = sql_body(client, base, db, q).await?;
+    sql_rows(q, &body)
+}
+
+/// The raw JSON answer to a SQL query: what a benchmark times (the server's work and
+/// the transfer, not the client's parse).
+pub(crate) async fn sql_body(
+    client: &reqwest::Client,
+    base: &str,
+    db: &str,
+    q: &str,
+) -> anyhow::Result<bytes::Bytes> {
     let resp = client
         .get(format!("{base}/api/v1/sql"))
         .query(&[("db", db), ("q", q), ("format", "json")])
@@ -162,9 +174,13 @@ pub(crate) async fn sql(
             resp.text().await.unwrap_or_default()
         );
     }
-    let body = resp.bytes().await?;
+    Ok(resp.bytes().await?)
+}
+
+/// The rows of a JSON answer from [`sql_body`].
+pub(crate) fn sql_rows(q: &str, body: &[u8]) -> anyhow::Result<Vec<serde_json::Value>> {
     let rows: serde_json::Value =
-        serde_json::from_slice(&body).with_context(|| format!("SQL {q:?}: result is not JSON"))?;
+        serde_json::from_slice(body).with_context(|| format!("SQL {q:?}: result is not JSON"))?;
     match rows {
         serde_json::Value::Array(rows) => Ok(rows),
         other => bail!("SQL {q:?}: expected a JSON array, got {other}"),

@@ -508,18 +508,19 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         for (k, &kind) in kinds.iter().enumerate() {
             let inst = instance(kind, &mut rng, args.scale, span_ns);
             bar.set_message(names[k].clone());
+            // Every system is timed from the request to the whole answer received (as
+            // TSBS does), not through the harness's parse of it.
             let t = Instant::now();
-            let answer = rt.block_on(load::sql(&client, &base, "bench", &inst.sql))?;
+            let body = rt.block_on(load::sql_body(&client, &base, "bench", &inst.sql))?;
             let ms = t.elapsed().as_secs_f64() * 1e3;
+            let answer = load::sql_rows(&inst.sql, &body)?;
             bar.inc(1);
             if round > 0 {
                 samples[0][k].push(ms);
             }
             last[0][k] = (answer.len(), inst.sql.clone());
             if args.influxql {
-                let t = Instant::now();
-                let rows = rt.block_on(influxql(&client, &base, &inst.influxql))?;
-                let ms = t.elapsed().as_secs_f64() * 1e3;
+                let (ms, rows) = rt.block_on(influxql(&client, &base, &inst.influxql))?;
                 bar.inc(1);
                 if round > 0 {
                     samples[1][k].push(ms);
@@ -528,20 +529,19 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
             }
             for (i, peer) in peers.iter_mut().enumerate() {
                 let s = first_peer + i;
-                let t = Instant::now();
-                // Set by peers that time only the request, not the check.
-                let mut took = None;
-                let (rows, text) = match peer {
-                    Running::Influx { server, .. } => (
-                        rt.block_on(influxql(&client, &server.base, &inst.influxql))?,
-                        inst.influxql.clone(),
-                    ),
+                // Each peer times its request alone, not the harness's check.
+                let (ms, rows, text) = match peer {
+                    Running::Influx { server, .. } => {
+                        let (ms, points) =
+                            rt.block_on(influxql(&client, &server.base, &inst.influxql))?;
+                        (ms, points, inst.influxql.clone())
+                    }
                     Running::Duck(d) => {
-                        let rows = d.query(&inst.sql)?;
+                        let (ms, rows) = d.query(&inst.sql)?;
                         if let Err(e) = query_duckdb::same_answer(&answer, &rows) {
                             note(&mut differ[s][k], e);
                         }
-                        (rows.len(), query_duckdb::translate(&inst.sql))
+                        (ms, rows.len(), query_duckdb::translate(&inst.sql))
                     }
                     Running::Vm { server, .. } => {
                         let Some(q) = &inst.metricsql else {
@@ -550,14 +550,12 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
                         };
                         let (ms, points) =
                             rt.block_on(query_vm::query(&client, &server.base, q))?;
-                        took = Some(ms);
                         if let Err(e) = query_vm::check(q, &answer, &points) {
                             note(&mut differ[s][k], e);
                         }
-                        (points.points(), q.text())
+                        (ms, points.points(), q.text())
                     }
                 };
-                let ms = took.unwrap_or_else(|| t.elapsed().as_secs_f64() * 1e3);
                 bar.inc(1);
                 if round > 0 {
                     samples[s][k].push(ms);
@@ -671,7 +669,9 @@ fn note(differ: &mut (usize, String), e: String) {
 }
 
 /// Run an InfluxQL query; returns the number of points in the result.
-async fn influxql(client: &reqwest::Client, base: &str, q: &str) -> anyhow::Result<usize> {
+/// Milliseconds from the request to the whole answer received, and its points.
+async fn influxql(client: &reqwest::Client, base: &str, q: &str) -> anyhow::Result<(f64, usize)> {
+    let t = Instant::now();
     let resp = client
         .get(format!("{base}/query"))
         .query(&[("db", "bench"), ("q", q)])
@@ -679,6 +679,7 @@ async fn influxql(client: &reqwest::Client, base: &str, q: &str) -> anyhow::Resu
         .await?;
     let status = resp.status();
     let text = resp.bytes().await?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
     let body: serde_json::Value = serde_json::from_slice(&text)
         .with_context(|| format!("InfluxQL {q:?}: {status}: not JSON"))?;
     if !status.is_success() {
@@ -693,7 +694,7 @@ async fn influxql(client: &reqwest::Client, base: &str, q: &str) -> anyhow::Resu
             points += series["values"].as_array().map_or(0, Vec::len);
         }
     }
-    Ok(points)
+    Ok((ms, points))
 }
 
 fn print_table(results: &[SystemResult]) {

@@ -71,8 +71,9 @@ pub(crate) fn run(b: CacheBench) -> anyhow::Result<()> {
     // One query: its latency in ms and its row count.
     let query = |base: &str, sql: &str| -> anyhow::Result<(f64, usize)> {
         let t = Instant::now();
-        let rows = rt.block_on(load::sql(&client, base, "bench", sql))?.len();
-        Ok((t.elapsed().as_secs_f64() * 1e3, rows))
+        let body = rt.block_on(load::sql_body(&client, base, "bench", sql))?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        Ok((ms, load::sql_rows(sql, &body)?.len()))
     };
     // A warm-up round, then `runs` recorded rounds of every type; and the row counts
     // of the last round, which every configuration must agree on.

@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 
 /// The Python side: load the files, then answer one JSON request per line.
 const SERVER: &str = r#"
-import datetime, json, sys
+import datetime, json, sys, time
 import duckdb
 files = json.loads(sys.argv[1])
 con = duckdb.connect()
@@ -40,10 +40,14 @@ def value(v):
 print(json.dumps({"ready": con.execute("SELECT count(*) FROM cpu").fetchone()[0], "version": duckdb.__version__}), flush=True)
 for line in sys.stdin:
     try:
-        cur = con.execute(json.loads(line)["sql"])
+        sql = json.loads(line)["sql"]
+        start = time.perf_counter()
+        cur = con.execute(sql)
+        fetched = cur.fetchall()
+        ms = (time.perf_counter() - start) * 1e3
         names = [d[0] for d in cur.description]
-        rows = [{n: value(v) for n, v in zip(names, row) if v is not None} for row in cur.fetchall()]
-        out = {"rows": rows}
+        rows = [{n: value(v) for n, v in zip(names, row) if v is not None} for row in fetched]
+        out = {"rows": rows, "ms": ms}
     except Exception as e:
         out = {"error": str(e)}
     print(json.dumps(out), flush=True)
@@ -100,7 +104,9 @@ impl DuckDb {
     }
 
     /// Run Bulkhead's `sql` (translated) and return its rows as JSON objects.
-    pub(super) fn query(&mut self, sql: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    /// DuckDB's own time to execute `sql` and fetch every row (not the conversion and
+    /// transfer to this process), and the rows.
+    pub(super) fn query(&mut self, sql: &str) -> anyhow::Result<(f64, Vec<serde_json::Value>)> {
         let sql = translate(sql);
         writeln!(self.stdin, "{}", serde_json::json!({ "sql": sql }))?;
         self.stdin.flush()?;
@@ -108,8 +114,11 @@ impl DuckDb {
         if let Some(e) = out["error"].as_str() {
             bail!("DuckDB {sql:?}: {e}");
         }
+        let ms = out["ms"]
+            .as_f64()
+            .ok_or_else(|| anyhow::anyhow!("DuckDB {sql:?}: no time in the answer"))?;
         match out["rows"].take() {
-            serde_json::Value::Array(rows) => Ok(rows),
+            serde_json::Value::Array(rows) => Ok((ms, rows)),
             other => bail!("DuckDB {sql:?}: expected rows, got {other}"),
         }
     }
