@@ -427,7 +427,25 @@ impl SeriesIndex {
             .chain(self.values.iter().flatten())
             .map(|s| s.len() + 24)
             .sum();
-        strings + self.starts.len() * 8 + self.ids.iter().map(|c| c.len() * 4).sum::<usize>()
+        // The series keys that `keys` builds on a lastpoint's first use are charged up
+        // front, so the cache's byte bound holds whether or not they are built: per
+        // run, a 1-byte marker per tag plus a length and the value per set tag, and
+        // the key's own allocation.
+        let keys: usize = (0..self.series())
+            .map(|s| {
+                let set: usize = self
+                    .ids
+                    .iter()
+                    .zip(&self.values)
+                    .map(|(ids, values)| match ids[s] {
+                        0 => 0,
+                        id => 4 + values[id as usize - 1].len(),
+                    })
+                    .sum();
+                self.tags.len() + set + 56
+            })
+            .sum();
+        strings + self.starts.len() * 8 + self.ids.iter().map(|c| c.len() * 4).sum::<usize>() + keys
     }
 }
 
