@@ -229,28 +229,35 @@ impl SeriesIndex {
         self.starts.len().saturating_sub(1)
     }
 
-    /// The row ranges of the series for which `pred` may be TRUE, in row order, with
-    /// adjacent ranges merged.
-    pub(crate) fn select(&self, pred: &TagPredicate) -> (Vec<Range<usize>>, usize) {
-        let slots: HashMap<&str, usize> = self
-            .tags
+    /// Tag name → its slot in this index.
+    fn slots(&self) -> HashMap<&str, usize> {
+        self.tags
             .iter()
             .enumerate()
             .map(|(i, t)| (t.as_str(), i))
-            .collect();
+            .collect()
+    }
+
+    /// Run `s`'s value of the tag in `slot` (`None` = unset).
+    fn value(&self, slot: usize, s: usize) -> Option<&str> {
+        match self.ids[slot][s] {
+            0 => None,
+            id => Some(self.values[slot][id as usize - 1].as_str()),
+        }
+    }
+
+    /// The runs for which `pred` may be TRUE, in row order.
+    fn matching<'a>(&'a self, pred: &'a TagPredicate) -> impl Iterator<Item = usize> + 'a {
+        let slots = self.slots();
+        (0..self.series()).filter(move |&s| pred.may_match(|tag| self.value(*slots.get(tag)?, s)))
+    }
+
+    /// The row ranges of the series for which `pred` may be TRUE, in row order, with
+    /// adjacent ranges merged.
+    pub(crate) fn select(&self, pred: &TagPredicate) -> (Vec<Range<usize>>, usize) {
         let mut out: Vec<Range<usize>> = Vec::new();
         let mut matched = 0;
-        for s in 0..self.series() {
-            let value = |tag: &str| -> Option<&str> {
-                let slot = *slots.get(tag)?;
-                match self.ids[slot][s] {
-                    0 => None,
-                    id => Some(self.values[slot][id as usize - 1].as_str()),
-                }
-            };
-            if !pred.may_match(value) {
-                continue;
-            }
+        for s in self.matching(pred) {
             matched += 1;
             let range = self.starts[s] as usize..self.starts[s + 1] as usize;
             match out.last_mut() {
@@ -269,29 +276,13 @@ impl SeriesIndex {
     /// Per series for which `pred` may be TRUE (every series if `None`), in row order:
     /// its number (run) and its last row (file-wide).
     pub(crate) fn last_rows(&self, pred: Option<&TagPredicate>) -> Vec<(usize, usize)> {
-        let Some(pred) = pred else {
-            return self.run_ends().enumerate().collect();
-        };
-        let slots: HashMap<&str, usize> = self
-            .tags
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.as_str(), i))
-            .collect();
-        let mut out = Vec::new();
-        for s in 0..self.series() {
-            let value = |tag: &str| -> Option<&str> {
-                let slot = *slots.get(tag)?;
-                match self.ids[slot][s] {
-                    0 => None,
-                    id => Some(self.values[slot][id as usize - 1].as_str()),
-                }
-            };
-            if pred.may_match(value) {
-                out.push((s, self.starts[s + 1] as usize - 1));
-            }
+        match pred {
+            None => self.run_ends().enumerate().collect(),
+            Some(pred) => self
+                .matching(pred)
+                .map(|s| (s, self.starts[s + 1] as usize - 1))
+                .collect(),
         }
-        out
     }
 
     /// Every run's [`series_key`] over `tags` (a tag the file does not have is unset),
@@ -303,25 +294,16 @@ impl SeriesIndex {
         {
             return Arc::clone(keys);
         }
-        let slots: HashMap<&str, usize> = self
-            .tags
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.as_str(), i))
-            .collect();
+        let slots = self.slots();
         let wanted: Vec<Option<usize>> = tags
             .iter()
             .map(|t| slots.get(t.as_str()).copied())
             .collect();
         let keys: Vec<HashedKey> = (0..self.series())
             .map(|s| {
-                HashedKey::new(series_key(wanted.iter().map(|slot| {
-                    let slot = (*slot)?;
-                    match self.ids[slot][s] {
-                        0 => None,
-                        id => Some(self.values[slot][id as usize - 1].as_str()),
-                    }
-                })))
+                HashedKey::new(series_key(
+                    wanted.iter().map(|slot| self.value((*slot)?, s)),
+                ))
             })
             .collect();
         let keys = Arc::new(keys);
