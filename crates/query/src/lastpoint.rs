@@ -5,7 +5,8 @@
 //! over an engine table scan (through filters, aliases and projections of plain
 //! columns only) whose
 //! - grouping expressions are tag columns (any subset, or none),
-//! - aggregates (none at all with a grouping: `SELECT DISTINCT tags`) are each `max(time)`, `last_value(x ORDER BY time [ASC])` or
+//! - aggregates (none at all with a grouping: `SELECT DISTINCT tags`) are each
+//!   `max(time)`, `last_value(x ORDER BY time [ASC])` or
 //!   `first_value(x ORDER BY time DESC)` (no `DISTINCT`, `FILTER` or `IGNORE NULLS`;
 //!   the ordering may start with grouping columns, which is how DataFusion plans
 //!   `DISTINCT ON (tags) ... ORDER BY tags, time DESC`),
