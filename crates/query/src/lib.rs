@@ -26,6 +26,7 @@ mod pg;
 mod plan_cache;
 mod pruning;
 pub mod rollup;
+mod run_agg;
 mod series_filter;
 mod stats;
 mod system;
@@ -88,6 +89,8 @@ pub struct QueryEngine {
     stats: Arc<QueryStats>,
     /// Whether [`lastpoint::LastpointRule`] runs (tests turn it off to compare).
     lastpoint: AtomicBool,
+    /// Whether [`run_agg::RunAggregateRule`] runs (tests turn it off to compare).
+    run_aggregate: Arc<AtomicBool>,
     /// The object-store block cache, shown as `system.cache`.
     cache: Option<bulkhead_runtime::store::CachedStore>,
     pg: Arc<pg::PgCompat>,
@@ -141,6 +144,7 @@ impl QueryEngine {
             pg,
             rollups,
             lastpoint: AtomicBool::new(true),
+            run_aggregate: Arc::new(AtomicBool::new(true)),
             cache: None,
             states: Mutex::new(HashMap::new()),
             plans: Arc::new(plan_cache::PlanCache::new(config.plan_cache_entries)),
@@ -152,6 +156,13 @@ impl QueryEngine {
     /// compare its answers with the full scan's.
     pub fn set_lastpoint_fast_path(&self, on: bool) {
         self.lastpoint.store(on, Ordering::Relaxed);
+    }
+
+    /// Turn run aggregation (time-bucket `GROUP BY`s folded run by run, see
+    /// `run_agg`) on or off for queries planned from now on; on by default. Tests
+    /// compare its answers with the plain aggregate's.
+    pub fn set_run_aggregate(&self, on: bool) {
+        self.run_aggregate.store(on, Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> &Arc<QueryStats> {
@@ -216,7 +227,10 @@ impl QueryEngine {
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&pool.env))
-            .with_default_features();
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(run_agg::RunAggregateRule {
+                enabled: Arc::clone(&self.run_aggregate),
+            }));
         if flavor == Flavor::Postgres {
             // `regclass`, `regproc`, `oid`, ... as cast targets.
             state = state.with_type_planner(Arc::new(
