@@ -444,7 +444,17 @@ impl RunAggregateStream {
             .iter()
             .map(|(e, _)| e.evaluate(batch)?.into_array(n))
             .collect::<Result<Vec<_>>>()?;
-        let runs = arrow::compute::partition(&keys)?.ranges();
+        // Boundaries by dictionary key, not value: no string is compared. A value
+        // that a dictionary holds twice only splits a run, and the final step merges
+        // the pieces by value.
+        let codes: Vec<ArrayRef> = keys
+            .iter()
+            .map(|k| match k.as_any_dictionary_opt() {
+                Some(d) => arrow::array::make_array(d.keys().to_data()),
+                None => Arc::clone(k),
+            })
+            .collect();
+        let runs = arrow::compute::partition(&codes)?.ranges();
         let starts = UInt32Array::from_iter_values(runs.iter().map(|r| r.start as u32));
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for (key, field) in keys.iter().zip(self.schema.fields()) {
