@@ -275,7 +275,7 @@ fn base_cases() -> Vec<Case> {
                 400,
                 "resources_exhausted",
                 "query exceeded its memory limit of 256KiB (limits.query_memory): failed to allocate \
-                 2.4 MB for SingleHashAggregateStream[0]",
+                 2.4 MB for FinalHashAggregateStream[0]",
             ),
         },
         Case {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, TimestampNanosecondArray};
 use arrow::compute::filter_record_batch;
+use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -259,6 +260,12 @@ pub(crate) async fn read(
         },
         opened.arrow.clone(),
     );
+    // With the series index choosing the rows, the projected tag columns are built
+    // from the index (see `tag_columns`) and their pages are never fetched.
+    let index_tags = match (&series_rows, &opened.index, columns) {
+        (Some(_), Some(ix), Some(cols)) => index_tag_columns(builder.schema(), ix, cols),
+        _ => None,
+    };
     let (mask, leaves) = match columns {
         Some(cols) => {
             let indices: Vec<usize> = builder
@@ -267,6 +274,7 @@ pub(crate) async fn read(
                 .iter()
                 .enumerate()
                 .filter(|(_, f)| cols.iter().any(|c| c == f.name()))
+                .filter(|(i, _)| !index_tags.as_ref().is_some_and(|t| t.built.contains(i)))
                 .map(|(i, _)| i)
                 .collect();
             let mask = ProjectionMask::roots(parquet_schema, indices);
@@ -315,6 +323,9 @@ pub(crate) async fn read(
         builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
     }
     let mut batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
+    if let Some(tags) = &index_tags {
+        batches = tags.add_to(batches, &md, &plan)?;
+    }
     if cut && !late {
         batches = batches
             .iter()
@@ -326,6 +337,108 @@ pub(crate) async fn read(
     ScanMetrics::add(&m.rows_output, rows);
     ScanMetrics::add(&m.rows_filtered_time, selected.saturating_sub(rows));
     Ok(out)
+}
+
+/// The projected tag columns of an SST read whose rows the series index chose: they
+/// are built from the index (each run's values) instead of decoded.
+struct IndexTags<'a> {
+    index: &'a SeriesIndex,
+    /// The projected columns, in file order.
+    schema: arrow::datatypes::SchemaRef,
+    /// File column numbers of the tags built from the index.
+    built: Vec<usize>,
+}
+
+/// Which of `cols` to build from `index`: tag columns stored as `Dictionary(Int32,
+/// Utf8)`, as long as some other column is still decoded (it gives the row count).
+fn index_tag_columns<'a>(
+    file: &arrow::datatypes::SchemaRef,
+    index: &'a SeriesIndex,
+    cols: &[String],
+) -> Option<IndexTags<'a>> {
+    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let projected: Vec<usize> = (0..file.fields().len())
+        .filter(|&i| cols.iter().any(|c| c == file.field(i).name()))
+        .collect();
+    let built: Vec<usize> = projected
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let f = file.field(i);
+            index.has_tag(f.name()) && f.data_type() == &dict
+        })
+        .collect();
+    if built.is_empty() || built.len() == projected.len() {
+        return None;
+    }
+    Some(IndexTags {
+        index,
+        schema: Arc::new(file.project(&projected).ok()?),
+        built,
+    })
+}
+
+impl IndexTags<'_> {
+    /// `batches` (the decoded rows of `plan`, in order, without the built columns)
+    /// with the built columns put back in their place.
+    fn add_to(
+        &self,
+        batches: Vec<RecordBatch>,
+        md: &ParquetMetaData,
+        plan: &[(usize, Vec<Range<usize>>)],
+    ) -> Result<Vec<RecordBatch>> {
+        let mut starts = Vec::with_capacity(md.num_row_groups());
+        let mut at = 0usize;
+        for rg in md.row_groups() {
+            starts.push(at);
+            at += rg.num_rows().max(0) as usize;
+        }
+        let rows: Vec<Range<usize>> = plan
+            .iter()
+            .flat_map(|(i, ranges)| {
+                ranges
+                    .iter()
+                    .map(|r| starts[*i] + r.start..starts[*i] + r.end)
+            })
+            .collect();
+        let mut columns = std::collections::HashMap::new();
+        for f in self.schema.fields() {
+            if !self.index.has_tag(f.name()) || columns.contains_key(f.name()) {
+                continue;
+            }
+            let Some(col) = self.index.tag_column(f.name(), &rows) else {
+                continue;
+            };
+            columns.insert(f.name().clone(), Arc::new(col) as arrow::array::ArrayRef);
+        }
+        let mut offset = 0;
+        batches
+            .into_iter()
+            .map(|b| {
+                let n = b.num_rows();
+                let cols = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| match b.column_by_name(f.name()) {
+                        Some(c) => Ok(Arc::clone(c)),
+                        None => columns
+                            .get(f.name())
+                            .filter(|c| c.len() >= offset + n)
+                            .map(|c| c.slice(offset, n))
+                            .ok_or_else(|| {
+                                Error::Arrow(ArrowError::ComputeError(format!(
+                                    "the series index could not build column {}",
+                                    f.name()
+                                )))
+                            }),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                offset += n;
+                Ok(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
+            })
+            .collect()
+    }
 }
 
 /// The share of the inclusive span `[min, max]` that `range` keeps (0 to 1).

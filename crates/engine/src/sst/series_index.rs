@@ -401,6 +401,42 @@ impl SeriesIndex {
         self.starts.last().copied().unwrap_or(0)
     }
 
+    /// Whether `tag` is one of this file's tag columns.
+    pub(crate) fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    /// The column of `tag` for the file-wide `rows` (ascending, disjoint): each row's
+    /// run's value, null where unset. `None` if the file has no such tag or a row is
+    /// past the file's end. The reader builds a tag column this way instead of
+    /// fetching and decoding its pages: the index already holds every run's values.
+    pub(crate) fn tag_column(
+        &self,
+        tag: &str,
+        rows: &[Range<usize>],
+    ) -> Option<DictionaryArray<Int32Type>> {
+        let slot = self.tags.iter().position(|t| t == tag)?;
+        if rows.last().is_some_and(|r| r.end as u64 > self.rows()) {
+            return None;
+        }
+        let ids = &self.ids[slot];
+        let mut keys: Vec<Option<i32>> = Vec::with_capacity(rows.iter().map(Range::len).sum());
+        for r in rows {
+            let mut row = r.start;
+            // The run holding `row`: the last whose start is at or before it.
+            let mut s = self.starts.partition_point(|&st| st as usize <= row) - 1;
+            while row < r.end {
+                let end = r.end.min(self.starts[s + 1] as usize);
+                let key = ids[s].checked_sub(1).map(|id| id as i32);
+                keys.extend(std::iter::repeat_n(key, end - row));
+                row = end;
+                s += 1;
+            }
+        }
+        let values = arrow::array::StringArray::from_iter_values(&self.values[slot]);
+        DictionaryArray::try_new(keys.into_iter().collect(), Arc::new(values)).ok()
+    }
+
     /// Approximate heap bytes (for the metadata cache's budget).
     pub(crate) fn heap_size(&self) -> usize {
         let strings: usize = self
@@ -610,6 +646,33 @@ mod tests {
         assert_eq!(sel(re), vec![2..3, 9..10]);
         assert_eq!(sel(TagPredicate::Unknown), vec![0..10]);
         assert_eq!(idx.select(&eq("host", "a")).1, 2, "two series matched");
+    }
+
+    #[test]
+    fn tag_columns_are_built_for_any_row_ranges() {
+        let idx = index();
+        let text = |tag: &str, rows: &[Range<usize>]| -> Vec<Option<String>> {
+            let col = idx.tag_column(tag, rows).expect("column");
+            let plain = arrow::compute::cast(&col, &DataType::Utf8).unwrap();
+            plain
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()
+        };
+        let s = |v: &str| Some(v.to_string());
+        // Ranges that start inside a run, span several runs and end inside one.
+        assert_eq!(
+            text("host", &[1..4, 5..8, 9..10]),
+            vec![s("a"), s("b"), None, None, s("a"), s("a"), s("c")]
+        );
+        assert_eq!(
+            text("dc", &[0..10]),
+            [vec![s("eu"); 6], vec![s("us"); 3], vec![None]].concat()
+        );
+        assert!(text("dc", &[]).is_empty());
+        assert!(idx.tag_column("rack", &[0..1]).is_none(), "no such tag");
+        assert!(idx.tag_column("dc", &[9..11]).is_none(), "past the end");
     }
 
     #[test]
