@@ -667,12 +667,20 @@ mod tests {
             vec![s("a"), s("b"), None, None, s("a"), s("a"), s("c")]
         );
         assert_eq!(
-            text("dc", &[0..10]),
+            text("dc", std::slice::from_ref(&(0..10))),
             [vec![s("eu"); 6], vec![s("us"); 3], vec![None]].concat()
         );
         assert!(text("dc", &[]).is_empty());
-        assert!(idx.tag_column("rack", &[0..1]).is_none(), "no such tag");
-        assert!(idx.tag_column("dc", &[9..11]).is_none(), "past the end");
+        assert!(
+            idx.tag_column("rack", std::slice::from_ref(&(0..1)))
+                .is_none(),
+            "no such tag"
+        );
+        assert!(
+            idx.tag_column("dc", std::slice::from_ref(&(9..11)))
+                .is_none(),
+            "past the end"
+        );
     }
 
     #[test]
