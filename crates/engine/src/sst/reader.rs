@@ -261,7 +261,7 @@ pub(crate) async fn read(
         opened.arrow.clone(),
     );
     // With the series index choosing the rows, the projected tag columns are built
-    // from the index (see `tag_columns`) and their pages are never fetched.
+    // from the index (see `IndexTags`) and their pages are never fetched.
     let index_tags = match (&series_rows, &opened.index, columns) {
         (Some(_), Some(ix), Some(cols)) => index_tag_columns(builder.schema(), ix, cols),
         _ => None,
@@ -343,6 +343,8 @@ pub(crate) async fn read(
 /// are built from the index (each run's values) instead of decoded.
 struct IndexTags<'a> {
     index: &'a SeriesIndex,
+    /// The file's columns.
+    file: arrow::datatypes::SchemaRef,
     /// The projected columns, in file order.
     schema: arrow::datatypes::SchemaRef,
     /// File column numbers of the tags built from the index.
@@ -373,6 +375,7 @@ fn index_tag_columns<'a>(
     }
     Some(IndexTags {
         index,
+        file: Arc::clone(file),
         schema: Arc::new(file.project(&projected).ok()?),
         built,
     })
@@ -402,14 +405,11 @@ impl IndexTags<'_> {
             })
             .collect();
         let mut columns = std::collections::HashMap::new();
-        for f in self.schema.fields() {
-            if !self.index.has_tag(f.name()) || columns.contains_key(f.name()) {
-                continue;
+        for &i in &self.built {
+            let name = self.file.field(i).name();
+            if let Some(col) = self.index.tag_column(name, &rows) {
+                columns.insert(name.clone(), Arc::new(col) as arrow::array::ArrayRef);
             }
-            let Some(col) = self.index.tag_column(f.name(), &rows) else {
-                continue;
-            };
-            columns.insert(f.name().clone(), Arc::new(col) as arrow::array::ArrayRef);
         }
         let mut offset = 0;
         batches
