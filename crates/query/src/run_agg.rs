@@ -523,7 +523,7 @@ fn reduce(
             counts.iter().map(|&c| c as i64),
         ))),
         Kind::Avg => {
-            let sums = fold_runs::<Float64Type>(values, nulls.as_ref(), runs, sum_f64)?;
+            let sums = fold_runs::<Float64Type>(values, nulls.as_ref(), runs, &counts, sum_f64)?;
             out.push(Arc::new(UInt64Array::new(counts.into(), seen.clone())));
             out.push(Arc::new(Float64Array::new(sums.into(), seen)));
         }
@@ -534,17 +534,17 @@ fn reduce(
                     Kind::Min => min_f64,
                     _ => max_f64,
                 };
-                let v = fold_runs::<Float64Type>(values, nulls.as_ref(), runs, f)?;
+                let v = fold_runs::<Float64Type>(values, nulls.as_ref(), runs, &counts, f)?;
                 Arc::new(Float64Array::new(v.into(), seen)) as ArrayRef
             }
             Value::I64 => {
                 let f = int_fold::<i64>(a.kind);
-                let v = fold_runs::<Int64Type>(values, nulls.as_ref(), runs, f)?;
+                let v = fold_runs::<Int64Type>(values, nulls.as_ref(), runs, &counts, f)?;
                 Arc::new(Int64Array::new(v.into(), seen))
             }
             Value::U64 => {
                 let f = int_fold::<u64>(a.kind);
-                let v = fold_runs::<UInt64Type>(values, nulls.as_ref(), runs, f)?;
+                let v = fold_runs::<UInt64Type>(values, nulls.as_ref(), runs, &counts, f)?;
                 Arc::new(UInt64Array::new(v.into(), seen))
             }
         }),
@@ -559,11 +559,13 @@ fn non_null(nulls: Option<&NullBuffer>, r: &Range<usize>) -> usize {
     }
 }
 
-/// `f` over the non-null values of each run (a run without any gives the default).
+/// `f` over the non-null values of each run (a run without any gives the default);
+/// `counts` holds each run's non-null values, so only runs with nulls are sifted.
 fn fold_runs<T: ArrowPrimitiveType>(
     values: &ArrayRef,
     nulls: Option<&NullBuffer>,
     runs: &[Range<usize>],
+    counts: &[u64],
     f: fn(&[T::Native]) -> T::Native,
 ) -> Result<Vec<T::Native>> {
     let values: &PrimitiveArray<T> = values.as_primitive_opt::<T>().ok_or_else(|| {
@@ -573,15 +575,13 @@ fn fold_runs<T: ArrowPrimitiveType>(
     let mut scratch = Vec::new();
     Ok(runs
         .iter()
-        .map(|r| match nulls {
-            Some(n) if n.slice(r.start, r.len()).null_count() > 0 => {
+        .zip(counts)
+        .map(|(r, &count)| match nulls {
+            _ if count == 0 => T::Native::default(),
+            Some(n) if count < r.len() as u64 => {
                 scratch.clear();
                 scratch.extend(r.clone().filter(|&i| n.is_valid(i)).map(|i| raw[i]));
-                if scratch.is_empty() {
-                    T::Native::default()
-                } else {
-                    f(&scratch)
-                }
+                f(&scratch)
             }
             _ => f(&raw[r.clone()]),
         })
