@@ -56,6 +56,18 @@ const REBALANCE_OVER: usize = 64;
 /// of [`MAX_OPERATORS`] levels is dropped recursively; this is ample for that.
 const PARSE_STACK: usize = 256 * 1024 * 1024;
 
+/// A statement with at most this many operators and keywords is parsed on the calling
+/// thread's own stack, when [`IN_PLACE_STACK`] of it is left. Its tree is at most this
+/// deep from operator chains, plus the parser's own recursion limit (nested parentheses
+/// and calls); `tests::small_statements_fit_a_small_stack` parses the deepest such
+/// statements on a thread with less stack than that, in a debug build too.
+const IN_PLACE_OPERATORS: usize = 256;
+
+/// Stack that must be left on the calling thread to parse a small statement in place.
+/// Mapping, switching to and unmapping a [`PARSE_STACK`] costs a dashboard query more
+/// than parsing it: the unmap interrupts every other core to flush its TLB.
+const IN_PLACE_STACK: usize = 1024 * 1024;
+
 /// Parse `sql` with the session's dialect and parser settings, check it against the
 /// limits above, and return it ready to plan, with the depth of its deepest expression
 /// (after rebalancing). With `pg`, a plain SQL statement is
@@ -68,32 +80,38 @@ pub(crate) fn parse(
     let options = &state.config().options().sql_parser;
     let dialect = dialect_from_str(options.dialect.as_ref())
         .ok_or_else(|| QueryError::Plan(format!("unsupported SQL dialect {}", options.dialect)))?;
-    check_tokens(dialect.as_ref(), sql)?;
-    // A stack of its own, on this thread (`stacker` maps it, switches to it and unmaps
-    // it afterwards): reserved address space, of which only the pages a statement
-    // touches are used. It used to be a thread of its own, whose start and join (two
-    // context switches, each waiting for a core) cost more than parsing a small query.
-    let parse = || {
-        stacker::grow(PARSE_STACK, || -> Result<(DfStatement, usize)> {
-            let mut statement = state.sql_to_statement(sql, &options.dialect)?;
-            if let (Some(pg), DfStatement::Statement(_)) = (pg, &statement)
-                && let Some(rewritten) = pg.rewrite(sql)
-            {
-                statement = DfStatement::Statement(Box::new(rewritten));
-            }
-            let depth = check_statement(&mut statement)?;
-            Ok((statement, depth))
-        })
+    let operators = check_tokens(dialect.as_ref(), sql)?;
+    let parse_here = || -> Result<(DfStatement, usize)> {
+        let mut statement = state.sql_to_statement(sql, &options.dialect)?;
+        if let (Some(pg), DfStatement::Statement(_)) = (pg, &statement)
+            && let Some(rewritten) = pg.rewrite(sql)
+        {
+            statement = DfStatement::Statement(Box::new(rewritten));
+        }
+        let depth = check_statement(&mut statement)?;
+        Ok((statement, depth))
+    };
+    // A small statement is parsed on this thread's stack. Any other gets a stack of its
+    // own, on this thread (`stacker` maps it, switches to it and unmaps it afterwards):
+    // reserved address space, of which only the pages a statement touches are used. It
+    // used to be a thread of its own, whose start and join (two context switches, each
+    // waiting for a core) cost more than parsing a small query.
+    let in_place = operators <= IN_PLACE_OPERATORS
+        && stacker::remaining_stack().is_some_and(|left| left >= IN_PLACE_STACK);
+    let parse = || match in_place {
+        true => parse_here(),
+        false => stacker::grow(PARSE_STACK, parse_here),
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
         .unwrap_or_else(|_| Err(QueryError::Execution("the SQL parser panicked".into())))
 }
 
-/// Step 1: a bound on the parse tree's depth from the tokens alone.
-fn check_tokens(dialect: &dyn Dialect, sql: &str) -> Result<()> {
+/// Step 1: a bound on the parse tree's depth from the tokens alone. Returns the number
+/// of operators and keywords, or [`usize::MAX`] for a statement that does not tokenize.
+fn check_tokens(dialect: &dyn Dialect, sql: &str) -> Result<usize> {
     // A statement that does not tokenize is left to the parser, which names the error.
     let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else {
-        return Ok(());
+        return Ok(usize::MAX);
     };
     let mut operators = 0usize;
     let mut set_operations = 0usize;
@@ -123,7 +141,7 @@ fn check_tokens(dialect: &dyn Dialect, sql: &str) -> Result<()> {
              EXCEPT, INTERSECT), over the limit of {MAX_SET_OPERATIONS}"
         )));
     }
-    Ok(())
+    Ok(operators)
 }
 
 /// Whether `token` can add a level to the parse tree: everything but literals, plain
@@ -288,6 +306,7 @@ fn balanced(mut terms: Vec<Expr>, op: &BinaryOperator) -> Expr {
 mod tests {
     use super::*;
     use datafusion::prelude::SessionContext;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
 
     fn check(sql: &str) -> Result<DfStatement> {
         parse(&SessionContext::new().state(), sql, None).map(|(s, _)| s)
@@ -323,6 +342,48 @@ mod tests {
         );
         // sqlparser's own recursion limit (50) answers this one first.
         assert!(check(&nested).is_err());
+    }
+
+    #[test]
+    fn small_statements_fit_a_small_stack() {
+        // The deepest statements that are parsed in place: a chain of operators up to
+        // the limit, and calls, parentheses and subqueries nested until the parser's
+        // own recursion limit refuses them (they count few or no operators). On a
+        // thread with little more stack than the in-place parse requires, none may
+        // overflow it.
+        let nest = |open: &str, inner: &str, n: usize| {
+            format!("select {}{inner}{}", open.repeat(n), ")".repeat(n))
+        };
+        let chain_sql = chain("+", IN_PLACE_OPERATORS - 2);
+        let inner_chain = chain("+", 120).trim_start_matches("select ").to_string();
+        std::thread::Builder::new()
+            .stack_size(IN_PLACE_STACK + 256 * 1024)
+            .spawn(move || {
+                assert!(stacker::remaining_stack().unwrap() >= IN_PLACE_STACK);
+                check(&chain_sql).unwrap();
+                for (open, inner) in [
+                    ("abs(", "1"),
+                    ("(", "1"),
+                    ("(select ", "1"),
+                    ("abs(", inner_chain.as_str()),
+                ] {
+                    let mut deepest = 0;
+                    for n in 1.. {
+                        let sql = nest(open, inner, n);
+                        if check_tokens(&GenericDialect {}, &sql).unwrap() > IN_PLACE_OPERATORS {
+                            break;
+                        }
+                        if check(&sql).is_err() {
+                            break;
+                        }
+                        deepest = n;
+                    }
+                    assert!(deepest >= 10, "{open}: only {deepest} levels parsed");
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
