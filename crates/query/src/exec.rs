@@ -73,7 +73,7 @@ pub(crate) async fn run_sql(
             // between parsing and planning.
             let state = ctx.state();
             let (statement, depth) = crate::depth::parse(&state, &sql, pg.as_deref())?;
-            let optimized = match &cached {
+            let cached_plan = match &cached {
                 // Templating clones, prints and drops the tree on this thread's stack:
                 // only for the shallow statements that dashboards send.
                 Some(c) if depth <= crate::plan_cache::MAX_DEPTH => {
@@ -81,14 +81,8 @@ pub(crate) async fn run_sql(
                 }
                 _ => None,
             };
-            let plan = match optimized {
-                // Already analyzed and optimized: straight to the physical planner.
-                Some(plan) => {
-                    state
-                        .query_planner()
-                        .create_physical_plan(&plan, &state)
-                        .await?
-                }
+            let plan = match cached_plan {
+                Some(plan) => plan?,
                 None => {
                     let plan = state.statement_to_plan(statement).await?;
                     options.verify_plan(&plan)?;

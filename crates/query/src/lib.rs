@@ -23,6 +23,7 @@ mod functions;
 pub mod fuzzing;
 mod lastpoint;
 mod pg;
+mod physical_template;
 mod plan_cache;
 mod pruning;
 pub mod rollup;
@@ -275,6 +276,7 @@ impl QueryEngine {
                     cache: Arc::clone(&self.plans),
                     db: db.to_string(),
                     lastpoint: self.lastpoint.load(Ordering::Relaxed),
+                    run_aggregate: Arc::clone(&self.run_aggregate),
                     stats: Arc::clone(&self.stats),
                 });
                 exec::run_sql(

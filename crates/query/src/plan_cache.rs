@@ -27,8 +27,8 @@
 //! `crates/query/tests/plan_cache.rs` compares cached and plain answers on random data.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -36,6 +36,7 @@ use datafusion::datasource::source_as_provider;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::type_coercion::binary::comparison_coercion;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SQLOptions;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -43,6 +44,8 @@ use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr as SqlExpr, SetExpr, Statement, UnaryOperator, Value, ValueWithSpan,
 };
 
+use crate::error::Result;
+use crate::physical_template::{Made, PhysicalTemplate};
 use crate::stats::QueryStats;
 use crate::table::EngineTable;
 
@@ -201,6 +204,8 @@ enum Entry {
         plan: Box<LogicalPlan>,
         types: Vec<DataType>,
         tables: Vec<(EngineTable, SchemaRef)>,
+        /// Unset until a query of the shape could make one; `None`: never.
+        physical: OnceLock<Option<Box<PhysicalTemplate>>>,
     },
     /// A shape that cannot be cached: plan it plainly without trying again.
     Uncacheable,
@@ -278,20 +283,24 @@ pub(crate) struct CachedPlans {
     /// text means another plan under another of either.
     pub(crate) db: String,
     pub(crate) lastpoint: bool,
+    /// Whether the session's physical optimizer aggregates runs (a template is made
+    /// with the rule on or off).
+    pub(crate) run_aggregate: Arc<AtomicBool>,
     pub(crate) stats: Arc<QueryStats>,
 }
 
 impl CachedPlans {
-    /// The optimized logical plan of `statement` (the text `sql`) with its literals
-    /// bound, from the cache or planned and cached now; `None` when it must be planned
-    /// plainly (not cacheable, or a literal that cannot be bound).
+    /// The physical plan of `statement` (the text `sql`) with its literals bound: from
+    /// the shape's physical template, or planned from its cached optimized logical
+    /// plan (planned and cached now on a miss). `None` when it must be planned plainly
+    /// (not cacheable, or a literal that cannot be bound).
     pub(crate) async fn plan(
         &self,
         state: &SessionState,
         statement: &DfStatement,
         sql: &str,
         options: &SQLOptions,
-    ) -> Option<LogicalPlan> {
+    ) -> Option<Result<Arc<dyn ExecutionPlan>>> {
         if self.cache.capacity == 0 {
             return None;
         }
@@ -315,12 +324,76 @@ impl CachedPlans {
                 entry
             }
         };
-        let Entry::Plan { plan, types, .. } = entry.as_ref() else {
+        let Entry::Plan {
+            plan,
+            types,
+            physical,
+            ..
+        } = entry.as_ref()
+        else {
             return None;
         };
         let values = bind(types, &template.literals)?;
-        LogicalPlan::clone(plan).with_param_values(values).ok()
+        let run_aggregate = self.run_aggregate.load(Ordering::Relaxed);
+        if let Some(Some(t)) = physical.get() {
+            match t.instantiate(state, &values, run_aggregate).await {
+                Ok(Some(made)) => {
+                    self.stats
+                        .plan_template_hits
+                        .fetch_add(1, Ordering::Relaxed);
+                    #[cfg(debug_assertions)]
+                    check_against_fresh(state, plan, &values, &made).await;
+                    return Some(Ok(made));
+                }
+                Ok(None) => {}
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+        let bound = LogicalPlan::clone(plan)
+            .with_param_values(values.clone())
+            .ok()?;
+        let planned = state
+            .query_planner()
+            .create_physical_plan(&bound, state)
+            .await;
+        if let Ok(p) = &planned
+            && physical.get().is_none()
+        {
+            match PhysicalTemplate::of(plan, p, &values, run_aggregate) {
+                Made::Ready(t) => {
+                    let _ = physical.set(Some(t));
+                }
+                Made::Never => {
+                    let _ = physical.set(None);
+                }
+                Made::NotNow => {}
+            }
+        }
+        Some(planned.map_err(Into::into))
     }
+}
+
+/// Debug builds: a plan made from a template must be the plan that planning gives.
+#[cfg(debug_assertions)]
+async fn check_against_fresh(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    values: &[ScalarValue],
+    made: &Arc<dyn ExecutionPlan>,
+) {
+    let bound = LogicalPlan::clone(plan)
+        .with_param_values(values.to_vec())
+        .expect("bound once already");
+    let fresh = state
+        .query_planner()
+        .create_physical_plan(&bound, state)
+        .await
+        .expect("planned once already");
+    let (made, fresh) = (
+        crate::physical_template::shape(made),
+        crate::physical_template::shape(&fresh),
+    );
+    assert_eq!(made, fresh, "a physical template made another plan");
 }
 
 /// Whether the tables `entry` reads still have the schemas it was planned with.
@@ -354,6 +427,7 @@ async fn plan_template(
         plan: Box::new(plan),
         types,
         tables,
+        physical: OnceLock::new(),
     })
 }
 

@@ -11,6 +11,7 @@ pub struct QueryStats {
     pub(crate) ssts_pruned: AtomicU64,
     pub(crate) plan_cache_hits: AtomicU64,
     pub(crate) plan_cache_misses: AtomicU64,
+    pub(crate) plan_template_hits: AtomicU64,
 }
 
 impl QueryStats {
@@ -47,6 +48,11 @@ impl QueryStats {
                 "bulkhead_query_plan_cache_misses_total",
                 "Queries of a cacheable shape planned from scratch (first of the shape, or a table's schema changed).",
                 &self.plan_cache_misses,
+            ),
+            (
+                "bulkhead_query_plan_template_hits_total",
+                "Cached queries whose physical plan was made from the shape's template, without physical planning.",
+                &self.plan_template_hits,
             ),
         ] {
             out.push_str(&format!(

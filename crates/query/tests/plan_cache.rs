@@ -77,7 +77,7 @@ fn query(rng: &mut SplitMix64) -> String {
     let (h1, h2, h3) = (host(rng), host(rng), host(rng));
     let n = rng.below(100) as i64 - 30;
     let x = rng.below(1000) as f64 / 10.0;
-    match rng.below(12) {
+    match rng.below(13) {
         0 => format!(
             "select date_bin(interval '10 minutes', time) as m, max(f) as f, count(g) as g from cpu \
              where host in ('{h1}', '{h2}') and time >= '{t1}' and time < '{t2}' group by m order by m"
@@ -124,6 +124,14 @@ fn query(rng: &mut SplitMix64) -> String {
         10 => format!(
             "select c.host, min(c.g) as g from cpu as c where c.g <= {n} and c.host > '{h1}' \
              group by c.host order by c.host"
+        ),
+        // More than three values stay an `IN` list (fewer become `OR`s).
+        12 => format!(
+            "select host, count(*) as c, max(time) as t from cpu \
+             where host in ('{h1}', '{h2}', '{h3}', '{}', '{}') and time >= '{t1}' \
+             group by host order by host",
+            host(rng),
+            host(rng)
         ),
         _ => format!(
             "select host, f, g from cpu where {n} < g and '{h1}' = host and f > {x} \
@@ -190,6 +198,13 @@ fn cached_plans_answer_as_plain_planning_on_random_data() {
             db.query.stats().to_prometheus()
         );
         assert_eq!(counter(&plain, "bulkhead_query_plan_cache_hits_total"), 0);
+        // Most shapes qualify for a physical template (not TopK, whose dynamic
+        // filter is state; not literals that collide).
+        let templated = counter(&db.query, "bulkhead_query_plan_template_hits_total");
+        assert!(
+            templated > 50,
+            "physical templates hardly used: {templated}"
+        );
     }
     assert!(nonempty > 200, "too few answers with rows: {nonempty}");
 }
@@ -230,6 +245,58 @@ fn a_new_column_a_dropped_table_or_a_new_table_replans() {
     assert_eq!(
         counter(&db.query, "bulkhead_query_plan_cache_hits_total"),
         hits + 2
+    );
+}
+
+/// A plan made from a physical template scans the data as it is now: rows written
+/// (and flushed) since the template was made are in its answers, and literals that
+/// contradict each other read nothing.
+#[test]
+fn templated_plans_read_new_data_and_contradictions() {
+    let db = Db::open();
+    load(&db, 5);
+    let plain = plain_engine(&db);
+    let q = |h: &str, from: &str, to: &str| {
+        format!(
+            "select date_trunc('minute', time) as m, max(g) as g from cpu where host = '{h}' \
+             and time >= '{from}' and time < '{to}' group by m order by m"
+        )
+    };
+    let (a, b, late) = (
+        "2016-01-01T00:00:00Z",
+        "2016-01-01T06:00:00Z",
+        "2016-01-01T05:30:00Z",
+    );
+    for h in ["host_1", "host_2", "host_3"] {
+        assert_eq!(
+            run(&db.query, &db, &q(h, a, b)),
+            run(&plain, &db, &q(h, a, b))
+        );
+    }
+    let before = counter(&db.query, "bulkhead_query_plan_template_hits_total");
+    write_one(&db, "cpu", "host_4", "g", 1000, START + 5 * 3600 * SEC);
+    let fresh = run(&db.query, &db, &q("host_4", a, b)).unwrap();
+    assert!(fresh.contains("1000"), "{fresh}");
+    assert_eq!(Ok(fresh), run(&plain, &db, &q("host_4", a, b)));
+    db.flush();
+    write_one(
+        &db,
+        "cpu",
+        "host_4",
+        "g",
+        2000,
+        START + 5 * 3600 * SEC + 60 * SEC,
+    );
+    let both = run(&db.query, &db, &q("host_4", a, b)).unwrap();
+    assert!(both.contains("1000") && both.contains("2000"), "{both}");
+    assert_eq!(Ok(both), run(&plain, &db, &q("host_4", a, b)));
+    // Empty time range: the scan reads nothing, planned afresh.
+    let empty = run(&db.query, &db, &q("host_4", b, late)).unwrap();
+    assert_eq!(Ok(empty.clone()), run(&plain, &db, &q("host_4", b, late)));
+    assert!(!empty.contains("1000"), "{empty}");
+    assert_eq!(
+        counter(&db.query, "bulkhead_query_plan_template_hits_total"),
+        before + 2
     );
 }
 
