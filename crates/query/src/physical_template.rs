@@ -81,6 +81,7 @@ pub(crate) struct PhysicalTemplate {
     table: EngineTable,
     /// The cached logical plan's scan, its filters holding placeholders.
     scan: TableScan,
+    /// The plan for `values`, over an [`EmptyExec`] where the scan was.
     plan: Arc<dyn ExecutionPlan>,
     values: Vec<ScalarValue>,
     /// Whether run aggregation was on when `plan` was optimized.
@@ -123,16 +124,23 @@ impl PhysicalTemplate {
         if !ok || scans != 1 || found.contains(&false) {
             return Made::Never;
         }
+        // Kept over an empty leaf: the scan holds an engine snapshot, which pins its
+        // memtables and keeps compacted-away SSTs (and their cached bytes) alive.
+        let leaf: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(physical_leaf_schema(physical)));
+        let Ok(plan) = rebuild(physical, &leaf, values, values) else {
+            return Made::Never;
+        };
         Made::Ready(Box::new(Self {
             table,
             scan,
-            plan: Arc::clone(physical),
+            plan,
             values: values.to_vec(),
             run_aggregate,
         }))
     }
 
     /// The physical plan for `values`, or `None` when it must be planned afresh.
+    /// The template's own plan sits over an empty leaf; it is never executed.
     pub(crate) async fn instantiate(
         &self,
         state: &SessionState,
@@ -298,6 +306,14 @@ fn holds_any(e: &Arc<dyn PhysicalExpr>, values: &[ScalarValue]) -> bool {
     .unwrap_or(true)
 }
 
+/// The schema of the plan's (only) leaf.
+fn physical_leaf_schema(plan: &Arc<dyn ExecutionPlan>) -> arrow::datatypes::SchemaRef {
+    match plan.children().first() {
+        Some(child) => physical_leaf_schema(child),
+        None => plan.schema(),
+    }
+}
+
 /// `plan` over `leaf`, with `old` literals replaced by `new` in filter predicates and
 /// every operator rebuilt.
 fn rebuild(
@@ -306,8 +322,8 @@ fn rebuild(
     old: &[ScalarValue],
     new: &[ScalarValue],
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    if plan.is::<EngineScanExec>() {
-        return Ok(Arc::clone(leaf));
+    if plan.children().is_empty() {
+        return Ok(Arc::clone(leaf)); // the scan: the only leaf
     }
     let children = plan
         .children()
