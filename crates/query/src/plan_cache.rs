@@ -166,9 +166,24 @@ fn is_column(e: &SqlExpr) -> bool {
 }
 
 /// The literal `e` is, if it is one this cache binds: a number that is an `i64` or a
-/// finite `f64` with a `.` or an exponent (as the SQL planner reads them), or a
+/// finite `f64` with a `.` or an exponent (as the SQL planner reads them), with or
+/// without a leading minus (which the planner folds into the number), or a
 /// single-quoted string.
 fn literal(e: &SqlExpr) -> Option<Literal> {
+    if let SqlExpr::UnaryOp {
+        op: UnaryOperator::Minus,
+        expr,
+    } = e
+    {
+        return match expr.as_ref() {
+            SqlExpr::Value(_) => match literal(expr)? {
+                Literal::Int(v) => Some(Literal::Int(-v)),
+                Literal::Float(v) => Some(Literal::Float(-v)),
+                Literal::Str(_) => None,
+            },
+            _ => None,
+        };
+    }
     let SqlExpr::Value(ValueWithSpan { value, .. }) = e else {
         return None;
     };
@@ -519,13 +534,13 @@ mod tests {
     fn where_comparisons_become_placeholders() {
         let t = template(
             "select max(v) from cpu where host in ('a', 'b') and time >= '2016-01-01T00:00:00Z' \
-             and (v > 5 or v between 1.5 and 2) and not region = 'x' group by 1 limit 10",
+             and (v > 5 or v between -1.5 and 2) and not region = 'x' and w < -3 group by 1 limit 10",
         )
         .unwrap();
         assert_eq!(
             t.key,
             "SELECT max(v) FROM cpu WHERE host IN ($1, $2) AND time >= $3 \
-             AND (v > $4 OR v BETWEEN $5 AND $6) AND NOT region = $7 GROUP BY 1 LIMIT 10"
+             AND (v > $4 OR v BETWEEN $5 AND $6) AND NOT region = $7 AND w < $8 GROUP BY 1 LIMIT 10"
         );
         assert_eq!(
             t.literals,
@@ -534,15 +549,16 @@ mod tests {
                 Literal::Str("b".into()),
                 Literal::Str("2016-01-01T00:00:00Z".into()),
                 Literal::Int(5),
-                Literal::Float(1.5),
+                Literal::Float(-1.5),
                 Literal::Int(2),
                 Literal::Str("x".into()),
+                Literal::Int(-3),
             ]
         );
         // Two statements of one shape share a key.
         let u = template(
             "select max(v) from cpu where host in ('c', 'd') and time >= '2017-01-01T00:00:00Z' \
-             and (v > 6 or v between 2.5 and 3) and not region = 'y' group by 1 limit 10",
+             and (v > 6 or v between 2.5 and 3) and not region = 'y' and w < 4 group by 1 limit 10",
         )
         .unwrap();
         assert_eq!(t.key, u.key);
