@@ -24,6 +24,9 @@
 //! - Only the plain flavor (HTTP SQL, InfluxQL) uses it: PostgreSQL sessions can change
 //!   settings per connection.
 //!
+//! A shape's first physical plan is kept too, as a template for the next queries'
+//! physical plans ([`crate::physical_template`]).
+//!
 //! `crates/query/tests/plan_cache.rs` compares cached and plain answers on random data.
 
 use std::collections::HashMap;
