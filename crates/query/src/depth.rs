@@ -98,9 +98,12 @@ pub(crate) fn parse(
     // waiting for a core) cost more than parsing a small query.
     let in_place = operators <= IN_PLACE_OPERATORS
         && stacker::remaining_stack().is_some_and(|left| left >= IN_PLACE_STACK);
-    let parse = || match in_place {
-        true => parse_here(),
-        false => stacker::grow(PARSE_STACK, parse_here),
+    let parse = || {
+        if in_place {
+            parse_here()
+        } else {
+            stacker::grow(PARSE_STACK, parse_here)
+        }
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
         .unwrap_or_else(|_| Err(QueryError::Execution("the SQL parser panicked".into())))

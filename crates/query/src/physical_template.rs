@@ -33,7 +33,7 @@
 //! compares answers on random data.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Schema};
 use datafusion::catalog::TableProvider;
@@ -65,8 +65,42 @@ use datafusion::scalar::ScalarValue;
 use crate::run_agg::RunAggregateExec;
 use crate::table::{EngineScanExec, EngineTable};
 
+/// A cached shape's template: unset until a query of the shape could make one, then
+/// the template or `None` (never).
+#[derive(Debug, Default)]
+pub(crate) struct Slot(OnceLock<Option<Box<PhysicalTemplate>>>);
+
+impl Slot {
+    pub(crate) fn get(&self) -> Option<&PhysicalTemplate> {
+        self.0.get()?.as_deref()
+    }
+
+    /// Decide from `physical`, freshly planned from `logical` with `values`, unless
+    /// an earlier query already decided.
+    pub(crate) fn learn(
+        &self,
+        logical: &LogicalPlan,
+        physical: &Arc<dyn ExecutionPlan>,
+        values: &[ScalarValue],
+        run_aggregate: bool,
+    ) {
+        if self.0.get().is_some() {
+            return;
+        }
+        match PhysicalTemplate::of(logical, physical, values, run_aggregate) {
+            Made::Ready(t) => {
+                let _ = self.0.set(Some(t));
+            }
+            Made::Never => {
+                let _ = self.0.set(None);
+            }
+            Made::NotNow => {}
+        }
+    }
+}
+
 /// What [`PhysicalTemplate::of`] decided.
-pub(crate) enum Made {
+enum Made {
     Ready(Box<PhysicalTemplate>),
     /// This shape is never templated.
     Never,
@@ -91,7 +125,7 @@ pub(crate) struct PhysicalTemplate {
 impl PhysicalTemplate {
     /// The template of `physical`, planned from `logical` (the cached plan with its
     /// placeholders) with `values` bound.
-    pub(crate) fn of(
+    fn of(
         logical: &LogicalPlan,
         physical: &Arc<dyn ExecutionPlan>,
         values: &[ScalarValue],
@@ -100,9 +134,10 @@ impl PhysicalTemplate {
         let Some((scan, table)) = single_scan(logical) else {
             return Made::Never;
         };
+        // Bound literals are never null (`plan_cache::bind`).
         if values
             .iter()
-            .any(|v| matches!(v.data_type(), DataType::Boolean) || v.is_null())
+            .any(|v| matches!(v.data_type(), DataType::Boolean))
         {
             return Made::Never;
         }
@@ -147,13 +182,15 @@ impl PhysicalTemplate {
         values: &[ScalarValue],
         run_aggregate: bool,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        if run_aggregate != self.run_aggregate
-            || values.len() != self.values.len()
-            || values
-                .iter()
-                .zip(&self.values)
-                .any(|(new, old)| new.data_type() != old.data_type() || new.is_null())
-        {
+        // Bound to the same placeholder types as the template's own literals.
+        debug_assert!(
+            values.len() == self.values.len()
+                && values
+                    .iter()
+                    .zip(&self.values)
+                    .all(|(new, old)| new.data_type() == old.data_type())
+        );
+        if run_aggregate != self.run_aggregate {
             return Ok(None);
         }
         let bound = LogicalPlan::TableScan(self.scan.clone()).with_param_values(values.to_vec())?;

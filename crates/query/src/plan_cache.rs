@@ -30,8 +30,8 @@
 //! `crates/query/tests/plan_cache.rs` compares cached and plain answers on random data.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -48,7 +48,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::Result;
-use crate::physical_template::{Made, PhysicalTemplate};
+use crate::physical_template::Slot;
 use crate::stats::QueryStats;
 use crate::table::EngineTable;
 
@@ -222,8 +222,7 @@ enum Entry {
         plan: Box<LogicalPlan>,
         types: Vec<DataType>,
         tables: Vec<(EngineTable, SchemaRef)>,
-        /// Unset until a query of the shape could make one; `None`: never.
-        physical: OnceLock<Option<Box<PhysicalTemplate>>>,
+        physical: Slot,
     },
     /// A shape that cannot be cached: plan it plainly without trying again.
     Uncacheable,
@@ -353,7 +352,7 @@ impl CachedPlans {
         };
         let values = bind(types, &template.literals)?;
         let run_aggregate = self.run_aggregate.load(Ordering::Relaxed);
-        if let Some(Some(t)) = physical.get() {
+        if let Some(t) = physical.get() {
             match t.instantiate(state, &values, run_aggregate).await {
                 Ok(Some(made)) => {
                     self.stats
@@ -374,18 +373,8 @@ impl CachedPlans {
             .query_planner()
             .create_physical_plan(&bound, state)
             .await;
-        if let Ok(p) = &planned
-            && physical.get().is_none()
-        {
-            match PhysicalTemplate::of(plan, p, &values, run_aggregate) {
-                Made::Ready(t) => {
-                    let _ = physical.set(Some(t));
-                }
-                Made::Never => {
-                    let _ = physical.set(None);
-                }
-                Made::NotNow => {}
-            }
+        if let Ok(p) = &planned {
+            physical.learn(plan, p, &values, run_aggregate);
         }
         Some(planned.map_err(Into::into))
     }
@@ -445,7 +434,7 @@ async fn plan_template(
         plan: Box::new(plan),
         types,
         tables,
-        physical: OnceLock::new(),
+        physical: Slot::default(),
     })
 }
 
