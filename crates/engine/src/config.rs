@@ -178,8 +178,8 @@ impl Default for WalConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MemtableConfig {
-    /// The global write buffer: all memtables together. Passing it triggers flushes of
-    /// the largest tables and stalls writers; at twice it writes fail with
+    /// The global write buffer: all memtables together. Passing three quarters of it
+    /// flushes the largest tables; passing it stalls writers; at twice it writes fail with
     /// `Overloaded` (HTTP 503). Default 256 MiB, whatever the machine's memory.
     #[serde(with = "units::bytes")]
     pub write_buffer: usize,

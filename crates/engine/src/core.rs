@@ -48,6 +48,12 @@ impl Memory {
     pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::SeqCst)
     }
+
+    /// Memtables hold enough that the flush scheduler should run
+    /// ([`crate::flush_policy::flush_mark`]), before writers stall at the limit.
+    pub(crate) fn past_flush_mark(&self) -> bool {
+        self.used() >= crate::flush_policy::flush_mark(self.limit)
+    }
 }
 
 /// The engine's shared state: what the write, flush, read, recovery and compaction

@@ -29,11 +29,19 @@ pub(crate) struct Thresholds {
     pub(crate) memory_limit: usize,
 }
 
+/// Where the write buffer starts flushing: three quarters of it. Writers stall only
+/// at the full buffer, so a flush started here has a quarter of the buffer's room to
+/// finish in before any writer waits; started at the full buffer, every write behind
+/// it waited for the whole flush (a 300-400 ms ack tail at a sixth of capacity).
+pub(crate) fn flush_mark(memory_limit: usize) -> usize {
+    memory_limit - memory_limit / 4
+}
+
 /// Indices of the tables in `usages` to flush now, most urgent first: every table
-/// past its own threshold, age or failure; then, if the write buffer is full, the
-/// largest others until what remains is under half the buffer.
+/// past its own threshold, age or failure; then, if the write buffer is past its
+/// [`flush_mark`], the largest others until what remains is under half the buffer.
 pub(crate) fn pick(usages: &[TableUsage], t: &Thresholds) -> Vec<usize> {
-    let over_global = t.memory_used >= t.memory_limit;
+    let over_global = t.memory_used >= flush_mark(t.memory_limit);
     let mut picked = Vec::new();
     let mut candidates: Vec<(usize, usize)> = Vec::new();
     for (i, u) in usages.iter().enumerate() {
@@ -141,6 +149,26 @@ mod tests {
         assert_eq!(pick(&big, &t), vec![1, 3]);
         // Under the buffer: nothing below the per-table threshold moves.
         assert!(pick(&usages, &thresholds(20 * MIB)).is_empty());
+    }
+
+    #[test]
+    fn the_buffer_flushes_from_three_quarters_before_writers_stall() {
+        // One table under its own threshold fills a 64 MiB buffer: flushed from 48 MiB.
+        let t = Thresholds {
+            table_bytes: 64 * MIB,
+            ..thresholds(0)
+        };
+        let at = |used| Thresholds {
+            memory_used: used,
+            ..t
+        };
+        assert_eq!(flush_mark(64 * MIB), 48 * MIB);
+        assert!(pick(&[bytes(48 * MIB - 1)], &at(48 * MIB - 1)).is_empty());
+        assert_eq!(pick(&[bytes(48 * MIB)], &at(48 * MIB)), vec![0]);
+        // Several tables: the largest go until the rest is under half (32 MiB).
+        let usages = [bytes(10 * MIB), bytes(20 * MIB), bytes(18 * MIB)];
+        assert_eq!(pick(&usages, &at(48 * MIB)), vec![1]);
+        assert_eq!(pick(&usages, &at(54 * MIB)), vec![1, 2]);
     }
 
     #[test]

@@ -347,7 +347,7 @@ pub(crate) async fn open(
         ),
     );
     engine.tasks.lock().extend([applier, scheduler, compactor]);
-    if engine.memory.used() >= engine.memory.limit {
+    if engine.memory.past_flush_mark() {
         engine.flush_wanted.notify_one();
     }
     Ok(engine)

@@ -577,7 +577,7 @@ pub(crate) fn apply(
         .counters
         .rows_written
         .fetch_add(rows, Ordering::Relaxed);
-    if engine.memory.used() >= engine.memory.limit {
+    if engine.memory.past_flush_mark() {
         engine.flush_wanted.notify_one();
     }
     Ok(added)
