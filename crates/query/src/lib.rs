@@ -272,10 +272,11 @@ impl QueryEngine {
         let result = match ddl::try_run(self, db, sql).await {
             Some(result) => result,
             None => {
-                let cached = (flavor == Flavor::Plain).then(|| plan_cache::CachedPlans {
+                let cached = Some(plan_cache::CachedPlans {
                     cache: Arc::clone(&self.plans),
                     db: db.to_string(),
                     lastpoint: self.lastpoint.load(Ordering::Relaxed),
+                    flavor,
                     run_aggregate: Arc::clone(&self.run_aggregate),
                     stats: Arc::clone(&self.stats),
                 });

@@ -21,8 +21,10 @@
 //!   field written, the table dropped) is planned again.
 //! - Whatever fails on the cached path (binding, a cast) falls back to plain planning,
 //!   so errors read exactly as before.
-//! - Only the plain flavor (HTTP SQL, InfluxQL) uses it: PostgreSQL sessions can change
-//!   settings per connection.
+//! - Both flavors use it, each with entries of its own: HTTP SQL and InfluxQL (plain),
+//!   and PostgreSQL clients (the simple protocol, and the extended one, whose bound
+//!   parameters arrive here as literals). No session setting changes planning per
+//!   connection (`SET datafusion.*` is refused), so connections share plans.
 //!
 //! A shape's first physical plan is kept too, as a template for the next queries'
 //! physical plans ([`crate::physical_template`]).
@@ -228,7 +230,7 @@ enum Entry {
     Uncacheable,
 }
 
-/// See the module docs. Keyed by (database, lastpoint rule on, template).
+/// See the module docs. Keyed by (database, flavor, lastpoint rule on, template).
 #[derive(Default)]
 pub(crate) struct PlanCache {
     capacity: usize,
@@ -243,7 +245,7 @@ impl std::fmt::Debug for PlanCache {
     }
 }
 
-type Key = (String, bool, String);
+type Key = (String, crate::Flavor, bool, String);
 
 #[derive(Default)]
 struct Lru {
@@ -300,6 +302,9 @@ pub(crate) struct CachedPlans {
     /// text means another plan under another of either.
     pub(crate) db: String,
     pub(crate) lastpoint: bool,
+    /// The session's SQL flavor: a PostgreSQL session has functions, types and
+    /// rewrites of its own, so its plans are kept apart from the plain ones.
+    pub(crate) flavor: crate::Flavor,
     /// Whether the session's physical optimizer aggregates runs (a template is made
     /// with the rule on or off).
     pub(crate) run_aggregate: Arc<AtomicBool>,
@@ -322,7 +327,7 @@ impl CachedPlans {
             return None;
         }
         let template = Template::of(statement, sql)?;
-        let key = (self.db.clone(), self.lastpoint, template.key);
+        let key = (self.db.clone(), self.flavor, self.lastpoint, template.key);
         let entry = match self.cache.get(&key) {
             Some(entry) if matches!(entry.as_ref(), Entry::Uncacheable) => return None,
             Some(entry) if fresh(&entry) => {

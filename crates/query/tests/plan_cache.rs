@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::util::pretty::pretty_format_batches;
 use bulkhead_engine::FieldValue;
-use bulkhead_query::{QueryConfig, QueryEngine};
+use bulkhead_query::{Flavor, QueryConfig, QueryEngine};
 use bulkhead_runtime::RuntimeName;
 use bulkhead_tsbs::SplitMix64;
 use common::*;
@@ -141,10 +141,14 @@ fn query(rng: &mut SplitMix64) -> String {
 }
 
 fn run(q: &Arc<QueryEngine>, db: &Db, sql: &str) -> Result<String, String> {
+    run_as(q, db, sql, Flavor::Plain)
+}
+
+fn run_as(q: &Arc<QueryEngine>, db: &Db, sql: &str, flavor: Flavor) -> Result<String, String> {
     let (q, sql) = (Arc::clone(q), sql.to_string());
     db.runtimes
         .block_on(RuntimeName::Io, async move {
-            let batches = q.sql("demo", &sql).await?.collect().await?;
+            let batches = q.sql_with("demo", &sql, flavor).await?.collect().await?;
             Ok::<_, bulkhead_query::QueryError>(batches)
         })
         .expect("runtime")
@@ -183,7 +187,7 @@ fn cached_plans_answer_as_plain_planning_on_random_data() {
         load(&db, seed);
         let plain = plain_engine(&db);
         let mut rng = SplitMix64(seed * 7919);
-        for _ in 0..150 {
+        for i in 0..150 {
             let sql = query(&mut rng);
             let cached = run(&db.query, &db, &sql);
             let expected = run(&plain, &db, &sql);
@@ -191,9 +195,16 @@ fn cached_plans_answer_as_plain_planning_on_random_data() {
             if expected.as_ref().is_ok_and(|t| t.lines().count() > 4) {
                 nonempty += 1;
             }
+            // PostgreSQL sessions plan with functions and rewrites of their own, and
+            // keep plans of their own: every other query goes through them too.
+            if i % 2 == 0 {
+                let cached = run_as(&db.query, &db, &sql, Flavor::Postgres);
+                let expected = run_as(&plain, &db, &sql, Flavor::Postgres);
+                assert_eq!(cached, expected, "PG: {sql}");
+            }
         }
         assert!(
-            counter(&db.query, "bulkhead_query_plan_cache_hits_total") > 100,
+            counter(&db.query, "bulkhead_query_plan_cache_hits_total") > 150,
             "the cache was hardly used: {}",
             db.query.stats().to_prometheus()
         );
@@ -324,4 +335,24 @@ fn volatile_and_system_queries_are_not_cached() {
         counter(&db.query, "bulkhead_query_plan_cache_hits_total"),
         before
     );
+}
+
+#[test]
+fn postgres_sessions_keep_plans_of_their_own() {
+    let db = Db::open();
+    load(&db, 4);
+    let hits = || counter(&db.query, "bulkhead_query_plan_cache_hits_total");
+    let misses = || counter(&db.query, "bulkhead_query_plan_cache_misses_total");
+    let sql = |h: &str| format!("select count(*) as c from cpu where host = '{h}'");
+    run(&db.query, &db, &sql("host_1")).unwrap();
+    let (h, m) = (hits(), misses());
+    // The same shape from a PostgreSQL session is planned in its own flavor first.
+    let pg = run_as(&db.query, &db, &sql("host_2"), Flavor::Postgres).unwrap();
+    assert_eq!((hits(), misses()), (h, m + 1));
+    // Then reused, for PostgreSQL sessions and the plain flavor alike.
+    let pg_again = run_as(&db.query, &db, &sql("host_2"), Flavor::Postgres).unwrap();
+    run(&db.query, &db, &sql("host_3")).unwrap();
+    assert_eq!((hits(), misses()), (h + 2, m + 1));
+    assert_eq!(pg, pg_again);
+    assert_eq!(pg, run(&plain_engine(&db), &db, &sql("host_2")).unwrap());
 }
