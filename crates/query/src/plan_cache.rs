@@ -16,7 +16,10 @@
 //!   `int_col >= 90.5` is planned from scratch, not bound as `int_col >= 90`.
 //! - Plans that read anything but engine tables (`system.*`, `information_schema`), or
 //!   call a function that is not immutable (`now()`, `random()`: folded or evaluated at
-//!   planning), are not cached.
+//!   planning), are not cached. `now()` (or `current_timestamp`) compared with a column,
+//!   alone or plus or minus an interval of fixed length, is not a call in the template:
+//!   it is read as the literal time it stands for when the statement arrives
+//!   ([`now_literal`]), so `time > now() - interval '1 hour'` is cached like any range.
 //! - A cached plan names its tables' schemas; a table whose schema changed since (a new
 //!   field written, the table dropped) is planned again.
 //! - Whatever fails on the cached path (binding, a cast) falls back to plain planning,
@@ -35,7 +38,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arrow::compute::kernels::cast_utils::{
+    IntervalParseConfig, IntervalUnit, parse_interval_month_day_nano_config,
+};
 use arrow::datatypes::{DataType, SchemaRef};
+use chrono::{DateTime, SecondsFormat, Utc};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::session_state::SessionState;
@@ -46,7 +53,8 @@ use datafusion::prelude::SQLOptions;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr as SqlExpr, SetExpr, Statement, UnaryOperator, Value, ValueWithSpan,
+    BinaryOperator, Expr as SqlExpr, FunctionArguments, ObjectNamePart, SetExpr, Statement,
+    UnaryOperator, Value, ValueWithSpan,
 };
 
 use crate::error::Result;
@@ -110,7 +118,8 @@ impl Template {
         if let SetExpr::Select(select) = query.body.as_mut()
             && let Some(selection) = select.selection.as_mut()
         {
-            parameterize(selection, &mut literals);
+            let now = chrono::Utc::now();
+            parameterize(selection, &mut literals, now);
         }
         let statement = DfStatement::Statement(Box::new(Statement::Query(query)));
         Some(Template {
@@ -122,13 +131,14 @@ impl Template {
 }
 
 /// Replace the literals of column comparisons under `expr` (through `AND`, `OR`, `NOT`
-/// and parentheses) with placeholders, collecting them in order.
-fn parameterize(expr: &mut SqlExpr, literals: &mut Vec<Literal>) {
+/// and parentheses) with placeholders, collecting them in order. `now()` there (alone,
+/// or plus or minus an interval) is read as the literal time it stands for at `now`.
+fn parameterize(expr: &mut SqlExpr, literals: &mut Vec<Literal>, now: DateTime<Utc>) {
     match expr {
         SqlExpr::BinaryOp { left, op, right } => match op {
             BinaryOperator::And | BinaryOperator::Or => {
-                parameterize(left, literals);
-                parameterize(right, literals);
+                parameterize(left, literals, now);
+                parameterize(right, literals, now);
             }
             BinaryOperator::Eq
             | BinaryOperator::NotEq
@@ -137,30 +147,30 @@ fn parameterize(expr: &mut SqlExpr, literals: &mut Vec<Literal>) {
             | BinaryOperator::Gt
             | BinaryOperator::GtEq => {
                 if is_column(left) {
-                    replace(right, literals);
+                    replace(right, literals, now);
                 } else if is_column(right) {
-                    replace(left, literals);
+                    replace(left, literals, now);
                 }
             }
             _ => {}
         },
-        SqlExpr::Nested(inner) => parameterize(inner, literals),
+        SqlExpr::Nested(inner) => parameterize(inner, literals, now),
         SqlExpr::UnaryOp {
             op: UnaryOperator::Not,
             expr,
-        } => parameterize(expr, literals),
+        } => parameterize(expr, literals, now),
         SqlExpr::InList { expr, list, .. }
             if is_column(expr) && list.iter().all(|e| literal(e).is_some()) =>
         {
             for item in list {
-                replace(item, literals);
+                replace(item, literals, now);
             }
         }
         SqlExpr::Between {
             expr, low, high, ..
-        } if is_column(expr) && literal(low).is_some() && literal(high).is_some() => {
-            replace(low, literals);
-            replace(high, literals);
+        } if is_column(expr) && bindable(low, now).is_some() && bindable(high, now).is_some() => {
+            replace(low, literals, now);
+            replace(high, literals, now);
         }
         _ => {}
     }
@@ -210,8 +220,93 @@ fn literal(e: &SqlExpr) -> Option<Literal> {
     }
 }
 
-fn replace(e: &mut SqlExpr, literals: &mut Vec<Literal>) {
-    if let Some(lit) = literal(e) {
+/// What [`replace`] binds for `e`: a [`literal`], or a [`now_literal`].
+fn bindable(e: &SqlExpr, now: DateTime<Utc>) -> Option<Literal> {
+    literal(e).or_else(|| now_literal(e, now))
+}
+
+/// `now()` or `current_timestamp`, alone or plus or minus `INTERVAL '<text>'`, as the
+/// time it stands for at `now`: a string literal of that instant (RFC 3339, UTC, to
+/// the nanosecond), which the planner casts to the column's timestamp type, as it would
+/// a literal the client wrote. DataFusion folds `now()` to the statement's start time
+/// at planning, so a cached plan would otherwise keep the first query's time; this way
+/// the shape is cached and each query binds its own. Only intervals without months
+/// (whose length depends on the date) and with a unit in the text, parsed as the SQL
+/// planner parses them; anything else stays in the key and is planned plainly.
+fn now_literal(e: &SqlExpr, now: DateTime<Utc>) -> Option<Literal> {
+    let at = match e {
+        SqlExpr::BinaryOp { left, op, right } if is_now(left) => {
+            let offset = interval_nanos(right)?;
+            match op {
+                BinaryOperator::Plus => now.checked_add_signed(offset)?,
+                BinaryOperator::Minus => now.checked_sub_signed(offset)?,
+                _ => return None,
+            }
+        }
+        e if is_now(e) => now,
+        _ => return None,
+    };
+    Some(Literal::Str(at.to_rfc3339_opts(SecondsFormat::Nanos, true)))
+}
+
+/// `now()` or `current_timestamp` (no arguments, no qualifier).
+fn is_now(e: &SqlExpr) -> bool {
+    let SqlExpr::Function(f) = e else {
+        return false;
+    };
+    let [ObjectNamePart::Identifier(name)] = f.name.0.as_slice() else {
+        return false;
+    };
+    let no_args = match &f.args {
+        FunctionArguments::None => true,
+        FunctionArguments::List(list) => list.args.is_empty() && list.clauses.is_empty(),
+        FunctionArguments::Subquery(_) => false,
+    };
+    no_args
+        && f.filter.is_none()
+        && f.over.is_none()
+        && f.within_group.is_empty()
+        && matches!(f.parameters, FunctionArguments::None)
+        && (name.value.eq_ignore_ascii_case("now")
+            || name.value.eq_ignore_ascii_case("current_timestamp"))
+}
+
+/// The length of `INTERVAL '<text>'` with a unit in the text and no months, as DataFusion's
+/// SQL planner reads it (`parse_interval_month_day_nano_config`, seconds by default).
+fn interval_nanos(e: &SqlExpr) -> Option<chrono::TimeDelta> {
+    let SqlExpr::Interval(interval) = e else {
+        return None;
+    };
+    if interval.leading_field.is_some()
+        || interval.leading_precision.is_some()
+        || interval.last_field.is_some()
+        || interval.fractional_seconds_precision.is_some()
+    {
+        return None;
+    }
+    let SqlExpr::Value(ValueWithSpan {
+        value: Value::SingleQuotedString(text),
+        ..
+    }) = interval.value.as_ref()
+    else {
+        return None;
+    };
+    if !text.chars().any(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let config = IntervalParseConfig::new(IntervalUnit::Second);
+    let v = parse_interval_month_day_nano_config(text, config).ok()?;
+    if v.months != 0 {
+        return None;
+    }
+    let nanos = i64::from(v.days)
+        .checked_mul(86_400_000_000_000)?
+        .checked_add(v.nanoseconds)?;
+    Some(chrono::TimeDelta::nanoseconds(nanos))
+}
+
+fn replace(e: &mut SqlExpr, literals: &mut Vec<Literal>, now: DateTime<Utc>) {
+    if let Some(lit) = bindable(e, now) {
         literals.push(lit);
         *e = SqlExpr::value(Value::Placeholder(format!("${}", literals.len())));
     }
@@ -559,6 +654,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.key, u.key);
+    }
+
+    #[test]
+    fn now_compared_with_a_column_is_the_time_it_stands_for() {
+        let at = |sql: &str| {
+            let t = template(sql).unwrap();
+            let times = t
+                .literals
+                .iter()
+                .map(|l| match l {
+                    Literal::Str(s) => DateTime::parse_from_rfc3339(s).unwrap().to_utc(),
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>();
+            (t.key, times)
+        };
+        let before = Utc::now();
+        let (key, t) = at(
+            "select count(*) from cpu where time > now() - interval '1 hour' \
+             and time <= current_timestamp + interval '1 day 30 seconds'",
+        );
+        let after = Utc::now();
+        assert_eq!(
+            key,
+            "SELECT count(*) FROM cpu WHERE time > $1 AND time <= $2"
+        );
+        let hour = chrono::TimeDelta::hours(1);
+        assert!(t[0] >= before - hour && t[0] <= after - hour, "{t:?}");
+        assert_eq!(t[1] - t[0], chrono::TimeDelta::seconds(25 * 3600 + 30));
+        // Other windows share the shape.
+        let (other, _) = at(
+            "select count(*) from cpu where time > now() - interval '5 minutes' \
+             and time <= now()",
+        );
+        assert_eq!(key, other);
+        // Months (their length depends on the date), a bare number (its unit is the
+        // planner's choice), a unit outside the string and `now()` elsewhere stay.
+        for sql in [
+            "select count(*) from cpu where time > now() - interval '1 month'",
+            "select count(*) from cpu where time > now() - interval '5'",
+            "select count(*) from cpu where time > now() - interval '5' minute",
+            "select count(*) from cpu where time > now() * 2",
+            "select count(*) from cpu where time > now(1)",
+            "select now() from cpu where time > date_trunc('day', now())",
+        ] {
+            let (key, literals) = at(sql);
+            assert!(literals.is_empty(), "{sql}: {key}");
+        }
     }
 
     #[test]

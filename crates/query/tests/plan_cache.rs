@@ -317,11 +317,19 @@ fn volatile_and_system_queries_are_not_cached() {
     load(&db, 3);
     let before = counter(&db.query, "bulkhead_query_plan_cache_hits_total");
     for _ in 0..3 {
-        // `now()` is folded at planning: a cached plan would keep the first one.
+        // `now()` outside a column comparison and `random()` are evaluated at planning:
+        // a cached plan would keep the first value.
         run(
             &db.query,
             &db,
-            "select count(*) from cpu where time < now() and host = 'host_1'",
+            "select now() > time as past, count(*) as c from cpu where host = 'host_1' \
+             group by past",
+        )
+        .unwrap();
+        run(
+            &db.query,
+            &db,
+            "select count(*) from cpu where g < random() * 10 and host = 'host_1'",
         )
         .unwrap();
         run(
@@ -355,4 +363,85 @@ fn postgres_sessions_keep_plans_of_their_own() {
     assert_eq!((hits(), misses()), (h + 2, m + 1));
     assert_eq!(pg, pg_again);
     assert_eq!(pg, run(&plain_engine(&db), &db, &sql("host_2")).unwrap());
+}
+
+/// Rows on a 10-minute grid offset by 5 minutes from `load` (36 back, 6 ahead), and
+/// windows that are whole multiples of 10 minutes: a query's `now()` would have to drift
+/// 5 minutes from `load` before any row crossed a window's edge, so the cached and the
+/// plain answer (planned a few ms apart, each with its own `now()`) must be equal.
+#[test]
+fn now_relative_ranges_are_cached_and_answer_as_plain_planning() {
+    const STEP: i64 = 600 * SEC;
+    let db = Db::open();
+    let plain = plain_engine(&db);
+    let load = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let mut rng = SplitMix64(42);
+    let mut rows = Vec::new();
+    for h in 0..HOSTS {
+        let host = format!("host_{h}");
+        for k in -6..36 {
+            let t = load - k * STEP - STEP / 2;
+            let fields = [("g", FieldValue::I64(rng.below(100) as i64))];
+            rows.push(("cpu", row(&[("host", host.as_str())], &fields, t)));
+        }
+    }
+    db.write("demo", rows);
+    db.flush();
+    let before = counter(&db.query, "bulkhead_query_plan_cache_hits_total");
+    for _ in 0..60 {
+        let n = 10 * (1 + rng.below(40));
+        let m = 10 * rng.below(n / 10);
+        let h = rng.below(HOSTS);
+        let sql = match rng.below(6) {
+            0 => format!(
+                "select host, count(*) as c, max(g) as m from cpu \
+                 where time > now() - interval '{n} minutes' group by host order by host"
+            ),
+            1 => format!(
+                "select count(*) as c, sum(g) as s from cpu where host = 'host_{h}' \
+                 and time >= now() - interval '{n} minutes' and time < now() - interval '{m} minutes'"
+            ),
+            2 => format!(
+                "select count(*) as c from cpu \
+                 where time between now() - interval '{n} minutes' and now()"
+            ),
+            3 => format!(
+                "select count(*) as c, min(g) as g from cpu \
+                 where time < now() + interval '{} minutes' and host = 'host_{h}'",
+                n % 70
+            ),
+            4 => format!(
+                "select count(*) as c from cpu \
+                 where time > current_timestamp - interval '{} hours 30 minutes'",
+                n / 60
+            ),
+            _ => format!(
+                "select host, count(*) as c from cpu where time > now() - interval '{} days' \
+                 and time <= now() group by host order by host",
+                1 + n % 2
+            ),
+        };
+        let cached = run(&db.query, &db, &sql);
+        let expected = run(&plain, &db, &sql);
+        assert_eq!(cached, expected, "{sql}");
+        assert!(cached.is_ok(), "{sql}: {cached:?}");
+    }
+    let hits = counter(&db.query, "bulkhead_query_plan_cache_hits_total") - before;
+    assert!(
+        hits > 40,
+        "now()-relative ranges hardly cached: {hits} hits"
+    );
+    // The rows really are where the windows put them: the last 20 minutes hold two
+    // rows per host, the next 10 one more.
+    let recent = run(
+        &db.query,
+        &db,
+        "select count(*) as c from cpu where time > now() - interval '20 minutes' \
+         and time < now() + interval '10 minutes'",
+    )
+    .unwrap();
+    assert!(recent.contains(&format!("| {} ", 3 * HOSTS)), "{recent}");
 }
