@@ -42,7 +42,7 @@ use arrow::compute::kernels::cast_utils::{
     IntervalParseConfig, IntervalUnit, parse_interval_month_day_nano_config,
 };
 use arrow::datatypes::{DataType, SchemaRef};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::session_state::SessionState;
@@ -81,6 +81,10 @@ enum Literal {
     Int(i64),
     Float(f64),
     Str(String),
+    /// What `now()` (± an interval) stands for, in nanoseconds since the epoch: the
+    /// type `now()` plans to, so it binds only where `now()` itself would compare with
+    /// the column as a timestamp (never to a string column, as a string).
+    Time(i64),
 }
 
 impl Literal {
@@ -89,6 +93,7 @@ impl Literal {
             Literal::Int(v) => ScalarValue::Int64(Some(*v)),
             Literal::Float(v) => ScalarValue::Float64(Some(*v)),
             Literal::Str(v) => ScalarValue::Utf8(Some(v.clone())),
+            Literal::Time(ns) => ScalarValue::TimestampNanosecond(Some(*ns), Some("UTC".into())),
         }
     }
 }
@@ -194,7 +199,7 @@ fn literal(e: &SqlExpr) -> Option<Literal> {
             SqlExpr::Value(_) => match literal(expr)? {
                 Literal::Int(v) => Some(Literal::Int(-v)),
                 Literal::Float(v) => Some(Literal::Float(-v)),
-                Literal::Str(_) => None,
+                Literal::Str(_) | Literal::Time(_) => None,
             },
             _ => None,
         };
@@ -226,9 +231,8 @@ fn bindable(e: &SqlExpr, now: DateTime<Utc>) -> Option<Literal> {
 }
 
 /// `now()` or `current_timestamp`, alone or plus or minus `INTERVAL '<text>'`, as the
-/// time it stands for at `now`: a string literal of that instant (RFC 3339, UTC, to
-/// the nanosecond), which the planner casts to the column's timestamp type, as it would
-/// a literal the client wrote. DataFusion folds `now()` to the statement's start time
+/// time it stands for at `now`: a timestamp literal (UTC, nanoseconds, the type `now()`
+/// has in these sessions), bound where the column is such a timestamp. DataFusion folds `now()` to the statement's start time
 /// at planning, so a cached plan would otherwise keep the first query's time; this way
 /// the shape is cached and each query binds its own. Only intervals without months
 /// (whose length depends on the date) and with a unit in the text, parsed as the SQL
@@ -246,7 +250,7 @@ fn now_literal(e: &SqlExpr, now: DateTime<Utc>) -> Option<Literal> {
         e if is_now(e) => now,
         _ => return None,
     };
-    Some(Literal::Str(at.to_rfc3339_opts(SecondsFormat::Nanos, true)))
+    at.timestamp_nanos_opt().map(Literal::Time)
 }
 
 /// `now()` or `current_timestamp` (no arguments, no qualifier).
@@ -664,7 +668,7 @@ mod tests {
                 .literals
                 .iter()
                 .map(|l| match l {
-                    Literal::Str(s) => DateTime::parse_from_rfc3339(s).unwrap().to_utc(),
+                    Literal::Time(ns) => DateTime::from_timestamp_nanos(*ns),
                     other => panic!("{other:?}"),
                 })
                 .collect::<Vec<_>>();
@@ -746,6 +750,16 @@ mod tests {
         assert_eq!(bound[1].data_type(), dict);
         assert_eq!(bound[2], ScalarValue::Float64(Some(90.0)));
         assert_eq!(bound[3], ScalarValue::Int64(Some(3)));
+        // `now()` binds to the time column as the timestamp it is, and never to a tag
+        // or string column (where it would compare as a string instead of casting it).
+        let now = Literal::Time(1_451_606_401_000_000_000);
+        assert_eq!(
+            bind(std::slice::from_ref(&ts), std::slice::from_ref(&now)).unwrap()[0],
+            bound[0]
+        );
+        assert!(bind(&[DataType::Utf8], std::slice::from_ref(&now)).is_none());
+        assert!(bind(std::slice::from_ref(&dict), std::slice::from_ref(&now)).is_none());
+        assert!(bind(&[DataType::Int64], &[now]).is_none());
         // `int_col >= 90.5` compares as floats: binding 90.5 as an integer would change
         // the answer, so it is not bound.
         assert!(bind(&[DataType::Int64], &[Literal::Float(90.5)]).is_none());

@@ -434,6 +434,12 @@ fn now_relative_ranges_are_cached_and_answer_as_plain_planning() {
         hits > 40,
         "now()-relative ranges hardly cached: {hits} hits"
     );
+    // A tag compared with `now()` casts the tag (or fails) as plain planning does; it
+    // is never bound as a string.
+    for _ in 0..2 {
+        let sql = "select count(*) as c from cpu where host < now() - interval '1 hour'";
+        assert_eq!(run(&db.query, &db, sql), run(&plain, &db, sql), "{sql}");
+    }
     // The rows really are where the windows put them: the last 20 minutes hold two
     // rows per host, the next 10 one more.
     let recent = run(
