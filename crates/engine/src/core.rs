@@ -339,8 +339,9 @@ pub(crate) async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receive
         _ = shutdown.changed() => false,
     }
 }
-/// Wall-clock time in nanoseconds since the epoch (retention cut-offs, compaction).
-pub(crate) fn now_nanos() -> i64 {
+/// Wall-clock time in nanoseconds since the epoch (retention cut-offs, compaction,
+/// the query layer's `now()`).
+pub fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

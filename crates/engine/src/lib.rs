@@ -62,6 +62,7 @@ use bulkhead_runtime::sync;
 
 pub use compaction::{CompactionConfig, CompactionSummary};
 pub use config::{EngineConfig, MemtableConfig, RetentionConfig, SstConfig, WalConfig, WalSync};
+pub use core::now_nanos;
 pub use delete::{DeletePredicate, DeleteRequest, DeleteSummary, Tombstone};
 pub use drop_table::DropSummary;
 pub use engine::Engine;

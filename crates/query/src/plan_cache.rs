@@ -42,7 +42,6 @@ use arrow::compute::kernels::cast_utils::{
     IntervalParseConfig, IntervalUnit, parse_interval_month_day_nano_config,
 };
 use arrow::datatypes::{DataType, SchemaRef};
-use chrono::{DateTime, Utc};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::session_state::SessionState;
@@ -123,8 +122,7 @@ impl Template {
         if let SetExpr::Select(select) = query.body.as_mut()
             && let Some(selection) = select.selection.as_mut()
         {
-            let now = chrono::Utc::now();
-            parameterize(selection, &mut literals, now);
+            parameterize(selection, &mut literals, bulkhead_engine::now_nanos());
         }
         let statement = DfStatement::Statement(Box::new(Statement::Query(query)));
         Some(Template {
@@ -138,7 +136,7 @@ impl Template {
 /// Replace the literals of column comparisons under `expr` (through `AND`, `OR`, `NOT`
 /// and parentheses) with placeholders, collecting them in order. `now()` there (alone,
 /// or plus or minus an interval) is read as the literal time it stands for at `now`.
-fn parameterize(expr: &mut SqlExpr, literals: &mut Vec<Literal>, now: DateTime<Utc>) {
+fn parameterize(expr: &mut SqlExpr, literals: &mut Vec<Literal>, now: i64) {
     match expr {
         SqlExpr::BinaryOp { left, op, right } => match op {
             BinaryOperator::And | BinaryOperator::Or => {
@@ -226,7 +224,7 @@ fn literal(e: &SqlExpr) -> Option<Literal> {
 }
 
 /// What [`replace`] binds for `e`: a [`literal`], or a [`now_literal`].
-fn bindable(e: &SqlExpr, now: DateTime<Utc>) -> Option<Literal> {
+fn bindable(e: &SqlExpr, now: i64) -> Option<Literal> {
     literal(e).or_else(|| now_literal(e, now))
 }
 
@@ -237,20 +235,20 @@ fn bindable(e: &SqlExpr, now: DateTime<Utc>) -> Option<Literal> {
 /// the shape is cached and each query binds its own. Only intervals without months
 /// (whose length depends on the date) and with a unit in the text, parsed as the SQL
 /// planner parses them; anything else stays in the key and is planned plainly.
-fn now_literal(e: &SqlExpr, now: DateTime<Utc>) -> Option<Literal> {
+fn now_literal(e: &SqlExpr, now: i64) -> Option<Literal> {
     let at = match e {
         SqlExpr::BinaryOp { left, op, right } if is_now(left) => {
             let offset = interval_nanos(right)?;
             match op {
-                BinaryOperator::Plus => now.checked_add_signed(offset)?,
-                BinaryOperator::Minus => now.checked_sub_signed(offset)?,
+                BinaryOperator::Plus => now.checked_add(offset)?,
+                BinaryOperator::Minus => now.checked_sub(offset)?,
                 _ => return None,
             }
         }
         e if is_now(e) => now,
         _ => return None,
     };
-    at.timestamp_nanos_opt().map(Literal::Time)
+    Some(Literal::Time(at))
 }
 
 /// `now()` or `current_timestamp` (no arguments, no qualifier).
@@ -277,7 +275,7 @@ fn is_now(e: &SqlExpr) -> bool {
 
 /// The length of `INTERVAL '<text>'` with a unit in the text and no months, as DataFusion's
 /// SQL planner reads it (`parse_interval_month_day_nano_config`, seconds by default).
-fn interval_nanos(e: &SqlExpr) -> Option<chrono::TimeDelta> {
+fn interval_nanos(e: &SqlExpr) -> Option<i64> {
     let SqlExpr::Interval(interval) = e else {
         return None;
     };
@@ -303,13 +301,12 @@ fn interval_nanos(e: &SqlExpr) -> Option<chrono::TimeDelta> {
     if v.months != 0 {
         return None;
     }
-    let nanos = i64::from(v.days)
+    i64::from(v.days)
         .checked_mul(86_400_000_000_000)?
-        .checked_add(v.nanoseconds)?;
-    Some(chrono::TimeDelta::nanoseconds(nanos))
+        .checked_add(v.nanoseconds)
 }
 
-fn replace(e: &mut SqlExpr, literals: &mut Vec<Literal>, now: DateTime<Utc>) {
+fn replace(e: &mut SqlExpr, literals: &mut Vec<Literal>, now: i64) {
     if let Some(lit) = bindable(e, now) {
         literals.push(lit);
         *e = SqlExpr::value(Value::Placeholder(format!("${}", literals.len())));
@@ -668,25 +665,25 @@ mod tests {
                 .literals
                 .iter()
                 .map(|l| match l {
-                    Literal::Time(ns) => DateTime::from_timestamp_nanos(*ns),
+                    Literal::Time(ns) => *ns,
                     other => panic!("{other:?}"),
                 })
                 .collect::<Vec<_>>();
             (t.key, times)
         };
-        let before = Utc::now();
+        let before = bulkhead_engine::now_nanos();
         let (key, t) = at(
             "select count(*) from cpu where time > now() - interval '1 hour' \
              and time <= current_timestamp + interval '1 day 30 seconds'",
         );
-        let after = Utc::now();
+        let after = bulkhead_engine::now_nanos();
         assert_eq!(
             key,
             "SELECT count(*) FROM cpu WHERE time > $1 AND time <= $2"
         );
-        let hour = chrono::TimeDelta::hours(1);
+        let hour = 3_600_000_000_000;
         assert!(t[0] >= before - hour && t[0] <= after - hour, "{t:?}");
-        assert_eq!(t[1] - t[0], chrono::TimeDelta::seconds(25 * 3600 + 30));
+        assert_eq!(t[1] - t[0], (25 * 3600 + 30) * 1_000_000_000);
         // Other windows share the shape.
         let (other, _) = at(
             "select count(*) from cpu where time > now() - interval '5 minutes' \

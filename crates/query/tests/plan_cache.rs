@@ -374,10 +374,7 @@ fn now_relative_ranges_are_cached_and_answer_as_plain_planning() {
     const STEP: i64 = 600 * SEC;
     let db = Db::open();
     let plain = plain_engine(&db);
-    let load = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let load = bulkhead_engine::now_nanos();
     let mut rng = SplitMix64(42);
     let mut rows = Vec::new();
     for h in 0..HOSTS {
