@@ -26,6 +26,34 @@ fn bench(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
+/// The control: phase B adds nothing, so it runs no query and no compaction.
+#[test]
+fn bench_interference_control_adds_nothing_in_phase_b() {
+    let r = bench(&[
+        "interference",
+        "--phase",
+        "1s",
+        "--rate",
+        "2000",
+        "--hosts",
+        "10",
+        "--store-latency",
+        "1ms..5ms",
+        "--warmup",
+        "0s",
+        "--rounds",
+        "1",
+        "--load",
+        "none",
+    ]);
+    assert_eq!(r["phase_b_load"], serde_json::json!(["none"]));
+    for m in r["rates"][0]["modes"].as_array().expect("modes") {
+        assert!(m["phase_b"]["writes"]["count"].as_u64().unwrap() > 0, "{m}");
+        assert_eq!(m["phase_b"]["queries"]["count"], 0, "{m}");
+        assert_eq!(m["phase_b"]["compactions"], 0, "{m}");
+    }
+}
+
 #[test]
 fn bench_interference_reports_both_modes() {
     let r = bench(&[

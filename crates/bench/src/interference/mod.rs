@@ -59,7 +59,8 @@ pub(crate) struct InterferenceArgs {
     /// Interval between flushes.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     flush_every: Duration,
-    /// What phase B adds: `compaction`, `query`, or both (to tell their effects apart).
+    /// What phase B adds: `compaction`, `query`, or both (to tell their effects apart);
+    /// `none` is the control, phase A twice.
     #[arg(long, value_delimiter = ',', default_value = "compaction,query")]
     load: Vec<PhaseBLoad>,
     /// A diagnostic, not a configuration to quote: put each server's WAL in a fresh
@@ -80,9 +81,17 @@ enum PhaseBLoad {
     Compaction,
     /// Two clients looping a full-scan GROUP BY over the ingested table.
     Query,
+    /// Nothing: phase B is phase A again. A control: its ratios show what the harness
+    /// and the server's own drift (a longer life, more SSTs) add with no load at all.
+    None,
 }
 
 pub(crate) fn run(args: InterferenceArgs) -> anyhow::Result<()> {
+    if args.load.contains(&PhaseBLoad::None) && args.load.len() > 1 {
+        bail!(
+            "--load none is the control (phase B adds nothing); it cannot be combined with other loads"
+        );
+    }
     let rt = super::client_runtime(&args.out)?;
     rt.block_on(run_async(args))
 }

@@ -329,6 +329,7 @@ pub(super) fn print_table(
         .map(|l| match l {
             PhaseBLoad::Compaction => "saturated compaction",
             PhaseBLoad::Query => "a looping heavy query",
+            PhaseBLoad::None => "nothing (the control)",
         })
         .collect();
     let of_capacity = share.map_or(String::new(), |s| {
