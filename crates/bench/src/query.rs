@@ -9,7 +9,8 @@
 //! HTTP for InfluxDB, the same SQL for DuckDB, whose rows are checked equal to
 //! Bulkhead's in every run, and TSBS's MetricsQL for VictoriaMetrics where it has one
 //! (else n/a), whose points are checked against Bulkhead's rows in every run. A first
-//! round warms caches and is not recorded.
+//! round warms caches and is not recorded. With `--full-scan`, a last probe streams
+//! `select * from cpu` and reports the server's peak RSS during it (`query_scan.rs`).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use serde_json::json;
 use super::load::{self, Chunks};
 use super::peers::{Peer, PeerServer};
 use super::query_duckdb::{self, DuckDb};
+use super::query_scan;
 use super::query_vm::{self, VmQuery};
 use super::server::ChildServer;
 use super::stats::Dist;
@@ -88,6 +90,11 @@ pub(crate) struct QueryArgs {
     /// empty cache).
     #[arg(long, default_value_t = 3)]
     cold_runs: usize,
+    /// After the queries, stream `select * from cpu` to the end and report the
+    /// server's peak RSS during it (needs the server the bench starts: not with
+    /// `--target`).
+    #[arg(long)]
+    full_scan: bool,
 }
 
 /// A system `bench query` compares Bulkhead with.
@@ -405,6 +412,9 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
     if args.peers.contains(&QueryPeer::Duckdb) && args.target.is_some() {
         bail!("--peers duckdb reads the SSTs of the Bulkhead it starts: not with --target");
     }
+    if args.full_scan && args.target.is_some() {
+        bail!("--full-scan measures the memory of the server the bench starts: not with --target");
+    }
     if args.scale == 0 || args.runs == 0 {
         bail!("--scale and --runs must be > 0");
     }
@@ -565,6 +575,20 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
+    let full_scan = match (&child, args.full_scan) {
+        (Some((server, _)), true) => {
+            let scan = rt.block_on(query_scan::run(&client, &base, server.pid(), "bench"))?;
+            eprintln!("{scan}");
+            if scan.rows != rows_total {
+                bail!(
+                    "the full scan returned {} rows, not {rows_total}",
+                    scan.rows
+                );
+            }
+            Some(scan)
+        }
+        _ => None,
+    };
     drop(child);
 
     let mut results = Vec::new();
@@ -620,6 +644,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
             "runs": args.runs,
             "seed": args.seed,
             "results": results,
+            "full_scan": full_scan,
         }))?,
     )?;
     let bars: Vec<(String, f64)> = names

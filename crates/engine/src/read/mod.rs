@@ -3,10 +3,12 @@
 //!
 //! Sources are ordered oldest to newest: SSTs by `max_seq`, then frozen memtables, then
 //! the active memtable. Each source is already sorted and deduplicated on its own, so a
-//! scan groups sources whose time ranges overlap; a group of one is streamed as is, a
-//! larger group is merged field by field in source order (newer wins) through a
-//! temporary memtable. Output batches are sorted by (series, time) within a batch; the
-//! order between batches is by time group, not globally sorted.
+//! scan groups sources whose time ranges overlap; a group of one SST streams as it is
+//! decoded (one row group's pages and one batch at a time), a memtable is converted
+//! whole, and a larger group is merged field by field in source order (newer wins)
+//! through a temporary memtable. The next group's first read overlaps the current one's
+//! decoding. Output batches are sorted by (series, time) within a batch; the order
+//! between batches is by time group, not globally sorted.
 
 mod last;
 pub(crate) mod metrics;
@@ -278,12 +280,15 @@ impl TableSnapshot {
                 .try_flatten()
                 .boxed();
         }
+        // One group after another. The next group's read starts when the current one
+        // is handed out, so its first object-store request (metadata or pages, run on
+        // `io`) overlaps the current group's decoding; never more than one ahead.
         stream::iter(overlap_groups(sources))
-            .then(move |group| {
+            .map(move |group| {
                 let ctx = Arc::clone(&ctx);
                 async move { ctx.read_group(group).await }
             })
-            .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
+            .buffered(2)
             .try_flatten()
             .boxed()
     }
@@ -321,9 +326,43 @@ impl ScanCtx {
         crate::delete::applicable(&self.tombstones, seq, lo, hi)
     }
 
-    async fn read_group(&self, group: Vec<Source>) -> Result<Vec<RecordBatch>> {
-        if group.len() == 1 {
+    /// The rows of a group of sources whose time ranges overlap: one SST streams as
+    /// it is decoded; memtables and merges of several sources are built in memory.
+    async fn read_group(
+        self: Arc<Self>,
+        group: Vec<Source>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        if let [Source::Sst(f)] = group.as_slice() {
             // Already sorted and deduplicated: just filter, project and align.
+            let tombs = self.tombstones_for(&group[0]);
+            let wanted = self.wanted(self.projection.as_deref(), !tombs.is_empty());
+            let want = reader::Want {
+                columns: wanted.as_deref(),
+                range: self.range,
+                tag_values: &self.tag_values,
+                predicate: self.tag_predicate.as_ref(),
+                rows: None,
+                metrics: &self.metrics,
+            };
+            let batches = reader::read_stream(&self.store, f.meta(), &self.cache, want).await?;
+            let schema = Arc::clone(&self.out_schema);
+            return Ok(batches
+                .and_then(move |b| {
+                    let b = if tombs.is_empty() {
+                        Ok(b)
+                    } else {
+                        crate::delete::filter_batch(&b, &tombs)
+                    };
+                    futures::future::ready(b.and_then(|b| align(&b, &schema)))
+                })
+                .boxed());
+        }
+        let batches = self.read_merged(group).await?;
+        Ok(stream::iter(batches.into_iter().map(Ok)).boxed())
+    }
+
+    async fn read_merged(&self, group: Vec<Source>) -> Result<Vec<RecordBatch>> {
+        if group.len() == 1 {
             let batches = self.load(&group[0], self.projection.as_deref()).await?;
             return batches.iter().map(|b| align(b, &self.out_schema)).collect();
         }
@@ -362,26 +401,30 @@ impl ScanCtx {
         Ok(out)
     }
 
-    /// The rows of `source` in range; `columns` limits the columns (plus `time`).
-    async fn load(&self, source: &Source, columns: Option<&[String]>) -> Result<Vec<RecordBatch>> {
+    /// The columns to read for `columns` (all if `None`): plus `time`, and with
+    /// `tombstones` every tag, which their predicates read (callers align the batches
+    /// to their schema, which drops them again).
+    fn wanted(&self, columns: Option<&[String]>, tombstones: bool) -> Option<Vec<String>> {
         let mut wanted: Option<Vec<String>> = columns.map(|c| c.to_vec());
-        if let Some(w) = &mut wanted
-            && !w.iter().any(|c| c == TIME_COLUMN)
-        {
-            w.push(TIME_COLUMN.to_string());
-        }
-        let tombs = self.tombstones_for(source);
-        if let Some(w) = &mut wanted
-            && !tombs.is_empty()
-        {
-            // The predicates read tags the projection may not name (callers align
-            // the batches to their schema, which drops them again).
-            for t in &self.schema.tags {
-                if !w.contains(t) {
-                    w.push(t.clone());
+        if let Some(w) = &mut wanted {
+            if !w.iter().any(|c| c == TIME_COLUMN) {
+                w.push(TIME_COLUMN.to_string());
+            }
+            if tombstones {
+                for t in &self.schema.tags {
+                    if !w.contains(t) {
+                        w.push(t.clone());
+                    }
                 }
             }
         }
+        wanted
+    }
+
+    /// The rows of `source` in range; `columns` limits the columns (plus `time`).
+    async fn load(&self, source: &Source, columns: Option<&[String]>) -> Result<Vec<RecordBatch>> {
+        let tombs = self.tombstones_for(source);
+        let wanted = self.wanted(columns, !tombs.is_empty());
         let batches = match source {
             Source::Mem(m, ..) => {
                 let b = merged_batch(&[&m.mem], &m.schema, self.range, wanted.as_deref())?;

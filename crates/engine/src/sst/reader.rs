@@ -10,16 +10,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow::array::{Array, BooleanArray, TimestampNanosecondArray};
+use arrow::array::{Array, ArrayRef, BooleanArray, TimestampNanosecondArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use futures::FutureExt;
-use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
@@ -67,6 +68,9 @@ pub(crate) async fn fetch(store: &Arc<dyn ObjectStore>, meta: &SstMeta) -> Resul
 /// the series index of typical SSTs, so opening a file costs one request.
 const FOOTER_HINT: usize = 256 * 1024;
 
+/// Rows per decoded batch.
+pub(crate) const BATCH_ROWS: usize = 8192;
+
 /// What [`read`] keeps of an SST.
 pub(crate) struct Want<'a> {
     /// The columns named here that the file has (all if `None`).
@@ -82,7 +86,7 @@ pub(crate) struct Want<'a> {
     /// Read exactly these rows (file-wide, sorted, disjoint) instead of resolving
     /// `predicate`: e.g. the last row of each series, from the series index.
     pub(crate) rows: Option<Vec<Range<usize>>>,
-    pub(crate) metrics: &'a ScanMetrics,
+    pub(crate) metrics: &'a Arc<ScanMetrics>,
 }
 
 /// The parsed metadata of `meta`'s SST: from `cache`, or read with ranged GETs (the
@@ -150,17 +154,36 @@ pub(crate) async fn open(
     Ok(opened)
 }
 
-/// Read the rows `want`s of `meta`, with ranged GETs: the metadata (unless cached),
-/// then only the pages of the projected columns that hold selected rows. Rows are
-/// selected by row-group time and tag statistics, the series index (tag predicate)
-/// and the time column's page statistics; the exact time filter then runs inside the
-/// decoder, so the other columns of rows outside the range are never materialized.
+/// [`read_stream`], collected: for reads of a few rows (the latest of each series)
+/// and merges, which need the whole source anyway.
 pub(crate) async fn read(
     store: &Arc<dyn ObjectStore>,
     meta: &SstMeta,
     cache: &MetadataCache,
     want: Want<'_>,
 ) -> Result<Vec<RecordBatch>> {
+    read_stream(store, meta, cache, want)
+        .await?
+        .try_collect()
+        .await
+}
+
+/// Read the rows `want`s of `meta`, with ranged GETs: the metadata (unless cached),
+/// then only the pages of the projected columns that hold selected rows. Rows are
+/// selected by row-group time and tag statistics, the series index (tag predicate)
+/// and the time column's page statistics; the exact time filter then runs inside the
+/// decoder, so the other columns of rows outside the range are never materialized.
+///
+/// The metadata is read before this returns; the rows stream out as they are
+/// decoded, a batch of at most [`BATCH_ROWS`] at a time, with one row group's
+/// projected column chunks fetched at a time. So a scan holds one row group's
+/// compressed bytes and one decoded batch of an SST, never the whole file.
+pub(crate) async fn read_stream(
+    store: &Arc<dyn ObjectStore>,
+    meta: &SstMeta,
+    cache: &MetadataCache,
+    want: Want<'_>,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
     let Want {
         columns,
         range,
@@ -249,7 +272,7 @@ pub(crate) async fn read(
         plan.push((i, ranges));
     }
     if plan.is_empty() {
-        return Ok(Vec::new());
+        return Ok(futures::stream::empty().boxed());
     }
     let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
         RangedReader {
@@ -263,7 +286,9 @@ pub(crate) async fn read(
     // With the series index choosing the rows, the projected tag columns are built
     // from the index (see `IndexTags`) and their pages are never fetched.
     let index_tags = match (&series_rows, &opened.index, columns) {
-        (Some(_), Some(ix), Some(cols)) => index_tag_columns(builder.schema(), ix, cols),
+        (Some(_), Some(ix), Some(cols)) => {
+            index_tag_columns(builder.schema(), ix, cols, file_rows(&md, &plan))
+        }
         _ => None,
     };
     let (mask, leaves) = match columns {
@@ -274,7 +299,7 @@ pub(crate) async fn read(
                 .iter()
                 .enumerate()
                 .filter(|(_, f)| cols.iter().any(|c| c == f.name()))
-                .filter(|(i, _)| !index_tags.as_ref().is_some_and(|t| t.built.contains(i)))
+                .filter(|(i, _)| !index_tags.as_ref().is_some_and(|t| t.builds(*i)))
                 .map(|(i, _)| i)
                 .collect();
             let mask = ProjectionMask::roots(parquet_schema, indices);
@@ -300,7 +325,7 @@ pub(crate) async fn read(
     let mut builder = builder
         .with_row_groups(row_groups)
         .with_projection(mask)
-        .with_batch_size(8192);
+        .with_batch_size(BATCH_ROWS);
     if !whole {
         builder = builder.with_row_selection(selection::to_selection(&md, &plan));
     }
@@ -322,122 +347,159 @@ pub(crate) async fn read(
             });
         builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
     }
-    let mut batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
-    if let Some(tags) = &index_tags {
-        batches = tags.add_to(batches, &md, &plan)?;
+    let metrics = Arc::clone(m);
+    let output = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&output);
+    let mut index_tags = index_tags;
+    let batches = builder
+        .build()?
+        .map_err(Error::from)
+        .and_then(move |batch| {
+            let batch = match &mut index_tags {
+                Some(tags) => tags.add_to(batch),
+                None => Ok(batch),
+            };
+            let batch = match batch {
+                Ok(b) if cut && !late => filter_time(&b, range),
+                other => other,
+            };
+            if let Ok(b) = &batch {
+                counted.fetch_add(b.num_rows(), Ordering::Relaxed);
+            }
+            futures::future::ready(batch)
+        })
+        .try_filter(|b| futures::future::ready(b.num_rows() > 0));
+    // Once the file is read: how many selected rows the time filter dropped.
+    let tail = futures::stream::once(async move {
+        let rows = output.load(Ordering::Relaxed);
+        ScanMetrics::add(&metrics.rows_output, rows);
+        ScanMetrics::add(&metrics.rows_filtered_time, selected.saturating_sub(rows));
+    })
+    .filter_map(|()| futures::future::ready(None));
+    Ok(batches.chain(tail).boxed())
+}
+
+/// The file-wide row ranges `plan` selects, in order.
+fn file_rows(md: &ParquetMetaData, plan: &[(usize, Vec<Range<usize>>)]) -> Vec<Range<usize>> {
+    let mut starts = Vec::with_capacity(md.num_row_groups());
+    let mut at = 0usize;
+    for rg in md.row_groups() {
+        starts.push(at);
+        at += rg.num_rows().max(0) as usize;
     }
-    if cut && !late {
-        batches = batches
-            .iter()
-            .map(|b| filter_time(b, range))
-            .collect::<Result<_>>()?;
-    }
-    let out: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
-    let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
-    ScanMetrics::add(&m.rows_output, rows);
-    ScanMetrics::add(&m.rows_filtered_time, selected.saturating_sub(rows));
-    Ok(out)
+    plan.iter()
+        .flat_map(|(i, ranges)| {
+            ranges
+                .iter()
+                .map(|r| starts[*i] + r.start..starts[*i] + r.end)
+        })
+        .collect()
 }
 
 /// The projected tag columns of an SST read whose rows the series index chose: they
-/// are built from the index (each run's values) instead of decoded.
-struct IndexTags<'a> {
-    index: &'a SeriesIndex,
-    /// The file's columns.
-    file: arrow::datatypes::SchemaRef,
+/// are built from the index (each run's values) instead of decoded, batch by batch
+/// as the other columns are decoded.
+struct IndexTags {
+    index: Arc<SeriesIndex>,
     /// The projected columns, in file order.
     schema: arrow::datatypes::SchemaRef,
-    /// File column numbers of the tags built from the index.
-    built: Vec<usize>,
+    /// The tags built from the index: file column number, name and dictionary values.
+    built: Vec<(usize, String, ArrayRef)>,
+    /// The file rows read, in order (the decoder returns exactly these).
+    rows: Vec<Range<usize>>,
+    /// How far into `rows` the batches so far reached: range number, rows into it.
+    at: (usize, usize),
 }
 
 /// Which of `cols` to build from `index`: tag columns stored as `Dictionary(Int32,
 /// Utf8)`, as long as some other column is still decoded (it gives the row count).
-fn index_tag_columns<'a>(
+fn index_tag_columns(
     file: &arrow::datatypes::SchemaRef,
-    index: &'a SeriesIndex,
+    index: &Arc<SeriesIndex>,
     cols: &[String],
-) -> Option<IndexTags<'a>> {
+    rows: Vec<Range<usize>>,
+) -> Option<IndexTags> {
     let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let projected: Vec<usize> = (0..file.fields().len())
         .filter(|&i| cols.iter().any(|c| c == file.field(i).name()))
         .collect();
-    let built: Vec<usize> = projected
+    let built: Vec<(usize, String, ArrayRef)> = projected
         .iter()
         .copied()
-        .filter(|&i| {
+        .filter_map(|i| {
             let f = file.field(i);
-            index.has_tag(f.name()) && f.data_type() == &dict
+            if f.data_type() != &dict {
+                return None;
+            }
+            let values = index.tag_values(f.name())?;
+            Some((i, f.name().clone(), values))
         })
         .collect();
     if built.is_empty() || built.len() == projected.len() {
         return None;
     }
     Some(IndexTags {
-        index,
-        file: Arc::clone(file),
+        index: Arc::clone(index),
         schema: Arc::new(file.project(&projected).ok()?),
         built,
+        rows,
+        at: (0, 0),
     })
 }
 
-impl IndexTags<'_> {
-    /// `batches` (the decoded rows of `plan`, in order, without the built columns)
-    /// with the built columns put back in their place.
-    fn add_to(
-        &self,
-        batches: Vec<RecordBatch>,
-        md: &ParquetMetaData,
-        plan: &[(usize, Vec<Range<usize>>)],
-    ) -> Result<Vec<RecordBatch>> {
-        let mut starts = Vec::with_capacity(md.num_row_groups());
-        let mut at = 0usize;
-        for rg in md.row_groups() {
-            starts.push(at);
-            at += rg.num_rows().max(0) as usize;
-        }
-        let rows: Vec<Range<usize>> = plan
-            .iter()
-            .flat_map(|(i, ranges)| {
-                ranges
-                    .iter()
-                    .map(|r| starts[*i] + r.start..starts[*i] + r.end)
-            })
-            .collect();
-        let mut columns = std::collections::HashMap::new();
-        for &i in &self.built {
-            let name = self.file.field(i).name();
-            if let Some(col) = self.index.tag_column(name, &rows) {
-                columns.insert(name.clone(), Arc::new(col) as arrow::array::ArrayRef);
+impl IndexTags {
+    fn builds(&self, column: usize) -> bool {
+        self.built.iter().any(|(i, ..)| *i == column)
+    }
+
+    /// The next `n` file rows of `self.rows`.
+    fn take(&mut self, mut n: usize) -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        while n > 0 && self.at.0 < self.rows.len() {
+            let r = &self.rows[self.at.0];
+            let start = r.start + self.at.1;
+            let k = n.min(r.end - start);
+            out.push(start..start + k);
+            n -= k;
+            self.at.1 += k;
+            if start + k == r.end {
+                self.at = (self.at.0 + 1, 0);
             }
         }
-        let mut offset = 0;
-        batches
-            .into_iter()
-            .map(|b| {
-                let n = b.num_rows();
-                let cols = self
-                    .schema
-                    .fields()
+        out
+    }
+
+    /// `batch` (the next decoded rows, without the built columns) with the built
+    /// columns put back in their place.
+    fn add_to(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let rows = self.take(n);
+        if selection::count(&rows) != n {
+            return Err(Error::Arrow(ArrowError::ComputeError(
+                "the decoder returned more rows than the series index selected".into(),
+            )));
+        }
+        let cols = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| match batch.column_by_name(f.name()) {
+                Some(c) => Ok(Arc::clone(c)),
+                None => self
+                    .built
                     .iter()
-                    .map(|f| match b.column_by_name(f.name()) {
-                        Some(c) => Ok(Arc::clone(c)),
-                        None => columns
-                            .get(f.name())
-                            .filter(|c| c.len() >= offset + n)
-                            .map(|c| c.slice(offset, n))
-                            .ok_or_else(|| {
-                                Error::Arrow(ArrowError::ComputeError(format!(
-                                    "the series index could not build column {}",
-                                    f.name()
-                                )))
-                            }),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                offset += n;
-                Ok(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
+                    .find(|(_, name, _)| name == f.name())
+                    .and_then(|(_, name, values)| self.index.tag_column_with(name, &rows, values))
+                    .map(|c| Arc::new(c) as ArrayRef)
+                    .ok_or_else(|| {
+                        Error::Arrow(ArrowError::ComputeError(format!(
+                            "the series index could not build column {}",
+                            f.name()
+                        )))
+                    }),
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
     }
 }
 
@@ -581,7 +643,7 @@ pub(crate) fn decode(
         }
         None => builder,
     };
-    let reader = builder.with_batch_size(8192).build()?;
+    let reader = builder.with_batch_size(BATCH_ROWS).build()?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch?;

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, DictionaryArray};
+use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray};
 use arrow::datatypes::{DataType, Int32Type};
 use arrow::record_batch::RecordBatch;
 use base64::Engine as _;
@@ -401,19 +401,36 @@ impl SeriesIndex {
         self.starts.last().copied().unwrap_or(0)
     }
 
-    /// Whether `tag` is one of this file's tag columns.
-    pub(crate) fn has_tag(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t == tag)
-    }
-
     /// The column of `tag` for the file-wide `rows` (ascending, disjoint): each row's
     /// run's value, null where unset. `None` if the file has no such tag or a row is
     /// past the file's end. The reader builds a tag column this way instead of
     /// fetching and decoding its pages: the index already holds every run's values.
+    #[cfg(test)]
     pub(crate) fn tag_column(
         &self,
         tag: &str,
         rows: &[Range<usize>],
+    ) -> Option<DictionaryArray<Int32Type>> {
+        let values = self.tag_values(tag)?;
+        self.tag_column_with(tag, rows, &values)
+    }
+
+    /// Every value of `tag` in this file, in value-id order: the dictionary of the
+    /// columns [`Self::tag_column_with`] builds (built once per read, shared by its
+    /// batches).
+    pub(crate) fn tag_values(&self, tag: &str) -> Option<ArrayRef> {
+        let slot = self.tags.iter().position(|t| t == tag)?;
+        Some(Arc::new(arrow::array::StringArray::from_iter_values(
+            &self.values[slot],
+        )))
+    }
+
+    /// [`Self::tag_column`] over a dictionary from [`Self::tag_values`].
+    pub(crate) fn tag_column_with(
+        &self,
+        tag: &str,
+        rows: &[Range<usize>],
+        values: &ArrayRef,
     ) -> Option<DictionaryArray<Int32Type>> {
         let slot = self.tags.iter().position(|t| t == tag)?;
         if rows.last().is_some_and(|r| r.end as u64 > self.rows()) {
@@ -433,8 +450,7 @@ impl SeriesIndex {
                 s += 1;
             }
         }
-        let values = arrow::array::StringArray::from_iter_values(&self.values[slot]);
-        DictionaryArray::try_new(keys.into_iter().collect(), Arc::new(values)).ok()
+        DictionaryArray::try_new(keys.into_iter().collect(), Arc::clone(values)).ok()
     }
 
     /// Approximate heap bytes (for the metadata cache's budget).

@@ -212,3 +212,61 @@ async fn a_failed_multipart_upload_is_retried_and_loses_nothing() {
     assert_eq!(read_all(&engine, "db", "wide").await, model);
     engine.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_streams_an_sst_a_row_group_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, counting) = counting_store(dir.path());
+    let mut cfg = config(dir.path());
+    cfg.sst_row_group_size = 4096;
+    cfg.compaction.enabled = false;
+    let engine = open(cfg, &store).await;
+    let mut model = Rows::new();
+    engine
+        .write("db", wide_rows(40_000, &mut model))
+        .await
+        .expect("write");
+    engine.flush(&Scope::All).await.expect("flush");
+    let stats = engine.stats();
+    let sst_bytes = stats
+        .tables
+        .iter()
+        .find(|t| t.table == "wide")
+        .expect("table")
+        .sst_bytes;
+
+    // The first batch comes out after the metadata and one row group were fetched,
+    // not the file's ten row groups: the scan holds a row group, not the SST.
+    let before = counting.bytes_read();
+    let snap = engine
+        .snapshot("db", "wide", TimeRange::ALL)
+        .expect("snapshot");
+    let mut scan = snap.scan(ScanRequest::default());
+    let first = scan.try_next().await.expect("scan").expect("a first batch");
+    let at_first = counting.bytes_read() - before;
+    assert!(
+        at_first * 3 < sst_bytes,
+        "the first batch came after reading {at_first} of the SST's {sst_bytes} bytes"
+    );
+    // Batches are bounded in rows, and the rest of the scan returns every row.
+    let mut rows = first.num_rows();
+    assert!(rows <= 8192, "a batch of {rows} rows");
+    while let Some(b) = scan.try_next().await.expect("scan") {
+        assert!(b.num_rows() <= 8192, "a batch of {} rows", b.num_rows());
+        rows += b.num_rows();
+    }
+    assert_eq!(rows, model.len());
+    assert_eq!(read_all(&engine, "db", "wide").await, model);
+
+    // A scan dropped after its first batch reads no further.
+    let before = counting.bytes_read();
+    let mut scan = snap.scan(ScanRequest::default());
+    scan.try_next().await.expect("scan").expect("a first batch");
+    drop(scan);
+    let dropped = counting.bytes_read() - before;
+    assert!(
+        dropped * 3 < sst_bytes,
+        "a scan dropped after one batch read {dropped} of {sst_bytes} bytes"
+    );
+    engine.close().await.expect("close");
+}
