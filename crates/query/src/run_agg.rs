@@ -18,10 +18,14 @@
 //! The rule applies only where both the answer and the gain are certain:
 //! - `count`, `sum`, `min`, `max` and `avg` of one argument, without `DISTINCT`,
 //!   `FILTER`, `ORDER BY` or grouping sets, whose partial state has the expected types
-//!   (`Float64`, `Int64` or `UInt64` values; `avg` of `Float64` only);
+//!   (`Float64`, `Int64` or `UInt64` values; `avg` of `Float64`, or of an `Int64`
+//!   column that DataFusion casts to `Float64`, which is summed without building the
+//!   cast column);
 //! - group keys that are tags or a time bucket (`date_bin`, `date_trunc`) of `time`,
 //!   over an input that is the engine's scan (through filters and projections), so
 //!   that runs are long;
+//!   (a `date_bin` with a fixed stride is computed by [`bins`], which divides only
+//!   when a row leaves the previous row's bin);
 //! - no `LIMIT` pushed into the aggregate;
 //! - a plan of one partition (the default, `limits.query_partitions = 1`), so that the
 //!   answer is the same on every run (see [`rewrite`]).
@@ -51,7 +55,7 @@ use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, Tr
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{RecordBatchStream, TaskContext};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
@@ -66,6 +70,9 @@ use datafusion::physical_plan::{
 use futures::{Stream, StreamExt};
 
 use crate::table::EngineScanExec;
+
+mod bins;
+use bins::FastDateBin;
 
 /// Puts [`RunAggregateExec`] under every aggregate it can answer (see the module doc).
 #[derive(Debug)]
@@ -139,6 +146,10 @@ struct RunAgg {
     kind: Kind,
     value: Value,
     arg: Arc<dyn PhysicalExpr>,
+    /// For `avg` of an `Int64` column, which DataFusion casts to `Float64`: the
+    /// column before the cast. The run sums it converting each value as the cast
+    /// does, in the same order, without building the cast column.
+    widened: Option<Arc<dyn PhysicalExpr>>,
 }
 
 /// The replacement for `agg`, or `None` when the rule does not apply.
@@ -288,10 +299,16 @@ fn run_agg(a: &AggregateFunctionExpr, schema: &SchemaRef) -> Result<Option<RunAg
     if state != expected {
         return Ok(None);
     }
+    let widened = arg
+        .downcast_ref::<CastExpr>()
+        .filter(|c| kind == Kind::Avg && c.cast_type() == &DataType::Float64)
+        .map(|c| Arc::clone(c.expr()))
+        .filter(|inner| inner.data_type(schema).ok() == Some(DataType::Int64));
     Ok(Some(RunAgg {
         kind,
         value,
         arg: Arc::clone(arg),
+        widened,
     }))
 }
 
@@ -417,8 +434,14 @@ impl ExecutionPlan for RunAggregateExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let input_schema = self.input.schema();
         Ok(Box::pin(RunAggregateStream {
             input: self.input.execute(partition, context)?,
+            bins: self
+                .group
+                .iter()
+                .map(|(e, _)| FastDateBin::of(e.as_ref(), &input_schema))
+                .collect(),
             group: self.group.clone(),
             aggs: self.aggs.clone(),
             schema: Arc::clone(&self.schema),
@@ -430,6 +453,8 @@ impl ExecutionPlan for RunAggregateExec {
 struct RunAggregateStream {
     input: SendableRecordBatchStream,
     group: Vec<(Arc<dyn PhysicalExpr>, String)>,
+    /// Per group key: its fast `date_bin`, if it is one.
+    bins: Vec<Option<FastDateBin>>,
     aggs: Vec<RunAgg>,
     schema: SchemaRef,
     baseline: BaselineMetrics,
@@ -442,7 +467,13 @@ impl RunAggregateStream {
         let keys = self
             .group
             .iter()
-            .map(|(e, _)| e.evaluate(batch)?.into_array(n))
+            .zip(&self.bins)
+            .map(
+                |((e, _), fast)| match fast.as_ref().and_then(|f| f.evaluate(batch)) {
+                    Some(bins) => Ok(bins),
+                    None => e.evaluate(batch)?.into_array(n),
+                },
+            )
             .collect::<Result<Vec<_>>>()?;
         // Boundaries by dictionary key, not value: no string is compared. A value
         // that a dictionary holds twice only splits a run, and the final step merges
@@ -466,7 +497,8 @@ impl RunAggregateStream {
             });
         }
         for a in &self.aggs {
-            let values = a.arg.evaluate(batch)?.into_array(n)?;
+            let arg = a.widened.as_ref().unwrap_or(&a.arg);
+            let values = arg.evaluate(batch)?.into_array(n)?;
             reduce(a, &values, &runs, &mut columns)?;
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
@@ -523,7 +555,18 @@ fn reduce(
             counts.iter().map(|&c| c as i64),
         ))),
         Kind::Avg => {
-            let sums = fold_runs::<Float64Type>(values, nulls.as_ref(), runs, &counts, sum_f64)?;
+            let sums = match a.widened {
+                Some(_) => fold_runs::<Int64Type, f64>(
+                    values,
+                    nulls.as_ref(),
+                    runs,
+                    &counts,
+                    sum_i64_as_f64,
+                )?,
+                None => {
+                    fold_runs::<Float64Type, f64>(values, nulls.as_ref(), runs, &counts, sum_f64)?
+                }
+            };
             out.push(Arc::new(UInt64Array::new(counts.into(), seen.clone())));
             out.push(Arc::new(Float64Array::new(sums.into(), seen)));
         }
@@ -534,17 +577,17 @@ fn reduce(
                     Kind::Min => min_f64,
                     _ => max_f64,
                 };
-                let v = fold_runs::<Float64Type>(values, nulls.as_ref(), runs, &counts, f)?;
+                let v = fold_runs::<Float64Type, f64>(values, nulls.as_ref(), runs, &counts, f)?;
                 Arc::new(Float64Array::new(v.into(), seen)) as ArrayRef
             }
             Value::I64 => {
                 let f = int_fold::<i64>(a.kind);
-                let v = fold_runs::<Int64Type>(values, nulls.as_ref(), runs, &counts, f)?;
+                let v = fold_runs::<Int64Type, i64>(values, nulls.as_ref(), runs, &counts, f)?;
                 Arc::new(Int64Array::new(v.into(), seen))
             }
             Value::U64 => {
                 let f = int_fold::<u64>(a.kind);
-                let v = fold_runs::<UInt64Type>(values, nulls.as_ref(), runs, &counts, f)?;
+                let v = fold_runs::<UInt64Type, u64>(values, nulls.as_ref(), runs, &counts, f)?;
                 Arc::new(UInt64Array::new(v.into(), seen))
             }
         }),
@@ -561,13 +604,13 @@ fn non_null(nulls: Option<&NullBuffer>, r: &Range<usize>) -> usize {
 
 /// `f` over the non-null values of each run (a run without any gives the default);
 /// `counts` holds each run's non-null values, so only runs with nulls are sifted.
-fn fold_runs<T: ArrowPrimitiveType>(
+fn fold_runs<T: ArrowPrimitiveType, O: Default>(
     values: &ArrayRef,
     nulls: Option<&NullBuffer>,
     runs: &[Range<usize>],
     counts: &[u64],
-    f: fn(&[T::Native]) -> T::Native,
-) -> Result<Vec<T::Native>> {
+    f: fn(&[T::Native]) -> O,
+) -> Result<Vec<O>> {
     let values: &PrimitiveArray<T> = values.as_primitive_opt::<T>().ok_or_else(|| {
         DataFusionError::Internal(format!("run aggregate: unexpected {}", values.data_type()))
     })?;
@@ -577,7 +620,7 @@ fn fold_runs<T: ArrowPrimitiveType>(
         .iter()
         .zip(counts)
         .map(|(r, &count)| match nulls {
-            _ if count == 0 => T::Native::default(),
+            _ if count == 0 => O::default(),
             Some(n) if count < r.len() as u64 => {
                 scratch.clear();
                 scratch.extend(r.clone().filter(|&i| n.is_valid(i)).map(|i| raw[i]));
@@ -601,6 +644,24 @@ fn sum_f64(v: &[f64]) -> f64 {
     let mut s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
     for x in rest {
         s += x;
+    }
+    s
+}
+
+/// [`sum_f64`] of the values cast to `f64` (as `CAST(x AS DOUBLE)` converts them):
+/// the same additions in the same order, so the same sum to the last bit.
+fn sum_i64_as_f64(v: &[i64]) -> f64 {
+    let mut lanes = [0.0f64; 4];
+    let chunks = v.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x as f64;
+        }
+    }
+    let mut s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for &x in rest {
+        s += x as f64;
     }
     s
 }
@@ -660,6 +721,9 @@ mod tests {
         let w: Vec<f64> = (1..=11).map(f64::from).collect();
         assert_eq!(sum_f64(&w), 66.0);
         assert_eq!(sum_f64(&[]), 0.0);
+        let big: Vec<i64> = (0..23).map(|i| (i * 7_919) << 40 | i).collect();
+        let cast: Vec<f64> = big.iter().map(|&x| x as f64).collect();
+        assert_eq!(sum_i64_as_f64(&big).to_bits(), sum_f64(&cast).to_bits());
         assert_eq!(int_fold::<i64>(Kind::Sum)(&[i64::MAX, 1]), i64::MIN);
         assert_eq!(int_fold::<u64>(Kind::Min)(&[4, 2, 9]), 2);
         assert_eq!(int_fold::<i64>(Kind::Max)(&[-4, -2, -9]), -2);

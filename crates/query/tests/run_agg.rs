@@ -67,7 +67,7 @@ fn load(db: &Db, seed: u64) {
 /// Queries the run aggregate answers.
 const QUERIES: &[&str] = &[
     "select date_bin(interval '1 hour', time) as hour, host, avg(f) as a, count(*) as n, \
-     count(f) as nf, sum(g) as s, min(f) as lo, max(f) as hi from cpu \
+     count(f) as nf, sum(g) as s, min(f) as lo, max(f) as hi, avg(g) as ag from cpu \
      group by hour, host order by hour, host",
     "select date_bin(interval '10 minutes', time) as m, max(f), min(g), max(u), sum(u), sum(f) \
      from cpu where host in ('host_1', 'host_4') group by m order by m",
