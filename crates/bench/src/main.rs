@@ -14,6 +14,7 @@ mod promql;
 mod query;
 mod query_cache;
 mod query_duckdb;
+mod query_report;
 mod query_scan;
 mod query_vm;
 mod server;

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use serde_json::json;
 
 use super::load::{self, Chunks};
 use super::peers::{Peer, PeerServer};
 use super::query_duckdb::{self, DuckDb};
+use super::query_report::{QueryResult, SystemResult, print_table};
 use super::query_scan;
 use super::query_vm::{self, VmQuery};
 use super::server::ChildServer;
@@ -371,34 +371,6 @@ pub(super) fn instance(kind: Kind, rng: &mut SplitMix64, scale: usize, span_ns: 
     }
 }
 
-#[derive(Debug, Serialize)]
-struct QueryResult {
-    query: String,
-    /// Absent if the system cannot ask this question (see `unsupported`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency: Option<Dist>,
-    /// Rows (Bulkhead, DuckDB), points (InfluxDB: rows of its `values`) or points summed
-    /// over series (VictoriaMetrics: Bulkhead's rows x metrics) returned by the last run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rows: Option<usize>,
-    /// DuckDB, VictoriaMetrics: whether the answer agreed with Bulkhead's in every run
-    /// (else how it differs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    check: Option<String>,
-    /// Why the system cannot express this type (VictoriaMetrics' n/a types).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unsupported: Option<String>,
-    /// The last run's query text.
-    example: String,
-}
-
-#[derive(Debug, Serialize)]
-struct SystemResult {
-    system: String,
-    language: String,
-    queries: Vec<QueryResult>,
-}
-
 pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
     let names: Vec<String> = if args.queries.is_empty() {
         QUERY_TYPES.iter().map(|s| s.to_string()).collect()
@@ -720,66 +692,6 @@ async fn influxql(client: &reqwest::Client, base: &str, q: &str) -> anyhow::Resu
         }
     }
     Ok((ms, points))
-}
-
-fn print_table(results: &[SystemResult]) {
-    print!("{:<24}", "query");
-    for r in results {
-        print!(" {:>31}", format!("{} {} p50/p99 ms", r.system, r.language));
-        let vm = r.system == "victoriametrics";
-        print!(" {:>8}", if vm { "points" } else { "rows" });
-    }
-    if results.len() > 1 {
-        print!("  p50 / bulkhead sql p50");
-    }
-    println!();
-    let na = || "n/a".to_string();
-    for k in 0..results[0].queries.len() {
-        print!("{:<24}", results[0].queries[k].query);
-        for r in results {
-            let q = &r.queries[k];
-            let latency = q
-                .latency
-                .map(|l| format!("{:.1}/{:.1}", l.p50_ms, l.p99_ms));
-            let rows = q.rows.map(|n| n.to_string());
-            print!(
-                " {:>31} {:>8}",
-                latency.unwrap_or_else(na),
-                rows.unwrap_or_else(na)
-            );
-        }
-        let base = results[0].queries[k].latency.map_or(f64::NAN, |l| l.p50_ms);
-        for r in &results[1..] {
-            let ratio = r.queries[k]
-                .latency
-                .map(|l| format!("{:.2}", l.p50_ms / base));
-            print!("  {}", ratio.unwrap_or_else(na));
-        }
-        println!();
-    }
-    for r in &results[1..] {
-        let checks: Vec<(&str, &str)> = r
-            .queries
-            .iter()
-            .filter_map(|q| Some((q.query.as_str(), q.check.as_deref()?)))
-            .collect();
-        let bad: Vec<_> = checks
-            .iter()
-            .filter(|(_, c)| c.starts_with("DIFFERS"))
-            .collect();
-        if !checks.is_empty() && bad.is_empty() {
-            let what = match r.system.as_str() {
-                "victoriametrics" => {
-                    "answers as bulkhead in every run of every type it can express"
-                }
-                _ => "rows as bulkhead in every run of every type",
-            };
-            println!("{}: same {what}", r.system);
-        }
-        for (q, c) in bad {
-            println!("{} {q}: {c}", r.system);
-        }
-    }
 }
 
 #[cfg(test)]
