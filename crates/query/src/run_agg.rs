@@ -633,35 +633,29 @@ fn fold_runs<T: ArrowPrimitiveType, O: Default>(
 
 /// A sum over four lanes: no add waits for the one before it.
 fn sum_f64(v: &[f64]) -> f64 {
-    let mut lanes = [0.0f64; 4];
-    let chunks = v.chunks_exact(4);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (l, x) in lanes.iter_mut().zip(c) {
-            *l += x;
-        }
-    }
-    let mut s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for x in rest {
-        s += x;
-    }
-    s
+    sum_lanes(v, |x| x)
 }
 
 /// [`sum_f64`] of the values cast to `f64` (as `CAST(x AS DOUBLE)` converts them):
 /// the same additions in the same order, so the same sum to the last bit.
 fn sum_i64_as_f64(v: &[i64]) -> f64 {
+    sum_lanes(v, |x| x as f64)
+}
+
+/// The four-lane sum of `v`'s values converted by `f`.
+#[inline(always)]
+fn sum_lanes<T: Copy>(v: &[T], f: impl Fn(T) -> f64) -> f64 {
     let mut lanes = [0.0f64; 4];
     let chunks = v.chunks_exact(4);
     let rest = chunks.remainder();
     for c in chunks {
         for (l, &x) in lanes.iter_mut().zip(c) {
-            *l += x as f64;
+            *l += f(x);
         }
     }
     let mut s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
     for &x in rest {
-        s += x as f64;
+        s += f(x);
     }
     s
 }
