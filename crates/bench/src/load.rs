@@ -162,9 +162,24 @@ pub(crate) async fn sql_body(
     db: &str,
     q: &str,
 ) -> anyhow::Result<bytes::Bytes> {
+    Ok(sql_response(client, base, db, q, "json")
+        .await?
+        .bytes()
+        .await?)
+}
+
+/// The response to SQL `q` on `/api/v1/sql` in `format`, its body not yet read; an
+/// error status becomes an error naming the query and the server's message.
+pub(crate) async fn sql_response(
+    client: &reqwest::Client,
+    base: &str,
+    db: &str,
+    q: &str,
+    format: &str,
+) -> anyhow::Result<reqwest::Response> {
     let resp = client
         .get(format!("{base}/api/v1/sql"))
-        .query(&[("db", db), ("q", q), ("format", "json")])
+        .query(&[("db", db), ("q", q), ("format", format)])
         .send()
         .await?;
     if !resp.status().is_success() {
@@ -174,7 +189,7 @@ pub(crate) async fn sql_body(
             resp.text().await.unwrap_or_default()
         );
     }
-    Ok(resp.bytes().await?)
+    Ok(resp)
 }
 
 /// The rows of a JSON answer from [`sql_body`].

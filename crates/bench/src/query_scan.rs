@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 
+use super::load;
 use super::server::{current_rss, peak_rss};
 
 /// What the full scan read and what it cost the server.
@@ -34,20 +35,8 @@ pub(crate) async fn run(
         .with_context(|| format!("resetting the peak RSS of process {pid}"))?;
     let rss_before_bytes = current_rss(pid).context("reading the server's RSS")?;
     let t = Instant::now();
-    let resp = client
-        .get(format!("{base}/api/v1/sql"))
-        .query(&[("db", db), ("q", "select * from cpu"), ("format", "csv")])
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        bail!(
-            "select * from cpu: {status}: {}",
-            resp.text().await.unwrap_or_default()
-        );
-    }
+    let mut resp = load::sql_response(client, base, db, "select * from cpu", "csv").await?;
     let (mut bytes, mut lines) = (0u64, 0u64);
-    let mut resp = resp;
     while let Some(chunk) = resp.chunk().await? {
         bytes += chunk.len() as u64;
         lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;

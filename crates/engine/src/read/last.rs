@@ -41,12 +41,8 @@ impl ScanCtx {
         rows: Option<Vec<std::ops::Range<usize>>>,
     ) -> Result<Vec<RecordBatch>> {
         let want = reader::Want {
-            columns: Some(columns),
-            range: self.range,
-            tag_values: &self.tag_values,
-            predicate: self.tag_predicate.as_ref(),
             rows,
-            metrics: &self.metrics,
+            ..self.sst_want(Some(columns))
         };
         reader::read(&self.store, meta, &self.cache, want).await
     }

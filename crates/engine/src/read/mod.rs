@@ -336,14 +336,7 @@ impl ScanCtx {
             // Already sorted and deduplicated: just filter, project and align.
             let tombs = self.tombstones_for(&group[0]);
             let wanted = self.wanted(self.projection.as_deref(), !tombs.is_empty());
-            let want = reader::Want {
-                columns: wanted.as_deref(),
-                range: self.range,
-                tag_values: &self.tag_values,
-                predicate: self.tag_predicate.as_ref(),
-                rows: None,
-                metrics: &self.metrics,
-            };
+            let want = self.sst_want(wanted.as_deref());
             let batches = reader::read_stream(&self.store, f.meta(), &self.cache, want).await?;
             let schema = Arc::clone(&self.out_schema);
             return Ok(batches
@@ -401,6 +394,19 @@ impl ScanCtx {
         Ok(out)
     }
 
+    /// What to read of an SST for this scan: `columns` (all if `None`), the scan's
+    /// range, and the rows its tag filters may want.
+    fn sst_want<'a>(&'a self, columns: Option<&'a [String]>) -> reader::Want<'a> {
+        reader::Want {
+            columns,
+            range: self.range,
+            tag_values: &self.tag_values,
+            predicate: self.tag_predicate.as_ref(),
+            rows: None,
+            metrics: &self.metrics,
+        }
+    }
+
     /// The columns to read for `columns` (all if `None`): plus `time`, and with
     /// `tombstones` every tag, which their predicates read (callers align the batches
     /// to their schema, which drops them again).
@@ -433,14 +439,7 @@ impl ScanCtx {
             Source::Sst(f) => {
                 // Skipping a series' rows is safe in merges too: every version of a
                 // key has the same tag values, so all of them are skipped together.
-                let want = reader::Want {
-                    columns: wanted.as_deref(),
-                    range: self.range,
-                    tag_values: &self.tag_values,
-                    predicate: self.tag_predicate.as_ref(),
-                    rows: None,
-                    metrics: &self.metrics,
-                };
+                let want = self.sst_want(wanted.as_deref());
                 reader::read(&self.store, f.meta(), &self.cache, want).await?
             }
         };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::common::*;
 use arrow::array::{Array, StringArray};
 use arrow::record_batch::RecordBatch;
-use bulkhead_engine::{FieldValue, ScanRequest, Scope, TimeRange, WriteBatch};
+use bulkhead_engine::{Engine, FieldValue, ScanRequest, Scope, TableStats, TimeRange, WriteBatch};
 use bulkhead_runtime::store::{FaultConfig, FaultInjectingStore};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
@@ -55,6 +55,23 @@ fn wide_rows(n: i64, model: &mut Rows) -> WriteBatch {
     b
 }
 
+/// `n` [`wide_rows`] written and flushed: the model and the table's stats.
+async fn flushed_wide(engine: &Engine, n: i64) -> (Rows, TableStats) {
+    let mut model = Rows::new();
+    engine
+        .write("db", wide_rows(n, &mut model))
+        .await
+        .expect("write");
+    engine.flush(&Scope::All).await.expect("flush");
+    let table = engine
+        .stats()
+        .tables
+        .into_iter()
+        .find(|t| t.table == "wide")
+        .expect("table");
+    (model, table)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_ssts_use_multipart_and_reads_are_ranged() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -67,23 +84,11 @@ async fn large_ssts_use_multipart_and_reads_are_ranged() {
     cfg.sst_row_group_size = 4096;
     cfg.compaction.enabled = false; // compaction below is manual, so it is counted
     let engine = open(cfg.clone(), &store).await;
-    let mut model = Rows::new();
-    engine
-        .write("db", wide_rows(40_000, &mut model))
-        .await
-        .expect("write");
-    engine.flush(&Scope::All).await.expect("flush");
-
-    let stats = engine.stats();
-    let table = stats
-        .tables
-        .iter()
-        .find(|t| t.table == "wide")
-        .expect("table");
-    assert_eq!(table.sst_count, 1, "{stats:?}");
+    let (model, table) = flushed_wide(&engine, 40_000).await;
+    assert_eq!(table.sst_count, 1, "{table:?}");
     assert!(
         table.sst_bytes > 256 * 1024,
-        "the SST must exceed the threshold for this test to mean anything: {stats:?}"
+        "the SST must exceed the threshold for this test to mean anything: {table:?}"
     );
     assert_eq!(
         counting.multipart_uploads(),
@@ -221,19 +226,8 @@ async fn a_scan_streams_an_sst_a_row_group_at_a_time() {
     cfg.sst_row_group_size = 4096;
     cfg.compaction.enabled = false;
     let engine = open(cfg, &store).await;
-    let mut model = Rows::new();
-    engine
-        .write("db", wide_rows(40_000, &mut model))
-        .await
-        .expect("write");
-    engine.flush(&Scope::All).await.expect("flush");
-    let stats = engine.stats();
-    let sst_bytes = stats
-        .tables
-        .iter()
-        .find(|t| t.table == "wide")
-        .expect("table")
-        .sst_bytes;
+    let (model, table) = flushed_wide(&engine, 40_000).await;
+    let sst_bytes = table.sst_bytes;
 
     // The first batch comes out after the metadata and one row group were fetched,
     // not the file's ten row groups: the scan holds a row group, not the SST.
