@@ -28,7 +28,7 @@ enum Action {
         #[command(flatten)]
         target: Target,
         /// Re-encode every SST, even one alone in its segment (e.g. after changing
-        /// storage.zstd_level or storage.row_group_size).
+        /// storage.integer_compression).
         #[arg(long)]
         rewrite: bool,
     },

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulkhead_engine::bench_support::{memtable_insert, tsbs_cpu_rows};
-use bulkhead_engine::{EngineConfig, WalSync, WriteBatch};
+use bulkhead_engine::{EngineConfig, IntegerCompression, WalSync, WriteBatch};
 use bulkhead_runtime::RuntimeName;
 use bulkhead_testkit::{io_bound, local_store, new_runtimes, open_engine_blocking};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -123,9 +123,11 @@ fn flush_encode(c: &mut Criterion) {
         mem.bytes()
     );
     for level in [1, 9, 19] {
-        let b = mem.encode_sst_with_level(level).expect("encode");
+        let b = mem
+            .encode_sst_with(level, IntegerCompression::Zstd)
+            .expect("encode");
         println!(
-            "flush_encode: zstd level {level}: {:.3} bytes/value",
+            "flush_encode: zstd level {level} on every column: {:.3} bytes/value",
             b as f64 / values as f64
         );
     }
@@ -136,6 +138,12 @@ fn flush_encode(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(values));
     group.bench_function("tsbs_cpu", |b| b.iter(|| mem.encode_sst().expect("encode")));
+    group.bench_function("tsbs_cpu_integers_zstd", |b| {
+        b.iter(|| {
+            mem.encode_sst_with(3, IntegerCompression::Zstd)
+                .expect("encode")
+        })
+    });
     group.finish();
 }
 

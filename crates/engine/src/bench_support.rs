@@ -77,11 +77,15 @@ impl BenchMemtable {
 
     /// Sort + encode everything as one Parquet SST, as a flush does; returns its size.
     pub fn encode_sst(&self) -> Result<usize> {
-        self.encode_sst_with_level(3)
+        self.encode_sst_with(3, crate::config::IntegerCompression::Lz4)
     }
 
-    /// [`Self::encode_sst`] with another zstd level.
-    pub fn encode_sst_with_level(&self, zstd_level: i32) -> Result<usize> {
+    /// [`Self::encode_sst`] with another zstd level and integer codec.
+    pub fn encode_sst_with(
+        &self,
+        zstd_level: i32,
+        integers: crate::config::IntegerCompression,
+    ) -> Result<usize> {
         let Some(batch) = self.mem.to_batch(&self.schema, TimeRange::ALL, None)? else {
             return Ok(0);
         };
@@ -90,6 +94,7 @@ impl BenchMemtable {
             EncodeOptions {
                 row_group_size: 256 * 1024,
                 zstd_level,
+                integers,
             },
         )?;
         Ok(bytes.len())
@@ -117,6 +122,7 @@ mod tests {
             EncodeOptions {
                 row_group_size: 256 * 1024,
                 zstd_level: 3,
+                integers: crate::config::IntegerCompression::Lz4,
             },
         )
         .expect("encode");

@@ -419,6 +419,7 @@ fn encode_ssts(
     let opts = EncodeOptions {
         row_group_size: engine.config.sst_row_group_size,
         zstd_level: engine.config.sst_zstd_level,
+        integers: engine.config.sst.integer_compression,
     };
     let mut metas = Vec::new();
     let segments: std::collections::BTreeSet<i64> =

@@ -61,7 +61,10 @@ mod write;
 use bulkhead_runtime::sync;
 
 pub use compaction::{CompactionConfig, CompactionSummary};
-pub use config::{EngineConfig, MemtableConfig, RetentionConfig, SstConfig, WalConfig, WalSync};
+pub use config::{
+    EngineConfig, IntegerCompression, MemtableConfig, RetentionConfig, SstConfig, WalConfig,
+    WalSync,
+};
 pub use core::now_nanos;
 pub use delete::{DeletePredicate, DeleteRequest, DeleteSummary, Tombstone};
 pub use drop_table::DropSummary;

@@ -76,6 +76,7 @@ impl<'a> CompactionContext<'a> {
             encode: EncodeOptions {
                 row_group_size: engine.config.sst_row_group_size,
                 zstd_level: engine.config.sst_zstd_level,
+                integers: engine.config.sst.integer_compression,
             },
             upload: engine.config.upload_options(),
             fail_points: &engine.compactor.fail_points,

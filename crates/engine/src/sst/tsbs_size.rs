@@ -107,6 +107,7 @@ fn report(hosts: usize) -> (usize, usize, usize) {
     let opts = EncodeOptions {
         row_group_size: 256 * 1024,
         zstd_level: 3,
+        integers: crate::config::IntegerCompression::Lz4,
     };
     let ours = encode_with_pages(std::slice::from_ref(&batch), opts, PAGE_ROWS).expect("encode");
     let parquet_default =

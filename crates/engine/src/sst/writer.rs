@@ -25,6 +25,7 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::config::IntegerCompression;
 use crate::error::{Error, Result};
 
 /// When an SST upload switches to multipart, and the size of its parts.
@@ -117,6 +118,7 @@ pub(crate) const PAGE_ROWS: usize = 8 * 1024;
 pub(crate) struct EncodeOptions {
     pub(crate) row_group_size: usize,
     pub(crate) zstd_level: i32,
+    pub(crate) integers: IntegerCompression,
 }
 
 /// Rows handed to the Parquet writer at a time: a multiple of its 1,024-row write
@@ -159,9 +161,9 @@ fn encode_in_slices(
     // saves about 6 % on them, lz4 as much on `time`, and a zstd column chunk costs its
     // reader a new context (four CPUID instructions, each a VM exit on a virtual
     // machine) per query. Floats and strings keep zstd, which saves 25-40 % on them.
-    let light = match compression {
-        Compression::UNCOMPRESSED => Compression::UNCOMPRESSED,
-        _ => Compression::LZ4_RAW,
+    let light = match (compression, opts.integers) {
+        (Compression::UNCOMPRESSED, _) | (_, IntegerCompression::Zstd) => compression,
+        (_, IntegerCompression::Lz4) => Compression::LZ4_RAW,
     };
     let row_group_rows = opts.row_group_size.max(1024);
     let mut props = WriterProperties::builder()
@@ -305,6 +307,7 @@ mod tests {
             let opts = EncodeOptions {
                 row_group_size,
                 zstd_level: 3,
+                integers: crate::config::IntegerCompression::Lz4,
             };
             let whole = encode_in_slices(&batches, opts, PAGE_ROWS, usize::MAX).unwrap();
             let sliced = encode(&batches, opts).unwrap();
@@ -326,11 +329,13 @@ mod tests {
 
     #[test]
     fn zstd_only_where_it_pays_and_nothing_in_tiny_files() {
+        use crate::config::IntegerCompression;
         use parquet::file::reader::FileReader;
-        let codecs = |rows: usize| {
+        let codecs = |rows: usize, integers: IntegerCompression| {
             let opts = EncodeOptions {
                 row_group_size: 262_144,
                 zstd_level: 3,
+                integers,
             };
             let bytes = encode(&[batch(rows, 7)], opts).unwrap();
             let reader =
@@ -355,7 +360,7 @@ mod tests {
             by_name
         };
         // (The level is not stored in the file: it reads back as zstd's default.)
-        let got = codecs(10_000);
+        let got = codecs(10_000, IntegerCompression::Lz4);
         let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["host", "usage", "count", "time"]);
         assert!(matches!(
@@ -367,8 +372,14 @@ mod tests {
                 Compression::LZ4_RAW
             ]
         ));
+        // `storage.integer_compression = "zstd"`: zstd everywhere.
         assert!(
-            codecs(COMPRESS_FROM_ROWS - 1)
+            codecs(10_000, IntegerCompression::Zstd)
+                .iter()
+                .all(|(_, c)| matches!(c, Compression::ZSTD(_)))
+        );
+        assert!(
+            codecs(COMPRESS_FROM_ROWS - 1, IntegerCompression::Lz4)
                 .iter()
                 .all(|(_, c)| *c == Compression::UNCOMPRESSED)
         );

@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// [storage] metadata_cache_size: memory for parsed SST metadata, 0 = off [default: 64MiB].
     #[arg(long, env = "BULKHEAD_METADATA_CACHE_SIZE", value_name = "SIZE")]
     pub metadata_cache_size: Option<ByteSize>,
+    /// [storage] integer_compression: codec of time, integer fields and tags in new SSTs,
+    /// `lz4` or `zstd` (about 6 % smaller, slower to read) [default: lz4].
+    #[arg(long, env = "BULKHEAD_INTEGER_COMPRESSION", value_name = "CODEC")]
+    pub integer_compression: Option<bulkhead_engine::IntegerCompression>,
     /// [storage] unsafe_no_conditional_put: start even if the store ignores create-only
     /// puts; only safe with a single writer per prefix [default: false].
     #[arg(
@@ -402,6 +406,10 @@ impl ServeArgs {
         set_usize(
             &mut cfg.storage.sst.metadata_cache_size,
             &self.metadata_cache_size,
+        );
+        set(
+            &mut cfg.storage.sst.integer_compression,
+            &self.integer_compression,
         );
         set(
             &mut cfg.storage.unsafe_no_conditional_put,

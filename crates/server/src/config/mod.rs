@@ -187,7 +187,7 @@ pub struct StorageConfig {
     /// safe when a single Bulkhead process ever writes to this prefix.
     pub unsafe_no_conditional_put: bool,
     /// The engine's keys: `segment_duration`, `multipart_threshold`,
-    /// `multipart_part_size`, `metadata_cache_size`.
+    /// `multipart_part_size`, `metadata_cache_size`, `integer_compression`.
     #[serde(flatten)]
     pub sst: SstConfig,
 }

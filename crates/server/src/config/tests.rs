@@ -52,6 +52,11 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "8MiB",
     ),
     (
+        "storage.integer_compression",
+        "--integer-compression",
+        "zstd",
+    ),
+    (
         "storage.unsafe_no_conditional_put",
         "--unsafe-no-conditional-put",
         "true",
