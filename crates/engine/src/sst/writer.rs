@@ -2,9 +2,9 @@
 //! the `flush` or `compact` runtime).
 //!
 //! Encoding choices: zstd for floats and strings, lz4 (`LZ4_RAW`) for `time`, integer
-//! fields and tags, whose encodings leave zstd little to find (no compression at all in
-//! files of fewer than [`COMPRESS_FROM_ROWS`] rows); page-level statistics (min/max per page and
-//! row group, used for pruning); dictionary encoding for tags and string fields;
+//! fields and tags, whose encodings leave zstd little to find (no compression at all
+//! in files of fewer than [`COMPRESS_FROM_ROWS`] rows); page-level statistics (min/max
+//! per page and row group, used for pruning); dictionary encoding for tags and string fields;
 //! `DELTA_BINARY_PACKED` without dictionary for `time` and integer fields (rows are
 //! sorted by series then time, so deltas are small); `BYTE_STREAM_SPLIT` for floats.
 //! The file records its sort order (tags, then time) as Parquet sorting columns, and
