@@ -299,6 +299,15 @@ impl EngineConfig {
         }
     }
 
+    /// How flushes and compactions encode SSTs.
+    pub(crate) fn encode_options(&self) -> crate::sst::writer::EncodeOptions {
+        crate::sst::writer::EncodeOptions {
+            row_group_size: self.sst_row_group_size,
+            zstd_level: self.sst_zstd_level,
+            integers: self.sst.integer_compression,
+        }
+    }
+
     /// A config with the WAL under `dir/wal`, everything else default.
     pub fn with_dir(dir: impl Into<PathBuf>) -> Self {
         let data_dir = dir.into();

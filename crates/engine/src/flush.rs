@@ -31,7 +31,7 @@ use crate::flush_policy::{self, TableUsage, Thresholds};
 use crate::manifest::Action;
 use crate::memtable::{Memtable, TimeRange, merged_batch, merged_row_count, segment_of};
 use crate::park;
-use crate::sst::writer::{EncodeOptions, encode};
+use crate::sst::writer::encode;
 use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
 use crate::table::{FrozenMemtable, Table};
 
@@ -416,11 +416,7 @@ fn encode_ssts(
 ) -> Result<Vec<(SstMeta, bytes::Bytes)>> {
     let (max_seq, tombstones_applied) = seqs;
     let seg_nanos = engine.config.segment_nanos();
-    let opts = EncodeOptions {
-        row_group_size: engine.config.sst_row_group_size,
-        zstd_level: engine.config.sst_zstd_level,
-        integers: engine.config.sst.integer_compression,
-    };
+    let opts = engine.config.encode_options();
     let mut metas = Vec::new();
     let segments: std::collections::BTreeSet<i64> =
         mems.iter().flat_map(|m| m.segments()).collect();

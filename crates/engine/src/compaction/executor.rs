@@ -73,11 +73,7 @@ impl<'a> CompactionContext<'a> {
             store: &engine.store,
             store_prefix: &engine.config.store_prefix,
             segment_nanos: engine.config.segment_nanos(),
-            encode: EncodeOptions {
-                row_group_size: engine.config.sst_row_group_size,
-                zstd_level: engine.config.sst_zstd_level,
-                integers: engine.config.sst.integer_compression,
-            },
+            encode: engine.config.encode_options(),
             upload: engine.config.upload_options(),
             fail_points: &engine.compactor.fail_points,
         }
