@@ -53,7 +53,8 @@ impl QueryOutput {
     }
 }
 
-/// Plan and run `sql` in `ctx` on `runtime` (`query`; `compact` for rollups).
+/// Plan and run `sql` in `ctx` on `runtime` (`query`; `compact` for rollups); with
+/// `drop_applied_filters`, without the filter conjuncts its scans already applied.
 pub(crate) async fn run_sql(
     runtimes: &Runtimes,
     runtime: RuntimeName,
@@ -61,6 +62,7 @@ pub(crate) async fn run_sql(
     sql: String,
     pg: Option<Arc<crate::pg::PgCompat>>,
     cached: Option<CachedPlans>,
+    drop_applied_filters: bool,
 ) -> Result<QueryOutput> {
     let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
     let (mut tx, rx) = futures::channel::mpsc::channel(BATCH_BUFFER);
@@ -89,6 +91,12 @@ pub(crate) async fn run_sql(
                     let df = ctx.execute_logical_plan(plan).await?;
                     df.create_physical_plan().await?
                 }
+            };
+            // Filter conjuncts the engine scan already applied (its time range).
+            let plan = if drop_applied_filters {
+                crate::applied_filters::drop_applied(plan)?
+            } else {
+                plan
             };
             // Time-sliced: the query yields every few ms, so others run and an abort
             // (client gone, cancel, timeout) takes effect within a bounded time.

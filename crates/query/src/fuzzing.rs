@@ -177,6 +177,7 @@ fn run(sql: &str) -> Result<Option<i64>, QueryError> {
                 sql,
                 None,
                 None,
+                true,
             )
             .await?;
             let batches = output.collect().await?;

@@ -9,6 +9,7 @@
 //! ([`rollup`]) runs its aggregate queries the same way, but on `compact` and in a
 //! memory pool of its own, and writes their rows back through the engine.
 
+mod applied_filters;
 mod backend;
 mod capped;
 mod catalog;
@@ -92,6 +93,9 @@ pub struct QueryEngine {
     lastpoint: AtomicBool,
     /// Whether [`run_agg::RunAggregateRule`] runs (tests turn it off to compare).
     run_aggregate: Arc<AtomicBool>,
+    /// Whether filter conjuncts the engine scan already applied are dropped before a
+    /// query runs (see `applied_filters`; tests turn it off to compare).
+    drop_applied_filters: AtomicBool,
     /// The object-store block cache, shown as `system.cache`.
     cache: Option<bulkhead_runtime::store::CachedStore>,
     pg: Arc<pg::PgCompat>,
@@ -146,6 +150,7 @@ impl QueryEngine {
             rollups,
             lastpoint: AtomicBool::new(true),
             run_aggregate: Arc::new(AtomicBool::new(true)),
+            drop_applied_filters: AtomicBool::new(true),
             cache: None,
             states: Mutex::new(HashMap::new()),
             plans: Arc::new(plan_cache::PlanCache::new(config.plan_cache_entries)),
@@ -262,6 +267,13 @@ impl QueryEngine {
     }
 
     /// Plan and run `sql` with `db` as the default database, on the `query` runtime.
+    /// Turn the dropping of filter conjuncts that the engine scan already applied (a
+    /// time range, see `applied_filters`) on or off for queries run from now on; on by
+    /// default. Tests compare its answers with the full filter's.
+    pub fn set_drop_applied_filters(&self, on: bool) {
+        self.drop_applied_filters.store(on, Ordering::Relaxed);
+    }
+
     pub async fn sql(&self, db: &str, sql: &str) -> Result<QueryOutput> {
         self.sql_with(db, sql, Flavor::Plain).await
     }
@@ -287,6 +299,7 @@ impl QueryEngine {
                     sql.to_string(),
                     (flavor == Flavor::Postgres).then(|| Arc::clone(&self.pg)),
                     cached,
+                    self.drop_applied_filters.load(Ordering::Relaxed),
                 )
                 .await
             }
@@ -368,6 +381,7 @@ impl QueryEngine {
             sql.to_string(),
             None,
             None,
+            true,
         )
         .await
     }

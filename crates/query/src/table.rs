@@ -231,6 +231,11 @@ impl fmt::Debug for EngineScanExec {
 }
 
 impl EngineScanExec {
+    /// The inclusive time range it reads: the engine returns no row outside it.
+    pub(crate) fn time_bounds(&self) -> (i64, i64) {
+        (self.pruning.time.min, self.pruning.time.max)
+    }
+
     fn new(
         snapshot: TableSnapshot,
         schema: SchemaRef,

@@ -1,0 +1,166 @@
+//! Dropping the time conjuncts that the engine scan already applied (`applied_filters`)
+//! gives the full filter's answers, on random data with overwrites of the same
+//! timestamp, out-of-order writes into older segments, overlapping SSTs and rows still
+//! in memtables, for random bounds (often exactly on written timestamps, so `<` and
+//! `<=` differ) in every comparison form.
+
+mod common;
+
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use bulkhead_engine::FieldValue;
+use bulkhead_query::QueryConfig;
+use bulkhead_tsbs::SplitMix64;
+use common::*;
+
+const SEC: i64 = 1_000_000_000;
+const HOUR: i64 = 3600 * SEC;
+
+/// Random rows over 6 hours in rounds with flushes between them; the last round stays
+/// in the memtable. Returns every timestamp written.
+fn load(db: &Db, seed: u64) -> Vec<i64> {
+    let mut rng = SplitMix64(seed);
+    let mut written: Vec<(u64, i64)> = Vec::new();
+    for round in 0..5 {
+        let mut rows = Vec::new();
+        for _ in 0..300 {
+            let (h, t) = if !written.is_empty() && rng.chance(10) {
+                written[rng.below(written.len() as u64) as usize] // an overwrite
+            } else {
+                let span = if round == 3 { 2 * HOUR } else { 6 * HOUR };
+                // Odd nanoseconds too, so bounds fall between and on rows.
+                let t = rng.below((span / SEC) as u64) as i64 * SEC + rng.below(3) as i64;
+                (rng.below(6), t)
+            };
+            let host = format!("host_{h}");
+            let v = FieldValue::I64(rng.below(1_000) as i64 - 300);
+            rows.push(("cpu", row(&[("host", &host)], &[("g", v)], t)));
+            written.push((h, t));
+        }
+        db.write("demo", rows);
+        if round < 4 {
+            db.flush();
+        }
+    }
+    written.into_iter().map(|(_, t)| t).collect()
+}
+
+/// A random time bound: usually a written timestamp (or one nanosecond off it).
+fn bound(rng: &mut SplitMix64, times: &[i64]) -> i64 {
+    match rng.below(4) {
+        0 => rng.below((7 * HOUR / SEC) as u64) as i64 * SEC - HOUR,
+        _ => times[rng.below(times.len() as u64) as usize] + rng.below(3) as i64 - 1,
+    }
+}
+
+fn ts(t: i64) -> String {
+    format!("to_timestamp_nanos({t})")
+}
+
+/// A random `WHERE` clause on time (and sometimes a tag or a field).
+fn clause(rng: &mut SplitMix64, times: &[i64]) -> String {
+    let (a, b) = (bound(rng, times), bound(rng, times));
+    let (lo, hi) = (a.min(b), a.max(b));
+    let time = match rng.below(8) {
+        0 => format!("time >= {} and time < {}", ts(lo), ts(hi)),
+        1 => format!("time > {} and time <= {}", ts(lo), ts(hi)),
+        2 => format!("time >= {}", ts(lo)),
+        3 => format!("{} > time", ts(hi)),
+        4 => format!("time = {}", ts(a)),
+        5 => format!("time between {} and {}", ts(lo), ts(hi)),
+        6 => format!("{} <= time and time < {}", ts(lo), ts(hi)),
+        _ => format!("(time < {} or time > {})", ts(lo), ts(hi)),
+    };
+    match rng.below(3) {
+        0 => time,
+        1 => format!("{time} and host = 'host_{}'", rng.below(6)),
+        _ => format!("{time} and g > {}", rng.below(600) as i64 - 300),
+    }
+}
+
+fn text(batches: &[RecordBatch]) -> String {
+    pretty_format_batches(batches).unwrap().to_string()
+}
+
+#[test]
+fn dropping_applied_time_conjuncts_keeps_every_answer() {
+    for seed in 1..=6 {
+        // The server's default (one partition), and a repartitioned plan.
+        let db = Db::open_with(QueryConfig {
+            target_partitions: 1 + (seed % 2) as usize,
+            ..QueryConfig::default()
+        });
+        let times = load(&db, seed);
+        let mut rng = SplitMix64(seed * 7919);
+        let mut nonempty = 0;
+        for _ in 0..40 {
+            let w = clause(&mut rng, &times);
+            for q in [
+                format!("select host, time, g from cpu where {w} order by host, time"),
+                format!(
+                    "select host, count(*), sum(g), min(time), max(time) from cpu where {w} group by host order by host"
+                ),
+                format!(
+                    "select date_bin(interval '1 hour', time) as h, max(g) from cpu where {w} group by h order by h"
+                ),
+            ] {
+                db.query.set_drop_applied_filters(true);
+                let fast = text(&db.sql("demo", &q).unwrap());
+                db.query.set_drop_applied_filters(false);
+                let plain = text(&db.sql("demo", &q).unwrap());
+                assert_eq!(fast, plain, "{q}");
+                nonempty += usize::from(fast.lines().count() > 4);
+            }
+        }
+        assert!(
+            nonempty > 40,
+            "too few non-empty answers to prove anything: {nonempty}"
+        );
+        db.query.set_drop_applied_filters(true);
+    }
+}
+
+#[test]
+fn a_time_range_is_checked_once() {
+    let db = Db::open_with(QueryConfig {
+        target_partitions: 1,
+        ..QueryConfig::default()
+    });
+    load(&db, 3);
+    let q = format!(
+        "select host, max(g) from cpu where time >= {} and time < {} group by host",
+        ts(HOUR),
+        ts(3 * HOUR)
+    );
+    let plan = db.table("demo", &format!("explain analyze {q}"));
+    assert!(!plan.contains("FilterExec"), "{plan}");
+    assert!(plan.contains("ProjectionExec"), "{plan}");
+    // A field predicate stays; the time conjuncts go.
+    let q = format!(
+        "select host, g from cpu where time >= {} and time < {} and g > 5",
+        ts(HOUR),
+        ts(3 * HOUR)
+    );
+    let plan = db.table("demo", &format!("explain analyze {q}"));
+    let filter = plan
+        .lines()
+        .find(|l| l.contains("FilterExec"))
+        .expect(&plan);
+    assert!(filter.contains("g@") && !filter.contains("time@"), "{plan}");
+    // A disjunction is not a range: it is checked in full.
+    let q = format!(
+        "select count(*) from cpu where time < {} or time > {}",
+        ts(HOUR),
+        ts(3 * HOUR)
+    );
+    let plan = db.table("demo", &format!("explain analyze {q}"));
+    assert!(plan.contains("FilterExec"), "{plan}");
+    db.query.set_drop_applied_filters(false);
+    let q = format!(
+        "select count(*) from cpu where time >= {} and time < {}",
+        ts(HOUR),
+        ts(3 * HOUR)
+    );
+    let plan = db.table("demo", &format!("explain analyze {q}"));
+    assert!(plan.contains("FilterExec"), "{plan}");
+}
