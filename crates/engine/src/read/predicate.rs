@@ -89,7 +89,7 @@ impl Tri {
         self.0 & other.0 != 0
     }
 
-    fn not(self) -> Tri {
+    pub(crate) fn not(self) -> Tri {
         let mut out = self.0 & 4;
         if self.has(Tri::TRUE) {
             out |= 2;
@@ -100,29 +100,56 @@ impl Tri {
         Tri(out)
     }
 
-    /// Kleene AND over every combination of the two sets.
-    fn and(self, other: Tri) -> Tri {
-        let mut out = 0;
-        for a in [Tri::TRUE, Tri::FALSE, Tri::NULL] {
-            for b in [Tri::TRUE, Tri::FALSE, Tri::NULL] {
-                if self.has(a) && other.has(b) {
-                    out |= if a == Tri::FALSE || b == Tri::FALSE {
-                        2
-                    } else if a == Tri::NULL || b == Tri::NULL {
-                        4
-                    } else {
-                        1
-                    };
-                }
-            }
-        }
-        Tri(out)
+    /// Kleene AND over every combination of the two sets (a table lookup: this runs
+    /// for every series of every SST a tag predicate is resolved against).
+    pub(crate) fn and(self, other: Tri) -> Tri {
+        Tri(AND[(self.0 & 7) as usize][(other.0 & 7) as usize])
     }
 
     /// Kleene OR over every combination of the two sets.
-    fn or(self, other: Tri) -> Tri {
+    pub(crate) fn or(self, other: Tri) -> Tri {
         self.not().and(other.not()).not()
     }
+}
+
+/// [`Tri::and`] for every pair of sets.
+const AND: [[u8; 8]; 8] = {
+    let mut table = [[0u8; 8]; 8];
+    let mut x = 0;
+    while x < 8 {
+        let mut y = 0;
+        while y < 8 {
+            table[x][y] = kleene_and(x as u8, y as u8);
+            y += 1;
+        }
+        x += 1;
+    }
+    table
+};
+
+/// Kleene AND of two sets of values (bit 0 TRUE, bit 1 FALSE, bit 2 NULL), over every
+/// combination of their members.
+const fn kleene_and(x: u8, y: u8) -> u8 {
+    let mut out = 0;
+    let mut a = 0;
+    while a < 3 {
+        let mut b = 0;
+        while b < 3 {
+            if x & (1 << a) != 0 && y & (1 << b) != 0 {
+                // FALSE wins, then NULL, then TRUE.
+                out |= if a == 1 || b == 1 {
+                    2
+                } else if a == 2 || b == 2 {
+                    4
+                } else {
+                    1
+                };
+            }
+            b += 1;
+        }
+        a += 1;
+    }
+    out
 }
 
 impl TagPredicate {

@@ -30,7 +30,7 @@ use arrow::record_batch::RecordBatch;
 use base64::Engine as _;
 
 use crate::error::{Error, Result};
-use crate::read::predicate::TagPredicate;
+use crate::read::predicate::{TagPredicate, Tri};
 use crate::schema::ROLE_KEY;
 
 /// The key-value metadata key holding the index.
@@ -248,8 +248,8 @@ impl SeriesIndex {
 
     /// The runs for which `pred` may be TRUE, in row order.
     fn matching<'a>(&'a self, pred: &'a TagPredicate) -> impl Iterator<Item = usize> + 'a {
-        let slots = self.slots();
-        (0..self.series()).filter(move |&s| pred.may_match(|tag| self.value(*slots.get(tag)?, s)))
+        let compiled = Compiled::new(self, pred);
+        (0..self.series()).filter(move |&s| compiled.eval(&self.ids, s).may_be_true())
     }
 
     /// The row ranges of the series for which `pred` may be TRUE, in row order, with
@@ -547,6 +547,70 @@ impl Reader<'_> {
     }
 }
 
+/// A tag predicate resolved against one index's dictionaries: each leaf (`=`, `IN`,
+/// `IS NULL`, a match) is evaluated once per distinct value of its tag, so judging a
+/// run takes integer lookups instead of string comparisons. Same values as
+/// [`TagPredicate::eval`] on the run's tags (a test compares them).
+enum Compiled {
+    /// The leaf's value per value id of the tag in `slot` (0 = unset).
+    Leaf {
+        slot: usize,
+        by_id: Vec<Tri>,
+    },
+    Not(Box<Compiled>),
+    And(Vec<Compiled>),
+    Or(Vec<Compiled>),
+    /// The same for every run (a tag the file lacks is unset everywhere; `Unknown`).
+    Const(Tri),
+}
+
+impl Compiled {
+    fn new(index: &SeriesIndex, pred: &TagPredicate) -> Self {
+        let slots = index.slots();
+        Self::compile(index, &slots, pred)
+    }
+
+    fn compile(index: &SeriesIndex, slots: &HashMap<&str, usize>, pred: &TagPredicate) -> Self {
+        let leaf = |tag: &str| match slots.get(tag) {
+            None => Compiled::Const(pred.eval(&|_| None)),
+            Some(&slot) => {
+                let mut by_id = vec![pred.eval(&|_| None)];
+                by_id.extend(
+                    index.values[slot]
+                        .iter()
+                        .map(|v| pred.eval(&|_| Some(v.as_str()))),
+                );
+                Compiled::Leaf { slot, by_id }
+            }
+        };
+        match pred {
+            TagPredicate::Eq(t, _)
+            | TagPredicate::In(t, _)
+            | TagPredicate::IsNull(t)
+            | TagPredicate::Matches(t, _, _) => leaf(t),
+            TagPredicate::Not(p) => Compiled::Not(Box::new(Self::compile(index, slots, p))),
+            TagPredicate::And(ps) => {
+                Compiled::And(ps.iter().map(|p| Self::compile(index, slots, p)).collect())
+            }
+            TagPredicate::Or(ps) => {
+                Compiled::Or(ps.iter().map(|p| Self::compile(index, slots, p)).collect())
+            }
+            TagPredicate::Unknown => Compiled::Const(Tri::ANY),
+        }
+    }
+
+    /// The predicate's possible values for run `s`.
+    fn eval(&self, ids: &[Vec<u32>], s: usize) -> Tri {
+        match self {
+            Compiled::Leaf { slot, by_id } => by_id[ids[*slot][s] as usize],
+            Compiled::Not(p) => p.eval(ids, s).not(),
+            Compiled::And(ps) => ps.iter().fold(Tri::TRUE, |acc, p| acc.and(p.eval(ids, s))),
+            Compiled::Or(ps) => ps.iter().fold(Tri::FALSE, |acc, p| acc.or(p.eval(ids, s))),
+            Compiled::Const(t) => *t,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +726,52 @@ mod tests {
         assert_eq!(sel(re), vec![2..3, 9..10]);
         assert_eq!(sel(TagPredicate::Unknown), vec![0..10]);
         assert_eq!(idx.select(&eq("host", "a")).1, 2, "two series matched");
+    }
+
+    /// A random predicate over `host`, `dc` and `rack` (which the file lacks).
+    fn random_predicate(seed: &mut u64, depth: u32) -> TagPredicate {
+        let mut next = |n: u64| {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (*seed >> 33) % n
+        };
+        let tag = ["host", "dc", "rack"][next(3) as usize].to_string();
+        let value = ["a", "b", "c", "eu", "us", "zz"][next(6) as usize].to_string();
+        let kind = if depth == 0 { next(5) } else { next(9) };
+        match kind {
+            0 => TagPredicate::Eq(tag, value),
+            1 => TagPredicate::In(tag, [value, "a".to_string()].into()),
+            2 => TagPredicate::IsNull(tag),
+            3 => {
+                TagPredicate::Matches(tag, "~ '[ae]'".into(), Arc::new(|v| v.contains(['a', 'e'])))
+            }
+            4 => TagPredicate::Unknown,
+            5 | 6 => TagPredicate::Not(Box::new(random_predicate(seed, depth - 1))),
+            7 => TagPredicate::And(vec![
+                random_predicate(seed, depth - 1),
+                random_predicate(seed, depth - 1),
+            ]),
+            _ => TagPredicate::Or(vec![
+                random_predicate(seed, depth - 1),
+                random_predicate(seed, depth - 1),
+            ]),
+        }
+    }
+
+    #[test]
+    fn compiled_predicates_judge_runs_like_the_predicate_itself() {
+        let idx = index();
+        let slots = idx.slots();
+        let mut seed = 7;
+        for _ in 0..2_000 {
+            let pred = random_predicate(&mut seed, 3);
+            let compiled = Compiled::new(&idx, &pred);
+            for s in 0..idx.series() {
+                let direct = pred.eval(&|tag| idx.value(*slots.get(tag)?, s));
+                assert_eq!(compiled.eval(&idx.ids, s), direct, "{pred} on run {s}");
+            }
+        }
     }
 
     #[test]
