@@ -1,28 +1,40 @@
 //! Dropping filter conjuncts that the engine scan below already applied exactly.
 //!
-//! A `WHERE time >= a AND time < b` reaches the plan twice: the engine scan turns it
-//! into the time range it reads, and the `FilterExec` above the scan checks every row
-//! against it again (the scan declares its filters `Inexact` to DataFusion, since it
-//! does not apply every filter to every row). The engine's scan never returns a row
-//! outside its range, in any path (one SST's stream, merges, memtables, the latest
-//! rows), so a conjunct that is TRUE for every time in that range is TRUE for every
-//! row the scan returns, and checking it again only costs CPU: about an eighth of an
-//! aggregate over all hosts (`docs/benchmarks.md`, issue 16, session 28).
+//! A `WHERE host = 'a' AND time >= x AND time < y` reaches the plan twice: the engine
+//! scan turns it into the time range and the tag predicate it reads by, and the
+//! `FilterExec` above the scan checks every row against it again (the scan declares
+//! its filters `Inexact` to DataFusion, since it cannot apply every filter). But the
+//! engine's scan never returns a row outside its range, and from every source (SSTs
+//! through their series index or a row filter, memtables by series) only rows for which
+//! its tag predicate may be TRUE, so each fully known `AND` member of that predicate is
+//! TRUE for every row returned. Checking those again only costs CPU, and for a
+//! one-host query building the `FilterExec` costs more than running it
+//! (`docs/benchmarks.md`, issue 16, session 28).
 //!
-//! [`drop_applied`] runs on the final physical plan of every query (fresh or from a
-//! template), before it executes. It only removes conjuncts of the form
-//! `time <op> <timestamp literal>` (`<`, `<=`, `>`, `>=`, `=`, either side) that hold at
-//! both ends of the scan's inclusive range; everything else stays. A filter left with
-//! nothing is replaced by its input, or by a projection when it also projected (when it
-//! also limits, it keeps a `true` predicate). `EXPLAIN ANALYZE` shows the plan as
-//! executed; plain `EXPLAIN` shows it before this step.
+//! [`drop_applied`] runs on the final physical plan of every query, and physical plan
+//! templates call [`without_applied`] as they rebuild a plan. Only two kinds of
+//! conjunct are removed, everything else stays:
+//! - `time <op> <timestamp literal>` (`<`, `<=`, `>`, `>=`, `=`, either side) that
+//!   holds at both ends of the scan's inclusive range;
+//! - `tag = 'v'` or `tag IN ('v', ...)` when one of the scan's exact tag conjuncts
+//!   allows only values it lists.
+//!
+//! A filter left with nothing is replaced by its input, or by a projection when it also
+//! projected (when it also limits, it keeps a `true` predicate). `EXPLAIN ANALYZE`
+//! shows the plan as executed; plain `EXPLAIN` shows it before this step.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use bulkhead_engine::TagPredicate;
 
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
 use datafusion::logical_expr::Operator;
-use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal, lit};
+use datafusion::physical_expr::expressions::{
+    BinaryExpr, CastExpr, Column, InListExpr, Literal, lit,
+};
 use datafusion::physical_expr::{PhysicalExpr, conjunction, split_conjunction};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
@@ -39,53 +51,72 @@ pub(crate) fn drop_applied(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Execu
         let Some(filter) = node.downcast_ref::<FilterExec>() else {
             return Ok(Transformed::no(node));
         };
-        let Some(scan) = scan_below(filter.input()) else {
-            return Ok(Transformed::no(node));
-        };
-        let (lo, hi) = scan.time_bounds();
-        let schema = filter.input().schema();
-        let conjuncts = split_conjunction(filter.predicate());
-        let kept: Vec<Arc<dyn PhysicalExpr>> = conjuncts
-            .iter()
-            .filter(|c| !holds_in_range(c, &schema, lo, hi))
-            .map(|c| Arc::clone(*c))
-            .collect();
-        if kept.len() == conjuncts.len() {
-            return Ok(Transformed::no(node));
-        }
-        if kept.is_empty() && node.fetch().is_none() {
-            let input = Arc::clone(filter.input());
-            let Some(columns) = filter.projection() else {
-                return Ok(Transformed::yes(input));
-            };
-            // The filter's projection alone: picks columns, copies no rows.
-            let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = columns
-                .iter()
-                .map(|&i| {
-                    let name = schema.field(i).name().clone();
-                    (
-                        Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
-                        name,
-                    )
-                })
-                .collect();
-            let projection =
-                ProjectionExec::try_new_with_schema_metadata(exprs, input, &node.schema())?;
-            return Ok(Transformed::yes(
-                Arc::new(projection) as Arc<dyn ExecutionPlan>
-            ));
-        }
-        let predicate = if kept.is_empty() {
-            lit(true)
-        } else {
-            conjunction(kept)
-        };
-        let rebuilt = FilterExecBuilder::from(filter)
-            .with_predicate(predicate)
-            .build()?;
-        Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>))
+        Ok(
+            match without_applied(filter, filter.input(), filter.predicate())? {
+                Some(replaced) => Transformed::yes(replaced),
+                None => Transformed::no(node),
+            },
+        )
     })
     .data()
+}
+
+/// `filter`, over `input` and with `predicate`, without the conjuncts that the engine
+/// scan feeding `input` applied; `None` when it applied none of them (or there is no
+/// such scan). Physical plan templates call it while they rebuild a plan, so the
+/// operators above are rebuilt once.
+pub(crate) fn without_applied(
+    filter: &FilterExec,
+    input: &Arc<dyn ExecutionPlan>,
+    predicate: &Arc<dyn PhysicalExpr>,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(scan) = scan_below(input) else {
+        return Ok(None);
+    };
+    let (lo, hi) = scan.time_bounds();
+    let tags = scan.exact_tag_conjuncts();
+    let schema = input.schema();
+    let conjuncts = split_conjunction(predicate);
+    let kept: Vec<Arc<dyn PhysicalExpr>> = conjuncts
+        .iter()
+        .filter(|c| !holds_in_range(c, &schema, lo, hi) && !implied_by_tags(c, &schema, &tags))
+        .map(|c| Arc::clone(*c))
+        .collect();
+    if kept.len() == conjuncts.len() {
+        return Ok(None);
+    }
+    if kept.is_empty() && filter.fetch().is_none() {
+        let Some(columns) = filter.projection() else {
+            return Ok(Some(Arc::clone(input)));
+        };
+        // The filter's projection alone: picks columns, copies no rows.
+        let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = columns
+            .iter()
+            .map(|&i| {
+                let name = schema.field(i).name().clone();
+                (
+                    Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                    name,
+                )
+            })
+            .collect();
+        let projection = ProjectionExec::try_new_with_schema_metadata(
+            exprs,
+            Arc::clone(input),
+            &filter.schema(),
+        )?;
+        return Ok(Some(Arc::new(projection)));
+    }
+    let predicate = if kept.is_empty() {
+        lit(true)
+    } else {
+        conjunction(kept)
+    };
+    let rebuilt = FilterExecBuilder::from(filter)
+        .with_predicate(predicate)
+        .with_input(Arc::clone(input))
+        .build()?;
+    Ok(Some(Arc::new(rebuilt)))
 }
 
 /// The engine scan whose rows reach `plan` unchanged (through cooperative wrappers and
@@ -153,4 +184,81 @@ fn timestamp(e: &Arc<dyn PhysicalExpr>) -> Option<i64> {
         ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
         _ => None,
     }
+}
+
+/// Whether `e` is `tag = 'v'` or `tag IN ('v', ...)` and one of the scan's exact tag
+/// conjuncts (`tag = 'w'`, `tag IN (...)`) allows only values it lists: then it is
+/// TRUE for every row the scan returns.
+fn implied_by_tags(
+    e: &Arc<dyn PhysicalExpr>,
+    schema: &arrow::datatypes::Schema,
+    exact: &[&TagPredicate],
+) -> bool {
+    let Some((tag, values)) = tag_values(e, schema) else {
+        return false;
+    };
+    exact.iter().any(|p| match p {
+        TagPredicate::Eq(t, v) => *t == tag && values.contains(v),
+        TagPredicate::In(t, vs) => *t == tag && vs.is_subset(&values),
+        _ => false,
+    })
+}
+
+/// `column = 'v'` (either side) or `column IN ('v', ...)`: the column's name and the
+/// values it is compared with.
+fn tag_values(
+    e: &Arc<dyn PhysicalExpr>,
+    schema: &arrow::datatypes::Schema,
+) -> Option<(String, BTreeSet<String>)> {
+    if let Some(b) = e.downcast_ref::<BinaryExpr>() {
+        if *b.op() != Operator::Eq {
+            return None;
+        }
+        let (col, value) = match (column_name(b.left(), schema), string(b.right())) {
+            (Some(c), Some(v)) => (c, v),
+            _ => (column_name(b.right(), schema)?, string(b.left())?),
+        };
+        return Some((col, BTreeSet::from([value])));
+    }
+    let list = e.downcast_ref::<InListExpr>()?;
+    if list.negated() {
+        return None;
+    }
+    let col = column_name(list.expr(), schema)?;
+    let values = list
+        .list()
+        .iter()
+        .map(string)
+        .collect::<Option<BTreeSet<String>>>()?;
+    Some((col, values))
+}
+
+/// The name of the input column `e` reads (through casts to a string type, which keep
+/// a tag's values), checked against the schema.
+fn column_name(e: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> Option<String> {
+    if let Some(cast) = e.downcast_ref::<CastExpr>() {
+        return match cast.cast_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                column_name(cast.expr(), schema)
+            }
+            _ => None,
+        };
+    }
+    let c = e.downcast_ref::<Column>()?;
+    let field = schema.fields().get(c.index())?;
+    (field.name() == c.name()).then(|| c.name().to_string())
+}
+
+/// The value of a non-null string literal (plain or dictionary-encoded).
+fn string(e: &Arc<dyn PhysicalExpr>) -> Option<String> {
+    fn of(v: &ScalarValue) -> Option<String> {
+        match v {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+            ScalarValue::Dictionary(_, inner) => of(inner),
+            _ => None,
+        }
+    }
+    of(e.downcast_ref::<Literal>()?.value())
 }

@@ -267,8 +267,8 @@ impl QueryEngine {
     }
 
     /// Plan and run `sql` with `db` as the default database, on the `query` runtime.
-    /// Turn the dropping of filter conjuncts that the engine scan already applied (a
-    /// time range, see `applied_filters`) on or off for queries run from now on; on by
+    /// Turn the dropping of filter conjuncts that the engine scan already applied (its
+    /// time range, tag equalities; see `applied_filters`) on or off for queries run from now on; on by
     /// default. Tests compare its answers with the full filter's.
     pub fn set_drop_applied_filters(&self, on: bool) {
         self.drop_applied_filters.store(on, Ordering::Relaxed);
@@ -290,6 +290,7 @@ impl QueryEngine {
                     lastpoint: self.lastpoint.load(Ordering::Relaxed),
                     flavor,
                     run_aggregate: Arc::clone(&self.run_aggregate),
+                    drop_applied_filters: self.drop_applied_filters.load(Ordering::Relaxed),
                     stats: Arc::clone(&self.stats),
                 });
                 exec::run_sql(

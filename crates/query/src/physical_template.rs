@@ -162,7 +162,7 @@ impl PhysicalTemplate {
         // Kept over an empty leaf: the scan holds an engine snapshot, which pins its
         // memtables and keeps compacted-away SSTs (and their cached bytes) alive.
         let leaf: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(physical_leaf_schema(physical)));
-        let Ok(plan) = rebuild(physical, &leaf, values, values) else {
+        let Ok(plan) = rebuild(physical, &leaf, values, values, false) else {
             return Made::Never;
         };
         Made::Ready(Box::new(Self {
@@ -176,11 +176,14 @@ impl PhysicalTemplate {
 
     /// The physical plan for `values`, or `None` when it must be planned afresh.
     /// The template's own plan sits over an empty leaf; it is never executed.
+    /// With `drop_applied`, filter conjuncts that the new scan applies are left out
+    /// (see `applied_filters`).
     pub(crate) async fn instantiate(
         &self,
         state: &SessionState,
         values: &[ScalarValue],
         run_aggregate: bool,
+        drop_applied: bool,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         // Bound to the same placeholder types as the template's own literals.
         debug_assert!(
@@ -205,7 +208,7 @@ impl PhysicalTemplate {
         if !leaf.is::<EngineScanExec>() {
             return Ok(None); // the literals contradict each other: nothing to read
         }
-        rebuild(&self.plan, &leaf, &self.values, values).map(Some)
+        rebuild(&self.plan, &leaf, &self.values, values, drop_applied).map(Some)
     }
 }
 
@@ -352,12 +355,14 @@ fn physical_leaf_schema(plan: &Arc<dyn ExecutionPlan>) -> arrow::datatypes::Sche
 }
 
 /// `plan` over `leaf`, with `old` literals replaced by `new` in filter predicates and
-/// every operator rebuilt.
+/// every operator rebuilt; with `drop_applied`, without the filter conjuncts that the
+/// scan applies.
 fn rebuild(
     plan: &Arc<dyn ExecutionPlan>,
     leaf: &Arc<dyn ExecutionPlan>,
     old: &[ScalarValue],
     new: &[ScalarValue],
+    drop_applied: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     if plan.children().is_empty() {
         return Ok(Arc::clone(leaf)); // the scan: the only leaf
@@ -365,13 +370,19 @@ fn rebuild(
     let children = plan
         .children()
         .into_iter()
-        .map(|c| rebuild(c, leaf, old, new))
+        .map(|c| rebuild(c, leaf, old, new, drop_applied))
         .collect::<Result<Vec<_>>>()?;
     if let Some(filter) = plan.downcast_ref::<FilterExec>() {
         let input = children.into_iter().next().ok_or_else(|| {
             datafusion::error::DataFusionError::Internal("FilterExec without input".into())
         })?;
         let predicate = substitute(filter.predicate(), old, new, &input.schema())?;
+        if drop_applied
+            && let Some(replaced) =
+                crate::applied_filters::without_applied(filter, &input, &predicate)?
+        {
+            return Ok(replaced);
+        }
         let rebuilt = FilterExecBuilder::from(filter)
             .with_predicate(predicate)
             .with_input(input)

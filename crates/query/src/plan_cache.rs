@@ -404,6 +404,8 @@ pub(crate) struct CachedPlans {
     /// Whether the session's physical optimizer aggregates runs (a template is made
     /// with the rule on or off).
     pub(crate) run_aggregate: Arc<AtomicBool>,
+    /// Whether templates leave out the filter conjuncts that the scan applies.
+    pub(crate) drop_applied_filters: bool,
     pub(crate) stats: Arc<QueryStats>,
 }
 
@@ -454,7 +456,10 @@ impl CachedPlans {
         let values = bind(types, &template.literals)?;
         let run_aggregate = self.run_aggregate.load(Ordering::Relaxed);
         if let Some(t) = physical.get() {
-            match t.instantiate(state, &values, run_aggregate).await {
+            match t
+                .instantiate(state, &values, run_aggregate, self.drop_applied_filters)
+                .await
+            {
                 Ok(Some(made)) => {
                     self.stats
                         .plan_template_hits
@@ -497,9 +502,13 @@ async fn check_against_fresh(
         .create_physical_plan(&bound, state)
         .await
         .expect("planned once already");
+    // Either may have had the conjuncts its scan applies left out (idempotent).
+    let drop = |p: &Arc<dyn ExecutionPlan>| {
+        crate::applied_filters::drop_applied(Arc::clone(p)).expect("rebuilt once already")
+    };
     let (made, fresh) = (
-        crate::physical_template::shape(made),
-        crate::physical_template::shape(&fresh),
+        crate::physical_template::shape(&drop(made)),
+        crate::physical_template::shape(&drop(&fresh)),
     );
     assert_eq!(made, fresh, "a physical template made another plan");
 }

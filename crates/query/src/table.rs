@@ -236,6 +236,16 @@ impl EngineScanExec {
         (self.pruning.time.min, self.pruning.time.max)
     }
 
+    /// Tag conditions TRUE for every row it returns: the engine keeps, from every
+    /// source, only rows for which the tag predicate may be TRUE (see
+    /// [`TagPredicate::exact_conjuncts`]).
+    pub(crate) fn exact_tag_conjuncts(&self) -> Vec<&TagPredicate> {
+        self.tag_predicate
+            .as_ref()
+            .map(TagPredicate::exact_conjuncts)
+            .unwrap_or_default()
+    }
+
     fn new(
         snapshot: TableSnapshot,
         schema: SchemaRef,

@@ -7,6 +7,7 @@
 //! bulk. Its cost is proportional to the values and the output columns, never to the
 //! width of the table schema.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -22,6 +23,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use super::{IdSet, Memtable, Series, SeriesKey, TimeRange};
 use crate::error::{Error, Result};
 use crate::model::{FieldType, FieldValue};
+use crate::read::predicate::TagPredicate;
 use crate::schema::{ColumnKind, TableSchema, field_field, tag_field, time_field};
 
 enum FieldBuilder {
@@ -221,6 +223,18 @@ pub(crate) fn merged_batch(
     range: TimeRange,
     projection: Option<&[String]>,
 ) -> Result<Option<RecordBatch>> {
+    merged_batch_where(parts, schema, range, projection, None)
+}
+
+/// [`merged_batch`] of the series for which `series` may be TRUE only (all if `None`):
+/// a scan's tag predicate, resolved per series before any row is copied.
+pub(crate) fn merged_batch_where(
+    parts: &[&Memtable],
+    schema: &TableSchema,
+    range: TimeRange,
+    projection: Option<&[String]>,
+    series: Option<&TagPredicate>,
+) -> Result<Option<RecordBatch>> {
     let out_schema = output_schema(parts, schema, projection);
     let tag_order = schema.sorted_tag_ids();
     // Each series with its instances in `parts` (in part order), sorted by tag values
@@ -232,6 +246,15 @@ pub(crate) fn merged_batch(
             .iter()
             .map(|id| key.iter().find(|(t, _)| t == id).map(|(_, v)| v.as_ref()))
             .collect();
+    }
+    if let Some(pred) = series.filter(|p| !p.is_unknown()) {
+        // Tag name -> its position in `vals`.
+        let slot: HashMap<&str, usize> = tag_order
+            .iter()
+            .enumerate()
+            .map(|(pos, id)| (schema.tags[*id as usize].as_str(), pos))
+            .collect();
+        groups.retain(|(vals, _)| pred.may_match(|tag| vals[*slot.get(tag)?]));
     }
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 

@@ -30,7 +30,7 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::model::{FieldValue, Row};
 
-pub(crate) use convert::{merged_batch, merged_row_count};
+pub(crate) use convert::{merged_batch, merged_batch_where, merged_row_count};
 pub(crate) use resolve::RowResolver;
 pub use time::TimeRange;
 pub(crate) use time::segment_of;

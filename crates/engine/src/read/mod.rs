@@ -27,7 +27,7 @@ use object_store::ObjectStore;
 use crate::core::EngineCore;
 use crate::delete::Tombstone;
 use crate::error::Result;
-use crate::memtable::{Memtable, TimeRange, merged_batch};
+use crate::memtable::{Memtable, TimeRange, merged_batch_where};
 use crate::schema::{TIME_COLUMN, TableSchema};
 use crate::sst::cache::MetadataCache;
 use crate::sst::{SstFile, SstMeta, reader};
@@ -52,9 +52,13 @@ pub struct ScanRequest {
     /// series, so a row group holds few values of the first tag). Rows are not
     /// filtered: the caller still applies its predicate. Empty = no restriction.
     pub tag_values: BTreeMap<String, BTreeSet<String>>,
-    /// A predicate on tag values: in SSTs with a series index, only the rows of series
-    /// for which it may be TRUE are read (exactly those; SQL three-valued logic). SSTs
-    /// without an index and memtables are read whole (the caller still filters).
+    /// A predicate on tag values: only the rows of series for which it may be TRUE are
+    /// returned (SQL three-valued logic), from every source: SSTs through their series
+    /// index (only those rows are read), SSTs without one by filtering decoded rows,
+    /// memtables by series before any row is copied; unless it
+    /// [`is_unknown`](TagPredicate::is_unknown), then nothing is filtered. So its
+    /// [`exact_conjuncts`](TagPredicate::exact_conjuncts) are TRUE for every row
+    /// returned.
     pub tag_predicate: Option<TagPredicate>,
     /// Where the scan counts what it read and skipped (see [`ScanMetrics`]).
     pub metrics: Option<Arc<ScanMetrics>>,
@@ -433,7 +437,13 @@ impl ScanCtx {
         let wanted = self.wanted(columns, !tombs.is_empty());
         let batches = match source {
             Source::Mem(m, ..) => {
-                let b = merged_batch(&[&m.mem], &m.schema, self.range, wanted.as_deref())?;
+                let b = merged_batch_where(
+                    &[&m.mem],
+                    &m.schema,
+                    self.range,
+                    wanted.as_deref(),
+                    self.tag_predicate.as_ref(),
+                )?;
                 b.into_iter().collect()
             }
             Source::Sst(f) => {

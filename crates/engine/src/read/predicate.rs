@@ -181,6 +181,62 @@ impl TagPredicate {
         }
     }
 
+    /// The tags it names.
+    pub fn tags(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        self.collect_tags(&mut out);
+        out
+    }
+
+    fn collect_tags(&self, out: &mut BTreeSet<String>) {
+        match self {
+            TagPredicate::Eq(t, _)
+            | TagPredicate::In(t, _)
+            | TagPredicate::IsNull(t)
+            | TagPredicate::Matches(t, _, _) => {
+                out.insert(t.clone());
+            }
+            TagPredicate::Not(p) => p.collect_tags(out),
+            TagPredicate::And(ps) | TagPredicate::Or(ps) => {
+                ps.iter().for_each(|p| p.collect_tags(out));
+            }
+            TagPredicate::Unknown => {}
+        }
+    }
+
+    /// Whether no part of it is [`TagPredicate::Unknown`]: then its value for a row
+    /// is known exactly from the row's tags.
+    pub fn fully_known(&self) -> bool {
+        match self {
+            TagPredicate::Unknown => false,
+            TagPredicate::Not(p) => p.fully_known(),
+            TagPredicate::And(ps) | TagPredicate::Or(ps) => {
+                ps.iter().all(TagPredicate::fully_known)
+            }
+            _ => true,
+        }
+    }
+
+    /// The conjuncts that every row a scan returns satisfies: the predicate's
+    /// top-level `AND` members (or the predicate itself) that are fully known. A scan
+    /// keeps only rows for which the whole predicate may be TRUE, and that requires
+    /// each of these to be TRUE. None when it [`is_unknown`](Self::is_unknown) (scans
+    /// do not resolve such a predicate).
+    pub fn exact_conjuncts(&self) -> Vec<&TagPredicate> {
+        if self.is_unknown() {
+            return Vec::new(); // scans do not resolve it
+        }
+        self.conjuncts_known()
+    }
+
+    fn conjuncts_known(&self) -> Vec<&TagPredicate> {
+        match self {
+            TagPredicate::And(ps) => ps.iter().flat_map(TagPredicate::conjuncts_known).collect(),
+            p if p.fully_known() => vec![p],
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether a row with these tag values may satisfy the predicate.
     pub fn may_match<'a>(&self, value: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.eval(&value).may_be_true()

@@ -26,8 +26,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-    RowFilter,
+    ArrowPredicate, ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions,
+    ParquetRecordBatchReaderBuilder, RowFilter,
 };
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
@@ -340,12 +340,37 @@ pub(crate) async fn read_stream(
     let cut = range.start > meta.min_time || range.last < meta.max_time;
     let late =
         cut && series_rows.is_none() && kept_share(range, meta.min_time, meta.max_time) <= 0.5;
+    let mut filters: Vec<Box<dyn ArrowPredicate>> = Vec::new();
     if let (Some(t), true) = (time_idx, late) {
         let predicate =
             ArrowPredicateFn::new(ProjectionMask::leaves(parquet_schema, [t]), move |b| {
                 time_mask(b.column(0).as_ref(), range)
             });
-        builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+        filters.push(Box::new(predicate));
+    }
+    // Without a series index (files from before it), the tag predicate is applied to
+    // the decoded tag values, so a scan returns the same rows from every source.
+    if let Some(p) = predicate.filter(|p| series_rows.is_none() && !p.is_unknown()) {
+        let tags = p.tags();
+        let leaves: Vec<usize> = (0..parquet_schema.num_columns())
+            .filter(|&c| tags.contains(parquet_schema.column(c).name()))
+            .collect();
+        if leaves.is_empty() {
+            // Every tag it names is unset in this file: the same answer for every row.
+            if !p.may_match(|_| None) {
+                return Ok(futures::stream::empty().boxed());
+            }
+        } else {
+            let p = p.clone();
+            let predicate =
+                ArrowPredicateFn::new(ProjectionMask::leaves(parquet_schema, leaves), move |b| {
+                    tag_mask(&b, &p)
+                });
+            filters.push(Box::new(predicate));
+        }
+    }
+    if !filters.is_empty() {
+        builder = builder.with_row_filter(RowFilter::new(filters));
     }
     let metrics = Arc::clone(m);
     let output = Arc::new(AtomicUsize::new(0));
@@ -655,6 +680,30 @@ pub(crate) fn decode(
     Ok(out)
 }
 
+/// Per row of `batch` (tag columns), whether `pred` may be TRUE for its tag values.
+fn tag_mask(
+    batch: &RecordBatch,
+    pred: &TagPredicate,
+) -> std::result::Result<BooleanArray, ArrowError> {
+    // Each tag column as plain strings (dictionary-encoded in files Bulkhead writes).
+    let mut columns: Vec<(String, ArrayRef)> = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        columns.push((f.name().clone(), arrow::compute::cast(c, &DataType::Utf8)?));
+    }
+    let strings: Vec<(&str, &arrow::array::StringArray)> = columns
+        .iter()
+        .filter_map(|(n, c)| Some((n.as_str(), c.as_any().downcast_ref()?)))
+        .collect();
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            Some(pred.may_match(|tag| {
+                let (_, col) = strings.iter().find(|(n, _)| *n == tag)?;
+                col.is_valid(row).then(|| col.value(row))
+            }))
+        })
+        .collect())
+}
+
 /// Keep the rows of `batch` whose `time` lies in `range`.
 pub(crate) fn filter_time(batch: &RecordBatch, range: TimeRange) -> Result<RecordBatch> {
     if range == TimeRange::ALL {
@@ -673,4 +722,54 @@ pub(crate) fn filter_time(batch: &RecordBatch, range: TimeRange) -> Result<Recor
     }
     let mask: BooleanArray = times.iter().map(|t| t.map(|t| range.contains(t))).collect();
     Ok(filter_record_batch(batch, &mask)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{DictionaryArray, StringArray};
+    use arrow::datatypes::{Field, Int32Type, Schema};
+
+    use super::*;
+
+    /// Files without a series index filter decoded rows by the predicate, with SQL's
+    /// three-valued logic, from plain and dictionary-encoded tag columns alike.
+    #[test]
+    fn tag_mask_judges_each_row_by_its_tags() {
+        let host: DictionaryArray<Int32Type> = vec![Some("a"), Some("b"), None, Some("a")]
+            .into_iter()
+            .collect();
+        let dc = StringArray::from(vec![Some("eu"), None, Some("us"), Some("us")]);
+        let schema = Schema::new(vec![
+            Field::new("host", host.data_type().clone(), true),
+            Field::new("dc", DataType::Utf8, true),
+        ]);
+        let batch =
+            RecordBatch::try_new(Arc::new(schema), vec![Arc::new(host), Arc::new(dc)]).unwrap();
+        let eq = |t: &str, v: &str| TagPredicate::Eq(t.into(), v.into());
+        let mask = |p: TagPredicate| -> Vec<bool> {
+            tag_mask(&batch, &p)
+                .unwrap()
+                .iter()
+                .map(|b| b == Some(true))
+                .collect()
+        };
+        assert_eq!(mask(eq("host", "a")), [true, false, false, true]);
+        // `!=` is NULL where the tag is unset: not kept.
+        assert_eq!(
+            mask(TagPredicate::Not(Box::new(eq("host", "a")))),
+            [false, true, false, false]
+        );
+        assert_eq!(
+            mask(TagPredicate::And(vec![eq("host", "a"), eq("dc", "us")])),
+            [false, false, false, true]
+        );
+        assert_eq!(
+            mask(TagPredicate::IsNull("dc".into())),
+            [false, true, false, false]
+        );
+        // A tag the file lacks is unset.
+        assert_eq!(mask(TagPredicate::IsNull("rack".into())), [true; 4]);
+    }
 }
