@@ -30,8 +30,11 @@ use arrow::record_batch::RecordBatch;
 use base64::Engine as _;
 
 use crate::error::{Error, Result};
-use crate::read::predicate::{TagPredicate, Tri};
+use crate::read::predicate::TagPredicate;
+
+mod compiled;
 use crate::schema::ROLE_KEY;
+use compiled::Compiled;
 
 /// The key-value metadata key holding the index.
 pub(crate) const KEY: &str = "bulkhead.series_index";
@@ -544,70 +547,6 @@ impl Reader<'_> {
         let s = std::str::from_utf8(&self.buf[self.pos..self.pos + n]).ok()?;
         self.pos += n;
         Some(s.to_string())
-    }
-}
-
-/// A tag predicate resolved against one index's dictionaries: each leaf (`=`, `IN`,
-/// `IS NULL`, a match) is evaluated once per distinct value of its tag, so judging a
-/// run takes integer lookups instead of string comparisons. Same values as
-/// [`TagPredicate::eval`] on the run's tags (a test compares them).
-enum Compiled {
-    /// The leaf's value per value id of the tag in `slot` (0 = unset).
-    Leaf {
-        slot: usize,
-        by_id: Vec<Tri>,
-    },
-    Not(Box<Compiled>),
-    And(Vec<Compiled>),
-    Or(Vec<Compiled>),
-    /// The same for every run (a tag the file lacks is unset everywhere; `Unknown`).
-    Const(Tri),
-}
-
-impl Compiled {
-    fn new(index: &SeriesIndex, pred: &TagPredicate) -> Self {
-        let slots = index.slots();
-        Self::compile(index, &slots, pred)
-    }
-
-    fn compile(index: &SeriesIndex, slots: &HashMap<&str, usize>, pred: &TagPredicate) -> Self {
-        let leaf = |tag: &str| match slots.get(tag) {
-            None => Compiled::Const(pred.eval(&|_| None)),
-            Some(&slot) => {
-                let mut by_id = vec![pred.eval(&|_| None)];
-                by_id.extend(
-                    index.values[slot]
-                        .iter()
-                        .map(|v| pred.eval(&|_| Some(v.as_str()))),
-                );
-                Compiled::Leaf { slot, by_id }
-            }
-        };
-        match pred {
-            TagPredicate::Eq(t, _)
-            | TagPredicate::In(t, _)
-            | TagPredicate::IsNull(t)
-            | TagPredicate::Matches(t, _, _) => leaf(t),
-            TagPredicate::Not(p) => Compiled::Not(Box::new(Self::compile(index, slots, p))),
-            TagPredicate::And(ps) => {
-                Compiled::And(ps.iter().map(|p| Self::compile(index, slots, p)).collect())
-            }
-            TagPredicate::Or(ps) => {
-                Compiled::Or(ps.iter().map(|p| Self::compile(index, slots, p)).collect())
-            }
-            TagPredicate::Unknown => Compiled::Const(Tri::ANY),
-        }
-    }
-
-    /// The predicate's possible values for run `s`.
-    fn eval(&self, ids: &[Vec<u32>], s: usize) -> Tri {
-        match self {
-            Compiled::Leaf { slot, by_id } => by_id[ids[*slot][s] as usize],
-            Compiled::Not(p) => p.eval(ids, s).not(),
-            Compiled::And(ps) => ps.iter().fold(Tri::TRUE, |acc, p| acc.and(p.eval(ids, s))),
-            Compiled::Or(ps) => ps.iter().fold(Tri::FALSE, |acc, p| acc.or(p.eval(ids, s))),
-            Compiled::Const(t) => *t,
-        }
     }
 }
 
