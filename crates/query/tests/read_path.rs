@@ -1,7 +1,7 @@
 //! The series-index read path through SQL: every tag operator gives the same answer
-//! from memtables (no index, DataFusion filters every row) as from SSTs (rows selected
-//! by the series index), and `EXPLAIN ANALYZE` shows a one-host query reading only
-//! that host's rows.
+//! from memtables (no index: series are matched one by one, and DataFusion filters
+//! whatever the scan could not resolve) as from SSTs (rows selected by the series
+//! index), and `EXPLAIN ANALYZE` shows a one-host query reading only that host's rows.
 
 mod common;
 
