@@ -251,14 +251,5 @@ fn column_name(e: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> 
 
 /// The value of a non-null string literal (plain or dictionary-encoded).
 fn string(e: &Arc<dyn PhysicalExpr>) -> Option<String> {
-    fn of(v: &ScalarValue) -> Option<String> {
-        match v {
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::LargeUtf8(Some(s))
-            | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
-            ScalarValue::Dictionary(_, inner) => of(inner),
-            _ => None,
-        }
-    }
-    of(e.downcast_ref::<Literal>()?.value())
+    crate::pruning::as_string(e.downcast_ref::<Literal>()?.value())
 }
