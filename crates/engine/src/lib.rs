@@ -74,6 +74,7 @@ pub use limits::CatalogLimits;
 pub use manifest::{Action, ManifestEdit, ManifestState, TableManifest};
 pub use memtable::TimeRange;
 pub use model::{FieldType, FieldValue, Row, Scope, SmolStr, TableWrite, WriteBatch};
+pub use read::field_filter::{FieldComparison, FieldFilter, FieldOp};
 pub use read::metrics::{ScanMetrics, ScanMetricsSnapshot};
 pub use read::predicate::{TagMatcher, TagPredicate};
 pub use read::{ScanRequest, SstFilter, TableSnapshot};

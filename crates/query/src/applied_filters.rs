@@ -17,7 +17,9 @@
 //! - `time <op> <timestamp literal>` (`<`, `<=`, `>`, `>=`, `=`, either side) that
 //!   holds at both ends of the scan's inclusive range;
 //! - `tag = 'v'` or `tag IN ('v', ...)` when one of the scan's exact tag conjuncts
-//!   allows only values it lists.
+//!   allows only values it lists;
+//! - `field <op> constant`, when it is one of the comparisons of the scan's field
+//!   filter (same field, operator and constant; see [`crate::field_filter`]).
 //!
 //! A filter left with nothing is replaced by its input, or by a projection when it also
 //! projected (when it also limits, it keeps a `true` predicate). `EXPLAIN ANALYZE`
@@ -27,7 +29,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
-use bulkhead_engine::TagPredicate;
+use bulkhead_engine::{FieldComparison, TagPredicate};
 
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
@@ -75,11 +77,16 @@ pub(crate) fn without_applied(
     };
     let (lo, hi) = scan.time_bounds();
     let tags = scan.exact_tag_conjuncts();
+    let fields = scan.field_conjuncts();
     let schema = input.schema();
     let conjuncts = split_conjunction(predicate);
     let kept: Vec<Arc<dyn PhysicalExpr>> = conjuncts
         .iter()
-        .filter(|c| !holds_in_range(c, &schema, lo, hi) && !implied_by_tags(c, &schema, &tags))
+        .filter(|c| {
+            !holds_in_range(c, &schema, lo, hi)
+                && !implied_by_tags(c, &schema, &tags)
+                && !applied_field(c, &schema, fields)
+        })
         .map(|c| Arc::clone(*c))
         .collect();
     if kept.len() == conjuncts.len() {
@@ -252,4 +259,45 @@ fn column_name(e: &Arc<dyn PhysicalExpr>, schema: &arrow::datatypes::Schema) -> 
 /// The value of a non-null string literal (plain or dictionary-encoded).
 fn string(e: &Arc<dyn PhysicalExpr>) -> Option<String> {
     crate::pruning::as_string(e.downcast_ref::<Literal>()?.value())
+}
+
+/// Whether `e` is `field <op> constant` (either side) and one of `applied`: the same
+/// field, operator and constant, so the engine kept only rows for which it is TRUE.
+fn applied_field(
+    e: &Arc<dyn PhysicalExpr>,
+    schema: &arrow::datatypes::Schema,
+    applied: &[FieldComparison],
+) -> bool {
+    if applied.is_empty() {
+        return false;
+    }
+    let Some(b) = e.downcast_ref::<BinaryExpr>() else {
+        return false;
+    };
+    let column = |e: &Arc<dyn PhysicalExpr>| {
+        let c = e.downcast_ref::<Column>()?;
+        let field = schema.fields().get(c.index())?;
+        (field.name() == c.name()).then_some(field)
+    };
+    let (field, value, op) = match (column(b.left()), literal_value(b.right())) {
+        (Some(f), Some(v)) => (f, v, *b.op()),
+        _ => match (column(b.right()), literal_value(b.left()), b.op().swap()) {
+            (Some(f), Some(v), Some(op)) => (f, v, op),
+            _ => return false,
+        },
+    };
+    let (Some(op), Some(value)) = (
+        crate::field_filter::field_op(op),
+        crate::field_filter::field_value(value, field.data_type()),
+    ) else {
+        return false;
+    };
+    applied.iter().any(|a| {
+        a.field == *field.name() && a.op == op && crate::field_filter::same_value(&a.value, &value)
+    })
+}
+
+/// The value of `e` if it is a literal.
+fn literal_value(e: &Arc<dyn PhysicalExpr>) -> Option<&ScalarValue> {
+    e.downcast_ref::<Literal>().map(Literal::value)
 }

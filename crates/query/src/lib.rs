@@ -18,6 +18,7 @@ mod delete;
 mod depth;
 mod error;
 pub mod exec;
+mod field_filter;
 mod functions;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -191,6 +192,24 @@ impl QueryEngine {
     /// built for the first query of (`db`, `flavor`), so statements that change a
     /// session (`SET ...`) never leak into another query.
     pub fn session_with(&self, db: &str, flavor: Flavor) -> SessionContext {
+        let ctx = self.shared_session(db, flavor);
+        if self.drop_applied_filters.load(Ordering::Relaxed) {
+            return ctx;
+        }
+        // Compared with the plain path: scans leave every field comparison to the
+        // filter above them (see `field_filter`).
+        let mut state = ctx.state();
+        state
+            .config_mut()
+            .options_mut()
+            .execution
+            .parquet
+            .pushdown_filters = false;
+        SessionContext::new_with_state(state)
+    }
+
+    /// A clone of the built session of `db` and `flavor`.
+    fn shared_session(&self, db: &str, flavor: Flavor) -> SessionContext {
         let lastpoint = self.lastpoint.load(Ordering::Relaxed);
         let key = (db.to_string(), flavor, lastpoint);
         let cached = self.states_lock().get(&key).cloned();
@@ -230,6 +249,9 @@ impl QueryEngine {
         // `time` column (DataFusion's default is none: they came back as naive
         // timestamps, `timestamp` rather than `timestamptz` over PG).
         config.options_mut().execution.time_zone = Some(TIME_ZONE.to_owned());
+        // Scans apply `field <op> constant` conjuncts inside their Parquet decoder
+        // (`field_filter`); DataFusion's own Parquet reader is not used.
+        config.options_mut().execution.parquet.pushdown_filters = true;
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&pool.env))
@@ -268,8 +290,9 @@ impl QueryEngine {
 
     /// Plan and run `sql` with `db` as the default database, on the `query` runtime.
     /// Turn the dropping of filter conjuncts that the engine scan already applied (its
-    /// time range, tag equalities; see `applied_filters`) on or off for queries run from now on; on by
-    /// default. Tests compare its answers with the full filter's.
+    /// time range, tag equalities, field comparisons; see `applied_filters`) on or off
+    /// for queries run from now on; on by default. Off, scans do not apply field
+    /// comparisons either: tests compare its answers with the full filter's.
     pub fn set_drop_applied_filters(&self, on: bool) {
         self.drop_applied_filters.store(on, Ordering::Relaxed);
     }

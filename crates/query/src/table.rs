@@ -15,8 +15,8 @@ use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use bulkhead_engine::{
-    Engine, ROLE_KEY, ScanMetrics, ScanRequest, SstMeta, TIME_COLUMN, TableSnapshot, TagPredicate,
-    TimeRange,
+    Engine, FieldComparison, FieldFilter, ROLE_KEY, ScanMetrics, ScanRequest, SstMeta, TIME_COLUMN,
+    TableSnapshot, TagPredicate, TimeRange,
 };
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -129,7 +129,7 @@ impl TableProvider for EngineTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         _limit: Option<usize>,
@@ -140,6 +140,14 @@ impl TableProvider for EngineTable {
         };
         let pruning = Pruning::from_filters(filters, |c| self.is_tag(c));
         let tag_predicate = crate::series_filter::tag_predicate(filters, |c| self.is_tag(c));
+        // The latest row per series is judged before any filter on fields would be.
+        let push = state.config_options().execution.parquet.pushdown_filters;
+        let field_filter = match self.latest {
+            Latest::Every if push => {
+                crate::field_filter::field_filter(filters, &self.schema, |c| self.is_tag(c))
+            }
+            _ => None,
+        };
         if pruning.time.is_empty() || pruning.tags.values().any(BTreeSet::is_empty) {
             // The filters contradict each other: nothing can match, read nothing.
             return Ok(Arc::new(EmptyExec::new(projected)));
@@ -160,7 +168,10 @@ impl TableProvider for EngineTable {
             snapshot,
             projected,
             pruning,
-            tag_predicate,
+            Predicates {
+                tags: tag_predicate,
+                fields: field_filter,
+            },
             self.latest.clone(),
             ScanCounts {
                 total: total_ssts,
@@ -207,13 +218,21 @@ struct ScanCounts {
     selected: BTreeSet<String>,
 }
 
+/// What a scan filters rows by, beyond its time range: both are applied by the engine
+/// to every row it returns.
+#[derive(Debug, Clone, Default)]
+struct Predicates {
+    tags: Option<TagPredicate>,
+    fields: Option<FieldFilter>,
+}
+
 /// Reads an engine snapshot: SSTs (fetched on `io`, decoded here) and memtable rows,
 /// merged and deduplicated by primary key.
 pub(crate) struct EngineScanExec {
     snapshot: TableSnapshot,
     schema: SchemaRef,
     pruning: Pruning,
-    tag_predicate: Option<TagPredicate>,
+    predicates: Predicates,
     latest: Latest,
     counts: ScanCounts,
     stats: Arc<QueryStats>,
@@ -240,9 +259,19 @@ impl EngineScanExec {
     /// source, only rows for which the tag predicate may be TRUE (see
     /// [`TagPredicate::exact_conjuncts`]).
     pub(crate) fn exact_tag_conjuncts(&self) -> Vec<&TagPredicate> {
-        self.tag_predicate
+        self.predicates
+            .tags
             .as_ref()
             .map(TagPredicate::exact_conjuncts)
+            .unwrap_or_default()
+    }
+
+    /// Field comparisons TRUE for every row it returns (the engine applies them).
+    pub(crate) fn field_conjuncts(&self) -> &[FieldComparison] {
+        self.predicates
+            .fields
+            .as_ref()
+            .map(|f| f.conjuncts.as_slice())
             .unwrap_or_default()
     }
 
@@ -250,7 +279,7 @@ impl EngineScanExec {
         snapshot: TableSnapshot,
         schema: SchemaRef,
         pruning: Pruning,
-        tag_predicate: Option<TagPredicate>,
+        predicates: Predicates,
         latest: Latest,
         counts: ScanCounts,
         stats: Arc<QueryStats>,
@@ -265,7 +294,7 @@ impl EngineScanExec {
             snapshot,
             schema,
             pruning,
-            tag_predicate,
+            predicates,
             latest,
             counts,
             stats,
@@ -299,8 +328,11 @@ impl DisplayAs for EngineScanExec {
         for (tag, values) in &self.pruning.tags {
             write!(f, ", {tag} in {values:?}")?;
         }
-        if let Some(p) = &self.tag_predicate {
+        if let Some(p) = &self.predicates.tags {
             write!(f, ", series={p}")?;
+        }
+        if let Some(p) = &self.predicates.fields {
+            write!(f, ", fields=({p})")?;
         }
         match &self.latest {
             Latest::Every => {}
@@ -401,7 +433,8 @@ impl ExecutionPlan for EngineScanExec {
             projection: Some(columns),
             sst_filter: Some(Arc::new(move |m: &SstMeta| selected.contains(&m.file_id))),
             tag_values: self.pruning.tags.clone(),
-            tag_predicate: self.tag_predicate.clone(),
+            tag_predicate: self.predicates.tags.clone(),
+            field_filter: self.predicates.fields.clone(),
             metrics: Some(Arc::clone(&scan_metrics)),
             last_per_series: self.latest != Latest::Every,
             ignore_last_row_metadata: false,

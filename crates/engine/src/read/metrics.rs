@@ -22,6 +22,7 @@ pub struct ScanMetrics {
     pub(crate) rows_skipped_time_pages: AtomicU64,
     pub(crate) rows_selected: AtomicU64,
     pub(crate) rows_filtered_time: AtomicU64,
+    pub(crate) rows_filtered_field: AtomicU64,
     pub(crate) rows_output: AtomicU64,
     pub(crate) last_rows: AtomicU64,
 }
@@ -58,6 +59,10 @@ pub struct ScanMetricsSnapshot {
     /// Selected rows dropped by the exact time filter inside the decoder (their other
     /// columns are not materialized).
     pub rows_filtered_time: u64,
+    /// Rows dropped by the scan's field filter (inside the decoder for SSTs: the
+    /// columns it does not compare are not materialized for them; after decoding for
+    /// memtables and merged sources).
+    pub rows_filtered_field: u64,
     /// Rows the SST reads returned.
     pub rows_output: u64,
     /// Latest rows of series taken from SSTs' last-row metadata (lastpoint fast path),
@@ -90,6 +95,7 @@ impl ScanMetrics {
             rows_skipped_time_pages: g(&self.rows_skipped_time_pages),
             rows_selected: g(&self.rows_selected),
             rows_filtered_time: g(&self.rows_filtered_time),
+            rows_filtered_field: g(&self.rows_filtered_field),
             rows_output: g(&self.rows_output),
             last_rows: g(&self.last_rows),
         }
@@ -98,7 +104,7 @@ impl ScanMetrics {
 
 impl ScanMetricsSnapshot {
     /// `(name, value)` of every counter, for `EXPLAIN ANALYZE`.
-    pub fn named(&self) -> [(&'static str, u64); 18] {
+    pub fn named(&self) -> [(&'static str, u64); 19] {
         [
             ("ssts_opened", self.ssts),
             ("ssts_with_series_index", self.ssts_with_index),
@@ -119,6 +125,7 @@ impl ScanMetricsSnapshot {
             ("rows_skipped_by_time_pages", self.rows_skipped_time_pages),
             ("rows_decoded", self.rows_selected),
             ("rows_filtered_by_time", self.rows_filtered_time),
+            ("rows_filtered_by_field", self.rows_filtered_field),
             ("rows_read", self.rows_output),
             ("rows_from_last_row_metadata", self.last_rows),
         ]

@@ -10,6 +10,7 @@
 //! decoding. Output batches are sorted by (series, time) within a batch; the order
 //! between batches is by time group, not globally sorted.
 
+pub(crate) mod field_filter;
 mod last;
 pub(crate) mod metrics;
 pub(crate) mod predicate;
@@ -32,6 +33,7 @@ use crate::schema::{TIME_COLUMN, TableSchema};
 use crate::sst::cache::MetadataCache;
 use crate::sst::{SstFile, SstMeta, reader};
 use crate::table::{FrozenMemtable, Table};
+use field_filter::FieldFilter;
 use metrics::ScanMetrics;
 use predicate::TagPredicate;
 
@@ -60,6 +62,13 @@ pub struct ScanRequest {
     /// [`exact_conjuncts`](TagPredicate::exact_conjuncts) are TRUE for every row
     /// returned.
     pub tag_predicate: Option<TagPredicate>,
+    /// Only rows for which this `AND` of field comparisons is TRUE are returned, as a
+    /// filter over a full scan's rows would keep them: SSTs read alone evaluate it
+    /// inside the Parquet decoder (the other columns are decoded only for the rows
+    /// that pass), memtables and merged sources on the merged rows (newer wins, field
+    /// by field, before it is judged). The fields it compares are read even when not
+    /// projected. Not with `last_per_series` (a scan asking for both fails).
+    pub field_filter: Option<FieldFilter>,
     /// Where the scan counts what it read and skipped (see [`ScanMetrics`]).
     pub metrics: Option<Arc<ScanMetrics>>,
     /// Return only the latest row (greatest time in range) of every series, exactly as
@@ -84,6 +93,7 @@ impl std::fmt::Debug for ScanRequest {
             .field("sst_filter", &self.sst_filter.is_some())
             .field("tag_values", &self.tag_values)
             .field("tag_predicate", &self.tag_predicate)
+            .field("field_filter", &self.field_filter)
             .field("last_per_series", &self.last_per_series)
             .field("ignore_last_row_metadata", &self.ignore_last_row_metadata)
             .field("last_per_group", &self.last_per_group)
@@ -250,6 +260,22 @@ impl TableSnapshot {
             .map(|r| r.intersect(&self.range))
             .unwrap_or(self.range);
         let out_schema = self.schema.projected_schema(req.projection.as_deref());
+        let fields = req.field_filter.filter(|f| !f.is_empty());
+        if req.last_per_series && fields.is_some() {
+            let e = crate::error::Error::InvalidInput(
+                "a scan for the latest row per series cannot also filter on fields".into(),
+            );
+            return stream::once(async move { Err(e) }).boxed();
+        }
+        // The compared fields are read too (`align` drops them from the output).
+        let mut projection = req.projection;
+        if let (Some(p), Some(f)) = (&mut projection, &fields) {
+            for c in f.columns() {
+                if !p.iter().any(|x| x == c) {
+                    p.push(c.to_string());
+                }
+            }
+        }
         let sources: Vec<Source> = self
             .sources
             .iter()
@@ -266,10 +292,11 @@ impl TableSnapshot {
         let ctx = Arc::new(ScanCtx {
             schema: Arc::clone(&self.schema),
             out_schema,
-            projection: req.projection,
+            projection,
             range,
             tag_values: req.tag_values,
             tag_predicate: req.tag_predicate,
+            fields,
             metrics: req.metrics.unwrap_or_default(),
             use_last_rows: !req.ignore_last_row_metadata,
             last_per_group: req.last_per_group,
@@ -305,6 +332,8 @@ struct ScanCtx {
     range: TimeRange,
     tag_values: BTreeMap<String, BTreeSet<String>>,
     tag_predicate: Option<TagPredicate>,
+    /// See [`ScanRequest::field_filter`].
+    fields: Option<FieldFilter>,
     metrics: Arc<ScanMetrics>,
     /// Whether `last_per_series` may use SSTs' last-row metadata.
     use_last_rows: bool,
@@ -340,7 +369,8 @@ impl ScanCtx {
             // Already sorted and deduplicated: just filter, project and align.
             let tombs = self.tombstones_for(&group[0]);
             let wanted = self.wanted(self.projection.as_deref(), !tombs.is_empty());
-            let want = self.sst_want(wanted.as_deref());
+            let mut want = self.sst_want(wanted.as_deref());
+            want.fields = self.fields.as_ref();
             let batches = reader::read_stream(&self.store, f.meta(), &self.cache, want).await?;
             let schema = Arc::clone(&self.out_schema);
             return Ok(batches
@@ -361,7 +391,7 @@ impl ScanCtx {
     async fn read_merged(&self, group: Vec<Source>) -> Result<Vec<RecordBatch>> {
         if group.len() == 1 {
             let batches = self.load(&group[0], self.projection.as_deref()).await?;
-            return batches.iter().map(|b| align(b, &self.out_schema)).collect();
+            return batches.iter().filter_map(|b| self.finish(b)).collect();
         }
         // Only times covered by two or more sources can hold duplicate keys. Rows outside
         // those contested ranges pass through as they are; the rest is merged field by
@@ -381,8 +411,8 @@ impl ScanCtx {
         for (order, source) in group.iter().enumerate() {
             for b in self.load(source, merge_columns.as_deref()).await? {
                 let (inside, outside) = split_by_ranges(&b, &contested)?;
-                if outside.num_rows() > 0 {
-                    out.push(align(&outside, &self.out_schema)?);
+                if let Some(b) = self.finish(&outside) {
+                    out.push(b?);
                 }
                 if inside.num_rows() > 0 {
                     merged.insert_batch(
@@ -394,8 +424,28 @@ impl ScanCtx {
                 }
             }
         }
-        out.extend(merged.to_batch(&self.schema, self.range, self.projection.as_deref())?);
+        if let Some(b) = merged.to_batch(&self.schema, self.range, self.projection.as_deref())?
+            && let Some(b) = self.finish(&b)
+        {
+            out.push(b?);
+        }
         Ok(out)
+    }
+
+    /// A batch of finished (merged) rows as the scan returns it: only the rows its
+    /// field filter keeps, in the output schema; `None` when no row is left.
+    fn finish(&self, batch: &RecordBatch) -> Option<Result<RecordBatch>> {
+        let batch = match &self.fields {
+            Some(f) => match f.apply(batch) {
+                Ok((b, dropped)) => {
+                    ScanMetrics::add(&self.metrics.rows_filtered_field, dropped);
+                    b
+                }
+                Err(e) => return Some(Err(e.into())),
+            },
+            None => batch.clone(),
+        };
+        (batch.num_rows() > 0).then(|| align(&batch, &self.out_schema))
     }
 
     /// What to read of an SST for this scan: `columns` (all if `None`), the scan's
@@ -407,6 +457,7 @@ impl ScanCtx {
             tag_values: &self.tag_values,
             predicate: self.tag_predicate.as_ref(),
             rows: None,
+            fields: None,
             metrics: &self.metrics,
         }
     }

@@ -20,6 +20,7 @@
 //! ([`Pack`]).
 
 pub(crate) mod cache;
+mod index_tags;
 pub(crate) mod last_rows;
 pub(crate) mod reader;
 pub(crate) mod selection;

@@ -38,11 +38,13 @@ use parquet::file::statistics::Statistics;
 
 use super::SstMeta;
 use super::cache::{MetadataCache, SstMetadata};
+use super::index_tags::{KeptRows, RowFeed, index_tag_columns};
 use super::last_rows;
 use super::selection;
 use super::series_index::{self, SeriesIndex};
 use crate::error::{Error, Result};
 use crate::memtable::TimeRange;
+use crate::read::field_filter::FieldFilter;
 use crate::read::metrics::ScanMetrics;
 use crate::read::predicate::TagPredicate;
 use crate::schema::TIME_COLUMN;
@@ -86,6 +88,9 @@ pub(crate) struct Want<'a> {
     /// Read exactly these rows (file-wide, sorted, disjoint) instead of resolving
     /// `predicate`: e.g. the last row of each series, from the series index.
     pub(crate) rows: Option<Vec<Range<usize>>>,
+    /// Only rows for which this is TRUE, evaluated inside the decoder: the other
+    /// columns are decoded only for the rows that pass. `None`: every row.
+    pub(crate) fields: Option<&'a FieldFilter>,
     pub(crate) metrics: &'a Arc<ScanMetrics>,
 }
 
@@ -190,8 +195,10 @@ pub(crate) async fn read_stream(
         tag_values,
         predicate,
         rows: only_rows,
+        fields,
         metrics: m,
     } = want;
+    let fields = fields.filter(|f| !f.is_empty());
     let opened = open(store, meta, cache, m).await?;
     let md = Arc::clone(opened.arrow.metadata());
     let parquet_schema = md.file_metadata().schema_descr();
@@ -283,11 +290,50 @@ pub(crate) async fn read_stream(
         },
         opened.arrow.clone(),
     );
+    let selected: usize = plan.iter().map(|(_, r)| selection::count(r)).sum();
+    // A compared field the file lacks is NULL in every row: no row can pass.
+    if let Some(f) = fields
+        && f.columns()
+            .iter()
+            .any(|c| builder.schema().index_of(c).is_err())
+    {
+        ScanMetrics::add(&m.rows_filtered_field, selected);
+        return Ok(futures::stream::empty().boxed());
+    }
+    // Rows outside the range exist only if the range cuts the file's time bounds. When
+    // it keeps a small part of the file's time span, the time filter runs inside the
+    // decoder (other columns are materialized only for rows in range). When it keeps
+    // most of a full scan, the fragmented selection would cost more than it saves; and
+    // when the series index chose the rows, the time pages above already cut each run
+    // to within a page of the range, so a second pass over the time column (its own
+    // column chunk reader, zstd contexts and decode) costs more than the few extra rows
+    // it would drop. In both cases rows are filtered after decoding.
+    let cut = range.start > meta.min_time || range.last < meta.max_time;
+    let late =
+        cut && series_rows.is_none() && kept_share(range, meta.min_time, meta.max_time) <= 0.5;
+    // Without a series index (files from before it), the tag predicate is applied to
+    // the decoded tag values, so a scan returns the same rows from every source.
+    let tag_filter = predicate.filter(|p| series_rows.is_none() && !p.is_unknown());
+    // The field filter runs inside the decoder when the file stores every compared
+    // field with its constant's type (else it runs on the decoded, cast rows). With
+    // tags built from the series index, it must be the decoder's only filter: the
+    // rows it keeps are then the index rows its masks say (`KeptRows`).
+    let in_decoder = fields.filter(|f| {
+        f.columns().iter().all(|c| {
+            let ty = builder.schema().field_with_name(c).map(|x| x.data_type());
+            ty.ok() == f.expected_type(c).as_ref()
+        }) && (series_rows.is_none() || (!late && tag_filter.is_none()))
+    });
+    let after_decode = fields.filter(|_| in_decoder.is_none());
     // With the series index choosing the rows, the projected tag columns are built
     // from the index (see `IndexTags`) and their pages are never fetched.
+    let feed = match in_decoder {
+        Some(_) => RowFeed::default(),
+        None => RowFeed::of(file_rows(&md, &plan)),
+    };
     let index_tags = match (&series_rows, &opened.index, columns) {
         (Some(_), Some(ix), Some(cols)) => {
-            index_tag_columns(builder.schema(), ix, cols, file_rows(&md, &plan))
+            index_tag_columns(builder.schema(), ix, cols, feed.clone())
         }
         _ => None,
     };
@@ -316,7 +362,6 @@ pub(crate) async fn read_stream(
     let (pages, skipped) = selection::count_pages(&md, &plan, &leaves);
     ScanMetrics::add(&m.pages, pages);
     ScanMetrics::add(&m.pages_skipped, skipped);
-    let selected: usize = plan.iter().map(|(_, r)| selection::count(r)).sum();
     ScanMetrics::add(&m.rows_selected, selected);
     let row_groups: Vec<usize> = plan.iter().map(|(i, _)| *i).collect();
     let whole = plan
@@ -329,17 +374,6 @@ pub(crate) async fn read_stream(
     if !whole {
         builder = builder.with_row_selection(selection::to_selection(&md, &plan));
     }
-    // Rows outside the range exist only if the range cuts the file's time bounds. When
-    // it keeps a small part of the file's time span, the time filter runs inside the
-    // decoder (other columns are materialized only for rows in range). When it keeps
-    // most of a full scan, the fragmented selection would cost more than it saves; and
-    // when the series index chose the rows, the time pages above already cut each run
-    // to within a page of the range, so a second pass over the time column (its own
-    // column chunk reader, zstd contexts and decode) costs more than the few extra rows
-    // it would drop. In both cases rows are filtered after decoding.
-    let cut = range.start > meta.min_time || range.last < meta.max_time;
-    let late =
-        cut && series_rows.is_none() && kept_share(range, meta.min_time, meta.max_time) <= 0.5;
     let mut filters: Vec<Box<dyn ArrowPredicate>> = Vec::new();
     if let (Some(t), true) = (time_idx, late) {
         let predicate =
@@ -348,9 +382,7 @@ pub(crate) async fn read_stream(
             });
         filters.push(Box::new(predicate));
     }
-    // Without a series index (files from before it), the tag predicate is applied to
-    // the decoded tag values, so a scan returns the same rows from every source.
-    if let Some(p) = predicate.filter(|p| series_rows.is_none() && !p.is_unknown()) {
+    if let Some(p) = tag_filter {
         let tags = p.tags();
         let leaves: Vec<usize> = (0..parquet_schema.num_columns())
             .filter(|&c| tags.contains(parquet_schema.column(c).name()))
@@ -369,6 +401,27 @@ pub(crate) async fn read_stream(
             filters.push(Box::new(predicate));
         }
     }
+    let field_dropped = Arc::new(AtomicUsize::new(0));
+    if let Some(f) = in_decoder {
+        let names = f.columns();
+        let leaves: Vec<usize> = (0..parquet_schema.num_columns())
+            .filter(|&c| names.contains(parquet_schema.column(c).name()))
+            .collect();
+        let f = f.clone();
+        let dropped = Arc::clone(&field_dropped);
+        let mut kept = KeptRows::new(file_rows(&md, &plan), feed);
+        let track = index_tags.is_some();
+        let predicate =
+            ArrowPredicateFn::new(ProjectionMask::leaves(parquet_schema, leaves), move |b| {
+                let mask = f.mask(&b)?;
+                dropped.fetch_add(mask.len() - mask.true_count(), Ordering::Relaxed);
+                if track {
+                    kept.push(&mask)?;
+                }
+                Ok(mask)
+            });
+        filters.push(Box::new(predicate));
+    }
     if !filters.is_empty() {
         builder = builder.with_row_filter(RowFilter::new(filters));
     }
@@ -376,6 +429,8 @@ pub(crate) async fn read_stream(
     let output = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&output);
     let mut index_tags = index_tags;
+    let after_decode = after_decode.cloned();
+    let dropped_after = Arc::clone(&field_dropped);
     let batches = builder
         .build()?
         .map_err(Error::from)
@@ -388,17 +443,29 @@ pub(crate) async fn read_stream(
                 Ok(b) if cut && !late => filter_time(&b, range),
                 other => other,
             };
+            let batch = match (batch, &after_decode) {
+                (Ok(b), Some(f)) => f.apply(&b).map_err(Error::from).map(|(b, dropped)| {
+                    dropped_after.fetch_add(dropped, Ordering::Relaxed);
+                    b
+                }),
+                (other, _) => other,
+            };
             if let Ok(b) = &batch {
                 counted.fetch_add(b.num_rows(), Ordering::Relaxed);
             }
             futures::future::ready(batch)
         })
         .try_filter(|b| futures::future::ready(b.num_rows() > 0));
-    // Once the file is read: how many selected rows the time filter dropped.
+    // Once the file is read: how many selected rows the time and field filters dropped.
     let tail = futures::stream::once(async move {
         let rows = output.load(Ordering::Relaxed);
+        let by_field = field_dropped.load(Ordering::Relaxed);
         ScanMetrics::add(&metrics.rows_output, rows);
-        ScanMetrics::add(&metrics.rows_filtered_time, selected.saturating_sub(rows));
+        ScanMetrics::add(&metrics.rows_filtered_field, by_field);
+        ScanMetrics::add(
+            &metrics.rows_filtered_time,
+            selected.saturating_sub(rows + by_field),
+        );
     })
     .filter_map(|()| futures::future::ready(None));
     Ok(batches.chain(tail).boxed())
@@ -419,113 +486,6 @@ fn file_rows(md: &ParquetMetaData, plan: &[(usize, Vec<Range<usize>>)]) -> Vec<R
                 .map(|r| starts[*i] + r.start..starts[*i] + r.end)
         })
         .collect()
-}
-
-/// The projected tag columns of an SST read whose rows the series index chose: they
-/// are built from the index (each run's values) instead of decoded, batch by batch
-/// as the other columns are decoded.
-struct IndexTags {
-    index: Arc<SeriesIndex>,
-    /// The projected columns, in file order.
-    schema: arrow::datatypes::SchemaRef,
-    /// The tags built from the index: file column number, name and dictionary values.
-    built: Vec<(usize, String, ArrayRef)>,
-    /// The file rows read, in order (the decoder returns exactly these).
-    rows: Vec<Range<usize>>,
-    /// How far into `rows` the batches so far reached: range number, rows into it.
-    at: (usize, usize),
-}
-
-/// Which of `cols` to build from `index`: tag columns stored as `Dictionary(Int32,
-/// Utf8)`, as long as some other column is still decoded (it gives the row count).
-fn index_tag_columns(
-    file: &arrow::datatypes::SchemaRef,
-    index: &Arc<SeriesIndex>,
-    cols: &[String],
-    rows: Vec<Range<usize>>,
-) -> Option<IndexTags> {
-    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-    let projected: Vec<usize> = (0..file.fields().len())
-        .filter(|&i| cols.iter().any(|c| c == file.field(i).name()))
-        .collect();
-    let built: Vec<(usize, String, ArrayRef)> = projected
-        .iter()
-        .copied()
-        .filter_map(|i| {
-            let f = file.field(i);
-            if f.data_type() != &dict {
-                return None;
-            }
-            let values = index.tag_values(f.name())?;
-            Some((i, f.name().clone(), values))
-        })
-        .collect();
-    if built.is_empty() || built.len() == projected.len() {
-        return None;
-    }
-    Some(IndexTags {
-        index: Arc::clone(index),
-        schema: Arc::new(file.project(&projected).ok()?),
-        built,
-        rows,
-        at: (0, 0),
-    })
-}
-
-impl IndexTags {
-    fn builds(&self, column: usize) -> bool {
-        self.built.iter().any(|(i, ..)| *i == column)
-    }
-
-    /// The next `n` file rows of `self.rows`.
-    fn take(&mut self, mut n: usize) -> Vec<Range<usize>> {
-        let mut out = Vec::new();
-        while n > 0 && self.at.0 < self.rows.len() {
-            let r = &self.rows[self.at.0];
-            let start = r.start + self.at.1;
-            let k = n.min(r.end - start);
-            out.push(start..start + k);
-            n -= k;
-            self.at.1 += k;
-            if start + k == r.end {
-                self.at = (self.at.0 + 1, 0);
-            }
-        }
-        out
-    }
-
-    /// `batch` (the next decoded rows, without the built columns) with the built
-    /// columns put back in their place.
-    fn add_to(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
-        let n = batch.num_rows();
-        let rows = self.take(n);
-        if selection::count(&rows) != n {
-            return Err(Error::Arrow(ArrowError::ComputeError(
-                "the decoder returned more rows than the series index selected".into(),
-            )));
-        }
-        let cols = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| match batch.column_by_name(f.name()) {
-                Some(c) => Ok(Arc::clone(c)),
-                None => self
-                    .built
-                    .iter()
-                    .find(|(_, name, _)| name == f.name())
-                    .and_then(|(_, name, values)| self.index.tag_column_with(name, &rows, values))
-                    .map(|c| Arc::new(c) as ArrayRef)
-                    .ok_or_else(|| {
-                        Error::Arrow(ArrowError::ComputeError(format!(
-                            "the series index could not build column {}",
-                            f.name()
-                        )))
-                    }),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
-    }
 }
 
 /// The share of the inclusive span `[min, max]` that `range` keeps (0 to 1).
