@@ -259,7 +259,7 @@ impl TableSnapshot {
             .time_range
             .map(|r| r.intersect(&self.range))
             .unwrap_or(self.range);
-        let out_schema = self.schema.projected_schema(req.projection.as_deref());
+        let final_schema = self.schema.projected_schema(req.projection.as_deref());
         let fields = req.field_filter.filter(|f| !f.is_empty());
         if req.last_per_series && fields.is_some() {
             let e = crate::error::Error::InvalidInput(
@@ -267,7 +267,7 @@ impl TableSnapshot {
             );
             return stream::once(async move { Err(e) }).boxed();
         }
-        // The compared fields are read too (`align` drops them from the output).
+        // The compared fields are read too, and dropped after the filter.
         let mut projection = req.projection;
         if let (Some(p), Some(f)) = (&mut projection, &fields) {
             for c in f.columns() {
@@ -276,6 +276,7 @@ impl TableSnapshot {
                 }
             }
         }
+        let out_schema = self.schema.projected_schema(projection.as_deref());
         let sources: Vec<Source> = self
             .sources
             .iter()
@@ -314,15 +315,69 @@ impl TableSnapshot {
         // One group after another. The next group's read starts when the current one
         // is handed out, so its first object-store request (metadata or pages, run on
         // `io`) overlaps the current group's decoding; never more than one ahead.
-        stream::iter(overlap_groups(sources))
+        let filter = ctx.fields.clone().map(|f| (f, Arc::clone(&ctx.metrics)));
+        let batches = stream::iter(overlap_groups(sources))
             .map(move |group| {
                 let ctx = Arc::clone(&ctx);
                 async move { ctx.read_group(group).await }
             })
             .buffered(2)
             .try_flatten()
-            .boxed()
+            .boxed();
+        match filter {
+            Some((f, metrics)) => filtered(batches, f, final_schema, metrics),
+            None => batches,
+        }
     }
+}
+
+/// The rows of `input` (finished: merged, in range) that `filter` keeps, in
+/// `schema`'s columns, gathered into batches of about [`reader::BATCH_ROWS`] rows:
+/// filtering leaves batches of a few rows, and each batch costs the operators above
+/// (and a response) a step of their own. SSTs read through their series index have
+/// applied `filter` inside the decoder already; their rows pass again.
+fn filtered(
+    input: BoxStream<'static, Result<RecordBatch>>,
+    filter: FieldFilter,
+    schema: SchemaRef,
+    metrics: Arc<ScanMetrics>,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    let coalescer = arrow::compute::BatchCoalescer::new(Arc::clone(&schema), reader::BATCH_ROWS);
+    let push = move |coalescer: &mut arrow::compute::BatchCoalescer, b: RecordBatch| {
+        let mask = filter.mask(&b)?;
+        ScanMetrics::add(&metrics.rows_filtered_field, mask.len() - mask.true_count());
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| b.schema().index_of(f.name()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        coalescer.push_batch_with_filter(b.project(&columns)?, &mask)
+    };
+    stream::unfold(
+        (input, coalescer, push, false),
+        |(mut input, mut coalescer, push, mut ended)| async move {
+            loop {
+                if let Some(b) = coalescer.next_completed_batch() {
+                    return Some((Ok(b), (input, coalescer, push, ended)));
+                }
+                if ended {
+                    return None;
+                }
+                let pushed = match input.next().await {
+                    Some(Ok(b)) => push(&mut coalescer, b),
+                    Some(Err(e)) => return Some((Err(e), (input, coalescer, push, true))),
+                    None => {
+                        ended = true;
+                        coalescer.finish_buffered_batch()
+                    }
+                };
+                if let Err(e) = pushed {
+                    return Some((Err(e.into()), (input, coalescer, push, true)));
+                }
+            }
+        },
+    )
+    .boxed()
 }
 
 struct ScanCtx {
@@ -432,20 +487,9 @@ impl ScanCtx {
         Ok(out)
     }
 
-    /// A batch of finished (merged) rows as the scan returns it: only the rows its
-    /// field filter keeps, in the output schema; `None` when no row is left.
+    /// A batch of finished (merged) rows in the scan's schema; `None` when empty.
     fn finish(&self, batch: &RecordBatch) -> Option<Result<RecordBatch>> {
-        let batch = match &self.fields {
-            Some(f) => match f.apply(batch) {
-                Ok((b, dropped)) => {
-                    ScanMetrics::add(&self.metrics.rows_filtered_field, dropped);
-                    b
-                }
-                Err(e) => return Some(Err(e.into())),
-            },
-            None => batch.clone(),
-        };
-        (batch.num_rows() > 0).then(|| align(&batch, &self.out_schema))
+        (batch.num_rows() > 0).then(|| align(batch, &self.out_schema))
     }
 
     /// What to read of an SST for this scan: `columns` (all if `None`), the scan's

@@ -88,8 +88,9 @@ pub(crate) struct Want<'a> {
     /// Read exactly these rows (file-wide, sorted, disjoint) instead of resolving
     /// `predicate`: e.g. the last row of each series, from the series index.
     pub(crate) rows: Option<Vec<Range<usize>>>,
-    /// Only rows for which this is TRUE, evaluated inside the decoder: the other
-    /// columns are decoded only for the rows that pass. `None`: every row.
+    /// A filter the decoder may apply (when the series index chose the rows: the
+    /// other columns are then decoded only for the rows that pass). The caller still
+    /// filters what this returns. `None`: every row.
     pub(crate) fields: Option<&'a FieldFilter>,
     pub(crate) metrics: &'a Arc<ScanMetrics>,
 }
@@ -314,17 +315,24 @@ pub(crate) async fn read_stream(
     // Without a series index (files from before it), the tag predicate is applied to
     // the decoded tag values, so a scan returns the same rows from every source.
     let tag_filter = predicate.filter(|p| series_rows.is_none() && !p.is_unknown());
-    // The field filter runs inside the decoder when the file stores every compared
-    // field with its constant's type (else it runs on the decoded, cast rows). With
-    // tags built from the series index, it must be the decoder's only filter: the
-    // rows it keeps are then the index rows its masks say (`KeptRows`).
+    // The field filter runs inside the decoder when the series index chose the rows
+    // and the file stores every compared field with its constant's type; else only
+    // the caller filters (after merging). Inside the decoder it costs a pass of its own over the
+    // compared columns, which pays only when whole pages of the other columns hold
+    // no passing row: likely among a few series' rows, rare in a scan of every
+    // series, where a quarter of the rows passing at random cost 15 % more CPU
+    // (high-cpu-all, `docs/benchmarks.md`). With tags built from the series index,
+    // it must be the decoder's only filter: the rows it keeps are then the index
+    // rows its masks say (`KeptRows`).
     let in_decoder = fields.filter(|f| {
-        f.columns().iter().all(|c| {
-            let ty = builder.schema().field_with_name(c).map(|x| x.data_type());
-            ty.ok() == f.expected_type(c).as_ref()
-        }) && (series_rows.is_none() || (!late && tag_filter.is_none()))
+        series_rows.is_some()
+            && !late
+            && tag_filter.is_none()
+            && f.columns().iter().all(|c| {
+                let ty = builder.schema().field_with_name(c).map(|x| x.data_type());
+                ty.ok() == f.expected_type(c).as_ref()
+            })
     });
-    let after_decode = fields.filter(|_| in_decoder.is_none());
     // With the series index choosing the rows, the projected tag columns are built
     // from the index (see `IndexTags`) and their pages are never fetched.
     let feed = match in_decoder {
@@ -429,8 +437,6 @@ pub(crate) async fn read_stream(
     let output = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&output);
     let mut index_tags = index_tags;
-    let after_decode = after_decode.cloned();
-    let dropped_after = Arc::clone(&field_dropped);
     let batches = builder
         .build()?
         .map_err(Error::from)
@@ -442,13 +448,6 @@ pub(crate) async fn read_stream(
             let batch = match batch {
                 Ok(b) if cut && !late => filter_time(&b, range),
                 other => other,
-            };
-            let batch = match (batch, &after_decode) {
-                (Ok(b), Some(f)) => f.apply(&b).map_err(Error::from).map(|(b, dropped)| {
-                    dropped_after.fetch_add(dropped, Ordering::Relaxed);
-                    b
-                }),
-                (other, _) => other,
             };
             if let Ok(b) = &batch {
                 counted.fetch_add(b.num_rows(), Ordering::Relaxed);
