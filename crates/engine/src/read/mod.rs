@@ -63,10 +63,10 @@ pub struct ScanRequest {
     /// returned.
     pub tag_predicate: Option<TagPredicate>,
     /// Only rows for which this `AND` of field comparisons is TRUE are returned, as a
-    /// filter over a full scan's rows would keep them: SSTs read alone evaluate it
-    /// inside the Parquet decoder (the other columns are decoded only for the rows
-    /// that pass), memtables and merged sources on the merged rows (newer wins, field
-    /// by field, before it is judged). The fields it compares are read even when not
+    /// filter over a full scan's rows would keep them: it judges the finished rows
+    /// (merged, newer wins field by field), and SSTs whose series index chose the rows
+    /// also evaluate it inside the Parquet decoder (the other columns are decoded only
+    /// for the rows that pass). The fields it compares are read even when not
     /// projected. Not with `last_per_series` (a scan asking for both fails).
     pub field_filter: Option<FieldFilter>,
     /// Where the scan counts what it read and skipped (see [`ScanMetrics`]).
