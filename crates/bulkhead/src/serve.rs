@@ -82,6 +82,8 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
             // waited seconds for it to end (docs/reliability.md, "Fairness").
             target_partitions: config.limits.query_partitions.max(1),
             plan_cache_entries: config.limits.query_plan_cache,
+            scan_tasks: config.limits.scan_tasks,
+            scan_tasks_min_rows: bulkhead_query::DEFAULT_SCAN_TASKS_MIN_ROWS,
         },
     )
     .context("starting the query layer")?

@@ -24,6 +24,7 @@ mod functions;
 #[doc(hidden)]
 pub mod fuzzing;
 mod lastpoint;
+mod options;
 mod pg;
 mod physical_template;
 mod plan_cache;
@@ -51,6 +52,7 @@ pub use catalog::CATALOG;
 pub use depth::{MAX_EXPR_DEPTH, MAX_OPERATORS, MAX_SET_OPERATIONS};
 pub use error::{QueryError, Result};
 pub use exec::QueryOutput;
+pub use options::DEFAULT_SCAN_TASKS_MIN_ROWS;
 pub use pg::{PG_VERSION, pg_type_name, setting as pg_setting, version as pg_version};
 pub use stats::QueryStats;
 
@@ -69,6 +71,13 @@ pub struct QueryConfig {
     pub target_partitions: usize,
     /// Optimized plans kept by statement shape ([`plan_cache`]; 0 turns it off).
     pub plan_cache_entries: usize,
+    /// Time groups one large scan decodes at once on tasks of its own
+    /// ([`bulkhead_engine::ScanRequest::decode_tasks`]; 0 = none); a session may change
+    /// it with `SET bulkhead.scan_tasks = n`.
+    pub scan_tasks: usize,
+    /// Scans estimated to read fewer rows decode in their query's task whatever
+    /// `scan_tasks` says (`SET bulkhead.scan_tasks_min_rows = n`).
+    pub scan_tasks_min_rows: u64,
 }
 
 impl Default for QueryConfig {
@@ -78,9 +87,14 @@ impl Default for QueryConfig {
                 .unwrap_or(usize::MAX),
             target_partitions: bulkhead_runtime::available_parallelism(),
             plan_cache_entries: plan_cache::DEFAULT_PLAN_CACHE_ENTRIES,
+            scan_tasks: DEFAULT_SCAN_TASKS,
+            scan_tasks_min_rows: options::DEFAULT_SCAN_TASKS_MIN_ROWS,
         }
     }
 }
+
+/// [`QueryConfig::scan_tasks`] unless configured.
+pub const DEFAULT_SCAN_TASKS: usize = 2;
 
 /// Plans and runs SQL against the engine.
 #[derive(Debug)]
@@ -130,6 +144,7 @@ impl QueryEngine {
             config.memory_limit,
             RuntimeName::Query,
             config.target_partitions,
+            options::BulkheadOptions::new(config.scan_tasks, config.scan_tasks_min_rows),
         )?;
         let stats = Arc::new(QueryStats::default());
         let rollups = Arc::new(rollup::RollupBoard::default());
@@ -244,7 +259,8 @@ impl QueryEngine {
             .with_default_catalog_and_schema(CATALOG, db)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
-            .with_target_partitions(pool.partitions.max(1));
+            .with_target_partitions(pool.partitions.max(1))
+            .with_option_extension(pool.options.clone());
         // `now()`, `timestamptz` literals and casts keep a time zone, UTC like the
         // `time` column (DataFusion's default is none: they came back as naive
         // timestamps, `timestamp` rather than `timestamptz` over PG).
@@ -343,6 +359,8 @@ pub(crate) struct Pool {
     memory_limit: usize,
     runtime: RuntimeName,
     partitions: usize,
+    /// `bulkhead.*` of its sessions ([`QueryConfig::scan_tasks`]).
+    options: options::BulkheadOptions,
     /// Built sessions by database, for [`QueryEngine::sql_in_pool`] (rollups query
     /// a few databases again and again; building a session is the slow part).
     sessions: Mutex<HashMap<String, Arc<SessionState>>>,
@@ -354,6 +372,7 @@ impl Pool {
         memory_limit: usize,
         runtime: RuntimeName,
         partitions: usize,
+        options: options::BulkheadOptions,
     ) -> Result<Self> {
         // No spilling: the memory limit is a hard limit, and a query over it fails with
         // a clear "resources exhausted" error instead of filling a temp directory.
@@ -369,6 +388,7 @@ impl Pool {
             memory_limit,
             runtime,
             partitions,
+            options,
             sessions: Mutex::new(HashMap::new()),
         })
     }

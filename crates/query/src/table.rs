@@ -164,6 +164,20 @@ impl TableProvider for EngineTable {
             .cloned()
             .collect();
         let total_ssts = snapshot.table_sst_count().max(in_range.len());
+        // A scan of a few series is small; the series index finds their rows cheaply.
+        let selects_series = !pruning.tags.is_empty() || tag_predicate.is_some();
+        let decode_tasks = match self.latest {
+            Latest::Every if !selects_series => {
+                let rows = estimated_rows(&selected, range) + snapshot.memtable_rows() as u64;
+                let options = crate::options::BulkheadOptions::of(state.config_options());
+                if rows >= options.scan_tasks_min_rows {
+                    options.scan_tasks
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        };
         let exec = EngineScanExec::new(
             snapshot,
             projected,
@@ -180,9 +194,27 @@ impl TableProvider for EngineTable {
                 selected: selected.iter().map(|m| m.file_id.clone()).collect(),
             },
             Arc::clone(&self.stats),
+            decode_tasks,
         );
         Ok(Arc::new(exec))
     }
+}
+
+/// Rows `ssts` hold in `range`, assuming each file's rows spread evenly over its time
+/// bounds.
+fn estimated_rows(ssts: &[SstMeta], range: TimeRange) -> u64 {
+    let (start, last) = (range.start, range.last);
+    ssts.iter()
+        .map(|m| {
+            let (a, b) = (m.min_time.max(start), m.max_time.min(last));
+            if b < a {
+                return 0;
+            }
+            let width = (m.max_time as f64 - m.min_time as f64) + 1.0;
+            let inside = (b as f64 - a as f64) + 1.0;
+            (m.rows as f64 * (inside / width).min(1.0)) as u64
+        })
+        .sum()
 }
 
 /// Inclusive bounds to the engine's (inclusive) range.
@@ -236,6 +268,8 @@ pub(crate) struct EngineScanExec {
     latest: Latest,
     counts: ScanCounts,
     stats: Arc<QueryStats>,
+    /// [`ScanRequest::decode_tasks`], from the session's `bulkhead.scan_tasks`.
+    decode_tasks: usize,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -283,6 +317,7 @@ impl EngineScanExec {
         latest: Latest,
         counts: ScanCounts,
         stats: Arc<QueryStats>,
+        decode_tasks: usize,
     ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
@@ -298,6 +333,7 @@ impl EngineScanExec {
             latest,
             counts,
             stats,
+            decode_tasks,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }
@@ -442,6 +478,7 @@ impl ExecutionPlan for EngineScanExec {
                 Latest::PerGroup(g) => Some(g.clone()),
                 _ => None,
             },
+            decode_tasks: self.decode_tasks,
         };
         let schema = Arc::clone(&self.schema);
         let out_schema = Arc::clone(&schema);

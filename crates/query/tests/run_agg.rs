@@ -231,3 +231,56 @@ fn runs_fold_to_few_rows() {
         "{out}"
     );
 }
+
+/// Scans decoded on tasks of their own (`limits.scan_tasks`, here on every scan of a
+/// whole table) give the answers of scans decoded in the query's task, through run
+/// aggregation and the plain aggregate alike, on the same random data.
+#[test]
+fn scans_on_tasks_give_the_answers_of_scans_in_one_task() {
+    let extra = [
+        "select * from cpu order by host, dc, time",
+        "select host, dc, time, f from cpu where g > 100 order by host, dc, time",
+        "select count(*), sum(g), max(f), min(u) from cpu",
+    ];
+    for seed in [3, 4] {
+        let plain = one_partition();
+        let tasks = Db::open_with(QueryConfig {
+            target_partitions: 1,
+            scan_tasks: 2,
+            scan_tasks_min_rows: 0,
+            ..QueryConfig::default()
+        });
+        load(&plain, seed);
+        load(&tasks, seed);
+        let mut on_tasks = 0;
+        for run_aggregate in [true, false] {
+            plain.query.set_run_aggregate(run_aggregate);
+            tasks.query.set_run_aggregate(run_aggregate);
+            for q in QUERIES.iter().chain(&extra) {
+                let want = cells(&plain.sql("demo", q).unwrap());
+                let got = cells(&tasks.sql("demo", q).unwrap());
+                assert!(!want.is_empty(), "an empty answer proves nothing: {q}");
+                assert_eq!(got.len(), want.len(), "{q}");
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y)),
+                        "{q}\nscan tasks: {a:?}\none task:   {b:?}"
+                    );
+                }
+                let plan = tasks.table("demo", &format!("explain analyze {q}"));
+                if !plan.contains("groups_decoded_on_tasks=0") {
+                    on_tasks += 1;
+                }
+                let plan = plain.table("demo", &format!("explain analyze {q}"));
+                assert!(plan.contains("groups_decoded_on_tasks=0"), "{q}\n{plan}");
+            }
+        }
+        // Every query but the two that select series by tag (`host in (...)`,
+        // `dc = 'dc0'`) read on tasks.
+        assert_eq!(
+            on_tasks,
+            2 * (QUERIES.len() + extra.len() - 2),
+            "seed {seed}"
+        );
+    }
+}

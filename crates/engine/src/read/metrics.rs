@@ -25,6 +25,7 @@ pub struct ScanMetrics {
     pub(crate) rows_filtered_field: AtomicU64,
     pub(crate) rows_output: AtomicU64,
     pub(crate) last_rows: AtomicU64,
+    pub(crate) groups_on_tasks: AtomicU64,
 }
 
 /// A copy of [`ScanMetrics`] at one moment.
@@ -68,6 +69,9 @@ pub struct ScanMetricsSnapshot {
     /// Latest rows of series taken from SSTs' last-row metadata (lastpoint fast path),
     /// without reading a data page.
     pub last_rows: u64,
+    /// Time groups (sources whose time ranges overlap) decoded by tasks of their own,
+    /// beside the query's task ([`crate::ScanRequest::decode_tasks`]).
+    pub groups_on_tasks: u64,
 }
 
 impl ScanMetrics {
@@ -98,13 +102,14 @@ impl ScanMetrics {
             rows_filtered_field: g(&self.rows_filtered_field),
             rows_output: g(&self.rows_output),
             last_rows: g(&self.last_rows),
+            groups_on_tasks: g(&self.groups_on_tasks),
         }
     }
 }
 
 impl ScanMetricsSnapshot {
     /// `(name, value)` of every counter, for `EXPLAIN ANALYZE`.
-    pub fn named(&self) -> [(&'static str, u64); 19] {
+    pub fn named(&self) -> [(&'static str, u64); 20] {
         [
             ("ssts_opened", self.ssts),
             ("ssts_with_series_index", self.ssts_with_index),
@@ -128,6 +133,7 @@ impl ScanMetricsSnapshot {
             ("rows_filtered_by_field", self.rows_filtered_field),
             ("rows_read", self.rows_output),
             ("rows_from_last_row_metadata", self.last_rows),
+            ("groups_decoded_on_tasks", self.groups_on_tasks),
         ]
     }
 }

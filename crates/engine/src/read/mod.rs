@@ -13,6 +13,7 @@
 pub(crate) mod field_filter;
 mod last;
 pub(crate) mod metrics;
+mod parallel;
 pub(crate) mod predicate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,6 +84,14 @@ pub struct ScanRequest {
     /// these tags, only the series' row with the greatest time (one of them on a tie).
     /// For a `GROUP BY` of these tags whose aggregates all take the latest row.
     pub last_per_group: Option<Vec<String>>,
+    /// How many time groups (sources whose time ranges overlap) a large scan may decode
+    /// at once, each on a task of its own spawned on the runtime that polls the scan,
+    /// at most two batches ahead of it; the batches are still handed
+    /// out in an order that depends only on the data. 0 (or a scan polled outside a
+    /// tokio runtime) decodes everything in the polling task. Worth it for large
+    /// scans only: for a small one the hand-off to another thread costs more than it
+    /// saves.
+    pub decode_tasks: usize,
 }
 
 impl std::fmt::Debug for ScanRequest {
@@ -97,6 +106,7 @@ impl std::fmt::Debug for ScanRequest {
             .field("last_per_series", &self.last_per_series)
             .field("ignore_last_row_metadata", &self.ignore_last_row_metadata)
             .field("last_per_group", &self.last_per_group)
+            .field("decode_tasks", &self.decode_tasks)
             .finish()
     }
 }
@@ -316,14 +326,18 @@ impl TableSnapshot {
         // is handed out, so its first object-store request (metadata or pages, run on
         // `io`) overlaps the current group's decoding; never more than one ahead.
         let filter = ctx.fields.clone().map(|f| (f, Arc::clone(&ctx.metrics)));
-        let batches = stream::iter(overlap_groups(sources))
-            .map(move |group| {
-                let ctx = Arc::clone(&ctx);
-                async move { ctx.read_group(group).await }
-            })
-            .buffered(2)
-            .try_flatten()
-            .boxed();
+        let groups = overlap_groups(sources);
+        let batches = match parallel::spawner(&groups, req.decode_tasks) {
+            Some((handle, tasks)) => parallel::decode(groups, ctx, tasks, handle),
+            None => stream::iter(groups)
+                .map(move |group| {
+                    let ctx = Arc::clone(&ctx);
+                    async move { ctx.read_group(group).await }
+                })
+                .buffered(2)
+                .try_flatten()
+                .boxed(),
+        };
         match filter {
             Some((f, metrics)) => filtered(batches, f, final_schema, metrics),
             None => batches,

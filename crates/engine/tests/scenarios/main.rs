@@ -20,6 +20,7 @@ mod many_tables;
 mod model;
 mod object_io;
 mod packs;
+mod parallel_scan;
 mod recovery;
 mod schema_conflict;
 mod seq_reuse;

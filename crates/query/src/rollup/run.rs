@@ -43,6 +43,8 @@ pub(super) fn spawn(query: Arc<QueryEngine>, config: RollupConfig) -> Result<Joi
         config.memory_budget,
         RuntimeName::Compact,
         runtimes.config().threads(RuntimeName::Compact),
+        // Background work: each scan decodes in its own task.
+        crate::options::BulkheadOptions::new(0, crate::options::DEFAULT_SCAN_TASKS_MIN_ROWS),
     )?;
     let board = Arc::clone(query.rollup_board());
     let mut rollups: Vec<Maintainer> = Vec::new();

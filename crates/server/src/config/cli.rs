@@ -273,6 +273,9 @@ pub struct ServeArgs {
     /// [limits] query_partitions: partitions of one query's plan, at least 1 [default: 1].
     #[arg(long, env = "BULKHEAD_QUERY_PARTITIONS", value_name = "N")]
     pub query_partitions: Option<usize>,
+    /// [limits] scan_tasks: time groups one large scan decodes at once on tasks of its own, 0 = none [default: 2].
+    #[arg(long, env = "BULKHEAD_SCAN_TASKS", value_name = "N")]
+    pub scan_tasks: Option<usize>,
     /// [limits] query_plan_cache: optimized SQL plans kept by statement shape, 0 = off [default: 256].
     #[arg(long, env = "BULKHEAD_QUERY_PLAN_CACHE", value_name = "N")]
     pub query_plan_cache: Option<usize>,
@@ -490,6 +493,7 @@ impl ServeArgs {
         );
         set(&mut cfg.limits.query_memory, &self.query_memory);
         set(&mut cfg.limits.query_partitions, &self.query_partitions);
+        set(&mut cfg.limits.scan_tasks, &self.scan_tasks);
         set(&mut cfg.limits.query_plan_cache, &self.query_plan_cache);
         set(&mut cfg.limits.query_timeout, &self.query_timeout);
         set(&mut cfg.limits.body_read_timeout, &self.body_read_timeout);

@@ -287,6 +287,10 @@ pub struct LimitsConfig {
     /// query as one stream on one `query` thread, so a heavy query never holds every
     /// query thread; more lets one big query use several threads.
     pub query_partitions: usize,
+    /// Time groups one large scan decodes at once, each on a task of its own on the
+    /// `query` runtime beside the query's own task (0 = none: every scan decodes in
+    /// its query's task). Worth up to the `query` runtime's threads.
+    pub scan_tasks: usize,
     /// Optimized SQL plans kept by statement shape, so a query that differs from an
     /// earlier one only in the literals of its `WHERE` comparisons skips SQL planning
     /// and the optimizer (0 = off).
@@ -314,6 +318,7 @@ impl Default for LimitsConfig {
             query_memory: ByteSize(bulkhead_frontend::limits::DEFAULT_QUERY_MEMORY),
             query_timeout: HumanDuration::secs(300),
             query_partitions: 1,
+            scan_tasks: 2,
             query_plan_cache: 256,
             body_read_timeout: HumanDuration::secs(10),
             catalog: CatalogLimits::default(),

@@ -175,6 +175,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ),
     ("limits.query_memory", "--query-memory", "2GiB"),
     ("limits.query_partitions", "--query-partitions", "4"),
+    ("limits.scan_tasks", "--scan-tasks", "3"),
     ("limits.query_plan_cache", "--query-plan-cache", "16"),
     ("limits.query_timeout", "--query-timeout", "30s"),
     ("limits.body_read_timeout", "--body-read-timeout", "3s"),
