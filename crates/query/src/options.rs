@@ -26,10 +26,10 @@ impl ConfigExtension for BulkheadOptions {
 
 impl BulkheadOptions {
     pub(crate) fn new(scan_tasks: usize, scan_tasks_min_rows: u64) -> Self {
-        let mut o = Self::default();
-        o.scan_tasks = scan_tasks;
-        o.scan_tasks_min_rows = scan_tasks_min_rows;
-        o
+        Self {
+            scan_tasks,
+            scan_tasks_min_rows,
+        }
     }
 
     /// A session's options (the defaults, `scan_tasks` 0, when it has none).

@@ -194,8 +194,8 @@ impl TableProvider for EngineTable {
                 selected: selected.iter().map(|m| m.file_id.clone()).collect(),
             },
             Arc::clone(&self.stats),
-            decode_tasks,
-        );
+        )
+        .with_decode_tasks(decode_tasks);
         Ok(Arc::new(exec))
     }
 }
@@ -317,7 +317,6 @@ impl EngineScanExec {
         latest: Latest,
         counts: ScanCounts,
         stats: Arc<QueryStats>,
-        decode_tasks: usize,
     ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
@@ -333,10 +332,19 @@ impl EngineScanExec {
             latest,
             counts,
             stats,
-            decode_tasks,
+            decode_tasks: 0,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+}
+
+impl EngineScanExec {
+    /// Decode up to `n` time groups at once on tasks of their own
+    /// ([`ScanRequest::decode_tasks`]).
+    fn with_decode_tasks(mut self, n: usize) -> Self {
+        self.decode_tasks = n;
+        self
     }
 }
 
