@@ -2,7 +2,8 @@
 //!
 //! Order matters for crash safety, and each step says what a crash there leaves:
 //! 1. fetch every input through the io-bound store (nothing written yet);
-//! 2. merge, dedup and encode on `compact` (nothing written yet);
+//! 2. merge (a k-way merge of the sorted inputs), dedup and encode on `compact`
+//!    (nothing written yet);
 //! 3. upload the output (a crash leaves an unreferenced object: [`super::gc`] deletes
 //!    it at the next start);
 //! 4. commit one manifest edit removing the inputs and adding the output (atomic: the
@@ -10,7 +11,10 @@
 //! 5. inputs are deleted once no snapshot holds them (a crash before that leaves
 //!    unreferenced objects, again collected at start).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
@@ -20,7 +24,8 @@ use crate::core::EngineCore;
 use crate::delete::Tombstone;
 use crate::error::{Error, Result};
 use crate::flush::batch_time_bounds;
-use crate::memtable::{Memtable, TimeRange, segment_of};
+use crate::memtable::{TimeRange, segment_of};
+use crate::read::merge::Merger;
 use crate::schema::TableSchema;
 use crate::sst::writer::{EncodeOptions, UploadOptions, encode};
 use crate::sst::{SstMeta, new_file_id, reader, sst_path, tag_ranges};
@@ -104,6 +109,92 @@ pub(crate) async fn run(engine: &EngineCore, task: &CompactionTask) -> Result<Op
     Ok(output)
 }
 
+/// The rows of `inputs` (oldest first) merged into batches sorted by (series, time),
+/// each input without its deleted rows; `None` if no row is left. Every row must fall in
+/// `range` (the task's segment): the inputs are dropped once the output commits.
+fn merge(
+    task: &CompactionTask,
+    schema: &TableSchema,
+    tombs: &[Arc<Tombstone>],
+    inputs: Vec<(&SstMeta, Bytes)>,
+    range: TimeRange,
+) -> Result<Option<Vec<RecordBatch>>> {
+    let full = schema.arrow_schema();
+    let mut decoded: Vec<VecDeque<RecordBatch>> = Vec::with_capacity(inputs.len());
+    for (m, bytes) in inputs {
+        let deletes = crate::delete::applicable(tombs, m.deletes_seen(), m.min_time, m.max_time);
+        let mut batches = VecDeque::new();
+        for batch in reader::decode(bytes, None, TimeRange::ALL)? {
+            bulkhead_runtime::yield_point();
+            let batch = crate::delete::filter_batch(&batch, &deletes)?;
+            if batch.num_rows() > 0 {
+                batches.push_back(crate::read::align(&batch, &full)?);
+            }
+        }
+        decoded.push(batches);
+    }
+    let mut merger = Merger::new(schema, Arc::clone(&full), decoded.len())?;
+    let mut out = Vec::new();
+    loop {
+        while let Some(i) = merger.wants() {
+            match decoded[i].pop_front() {
+                Some(b) => merger.push(i, b)?,
+                None => merger.end(i),
+            }
+        }
+        bulkhead_runtime::yield_point();
+        match merger.next_batch()? {
+            Some(b) => out.push(b),
+            None if merger.is_done() => break,
+            None => {}
+        }
+    }
+    out.retain(|b| b.num_rows() > 0);
+    if out.is_empty() {
+        return Ok(None);
+    }
+    if let Some((lo, hi)) = time_bounds(&out)
+        && !(range.contains(lo) && range.contains(hi))
+    {
+        return Err(Error::Manifest(format!(
+            "compaction of {}.{} segment {}: rows from {lo} to {hi} do not all fall in the segment",
+            task.db, task.table, task.segment_start
+        )));
+    }
+    Ok(Some(out))
+}
+
+/// The least and greatest time of `batches`.
+fn time_bounds(batches: &[RecordBatch]) -> Option<(i64, i64)> {
+    batches
+        .iter()
+        .filter_map(batch_time_bounds)
+        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+}
+
+/// The range of every tag's values over `batches` (see [`SstMeta::tag_ranges`]).
+fn tag_ranges_of(batches: &[RecordBatch]) -> BTreeMap<String, (String, String)> {
+    let mut out: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for b in batches {
+        for (tag, (lo, hi)) in tag_ranges(b) {
+            match out.get_mut(&tag) {
+                Some(r) => {
+                    if lo < r.0 {
+                        r.0 = lo;
+                    }
+                    if hi > r.1 {
+                        r.1 = hi;
+                    }
+                }
+                None => {
+                    out.insert(tag, (lo, hi));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Steps 1 to 3: fetch, merge and encode `task`'s inputs and upload the output;
 /// `None` if every row was deleted.
 async fn execute(
@@ -119,47 +210,18 @@ async fn execute(
         inputs.push((m, bytes));
     }
 
-    // 2. CPU: oldest input first, so newer rows overwrite older ones field by field.
-    let seg_nanos = ctx.segment_nanos;
-    let mut merged = Memtable::default();
-    for (m, bytes) in inputs {
-        // Each input loses its deleted rows before it merges with newer ones.
-        let deletes = crate::delete::applicable(tombs, m.deletes_seen(), m.min_time, m.max_time);
-        for batch in reader::decode(bytes, None, TimeRange::ALL)? {
-            bulkhead_runtime::yield_point();
-            let batch = crate::delete::filter_batch(&batch, &deletes)?;
-            if batch.num_rows() > 0 {
-                merged.insert_batch(schema, &batch, m.max_seq, seg_nanos)?;
-            }
-        }
-    }
-    let range = segment_of(task.segment_start, seg_nanos);
-    let Some(batch) = merged.to_batch(schema, range, None)? else {
-        if merged.rows() > 0 {
-            return Err(Error::Manifest(format!(
-                "compaction of {}.{} segment {}: no row falls in the segment",
-                task.db, task.table, task.segment_start
-            )));
-        }
+    // 2. CPU: a k-way merge of the inputs (each sorted by series and time), oldest
+    // first, so newer rows overwrite older ones field by field.
+    let range = segment_of(task.segment_start, ctx.segment_nanos);
+    let Some(batches) = merge(task, schema, tombs, inputs, range)? else {
         return Ok(None); // every row was deleted
     };
-    let rows = batch.num_rows() as u64;
-    // The inputs are dropped once the output commits: it must hold every row of them.
-    if rows != merged.rows() as u64 {
-        return Err(Error::Manifest(format!(
-            "compaction of {}.{} segment {}: {} of {} rows fall in the segment",
-            task.db,
-            task.table,
-            task.segment_start,
-            rows,
-            merged.rows()
-        )));
-    }
-    drop(merged);
+    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
     let (min_time, max_time) =
-        batch_time_bounds(&batch).unwrap_or((task.segment_start, task.segment_start));
-    let tags = tag_ranges(&batch);
-    let encoded = encode(&[batch], ctx.encode)?;
+        time_bounds(&batches).unwrap_or((task.segment_start, task.segment_start));
+    let tags = tag_ranges_of(&batches);
+    let encoded = encode(&batches, ctx.encode)?;
+    drop(batches);
 
     // 3. Upload through the io-bound store.
     let file_id = new_file_id();

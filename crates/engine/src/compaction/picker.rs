@@ -21,8 +21,8 @@ use crate::sst::SstMeta;
 
 use super::CompactionConfig;
 
-/// Bytes of memory a merge is estimated to need per input row (a decoded row with its
-/// series key in the merge memtable), on top of twice the input's compressed bytes.
+/// Bytes of memory a merge is estimated to need per input row (a decoded Arrow row and
+/// its merged copy, with room to spare), on top of twice the input's compressed bytes.
 pub const ROW_MEMORY_ESTIMATE: u64 = 256;
 
 /// One merge: `inputs` (same table and segment, oldest `max_seq` first) become one SST.

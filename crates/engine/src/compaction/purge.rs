@@ -13,8 +13,8 @@ use crate::table::Table;
 
 use super::picker::CompactionTask;
 
-/// Memory a rewrite of one file may take, per byte of the file (decoded Arrow plus the
-/// merge memtable; the picker estimates merges the same way).
+/// Memory a rewrite of one file may take, per byte of the file (decoded Arrow plus its
+/// merged copy; the picker estimates merges the same way).
 const MEMORY_PER_FILE_BYTE: u64 = 8;
 
 impl EngineCore {

@@ -5,13 +5,14 @@
 //! the active memtable. Each source is already sorted and deduplicated on its own, so a
 //! scan groups sources whose time ranges overlap; a group of one SST streams as it is
 //! decoded (one row group's pages and one batch at a time), a memtable is converted
-//! whole, and a larger group is merged field by field in source order (newer wins)
-//! through a temporary memtable. The next group's first read overlaps the current one's
-//! decoding. Output batches are sorted by (series, time) within a batch; the order
-//! between batches is by time group, not globally sorted.
+//! whole, and a larger group streams through a k-way merge on the sort key ([`merge`]),
+//! field by field in source order (newer wins). The next group's first read overlaps
+//! the current one's decoding. Output batches are sorted by (series, time) within a
+//! batch; the order between batches is by time group, not globally sorted.
 
 pub(crate) mod field_filter;
 mod last;
+pub(crate) mod merge;
 pub(crate) mod metrics;
 mod parallel;
 pub(crate) mod predicate;
@@ -29,7 +30,7 @@ use object_store::ObjectStore;
 use crate::core::EngineCore;
 use crate::delete::Tombstone;
 use crate::error::Result;
-use crate::memtable::{Memtable, TimeRange, merged_batch_where};
+use crate::memtable::{TimeRange, merged_batch_where};
 use crate::schema::{TIME_COLUMN, TableSchema};
 use crate::sst::cache::MetadataCache;
 use crate::sst::{SstFile, SstMeta, reader};
@@ -428,82 +429,93 @@ impl ScanCtx {
         crate::delete::applicable(&self.tombstones, seq, lo, hi)
     }
 
-    /// The rows of a group of sources whose time ranges overlap: one SST streams as
-    /// it is decoded; memtables and merges of several sources are built in memory.
+    /// The rows of a group of sources whose time ranges overlap, as they are decoded:
+    /// one SST or memtable as it is, several through a streaming merge.
     async fn read_group(
         self: Arc<Self>,
         group: Vec<Source>,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-        if let [Source::Sst(f)] = group.as_slice() {
+        if let [source] = group.as_slice() {
             // Already sorted and deduplicated: just filter, project and align.
-            let tombs = self.tombstones_for(&group[0]);
-            let wanted = self.wanted(self.projection.as_deref(), !tombs.is_empty());
-            let mut want = self.sst_want(wanted.as_deref());
-            want.fields = self.fields.as_ref();
-            let batches = reader::read_stream(&self.store, f.meta(), &self.cache, want).await?;
-            let schema = Arc::clone(&self.out_schema);
-            return Ok(batches
-                .and_then(move |b| {
-                    let b = if tombs.is_empty() {
-                        Ok(b)
-                    } else {
-                        crate::delete::filter_batch(&b, &tombs)
-                    };
-                    futures::future::ready(b.and_then(|b| align(&b, &schema)))
-                })
-                .boxed());
-        }
-        let batches = self.read_merged(group).await?;
-        Ok(stream::iter(batches.into_iter().map(Ok)).boxed())
-    }
-
-    async fn read_merged(&self, group: Vec<Source>) -> Result<Vec<RecordBatch>> {
-        if group.len() == 1 {
-            let batches = self.load(&group[0], self.projection.as_deref()).await?;
-            return batches.iter().filter_map(|b| self.finish(b)).collect();
+            return self
+                .open(
+                    source,
+                    self.projection.as_deref(),
+                    self.fields.as_ref(),
+                    &self.out_schema,
+                )
+                .await;
         }
         // Only times covered by two or more sources can hold duplicate keys. Rows outside
-        // those contested ranges pass through as they are; the rest is merged field by
-        // field (newer source wins) through a temporary memtable. With in-order ingest
-        // consecutive flushes touch only at a boundary timestamp, so almost nothing is
-        // merged.
+        // those contested ranges pass through as they are; the rest is merged on the
+        // sort key, field by field (newer source wins). With in-order ingest consecutive
+        // flushes touch only at a boundary timestamp, so almost nothing is merged.
         let contested = contested_ranges(&group);
-        let mut out = Vec::new();
-        let mut merged = Memtable::default();
         // The merge needs the primary key (every tag, time) and the wanted fields; the
         // other fields of a wide table stay unread.
         let merge_columns: Option<Vec<String>> = self.projection.as_ref().map(|p| {
             let mut cols = p.clone();
             cols.extend(self.schema.tags.iter().cloned());
+            cols.push(TIME_COLUMN.to_string());
             cols
         });
-        for (order, source) in group.iter().enumerate() {
-            for b in self.load(source, merge_columns.as_deref()).await? {
-                let (inside, outside) = split_by_ranges(&b, &contested)?;
-                if let Some(b) = self.finish(&outside) {
-                    out.push(b?);
-                }
-                if inside.num_rows() > 0 {
-                    merged.insert_batch(
-                        &self.schema,
-                        &inside,
-                        order as u64 + 1,
-                        self.segment_nanos,
-                    )?;
-                }
-            }
-        }
-        if let Some(b) = merged.to_batch(&self.schema, self.range, self.projection.as_deref())?
-            && let Some(b) = self.finish(&b)
-        {
-            out.push(b?);
-        }
-        Ok(out)
+        let merge_schema = self.schema.projected_schema(merge_columns.as_deref());
+        let opening = group
+            .iter()
+            .map(|s| self.open(s, merge_columns.as_deref(), None, &merge_schema));
+        let sources = futures::future::try_join_all(opening).await?;
+        let out_schema = Arc::clone(&self.out_schema);
+        merge::merged_stream(
+            &self.schema,
+            merge_schema,
+            sources,
+            contested,
+            move |b: &RecordBatch| (b.num_rows() > 0).then(|| align(b, &out_schema)),
+        )
     }
 
-    /// A batch of finished (merged) rows in the scan's schema; `None` when empty.
-    fn finish(&self, batch: &RecordBatch) -> Option<Result<RecordBatch>> {
-        (batch.num_rows() > 0).then(|| align(batch, &self.out_schema))
+    /// The rows of one `source` in range, as decoded, without its deleted rows, in
+    /// `schema`: `columns` (all if `None`; plus `time`) are read, and `fields` filters
+    /// SST rows inside the decoder where the series index chose them. The stream keeps
+    /// the source alive until it ends.
+    async fn open(
+        &self,
+        source: &Source,
+        columns: Option<&[String]>,
+        fields: Option<&FieldFilter>,
+        schema: &SchemaRef,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let batches = match source {
+            Source::Mem(..) => {
+                stream::iter(self.load(source, columns).await?.into_iter().map(Ok)).boxed()
+            }
+            Source::Sst(f) => {
+                let tombs = self.tombstones_for(source);
+                let wanted = self.wanted(columns, !tombs.is_empty());
+                let mut want = self.sst_want(wanted.as_deref());
+                want.fields = fields;
+                let batches = reader::read_stream(&self.store, f.meta(), &self.cache, want).await?;
+                if tombs.is_empty() {
+                    batches
+                } else {
+                    batches
+                        .and_then(move |b| {
+                            futures::future::ready(crate::delete::filter_batch(&b, &tombs))
+                        })
+                        .boxed()
+                }
+            }
+        };
+        // The stream holds the source: an SST that compaction replaced meanwhile is
+        // deleted only when its last holder lets go, and that may be this stream.
+        let schema = Arc::clone(schema);
+        let held = source.clone();
+        Ok(batches
+            .and_then(move |b| {
+                let _held = &held;
+                futures::future::ready(align(&b, &schema))
+            })
+            .boxed())
     }
 
     /// What to read of an SST for this scan: `columns` (all if `None`), the scan's

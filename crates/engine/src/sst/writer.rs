@@ -179,11 +179,11 @@ fn encode_in_slices(
         let col = ColumnPath::from(f.name().as_str());
         match f.data_type() {
             DataType::Dictionary(_, _) => {
-                // Series without a tag sort after those with it (memtable::encode_key).
+                // Series without a tag sort before those with it (memtable::merged_batch).
                 sorting.push(SortingColumn {
                     column_idx: i as i32,
                     descending: false,
-                    nulls_first: false,
+                    nulls_first: true,
                 });
                 props = props.set_column_compression(col, light);
             }

@@ -17,6 +17,7 @@ mod fencing;
 mod flush_triggers;
 mod limits;
 mod many_tables;
+mod merge_scan;
 mod model;
 mod object_io;
 mod packs;

@@ -1,7 +1,7 @@
 //! Property test: random writes (overwrites, new tags and fields, several tables and
-//! time segments) interleaved with flushes, clean reopens and crash-reopens; after
-//! every step, every table read equals a `BTreeMap` model with field-by-field
-//! overwrite, and so do time-range scans.
+//! time segments) interleaved with flushes, compactions, clean reopens and
+//! crash-reopens; after every step, every table read equals a `BTreeMap` model with
+//! field-by-field overwrite, and so do time-range scans.
 
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ struct W {
 enum Op {
     Write(Vec<W>),
     Flush,
+    Compact,
     Reopen,
     Crash,
 }
@@ -64,6 +65,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => proptest::collection::vec(w_strategy(), 1..12).prop_map(Op::Write),
         2 => Just(Op::Flush),
+        1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
     ]
@@ -138,6 +140,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 engine.write("db", b).await.expect("write");
             }
             Op::Flush => engine.flush(&Scope::All).await.expect("flush"),
+            Op::Compact => {
+                engine.compact(&Scope::All).await.expect("compact");
+            }
             Op::Reopen => {
                 engine.close().await.expect("close");
                 drop(engine);

@@ -81,17 +81,23 @@ fn rows(batches: &[RecordBatch]) -> Rows {
     out
 }
 
-async fn run(
-    ops: Vec<Op>,
-    checks: Vec<(i64, i64, Option<FieldFilter>)>,
-) -> Result<(), TestCaseError> {
+/// An engine with short segments, no background compaction, and row groups of 16 rows
+/// (so an SST streams out in many batches); the directory lives as long as the guard.
+async fn open_engine() -> (tempfile::TempDir, Arc<Engine>) {
     let (dir, store) = temp_store();
     let mut cfg = config(dir.path());
     cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
     cfg.compaction.enabled = false;
-    // Small row groups and batches of several row groups' rows.
     cfg.sst_row_group_size = 16;
     let engine = open(cfg, &store).await;
+    (dir, engine)
+}
+
+async fn run(
+    ops: Vec<Op>,
+    checks: Vec<(i64, i64, Option<FieldFilter>)>,
+) -> Result<(), TestCaseError> {
+    let (_dir, engine) = open_engine().await;
     if !ops.iter().any(|op| matches!(op, Op::Write(_))) {
         engine.close().await.expect("close");
         return Ok(()); // no table to scan
@@ -163,12 +169,7 @@ proptest! {
 fn a_dropped_scan_stops_its_tasks() {
     runtimes()
         .block_on(RuntimeName::Io, async {
-            let (dir, store) = temp_store();
-            let mut cfg = config(dir.path());
-            cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
-            cfg.compaction.enabled = false;
-            cfg.sst_row_group_size = 16;
-            let engine = open(cfg, &store).await;
+            let (_dir, engine) = open_engine().await;
             // Eight segments of 4,000 rows each, one SST per segment.
             for seg in 0..8i64 {
                 let mut b = WriteBatch::default();

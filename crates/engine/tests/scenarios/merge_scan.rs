@@ -1,0 +1,98 @@
+//! Scans of overlapping sources (out-of-order writes across flushes, memtable rows over
+//! SSTs) stream through the k-way merge: a scan started before a compaction replaces
+//! its SSTs reads them to the end, and they are deleted only once it lets go.
+
+use std::time::Duration;
+
+use crate::common::*;
+use bulkhead_engine::{FieldValue, ScanRequest, Scope, TimeRange, WriteBatch};
+use bulkhead_runtime::RuntimeName;
+use futures::StreamExt;
+
+const SEGMENT: i64 = 100_000;
+
+/// Files under the store's data directory.
+fn stored_files(dir: &std::path::Path) -> usize {
+    fn walk(p: &std::path::Path) -> usize {
+        std::fs::read_dir(p).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+    }
+    walk(&dir.join("store/data"))
+}
+
+#[test]
+fn a_merging_scan_reads_its_ssts_to_the_end_across_a_compaction() {
+    runtimes()
+        .block_on(RuntimeName::Io, async {
+            let (dir, store) = temp_store();
+            let mut cfg = config(dir.path());
+            cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
+            cfg.compaction.enabled = false;
+            // Small row groups: each SST streams out in many batches.
+            cfg.sst_row_group_size = 16;
+            let engine = open(cfg, &store).await;
+            let mut model = Rows::new();
+            // Three rounds over the same keys, each flushed: every SST overlaps the
+            // others in time, so the scan merges them; the last round overwrites only
+            // `v` of every third key, so `w` must come from an older SST.
+            for round in 0..3i64 {
+                let mut b = WriteBatch::default();
+                for i in 0..3_000i64 {
+                    if round == 2 && i % 3 != 0 {
+                        continue;
+                    }
+                    let host = format!("h{}", i % 30);
+                    let mut fields = vec![("v", FieldValue::I64(i * 10 + round))];
+                    if round < 2 {
+                        fields.push(("w", FieldValue::I64(-i - round)));
+                    }
+                    let r = row(&[("host", &host)], fields, (i / 30) * 7 + round % 2);
+                    model_apply(&mut model, &r);
+                    b.push("cpu", r);
+                }
+                engine.write("db", b).await.expect("write");
+                engine.flush(&Scope::All).await.expect("flush");
+            }
+            let before = stored_files(dir.path());
+            assert_eq!(before, 3, "one SST per round");
+            let snapshot = engine
+                .snapshot("db", "cpu", TimeRange::ALL)
+                .expect("snapshot");
+            let mut scan = snapshot.scan(ScanRequest::default());
+            let first = scan.next().await.expect("a batch").expect("scan");
+            drop(snapshot);
+            // The compaction replaces the three SSTs by one; the scan still reads them.
+            engine.compact(&Scope::All).await.expect("compact");
+            let mut got = Rows::new();
+            for (k, v) in batch_rows(&first) {
+                assert!(got.insert(k, v).is_none(), "duplicate key");
+            }
+            while let Some(b) = scan.next().await {
+                for (k, v) in batch_rows(&b.expect("the scan outlives the compaction")) {
+                    assert!(got.insert(k.clone(), v).is_none(), "duplicate key {k:?}");
+                }
+            }
+            assert_eq!(got, model);
+            assert!(stored_files(dir.path()) > 1, "inputs kept while scanned");
+            drop(scan);
+            // The replaced SSTs go once the scan lets go (the purger deletes them).
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while stored_files(dir.path()) != 1 {
+                assert!(std::time::Instant::now() < deadline, "inputs never deleted");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(read_all(&engine, "db", "cpu").await, model);
+            engine.close().await.expect("close");
+        })
+        .expect("runtime");
+}
