@@ -178,7 +178,21 @@ pub(crate) async fn open(
             })?;
             last_seq = last_seq.max(seq);
             let (db, record) = match record {
-                Record::Write(db, batch) => (db, Replayed::Write(batch)),
+                Record::Write(db, mut batch) => {
+                    // Rows a flush (or a parked record) already holds are dropped here,
+                    // not at apply time: a WAL whose rows are all flushed would
+                    // otherwise be held decoded in memory whole (about 14x its size)
+                    // until the replay starts.
+                    batch.tables.retain(|t| {
+                        let key = (db.clone(), t.table.clone());
+                        let flushed = flushed.get(&key).copied().unwrap_or(0);
+                        seq > flushed.max(parked.get(&key).copied().unwrap_or(0))
+                    });
+                    if batch.tables.is_empty() {
+                        continue;
+                    }
+                    (db, Replayed::Write(batch))
+                }
                 Record::Drop(op) => (op.db.clone(), Replayed::Drop(op)),
                 Record::Delete(op) => (op.db.clone(), Replayed::Delete(op)),
             };
