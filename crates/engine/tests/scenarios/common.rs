@@ -200,3 +200,22 @@ pub fn wal_segments(dir: &Path) -> Vec<std::path::PathBuf> {
     v.sort();
     v
 }
+
+/// SST objects actually present in the store directory of an engine under `dir`.
+pub fn stored_ssts(dir: &Path) -> usize {
+    fn walk(p: &Path) -> usize {
+        std::fs::read_dir(p).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+    }
+    walk(&dir.join("store/data"))
+}

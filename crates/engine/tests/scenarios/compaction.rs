@@ -55,27 +55,6 @@ fn sst_count(engine: &Engine, seg: i64) -> usize {
         .count()
 }
 
-/// SST objects actually present in the store directory.
-fn stored_ssts(dir: &Path) -> usize {
-    walk(&dir.join("store/data"))
-}
-
-fn walk(p: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            if e.path().is_dir() {
-                walk(&e.path())
-            } else {
-                1
-            }
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrite_reencodes_a_lone_sst_and_reads_do_not_change() {
     let (dir, store) = temp_store();

@@ -11,25 +11,6 @@ use futures::StreamExt;
 
 const SEGMENT: i64 = 100_000;
 
-/// Files under the store's data directory.
-fn stored_files(dir: &std::path::Path) -> usize {
-    fn walk(p: &std::path::Path) -> usize {
-        std::fs::read_dir(p).map_or(0, |entries| {
-            entries
-                .flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        walk(&e.path())
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-    }
-    walk(&dir.join("store/data"))
-}
-
 #[test]
 fn a_merging_scan_reads_its_ssts_to_the_end_across_a_compaction() {
     runtimes()
@@ -63,7 +44,7 @@ fn a_merging_scan_reads_its_ssts_to_the_end_across_a_compaction() {
                 engine.write("db", b).await.expect("write");
                 engine.flush(&Scope::All).await.expect("flush");
             }
-            let before = stored_files(dir.path());
+            let before = stored_ssts(dir.path());
             assert_eq!(before, 3, "one SST per round");
             let snapshot = engine
                 .snapshot("db", "cpu", TimeRange::ALL)
@@ -74,7 +55,7 @@ fn a_merging_scan_reads_its_ssts_to_the_end_across_a_compaction() {
             // The compaction replaces the three SSTs by one; the scan still holds and
             // reads them.
             engine.compact(&Scope::All).await.expect("compact");
-            assert_eq!(stored_files(dir.path()), 4, "inputs kept while scanned");
+            assert_eq!(stored_ssts(dir.path()), 4, "inputs kept while scanned");
             let mut got = Rows::new();
             for (k, v) in batch_rows(&first) {
                 assert!(got.insert(k, v).is_none(), "duplicate key");
@@ -88,7 +69,7 @@ fn a_merging_scan_reads_its_ssts_to_the_end_across_a_compaction() {
             drop(scan);
             // The replaced SSTs go once the scan lets go (the purger deletes them).
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while stored_files(dir.path()) != 1 {
+            while stored_ssts(dir.path()) != 1 {
                 assert!(std::time::Instant::now() < deadline, "inputs never deleted");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
