@@ -219,3 +219,16 @@ pub fn stored_ssts(dir: &Path) -> usize {
     }
     walk(&dir.join("store/data"))
 }
+
+/// An engine whose segments are `segment` ns long, with no background compaction and
+/// row groups of 16 rows (so an SST streams out in many batches); the directory lives
+/// as long as the guard.
+pub async fn open_streaming_engine(segment: i64) -> (tempfile::TempDir, Arc<Engine>) {
+    let (dir, store) = temp_store();
+    let mut cfg = config(dir.path());
+    cfg.sst.segment_duration = Duration::from_nanos(segment as u64);
+    cfg.compaction.enabled = false;
+    cfg.sst_row_group_size = 16;
+    let engine = open(cfg, &store).await;
+    (dir, engine)
+}

@@ -15,13 +15,8 @@ const SEGMENT: i64 = 100_000;
 fn a_merging_scan_reads_its_ssts_to_the_end_across_a_compaction() {
     runtimes()
         .block_on(RuntimeName::Io, async {
-            let (dir, store) = temp_store();
-            let mut cfg = config(dir.path());
-            cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
-            cfg.compaction.enabled = false;
             // Small row groups: each SST streams out in many batches.
-            cfg.sst_row_group_size = 16;
-            let engine = open(cfg, &store).await;
+            let (dir, engine) = open_streaming_engine(SEGMENT).await;
             let mut model = Rows::new();
             // Three rounds over the same keys, each flushed: every SST overlaps the
             // others in time, so the scan merges them; the last round overwrites only

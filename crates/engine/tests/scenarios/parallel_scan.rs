@@ -81,23 +81,11 @@ fn rows(batches: &[RecordBatch]) -> Rows {
     out
 }
 
-/// An engine with short segments, no background compaction, and row groups of 16 rows
-/// (so an SST streams out in many batches); the directory lives as long as the guard.
-async fn open_engine() -> (tempfile::TempDir, Arc<Engine>) {
-    let (dir, store) = temp_store();
-    let mut cfg = config(dir.path());
-    cfg.sst.segment_duration = Duration::from_nanos(SEGMENT as u64);
-    cfg.compaction.enabled = false;
-    cfg.sst_row_group_size = 16;
-    let engine = open(cfg, &store).await;
-    (dir, engine)
-}
-
 async fn run(
     ops: Vec<Op>,
     checks: Vec<(i64, i64, Option<FieldFilter>)>,
 ) -> Result<(), TestCaseError> {
-    let (_dir, engine) = open_engine().await;
+    let (_dir, engine) = open_streaming_engine(SEGMENT).await;
     if !ops.iter().any(|op| matches!(op, Op::Write(_))) {
         engine.close().await.expect("close");
         return Ok(()); // no table to scan
@@ -169,7 +157,7 @@ proptest! {
 fn a_dropped_scan_stops_its_tasks() {
     runtimes()
         .block_on(RuntimeName::Io, async {
-            let (_dir, engine) = open_engine().await;
+            let (_dir, engine) = open_streaming_engine(SEGMENT).await;
             // Eight segments of 4,000 rows each, one SST per segment.
             for seg in 0..8i64 {
                 let mut b = WriteBatch::default();
