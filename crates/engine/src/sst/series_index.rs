@@ -33,8 +33,10 @@ use crate::error::{Error, Result};
 use crate::read::predicate::TagPredicate;
 
 mod compiled;
+mod derived;
 use crate::schema::ROLE_KEY;
 use compiled::Compiled;
+use derived::Derived;
 
 /// The key-value metadata key holding the index.
 pub(crate) const KEY: &str = "bulkhead.series_index";
@@ -53,17 +55,9 @@ pub(crate) struct SeriesIndex {
     starts: Vec<u64>,
     /// Per tag, per run: 0 = unset, i + 1 = `values[tag][i]`.
     ids: Vec<Vec<u32>>,
-    /// Every run's [`series_key`], built on first use (see [`SeriesIndex::keys`]).
-    keys: KeyCache,
+    /// Series keys, value ids by value and value arrays, built on first use.
+    derived: Derived,
 }
-
-/// The runs' series keys over one tag order. The index is cached with the file's
-/// metadata, so a lastpoint query builds them once per file, not once per query.
-#[derive(Default)]
-struct KeyCache(crate::sync::Mutex<Option<CachedKeys>>);
-
-/// Tag order, and the keys of every run over it.
-type CachedKeys = (Vec<String>, Arc<Vec<HashedKey>>);
 
 /// A [`series_key`] with its hash, computed once: lastpoint looks the same series up
 /// in every SST, and a key is ~150 bytes on TSBS data.
@@ -88,27 +82,6 @@ impl HashedKey {
 impl std::hash::Hash for HashedKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
-    }
-}
-
-impl Clone for KeyCache {
-    fn clone(&self) -> Self {
-        KeyCache(crate::sync::Mutex::new(self.0.lock().clone()))
-    }
-}
-
-/// A cache of what the index holds: never part of what two indexes are.
-impl PartialEq for KeyCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for KeyCache {}
-
-impl std::fmt::Debug for KeyCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyCache")
     }
 }
 
@@ -223,7 +196,7 @@ impl SeriesIndex {
             values: b.values,
             starts,
             ids: b.ids,
-            keys: KeyCache::default(),
+            derived: Derived::default(),
         })
     }
 
@@ -291,7 +264,7 @@ impl SeriesIndex {
     /// Every run's [`series_key`] over `tags` (a tag the file does not have is unset),
     /// in run order. Built on the first call for a tag order, then shared.
     pub(crate) fn keys(&self, tags: &[String]) -> Arc<Vec<HashedKey>> {
-        let mut cached = self.keys.0.lock();
+        let mut cached = self.derived.keys.lock();
         if let Some((t, keys)) = cached.as_ref()
             && t.as_slice() == tags
         {
@@ -395,7 +368,7 @@ impl SeriesIndex {
             values,
             starts,
             ids,
-            keys: KeyCache::default(),
+            derived: Derived::default(),
         })
     }
 
@@ -423,9 +396,30 @@ impl SeriesIndex {
     /// batches).
     pub(crate) fn tag_values(&self, tag: &str) -> Option<ArrayRef> {
         let slot = self.tags.iter().position(|t| t == tag)?;
-        Some(Arc::new(arrow::array::StringArray::from_iter_values(
-            &self.values[slot],
-        )))
+        let arrays = self.derived.arrays.get_or_init(|| {
+            self.values
+                .iter()
+                .map(|v| Arc::new(arrow::array::StringArray::from_iter_values(v)) as ArrayRef)
+                .collect()
+        });
+        Some(Arc::clone(&arrays[slot]))
+    }
+
+    /// The id (`i + 1` for `values[slot][i]`) of `value` in the tag in `slot`, if a
+    /// run of this file has it.
+    fn id_of(&self, slot: usize, value: &str) -> Option<u32> {
+        let ids = self.derived.ids.get_or_init(|| {
+            self.values
+                .iter()
+                .map(|vs| {
+                    vs.iter()
+                        .enumerate()
+                        .map(|(i, v)| (v.clone(), i as u32 + 1))
+                        .collect()
+                })
+                .collect()
+        });
+        ids[slot].get(value).copied()
     }
 
     /// [`Self::tag_column`] over a dictionary from [`Self::tag_values`].
@@ -482,7 +476,13 @@ impl SeriesIndex {
                 self.tags.len() + set + 56
             })
             .sum();
-        strings + self.starts.len() * 8 + self.ids.iter().map(|c| c.len() * 4).sum::<usize>() + keys
+        // The value arrays and the value → id maps, charged up front like the keys.
+        let values: usize = self.values.iter().flatten().map(|v| 2 * v.len() + 72).sum();
+        strings
+            + self.starts.len() * 8
+            + self.ids.iter().map(|c| c.len() * 4).sum::<usize>()
+            + keys
+            + values
     }
 }
 

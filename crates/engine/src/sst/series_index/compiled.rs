@@ -41,11 +41,25 @@ impl Compiled {
                 Compiled::Leaf { slot, by_id }
             }
         };
+        // `=` and `IN` look their values up instead of testing every value: TRUE for
+        // theirs, FALSE for the others, NULL for unset (as `TagPredicate::eval`).
+        let lookup = |tag: &str, wanted: &mut dyn Iterator<Item = &String>| match slots.get(tag) {
+            None => Compiled::Const(Tri::NULL),
+            Some(&slot) => {
+                let mut by_id = vec![Tri::FALSE; index.values[slot].len() + 1];
+                by_id[0] = Tri::NULL;
+                for v in wanted {
+                    if let Some(id) = index.id_of(slot, v) {
+                        by_id[id as usize] = Tri::TRUE;
+                    }
+                }
+                Compiled::Leaf { slot, by_id }
+            }
+        };
         match pred {
-            TagPredicate::Eq(t, _)
-            | TagPredicate::In(t, _)
-            | TagPredicate::IsNull(t)
-            | TagPredicate::Matches(t, _, _) => leaf(t),
+            TagPredicate::Eq(t, v) => lookup(t, &mut std::iter::once(v)),
+            TagPredicate::In(t, vs) => lookup(t, &mut vs.iter()),
+            TagPredicate::IsNull(t) | TagPredicate::Matches(t, _, _) => leaf(t),
             TagPredicate::Not(p) => Compiled::Not(Box::new(Self::compile(index, slots, p))),
             TagPredicate::And(ps) => {
                 Compiled::And(ps.iter().map(|p| Self::compile(index, slots, p)).collect())
