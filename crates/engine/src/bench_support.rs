@@ -95,6 +95,7 @@ impl BenchMemtable {
                 row_group_size: 256 * 1024,
                 zstd_level,
                 integers,
+                page_rows: crate::sst::writer::PAGE_ROWS,
             },
         )?;
         Ok(bytes.len())
@@ -117,15 +118,7 @@ mod tests {
             .to_batch(&mem.schema, TimeRange::ALL, None)
             .expect("batch")
             .expect("rows");
-        let bytes = encode(
-            &[batch],
-            EncodeOptions {
-                row_group_size: 256 * 1024,
-                zstd_level: 3,
-                integers: crate::config::IntegerCompression::Lz4,
-            },
-        )
-        .expect("encode");
+        let bytes = encode(&[batch], EncodeOptions::test(256 * 1024)).expect("encode");
         let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone())
             .expect("reader");
         use parquet::file::reader::FileReader;

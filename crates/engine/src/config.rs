@@ -237,6 +237,10 @@ pub struct SstConfig {
     /// Codec of `time`, integer fields and tags in new SSTs (floats and strings are
     /// always zstd).
     pub integer_compression: IntegerCompression,
+    /// Most rows per Parquet data page in new SSTs. A query that reads one series
+    /// decodes whole pages around its rows, so smaller pages cost it less; larger ones
+    /// make the page index smaller (measured in `docs/benchmarks.md`, "Page size").
+    pub page_rows: usize,
 }
 
 /// How SSTs compress delta-packed integers (`time`, integer fields) and dictionary
@@ -273,6 +277,7 @@ impl Default for SstConfig {
             multipart_part_size: 8 * 1024 * 1024,
             metadata_cache_size: 64 * 1024 * 1024,
             integer_compression: IntegerCompression::Lz4,
+            page_rows: crate::sst::writer::PAGE_ROWS,
         }
     }
 }
@@ -305,6 +310,7 @@ impl EngineConfig {
             row_group_size: self.sst_row_group_size,
             zstd_level: self.sst_zstd_level,
             integers: self.sst.integer_compression,
+            page_rows: self.sst.page_rows,
         }
     }
 

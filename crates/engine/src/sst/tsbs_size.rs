@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use arrow::record_batch::RecordBatch;
 
 use super::series_index::SeriesIndex;
-use super::writer::{EncodeOptions, PAGE_ROWS, encode_with_pages};
+use super::writer::{EncodeOptions, encode};
 use crate::schema::ROLE_KEY;
 
 const TAGS: [(&str, usize); 10] = [
@@ -104,14 +104,16 @@ fn report(hosts: usize) -> (usize, usize, usize) {
     let text = index.encode();
     let last = super::last_rows::build(std::slice::from_ref(&batch), &index).expect("last rows");
     let last = super::last_rows::encode(&last).expect("encode last rows");
-    let opts = EncodeOptions {
-        row_group_size: 256 * 1024,
-        zstd_level: 3,
-        integers: crate::config::IntegerCompression::Lz4,
-    };
-    let ours = encode_with_pages(std::slice::from_ref(&batch), opts, PAGE_ROWS).expect("encode");
-    let parquet_default =
-        encode_with_pages(std::slice::from_ref(&batch), opts, 20_000).expect("encode");
+    let opts = EncodeOptions::test(256 * 1024);
+    let ours = encode(std::slice::from_ref(&batch), opts).expect("encode");
+    let parquet_default = encode(
+        std::slice::from_ref(&batch),
+        EncodeOptions {
+            page_rows: 20_000,
+            ..opts
+        },
+    )
+    .expect("encode");
     println!(
         "tsbs_size: {hosts} hosts: last rows {} B ({:.1} B/series, {:.2}% of the file)",
         last.len(),
@@ -124,12 +126,13 @@ fn report(hosts: usize) -> (usize, usize, usize) {
     );
     println!(
         "tsbs_size: {hosts} hosts, {} rows: series index {} B ({:.2} B/series, {:.3}% of the file); \
-         file {} B with {PAGE_ROWS}-row pages, {} B with 20000-row pages (+{:.2}%)",
+         file {} B with {}-row pages, {} B with 20000-row pages (+{:.2}%)",
         batch.num_rows(),
         text.len(),
         text.len() as f64 / hosts as f64,
         100.0 * text.len() as f64 / ours.len() as f64,
         ours.len(),
+        opts.page_rows,
         parquet_default.len(),
         100.0 * (ours.len() as f64 / parquet_default.len() as f64 - 1.0),
     );

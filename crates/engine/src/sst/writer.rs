@@ -119,31 +119,43 @@ pub(crate) struct EncodeOptions {
     pub(crate) row_group_size: usize,
     pub(crate) zstd_level: i32,
     pub(crate) integers: IntegerCompression,
+    /// Most rows per data page (`storage.page_rows`).
+    pub(crate) page_rows: usize,
 }
 
-/// Rows handed to the Parquet writer at a time: a multiple of its 1,024-row write
-/// batches, so pages end where they would for the whole batch.
+impl EncodeOptions {
+    /// The defaults of `[storage]`, with `row_group_size` rows per row group.
+    #[cfg(test)]
+    pub(crate) fn test(row_group_size: usize) -> Self {
+        Self {
+            row_group_size,
+            zstd_level: 3,
+            integers: IntegerCompression::Lz4,
+            page_rows: PAGE_ROWS,
+        }
+    }
+}
+
+/// About this many rows are handed to the Parquet writer at a time: a multiple of its
+/// write batches, so pages end where they would for the whole batch.
 const WRITE_ROWS: usize = 8192;
+
+/// The writer's write batch: it checks the page row limit once per batch, so a batch
+/// must not be larger than a page.
+fn write_batch_rows(page_rows: usize) -> usize {
+    page_rows.clamp(1, 1024)
+}
 
 /// Encode `batches` (all with the same schema, already sorted) into one Parquet file.
 pub(crate) fn encode(batches: &[RecordBatch], opts: EncodeOptions) -> Result<Bytes> {
-    encode_with_pages(batches, opts, PAGE_ROWS)
+    let batch = write_batch_rows(opts.page_rows);
+    encode_in_slices(batches, opts, (WRITE_ROWS / batch).max(1) * batch)
 }
 
-/// [`encode`] with another page row limit (for measuring the choice).
-pub(crate) fn encode_with_pages(
-    batches: &[RecordBatch],
-    opts: EncodeOptions,
-    page_rows: usize,
-) -> Result<Bytes> {
-    encode_in_slices(batches, opts, page_rows, WRITE_ROWS)
-}
-
-/// [`encode_with_pages`], handing the writer at most `slice_rows` rows at a time.
+/// [`encode`], handing the writer at most `slice_rows` rows at a time.
 fn encode_in_slices(
     batches: &[RecordBatch],
     opts: EncodeOptions,
-    page_rows: usize,
     slice_rows: usize,
 ) -> Result<Bytes> {
     let Some(first) = batches.first() else {
@@ -166,14 +178,16 @@ fn encode_in_slices(
         (_, IntegerCompression::Lz4) => Compression::LZ4_RAW,
     };
     let row_group_rows = opts.row_group_size.max(1024);
+    let page_rows = opts.page_rows.max(1);
     let mut props = WriterProperties::builder()
         .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(row_group_rows))
         // Smaller pages than Parquet's 20 Ki rows, so a series' row range (selected
         // through the series index) decodes less of its neighbours' data; the cost is
-        // a larger page index (measured in docs/benchmarks.md).
-        .set_data_page_row_count_limit(page_rows);
+        // a larger page index (measured in docs/benchmarks.md, "Page size").
+        .set_data_page_row_count_limit(page_rows)
+        .set_write_batch_size(write_batch_rows(page_rows));
     let mut sorting = Vec::new();
     for (i, f) in schema.fields().iter().enumerate() {
         let col = ColumnPath::from(f.name().as_str());
@@ -213,9 +227,9 @@ fn encode_in_slices(
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
     // In slices, so a compaction thread reaches a yield point every few
     // thousand rows (`bulkhead_runtime::yield_point`). A slice never crosses a row group
-    // boundary, and within a row group slices start at multiples of `WRITE_ROWS` (a
-    // multiple of the writer's 1,024-row batches): the file is byte for byte the one a
-    // single `write` per batch gives (tested).
+    // boundary, and within a row group slices start at multiples of `slice_rows` (a
+    // multiple of the writer's batches): the file is byte for byte the one a single
+    // `write` per batch gives (tested).
     let mut written = 0usize;
     for b in batches {
         let mut offset = 0;
@@ -304,12 +318,8 @@ mod tests {
             (262_144, vec![(70_001, 3)]),
         ] {
             let batches: Vec<RecordBatch> = seeds.iter().map(|&(n, s)| batch(n, s)).collect();
-            let opts = EncodeOptions {
-                row_group_size,
-                zstd_level: 3,
-                integers: crate::config::IntegerCompression::Lz4,
-            };
-            let whole = encode_in_slices(&batches, opts, PAGE_ROWS, usize::MAX).unwrap();
+            let opts = EncodeOptions::test(row_group_size);
+            let whole = encode_in_slices(&batches, opts, usize::MAX).unwrap();
             let sliced = encode(&batches, opts).unwrap();
             assert!(
                 whole == sliced,
@@ -333,9 +343,8 @@ mod tests {
         use parquet::file::reader::FileReader;
         let codecs = |rows: usize, integers: IntegerCompression| {
             let opts = EncodeOptions {
-                row_group_size: 262_144,
-                zstd_level: 3,
                 integers,
+                ..EncodeOptions::test(262_144)
             };
             let bytes = encode(&[batch(rows, 7)], opts).unwrap();
             let reader =
@@ -383,5 +392,42 @@ mod tests {
                 .iter()
                 .all(|(_, c)| *c == Compression::UNCOMPRESSED)
         );
+    }
+
+    #[test]
+    fn pages_hold_at_most_page_rows() {
+        use parquet::file::reader::FileReader;
+        use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+        for page_rows in [300, 2048, PAGE_ROWS] {
+            let opts = EncodeOptions {
+                page_rows,
+                ..EncodeOptions::test(262_144)
+            };
+            let bytes = encode(&[batch(20_000, 5)], opts).unwrap();
+            let reader = SerializedFileReader::new_with_options(
+                bytes,
+                ReadOptionsBuilder::new().with_page_index().build(),
+            )
+            .unwrap();
+            let index = reader.metadata().offset_index().expect("page index");
+            for column in &index[0] {
+                let starts: Vec<i64> = column
+                    .page_locations()
+                    .iter()
+                    .map(|p| p.first_row_index)
+                    .chain([20_000])
+                    .collect();
+                let largest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+                assert!(
+                    largest <= page_rows as i64,
+                    "page_rows {page_rows}: a page of {largest} rows"
+                );
+                assert!(
+                    starts.len() > 20_000 / page_rows,
+                    "page_rows {page_rows}: only {} pages",
+                    starts.len() - 1
+                );
+            }
+        }
     }
 }

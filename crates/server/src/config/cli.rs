@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// `lz4` or `zstd` (about 6 % smaller, slower to read) [default: lz4].
     #[arg(long, env = "BULKHEAD_INTEGER_COMPRESSION", value_name = "CODEC")]
     pub integer_compression: Option<bulkhead_engine::IntegerCompression>,
+    /// [storage] page_rows: most rows per Parquet data page in new SSTs [default: 8192].
+    #[arg(long, env = "BULKHEAD_PAGE_ROWS", value_name = "ROWS")]
+    pub page_rows: Option<usize>,
     /// [storage] unsafe_no_conditional_put: start even if the store ignores create-only
     /// puts; only safe with a single writer per prefix [default: false].
     #[arg(
@@ -414,6 +417,7 @@ impl ServeArgs {
             &mut cfg.storage.sst.integer_compression,
             &self.integer_compression,
         );
+        set(&mut cfg.storage.sst.page_rows, &self.page_rows);
         set(
             &mut cfg.storage.unsafe_no_conditional_put,
             &self.unsafe_no_conditional_put,

@@ -187,7 +187,7 @@ pub struct StorageConfig {
     /// safe when a single Bulkhead process ever writes to this prefix.
     pub unsafe_no_conditional_put: bool,
     /// The engine's keys: `segment_duration`, `multipart_threshold`,
-    /// `multipart_part_size`, `metadata_cache_size`, `integer_compression`.
+    /// `multipart_part_size`, `metadata_cache_size`, `integer_compression`, `page_rows`.
     #[serde(flatten)]
     pub sst: SstConfig,
 }
@@ -368,6 +368,9 @@ impl ServerConfig {
             return Err(format!(
                 "storage.object_store: unsupported URL `{url}` (expected file://PATH or s3://BUCKET/PREFIX)"
             ));
+        }
+        if self.storage.sst.page_rows == 0 {
+            return Err("storage.page_rows must be at least 1".into());
         }
         for (key, nice) in [
             ("runtime.compact_nice", self.runtime.compact_nice),

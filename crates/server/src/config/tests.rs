@@ -56,6 +56,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
         "--integer-compression",
         "zstd",
     ),
+    ("storage.page_rows", "--page-rows", "2048"),
     (
         "storage.unsafe_no_conditional_put",
         "--unsafe-no-conditional-put",
