@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use super::SeriesIndex;
 use crate::read::predicate::{TagPredicate, Tri};
 
-/// A tag predicate resolved against one index's dictionaries: each leaf (`=`, `IN`,
-/// `IS NULL`, a match) is evaluated once per distinct value of its tag, so judging a
-/// run takes integer lookups instead of string comparisons. Same values as
+/// A tag predicate resolved against one index's dictionaries: each leaf is judged once
+/// per distinct value of its tag (`=` and `IN` look their values up in the index's
+/// value → id map; `IS NULL` and matches test every value), so judging a run takes
+/// integer lookups instead of string comparisons. Same values as
 /// [`TagPredicate::eval`] on the run's tags (a test compares them).
 pub(super) enum Compiled {
     /// The leaf's value per value id of the tag in `slot` (0 = unset).
