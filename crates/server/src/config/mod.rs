@@ -192,6 +192,9 @@ pub struct StorageConfig {
     pub sst: SstConfig,
 }
 
+/// Fewest rows per data page `storage.page_rows` accepts.
+const MIN_PAGE_ROWS: usize = 64;
+
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
@@ -369,8 +372,12 @@ impl ServerConfig {
                 "storage.object_store: unsupported URL `{url}` (expected file://PATH or s3://BUCKET/PREFIX)"
             ));
         }
-        if self.storage.sst.page_rows == 0 {
-            return Err("storage.page_rows must be at least 1".into());
+        if self.storage.sst.page_rows < MIN_PAGE_ROWS {
+            return Err(format!(
+                "storage.page_rows: {} is below {MIN_PAGE_ROWS} (every page costs a header \
+                 and page-index entries; the default is 8192)",
+                self.storage.sst.page_rows
+            ));
         }
         for (key, nice) in [
             ("runtime.compact_nice", self.runtime.compact_nice),

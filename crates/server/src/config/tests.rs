@@ -344,6 +344,12 @@ fn unknown_keys_and_bad_values_name_the_key() {
     assert!(err.contains("runtime.compact_nice"), "{err}");
     let err = ServerConfig::from_toml("[runtime]\nquery_nice = -21\n").unwrap_err();
     assert!(err.contains("runtime.query_nice"), "{err}");
+    let err = ServerConfig::from_toml("[storage]\npage_rows = 10\n").unwrap_err();
+    assert!(
+        err.contains("storage.page_rows") && err.contains("10"),
+        "{err}"
+    );
+    assert!(ServerConfig::from_toml("[storage]\npage_rows = 64\n").is_ok());
 }
 
 #[test]
