@@ -392,8 +392,8 @@ impl SeriesIndex {
     }
 
     /// Every value of `tag` in this file, in value-id order: the dictionary of the
-    /// columns [`Self::tag_column_with`] builds (built once per read, shared by its
-    /// batches).
+    /// columns [`Self::tag_column_with`] builds (built on first use and kept with the
+    /// index, so every read of the file shares it).
     pub(crate) fn tag_values(&self, tag: &str) -> Option<ArrayRef> {
         let slot = self.tags.iter().position(|t| t == tag)?;
         let arrays = self.derived.arrays.get_or_init(|| {
