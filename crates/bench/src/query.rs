@@ -5,7 +5,7 @@
 //! `--peers duckdb`, Bulkhead's compacted SSTs into DuckDB (`query_duckdb.rs`); with
 //! `--peers victoriametrics`, into VictoriaMetrics (then force-merged; `query_vm.rs`).
 //! Each round runs every query type once, on every system, with the same random hosts
-//! and time window (seeded): SQL over HTTP for Bulkhead, the equivalent InfluxQL over
+//! and time window (seeded), the systems taking turns at going first: SQL over HTTP for Bulkhead, the equivalent InfluxQL over
 //! HTTP for InfluxDB, the same SQL for DuckDB, whose rows are checked equal to
 //! Bulkhead's in every run, and TSBS's MetricsQL for VictoriaMetrics where it has one
 //! (else n/a), whose points are checked against Bulkhead's rows in every run. A first
@@ -129,6 +129,12 @@ enum Running {
         server: PeerServer,
         _dir: tempfile::TempDir,
     },
+}
+
+/// A peer's answer to one query, kept until Bulkhead's is there to check it against.
+enum PeerOutput {
+    Duck(Vec<serde_json::Value>),
+    Vm(query_vm::Answer),
 }
 
 /// What a TSBS query type asks.
@@ -490,40 +496,56 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         for (k, &kind) in kinds.iter().enumerate() {
             let inst = instance(kind, &mut rng, args.scale, span_ns);
             bar.set_message(names[k].clone());
-            // Every system is timed from the request to the whole answer received (as
-            // TSBS does), not through the harness's parse of it.
-            let t = Instant::now();
-            let body = rt.block_on(load::sql_body(&client, &base, "bench", &inst.sql))?;
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            let answer = load::sql_rows(&inst.sql, &body)?;
-            bar.inc(1);
-            if round > 0 {
-                samples[0][k].push(ms);
-            }
-            last[0][k] = (answer.len(), inst.sql.clone());
-            if args.influxql {
-                let (ms, rows) = rt.block_on(influxql(&client, &base, &inst.influxql))?;
-                bar.inc(1);
-                if round > 0 {
-                    samples[1][k].push(ms);
+            // The systems take turns going first: each one's query then follows each
+            // other system's equally often (DuckDB runs in this process, and the
+            // harness parses every answer), so no system always inherits the caches
+            // and scheduling that one neighbour leaves behind.
+            let mut answer = None;
+            let mut outputs: Vec<Option<PeerOutput>> = (0..peers.len()).map(|_| None).collect();
+            for turn in 0..systems {
+                let s = (turn + round + k) % systems;
+                if s == 0 {
+                    // Every system is timed from the request to the whole answer
+                    // received (as TSBS does), not through the harness's parse of it.
+                    let t = Instant::now();
+                    let body = rt.block_on(load::sql_body(&client, &base, "bench", &inst.sql))?;
+                    let ms = t.elapsed().as_secs_f64() * 1e3;
+                    let rows = load::sql_rows(&inst.sql, &body)?;
+                    bar.inc(1);
+                    if round > 0 {
+                        samples[0][k].push(ms);
+                    }
+                    last[0][k] = (rows.len(), inst.sql.clone());
+                    answer = Some(rows);
+                    continue;
                 }
-                last[1][k] = (rows, inst.influxql.clone());
-            }
-            for (i, peer) in peers.iter_mut().enumerate() {
-                let s = first_peer + i;
-                // Each peer times its request alone, not the harness's check.
-                let (ms, rows, text) = match peer {
+                if s < first_peer {
+                    let (ms, rows) = rt.block_on(influxql(&client, &base, &inst.influxql))?;
+                    bar.inc(1);
+                    if round > 0 {
+                        samples[1][k].push(ms);
+                    }
+                    last[1][k] = (rows, inst.influxql.clone());
+                    continue;
+                }
+                let i = s - first_peer;
+                // Each peer times its request alone, not the harness's check (which
+                // waits for Bulkhead's answer, below).
+                let (ms, rows, text, output) = match &mut peers[i] {
                     Running::Influx { server, .. } => {
                         let (ms, points) =
                             rt.block_on(influxql(&client, &server.base, &inst.influxql))?;
-                        (ms, points, inst.influxql.clone())
+                        (ms, points, inst.influxql.clone(), None)
                     }
                     Running::Duck(d) => {
                         let (ms, rows) = d.query(&inst.sql)?;
-                        if let Err(e) = query_duckdb::same_answer(&answer, &rows) {
-                            note(&mut differ[s][k], e);
-                        }
-                        (ms, rows.len(), query_duckdb::translate(&inst.sql))
+                        let n = rows.len();
+                        (
+                            ms,
+                            n,
+                            query_duckdb::translate(&inst.sql),
+                            Some(PeerOutput::Duck(rows)),
+                        )
                     }
                     Running::Vm { server, .. } => {
                         let Some(q) = &inst.metricsql else {
@@ -532,10 +554,8 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
                         };
                         let (ms, points) =
                             rt.block_on(query_vm::query(&client, &server.base, q))?;
-                        if let Err(e) = query_vm::check(q, &answer, &points) {
-                            note(&mut differ[s][k], e);
-                        }
-                        (ms, points.points(), q.text())
+                        let n = points.points();
+                        (ms, n, q.text(), Some(PeerOutput::Vm(points)))
                     }
                 };
                 bar.inc(1);
@@ -543,6 +563,21 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
                     samples[s][k].push(ms);
                 }
                 last[s][k] = (rows, text);
+                outputs[i] = output;
+            }
+            let answer = answer.context("Bulkhead's answer")?;
+            for (i, output) in outputs.into_iter().enumerate() {
+                let checked = match output {
+                    None => continue,
+                    Some(PeerOutput::Duck(rows)) => query_duckdb::same_answer(&answer, &rows),
+                    Some(PeerOutput::Vm(points)) => match &inst.metricsql {
+                        Some(q) => query_vm::check(q, &answer, &points),
+                        None => continue,
+                    },
+                };
+                if let Err(e) = checked {
+                    note(&mut differ[first_peer + i][k], e);
+                }
             }
         }
     }
