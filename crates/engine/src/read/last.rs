@@ -191,15 +191,50 @@ impl ScanCtx {
                         "last_per_group: {t} is not a tag of the table"
                     )));
                 }
-                match latest_per_series(std::slice::from_ref(&batch), group)? {
-                    Some((batch, _)) => batch,
-                    None => return Ok(Vec::new()),
+                if one_row_per_group(&batch, group)? {
+                    batch // each series is a group of its own: nothing to reduce
+                } else {
+                    match latest_per_series(std::slice::from_ref(&batch), group)? {
+                        Some((batch, _)) => batch,
+                        None => return Ok(Vec::new()),
+                    }
                 }
             }
             None => batch,
         };
         Ok(vec![align(&batch, &self.out_schema)?])
     }
+}
+
+/// Whether no two rows of `batch` share their values of `group` (NULL equal to NULL),
+/// so reducing it to each group's latest row would keep every row. A lastpoint grouped
+/// by a tag that names the series (`GROUP BY hostname`) is, and then costs one hash set
+/// instead of a series key per row.
+fn one_row_per_group(batch: &RecordBatch, group: &[String]) -> Result<bool> {
+    let columns: Vec<ArrayRef> = group
+        .iter()
+        .map(|t| {
+            let c = batch
+                .column_by_name(t)
+                .ok_or_else(|| Error::InvalidInput(format!("batch without tag column {t}")))?;
+            Ok(cast(c, &DataType::Utf8)?)
+        })
+        .collect::<Result<_>>()?;
+    let strings: Vec<_> = columns.iter().map(|c| c.as_string::<i32>()).collect();
+    let rows = batch.num_rows();
+    fn value(c: &arrow::array::StringArray, row: usize) -> Option<&str> {
+        c.is_valid(row).then(|| c.value(row))
+    }
+    Ok(match strings.as_slice() {
+        [one] => {
+            let mut seen = foldhash::HashSet::with_capacity_and_hasher(rows, Default::default());
+            (0..rows).all(|r| seen.insert(value(one, r)))
+        }
+        many => {
+            let mut seen = foldhash::HashSet::with_capacity_and_hasher(rows, Default::default());
+            (0..rows).all(|r| seen.insert(many.iter().map(|c| value(c, r)).collect::<Vec<_>>()))
+        }
+    })
 }
 
 /// The row with the greatest time of each series in `batches` (which share a schema
