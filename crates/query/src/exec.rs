@@ -1,11 +1,12 @@
 //! Running a query on the `query` bulkhead and streaming its batches to the caller.
 //!
-//! Planning and every poll of the physical plan happen inside one task on `query`
-//! (DataFusion's own internal tasks, spawned with `tokio::spawn`, land there too). The
-//! caller, usually an HTTP or PG handler on `io`, only receives finished batches through
-//! a small bounded channel, so a heavy query can slow down its own client but never the
-//! io workers. Dropping the output stream aborts the query task: a client that goes away
-//! cancels its query.
+//! Planning and every poll of the physical plan happen on `query` (DataFusion's own
+//! internal tasks, spawned with `tokio::spawn`, land there too). A caller on `io` (a
+//! PostgreSQL or Flight SQL handler) gets a task of its own on `query` and only
+//! receives finished batches through a small bounded channel, so a heavy query can
+//! slow down its own client but never the io workers. A caller already on `query`
+//! (the HTTP handler's query task) plans and polls in its own task. Either way,
+//! dropping the output stream stops the query: a client that goes away cancels it.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,10 +16,10 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bulkhead_runtime::{RuntimeName, Runtimes};
 use datafusion::execution::context::SQLOptions;
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::SessionContext;
 use futures::stream::BoxStream;
-use futures::{SinkExt, Stream, StreamExt};
+use futures::{FutureExt, SinkExt, Stream, StreamExt};
 use tokio::task::JoinHandle;
 
 use crate::error::{QueryError, Result};
@@ -55,6 +56,12 @@ impl QueryOutput {
 
 /// Plan and run `sql` in `ctx` on `runtime` (`query`; `compact` for rollups); with
 /// `drop_applied_filters`, without the filter conjuncts its scans already applied.
+///
+/// Called from a thread of `runtime` itself (the HTTP handler's query task), the query
+/// is planned and polled right there, in the caller's task: a second task and a channel
+/// would only add a hand-off, and the wake-up of a parked thread it may cost, to every
+/// query. Called from elsewhere (a PostgreSQL or Flight SQL handler on `io`), it runs
+/// in a task of its own on `runtime` and the caller receives finished batches.
 pub(crate) async fn run_sql(
     runtimes: &Runtimes,
     runtime: RuntimeName,
@@ -64,48 +71,28 @@ pub(crate) async fn run_sql(
     cached: Option<CachedPlans>,
     drop_applied_filters: bool,
 ) -> Result<QueryOutput> {
+    if runtimes.on(runtime) {
+        let planned =
+            std::panic::AssertUnwindSafe(plan(ctx, sql, pg, cached, drop_applied_filters))
+                .catch_unwind()
+                .await;
+        let (schema, stream) = match planned {
+            Ok(planned) => planned?,
+            Err(_) => return Err(QueryError::Execution("the query planner panicked".into())),
+        };
+        return Ok(QueryOutput {
+            schema,
+            batches: Inline {
+                stream: std::panic::AssertUnwindSafe(stream).catch_unwind().boxed(),
+                finished: false,
+            }
+            .boxed(),
+        });
+    }
     let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
     let (mut tx, rx) = futures::channel::mpsc::channel(BATCH_BUFFER);
     let task = runtimes.spawn(runtime, async move {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false);
-        let planned = async {
-            // What `SessionContext::sql_with_options` does, with the depth check
-            // between parsing and planning.
-            let state = ctx.state();
-            let (statement, depth) = crate::depth::parse(&state, &sql, pg.as_deref())?;
-            let cached_plan = match &cached {
-                // Templating clones, prints and drops the tree on this thread's stack:
-                // only for the shallow statements that dashboards send.
-                Some(c) if depth <= crate::plan_cache::MAX_DEPTH => {
-                    c.plan(&state, &statement, &sql, &options).await
-                }
-                _ => None,
-            };
-            let plan = match cached_plan {
-                Some(plan) => plan?,
-                None => {
-                    let plan = state.statement_to_plan(statement).await?;
-                    options.verify_plan(&plan)?;
-                    let df = ctx.execute_logical_plan(plan).await?;
-                    df.create_physical_plan().await?
-                }
-            };
-            // Filter conjuncts the engine scan already applied (its time range).
-            let plan = if drop_applied_filters {
-                crate::applied_filters::drop_applied(plan)?
-            } else {
-                plan
-            };
-            // Time-sliced: the query yields every few ms, so others run and an abort
-            // (client gone, cancel, timeout) takes effect within a bounded time.
-            let plan = crate::yielding::guard_plan(plan)?;
-            let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
-            Ok::<_, QueryError>((plan.schema(), stream))
-        }
-        .await;
-        let mut stream = match planned {
+        let mut stream = match plan(ctx, sql, pg, cached, drop_applied_filters).await {
             Ok((schema, stream)) => {
                 if schema_tx.send(Ok(schema)).is_err() {
                     return; // caller gone
@@ -141,6 +128,86 @@ pub(crate) async fn run_sql(
         }
         .boxed(),
     })
+}
+
+/// Parse, plan and start `sql`: its output schema and its stream of batches.
+async fn plan(
+    ctx: SessionContext,
+    sql: String,
+    pg: Option<Arc<crate::pg::PgCompat>>,
+    cached: Option<CachedPlans>,
+    drop_applied_filters: bool,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false);
+    // What `SessionContext::sql_with_options` does, with the depth check between
+    // parsing and planning.
+    let state = ctx.state();
+    let (statement, depth) = crate::depth::parse(&state, &sql, pg.as_deref())?;
+    let cached_plan = match &cached {
+        // Templating clones, prints and drops the tree on this thread's stack: only for
+        // the shallow statements that dashboards send.
+        Some(c) if depth <= crate::plan_cache::MAX_DEPTH => {
+            c.plan(&state, &statement, &sql, &options).await
+        }
+        _ => None,
+    };
+    let plan = match cached_plan {
+        Some(plan) => plan?,
+        None => {
+            let plan = state.statement_to_plan(statement).await?;
+            options.verify_plan(&plan)?;
+            let df = ctx.execute_logical_plan(plan).await?;
+            df.create_physical_plan().await?
+        }
+    };
+    // Filter conjuncts the engine scan already applied (its time range).
+    let plan = if drop_applied_filters {
+        crate::applied_filters::drop_applied(plan)?
+    } else {
+        plan
+    };
+    // Time-sliced: the query yields every few ms, so others run and an abort (client
+    // gone, cancel, timeout) takes effect within a bounded time.
+    let plan = crate::yielding::guard_plan(plan)?;
+    let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
+    Ok((plan.schema(), stream))
+}
+
+/// The batches of a query polled in its caller's task. A panic while polling ends the
+/// stream with an error, as a query task's death does, never with a silently truncated
+/// result.
+struct Inline {
+    stream: BoxStream<'static, std::thread::Result<datafusion::error::Result<RecordBatch>>>,
+    finished: bool,
+}
+
+impl Stream for Inline {
+    type Item = Result<RecordBatch>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        match self.stream.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(item))) => {
+                let item = item.map_err(QueryError::from);
+                self.finished = item.is_err();
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(Some(Err(_))) => {
+                self.finished = true;
+                Poll::Ready(Some(Err(QueryError::Execution(
+                    "the query panicked before its result was complete".into(),
+                ))))
+            }
+        }
+    }
 }
 
 struct AbortOnDrop(JoinHandle<()>);

@@ -421,3 +421,100 @@ fn reused_sessions_are_isolated_per_query_and_per_database() {
     let out = db.table("two", "select host, idle from cpu where idle is not null");
     assert!(out.contains("| c    | 3.0  |"), "{out}");
 }
+
+/// Run `sql` from a task on `runtime` and pretty-print its answer (or its error).
+fn answer_from(db: &Db, runtime: bulkhead_runtime::RuntimeName, sql: &str) -> String {
+    let (q, sql) = (std::sync::Arc::clone(&db.query), sql.to_string());
+    db.runtimes
+        .block_on(runtime, async move {
+            let batches = q.sql("demo", &sql).await?.collect().await?;
+            Ok::<_, QueryError>(
+                arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .unwrap()
+        .unwrap_or_else(|e| format!("error: {e}"))
+}
+
+#[test]
+fn a_query_started_on_the_query_runtime_answers_as_one_started_on_io() {
+    // From `io` a query gets a task of its own on `query`; from `query` itself (the
+    // HTTP handler's task) it is planned and polled in the caller's task. Same answers,
+    // same errors, on random data.
+    use bulkhead_runtime::RuntimeName::{Io, Query};
+    let db = Db::open();
+    let mut rng = bulkhead_tsbs::SplitMix64(7);
+    let rows = (0..3_000)
+        .map(|i| {
+            let k = format!("k{}", rng.below(7));
+            let v = rng.below(1_000) as f64 / 10.0;
+            (
+                "t",
+                row(&[("k", k.as_str())], &[("v", f(v))], i * 1_000_000),
+            )
+        })
+        .collect();
+    db.write("demo", rows);
+    db.flush();
+    db.write(
+        "demo",
+        vec![("t", row(&[("k", "k1")], &[("v", f(5.0))], 17))],
+    );
+    for sql in [
+        "select k, count(*), sum(v), max(time) from t group by k order by k",
+        "select * from t where v > 90 order by time, k",
+        "select date_bin(interval '1 second', time) as s, avg(v) from t \
+         where k = 'k3' group by s order by s",
+        "select k, last_value(v order by time) from t group by k order by k",
+        // Fails while it runs, after planning.
+        "select cast(k as int) from t",
+        // Fails while it plans.
+        "select nope from t",
+    ] {
+        let (on_io, on_query) = (answer_from(&db, Io, sql), answer_from(&db, Query, sql));
+        assert_eq!(on_io, on_query, "{sql}");
+        assert!(
+            on_io.lines().count() > 3 || on_io.starts_with("error"),
+            "{sql}: {on_io}"
+        );
+    }
+    assert!(answer_from(&db, Query, "select cast(k as int) from t").starts_with("error"));
+}
+
+#[test]
+fn dropping_a_result_started_on_the_query_runtime_cancels_the_query() {
+    let db = Db::open();
+    let rows = (0..2_000)
+        .map(|i| ("t", row(&[("k", "a")], &[("v", f(i as f64))], i)))
+        .collect();
+    db.write("demo", rows);
+    let q = std::sync::Arc::clone(&db.query);
+    let heavy = "select count(*) from t a, t b, t c where a.v + b.v + c.v > 0";
+    db.runtimes
+        .block_on(bulkhead_runtime::RuntimeName::Query, async move {
+            let mut out = q.sql("demo", heavy).await.unwrap();
+            // Started: poll it once, briefly, then give up on it.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(50),
+                futures::StreamExt::next(&mut out.batches),
+            )
+            .await;
+            drop(out);
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = db.runtimes.snapshot();
+        let query = snap.runtimes.iter().find(|r| r.runtime == "query").unwrap();
+        if query.alive_tasks == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "query tasks still alive: {query:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -169,6 +169,15 @@ fn timed_poll<F: Future>(
     out
 }
 
+/// Whether the calling thread is one of the runtime's with these `stats`.
+pub(crate) fn current_thread_is(stats: &Arc<RuntimeStats>) -> bool {
+    CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|ctx| Arc::ptr_eq(&ctx.stats, stats))
+    })
+}
+
 /// The name of the runtime whose thread is running this code, if any (for tests and logs).
 pub fn current_runtime_label() -> Option<String> {
     CURRENT.with(|c| c.borrow().as_ref().map(|ctx| ctx.stats.label.clone()))

@@ -157,6 +157,13 @@ impl Runtimes {
         &self.get(name).handle
     }
 
+    /// Whether the calling thread is one of the threads of the runtime serving `name`
+    /// (in shared mode, of the shared runtime), where work for `name` may run without
+    /// being handed to another task.
+    pub fn on(&self, name: RuntimeName) -> bool {
+        crate::metrics::current_thread_is(&self.get(name).stats)
+    }
+
     pub fn io(&self) -> &Handle {
         self.handle(RuntimeName::Io)
     }
