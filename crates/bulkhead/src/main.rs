@@ -2,6 +2,7 @@
 //! separate binary, `bulkhead-bench` (crates/bench).
 
 mod admin;
+mod allocator;
 mod engine_metrics;
 mod flight;
 mod lab;
@@ -9,11 +10,6 @@ mod serve;
 mod store;
 
 use clap::{Parser, Subcommand};
-
-/// mimalloc instead of glibc malloc: the write path allocates per tag and field, and
-/// glibc's free/consolidate was ~20 % of the write thread's profile in bench ingest.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Bulkhead: a time-series database whose IO, writes, flushes, queries and compactions
 /// each run on their own runtime, so compaction can never starve the rest.

@@ -158,6 +158,15 @@ pub struct RuntimeConfig {
     /// How often the watchdog pings every runtime.
     #[serde(with = "crate::units::duration")]
     pub watchdog_interval: Duration,
+    /// How long memory the process has freed stays mapped before the allocator gives it
+    /// back to the OS (mimalloc's purge delay; zero: at once). Returning it costs a
+    /// system call per range and, when it is needed again, a page fault per page, on
+    /// whichever thread happens to allocate or free next: with mimalloc's own 1 s, a
+    /// small query a second after a big one spent 3-5 ms on it (`docs/benchmarks.md`,
+    /// issue 16, session 33). A background thread purges what is due while the server is
+    /// idle, so a quiet server still gives memory back.
+    #[serde(with = "crate::units::duration")]
+    pub memory_purge_delay: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -207,6 +216,7 @@ impl RuntimeConfig {
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),
+            memory_purge_delay: Duration::from_secs(10),
         }
     }
 

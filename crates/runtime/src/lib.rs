@@ -34,6 +34,8 @@ pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runt
 pub use priority::{
     current_thread_is_sched_idle, current_thread_latency_slice, current_thread_nice,
 };
-pub use priority::{set_current_thread_latency_slice, set_current_thread_nice};
+pub use priority::{
+    set_current_thread_latency_slice, set_current_thread_nice, set_current_thread_sched_idle,
+};
 pub use runtimes::{RunHandle, RuntimeError, Runtimes, idle_cgroup_dir, raise_open_files_limit};
 pub use watchdog::StallEvent;

@@ -37,7 +37,7 @@ impl Priority {
 /// CPU as idle when placing wakeups. Plain nice does not give that under EEVDF: a
 /// waking write thread was seen queued 5 ms behind a nice-10 compaction thread.
 #[cfg(target_os = "linux")]
-fn set_current_thread_sched_idle() {
+pub fn set_current_thread_sched_idle() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: a syscall on the calling thread (pid 0) with a valid, initialised param.
     let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
@@ -47,7 +47,7 @@ fn set_current_thread_sched_idle() {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_current_thread_sched_idle() {
+pub fn set_current_thread_sched_idle() {
     tracing::debug!("SCHED_IDLE is only applied on Linux");
 }
 

@@ -226,6 +226,9 @@ pub struct ServeArgs {
     /// [runtime] watchdog_threshold [default: 100ms].
     #[arg(long, env = "BULKHEAD_WATCHDOG_THRESHOLD", value_name = "DURATION")]
     pub watchdog_threshold: Option<HumanDuration>,
+    /// [runtime] memory_purge_delay: freed memory goes back to the OS after this [default: 10s].
+    #[arg(long, env = "BULKHEAD_MEMORY_PURGE_DELAY", value_name = "DURATION")]
+    pub memory_purge_delay: Option<HumanDuration>,
     /// [runtime] watchdog_interval [default: 20ms].
     #[arg(long, env = "BULKHEAD_WATCHDOG_INTERVAL", value_name = "DURATION")]
     pub watchdog_interval: Option<HumanDuration>,
@@ -470,6 +473,10 @@ impl ServeArgs {
             &self.watchdog_threshold,
         );
         set_duration(&mut cfg.runtime.watchdog_interval, &self.watchdog_interval);
+        set_duration(
+            &mut cfg.runtime.memory_purge_delay,
+            &self.memory_purge_delay,
+        );
         set(&mut cfg.auth.token, &self.auth_token);
         set(&mut cfg.limits.max_body_size, &self.max_body_size);
         set(

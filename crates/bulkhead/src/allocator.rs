@@ -1,0 +1,64 @@
+//! The global allocator (mimalloc), and when it gives freed memory back to the OS.
+//!
+//! mimalloc returns ("purges") freed memory a while after it was freed, and does it
+//! lazily: whichever thread next frees or allocates a page after the delay makes the
+//! system calls, and the next allocations fault the pages in again. With its default of
+//! one second, a lastpoint query a second after a query that had encoded a 160 MB
+//! answer took 7-15 ms instead of 3-4 (`docs/benchmarks.md`, issue 16, session 33).
+//! [`configure`] sets the delay from `runtime.memory_purge_delay` (10 s by default) and
+//! starts a `SCHED_IDLE` thread that purges what is due while the server is idle, so
+//! memory still goes back on a quiet server without a query paying for it.
+
+use std::time::Duration;
+
+/// mimalloc instead of glibc malloc: the write path allocates per tag and field, and
+/// glibc's free/consolidate was ~20 % of the write thread's profile in bench ingest.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc's `mi_option_t` (`include/mimalloc.h`, the same
+/// in v2 and v3; the Rust bindings name the options around it but not this one).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// How often the purging thread looks for memory due to go back, at most.
+const MAX_PURGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Set mimalloc's purge delay to `delay` and start the thread that purges in the
+/// background. Call once, at startup.
+pub(crate) fn configure(delay: Duration) -> std::io::Result<()> {
+    let ms = delay.as_millis().min(i32::MAX as u128) as std::ffi::c_long;
+    // SAFETY: sets one of mimalloc's options, which it reads on every purge decision.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
+    if delay.is_zero() {
+        return Ok(()); // purged as soon as freed: nothing is ever due later
+    }
+    let every = (delay / 4).clamp(Duration::from_millis(10), MAX_PURGE_INTERVAL);
+    std::thread::Builder::new()
+        .name("bh-purge".into())
+        .spawn(move || {
+            bulkhead_runtime::set_current_thread_sched_idle();
+            loop {
+                std::thread::sleep(every);
+                // SAFETY: mimalloc's own collection: frees this thread's empty pages and
+                // purges memory whose delay has passed.
+                unsafe { libmimalloc_sys::mi_collect(false) };
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_option_is_the_purge_delay() {
+        // Unset, option 15 holds mimalloc v3's default purge delay, 1000 ms (v2: 10),
+        // which no neighbouring option has: the index names the right option.
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            // SAFETY: reads one of mimalloc's options.
+            let default = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+            assert_eq!(default, 1000);
+        }
+    }
+}
