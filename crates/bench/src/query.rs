@@ -497,9 +497,9 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
             let inst = instance(kind, &mut rng, args.scale, span_ns);
             bar.set_message(names[k].clone());
             // The systems take turns going first: each one's query then follows each
-            // other system's equally often (DuckDB runs in this process, and the
-            // harness parses every answer), so no system always inherits the caches
-            // and scheduling that one neighbour leaves behind.
+            // other system's equally often (all share the two cores and the harness,
+            // which parses every answer), so no system always inherits the caches,
+            // freed memory and scheduling that one neighbour leaves behind.
             let mut answer = None;
             let mut outputs: Vec<Option<PeerOutput>> = (0..peers.len()).map(|_| None).collect();
             for turn in 0..systems {

@@ -7,7 +7,8 @@
 //! answer took 7-15 ms instead of 3-4 (`docs/benchmarks.md`, issue 16, session 33).
 //! [`configure`] sets the delay from `runtime.memory_purge_delay` (10 s by default) and
 //! starts a `SCHED_IDLE` thread that purges what is due while the server is idle, so
-//! memory still goes back on a quiet server without a query paying for it.
+//! memory goes back on a quiet server in the background rather than on the next
+//! request (the watchdog's pings, which allocate on every runtime, can trigger it too).
 
 use std::time::Duration;
 
