@@ -337,19 +337,7 @@ fn dropping_the_result_cancels_the_query() {
             drop(out);
         })
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let snap = db.runtimes.snapshot();
-        let query = snap.runtimes.iter().find(|r| r.runtime == "query").unwrap();
-        if query.alive_tasks == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "query tasks still alive: {query:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_no_query_task_is_alive(&db);
 }
 
 #[test]
@@ -507,6 +495,11 @@ fn dropping_a_result_started_on_the_query_runtime_cancels_the_query() {
             drop(out);
         })
         .unwrap();
+    wait_until_no_query_task_is_alive(&db);
+}
+
+/// Wait (up to 10 s, else fail) until the `query` runtime has no task alive.
+fn wait_until_no_query_task_is_alive(db: &Db) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let snap = db.runtimes.snapshot();

@@ -206,20 +206,24 @@ impl ScanCtx {
     }
 }
 
-/// Whether no two rows of `batch` share their values of `group` (NULL equal to NULL),
-/// so reducing it to each group's latest row would keep every row. A lastpoint grouped
-/// by a tag that names the series (`GROUP BY hostname`) is, and then costs one hash set
-/// instead of a series key per row.
-fn one_row_per_group(batch: &RecordBatch, group: &[String]) -> Result<bool> {
-    let columns: Vec<ArrayRef> = group
-        .iter()
+/// The columns `tags` of `batch` as plain strings (dictionary-encoded tags decoded).
+fn tag_strings(batch: &RecordBatch, tags: &[String]) -> Result<Vec<ArrayRef>> {
+    tags.iter()
         .map(|t| {
             let c = batch
                 .column_by_name(t)
                 .ok_or_else(|| Error::InvalidInput(format!("batch without tag column {t}")))?;
             Ok(cast(c, &DataType::Utf8)?)
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// Whether no two rows of `batch` share their values of `group` (NULL equal to NULL),
+/// so reducing it to each group's latest row would keep every row. A lastpoint grouped
+/// by a tag that names the series (`GROUP BY hostname`) is, and then costs one hash set
+/// instead of a series key per row.
+fn one_row_per_group(batch: &RecordBatch, group: &[String]) -> Result<bool> {
+    let columns = tag_strings(batch, group)?;
     let strings: Vec<_> = columns.iter().map(|c| c.as_string::<i32>()).collect();
     let rows = batch.num_rows();
     fn value(c: &arrow::array::StringArray, row: usize) -> Option<&str> {
@@ -247,15 +251,7 @@ fn latest_per_series(batches: &[RecordBatch], tags: &[String]) -> Result<Option<
     };
     let batch = concat_batches(&first.schema(), batches.iter().copied())?;
     let times = time_column(&batch)?;
-    let tag_cols: Vec<ArrayRef> = tags
-        .iter()
-        .map(|t| {
-            let c = batch
-                .column_by_name(t)
-                .ok_or_else(|| Error::InvalidInput(format!("batch without tag column {t}")))?;
-            Ok(cast(c, &DataType::Utf8)?)
-        })
-        .collect::<Result<_>>()?;
+    let tag_cols = tag_strings(&batch, tags)?;
     let strings: Vec<_> = tag_cols.iter().map(|c| c.as_string::<i32>()).collect();
     let key_of = |row: usize| -> Key {
         HashedKey::new(series_key(
