@@ -23,12 +23,13 @@
 
 use std::ops::ControlFlow;
 
+use datafusion::common::DataFusionError;
 use datafusion::execution::SessionState;
-use datafusion::sql::parser::{CopyToSource, Statement as DfStatement};
+use datafusion::sql::parser::{CopyToSource, DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Query, Value, VisitMut, VisitorMut};
 use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::error::{QueryError, Result};
 
@@ -80,9 +81,21 @@ pub(crate) fn parse(
     let options = &state.config().options().sql_parser;
     let dialect = dialect_from_str(options.dialect.as_ref())
         .ok_or_else(|| QueryError::Plan(format!("unsupported SQL dialect {}", options.dialect)))?;
-    let operators = check_tokens(dialect.as_ref(), sql)?;
-    let parse_here = || -> Result<(DfStatement, usize)> {
-        let mut statement = state.sql_to_statement(sql, &options.dialect)?;
+    // Tokenized once: counted here, then parsed. A statement that does not tokenize
+    // is left to the parser, which names the error.
+    let tokens = Tokenizer::new(dialect.as_ref(), sql)
+        .tokenize_with_location()
+        .ok();
+    let operators = match &tokens {
+        Some(tokens) => count_operators(tokens.iter().map(|t| &t.token))?,
+        None => usize::MAX,
+    };
+    let recursion_limit = options.recursion_limit.get();
+    let parse_here = move || -> Result<(DfStatement, usize)> {
+        let mut statement = match tokens {
+            Some(tokens) => statement_of(dialect.as_ref(), tokens, recursion_limit)?,
+            None => state.sql_to_statement(sql, &options.dialect)?,
+        };
         if let (Some(pg), DfStatement::Statement(_)) = (pg, &statement)
             && let Some(rewritten) = pg.rewrite(sql)
         {
@@ -109,16 +122,45 @@ pub(crate) fn parse(
         .unwrap_or_else(|_| Err(QueryError::Execution("the SQL parser panicked".into())))
 }
 
+/// The one statement of `tokens`, as `SessionState::sql_to_statement` parses it
+/// from text (same parser, recursion limit and errors), without tokenizing again.
+fn statement_of(
+    dialect: &dyn Dialect,
+    tokens: Vec<TokenWithSpan>,
+    recursion_limit: usize,
+) -> Result<DfStatement> {
+    let mut statements = DFParserBuilder::new(tokens)
+        .with_dialect(dialect)
+        .with_recursion_limit(recursion_limit)
+        .build()?
+        .parse_statements()?;
+    if statements.len() > 1 {
+        return Err(DataFusionError::NotImplemented(
+            "The context currently only supports a single SQL statement".into(),
+        )
+        .into());
+    }
+    statements.pop_front().ok_or_else(|| {
+        DataFusionError::Plan("No SQL statements were provided in the query string".into()).into()
+    })
+}
+
 /// Step 1: a bound on the parse tree's depth from the tokens alone. Returns the number
 /// of operators and keywords, or [`usize::MAX`] for a statement that does not tokenize.
+#[cfg(test)]
 fn check_tokens(dialect: &dyn Dialect, sql: &str) -> Result<usize> {
     // A statement that does not tokenize is left to the parser, which names the error.
     let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else {
         return Ok(usize::MAX);
     };
+    count_operators(tokens.iter())
+}
+
+/// The operators and keywords among `tokens`; an error past the limits.
+fn count_operators<'a>(tokens: impl Iterator<Item = &'a Token>) -> Result<usize> {
     let mut operators = 0usize;
     let mut set_operations = 0usize;
-    for token in &tokens {
+    for token in tokens {
         if let Token::Word(w) = token
             && w.quote_style.is_none()
             && matches!(
@@ -328,6 +370,63 @@ mod tests {
         match r {
             Err(QueryError::TooComplex(m)) => m,
             other => panic!("expected TooComplex, got {other:?}"),
+        }
+    }
+
+    /// The statement (or error) parsed from tokens equals what `sql_to_statement`
+    /// parses from the text, for statements of every kind the servers receive and for
+    /// broken ones; the random part mixes tokens into statements that mostly fail.
+    #[test]
+    fn parsing_from_tokens_matches_parsing_the_text() {
+        use rand::{Rng, SeedableRng};
+        let state = SessionContext::new().state();
+        let dialect = GenericDialect {};
+        let mut corpus: Vec<String> = [
+            "select 1",
+            "select date_bin(interval '1 minute', time) as m, max(usage_user) from cpu \
+             where hostname = 'host_1' and time >= '2016-01-01T00:00:00Z' group by m order by m",
+            "select * from cpu where usage_user > 90 limit 5",
+            "with t as (select 1 as a) select a from t union all select 2",
+            "explain analyze select count(*) from cpu",
+            "copy (select 1) to 'x.parquet'",
+            "set datafusion.execution.batch_size = 1024",
+            "show tables",
+            "select 1; select 2",
+            "",
+            ";",
+            "select from where",
+            "select 'unterminated",
+            "select \"quoted id\", $1, 1e10, x'0f' from \"t\"",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let words = [
+            "select", "from", "where", "(", ")", ",", "1", "'a'", "x", "+", "and", "or",
+            "group by", "order by", "limit", ";", "*", "not", "in", "case", "when", "end",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..400 {
+            let n = rng.random_range(1..12);
+            let mut sql = String::from("select ");
+            for _ in 0..n {
+                sql.push_str(words[rng.random_range(0..words.len())]);
+                sql.push(' ');
+            }
+            corpus.push(sql);
+        }
+        for sql in &corpus {
+            let from_text = state
+                .sql_to_statement(sql, &state.config().options().sql_parser.dialect)
+                .map(|s| s.to_string())
+                .map_err(|e| format!("{:?}", QueryError::from(e)));
+            let from_tokens = match Tokenizer::new(&dialect, sql).tokenize_with_location() {
+                Ok(tokens) => statement_of(&dialect, tokens, 50)
+                    .map(|s| s.to_string())
+                    .map_err(|e| format!("{e:?}")),
+                Err(_) => continue, // parsed from the text, as before
+            };
+            assert_eq!(from_tokens, from_text, "{sql}");
         }
     }
 

@@ -15,7 +15,9 @@ use std::task::{Context, Poll};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bulkhead_runtime::{RuntimeName, Runtimes};
+use datafusion::execution::TaskContext;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::session_state::SessionState;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::SessionContext;
 use futures::stream::BoxStream;
@@ -54,7 +56,35 @@ impl QueryOutput {
     }
 }
 
-/// Plan and run `sql` in `ctx` on `runtime` (`query`; `compact` for rollups); with
+/// What a query plans and runs in: its own copy of its database's session state (so
+/// `now()` is its own start time and a `SET` changes nothing but itself), and the
+/// task context built once with the state it was copied from, if there is one.
+pub(crate) struct QuerySession {
+    pub(crate) state: SessionState,
+    task: Option<Arc<TaskContext>>,
+}
+
+impl QuerySession {
+    /// A copy of `state` started now, running with `task` (which must have been built
+    /// from a state with the same configuration and functions) or, without one, a
+    /// task context of its own.
+    pub(crate) fn new(state: &SessionState, task: Option<Arc<TaskContext>>) -> Self {
+        let mut state = state.clone();
+        state.mark_start_execution();
+        Self { state, task }
+    }
+}
+
+impl From<SessionContext> for QuerySession {
+    fn from(ctx: SessionContext) -> Self {
+        Self {
+            state: ctx.state(),
+            task: None,
+        }
+    }
+}
+
+/// Plan and run `sql` in `session` on `runtime` (`query`; `compact` for rollups); with
 /// `drop_applied_filters`, without the filter conjuncts its scans already applied.
 ///
 /// Called from a thread of `runtime` itself (the HTTP handler's query task), the query
@@ -65,7 +95,7 @@ impl QueryOutput {
 pub(crate) async fn run_sql(
     runtimes: &Runtimes,
     runtime: RuntimeName,
-    ctx: SessionContext,
+    session: QuerySession,
     sql: String,
     pg: Option<Arc<crate::pg::PgCompat>>,
     cached: Option<CachedPlans>,
@@ -73,7 +103,7 @@ pub(crate) async fn run_sql(
 ) -> Result<QueryOutput> {
     if runtimes.on(runtime) {
         let planned =
-            std::panic::AssertUnwindSafe(plan(ctx, sql, pg, cached, drop_applied_filters))
+            std::panic::AssertUnwindSafe(plan(session, sql, pg, cached, drop_applied_filters))
                 .catch_unwind()
                 .await;
         let (schema, stream) = match planned {
@@ -92,7 +122,7 @@ pub(crate) async fn run_sql(
     let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
     let (mut tx, rx) = futures::channel::mpsc::channel(BATCH_BUFFER);
     let task = runtimes.spawn(runtime, async move {
-        let mut stream = match plan(ctx, sql, pg, cached, drop_applied_filters).await {
+        let mut stream = match plan(session, sql, pg, cached, drop_applied_filters).await {
             Ok((schema, stream)) => {
                 if schema_tx.send(Ok(schema)).is_err() {
                     return; // caller gone
@@ -132,7 +162,7 @@ pub(crate) async fn run_sql(
 
 /// Parse, plan and start `sql`: its output schema and its stream of batches.
 async fn plan(
-    ctx: SessionContext,
+    session: QuerySession,
     sql: String,
     pg: Option<Arc<crate::pg::PgCompat>>,
     cached: Option<CachedPlans>,
@@ -143,7 +173,7 @@ async fn plan(
         .with_allow_dml(false);
     // What `SessionContext::sql_with_options` does, with the depth check between
     // parsing and planning.
-    let state = ctx.state();
+    let QuerySession { state, task } = session;
     let (statement, depth) = crate::depth::parse(&state, &sql, pg.as_deref())?;
     let cached_plan = match &cached {
         // Templating clones, prints and drops the tree on this thread's stack: only for
@@ -153,13 +183,18 @@ async fn plan(
         }
         _ => None,
     };
-    let plan = match cached_plan {
-        Some(plan) => plan?,
+    let (plan, task) = match cached_plan {
+        Some(plan) => {
+            let task = task.unwrap_or_else(|| Arc::new(TaskContext::from(&state)));
+            (plan?, task)
+        }
         None => {
             let plan = state.statement_to_plan(statement).await?;
             options.verify_plan(&plan)?;
+            // A `SET` changes this context's configuration, which the task then reads.
+            let ctx = SessionContext::new_with_state(state);
             let df = ctx.execute_logical_plan(plan).await?;
-            df.create_physical_plan().await?
+            (df.create_physical_plan().await?, ctx.task_ctx())
         }
     };
     // Filter conjuncts the engine scan already applied (its time range).
@@ -171,7 +206,7 @@ async fn plan(
     // Time-sliced: the query yields every few ms, so others run and an abort (client
     // gone, cancel, timeout) takes effect within a bounded time.
     let plan = crate::yielding::guard_plan(plan)?;
-    let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
+    let stream = execute_stream(Arc::clone(&plan), task)?;
     Ok((plan.schema(), stream))
 }
 

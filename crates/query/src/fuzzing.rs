@@ -173,7 +173,7 @@ fn run(sql: &str) -> Result<Option<i64>, QueryError> {
             let output = crate::exec::run_sql(
                 &rt,
                 RuntimeName::Query,
-                SessionContext::new(),
+                SessionContext::new().into(),
                 sql,
                 None,
                 None,

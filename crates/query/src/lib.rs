@@ -43,6 +43,7 @@ use std::sync::{Arc, Mutex};
 
 use bulkhead_engine::Engine;
 use bulkhead_runtime::{RuntimeName, Runtimes};
+use datafusion::execution::TaskContext;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -119,7 +120,7 @@ pub struct QueryEngine {
     /// Built sessions by (database, flavor, lastpoint rule on): building one (every
     /// built-in function, the rules, the catalog, Bulkhead's functions) costs more than
     /// planning a small query, so each query starts from a clone of a built one.
-    states: Mutex<HashMap<(String, Flavor, bool), Arc<SessionState>>>,
+    states: Mutex<HashMap<(String, Flavor, bool), Arc<BuiltSession>>>,
     /// Optimized plans by statement shape, for the plain flavor.
     plans: Arc<plan_cache::PlanCache>,
 }
@@ -207,42 +208,49 @@ impl QueryEngine {
     /// built for the first query of (`db`, `flavor`), so statements that change a
     /// session (`SET ...`) never leak into another query.
     pub fn session_with(&self, db: &str, flavor: Flavor) -> SessionContext {
-        let ctx = self.shared_session(db, flavor);
+        SessionContext::new_with_state(self.query_session(db, flavor).state)
+    }
+
+    /// What one query of `db` in `flavor` plans and runs in: a copy of the built
+    /// session's state, and the task context built with it (shared by every query of
+    /// the session, since neither its configuration nor its functions change).
+    fn query_session(&self, db: &str, flavor: Flavor) -> exec::QuerySession {
+        let built = self.built_session(db, flavor);
         if self.drop_applied_filters.load(Ordering::Relaxed) {
-            return ctx;
+            return exec::QuerySession::new(&built.state, Some(Arc::clone(&built.task)));
         }
         // Compared with the plain path: scans leave every field comparison to the
         // filter above them (see `field_filter`).
-        let mut state = ctx.state();
+        let mut state = built.state.clone();
         state
             .config_mut()
             .options_mut()
             .execution
             .parquet
             .pushdown_filters = false;
-        SessionContext::new_with_state(state)
+        exec::QuerySession::new(&state, None)
     }
 
-    /// A clone of the built session of `db` and `flavor`.
-    fn shared_session(&self, db: &str, flavor: Flavor) -> SessionContext {
+    /// The built session of `db` and `flavor`, built now if it is not cached.
+    fn built_session(&self, db: &str, flavor: Flavor) -> Arc<BuiltSession> {
         let lastpoint = self.lastpoint.load(Ordering::Relaxed);
         let key = (db.to_string(), flavor, lastpoint);
-        let cached = self.states_lock().get(&key).cloned();
-        if let Some(state) = cached {
-            return SessionContext::new_with_state(SessionState::clone(&state));
+        if let Some(built) = self.states_lock().get(&key).cloned() {
+            return built;
         }
         let ctx = self.build_session(db, flavor, lastpoint, &self.pool);
+        let built = Arc::new(BuiltSession::new(ctx.state()));
         let mut states = self.states_lock();
         if states.len() >= MAX_CACHED_STATES {
             states.clear();
         }
-        states.insert(key, Arc::new(ctx.state()));
-        ctx
+        states.insert(key, Arc::clone(&built));
+        built
     }
 
     fn states_lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, Flavor, bool), Arc<SessionState>>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, Flavor, bool), Arc<BuiltSession>>> {
         // A panic while holding the lock left the map whole (inserts and clears only).
         self.states.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -335,7 +343,7 @@ impl QueryEngine {
                 exec::run_sql(
                     &self.runtimes,
                     self.pool.runtime,
-                    self.session_with(db, flavor),
+                    self.query_session(db, flavor),
                     sql.to_string(),
                     (flavor == Flavor::Postgres).then(|| Arc::clone(&self.pg)),
                     cached,
@@ -351,6 +359,22 @@ impl QueryEngine {
     }
 }
 
+/// A session built for one database (and flavor): what every query of it starts from.
+#[derive(Debug)]
+pub(crate) struct BuiltSession {
+    state: SessionState,
+    /// Built once from `state`: a task context copies the session's function
+    /// registries, which is a good part of a small query's fixed cost.
+    task: Arc<TaskContext>,
+}
+
+impl BuiltSession {
+    fn new(state: SessionState) -> Self {
+        let task = Arc::new(TaskContext::from(&state));
+        Self { state, task }
+    }
+}
+
 /// A memory pool, a runtime and a partition count for queries: user queries have one
 /// (on `query`), rollups another (on `compact`), so neither takes the other's memory.
 #[derive(Debug)]
@@ -363,7 +387,7 @@ pub(crate) struct Pool {
     options: options::BulkheadOptions,
     /// Built sessions by database, for [`QueryEngine::sql_in_pool`] (rollups query
     /// a few databases again and again; building a session is the slow part).
-    sessions: Mutex<HashMap<String, Arc<SessionState>>>,
+    sessions: Mutex<HashMap<String, Arc<BuiltSession>>>,
 }
 
 impl Pool {
@@ -406,22 +430,23 @@ impl QueryEngine {
             let sessions = pool.sessions.lock().unwrap_or_else(|e| e.into_inner());
             sessions.get(db).cloned()
         };
-        let ctx = match built {
-            Some(state) => SessionContext::new_with_state(SessionState::clone(&state)),
+        let built = match built {
+            Some(built) => built,
             None => {
                 let ctx = self.build_session(db, Flavor::Plain, true, pool);
+                let built = Arc::new(BuiltSession::new(ctx.state()));
                 let mut sessions = pool.sessions.lock().unwrap_or_else(|e| e.into_inner());
                 if sessions.len() >= MAX_CACHED_STATES {
                     sessions.clear();
                 }
-                sessions.insert(db.to_string(), Arc::new(ctx.state()));
-                ctx
+                sessions.insert(db.to_string(), Arc::clone(&built));
+                built
             }
         };
         exec::run_sql(
             &self.runtimes,
             pool.runtime,
-            ctx,
+            exec::QuerySession::new(&built.state, Some(Arc::clone(&built.task))),
             sql.to_string(),
             None,
             None,
