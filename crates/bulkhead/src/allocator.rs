@@ -9,6 +9,10 @@
 //! starts a `SCHED_IDLE` thread that purges what is due while the server is idle, so
 //! memory goes back on a quiet server in the background rather than on the next
 //! request (the watchdog's pings, which allocate on every runtime, can trigger it too).
+//! It also turns off transparent huge pages for the process unless
+//! `runtime.huge_pages` is set: mimalloc asks the kernel for them, and zeroing a fresh
+//! 2 MiB page in the fault that first touches it was a third of the server's CPU under
+//! ingest (`docs/benchmarks.md`, "Transparent huge pages").
 
 use std::time::Duration;
 
@@ -24,9 +28,16 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How often the purging thread looks for memory due to go back, at most.
 const MAX_PURGE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Set mimalloc's purge delay to `delay` and start the thread that purges in the
-/// background. Call once, at startup.
-pub(crate) fn configure(delay: Duration) -> std::io::Result<()> {
+/// `mi_option_allow_thp`: whether mimalloc asks for transparent huge pages (v3 only).
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
+
+/// Set mimalloc's purge delay to `delay`, turn transparent huge pages off unless
+/// `huge_pages`, and start the thread that purges in the background. Call once, at
+/// startup.
+pub(crate) fn configure(delay: Duration, huge_pages: bool) -> std::io::Result<()> {
+    if !huge_pages {
+        disable_huge_pages()?;
+    }
     let ms = delay.as_millis().min(i32::MAX as u128) as std::ffi::c_long;
     // SAFETY: sets one of mimalloc's options, which it reads on every purge decision.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
@@ -48,6 +59,23 @@ pub(crate) fn configure(delay: Duration) -> std::io::Result<()> {
     Ok(())
 }
 
+/// No transparent huge pages for this process from now on, including in memory that
+/// mimalloc reserved (and asked huge pages for) before `main`: the kernel's per-process
+/// switch covers every later fault in every mapping, and mimalloc stops asking. Huge
+/// pages already faulted in (a few MiB of startup) stay as they are.
+fn disable_huge_pages() -> std::io::Result<()> {
+    // SAFETY: sets one of mimalloc's options, read when it maps memory.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: a process-wide flag; no pointers are passed.
+        if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +88,17 @@ mod tests {
             // SAFETY: reads one of mimalloc's options.
             let default = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
             assert_eq!(default, 1000);
+        }
+    }
+
+    #[test]
+    fn the_option_is_allow_thp() {
+        // Unset, option 43 is 1 (allowed) on Linux; its neighbours hold 16 (pages
+        // reclaimed across threads) and 0 (minimal purge size).
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+            // SAFETY: reads one of mimalloc's options.
+            let default = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_ALLOW_THP) };
+            assert_eq!(default, 1);
         }
     }
 }

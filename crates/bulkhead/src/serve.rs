@@ -33,7 +33,7 @@ pub(crate) fn run(cmd: ServeCmd) -> anyhow::Result<()> {
     if let Some((old, new)) = bulkhead_runtime::raise_open_files_limit() {
         tracing::info!(old, new, "raised the open-files soft limit (RLIMIT_NOFILE)");
     }
-    crate::allocator::configure(config.runtime.memory_purge_delay)
+    crate::allocator::configure(config.runtime.memory_purge_delay, config.runtime.huge_pages)
         .context("starting the memory purge thread")?;
     let runtimes = Runtimes::new(config.runtime.clone()).context("building the runtimes")?;
     tracing::info!(

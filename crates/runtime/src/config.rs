@@ -167,6 +167,12 @@ pub struct RuntimeConfig {
     /// idle, so a quiet server still gives memory back.
     #[serde(with = "crate::units::duration")]
     pub memory_purge_delay: Duration,
+    /// Whether the kernel may back the allocator's memory with transparent huge pages.
+    /// Off by default: on a kernel with THP in `madvise` mode (common), mimalloc asks
+    /// for them, and every fresh 2 MiB page is zeroed in the fault that touches it; the
+    /// write path's memory churn then spent a third of the server's CPU zeroing pages,
+    /// and ingest was 23 % slower (`docs/benchmarks.md`, "Transparent huge pages").
+    pub huge_pages: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -217,6 +223,7 @@ impl RuntimeConfig {
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),
             memory_purge_delay: Duration::from_secs(10),
+            huge_pages: false,
         }
     }
 

@@ -229,6 +229,9 @@ pub struct ServeArgs {
     /// [runtime] memory_purge_delay: freed memory goes back to the OS after this [default: 10s].
     #[arg(long, env = "BULKHEAD_MEMORY_PURGE_DELAY", value_name = "DURATION")]
     pub memory_purge_delay: Option<HumanDuration>,
+    /// [runtime] huge_pages: let the kernel back memory with transparent huge pages [default: false].
+    #[arg(long, env = "BULKHEAD_HUGE_PAGES", value_name = "BOOL")]
+    pub huge_pages: Option<bool>,
     /// [runtime] watchdog_interval [default: 20ms].
     #[arg(long, env = "BULKHEAD_WATCHDOG_INTERVAL", value_name = "DURATION")]
     pub watchdog_interval: Option<HumanDuration>,
@@ -477,6 +480,7 @@ impl ServeArgs {
             &mut cfg.runtime.memory_purge_delay,
             &self.memory_purge_delay,
         );
+        set(&mut cfg.runtime.huge_pages, &self.huge_pages);
         set(&mut cfg.auth.token, &self.auth_token);
         set(&mut cfg.limits.max_body_size, &self.max_body_size);
         set(

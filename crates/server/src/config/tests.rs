@@ -149,6 +149,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("runtime.watchdog_threshold", "--watchdog-threshold", "1s"),
     ("runtime.watchdog_interval", "--watchdog-interval", "50ms"),
     ("runtime.memory_purge_delay", "--memory-purge-delay", "2s"),
+    ("runtime.huge_pages", "--huge-pages", "true"),
     ("auth.token", "--auth-token", "s3cret"),
     ("limits.max_body_size", "--max-body-size", "1MiB"),
     (
