@@ -2,10 +2,11 @@
 //!
 //! mimalloc returns ("purges") freed memory a while after it was freed, and does it
 //! lazily: whichever thread next frees or allocates a page after the delay makes the
-//! system calls, and the next allocations fault the pages in again. With its default of
-//! one second, a lastpoint query a second after a query that had encoded a 160 MB
-//! answer took 7-15 ms instead of 3-4 (`docs/benchmarks.md`, issue 16, session 33).
-//! [`configure`] sets the delay from `runtime.memory_purge_delay` (10 s by default) and
+//! system calls, and the next allocations fault the pages in again. With transparent
+//! huge pages, a lastpoint query a second after a query that had encoded a 160 MB
+//! answer took 7-15 ms instead of 3-4 (`docs/benchmarks.md`, issue 16, session 33);
+//! without them (below) it does not. [`configure`] sets the delay from
+//! `runtime.memory_purge_delay` (1 s by default, mimalloc's own) and
 //! starts a `SCHED_IDLE` thread that purges what is due while the server is idle, so
 //! memory goes back on a quiet server in the background rather than on the next
 //! request (the watchdog's pings, which allocate on every runtime, can trigger it too).

@@ -161,17 +161,19 @@ pub struct RuntimeConfig {
     /// How long memory the process has freed stays mapped before the allocator gives it
     /// back to the OS (mimalloc's purge delay; zero: at once). Returning it costs a
     /// system call per range and, when it is needed again, a page fault per page, on
-    /// whichever thread happens to allocate or free next: with mimalloc's own 1 s, a
-    /// small query a second after a big one spent 3-5 ms on it (`docs/benchmarks.md`,
-    /// issue 16, session 33). A background thread purges what is due while the server is
-    /// idle, so a quiet server still gives memory back.
+    /// whichever thread happens to allocate or free next. With transparent huge pages
+    /// that fault was a 2 MiB zeroing, and a small query a second after a big one spent
+    /// 3-5 ms on it; without them (the default, `huge_pages`) the penalty is gone and a
+    /// longer delay made ingest 7 % slower (`docs/benchmarks.md`, "Transparent huge
+    /// pages"). A background thread purges what is due while the server is idle, so a
+    /// quiet server still gives memory back.
     #[serde(with = "crate::units::duration")]
     pub memory_purge_delay: Duration,
     /// Whether the kernel may back the allocator's memory with transparent huge pages.
     /// Off by default: on a kernel with THP in `madvise` mode (common), mimalloc asks
     /// for them, and every fresh 2 MiB page is zeroed in the fault that touches it; the
     /// write path's memory churn then spent a third of the server's CPU zeroing pages,
-    /// and ingest was 23 % slower (`docs/benchmarks.md`, "Transparent huge pages").
+    /// and ingest was 27 % slower (`docs/benchmarks.md`, "Transparent huge pages").
     pub huge_pages: bool,
 }
 
@@ -222,7 +224,7 @@ impl RuntimeConfig {
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),
-            memory_purge_delay: Duration::from_secs(10),
+            memory_purge_delay: Duration::from_secs(1),
             huge_pages: false,
         }
     }

@@ -226,7 +226,7 @@ pub struct ServeArgs {
     /// [runtime] watchdog_threshold [default: 100ms].
     #[arg(long, env = "BULKHEAD_WATCHDOG_THRESHOLD", value_name = "DURATION")]
     pub watchdog_threshold: Option<HumanDuration>,
-    /// [runtime] memory_purge_delay: freed memory goes back to the OS after this [default: 10s].
+    /// [runtime] memory_purge_delay: freed memory goes back to the OS after this [default: 1s].
     #[arg(long, env = "BULKHEAD_MEMORY_PURGE_DELAY", value_name = "DURATION")]
     pub memory_purge_delay: Option<HumanDuration>,
     /// [runtime] huge_pages: let the kernel back memory with transparent huge pages [default: false].
