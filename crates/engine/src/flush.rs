@@ -97,7 +97,10 @@ async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
         return Ok(());
     }
     engine.pending_drops.wait_for(&table.db, &table.name).await;
+    let stages = &engine.counters.stages;
+    let waiting = Instant::now();
     let _guard = table.flush_lock.lock().await;
+    stages.flush_lock_wait.record(waiting.elapsed());
     let frozen = freeze(table);
     if frozen.is_empty() {
         return commit_tombstones(engine, table).await;
@@ -106,6 +109,7 @@ async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
     // this one flush: one SST per segment, their rows merged while converting.
     let started = Instant::now();
     let result = flush_parts(engine, table, &frozen).await;
+    stages.flush_total.record(started.elapsed());
     after_attempt(engine, table, &frozen, started, &result).await;
     result
 }
@@ -224,7 +228,11 @@ async fn flush_parts(
     table: &Table,
     parts: &[Arc<FrozenMemtable>],
 ) -> Result<()> {
+    let stages = &engine.counters.stages;
+    let started = Instant::now();
     let prepared = prepare(engine, table, parts)?;
+    stages.flush_encode.record(started.elapsed());
+    let uploading = Instant::now();
     let mut metas = Vec::with_capacity(prepared.ssts.len());
     for (meta, bytes) in prepared.ssts {
         // IO: the store is io-bound, so this await parks us while `io` does the work.
@@ -238,6 +246,7 @@ async fn flush_parts(
         .await?;
         metas.push(meta);
     }
+    stages.flush_upload.record(uploading.elapsed());
     // A closed engine must not commit: another engine may own the store by now.
     if engine.is_closed() {
         return Err(Error::Closed);
@@ -254,7 +263,9 @@ async fn flush_parts(
         &metas,
         prepared.max_seq,
     );
+    let committing = Instant::now();
     engine.manifest.commit(edit).await?;
+    stages.flush_commit.record(committing.elapsed());
     engine.compactor.wake.notify_one();
     install(engine, table, parts, &tombs, metas, prepared.max_seq, None);
     Ok(())

@@ -89,6 +89,19 @@ pub(crate) struct WriteStages {
     pub(crate) total: LatencyHistogram,
     /// How long a reader holds a table's lock to take a snapshot.
     pub(crate) snapshot_lock_hold: LatencyHistogram,
+    /// A table's flush (not a write stage, but what a write's memory waits for; issue
+    /// 24 asks why flushes slow down under load): waiting for the table's flush lock
+    /// (another flush of the same table in progress).
+    pub(crate) flush_lock_wait: LatencyHistogram,
+    /// Merging and encoding the frozen memtables as Parquet on `flush`, waiting for a
+    /// CPU included.
+    pub(crate) flush_encode: LatencyHistogram,
+    /// Uploading the encoded SSTs through the io-bound store.
+    pub(crate) flush_upload: LatencyHistogram,
+    /// Committing the flush's manifest edit (queueing behind other commits included).
+    pub(crate) flush_commit: LatencyHistogram,
+    /// One table's flush attempt from start to finish (after the flush lock).
+    pub(crate) flush_total: LatencyHistogram,
 }
 
 impl WriteStages {
@@ -104,6 +117,11 @@ impl WriteStages {
             ("apply", self.apply.snapshot()),
             ("total", self.total.snapshot()),
             ("snapshot_lock_hold", self.snapshot_lock_hold.snapshot()),
+            ("flush_lock_wait", self.flush_lock_wait.snapshot()),
+            ("flush_encode", self.flush_encode.snapshot()),
+            ("flush_upload", self.flush_upload.snapshot()),
+            ("flush_commit", self.flush_commit.snapshot()),
+            ("flush_total", self.flush_total.snapshot()),
         ]
     }
 }

@@ -196,15 +196,7 @@ async fn write_stages_count_every_write_and_snapshot() {
             .snapshot("db", "cpu", TimeRange::ALL)
             .expect("snapshot");
     }
-    let stages = engine.write_stages();
-    let count = |name: &str| {
-        stages
-            .iter()
-            .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("no stage {name}: {stages:?}"))
-            .1
-            .count()
-    };
+    let count = |name: &str| stage_count(&engine, name);
     for stage in [
         "queue",
         "prepare",
@@ -220,4 +212,35 @@ async fn write_stages_count_every_write_and_snapshot() {
     // Sequential writes: one WAL group each.
     assert_eq!(count("wal_io"), 5);
     assert_eq!(count("snapshot_lock_hold"), 2);
+    for stage in [
+        "flush_lock_wait",
+        "flush_encode",
+        "flush_upload",
+        "flush_commit",
+        "flush_total",
+    ] {
+        assert_eq!(count(stage), 0, "{stage} before any flush");
+    }
+    engine.flush(&Scope::All).await.expect("flush");
+    let count = |name: &str| stage_count(&engine, name);
+    for stage in [
+        "flush_lock_wait",
+        "flush_encode",
+        "flush_upload",
+        "flush_commit",
+        "flush_total",
+    ] {
+        assert_eq!(count(stage), 1, "{stage} after one table's flush");
+    }
+}
+
+/// How many times the engine's `name` stage (`/debug/latency`) was recorded.
+fn stage_count(engine: &bulkhead_engine::Engine, name: &str) -> u64 {
+    let stages = engine.write_stages();
+    stages
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no stage {name}: {stages:?}"))
+        .1
+        .count()
 }
