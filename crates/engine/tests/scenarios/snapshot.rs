@@ -212,27 +212,23 @@ async fn write_stages_count_every_write_and_snapshot() {
     // Sequential writes: one WAL group each.
     assert_eq!(count("wal_io"), 5);
     assert_eq!(count("snapshot_lock_hold"), 2);
-    for stage in [
-        "flush_lock_wait",
-        "flush_encode",
-        "flush_upload",
-        "flush_commit",
-        "flush_total",
-    ] {
+    for stage in FLUSH_STAGES {
         assert_eq!(count(stage), 0, "{stage} before any flush");
     }
     engine.flush(&Scope::All).await.expect("flush");
-    let count = |name: &str| stage_count(&engine, name);
-    for stage in [
-        "flush_lock_wait",
-        "flush_encode",
-        "flush_upload",
-        "flush_commit",
-        "flush_total",
-    ] {
+    for stage in FLUSH_STAGES {
         assert_eq!(count(stage), 1, "{stage} after one table's flush");
     }
 }
+
+/// A table flush's stages in `/debug/latency`.
+const FLUSH_STAGES: [&str; 5] = [
+    "flush_lock_wait",
+    "flush_encode",
+    "flush_upload",
+    "flush_commit",
+    "flush_total",
+];
 
 /// How many times the engine's `name` stage (`/debug/latency`) was recorded.
 fn stage_count(engine: &bulkhead_engine::Engine, name: &str) -> u64 {
