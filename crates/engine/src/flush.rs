@@ -23,6 +23,7 @@ use std::sync::Weak;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use crate::core::{EngineCore, sleep_or_shutdown};
@@ -35,6 +36,9 @@ use crate::sst::writer::encode;
 use crate::sst::{SstFile, SstMeta, new_file_id, sst_path};
 use crate::table::{FrozenMemtable, Table};
 
+/// A flush's SST uploads in flight at once (one per time segment it spans).
+const SST_UPLOADS_IN_FLIGHT: usize = 4;
+
 /// Flush everything `tables` hold in memory now, `flush_concurrency` tables at a time,
 /// and then truncate the WAL once. Runs on the `flush` runtime. Every table is tried;
 /// the first error is returned.
@@ -45,7 +49,6 @@ use crate::table::{FrozenMemtable, Table};
 /// entry. Truncating once matters too: finding the truncatable sequence visits every
 /// table, so doing it after each of n flushes costs n².
 pub(crate) async fn flush_tables(engine: &EngineCore, tables: Vec<Arc<Table>>) -> Result<()> {
-    use futures::StreamExt;
     let concurrency = engine.config.memtable.flush_concurrency.max(1);
     let mut flushed_any = false;
     let mut first_error = None;
@@ -233,19 +236,24 @@ async fn flush_parts(
     let prepared = prepare(engine, table, parts)?;
     stages.flush_encode.record(started.elapsed());
     let uploading = Instant::now();
-    let mut metas = Vec::with_capacity(prepared.ssts.len());
-    for (meta, bytes) in prepared.ssts {
-        // IO: the store is io-bound, so this await parks us while `io` does the work.
-        crate::sst::writer::upload(
-            &engine.store,
-            &meta.object_path(),
-            bytes,
-            engine.config.upload_options(),
-            "upload SST",
-        )
+    // IO: the store is io-bound, so these awaits park us while `io` does the work. A
+    // flush that spans several segments uploads their SSTs side by side: each PUT is
+    // a round trip to the store, and the next flush waits behind this one.
+    let metas: Vec<SstMeta> = futures::stream::iter(prepared.ssts)
+        .map(|(meta, bytes)| async move {
+            crate::sst::writer::upload(
+                &engine.store,
+                &meta.object_path(),
+                bytes,
+                engine.config.upload_options(),
+                "upload SST",
+            )
+            .await
+            .map(|()| meta)
+        })
+        .buffered(SST_UPLOADS_IN_FLIGHT)
+        .try_collect()
         .await?;
-        metas.push(meta);
-    }
     stages.flush_upload.record(uploading.elapsed());
     // A closed engine must not commit: another engine may own the store by now.
     if engine.is_closed() {

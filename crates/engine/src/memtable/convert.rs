@@ -290,9 +290,13 @@ pub(crate) fn merged_batch_where(
     if !range.is_empty() {
         for (vals, series) in &groups {
             bulkhead_runtime::yield_point();
-            if let [s] = series.as_slice() {
-                for (t, slots) in s.rows.range(range.bounds()) {
-                    out.push(vals, *t, slots.iter().map(|(id, v)| (*id, v)));
+            if let Some(chain) = disjoint_chain(series, range) {
+                // No time in two parts (one part, or parts sealed one after another by
+                // time-ordered writes): their rows, part after part, are already merged.
+                for s in chain {
+                    for (t, slots) in s.rows.range(range.bounds()) {
+                        out.push(vals, *t, slots.iter().map(|(id, v)| (*id, v)));
+                    }
                 }
                 continue;
             }
@@ -370,6 +374,30 @@ fn series_groups<'m>(parts: &[&'m Memtable]) -> Vec<(Vec<Option<&'m str>>, Vec<&
     groups
 }
 
+/// The instances of one series (one per part) that hold rows in `range`, ordered by
+/// their first time, if no two of them share a time: each ends before the next begins.
+/// Chaining their rows in this order is then their merge. `None` if some overlap, and
+/// the rows need the k-way merge.
+fn disjoint_chain<'m>(series: &[&'m Series], range: TimeRange) -> Option<Vec<&'m Series>> {
+    if let [only] = series {
+        return Some(vec![*only]);
+    }
+    let mut spans: Vec<(i64, i64, &Series)> = series
+        .iter()
+        .filter_map(|s| {
+            let mut rows = s.rows.range(range.bounds());
+            let first = *rows.next()?.0;
+            let last = rows.next_back().map_or(first, |(t, _)| *t);
+            Some((first, last, *s))
+        })
+        .collect();
+    spans.sort_unstable_by_key(|(first, _, _)| *first);
+    spans
+        .windows(2)
+        .all(|w| w[0].1 < w[1].0)
+        .then(|| spans.into_iter().map(|(_, _, s)| s).collect())
+}
+
 /// How many distinct (series, time) rows `parts` hold in `range`: the rows
 /// [`merged_batch`] returns for it. The flush checks its SSTs against this.
 pub(crate) fn merged_row_count(parts: &[&Memtable], range: TimeRange) -> usize {
@@ -378,8 +406,11 @@ pub(crate) fn merged_row_count(parts: &[&Memtable], range: TimeRange) -> usize {
     }
     let mut count = 0;
     for (_, series) in series_groups(parts) {
-        if let [s] = series.as_slice() {
-            count += s.rows.range(range.bounds()).count();
+        if let Some(chain) = disjoint_chain(&series, range) {
+            count += chain
+                .iter()
+                .map(|s| s.rows.range(range.bounds()).count())
+                .sum::<usize>();
             continue;
         }
         let mut times: Vec<i64> = series
