@@ -22,6 +22,7 @@ use serde_json::json;
 use super::server::ChildServer;
 use super::tsbs;
 
+mod pause;
 mod report;
 
 use bulkhead_runtime::latency::HistogramSnapshot;
@@ -69,6 +70,12 @@ pub(crate) struct InterferenceArgs {
     /// writes) rather than CPU scheduling; acks on a tmpfs are not durable.
     #[arg(long)]
     wal_dir_under: Option<PathBuf>,
+    /// A diagnostic, the converse of `--wal-dir-under`: put each server's object store
+    /// (SSTs, manifest) in a fresh directory under this one (e.g. `/dev/shm`), so that
+    /// flush and compaction output no longer shares the WAL's disk, as with real S3. A
+    /// run shows whether the WAL's slow syncs come from the server's own object writes.
+    #[arg(long)]
+    store_dir_under: Option<PathBuf>,
     /// Directory for results.json and interference.svg.
     #[arg(long, default_value = "bench-out/interference")]
     out: PathBuf,
@@ -109,7 +116,7 @@ async fn run_async(args: InterferenceArgs) -> anyhow::Result<()> {
             .map(|&s| ((capacity * s) as u64, Some(s)))
             .collect();
         eprintln!(
-            "capacity probe: {capacity:.0} rows/s -> ingest rates {:?} rows/s",
+            "capacity {capacity:.0} rows/s -> ingest rates {:?} rows/s",
             rates.iter().map(|r| r.0).collect::<Vec<_>>()
         );
         rates
@@ -217,6 +224,17 @@ fn start_server(
         server_args.push(wal.path().display().to_string());
         dirs.push(wal);
     }
+    if let Some(under) = &args.store_dir_under {
+        let store = tempfile::tempdir_in(under).with_context(|| {
+            format!(
+                "creating an object-store directory under {}",
+                under.display()
+            )
+        })?;
+        server_args.push("--object-store".into());
+        server_args.push(format!("file://{}", store.path().display()));
+        dirs.push(store);
+    }
     let server = ChildServer::start(
         dirs[0].path(),
         &server_args.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -228,11 +246,52 @@ fn start_server(
     Ok((dirs, server))
 }
 
-/// Closed-loop writes from 4 clients for a few seconds: rows/s the server sustains.
+/// The ingest rate the server sustains *with its flushes*, the capacity the load shares
+/// are taken of: 4 closed-loop clients for 10 s with the benchmark's flush of `cpu`
+/// every `--flush-every`, then one last flush of what is left; the rows acknowledged
+/// over the time until that last flush returns.
+///
+/// Acknowledged rows alone (a burst) overstate it: closed-loop writers are not held
+/// back by a flush that falls behind, so a burst rate leaves the one `flush` thread
+/// permanently behind at half of it (session 35: a flush's p99 above the flush interval
+/// already in phase A). Counting the drain charges each row its encoding and upload.
 async fn probe_capacity(client: &reqwest::Client, args: &InterferenceArgs) -> anyhow::Result<f64> {
     let (_dir, server) = start_server(args, "isolated")?;
     let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
-    closed_loop_capacity(client, &server.base, &gen_).await
+    const SPAN: Duration = Duration::from_secs(10);
+    let t0 = Instant::now();
+    let flushes: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let flusher = tokio::spawn(flusher(
+        client.clone(),
+        server.base.clone(),
+        args.flush_every,
+        t0,
+        SPAN,
+        Arc::clone(&flushes),
+    ));
+    let rows = closed_loop_rows(client, &server.base, &gen_, SPAN).await?;
+    let written = t0.elapsed();
+    flusher.await??;
+    let drain = Instant::now();
+    client
+        .post(format!("{}/api/v1/flush?db=bench&table=cpu", server.base))
+        .send()
+        .await?
+        .error_for_status()?;
+    let total = t0.elapsed();
+    let flushes = flushes.lock();
+    let slowest = flushes.iter().map(|f| f.ms).fold(0.0, f64::max);
+    eprintln!(
+        "capacity probe: {rows} rows acknowledged in {:.1} s ({:.0} rows/s), {} flushes \
+         during it (slowest {slowest:.0} ms), the last flush {:.2} s: {:.0} rows/s \
+         written and flushed",
+        written.as_secs_f64(),
+        rows as f64 / written.as_secs_f64(),
+        flushes.len(),
+        drain.elapsed().as_secs_f64(),
+        rows as f64 / total.as_secs_f64(),
+    );
+    Ok(rows as f64 / total.as_secs_f64())
 }
 
 /// Rows/s that 4 closed-loop clients get acknowledged in 5 s.
@@ -241,8 +300,20 @@ pub(super) async fn closed_loop_capacity(
     base: &str,
     gen_: &Arc<Mutex<Batches>>,
 ) -> anyhow::Result<f64> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let span = Duration::from_secs(5);
     let start = Instant::now();
+    let rows = closed_loop_rows(client, base, gen_, span).await?;
+    Ok(rows as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Rows that 4 closed-loop clients get acknowledged in `span`.
+async fn closed_loop_rows(
+    client: &reqwest::Client,
+    base: &str,
+    gen_: &Arc<Mutex<Batches>>,
+    span: Duration,
+) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + span;
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let (client, url, gen_) = (client.clone(), write_url(base), Arc::clone(gen_));
@@ -264,7 +335,7 @@ pub(super) async fn closed_loop_capacity(
     for t in tasks {
         rows += t.await?;
     }
-    Ok(rows as f64 / start.elapsed().as_secs_f64())
+    Ok(rows)
 }
 
 async fn run_mode(
@@ -342,6 +413,8 @@ async fn measure(
         total,
         Arc::clone(&flushes),
     ));
+    let steal = tokio::spawn(steal_sampler(t0, total));
+    let pauses = pause::PauseDetector::start(t0);
     tokio::time::sleep(args.phase).await;
     let errors_a = errors.load(std::sync::atomic::Ordering::Relaxed);
     let b_start = t0.elapsed().as_secs_f64();
@@ -371,6 +444,8 @@ async fn measure(
     }
     writer.await??;
     flusher.await??;
+    let steal = steal.await?;
+    let pauses = pauses.finish();
     let b_end = t0.elapsed().as_secs_f64();
     let cpu_end = CpuTimes::now();
     let stalls_after = stalls(client, &base).await?;
@@ -406,7 +481,28 @@ async fn measure(
         compactions,
         stalls: stall_delta,
         cpu: (cpu_mid.since(cpu_start), cpu_end.since(cpu_mid)),
+        steal,
+        pauses,
     })
+}
+
+/// CPU time stolen by the hypervisor in each 100 ms from `t0` for `total`, in ms of CPU
+/// (`/proc/stat` counts it in clock ticks of 10 ms, all CPUs together).
+async fn steal_sampler(t0: Instant, total: Duration) -> Vec<Sample> {
+    const TICK_MS: f64 = 10.0;
+    let mut out = Vec::new();
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    let mut last = CpuTimes::now().steal;
+    while t0.elapsed() < total {
+        every.tick().await;
+        let now = CpuTimes::now().steal;
+        out.push(Sample {
+            at_s: t0.elapsed().as_secs_f64(),
+            ms: now.saturating_sub(last) as f64 * TICK_MS,
+        });
+        last = now;
+    }
+    out
 }
 
 /// TSBS batches of line protocol, continuing in time across calls.

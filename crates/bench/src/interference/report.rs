@@ -32,6 +32,12 @@ pub(super) struct ModeRun {
     pub(super) stages: Vec<(String, HistogramSnapshot, HistogramSnapshot)>,
     /// The whole machine's CPU time and disk writes in phase A and in phase B.
     pub(super) cpu: (CpuTimes, CpuTimes),
+    /// CPU time the hypervisor stole in each 100 ms through both phases (`ms`: ms of
+    /// CPU, all CPUs together), to line a stall of every thread up with the host's.
+    pub(super) steal: Vec<Sample>,
+    /// Per CPU, the late wake-ups of a real-time thread pinned to it (`pause.rs`): a CPU
+    /// that did not run at all. Empty without real-time priority.
+    pub(super) pauses: Vec<Vec<Sample>>,
 }
 
 /// Machine-wide CPU time over an interval, in clock ticks, from `/proc/stat`'s first
@@ -145,13 +151,22 @@ pub(super) struct Phase {
 }
 
 /// One round's own p99 ratios, with the samples behind each p99.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct RoundRatios {
     write_p99_ratio: f64,
     flush_p99_ratio: f64,
     write_samples: (usize, usize),
     flush_samples: (usize, usize),
     queries: usize,
+    /// The round's slowest WAL write and sync (`wal_io`), phase A and B, ms: a bad round
+    /// with a slow one waited for the disk; one without, for something else.
+    wal_io_max_ms: (f64, f64),
+    /// The most CPU time the hypervisor stole in one 100 ms window, phase A and B, ms
+    /// (both CPUs together: 200 = the whole machine stopped).
+    steal_peak_ms: (f64, f64),
+    /// Per CPU, the longest time it did not run at all (`pause.rs`), phase A and B, ms;
+    /// empty where the detector had no real-time priority.
+    pause_ms: (Vec<f64>, Vec<f64>),
 }
 
 /// Median and worst of the rounds' ratios.
@@ -276,6 +291,25 @@ pub(super) fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
             write_samples: (wa.len(), wb.len()),
             flush_samples: (fa.len(), fb.len()),
             queries: r.queries_ms.len(),
+            wal_io_max_ms: r
+                .stages
+                .iter()
+                .find(|(name, _, _)| name == "wal_io")
+                .map_or((f64::NAN, f64::NAN), |(_, a, b)| {
+                    (a.quantile_ms(1.0), b.quantile_ms(1.0))
+                }),
+            steal_peak_ms: {
+                let peak = |b: bool| {
+                    ModeRun::split(&r.steal, b0, b)
+                        .into_iter()
+                        .fold(0.0, f64::max)
+                };
+                (peak(false), peak(true))
+            },
+            pause_ms: (
+                super::pause::longest_per_cpu(&r.pauses, f64::MIN, b0),
+                super::pause::longest_per_cpu(&r.pauses, b0, f64::MAX),
+            ),
         });
         w.0.extend(wa);
         w.1.extend(wb);
@@ -405,14 +439,29 @@ pub(super) fn print_table(
             .rounds
             .iter()
             .map(|x| {
+                let cpus = |v: &[f64]| {
+                    v.iter()
+                        .map(|ms| format!("{ms:.0}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
                 format!(
-                    "{:.2}/{:.2} ({}q)",
-                    x.write_p99_ratio, x.flush_p99_ratio, x.queries
+                    "{:.2}/{:.2} ({}q, wal_io {:.0}/{:.0}, steal {:.0}/{:.0}, pause {}/{})",
+                    x.write_p99_ratio,
+                    x.flush_p99_ratio,
+                    x.queries,
+                    x.wal_io_max_ms.0,
+                    x.wal_io_max_ms.1,
+                    x.steal_peak_ms.0,
+                    x.steal_peak_ms.1,
+                    cpus(&x.pause_ms.0),
+                    cpus(&x.pause_ms.1)
                 )
             })
             .collect();
         println!(
-            "{:<9} per round (write/flush B/A p99): {}",
+            "{:<9} per round (write/flush B/A p99; slowest wal_io A/B ms; most steal in 100 ms A/B, ms; \
+             longest pause per CPU A/B, ms): {}",
             "",
             per_round.join("  ")
         );
@@ -499,10 +548,23 @@ mod tests {
                     disk_written: 4 << 20,
                 },
             ),
+            steal: [(2.0, 10.0), (12.0, 30.0), (14.0, 20.0)]
+                .into_iter()
+                .map(|(at_s, ms)| Sample { at_s, ms })
+                .collect(),
+            pauses: vec![
+                vec![Sample {
+                    at_s: 15.0,
+                    ms: 250.0,
+                }],
+                vec![],
+            ],
         };
         let r = pool("isolated", &[run(2.0), run(4.0), run(1.0)]);
         assert_eq!(r.rounds.len(), 3);
         assert_eq!(r.rounds[0].write_samples, (100, 100));
+        assert_eq!(r.rounds[0].steal_peak_ms, (10.0, 30.0));
+        assert_eq!(r.rounds[0].pause_ms, (vec![0.0, 0.0], vec![250.0, 0.0]));
         assert_eq!((r.write_rounds.median, r.write_rounds.worst), (2.0, 4.0));
         assert_eq!(r.phase_b.queries.count, 21);
         assert_eq!(r.phase_b.compactions, 9);
