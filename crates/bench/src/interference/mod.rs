@@ -389,6 +389,12 @@ async fn measure(
     let stages_start = write_stages(client, &base).await?;
     let cpu_start = CpuTimes::now();
     let t0 = Instant::now();
+    // To line the samples' `at_s` up with a trace taken beside the run (`perf record -k
+    // CLOCK_MONOTONIC`): phase A's start on the monotonic clock, printed once per round.
+    tracing::info!(
+        monotonic_s = pause::monotonic_now_s(),
+        "phase A starts (samples' at_s = 0)"
+    );
     let writes: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let flushes: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));

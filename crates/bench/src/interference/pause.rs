@@ -101,6 +101,18 @@ fn pin_realtime(_cpu: usize) -> bool {
     false
 }
 
+/// `CLOCK_MONOTONIC` now, in seconds (the clock `Instant` and `perf -k CLOCK_MONOTONIC`
+/// use), to line the benchmark's samples up with a trace.
+pub(super) fn monotonic_now_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// The longest late wake-up in `[from_s, to_s)` on each CPU, ms (0 if none).
 pub(super) fn longest_per_cpu(per_cpu: &[Vec<Sample>], from_s: f64, to_s: f64) -> Vec<f64> {
     per_cpu

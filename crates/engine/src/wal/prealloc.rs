@@ -26,6 +26,14 @@ const SPARE_NAME: &str = "spare.wal.tmp";
 const FILL_CHUNK: usize = 1 << 20;
 const FILL_SYNC_EVERY: u64 = 8 << 20;
 
+/// The filling thread's OS nice value. Spawned by the WAL thread, it would inherit the
+/// ack path's raised priority (`runtime.write_nice`, -5), and writing 64 MiB of zeros
+/// costs about 200 ms of CPU in 0.4 s (page cache allocation and copying): at -5 that
+/// burst took a CPU from the write path every few seconds, and lined up with stalls of
+/// write acks (issue 24, session 36, `docs/benchmarks.md`). The spare has until the next
+/// rotation to be ready, and a rotation that finds none only writes the plain way.
+const FILL_NICE: i32 = 10;
+
 /// A WAL that has written this much (or half a segment, if less) into a segment that is
 /// not preallocated starts preparing a spare (short-lived engines, as in most tests,
 /// never do; the crash harness's 128 KiB segments always do).
@@ -61,7 +69,10 @@ impl Spare {
         let (path, size) = (self.path.clone(), self.size);
         let spawned = std::thread::Builder::new()
             .name("bh-wal-prealloc".into())
-            .spawn(move || fill(&path, size));
+            .spawn(move || {
+                bulkhead_runtime::set_current_thread_nice(FILL_NICE);
+                fill(&path, size)
+            });
         match spawned {
             Ok(handle) => self.filling = Some(handle),
             Err(e) => tracing::warn!(error = %e, "could not start preallocating a WAL segment"),
