@@ -251,10 +251,10 @@ fn start_server(
 /// every `--flush-every`, then one last flush of what is left; the rows acknowledged
 /// over the time until that last flush returns.
 ///
-/// Acknowledged rows alone (a burst) overstate it: closed-loop writers are not held
-/// back by a flush that falls behind, so a burst rate leaves the one `flush` thread
-/// permanently behind at half of it (session 35: a flush's p99 above the flush interval
-/// already in phase A). Counting the drain charges each row its encoding and upload.
+/// Acknowledged rows alone (a burst) can overstate it: closed-loop writers are not held
+/// back by a flush that falls behind. Counting the drain charges each row its encoding
+/// and upload. (On 2 cores the two differ by 2-4 %: the flush keeps up; session 36,
+/// `docs/benchmarks.md`.)
 async fn probe_capacity(client: &reqwest::Client, args: &InterferenceArgs) -> anyhow::Result<f64> {
     let (_dir, server) = start_server(args, "isolated")?;
     let gen_ = Arc::new(Mutex::new(Batches::new(args.hosts, args.batch)));
