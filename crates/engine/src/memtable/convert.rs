@@ -293,7 +293,7 @@ pub(crate) fn merged_batch_where(
             if let Some(chain) = disjoint_chain(series, range) {
                 // No time in two parts (one part, or parts sealed one after another by
                 // time-ordered writes): their rows, part after part, are already merged.
-                for s in chain {
+                for s in chain.iter() {
                     for (t, slots) in s.rows.range(range.bounds()) {
                         out.push(vals, *t, slots.iter().map(|(id, v)| (*id, v)));
                     }
@@ -378,9 +378,13 @@ fn series_groups<'m>(parts: &[&'m Memtable]) -> Vec<(Vec<Option<&'m str>>, Vec<&
 /// their first time, if no two of them share a time: each ends before the next begins.
 /// Chaining their rows in this order is then their merge. `None` if some overlap, and
 /// the rows need the k-way merge.
-fn disjoint_chain<'m>(series: &[&'m Series], range: TimeRange) -> Option<Vec<&'m Series>> {
-    if let [only] = series {
-        return Some(vec![*only]);
+fn disjoint_chain<'a, 'm>(
+    series: &'a [&'m Series],
+    range: TimeRange,
+) -> Option<std::borrow::Cow<'a, [&'m Series]>> {
+    if series.len() == 1 {
+        // One part (the usual flush and scan): no allocation.
+        return Some(std::borrow::Cow::Borrowed(series));
     }
     let mut spans: Vec<(i64, i64, &Series)> = series
         .iter()
@@ -395,7 +399,7 @@ fn disjoint_chain<'m>(series: &[&'m Series], range: TimeRange) -> Option<Vec<&'m
     spans
         .windows(2)
         .all(|w| w[0].1 < w[1].0)
-        .then(|| spans.into_iter().map(|(_, _, s)| s).collect())
+        .then(|| std::borrow::Cow::Owned(spans.into_iter().map(|(_, _, s)| s).collect()))
 }
 
 /// How many distinct (series, time) rows `parts` hold in `range`: the rows
