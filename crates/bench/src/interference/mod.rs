@@ -498,10 +498,10 @@ async fn steal_sampler(t0: Instant, total: Duration) -> Vec<Sample> {
     const TICK_MS: f64 = 10.0;
     let mut out = Vec::new();
     let mut every = tokio::time::interval(Duration::from_millis(100));
-    let mut last = CpuTimes::now().steal;
+    let mut last = CpuTimes::cpu_now().steal;
     while t0.elapsed() < total {
         every.tick().await;
-        let now = CpuTimes::now().steal;
+        let now = CpuTimes::cpu_now().steal;
         out.push(Sample {
             at_s: t0.elapsed().as_secs_f64(),
             ms: now.saturating_sub(last) as f64 * TICK_MS,

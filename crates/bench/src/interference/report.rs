@@ -62,14 +62,19 @@ pub(super) struct CpuTimes {
 impl CpuTimes {
     /// Now, since boot; zero where `/proc` is missing (not Linux).
     pub(super) fn now() -> Self {
-        let mut t: Self = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| Self::parse(s.lines().next()?))
-            .unwrap_or_default();
+        let mut t = Self::cpu_now();
         t.disk_written = std::fs::read_to_string("/proc/diskstats")
             .map(|s| disk_written(&s, |dev| Path::new("/sys/block").join(dev).exists()))
             .unwrap_or(0);
         t
+    }
+
+    /// The CPU times alone (no `disk_written`), for sampling often.
+    pub(super) fn cpu_now() -> Self {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| Self::parse(s.lines().next()?))
+            .unwrap_or_default()
     }
 
     /// `cpu  user nice system idle iowait irq softirq steal ...`
