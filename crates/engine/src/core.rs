@@ -186,7 +186,7 @@ impl EngineCore {
             db: db.to_string(),
             table: table.to_string(),
         })?;
-        let _flush = t.flush_locks.exclusive().await;
+        let _flush = t.flush_lock.lock().await;
         {
             let st = t.state.lock();
             for id in remove {

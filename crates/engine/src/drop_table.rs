@@ -206,7 +206,7 @@ async fn commit(engine: &EngineCore, pending: &PendingDrop, seq: u64) -> Result<
     // commits first, and none starts before the drop is committed.
     let mut guards = Vec::with_capacity(pending.old.len());
     for t in &pending.old {
-        guards.push(t.flush_locks.exclusive().await);
+        guards.push(t.flush_lock.lock().await);
     }
     let actions: Vec<Action> = pending
         .op

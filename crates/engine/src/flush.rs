@@ -90,15 +90,6 @@ const PACKS_IN_FLIGHT: usize = 2;
 
 /// Flush everything `table` holds in memory now, without truncating the WAL (the
 /// caller does, once for all the tables it flushes).
-///
-/// Pipelined (`table::FlushLocks`): this flush takes the frozen memtables no flush
-/// under way has taken and encodes them while the flush ahead of it, if any, uploads
-/// and commits; then it waits for that one and commits in its turn. The object
-/// store's round trips (the SST PUTs and the manifest's) no longer add to the time a
-/// table's flushes need per byte, which is what let the one `flush` thread fall behind
-/// at high ingest rates (issue 24). If the flush ahead failed, its memtables are still
-/// the oldest: this one does not commit (its rows would pass theirs in the flushed
-/// sequence), and the next attempt takes them all.
 async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
     // A dropped table has nothing left to flush; a new table of a name being dropped
     // flushes once the drop is committed, so its manifest edits come after the drop's.
@@ -111,88 +102,35 @@ async fn flush_one(engine: &EngineCore, table: &Table) -> Result<()> {
     engine.pending_drops.wait_for(&table.db, &table.name).await;
     let stages = &engine.counters.stages;
     let waiting = Instant::now();
-    let encoding = table.flush_locks.encode.lock().await;
+    let _guard = table.flush_lock.lock().await;
     stages.flush_lock_wait.record(waiting.elapsed());
-    let mut parts = claim(table);
-    let mut committing = None;
-    if parts.is_empty() {
-        // Nothing new, but what the caller wants flushed may be in the flush ahead:
-        // wait for it. If it failed, its memtables are free again, and ours to flush.
-        committing = Some(table.flush_locks.commit.lock().await);
-        parts = claim(table);
-        if parts.is_empty() {
-            return commit_tombstones(engine, table).await;
-        }
+    let frozen = freeze(table);
+    if frozen.is_empty() {
+        return commit_tombstones(engine, table).await;
     }
+    // Every frozen memtable (sealed by readers, or left by failed flushes) goes into
+    // this one flush: one SST per segment, their rows merged while converting.
     let started = Instant::now();
-    let prepared = encode_parts(engine, table, &parts);
-    let waiting = Instant::now();
-    let _committing = match committing {
-        Some(guard) => guard,
-        None => table.flush_locks.commit.lock().await,
-    };
-    stages.flush_commit_wait.record(waiting.elapsed());
-    drop(encoding);
-    // Every flush ahead of this one has finished: were their memtables flushed?
-    if !leads(table, &parts) {
-        let earlier = table.state.lock().last_flush_error.clone();
-        return Err(Error::Manifest(format!(
-            "flush of {}.{}: an earlier flush of the table failed ({}); its rows stay \
-             in memory and in the WAL, and the next flush retries them",
-            table.db,
-            table.name,
-            earlier.as_deref().unwrap_or("no error recorded")
-        )));
-    }
-    let result = match prepared {
-        Ok(prepared) => upload_and_commit(engine, table, &parts, prepared).await,
-        Err(e) => Err(e),
-    };
-    if result.is_err() {
-        // The memtables are free again; flushes that took later ones will not commit.
-        table.state.lock().frozen_claimed = 0;
-    }
+    let result = flush_parts(engine, table, &frozen).await;
     stages.flush_total.record(started.elapsed());
-    after_attempt(engine, table, &parts, started, &result).await;
+    after_attempt(engine, table, &frozen, started, &result).await;
     result
 }
 
-/// Freeze the active memtable of `table` (the caller holds its flush locks) and return
+/// Freeze the active memtable of `table` (the caller holds its flush lock) and return
 /// every frozen one, oldest first: what this flush writes.
 pub(crate) fn freeze(table: &Table) -> Vec<Arc<FrozenMemtable>> {
     let mut st = table.state.lock();
-    debug_assert_eq!(st.frozen_claimed, 0, "a flush is under way");
-    freeze_active(&mut st);
-    st.frozen.clone()
-}
-
-/// Freeze the active memtable of `table` (the caller holds its encode lock) and take
-/// the frozen memtables that no flush under way has taken, oldest first.
-fn claim(table: &Table) -> Vec<Arc<FrozenMemtable>> {
-    let mut st = table.state.lock();
-    freeze_active(&mut st);
-    let from = st.frozen_claimed.min(st.frozen.len());
-    st.frozen_claimed = st.frozen.len();
-    st.frozen[from..].to_vec()
-}
-
-fn freeze_active(st: &mut crate::table::TableState) {
     if !st.active.is_empty() {
         let mem = std::mem::take(&mut st.active);
         let schema = Arc::clone(&st.schema);
         st.frozen.push(Arc::new(FrozenMemtable::new(mem, schema)));
     }
+    st.frozen.clone()
 }
 
-/// Whether `parts` are the oldest frozen memtables of `table`, in order: everything
-/// before them is flushed.
-fn leads(table: &Table, parts: &[Arc<FrozenMemtable>]) -> bool {
-    let st = table.state.lock();
-    st.frozen.len() >= parts.len() && st.frozen.iter().zip(parts).all(|(a, b)| Arc::ptr_eq(a, b))
-}
-
-/// After a flush attempt of `frozen` (started at `started`; the caller holds the
-/// table's commit lock, and `frozen` were its oldest frozen memtables): count it, record its failure or success, park the rows of a table whose
+/// After a flush attempt of `frozen` (started at `started`; the caller holds the flush
+/// lock): count it, record its failure or success, park the rows of a table whose
 /// flushes keep failing, and wake stalled writers.
 pub(crate) async fn after_attempt(
     engine: &EngineCore,
@@ -244,8 +182,8 @@ pub(crate) async fn after_attempt(
     engine.memory.released.notify_waiters();
 }
 
-/// Park the rows of `frozen` (the oldest in-memory rows of `table`; the caller holds
-/// its commit lock) so they stop pinning the WAL (`park.rs`).
+/// Park the rows of `frozen` (every in-memory row of `table` when its flush began;
+/// the caller holds the flush lock) so they stop pinning the WAL (`park.rs`).
 async fn park_table(
     engine: &EngineCore,
     table: &Table,
@@ -286,36 +224,21 @@ fn unpark_if_flushed(engine: &EngineCore, table: &Table) {
     }
 }
 
-/// Merge and encode `parts` on this (`flush`) thread, timing it.
-fn encode_parts(
+/// Write `parts` (oldest first, a prefix of the table's frozen list) as SSTs, commit
+/// them, and drop the parts from the table.
+async fn flush_parts(
     engine: &EngineCore,
     table: &Table,
     parts: &[Arc<FrozenMemtable>],
-) -> Result<Prepared> {
-    let stages = &engine.counters.stages;
-    let started = Instant::now();
-    let cpu = bulkhead_runtime::current_thread_cpu_time();
-    let prepared = prepare(engine, table, parts);
-    stages.flush_encode.record(started.elapsed());
-    stages
-        .flush_encode_cpu
-        .record(bulkhead_runtime::current_thread_cpu_time().saturating_sub(cpu));
-    prepared
-}
-
-/// Upload the SSTs of `parts` (the oldest frozen memtables of `table`; the caller
-/// holds its commit lock), commit them, and drop the parts from the table.
-async fn upload_and_commit(
-    engine: &EngineCore,
-    table: &Table,
-    parts: &[Arc<FrozenMemtable>],
-    prepared: Prepared,
 ) -> Result<()> {
     let stages = &engine.counters.stages;
+    let started = Instant::now();
+    let prepared = prepare(engine, table, parts)?;
+    stages.flush_encode.record(started.elapsed());
     let uploading = Instant::now();
     // IO: the store is io-bound, so these awaits park us while `io` does the work. A
     // flush that spans several segments uploads their SSTs side by side: each PUT is
-    // a round trip to the store.
+    // a round trip to the store, and the next flush waits behind this one.
     let metas: Vec<SstMeta> = futures::stream::iter(prepared.ssts)
         .map(|(meta, bytes)| async move {
             crate::sst::writer::upload(
@@ -448,11 +371,8 @@ pub(crate) fn install(
             };
             st.ssts.push(Arc::new(file));
         }
-        let before = st.frozen.len();
         st.frozen
             .retain(|x| !parts.iter().any(|p| Arc::ptr_eq(p, x)));
-        let removed = before - st.frozen.len();
-        st.frozen_claimed = st.frozen_claimed.saturating_sub(removed);
         st.flushed_seq = st.flushed_seq.max(max_seq);
         parts.iter().map(|p| p.mem.bytes()).sum::<usize>()
     };
@@ -460,7 +380,7 @@ pub(crate) fn install(
 }
 
 /// Commit the tombstones of `table` whose own commit failed, when it has nothing in
-/// memory to flush them with (the caller holds its flush locks).
+/// memory to flush them with (the caller holds the flush lock).
 async fn commit_tombstones(engine: &EngineCore, table: &Table) -> Result<()> {
     // Cloned, not taken: until the commit is in, they hold back WAL truncation (a
     // flush of another table may truncate meanwhile, and this commit may fail).

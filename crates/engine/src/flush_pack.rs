@@ -83,9 +83,9 @@ pub(crate) async fn flush_pack(engine: &EngineCore, tables: Vec<Arc<Table>>) -> 
             out.left.push(Arc::clone(t));
             continue;
         }
-        match t.flush_locks.try_exclusive() {
-            Some(g) => guards.push((t, g)),
-            None => out.left.push(Arc::clone(t)),
+        match t.flush_lock.try_lock() {
+            Ok(g) => guards.push((t, g)),
+            Err(_) => out.left.push(Arc::clone(t)),
         }
     }
     // CPU: merge and encode every table's SSTs.

@@ -452,7 +452,7 @@ fn catalog_from(
                     tombstones: m.tombstones.iter().cloned().map(Arc::new).collect(),
                     ..TableState::default()
                 }),
-                flush_locks: Default::default(),
+                flush_lock: tokio::sync::Mutex::new(()),
             };
             catalog
                 .entry(db.clone())

@@ -90,23 +90,17 @@ pub(crate) struct WriteStages {
     /// How long a reader holds a table's lock to take a snapshot.
     pub(crate) snapshot_lock_hold: LatencyHistogram,
     /// A table's flush (not a write stage, but what a write's memory waits for; issue
-    /// 24 asks why flushes slow down under load): waiting for the table's encode lock
-    /// (another flush of the same table encoding).
+    /// 24 asks why flushes slow down under load): waiting for the table's flush lock
+    /// (another flush of the same table in progress).
     pub(crate) flush_lock_wait: LatencyHistogram,
     /// Merging and encoding the frozen memtables as Parquet on `flush`, waiting for a
     /// CPU included.
     pub(crate) flush_encode: LatencyHistogram,
-    /// The `flush` thread's own CPU time in `flush_encode`: against `flush_encode`, it
-    /// tells work from waiting for a CPU.
-    pub(crate) flush_encode_cpu: LatencyHistogram,
-    /// After encoding, waiting for the flush ahead of this one (of the same table) to
-    /// upload and commit.
-    pub(crate) flush_commit_wait: LatencyHistogram,
     /// Uploading the encoded SSTs through the io-bound store.
     pub(crate) flush_upload: LatencyHistogram,
     /// Committing the flush's manifest edit (queueing behind other commits included).
     pub(crate) flush_commit: LatencyHistogram,
-    /// One table's flush attempt from start to finish (after the encode lock).
+    /// One table's flush attempt from start to finish (after the flush lock).
     pub(crate) flush_total: LatencyHistogram,
 }
 
@@ -125,8 +119,6 @@ impl WriteStages {
             ("snapshot_lock_hold", self.snapshot_lock_hold.snapshot()),
             ("flush_lock_wait", self.flush_lock_wait.snapshot()),
             ("flush_encode", self.flush_encode.snapshot()),
-            ("flush_encode_cpu", self.flush_encode_cpu.snapshot()),
-            ("flush_commit_wait", self.flush_commit_wait.snapshot()),
             ("flush_upload", self.flush_upload.snapshot()),
             ("flush_commit", self.flush_commit.snapshot()),
             ("flush_total", self.flush_total.snapshot()),

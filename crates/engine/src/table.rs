@@ -51,9 +51,6 @@ pub(crate) struct TableState {
     /// before the flushed sequence passes them, and until then their WAL records stay
     /// (`min_unflushed_seq`), so a crash replays them.
     pub(crate) uncommitted_tombstones: Vec<Arc<crate::delete::Tombstone>>,
-    /// How many of the leading `frozen` memtables flushes under way have taken
-    /// (`flush::claim`): the next flush takes only those after them.
-    pub(crate) frozen_claimed: usize,
 }
 
 impl TableState {
@@ -92,48 +89,8 @@ pub(crate) struct Table {
     pub(crate) db: String,
     pub(crate) name: String,
     pub(crate) state: Mutex<TableState>,
-    /// The flushes of this table: one encodes at a time, and they commit in turn.
-    pub(crate) flush_locks: FlushLocks,
-}
-
-/// The two locks of a table's flushes (`flush.rs`). A flush takes the frozen
-/// memtables and encodes them under `encode`, queues for `commit` before it lets go of
-/// `encode`, and uploads, commits and installs under `commit`. So the next flush
-/// encodes while this one waits on the object store, and they commit in the order
-/// they took their memtables.
-#[derive(Debug, Default)]
-pub(crate) struct FlushLocks {
-    pub(crate) encode: tokio::sync::Mutex<()>,
-    pub(crate) commit: tokio::sync::Mutex<()>,
-}
-
-/// Both of a table's flush locks: no flush of it is under way, and none starts until
-/// this is dropped.
-pub(crate) struct FlushExclusive<'a> {
-    _encode: tokio::sync::MutexGuard<'a, ()>,
-    _commit: tokio::sync::MutexGuard<'a, ()>,
-}
-
-impl FlushLocks {
-    /// Wait until no flush of the table is under way, and keep new ones out.
-    pub(crate) async fn exclusive(&self) -> FlushExclusive<'_> {
-        let encode = self.encode.lock().await;
-        let commit = self.commit.lock().await;
-        FlushExclusive {
-            _encode: encode,
-            _commit: commit,
-        }
-    }
-
-    /// [`Self::exclusive`] if no flush of the table is under way now.
-    pub(crate) fn try_exclusive(&self) -> Option<FlushExclusive<'_>> {
-        let encode = self.encode.try_lock().ok()?;
-        let commit = self.commit.try_lock().ok()?;
-        Some(FlushExclusive {
-            _encode: encode,
-            _commit: commit,
-        })
-    }
+    /// One flush of this table at a time.
+    pub(crate) flush_lock: tokio::sync::Mutex<()>,
 }
 
 impl Table {
@@ -143,7 +100,7 @@ impl Table {
             db: db.to_string(),
             name: name.to_string(),
             state: Mutex::new(TableState::default()),
-            flush_locks: FlushLocks::default(),
+            flush_lock: tokio::sync::Mutex::new(()),
         }
     }
 }

@@ -5,24 +5,6 @@
 
 use std::time::Duration;
 
-/// CPU time the calling thread has used (Linux: `CLOCK_THREAD_CPUTIME_ID`; elsewhere
-/// zero). The difference of two readings around a synchronous piece of work is what it
-/// cost in CPU, without the time the thread waited for one.
-pub fn current_thread_cpu_time() -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid out-pointer for the duration of the call.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
-            return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-        }
-    }
-    Duration::ZERO
-}
-
 /// The OS priority given to a runtime's threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Priority {

@@ -69,7 +69,7 @@ impl EngineCore {
     /// source between the check and the removal (and any later source is newer than
     /// the tombstones or written with them applied).
     async fn drop_applied_tombstones(&self, table: &Table) -> Result<()> {
-        let _flush = table.flush_locks.exclusive().await;
+        let _flush = table.flush_lock.lock().await;
         let seqs: Vec<u64> = {
             let st = table.state.lock();
             let mems = st

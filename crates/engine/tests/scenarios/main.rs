@@ -14,7 +14,6 @@ mod delete_stress;
 mod drop;
 mod failing_store;
 mod fencing;
-mod flush_pipeline;
 mod flush_triggers;
 mod limits;
 mod many_tables;
