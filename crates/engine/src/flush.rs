@@ -233,8 +233,12 @@ async fn flush_parts(
 ) -> Result<()> {
     let stages = &engine.counters.stages;
     let started = Instant::now();
+    let cpu = bulkhead_runtime::current_thread_cpu_time();
     let prepared = prepare(engine, table, parts)?;
     stages.flush_encode.record(started.elapsed());
+    stages
+        .flush_encode_cpu
+        .record(bulkhead_runtime::current_thread_cpu_time().saturating_sub(cpu));
     let uploading = Instant::now();
     // IO: the store is io-bound, so these awaits park us while `io` does the work. A
     // flush that spans several segments uploads their SSTs side by side: each PUT is

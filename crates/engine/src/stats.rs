@@ -96,6 +96,9 @@ pub(crate) struct WriteStages {
     /// Merging and encoding the frozen memtables as Parquet on `flush`, waiting for a
     /// CPU included.
     pub(crate) flush_encode: LatencyHistogram,
+    /// The `flush` thread's own CPU time in `flush_encode`: against `flush_encode`, it
+    /// tells work from waiting for a CPU.
+    pub(crate) flush_encode_cpu: LatencyHistogram,
     /// Uploading the encoded SSTs through the io-bound store.
     pub(crate) flush_upload: LatencyHistogram,
     /// Committing the flush's manifest edit (queueing behind other commits included).
@@ -119,6 +122,7 @@ impl WriteStages {
             ("snapshot_lock_hold", self.snapshot_lock_hold.snapshot()),
             ("flush_lock_wait", self.flush_lock_wait.snapshot()),
             ("flush_encode", self.flush_encode.snapshot()),
+            ("flush_encode_cpu", self.flush_encode_cpu.snapshot()),
             ("flush_upload", self.flush_upload.snapshot()),
             ("flush_commit", self.flush_commit.snapshot()),
             ("flush_total", self.flush_total.snapshot()),

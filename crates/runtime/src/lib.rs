@@ -29,13 +29,14 @@ pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism}
 pub use cpu_yield::current_thread_yield_interval;
 pub use cpu_yield::yield_point;
 pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label};
+pub use priority::{
+    current_thread_cpu_time, set_current_thread_latency_slice, set_current_thread_nice,
+    set_current_thread_sched_idle,
+};
 /// Probes of the calling thread's OS scheduling, for tests (`test-util` feature).
 #[cfg(all(target_os = "linux", feature = "test-util"))]
 pub use priority::{
     current_thread_is_sched_idle, current_thread_latency_slice, current_thread_nice,
-};
-pub use priority::{
-    set_current_thread_latency_slice, set_current_thread_nice, set_current_thread_sched_idle,
 };
 pub use runtimes::{RunHandle, RuntimeError, Runtimes, idle_cgroup_dir, raise_open_files_limit};
 pub use watchdog::StallEvent;

@@ -222,9 +222,10 @@ async fn write_stages_count_every_write_and_snapshot() {
 }
 
 /// A table flush's stages in `/debug/latency`.
-const FLUSH_STAGES: [&str; 5] = [
+const FLUSH_STAGES: [&str; 6] = [
     "flush_lock_wait",
     "flush_encode",
+    "flush_encode_cpu",
     "flush_upload",
     "flush_commit",
     "flush_total",
