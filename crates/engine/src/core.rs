@@ -78,6 +78,8 @@ pub(crate) struct EngineCore {
     pub(crate) flush_wanted: Arc<Notify>,
     pub(crate) purger: Arc<Purger>,
     pub(crate) compactor: crate::compaction::Compactor,
+    /// Flushes in progress, which background manifest commits give way to.
+    pub(crate) flush_gate: crate::flush_gate::FlushGate,
     pub(crate) counters: StatsCounters,
     /// Watches of the layers above on tables' late writes and deletes (`watch.rs`).
     pub(crate) watches: crate::watch::Watches,
@@ -186,7 +188,9 @@ impl EngineCore {
             db: db.to_string(),
             table: table.to_string(),
         })?;
-        let _flush = t.flush_lock.lock().await;
+        // Not the flush lock: flushes only add SSTs, and one waiting here for this
+        // commit's PUT is what the seed's compaction did to its flushes.
+        let _removing = t.sst_lock.lock().await;
         {
             let st = t.state.lock();
             for id in remove {
@@ -206,6 +210,13 @@ impl EngineCore {
             })
             .collect();
         actions.extend(add.iter().cloned().map(Action::AddSst));
+        // A flush about to commit goes first (`flush_gate.rs`).
+        self.flush_gate
+            .wait_idle(
+                crate::flush_gate::BACKGROUND_COMMIT_MAX_WAIT,
+                &self.counters.stages.background_commit_wait,
+            )
+            .await;
         self.manifest.commit(actions).await?;
         let mut st = t.state.lock();
         st.ssts.retain(|s| {

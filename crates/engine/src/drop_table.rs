@@ -7,7 +7,7 @@
 //!    it carry handles to the tables they evolved, so the applier still puts their
 //!    rows in the old (dropped) table, exactly as a replay does.
 //! 2. When the applier reaches the drop record, [`finish`] runs: it waits for the old
-//!    table's running flush or compaction commit (its flush lock), releases its
+//!    table's running flush or compaction commit (its flush and SST locks), releases its
 //!    memtables, commits `DropTable` to the manifest, marks its SSTs deleted (they are
 //!    removed once no reader holds them), then acknowledges.
 //!
@@ -202,11 +202,11 @@ pub(crate) async fn finish(engine: &EngineCore, pending: PendingDrop, seq: u64) 
 }
 
 async fn commit(engine: &EngineCore, pending: &PendingDrop, seq: u64) -> Result<()> {
-    // Hold every old table's flush lock: a flush or compaction of it that is running
-    // commits first, and none starts before the drop is committed.
+    // Hold every old table's flush and SST locks: a flush or compaction of it that is
+    // running commits first, and none starts before the drop is committed.
     let mut guards = Vec::with_capacity(pending.old.len());
     for t in &pending.old {
-        guards.push(t.flush_lock.lock().await);
+        guards.push((t.flush_lock.lock().await, t.sst_lock.lock().await));
     }
     let actions: Vec<Action> = pending
         .op

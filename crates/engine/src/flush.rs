@@ -49,6 +49,8 @@ const SST_UPLOADS_IN_FLIGHT: usize = 4;
 /// entry. Truncating once matters too: finding the truncatable sequence visits every
 /// table, so doing it after each of n flushes costs n².
 pub(crate) async fn flush_tables(engine: &EngineCore, tables: Vec<Arc<Table>>) -> Result<()> {
+    // Background manifest commits wait until this is dropped (`flush_gate.rs`).
+    let _in_progress = engine.flush_gate.enter();
     let concurrency = engine.config.memtable.flush_concurrency.max(1);
     let mut flushed_any = false;
     let mut first_error = None;

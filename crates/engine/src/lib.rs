@@ -35,6 +35,7 @@ mod drop_table;
 mod engine;
 mod error;
 mod flush;
+mod flush_gate;
 mod flush_pack;
 mod flush_policy;
 #[cfg(feature = "fuzzing")]

@@ -256,6 +256,7 @@ pub(crate) async fn open(
         wal_lock: Mutex::new(Some(wal_lock)),
         purger,
         compactor,
+        flush_gate: Default::default(),
         counters: StatsCounters::default(),
         watches: Default::default(),
         closed: AtomicBool::new(false),
@@ -453,6 +454,7 @@ fn catalog_from(
                     ..TableState::default()
                 }),
                 flush_lock: tokio::sync::Mutex::new(()),
+                sst_lock: tokio::sync::Mutex::new(()),
             };
             catalog
                 .entry(db.clone())

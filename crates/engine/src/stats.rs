@@ -91,7 +91,8 @@ pub(crate) struct WriteStages {
     pub(crate) snapshot_lock_hold: LatencyHistogram,
     /// A table's flush (not a write stage, but what a write's memory waits for; issue
     /// 24 asks why flushes slow down under load): waiting for the table's flush lock
-    /// (another flush of the same table in progress).
+    /// (another flush of the same table, a tombstone purge or a drop in progress;
+    /// compaction commits do not take it).
     pub(crate) flush_lock_wait: LatencyHistogram,
     /// Merging and encoding the frozen memtables as Parquet on `flush`, waiting for a
     /// CPU included.
@@ -105,6 +106,9 @@ pub(crate) struct WriteStages {
     pub(crate) flush_commit: LatencyHistogram,
     /// One table's flush attempt from start to finish (after the flush lock).
     pub(crate) flush_total: LatencyHistogram,
+    /// How long a compaction's or the retention's manifest commit waited for flushes in
+    /// progress to finish before starting its own (`flush_gate.rs`).
+    pub(crate) background_commit_wait: LatencyHistogram,
 }
 
 impl WriteStages {
@@ -126,6 +130,10 @@ impl WriteStages {
             ("flush_upload", self.flush_upload.snapshot()),
             ("flush_commit", self.flush_commit.snapshot()),
             ("flush_total", self.flush_total.snapshot()),
+            (
+                "background_commit_wait",
+                self.background_commit_wait.snapshot(),
+            ),
         ]
     }
 }

@@ -91,6 +91,12 @@ pub(crate) struct Table {
     pub(crate) state: Mutex<TableState>,
     /// One flush of this table at a time.
     pub(crate) flush_lock: tokio::sync::Mutex<()>,
+    /// One removal of this table's SSTs at a time (compaction, retention, the
+    /// tombstone purge, a drop): checking that the SSTs are live and committing their
+    /// removal happen under it. Flushes only add SSTs and do not take it, so a
+    /// compaction's manifest commit never holds up a flush (issue 24). Taken after
+    /// `flush_lock` by whoever needs both.
+    pub(crate) sst_lock: tokio::sync::Mutex<()>,
 }
 
 impl Table {
@@ -101,6 +107,7 @@ impl Table {
             name: name.to_string(),
             state: Mutex::new(TableState::default()),
             flush_lock: tokio::sync::Mutex::new(()),
+            sst_lock: tokio::sync::Mutex::new(()),
         }
     }
 }

@@ -65,11 +65,12 @@ impl EngineCore {
     }
 
     /// Remove from the manifest and the table the tombstones that apply to none of its
-    /// SSTs and memtables. Holds the flush lock, so no flush or compaction commits a
-    /// source between the check and the removal (and any later source is newer than
-    /// the tombstones or written with them applied).
+    /// SSTs and memtables. Holds the flush and SST locks, so no flush or compaction
+    /// commits a source between the check and the removal (and any later source is
+    /// newer than the tombstones or written with them applied).
     async fn drop_applied_tombstones(&self, table: &Table) -> Result<()> {
         let _flush = table.flush_lock.lock().await;
+        let _removing = table.sst_lock.lock().await;
         let seqs: Vec<u64> = {
             let st = table.state.lock();
             let mems = st

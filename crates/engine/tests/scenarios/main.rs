@@ -15,6 +15,7 @@ mod drop;
 mod failing_store;
 mod fencing;
 mod flush_triggers;
+mod flush_vs_compaction;
 mod limits;
 mod many_tables;
 mod merge_scan;
