@@ -149,6 +149,12 @@ pub struct RuntimeConfig {
     /// threads keep `SCHED_IDLE` alone and one warning says why. Not applied in `shared`
     /// mode.
     pub idle_cgroup: bool,
+    /// Pin the `flush` threads to the last `flush_threads` CPUs the process may use
+    /// (Linux, when it may use two or more; at least one CPU is left to the rest), so
+    /// that a flush's long Parquet encode does not queue behind the `write` threads on
+    /// the CPU they crowd onto (issue 24; `affinity.rs`). Nothing else is pinned. Not
+    /// applied in `shared` mode.
+    pub flush_affinity: bool,
     /// A single poll longer than this counts as a slow poll.
     #[serde(with = "crate::units::duration")]
     pub slow_poll_threshold: Duration,
@@ -221,6 +227,7 @@ impl RuntimeConfig {
             latency_slice: Duration::ZERO,
             background_yield: Duration::from_micros(250),
             idle_cgroup: true,
+            flush_affinity: true,
             slow_poll_threshold: Duration::from_millis(10),
             watchdog_threshold: Duration::from_millis(100),
             watchdog_interval: Duration::from_millis(20),

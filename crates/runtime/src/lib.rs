@@ -11,6 +11,7 @@
 //! (the seed's connection-pool bug; see `docs/lab.md`). A watchdog thread counts stalls
 //! per runtime, and [`Runtimes::snapshot`] exposes the metrics.
 
+mod affinity;
 mod config;
 mod cpu_yield;
 mod idle_cgroup;
@@ -23,6 +24,7 @@ pub mod sync;
 pub mod units;
 mod watchdog;
 
+pub use affinity::current_thread_cpus;
 pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};
 /// The calling thread's yield interval, for tests (`test-util` feature).
 #[cfg(feature = "test-util")]

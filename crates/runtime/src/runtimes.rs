@@ -75,12 +75,21 @@ impl Runtimes {
                         },
                         yield_every: Duration::ZERO,
                         group: None,
+                        cpus: None,
                     },
                     &config,
                 )?);
             }
             RuntimeMode::Isolated => {
                 let idle_group = config.idle_cgroup.then(idle_group).flatten();
+                let flush_cpus = if config.flush_affinity {
+                    crate::affinity::flush_cpus(
+                        &crate::affinity::current_thread_cpus(),
+                        config.flush_threads,
+                    )
+                } else {
+                    None
+                };
                 for name in RuntimeName::ALL {
                     map[name.index()] = built.len();
                     let priority = match name {
@@ -114,6 +123,7 @@ impl Runtimes {
                         RuntimeName::Io | RuntimeName::Write | RuntimeName::Flush => Duration::ZERO,
                     };
                     let group = idle_group.filter(|_| priority == Priority::Idle);
+                    let cpus = flush_cpus.clone().filter(|_| name == RuntimeName::Flush);
                     built.push(build_one(
                         name.as_str(),
                         vec![name],
@@ -123,6 +133,7 @@ impl Runtimes {
                             priority,
                             yield_every,
                             group,
+                            cpus,
                         },
                         &config,
                     )?);
@@ -310,6 +321,14 @@ fn build_one(
                     "could not move a thread into the idle cgroup");
             });
         }
+        if let Some(cpus) = &setup.cpus
+            && let Err(error) = crate::affinity::pin_current_thread(cpus)
+        {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(%error, ?cpus, "could not pin a flush thread to its CPUs");
+            });
+        }
         crate::cpu_yield::enable_current_thread(
             setup.yield_every,
             Arc::clone(&start_stats.cpu_yields),
@@ -329,13 +348,15 @@ fn build_one(
 }
 
 /// How a runtime's threads are scheduled: set by each thread as it starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ThreadSetup {
     priority: Priority,
     /// `runtime.background_yield` for this runtime (zero: never yields).
     yield_every: Duration,
     /// The idle cgroup its threads join (`runtime.idle_cgroup`).
     group: Option<&'static crate::idle_cgroup::IdleCgroup>,
+    /// The CPUs its threads are pinned to (`runtime.flush_affinity`); `None`: all.
+    cpus: Option<Vec<usize>>,
 }
 
 /// The process's idle cgroup, or `None` after saying once why there is none.

@@ -311,6 +311,45 @@ fn idle_runtimes_join_the_idle_cgroup_where_the_process_may_make_one() {
     assert!(!line.ends_with(&leaf), "{line}");
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn flush_threads_get_the_last_cpu_and_nothing_else_is_pinned() {
+    let allowed = bulkhead_runtime::current_thread_cpus();
+    let cpus_of = |rt: &Runtimes, name| {
+        rt.block_on(name, async { bulkhead_runtime::current_thread_cpus() })
+            .unwrap()
+    };
+    let rt = runtimes();
+    let flush = cpus_of(&rt, RuntimeName::Flush);
+    if allowed.len() >= 2 {
+        // One flush thread on 2 cores: the last CPU alone.
+        assert_eq!(flush, vec![*allowed.last().unwrap()]);
+    } else {
+        assert_eq!(flush, allowed, "one CPU: nothing to choose");
+    }
+    for name in [
+        RuntimeName::Io,
+        RuntimeName::Write,
+        RuntimeName::Query,
+        RuntimeName::Compact,
+    ] {
+        assert_eq!(cpus_of(&rt, name), allowed, "{name}");
+    }
+    // Off, and in shared mode, the flush runs anywhere.
+    let mut cfg = RuntimeConfig::for_parallelism(2);
+    cfg.flush_affinity = false;
+    assert_eq!(
+        cpus_of(&Runtimes::new(cfg).unwrap(), RuntimeName::Flush),
+        allowed
+    );
+    let mut cfg = RuntimeConfig::for_parallelism(2);
+    cfg.mode = RuntimeMode::Shared;
+    assert_eq!(
+        cpus_of(&Runtimes::new(cfg).unwrap(), RuntimeName::Flush),
+        allowed
+    );
+}
+
 /// `sched_yield` calls counted for the runtime serving `name`.
 fn cpu_yields(rt: &Runtimes, name: RuntimeName) -> u64 {
     let snap = rt.snapshot();

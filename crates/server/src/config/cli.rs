@@ -220,6 +220,9 @@ pub struct ServeArgs {
     /// [runtime] idle_cgroup: move query/compaction threads into a cgroup with cpu.idle = 1 [default: true].
     #[arg(long, env = "BULKHEAD_IDLE_CGROUP", value_name = "BOOL")]
     pub idle_cgroup: Option<bool>,
+    /// [runtime] flush_affinity: pin the flush threads to the last CPUs [default: true].
+    #[arg(long, env = "BULKHEAD_FLUSH_AFFINITY", value_name = "BOOL")]
+    pub flush_affinity: Option<bool>,
     /// [runtime] slow_poll_threshold [default: 10ms].
     #[arg(long, env = "BULKHEAD_SLOW_POLL_THRESHOLD", value_name = "DURATION")]
     pub slow_poll_threshold: Option<HumanDuration>,
@@ -467,6 +470,7 @@ impl ServeArgs {
         set_duration(&mut cfg.runtime.latency_slice, &self.latency_slice);
         set_duration(&mut cfg.runtime.background_yield, &self.background_yield);
         set(&mut cfg.runtime.idle_cgroup, &self.idle_cgroup);
+        set(&mut cfg.runtime.flush_affinity, &self.flush_affinity);
         set_duration(
             &mut cfg.runtime.slow_poll_threshold,
             &self.slow_poll_threshold,

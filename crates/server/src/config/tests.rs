@@ -141,6 +141,7 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("runtime.latency_slice", "--latency-slice", "200us"),
     ("runtime.background_yield", "--background-yield", "1ms"),
     ("runtime.idle_cgroup", "--idle-cgroup", "false"),
+    ("runtime.flush_affinity", "--flush-affinity", "false"),
     (
         "runtime.slow_poll_threshold",
         "--slow-poll-threshold",
