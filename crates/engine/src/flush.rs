@@ -303,6 +303,9 @@ pub(crate) fn prepare(
     table: &Table,
     parts: &[Arc<FrozenMemtable>],
 ) -> Result<Prepared> {
+    // The encode below runs on this thread: on the flush's own CPU, or on any while
+    // the write buffer is half full (`runtime.flush_affinity`).
+    bulkhead_runtime::place_flush_thread(engine.memory.used() >= engine.memory.limit / 2);
     // Column ids only grow, so the widest schema covers every part.
     let schema = parts
         .iter()

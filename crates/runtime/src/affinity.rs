@@ -9,6 +9,59 @@
 //! flush threads get CPUs of their own choosing: the last ones the process may use,
 //! where they still outrank every query and compaction, and the first CPUs (where
 //! interrupts and the kernel's packing put most of the rest) are left to the writes.
+//! A flush that falls behind (writers close to waiting for memory) may use every CPU
+//! until it catches up ([`place_flush_thread`]).
+
+/// Where a pinned `flush` thread may run: its own CPUs, or every CPU of the process
+/// while the flush is behind (`place_flush_thread`).
+struct FlushPlacement {
+    own: Vec<usize>,
+    all: Vec<usize>,
+    spread: bool,
+}
+
+thread_local! {
+    static FLUSH_PLACEMENT: std::cell::RefCell<Option<FlushPlacement>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Pin the calling `flush` thread to `own` (at its start), remembering the CPUs it
+/// could use before, for [`place_flush_thread`].
+pub(crate) fn pin_flush_thread(own: &[usize]) -> std::io::Result<()> {
+    let all = current_thread_cpus();
+    pin_current_thread(own)?;
+    FLUSH_PLACEMENT.with_borrow_mut(|p| {
+        *p = Some(FlushPlacement {
+            own: own.to_vec(),
+            all,
+            spread: false,
+        })
+    });
+    Ok(())
+}
+
+/// Before a flush encodes on the calling thread: keep to the flush's own CPUs, or,
+/// when `behind` (writers close to waiting for memory), use every CPU of the process,
+/// so that a flush that cannot keep up on its own CPU is not also confined to it. A
+/// no-op on threads that `runtime.flush_affinity` did not pin.
+pub fn place_flush_thread(behind: bool) {
+    FLUSH_PLACEMENT.with_borrow_mut(|p| {
+        let Some(p) = p.as_mut() else { return };
+        if p.spread == behind {
+            return;
+        }
+        let cpus = if behind { &p.all } else { &p.own };
+        match pin_current_thread(cpus) {
+            Ok(()) => p.spread = behind,
+            Err(error) => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(%error, ?cpus, "could not move a flush thread");
+                });
+            }
+        }
+    });
+}
 
 /// The CPUs the calling thread may run on (Linux: `sched_getaffinity`; elsewhere, or
 /// on error, empty).
@@ -91,6 +144,28 @@ mod tests {
         .unwrap();
         assert_eq!(seen, (vec![last], last as i32));
         // Other threads keep the process's set.
+        assert_eq!(current_thread_cpus(), allowed);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_flush_thread_spreads_while_behind_and_returns_after() {
+        let allowed = current_thread_cpus();
+        let own = vec![*allowed.last().unwrap()];
+        let expected = own.clone();
+        let seen = std::thread::spawn(move || {
+            pin_flush_thread(&expected).unwrap();
+            let pinned = current_thread_cpus();
+            place_flush_thread(true);
+            let behind = current_thread_cpus();
+            place_flush_thread(false);
+            (pinned, behind, current_thread_cpus())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, (own.clone(), allowed.clone(), own));
+        // Not a pinned flush thread: nothing changes.
+        place_flush_thread(false);
         assert_eq!(current_thread_cpus(), allowed);
     }
 }

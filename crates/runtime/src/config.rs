@@ -152,8 +152,9 @@ pub struct RuntimeConfig {
     /// Pin the `flush` threads to the last `flush_threads` CPUs the process may use
     /// (Linux, when it may use two or more; at least one CPU is left to the rest), so
     /// that a flush's long Parquet encode does not queue behind the `write` threads on
-    /// the CPU they crowd onto (issue 24; `affinity.rs`). Nothing else is pinned. Not
-    /// applied in `shared` mode.
+    /// the CPU they crowd onto (issue 24; `affinity.rs`). A flush that starts while the
+    /// write buffer is half full may use every CPU (`place_flush_thread`). Nothing else
+    /// is pinned. Not applied in `shared` mode.
     pub flush_affinity: bool,
     /// A single poll longer than this counts as a slow poll.
     #[serde(with = "crate::units::duration")]

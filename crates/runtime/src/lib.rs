@@ -24,7 +24,7 @@ pub mod sync;
 pub mod units;
 mod watchdog;
 
-pub use affinity::current_thread_cpus;
+pub use affinity::{current_thread_cpus, place_flush_thread};
 pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism};
 /// The calling thread's yield interval, for tests (`test-util` feature).
 #[cfg(feature = "test-util")]

@@ -322,7 +322,7 @@ fn build_one(
             });
         }
         if let Some(cpus) = &setup.cpus
-            && let Err(error) = crate::affinity::pin_current_thread(cpus)
+            && let Err(error) = crate::affinity::pin_flush_thread(cpus)
         {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
