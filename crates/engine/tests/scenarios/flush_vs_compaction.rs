@@ -196,7 +196,9 @@ async fn a_compaction_commits_after_a_flush_in_progress() {
         .1;
     assert_eq!(waits.count(), 1, "one background commit");
     assert!(
-        waits.sum_nanos >= 200_000_000,
+        // Most of the 200 ms above (the rest of its upload and the way to the gate
+        // come off it); without the gate it would be about zero.
+        waits.sum_nanos >= 150_000_000,
         "it waited for the flush: {} ms",
         waits.sum_nanos / 1_000_000
     );
