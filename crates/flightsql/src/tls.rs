@@ -114,7 +114,12 @@ pub(crate) fn handshakes(
             let (tx, acceptor, trips) = (tx.clone(), acceptor.clone(), Arc::clone(&trips));
             tokio::spawn(async move {
                 let refused = conn.connect_info().refused;
-                match tokio::time::timeout(timeout, acceptor.accept(conn)).await {
+                // Pinned out here, so a handshake that times out is counted before its
+                // connection closes (dropping `accept` closes it): a client that sees
+                // the close sees the count.
+                let accept = acceptor.accept(conn);
+                tokio::pin!(accept);
+                match tokio::time::timeout(timeout, accept.as_mut()).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(Io::Tls(Box::new(stream)))).await;
                     }
@@ -126,6 +131,7 @@ pub(crate) fn handshakes(
                             trips.trip(Limit::StartupTimeout, Protocol::FlightSql);
                         }
                         tracing::debug!(?timeout, "Flight SQL TLS handshake timed out");
+                        drop(accept);
                     }
                 }
             });
