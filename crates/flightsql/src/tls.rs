@@ -115,8 +115,8 @@ pub(crate) fn handshakes(
             tokio::spawn(async move {
                 let refused = conn.connect_info().refused;
                 // Pinned out here, so a handshake that times out is counted before its
-                // connection closes (dropping `accept` closes it): a client that sees
-                // the close sees the count.
+                // connection closes (at the end of this task, when `accept` drops): a
+                // client that sees the close sees the count.
                 let accept = acceptor.accept(conn);
                 tokio::pin!(accept);
                 match tokio::time::timeout(timeout, accept.as_mut()).await {
@@ -131,7 +131,6 @@ pub(crate) fn handshakes(
                             trips.trip(Limit::StartupTimeout, Protocol::FlightSql);
                         }
                         tracing::debug!(?timeout, "Flight SQL TLS handshake timed out");
-                        drop(accept);
                     }
                 }
             });
