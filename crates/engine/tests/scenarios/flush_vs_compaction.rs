@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
+
 use crate::common::*;
 use async_trait::async_trait;
 use bulkhead_engine::{Engine, FieldValue, Scope, TimeRange, WriteBatch};
@@ -85,6 +87,24 @@ async fn write(engine: &Engine, table: &str, from: i64, n: i64) {
     engine.write("db", b).await.expect("write");
 }
 
+/// A flush of `table`, running while the test goes on.
+fn spawn_flush(
+    engine: &Arc<Engine>,
+    table: &'static str,
+) -> JoinHandle<bulkhead_engine::Result<()>> {
+    let engine = Arc::clone(engine);
+    tokio::spawn(async move { engine.flush(&scope(table)).await })
+}
+
+/// A compaction of `table`, running while the test goes on.
+fn spawn_compaction(
+    engine: &Arc<Engine>,
+    table: &'static str,
+) -> JoinHandle<bulkhead_engine::Result<bulkhead_engine::CompactionSummary>> {
+    let engine = Arc::clone(engine);
+    tokio::spawn(async move { engine.compact(&scope(table)).await })
+}
+
 fn scope(table: &str) -> Scope {
     Scope::Table {
         db: "db".into(),
@@ -121,20 +141,14 @@ async fn a_flush_encodes_and_uploads_while_its_tables_compaction_commits() {
         write_and_flush(&engine, "flushed", i * 100, 50).await;
     }
     hold.hold_compaction_commits.store(true, Ordering::SeqCst);
-    let compaction = {
-        let engine = Arc::clone(&engine);
-        tokio::spawn(async move { engine.compact(&scope("flushed")).await })
-    };
+    let compaction = spawn_compaction(&engine, "flushed");
     until("the compaction's commit is in flight", || {
         hold.held.load(Ordering::SeqCst) == 1
     })
     .await;
     let uploads = hold.flush_uploads.load(Ordering::SeqCst);
     write(&engine, "flushed", 1_000, 50).await;
-    let flush = {
-        let engine = Arc::clone(&engine);
-        tokio::spawn(async move { engine.flush(&scope("flushed")).await })
-    };
+    let flush = spawn_flush(&engine, "flushed");
     // The flush gets as far as its upload without the compaction's commit ending
     // (its own commit then queues behind that PUT in the manifest).
     until("the flush uploads its SST", || {
@@ -160,19 +174,13 @@ async fn a_compaction_commits_after_a_flush_in_progress() {
     // Another table's flush is in progress, stuck in its upload.
     hold.hold_next_flush_upload.store(true, Ordering::SeqCst);
     write(&engine, "flushed", 1_000, 50).await;
-    let flush = {
-        let engine = Arc::clone(&engine);
-        tokio::spawn(async move { engine.flush(&scope("flushed")).await })
-    };
+    let flush = spawn_flush(&engine, "flushed");
     until("the flush's upload is held", || {
         hold.held.load(Ordering::SeqCst) == 1
     })
     .await;
     let uploads = hold.compacted_uploads.load(Ordering::SeqCst);
-    let compaction = {
-        let engine = Arc::clone(&engine);
-        tokio::spawn(async move { engine.compact(&scope("compacted")).await })
-    };
+    let compaction = spawn_compaction(&engine, "compacted");
     until("the compaction uploads its output", || {
         hold.compacted_uploads.load(Ordering::SeqCst) > uploads
     })
