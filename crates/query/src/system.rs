@@ -199,6 +199,8 @@ fn runtimes(runtimes: &Runtimes) -> Result<RecordBatch> {
             u64f("stalls"),
             Field::new("max_stall_ms", DataType::Float64, false),
             u64f("cpu_yields"),
+            Field::new("cpu_seconds", DataType::Float64, false),
+            Field::new("cpu_wait_seconds", DataType::Float64, false),
         ],
         vec![
             Arc::new(StringArray::from_iter_values(
@@ -233,6 +235,12 @@ fn runtimes(runtimes: &Runtimes) -> Result<RecordBatch> {
             )),
             Arc::new(UInt64Array::from_iter_values(
                 r.iter().map(|r| r.cpu_yields),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                r.iter().map(|r| r.cpu_seconds),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                r.iter().map(|r| r.cpu_wait_seconds),
             )),
         ],
     )

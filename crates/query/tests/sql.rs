@@ -185,6 +185,14 @@ fn system_tables_describe_live_state() {
     for name in ["compact", "flush", "io", "query", "write"] {
         assert!(out.contains(&format!("| {name}")), "{out}");
     }
+    // The query runtime has just run queries: it has CPU time (Linux schedstat).
+    if cfg!(target_os = "linux") {
+        let out = db.table(
+            "demo",
+            "select runtime from system.runtimes where cpu_seconds > 0 and cpu_wait_seconds >= 0",
+        );
+        assert!(out.contains("| query"), "{out}");
+    }
 
     // A flush round of two small tables writes them into one pack: cpu's second SST
     // and mem's are members (`path` = the pack, `pack_offset` = where each starts);

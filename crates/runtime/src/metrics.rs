@@ -34,6 +34,36 @@ pub(crate) struct ThreadSlot {
     /// `now_nanos()` when the current instrumented poll began, 0 when not polling.
     pub(crate) poll_started: AtomicU64,
     pub(crate) thread_name: Mutex<String>,
+    /// The kernel's id of the thread (Linux; 0 elsewhere), for its `schedstat`.
+    pub(crate) tid: u32,
+}
+
+/// The calling thread's kernel id (Linux `gettid`; 0 elsewhere).
+fn current_tid() -> u32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        unsafe { libc::gettid() as u32 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+/// Nanoseconds thread `tid` of this process has run, and has waited runnable for a
+/// CPU (`/proc/self/task/<tid>/schedstat`; zeros where it cannot be read).
+fn thread_cpu_nanos(tid: u32) -> (u64, u64) {
+    if tid == 0 {
+        return (0, 0);
+    }
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| {
+            let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+            Some((f.next()??, f.next()??))
+        })
+        .unwrap_or((0, 0))
 }
 
 /// Counters of one tokio runtime (one per name in isolated mode, one in shared mode).
@@ -51,6 +81,10 @@ pub(crate) struct RuntimeStats {
     /// Busy ratio over the last watchdog window, as `f64::to_bits`.
     pub(crate) busy_ratio_bits: AtomicU64,
     pub(crate) slots: Mutex<Vec<Arc<ThreadSlot>>>,
+    /// CPU time and run-queue wait of threads that have exited (blocking threads come
+    /// and go), nanoseconds.
+    retired_cpu_nanos: AtomicU64,
+    retired_cpu_wait_nanos: AtomicU64,
 }
 
 impl RuntimeStats {
@@ -70,12 +104,17 @@ impl RuntimeStats {
             max_stall_nanos: AtomicU64::new(0),
             busy_ratio_bits: AtomicU64::new(0f64.to_bits()),
             slots: Mutex::new(Vec::new()),
+            retired_cpu_nanos: AtomicU64::new(0),
+            retired_cpu_wait_nanos: AtomicU64::new(0),
         }
     }
 
     /// Called on every new thread of the runtime (from `on_thread_start`).
     pub(crate) fn register_current_thread(self: &Arc<Self>) {
-        let slot = Arc::new(ThreadSlot::default());
+        let slot = Arc::new(ThreadSlot {
+            tid: current_tid(),
+            ..ThreadSlot::default()
+        });
         *slot.thread_name.lock() = std::thread::current().name().unwrap_or("?").to_string();
         self.slots.lock().push(Arc::clone(&slot));
         CURRENT.with(|c| {
@@ -90,6 +129,13 @@ impl RuntimeStats {
     /// come and go, so their slots must not pile up.
     pub(crate) fn unregister_current_thread() {
         if let Some(ctx) = CURRENT.with(|c| c.borrow_mut().take()) {
+            let (cpu, wait) = thread_cpu_nanos(ctx.slot.tid);
+            ctx.stats
+                .retired_cpu_nanos
+                .fetch_add(cpu, Ordering::Relaxed);
+            ctx.stats
+                .retired_cpu_wait_nanos
+                .fetch_add(wait, Ordering::Relaxed);
             ctx.stats
                 .slots
                 .lock()
@@ -101,6 +147,19 @@ impl RuntimeStats {
         self.stalls.fetch_add(1, Ordering::Relaxed);
         self.max_stall_nanos
             .fetch_max(how_long.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Nanoseconds this runtime's threads, live and exited, have run and have waited
+    /// runnable for a CPU (Linux schedstat; zeros elsewhere).
+    pub(crate) fn cpu_nanos(&self) -> (u64, u64) {
+        let tids: Vec<u32> = self.slots.lock().iter().map(|s| s.tid).collect();
+        tids.into_iter().map(thread_cpu_nanos).fold(
+            (
+                self.retired_cpu_nanos.load(Ordering::Relaxed),
+                self.retired_cpu_wait_nanos.load(Ordering::Relaxed),
+            ),
+            |(c, w), (c2, w2)| (c + c2, w + w2),
+        )
     }
 
     pub(crate) fn busy_ratio(&self) -> f64 {
@@ -204,6 +263,13 @@ pub struct RuntimeSnapshot {
     /// Times a thread of this runtime offered its CPU at a yield point
     /// (`runtime.background_yield`; always 0 for `io`, `write` and `flush`).
     pub cpu_yields: u64,
+    /// CPU time of the runtime's threads, seconds (Linux; 0 elsewhere).
+    pub cpu_seconds: f64,
+    /// Time the runtime's threads were runnable but waiting for a CPU, seconds (Linux
+    /// schedstat; 0 elsewhere): how much other work on the machine delayed this
+    /// bulkhead. Writes that wait here are what the priorities and placement of
+    /// `[runtime]` are for.
+    pub cpu_wait_seconds: f64,
 }
 
 /// Name, type, help and getter of one exported metric.
@@ -238,7 +304,7 @@ impl BulkheadsSnapshot {
     pub fn to_prometheus(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let metrics: [Metric; 9] = [
+        let metrics: [Metric; 11] = [
             (
                 "bulkhead_runtime_workers",
                 "gauge",
@@ -292,6 +358,18 @@ impl BulkheadsSnapshot {
                 "counter",
                 "Times a thread offered its CPU to waiting threads (runtime.background_yield).",
                 |r| r.cpu_yields as f64,
+            ),
+            (
+                "bulkhead_runtime_cpu_seconds_total",
+                "counter",
+                "CPU time of the runtime's threads (Linux).",
+                |r| r.cpu_seconds,
+            ),
+            (
+                "bulkhead_runtime_cpu_wait_seconds_total",
+                "counter",
+                "Time the runtime's threads were runnable but waiting for a CPU (Linux schedstat).",
+                |r| r.cpu_wait_seconds,
             ),
         ];
         for (name, kind, help, get) in metrics {

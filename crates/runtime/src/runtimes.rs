@@ -230,6 +230,7 @@ impl Runtimes {
             .iter()
             .map(|b| {
                 let m = b.handle.metrics();
+                let (cpu, cpu_wait) = b.stats.cpu_nanos();
                 RuntimeSnapshot {
                     runtime: b.stats.label.clone(),
                     serves: b.stats.names.clone(),
@@ -240,6 +241,8 @@ impl Runtimes {
                     polls: b.stats.polls.load(Ordering::Relaxed),
                     slow_polls: b.stats.slow_polls.load(Ordering::Relaxed),
                     cpu_yields: b.stats.cpu_yields.load(Ordering::Relaxed),
+                    cpu_seconds: cpu as f64 / 1e9,
+                    cpu_wait_seconds: cpu_wait as f64 / 1e9,
                     slow_poll_threshold_ms: b.stats.slow_poll_threshold.as_secs_f64() * 1e3,
                     stalls: b.stats.stalls.load(Ordering::Relaxed),
                     max_stall_ms: b.stats.max_stall_nanos.load(Ordering::Relaxed) as f64 / 1e6,

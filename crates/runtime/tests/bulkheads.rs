@@ -466,3 +466,52 @@ fn prometheus_text_has_every_runtime() {
         );
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn each_runtime_counts_its_cpu_time_and_its_wait_for_a_cpu() {
+    fn pin_to(cpu: usize) {
+        // SAFETY: an all-zero cpu_set_t is a valid empty set; `cpu` is below
+        // CPU_SETSIZE (it came from sched_getaffinity).
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            assert_eq!(
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                0
+            );
+        }
+    }
+    fn spin(d: Duration) {
+        let t = Instant::now();
+        while t.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    }
+    let of = |rt: &Runtimes| {
+        let snap = rt.snapshot();
+        let r = snap.runtimes.iter().find(|r| r.runtime == "io").unwrap();
+        (r.cpu_seconds, r.cpu_wait_seconds)
+    };
+    let rt = runtimes();
+    let cpu = bulkhead_runtime::current_thread_cpus()[0];
+    let before = of(&rt);
+    // An io thread and another thread spin on one CPU for 300 ms: each runs about
+    // half of it and waits for the CPU the other half.
+    let rival = std::thread::spawn(move || {
+        pin_to(cpu);
+        spin(Duration::from_millis(300));
+    });
+    rt.block_on(RuntimeName::Io, async move {
+        pin_to(cpu);
+        spin(Duration::from_millis(300));
+    })
+    .unwrap();
+    rival.join().unwrap();
+    let after = of(&rt);
+    assert!(after.0 - before.0 >= 0.05, "ran {before:?} → {after:?}");
+    assert!(after.1 - before.1 >= 0.05, "waited {before:?} → {after:?}");
+    let text = rt.snapshot().to_prometheus();
+    assert!(text.contains("bulkhead_runtime_cpu_wait_seconds_total{runtime=\"write\"}"));
+    assert!(text.contains("bulkhead_runtime_cpu_seconds_total{runtime=\"io\"}"));
+}

@@ -24,6 +24,7 @@ use super::tsbs;
 
 mod pause;
 mod report;
+mod sched_wait;
 
 use bulkhead_runtime::latency::HistogramSnapshot;
 use report::{CpuTimes, ModeResult, ModeRun, Sample, pool, print_table};
@@ -388,6 +389,9 @@ async fn measure(
     }
     let stages_start = write_stages(client, &base).await?;
     let cpu_start = CpuTimes::now();
+    // The server's threads and this process's load generator, per phase.
+    let pids = [server.pid(), std::process::id()];
+    let threads_start = sched_wait::ThreadTimes::now(&pids);
     let t0 = Instant::now();
     // To line the samples' `at_s` up with a trace taken beside the run (`perf record -k
     // CLOCK_MONOTONIC`): phase A's start on the monotonic clock, printed once per round.
@@ -425,6 +429,7 @@ async fn measure(
     let errors_a = errors.load(std::sync::atomic::Ordering::Relaxed);
     let b_start = t0.elapsed().as_secs_f64();
     let cpu_mid = CpuTimes::now();
+    let threads_mid = sched_wait::ThreadTimes::now(&pids);
     let stalls_before = stalls(client, &base).await?;
     let stages_mid = write_stages(client, &base).await?;
     let b_deadline = Instant::now() + args.phase;
@@ -454,6 +459,7 @@ async fn measure(
     let pauses = pauses.finish();
     let b_end = t0.elapsed().as_secs_f64();
     let cpu_end = CpuTimes::now();
+    let threads_end = sched_wait::ThreadTimes::now(&pids);
     let stalls_after = stalls(client, &base).await?;
     let stages_end = write_stages(client, &base).await?;
     let errors_b = errors.load(std::sync::atomic::Ordering::Relaxed) - errors_a;
@@ -487,6 +493,10 @@ async fn measure(
         compactions,
         stalls: stall_delta,
         cpu: (cpu_mid.since(cpu_start), cpu_end.since(cpu_mid)),
+        waits: (
+            threads_mid.since(&threads_start),
+            threads_end.since(&threads_mid),
+        ),
         steal,
         pauses,
     })

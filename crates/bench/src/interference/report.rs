@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::PhaseBLoad;
+use super::sched_wait::GroupWaits;
 use crate::stats::Dist;
 
 /// One timed event: when it started (s since the mode's start) and how long it took.
@@ -32,6 +33,9 @@ pub(super) struct ModeRun {
     pub(super) stages: Vec<(String, HistogramSnapshot, HistogramSnapshot)>,
     /// The whole machine's CPU time and disk writes in phase A and in phase B.
     pub(super) cpu: (CpuTimes, CpuTimes),
+    /// Run-queue wait of the server's and the load generator's thread groups in phase A
+    /// and in phase B (`sched_wait`).
+    pub(super) waits: (GroupWaits, GroupWaits),
     /// CPU time the hypervisor stole in each 100 ms through both phases (`ms`: ms of
     /// CPU, all CPUs together), to line a stall of every thread up with the host's.
     pub(super) steal: Vec<Sample>,
@@ -172,6 +176,9 @@ struct RoundRatios {
     /// Per CPU, the longest time it did not run at all (`pause.rs`), phase A and B, ms;
     /// empty where the detector had no real-time priority.
     pause_ms: (Vec<f64>, Vec<f64>),
+    /// How long the `write` threads and the WAL thread waited for a CPU, phase A and
+    /// B, ms (`sched_wait`).
+    write_cpu_wait_ms: (f64, f64),
 }
 
 /// Median and worst of the rounds' ratios.
@@ -259,6 +266,8 @@ pub(super) struct ModeResult {
     stalls: serde_json::Map<String, serde_json::Value>,
     /// Machine CPU time per phase, every round summed (ticks, usually 10 ms).
     cpu: (CpuTimes, CpuTimes),
+    /// Run-queue wait per thread group and phase, every round summed.
+    waits: (GroupWaits, GroupWaits),
     /// Each write stage's p50/p99 in phase A and B, every round pooled: where a late
     /// ack spent its time.
     stages: Vec<StageLatency>,
@@ -278,9 +287,12 @@ pub(super) fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
     let mut stalls = serde_json::Map::new();
     let (mut phase_a, mut phase_b) = (Phase::default(), Phase::default());
     let mut cpu = (CpuTimes::default(), CpuTimes::default());
+    let mut waits = (GroupWaits::default(), GroupWaits::default());
     for r in runs {
         cpu.0.add(r.cpu.0);
         cpu.1.add(r.cpu.1);
+        waits.0.add(&r.waits.0);
+        waits.1.add(&r.waits.1);
         let b0 = r.b_span.0;
         let (wa, wb) = (
             ModeRun::split(&r.writes, b0, false),
@@ -315,6 +327,7 @@ pub(super) fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
                 super::pause::longest_per_cpu(&r.pauses, f64::MIN, b0),
                 super::pause::longest_per_cpu(&r.pauses, b0, f64::MAX),
             ),
+            write_cpu_wait_ms: (r.waits.0.write_wait_ms(), r.waits.1.write_wait_ms()),
         });
         w.0.extend(wa);
         w.1.extend(wb);
@@ -345,6 +358,7 @@ pub(super) fn pool(mode: &str, runs: &[ModeRun]) -> ModeResult {
         phase_b,
         stalls,
         cpu,
+        waits,
         stages: pool_stages(runs),
         rounds,
         write_samples: last.map(|r| r.writes.clone()).unwrap_or_default(),
@@ -440,6 +454,11 @@ pub(super) fn print_table(
             r.cpu.0.disk_written >> 20,
             r.cpu.1.disk_written >> 20,
         );
+        println!(
+            "{:<9} waited for a CPU A→B, ms (mean per run, µs): {}",
+            "",
+            GroupWaits::describe(&r.waits.0, &r.waits.1, 8)
+        );
         let per_round: Vec<String> = r
             .rounds
             .iter()
@@ -451,7 +470,7 @@ pub(super) fn print_table(
                         .join(",")
                 };
                 format!(
-                    "{:.2}/{:.2} ({}q, wal_io {:.0}/{:.0}, steal {:.0}/{:.0}, pause {}/{})",
+                    "{:.2}/{:.2} ({}q, wal_io {:.0}/{:.0}, steal {:.0}/{:.0}, pause {}/{}, write cpu wait {:.0}/{:.0})",
                     x.write_p99_ratio,
                     x.flush_p99_ratio,
                     x.queries,
@@ -460,13 +479,15 @@ pub(super) fn print_table(
                     x.steal_peak_ms.0,
                     x.steal_peak_ms.1,
                     cpus(&x.pause_ms.0),
-                    cpus(&x.pause_ms.1)
+                    cpus(&x.pause_ms.1),
+                    x.write_cpu_wait_ms.0,
+                    x.write_cpu_wait_ms.1
                 )
             })
             .collect();
         println!(
             "{:<9} per round (write/flush B/A p99; slowest wal_io A/B ms; most steal in 100 ms A/B, ms; \
-             longest pause per CPU A/B, ms): {}",
+             longest pause per CPU A/B, ms; write and WAL threads' wait for a CPU A/B, ms): {}",
             "",
             per_round.join("  ")
         );
@@ -488,6 +509,7 @@ pub(super) fn print_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interference::sched_wait::GroupTimes;
 
     #[test]
     fn spread_takes_median_and_worst_of_finite_ratios() {
@@ -564,8 +586,23 @@ mod tests {
                 }],
                 vec![],
             ],
+            waits: (GroupWaits::default(), {
+                let t = |wait_ms: u64| GroupTimes {
+                    run_ns: 1,
+                    wait_ns: wait_ms * 1_000_000,
+                    runs: 1,
+                };
+                GroupWaits {
+                    groups: [("bh-write", t(2)), ("bh-wal", t(1)), ("bh-query", t(50))]
+                        .into_iter()
+                        .map(|(g, t)| (g.to_string(), t))
+                        .collect(),
+                }
+            }),
         };
         let r = pool("isolated", &[run(2.0), run(4.0), run(1.0)]);
+        assert_eq!(r.rounds[0].write_cpu_wait_ms, (0.0, 3.0));
+        assert_eq!(r.waits.1.groups["bh-query"].wait_ns, 150_000_000);
         assert_eq!(r.rounds.len(), 3);
         assert_eq!(r.rounds[0].write_samples, (100, 100));
         assert_eq!(r.rounds[0].steal_peak_ms, (10.0, 30.0));
