@@ -14,6 +14,7 @@ mod delete_stress;
 mod drop;
 mod failing_store;
 mod fencing;
+mod flush_placement;
 mod flush_triggers;
 mod flush_vs_compaction;
 mod limits;
