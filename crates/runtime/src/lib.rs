@@ -30,7 +30,9 @@ pub use config::{RuntimeConfig, RuntimeMode, RuntimeName, available_parallelism}
 #[cfg(feature = "test-util")]
 pub use cpu_yield::current_thread_yield_interval;
 pub use cpu_yield::yield_point;
-pub use metrics::{BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label};
+pub use metrics::{
+    BulkheadsSnapshot, Instrumented, RuntimeSnapshot, current_runtime_label, parse_schedstat,
+};
 pub use priority::{
     current_thread_cpu_time, set_current_thread_latency_slice, set_current_thread_nice,
     set_current_thread_sched_idle,

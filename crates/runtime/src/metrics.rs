@@ -59,11 +59,15 @@ fn thread_cpu_nanos(tid: u32) -> (u64, u64) {
     }
     std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
         .ok()
-        .and_then(|s| {
-            let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
-            Some((f.next()??, f.next()??))
-        })
-        .unwrap_or((0, 0))
+        .and_then(|s| parse_schedstat(&s))
+        .map_or((0, 0), |(run, wait, _)| (run, wait))
+}
+
+/// A thread's `/proc/.../schedstat`: nanoseconds on a CPU, nanoseconds runnable but
+/// waiting for one, and the times it was put on a CPU.
+pub fn parse_schedstat(s: &str) -> Option<(u64, u64, u64)> {
+    let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some((f.next()??, f.next()??, f.next()??))
 }
 
 /// Counters of one tokio runtime (one per name in isolated mode, one in shared mode).

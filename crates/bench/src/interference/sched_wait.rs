@@ -147,11 +147,11 @@ fn group_of(comm: &str) -> &str {
 
 /// `run_ns wait_ns runs` (the three fields of `/proc/.../schedstat`).
 fn parse_schedstat(s: &str) -> Option<GroupTimes> {
-    let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    let (run_ns, wait_ns, runs) = bulkhead_runtime::parse_schedstat(s)?;
     Some(GroupTimes {
-        run_ns: f.next()??,
-        wait_ns: f.next()??,
-        runs: f.next()??,
+        run_ns,
+        wait_ns,
+        runs,
     })
 }
 
