@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bulkhead_runtime::{RuntimeError, RuntimeName};
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -207,10 +207,6 @@ async fn query_task(
     encode_task(deadline.bound(output), format, tx, state).await;
 }
 
-/// Encoded bytes held back while more batches are ready at once, up to this size: a
-/// small answer leaves in one chunk, so the `io` thread is woken once for it.
-const CHUNK_BYTES: usize = 64 * 1024;
-
 async fn encode_task(
     output: QueryOutput,
     format: Format,
@@ -228,41 +224,22 @@ async fn encode_task(
             return;
         }
     };
-    // What is encoded but not yet sent. Nothing is sent until the stream would wait
-    // (or this grows past CHUNK_BYTES): an answer that is ready at once goes out whole,
-    // and an error before anything was sent still gets its own status code.
-    let mut held = encoder.take().to_vec();
-    let mut sent_any = false;
+    let mut pending = encoder.take();
+    let mut sent_first = false;
     loop {
-        let next = match batches.next().now_or_never() {
-            Some(ready) => ready,
-            None => {
-                if !held.is_empty() {
-                    if tx
-                        .send(Ok(Bytes::from(std::mem::take(&mut held))))
-                        .await
-                        .is_err()
-                    {
-                        return; // client gone
-                    }
-                    sent_any = true;
-                }
-                // Watch the client while the query runs, not only when a batch is ready:
-                // the response body (or, before the first chunk, the handler) is dropped
-                // when the client disconnects, and returning drops the query stream,
-                // which aborts it.
-                tokio::select! {
-                    next = batches.next() => next,
-                    () = tx.closed() => {
-                        state.trips.trip(Limit::ClientGone, Protocol::Http);
-                        tracing::debug!("SQL client went away; cancelling its query");
-                        return;
-                    }
-                }
+        // Watch the client while the query runs, not only when a batch is ready: the
+        // response body (or, before the first batch, the handler) is dropped when the
+        // client disconnects, and returning drops the query stream, which aborts it.
+        let next = tokio::select! {
+            next = batches.next() => next,
+            () = tx.closed() => {
+                state.trips.trip(Limit::ClientGone, Protocol::Http);
+                tracing::debug!("SQL client went away; cancelling its query");
+                return;
             }
         };
         let Some(next) = next else { break };
-        let encoded = match next {
+        let chunk = match next {
             Ok(batch) => {
                 state
                     .metrics
@@ -280,41 +257,39 @@ async fn encode_task(
                 Err(ServerError::Query(memory_limit_message(e, &state)))
             }
         };
-        match encoded {
-            Ok(bytes) => {
-                // A big batch with nothing held before it is sent as it is, uncopied.
-                let chunk = if held.is_empty() && bytes.len() >= CHUNK_BYTES {
-                    Some(bytes)
-                } else {
-                    held.extend_from_slice(&bytes);
-                    (held.len() >= CHUNK_BYTES).then(|| Bytes::from(std::mem::take(&mut held)))
-                };
-                if let Some(chunk) = chunk {
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return; // client gone
-                    }
-                    sent_any = true;
-                }
+        let chunk = match chunk {
+            Ok(bytes) if !sent_first => {
+                let mut joined = Vec::with_capacity(pending.len() + bytes.len());
+                joined.extend_from_slice(&pending);
+                joined.extend_from_slice(&bytes);
+                pending = Bytes::new();
+                Ok(Bytes::from(joined))
             }
-            Err(e) => {
-                if sent_any {
-                    tracing::warn!(error = %e, "query failed after the response started; aborting the body");
-                    // What was held is dropped: the body is cut short either way.
-                }
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
+            other => other,
+        };
+        if let Err(e) = &chunk
+            && sent_first
+        {
+            tracing::warn!(error = %e, "query failed after the response started; aborting the body");
         }
+        let failed = chunk.is_err();
+        if tx.send(chunk).await.is_err() || failed {
+            return; // client gone, or error delivered
+        }
+        sent_first = true;
     }
-    match encoder.finish() {
-        Ok(bytes) => {
-            held.extend_from_slice(&bytes);
-            let _ = tx.send(Ok(Bytes::from(held))).await;
+    let last = encoder
+        .finish()
+        .map_err(|e| ServerError::Encode(e.to_string()));
+    let last = match last {
+        Ok(bytes) if !sent_first => {
+            let mut joined = pending.to_vec();
+            joined.extend_from_slice(&bytes);
+            Ok(Bytes::from(joined))
         }
-        Err(e) => {
-            let _ = tx.send(Err(ServerError::Encode(e.to_string()))).await;
-        }
-    }
+        other => other,
+    };
+    let _ = tx.send(last).await;
 }
 
 /// Give a stream error its kind: backends wrap a [`QueryError`] in

@@ -141,7 +141,7 @@ impl QueryBackend for MemBackend {
                 QueryErrorKind::ResourcesExhausted,
                 "query exceeded its memory limit of 1 KiB (limits.query_memory)",
             )))],
-            "select late failure" | "select ready failure" => vec![
+            "select late failure" => vec![
                 Ok(fixed_batch()),
                 Err(ArrowError::ComputeError("boom".into())),
             ],
@@ -151,16 +151,7 @@ impl QueryBackend for MemBackend {
                 )));
             }
         };
-        // "late": each item comes after the stream has had to wait once, as a real scan's
-        // does, so what was encoded before it is sent first.
-        let wait = sql == "select late failure";
         let stream = futures::stream::iter(items)
-            .then(move |item| async move {
-                if wait {
-                    tokio::task::yield_now().await;
-                }
-                item
-            })
             .inspect(move |_| seen.lock().unwrap().push(current_runtime_label()));
         Ok(QueryOutput {
             schema: schema(),

@@ -105,43 +105,6 @@ async fn sql_errors_have_statuses_and_messages() {
 }
 
 #[tokio::test]
-async fn an_answer_ready_at_once_leaves_in_one_chunk() {
-    // Two batches, both ready: header, rows and trailer go to the body as one chunk, so
-    // the `io` thread sending it is woken once, not once per batch.
-    let h = harness();
-    let resp = router(Arc::clone(&h.state))
-        .oneshot(
-            Request::get("/api/v1/sql?db=demo&q=select%20*%20from%20cpu&format=csv")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let chunks: Vec<bytes::Bytes> = resp
-        .into_body()
-        .into_data_stream()
-        .map(|c| c.unwrap())
-        .collect()
-        .await;
-    assert_eq!(chunks.len(), 1, "{chunks:?}");
-    assert_eq!(&chunks[0][..], b"host,usage\na,1.0\nb,2.5\na,1.0\nb,2.5\n");
-}
-
-#[tokio::test]
-async fn a_failure_before_anything_was_sent_gets_its_status_code() {
-    // The first batch is encoded, but the error is ready before the stream ever waits,
-    // so nothing has left yet: the client gets an error status, not a cut body.
-    let h = harness();
-    let r = h
-        .get("/api/v1/sql?db=demo&q=select%20ready%20failure")
-        .await;
-    assert_ne!(r.status, StatusCode::OK, "{}", r.text());
-    let msg = r.json()["error"].as_str().unwrap().to_string();
-    assert!(msg.contains("boom"), "{msg}");
-}
-
-#[tokio::test]
 async fn a_failure_after_the_first_batch_aborts_the_body() {
     let h = harness();
     let resp = router(Arc::clone(&h.state))
