@@ -22,8 +22,13 @@ use super::record::MAGIC;
 const SPARE_NAME: &str = "spare.wal.tmp";
 
 /// Zeros written per call while filling a spare, and synced every this many bytes, so
-/// the fill trickles out instead of landing on the disk as one burst.
-const FILL_CHUNK: usize = 1 << 20;
+/// the fill trickles out instead of landing on the disk as one burst. A `write` call is
+/// not preempted inside the kernel on a `PREEMPT_NONE` kernel, whatever the thread's
+/// nice: with 1 MiB calls (~3 ms of page-cache work each) the nice-10 filler held a CPU
+/// for 4-6 ms at a time (p90-p99 of its runs, up to 34 ms) while woken write-path
+/// threads at nice -5 waited (`perf sched timehist`, issue 24, session 40). 64 KiB calls
+/// return to user space, where it is preempted, every ~0.2 ms.
+const FILL_CHUNK: usize = 64 << 10;
 const FILL_SYNC_EVERY: u64 = 8 << 20;
 
 /// The filling thread's OS nice value. Spawned by the WAL thread, it would inherit the
